@@ -1,0 +1,47 @@
+# Every target creates or reuses .venv and installs the project into it first, so each one works
+# as the first command on a fresh clone.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.tenantwatch-installed
+LAKE   ?= lake
+
+.PHONY: demo test lint typecheck pytest bench eval clean sample-logs
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "tenantwatch needs Python >= 3.11 (set PYTHON=...)")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+## demo: the whole pipeline on sample_logs/ (nothing from AWS needed)
+demo: $(STAMP)
+	@rm -rf $(LAKE)
+	$(BIN)/tenantwatch simulate --help >/dev/null
+	$(BIN)/tenantwatch ingest sample_logs --lake $(LAKE)
+
+## test: lint, type check and the whole test suite (slow tests included)
+test: lint typecheck pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/pytest -n 2 --dist loadfile
+
+## bench: speed and memory beside the peers, printed as tables
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+## sample-logs: regenerate sample_logs/ byte for byte
+sample-logs: $(STAMP)
+	rm -rf sample_logs.tmp && $(BIN)/tenantwatch simulate sample_logs.tmp --seed 7 >/dev/null
+	rm -rf sample_logs && mv sample_logs.tmp sample_logs
+
+clean:
+	rm -rf $(VENV) $(LAKE) .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,1 @@
+"""Detectors: one module per detector and an explicit registry (see DESIGN.md "Detectors")."""

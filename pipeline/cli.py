@@ -1,0 +1,177 @@
+"""The ``tenantwatch`` command line.
+
+Each command is a thin shell over a stage function: parse options, load the configuration once,
+call the stage, print a table (people) or one JSON object (``--json``, scripts). Progress bars go
+to stderr and only on a terminal, so stdout stays clean for pipes.
+
+Exit codes: 0 the run completed (even with quarantined records); 1 a run-time failure we
+understood; 2 bad usage or configuration. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pipeline.config import Config, load_config
+from pipeline.errors import TenantwatchError
+
+
+class _Group(click.Group):
+    """Turns a deliberate ``TenantwatchError`` into one line on stderr and its exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except TenantwatchError as exc:
+            click.echo(f"tenantwatch: error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    envvar="TENANTWATCH_CONFIG",
+    help="Configuration file (default: ./tenantwatch.toml if present, else built-in defaults).",
+)
+@click.version_option(package_name="tenantwatch")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None) -> None:
+    """tenantwatch: find cross-tenant access in multi-tenant SaaS logs on AWS."""
+    # Validated here, before any command runs, so a bad key fails fast with exit code 2.
+    ctx.obj = load_config(config_path)
+
+
+def _config(ctx: click.Context) -> Config:
+    cfg = ctx.find_object(Config)
+    assert cfg is not None
+    return cfg
+
+
+@contextmanager
+def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
+    """A rich progress bar on stderr when it is a terminal; otherwise a no-op callback."""
+    if not sys.stderr.isatty():
+        yield lambda done, total: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    with Progress(
+        f"[bold]{label}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as prog:
+        task = prog.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            prog.update(task, completed=done, total=total)
+
+        yield update
+
+
+def emit_summary(title: str, summary: Mapping[str, Any], as_json: bool) -> None:
+    """Print a run summary: one JSON object on stdout, or a two-column table."""
+    if as_json:
+        import orjson
+
+        click.echo(orjson.dumps(summary, option=orjson.OPT_SORT_KEYS).decode())
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column("key", style="bold")
+    table.add_column("value", justify="right")
+    for key, value in summary.items():
+        if isinstance(value, Mapping):
+            shown = ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
+        elif isinstance(value, float):
+            shown = f"{value:,.2f}"
+        elif isinstance(value, int):
+            shown = f"{value:,}"
+        else:
+            shown = str(value)
+        table.add_row(key, shown)
+    # soft_wrap=False and a fixed width: the table looks the same in a pipe and a terminal.
+    Console(width=100).print(table)
+
+
+@cli.command()
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--seed", type=int, default=7, show_default=True, help="Random seed.")
+@click.option("--tenants", type=int, default=50, show_default=True, help="Number of tenants.")
+@click.option(
+    "--days",
+    type=int,
+    default=15,
+    show_default=True,
+    help="Days simulated; the last one is the attack day.",
+)
+@click.option(
+    "--events-per-day",
+    type=int,
+    default=None,
+    help="CloudTrail records and API requests per day, all tenants together.",
+)
+@click.option(
+    "--scenarios",
+    default="all",
+    show_default=True,
+    help="Comma-separated attack scenarios to inject, 'all' or 'none'.",
+)
+@click.option(
+    "--start",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="First day (UTC), YYYY-MM-DD.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+def simulate(
+    out_dir: Path,
+    seed: int,
+    tenants: int,
+    days: int,
+    events_per_day: int | None,
+    scenarios: str,
+    start: Any,
+    as_json: bool,
+) -> None:
+    """Write a deterministic multi-tenant SaaS's logs, with labelled attacks, to OUT_DIR."""
+    from pipeline.simulate import ALL_SCENARIOS, SimulationSpec
+    from pipeline.simulate import simulate as run_simulation
+
+    kwargs: dict[str, Any] = {"seed": seed, "tenants": tenants, "days": days}
+    if events_per_day is not None:
+        kwargs["events_per_day"] = events_per_day
+    if start is not None:
+        kwargs["start"] = date(start.year, start.month, start.day)
+    if scenarios == "all":
+        kwargs["scenarios"] = ALL_SCENARIOS
+    elif scenarios == "none":
+        kwargs["scenarios"] = ()
+    else:
+        kwargs["scenarios"] = tuple(s.strip() for s in scenarios.split(",") if s.strip())
+    spec = SimulationSpec(**kwargs)
+    with progress_bar("simulating") as update:
+        summary = run_simulation(out_dir, spec, progress=update)
+    emit_summary(f"simulated logs in {out_dir}", summary, as_json)
+
+
+def main() -> None:
+    cli(prog_name="tenantwatch")
+
+
+if __name__ == "__main__":
+    main()

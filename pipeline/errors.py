@@ -1,0 +1,29 @@
+"""One error root for everything tenantwatch raises on purpose (pySigma's habit).
+
+The CLI turns a ``TenantwatchError`` into a one-line message and an exit code; anything else is a
+bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class TenantwatchError(Exception):
+    """Root of every error tenantwatch raises deliberately."""
+
+    exit_code = 1
+
+
+class ConfigError(TenantwatchError):
+    """The configuration file is missing, unreadable or invalid.
+
+    The message is one line that names the key and what was expected.
+    """
+
+    exit_code = 2
+
+
+class InputError(TenantwatchError):
+    """A source given on the command line cannot be read at all (not a bad record: those are
+    quarantined)."""
+
+    exit_code = 2

@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from pipeline.cli import cli
+from pipeline.config import Config, ConfigError, load_config, parse_config
+from tests.conftest import REPO
+
+
+def test_documented_example_file_equals_builtin_defaults() -> None:
+    assert load_config(REPO / "tenantwatch.toml", environ={}) == parse_config({}, environ={})
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("[lake]\nrooot = 'x'\n", "lake.rooot: unknown key"),
+        ("surprise = 1\n", "surprise: unknown key"),
+        ("[lake]\nroot = 3\n", "lake.root: expected a string, got an integer"),
+        ("[ingest]\nworkers = 'many'\n", "ingest.workers: expected an integer, got a string"),
+        ("[ingest]\nworkers = -1\n", "ingest.workers: expected 0 (all cores) or more"),
+        ("[[tenancy.actor]]\nkind = 'telepathy'\n", "tenancy.actor[0].kind: unknown kind"),
+        ("[[tenancy.actor]]\nkind = 'role_arn'\n", "tenancy.actor[0].pattern: required key"),
+        (
+            "[[tenancy.target]]\nkind = 's3_key'\npattern = 'tenants/(.*)/'\n",
+            "tenancy.target[0].pattern: the pattern needs a (?P<tenant>...) group",
+        ),
+        (
+            "[[tenancy.target]]\nkind = 's3_key'\npattern = '(?P<tenant>'\n",
+            "tenancy.target[0].pattern: not a valid regular expression",
+        ),
+        (
+            "[[relationships]]\nkind='break_glass'\nprincipal_pattern='x'\n"
+            "tickets=[{id='A-1', tenants=['t1'], expires=2026-01-01T00:00:00}]\n",
+            "relationships[0].tickets[0].expires: expected a date-time with a time zone",
+        ),
+        ("[lake\n", "not valid TOML"),
+    ],
+)
+def test_bad_configuration_is_one_line_naming_the_key(
+    tmp_path: Path, toml: str, message: str
+) -> None:
+    path = tmp_path / "tw.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError) as exc:
+        load_config(path, environ={})
+    text = str(exc.value)
+    assert message in text
+    assert str(path) in text
+    assert "\n" not in text
+
+
+def test_named_but_missing_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="configuration file not found"):
+        load_config(tmp_path / "absent.toml", environ={})
+
+
+def test_no_file_in_cwd_means_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert load_config(None, environ={}) == Config()
+
+
+def test_environment_overrides_scalar_keys() -> None:
+    cfg = parse_config(
+        {"lake": {"root": "here"}},
+        environ={"TENANTWATCH_LAKE_ROOT": "s3://b/p", "TENANTWATCH_INGEST_WORKERS": "3"},
+    )
+    assert cfg.lake.root == "s3://b/p"
+    assert cfg.ingest.workers == 3
+
+
+def test_environment_override_with_wrong_type_names_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"ingest\.workers: expected an integer"):
+        parse_config({}, environ={"TENANTWATCH_INGEST_WORKERS": "lots"})
+
+
+def test_config_is_frozen() -> None:
+    cfg = Config()
+    with pytest.raises(AttributeError):
+        cfg.lake = None  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("toml", "needle"),
+    [
+        ("[lake]\nroot = 3\n", "lake.root: expected a string"),
+        (None, "configuration file not found"),
+    ],
+)
+def test_cli_reports_bad_config_with_exit_code_2(
+    tmp_path: Path, toml: str | None, needle: str
+) -> None:
+    path = tmp_path / "tw.toml"
+    if toml is not None:
+        path.write_text(toml)
+    result = CliRunner().invoke(cli, ["--config", str(path), "simulate", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1
+    assert result.output.startswith("tenantwatch: error: ")
+    assert needle in result.output
