@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +167,60 @@ def simulate(
     with progress_bar("simulating") as update:
         summary = run_simulation(out_dir, spec, progress=update)
     emit_summary(f"simulated logs in {out_dir}", summary, as_json)
+
+
+def _when(value: str | None, option: str) -> datetime | None:
+    if value is None:
+        return None
+    from pipeline.ingest.timeparse import parse_one
+
+    parsed = parse_one(value)
+    if parsed is None:
+        raise click.BadParameter(
+            f"expected an ISO date or date-time, got {value!r}", param_hint=option
+        )
+    return parsed
+
+
+@cli.command()
+@click.argument("sources", nargs=-1, required=True)
+@click.option("--lake", default=None, help="Lake root: a folder or s3://bucket/prefix.")
+@click.option("--since", default=None, help="Only objects delivered on or after (key date).")
+@click.option("--until", default=None, help="Only objects delivered on or before (key date).")
+@click.option("--workers", type=int, default=None, help="Processes (default: all cores).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+@click.pass_context
+def ingest(
+    ctx: click.Context,
+    sources: tuple[str, ...],
+    lake: str | None,
+    since: str | None,
+    until: str | None,
+    workers: int | None,
+    as_json: bool,
+) -> None:
+    """Read SOURCES (files, folders, s3://bucket/prefix) into the lake.
+
+    Formats are recognised by content: CloudTrail delivery files, bare or EventBridge-wrapped
+    records, CloudWatch Logs payloads and exports, CloudTrail-Digest files, API Gateway access
+    logs and Lambda-authorizer logs. Unusable records go to quarantine with their reason.
+    """
+    from pipeline.ingest.run import ingest as run_ingest
+
+    cfg = _config(ctx)
+    if workers is not None and workers < 1:
+        raise click.BadParameter("expected 1 or more", param_hint="--workers")
+    with progress_bar("ingesting") as update:
+        summary = run_ingest(
+            list(sources),
+            lake or cfg.lake.root,
+            cfg,
+            since=_when(since, "--since"),
+            until=_when(until, "--until"),
+            workers=workers,
+            progress=update,
+        )
+    emit_summary(f"ingested into {summary['lake']}", summary, as_json)
 
 
 def main() -> None:

@@ -208,7 +208,8 @@ class LakeConfig(_Base, frozen=True):
 
 class IngestConfig(_Base, frozen=True):
     workers: int = 0  # 0: one process per core
-    batch_records: int = 100_000
+    # Compressed input bytes per batch: bounds memory (a CloudTrail file inflates about 15x).
+    batch_input_bytes: int = 8 << 20
     # CloudTrail caps an event at 256 KB; anything far larger is not a record we can trust.
     max_record_bytes: int = 1 << 20
     # A gzip bomb stops here instead of filling memory.

@@ -1,0 +1,220 @@
+"""Recognise what a file holds by its content, and split it into records.
+
+One input may be: a CloudTrail S3 delivery file (``{"Records": [...]}``, gzipped or not), a JSON
+array of records, bare records one per line, EventBridge "AWS API Call via CloudTrail" envelopes, a
+CloudWatch Logs subscription payload (``{"awslogs": {"data": base64(gzip)}}``) or its decoded form,
+a CloudTrail Lake / LookupEvents export (``CloudTrailEvent`` as a JSON string), a CloudTrail-Digest
+file, CloudWatch Logs export lines (``<ISO time> <message>``), API Gateway access-log lines, or
+Lambda authorizer (Powertools Logger) lines. Names lie; content does not.
+
+``split`` yields ``Item``s: a record with its kind, decoded object and raw bytes, a digest, or a
+quarantine entry with its reason. Nothing is skipped without an item saying so.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import orjson
+
+from pipeline.ingest import gz
+
+CLOUDTRAIL = "cloudtrail"
+APIGATEWAY = "apigateway"
+AUTHORIZER = "authorizer"
+DIGEST = "digest"
+QUARANTINE = "quarantine"
+
+# orjson refuses JSON nested deeper than 1024 levels and msgspec raises RecursionError: either is
+# reported as "too_deep", never a crash.
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    kind: str  # CLOUDTRAIL, APIGATEWAY, AUTHORIZER, DIGEST or QUARANTINE
+    position: int  # record index or line number within the input; -1 for the whole input
+    obj: Any  # the decoded record (dict) or, for QUARANTINE, None
+    raw: bytes  # the record's own bytes
+    reason: str = ""  # QUARANTINE only: a short stable code
+    detail: str = ""  # QUARANTINE only: for people
+
+
+class _RecordsFile(msgspec.Struct):
+    Records: list[msgspec.Raw]
+
+
+_records_decoder = msgspec.json.Decoder(_RecordsFile)
+_raw_list_decoder = msgspec.json.Decoder(list[msgspec.Raw])
+_CWL_EXPORT_LINE = re.compile(rb"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z ")
+
+
+def classify(obj: Any) -> str | None:
+    """The kind of one decoded record, or None when it is none we know."""
+    if not isinstance(obj, dict):
+        return None
+    if "eventName" in obj or "eventSource" in obj or ("eventID" in obj and "userIdentity" in obj):
+        return CLOUDTRAIL
+    if "eventVersion" in obj and ("eventTime" in obj or "@timestamp" in obj):
+        return CLOUDTRAIL
+    if "decision" in obj and ("service" in obj or "principal_id" in obj):
+        return AUTHORIZER
+    if "requestId" in obj and ("httpMethod" in obj or "routeKey" in obj or "status" in obj):
+        return APIGATEWAY
+    if "digestStartTime" in obj and "logFiles" in obj:
+        return DIGEST
+    return None
+
+
+def _unwrap(obj: Any, raw: bytes, position: int) -> Iterator[Item]:
+    """Envelopes around records: EventBridge, LookupEvents / CloudTrail Lake, GCP LogEntry."""
+    if isinstance(obj, dict):
+        detail = obj.get("detail")
+        if isinstance(detail, dict) and "detail-type" in obj and classify(detail) == CLOUDTRAIL:
+            yield Item(CLOUDTRAIL, position, detail, orjson.dumps(detail))
+            return
+        event = obj.get("CloudTrailEvent")
+        if isinstance(event, str):
+            try:
+                inner = orjson.loads(event)
+            except orjson.JSONDecodeError as exc:
+                yield Item(QUARANTINE, position, None, raw, "invalid_json", str(exc))
+                return
+            yield from _unwrap(inner, event.encode(), position)
+            return
+        payload = obj.get("jsonPayload")
+        if isinstance(payload, dict) and classify(payload) == CLOUDTRAIL:
+            yield Item(CLOUDTRAIL, position, payload, orjson.dumps(payload))
+            return
+    kind = classify(obj)
+    if kind is None:
+        yield Item(QUARANTINE, position, None, raw, "unrecognised_record", _shape(obj))
+    else:
+        yield Item(kind, position, obj, raw)
+
+
+def _shape(obj: Any) -> str:
+    if isinstance(obj, dict):
+        keys = ", ".join(sorted(str(k) for k in obj)[:8])
+        return f"an object with keys {keys}" if keys else "an empty object"
+    return f"a JSON {type(obj).__name__}"
+
+
+def _one(raw: bytes, position: int) -> Iterator[Item]:
+    """One JSON value that should be one record (or an envelope of records)."""
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        reason = "too_deep" if "ecursion" in str(exc) else "invalid_json"
+        yield Item(QUARANTINE, position, None, raw, reason, str(exc))
+        return
+    if isinstance(obj, dict) and ("awslogs" in obj or "logEvents" in obj):
+        yield from _cloudwatch(obj, raw, position)
+        return
+    if isinstance(obj, dict) and isinstance(obj.get("Events"), list):
+        # LookupEvents export: {"Events": [{"CloudTrailEvent": "..."}]}
+        for i, ev in enumerate(obj["Events"]):
+            yield from _unwrap(ev, orjson.dumps(ev), i)
+        return
+    yield from _unwrap(obj, raw, position)
+
+
+def _cloudwatch(obj: dict[str, Any], raw: bytes, position: int) -> Iterator[Item]:
+    """A CloudWatch Logs subscription payload, encoded (``awslogs.data``) or decoded."""
+    if "awslogs" in obj:
+        data = obj.get("awslogs", {}).get("data") if isinstance(obj["awslogs"], dict) else None
+        if not isinstance(data, str):
+            yield Item(QUARANTINE, position, None, raw, "unrecognised_record", "awslogs.data")
+            return
+        try:
+            inner = gz.decompress_bounded(base64.b64decode(data, validate=True))
+            obj = orjson.loads(inner)
+        except (binascii.Error, gz.GzipError, orjson.JSONDecodeError) as exc:
+            yield Item(QUARANTINE, position, None, raw, "bad_cloudwatch_payload", str(exc))
+            return
+    if obj.get("messageType") == "CONTROL_MESSAGE":
+        yield Item(QUARANTINE, position, None, raw, "not_an_event", "CloudWatch Logs control")
+        return
+    for i, ev in enumerate(obj.get("logEvents") or []):
+        msg = ev.get("message") if isinstance(ev, dict) else None
+        if not isinstance(msg, str):
+            yield Item(QUARANTINE, i, None, orjson.dumps(ev), "unrecognised_record", "no message")
+            continue
+        yield from _line(msg.encode(), i)
+
+
+def _line(line: bytes, position: int) -> Iterator[Item]:
+    """One line of a line-oriented file."""
+    body = line.strip()
+    if _CWL_EXPORT_LINE.match(body):
+        body = body.split(b" ", 1)[1].lstrip()
+    if body.startswith(b"{"):
+        yield from _one(body, position)
+    else:
+        text = body[:80].decode("utf-8", "replace")
+        yield Item(QUARANTINE, position, None, line, "not_json", f"line starts {text!r}")
+
+
+def split(data: bytes) -> Iterator[Item]:
+    """All items of one input's (already decompressed) bytes."""
+    body = data.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if not body:
+        yield Item(QUARANTINE, -1, None, data, "empty_input", "no bytes after decompression")
+        return
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # Line by line, so one bad line quarantines only itself.
+        if b"\n" not in body.rstrip():
+            yield Item(QUARANTINE, -1, None, data, "invalid_utf8", str(exc))
+            return
+    if body.startswith(b"{") and b'"Records"' in body[:4096]:
+        try:
+            records = _records_decoder.decode(body).Records
+        except RecursionError:
+            yield Item(QUARANTINE, -1, None, data, "too_deep", "JSON nested too deeply")
+            return
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            records = None  # not a clean delivery file: fall through to the general paths
+        if records is not None:
+            for i, rec in enumerate(records):
+                raw = bytes(rec)
+                yield from _one(raw, i)
+            return
+    if body.startswith(b"["):
+        try:
+            items = _raw_list_decoder.decode(body)
+        except RecursionError:
+            yield Item(QUARANTINE, -1, None, data, "too_deep", "JSON nested too deeply")
+            return
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            items = None
+        if items is not None:
+            for i, rec in enumerate(items):
+                yield from _one(bytes(rec), i)
+            return
+    if body.startswith(b"{") and b"\n" not in body.rstrip():
+        yield from _one(body.rstrip(), 0)
+        return
+    if body.startswith(b"{"):
+        # Either pretty-printed JSON or NDJSON: a whole-document parse tells which.
+        try:
+            orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass
+        else:
+            yield from _one(body, 0)
+            return
+    for n, line in enumerate(data.splitlines(), start=1):
+        if line.strip():
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield Item(QUARANTINE, n, None, line, "invalid_utf8", str(exc))
+                continue
+            yield from _line(line, n)

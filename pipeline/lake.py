@@ -1,0 +1,193 @@
+"""The lake: one root, local or ``s3://bucket/prefix``, through ``pyarrow.fs``.
+
+Layout (DESIGN.md "The lake")::
+
+    events/source=<source>/date=YYYY-MM-DD/hour=HH/part-<batch id>.parquet
+    quarantine/part-<batch id>.parquet
+    _state/ingested/<batch id>.parquet     inputs done (uri, etag, size) and their counts
+    _state/sessions/<batch id>.parquet     access key id -> session tags learned from AssumeRole
+    _state/digests/<batch id>.parquet      CloudTrail-Digest files seen, for integrity checks
+
+Every name below the root is built here from constants, dates and content hashes: no value from a
+log ever becomes part of a path. ``AWS_ENDPOINT_URL`` (moto, LocalStack) is honoured for S3.
+
+Writes go to a temporary name and are then moved into place on local disks, and are single PUTs
+on S3, so a run that dies half way leaves whole files or none.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from pipeline.errors import InputError
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9._=-]+$")
+
+
+def s3_filesystem() -> pafs.S3FileSystem:
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    kwargs: dict[str, object] = {"region": region}
+    if endpoint:
+        scheme, _, host = endpoint.partition("://")
+        kwargs.update(endpoint_override=host or scheme, scheme=scheme if host else "https")
+    return pafs.S3FileSystem(**kwargs)
+
+
+def open_root(root: str) -> tuple[pafs.FileSystem, str]:
+    if root.startswith("s3://"):
+        return s3_filesystem(), root[len("s3://") :].rstrip("/")
+    if "://" in root:
+        raise InputError(f"lake {root!r}: expected a local path or s3://bucket/prefix")
+    return pafs.LocalFileSystem(), str(Path(root).resolve())
+
+
+@dataclass
+class Lake:
+    root: str
+
+    def __post_init__(self) -> None:
+        self.fs, self.base = open_root(self.root)
+        self.is_local = isinstance(self.fs, pafs.LocalFileSystem)
+
+    def path(self, *parts: str) -> str:
+        for p in parts:
+            for piece in p.split("/"):
+                # Defence in depth: names are ours, but a bug must not walk out of the lake.
+                if piece in ("", ".", "..") or not _SAFE_NAME.match(piece):
+                    raise ValueError(f"unsafe lake path component {piece!r}")
+        return posixpath.join(self.base, *parts)
+
+    def uri(self, rel: str) -> str:
+        return f"s3://{self.base}/{rel}" if not self.is_local else posixpath.join(self.base, rel)
+
+    def write_table(self, rel: str, table: pa.Table, sort_by: list[str] | None = None) -> None:
+        dest = self.path(rel)
+        self.fs.create_dir(posixpath.dirname(dest), recursive=True)
+        if sort_by:
+            table = table.sort_by([(c, "ascending") for c in sort_by])
+        if self.is_local:
+            tmp = f"{dest}.{uuid.uuid4().hex}.tmp"
+            pq.write_table(table, tmp, filesystem=self.fs, compression="zstd")
+            self.fs.move(tmp, dest)
+        else:
+            pq.write_table(table, dest, filesystem=self.fs, compression="zstd")
+
+    def exists(self, rel: str) -> bool:
+        return self.fs.get_file_info(self.path(rel)).type != pafs.FileType.NotFound
+
+    def files(self, rel: str, suffix: str = ".parquet") -> list[str]:
+        """Relative paths of the files under ``rel`` (recursive), sorted."""
+        base = self.path(rel)
+        sel = pafs.FileSelector(base, recursive=True, allow_not_found=True)
+        out = []
+        for info in self.fs.get_file_info(sel):
+            if info.type == pafs.FileType.File and info.path.endswith(suffix):
+                out.append(posixpath.relpath(info.path, self.base))
+        return sorted(out)
+
+    def read_file(self, rel: str, columns: list[str] | None = None) -> pa.Table:
+        return pq.read_table(self.path(rel), filesystem=self.fs, columns=columns)
+
+    def read_tables(self, rel: str, columns: list[str] | None = None) -> Iterator[pa.Table]:
+        """Each Parquet file under the folder ``rel``, in name order."""
+        for f in self.files(rel):
+            yield self.read_file(f, columns)
+
+    def read_all(self, rel: str, schema: pa.Schema) -> pa.Table:
+        """Every file under the folder ``rel`` as one table of ``schema`` (empty if none)."""
+        tables = [t.cast(schema) for t in self.read_tables(rel, schema.names)]
+        return pa.concat_tables(tables) if tables else schema.empty_table()
+
+
+def event_partition(source: str, date: str, hour: str) -> str:
+    return f"events/source={source}/date={date}/hour={hour}"
+
+
+def _partition_filter(since: datetime | None, until: datetime | None) -> pc.Expression | None:
+    """A filter on the date/hour partition columns covering [since, until)."""
+    expr: pc.Expression | None = None
+    if since is not None:
+        d, h = since.strftime("%Y-%m-%d"), since.strftime("%H")
+        e = (pc.field("date") > d) | ((pc.field("date") == d) & (pc.field("hour") >= h))
+        expr = e
+    if until is not None:
+        d, h = until.strftime("%Y-%m-%d"), until.strftime("%H")
+        e = (pc.field("date") < d) | ((pc.field("date") == d) & (pc.field("hour") <= h))
+        expr = e if expr is None else expr & e
+    return expr
+
+
+def read_events(
+    lake: Lake | str,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    *,
+    sources: tuple[str, ...] | None = None,
+    columns: list[str] | None = None,
+    tenants: tuple[str, ...] | None = None,
+    where: pc.Expression | None = None,
+) -> pa.Table:
+    """Events with ``since <= event_time < until`` as an Arrow table of the pinned schema.
+
+    Only the partitions (source, date, hour) that can hold such events are opened, and only the
+    requested ``columns`` are read. ``tenants`` keeps rows whose actor or target tenant is one of
+    them. ``where`` is any further Arrow filter expression.
+    """
+    from pipeline import schema
+
+    lk = lake if isinstance(lake, Lake) else Lake(lake)
+    cols = list(columns) if columns is not None else schema.EVENTS.names
+    target = pa.schema([schema.EVENTS.field(c) for c in cols])
+    base = lk.path("events")
+    if lk.fs.get_file_info(base).type == pafs.FileType.NotFound:
+        return target.empty_table()
+    part_schema = pa.schema([("source", pa.string()), ("date", pa.string()), ("hour", pa.string())])
+    dataset = ds.dataset(
+        base,
+        filesystem=lk.fs,
+        format="parquet",
+        schema=schema.EVENTS.append(part_schema.field("date")).append(part_schema.field("hour")),
+        partitioning=ds.partitioning(part_schema, flavor="hive"),
+    )
+    expr = _partition_filter(since, until)
+    if sources is not None:
+        e = pc.field("source").isin(list(sources))
+        expr = e if expr is None else expr & e
+    ts = pa.timestamp("us", tz="UTC")
+    if since is not None:
+        e = pc.field("event_time") >= pa.scalar(since, ts)
+        expr = e if expr is None else expr & e
+    if until is not None:
+        e = pc.field("event_time") < pa.scalar(until, ts)
+        expr = e if expr is None else expr & e
+    if tenants is not None:
+        e = pc.field("actor_tenant").isin(list(tenants)) | pc.field("target_tenant").isin(
+            list(tenants)
+        )
+        expr = e if expr is None else expr & e
+    if where is not None:
+        expr = where if expr is None else expr & where
+    table = dataset.to_table(columns=cols, filter=expr)
+    return table.cast(target)
+
+
+def read_quarantine(lake: Lake | str) -> pa.Table:
+    """Every quarantined record with its reason (QUARANTINE schema)."""
+    from pipeline import schema
+
+    lk = lake if isinstance(lake, Lake) else Lake(lake)
+    return lk.read_all("quarantine", schema.QUARANTINE)

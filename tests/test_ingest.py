@@ -1,0 +1,404 @@
+"""Ingestion: formats by content, tenant resolution, dedup, idempotence, bad input, secrets."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.config import Config, parse_config
+from pipeline.ingest.run import ingest
+from pipeline.lake import read_events, read_quarantine
+from tests import logfactory as lf
+
+
+def run(lake: Path, *sources: Path | str, cfg: Config | None = None, **kw: Any) -> dict[str, Any]:
+    summary = ingest([str(s) for s in sources], str(lake), cfg or Config(), workers=1, **kw)
+    total = summary["ingested"] + summary["duplicates"] + summary["quarantined_total"]
+    assert summary["records_in"] == total, summary  # nothing lost, ever
+    return summary
+
+
+def rows(lake: Path) -> list[dict[str, Any]]:
+    return sorted(
+        read_events(str(lake)).to_pylist(), key=lambda r: (r["event_time"], r["event_id"])
+    )
+
+
+def lake_files(lake: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(lake)): p.read_bytes() for p in sorted(lake.rglob("*")) if p.is_file()
+    }
+
+
+# --- formats, recognised by content ----------------------------------------------------------
+
+
+def test_cloudtrail_delivery_file_gzipped_and_plain(tmp_path: Path) -> None:
+    lf.delivery_file(tmp_path / "in" / "a.json.gz", [lf.ct(), lf.ct("PutObject")])
+    lf.delivery_file(tmp_path / "in" / "b.json", [lf.ct("ListObjects")], compress=False)
+    s = run(tmp_path / "lake", tmp_path / "in")
+    assert s["ingested"] == 3
+    assert {r["action"] for r in rows(tmp_path / "lake")} == {
+        "GetObject",
+        "PutObject",
+        "ListObjects",
+    }
+
+
+def test_bare_records_one_per_line_and_json_array_and_eventbridge(tmp_path: Path) -> None:
+    lf.lines_file(tmp_path / "in" / "bare.log", [lf.ct("GetObject"), lf.ct("HeadObject")])
+    (tmp_path / "in" / "array.json").write_text(json.dumps([lf.ct("DeleteObject")]))
+    envelope = {
+        "version": "0",
+        "id": "x",
+        "detail-type": "AWS API Call via CloudTrail",
+        "source": "aws.s3",
+        "detail": lf.ct("CopyObject"),
+    }
+    (tmp_path / "in" / "eb.json").write_text(json.dumps(envelope, indent=2))
+    s = run(tmp_path / "lake", tmp_path / "in")
+    assert s["ingested"] == 4
+    actions = {r["action"] for r in rows(tmp_path / "lake")}
+    assert actions == {"GetObject", "HeadObject", "DeleteObject", "CopyObject"}
+
+
+def test_cloudwatch_subscription_payload_encoded_and_decoded(tmp_path: Path) -> None:
+    encoded = lf.cwl_subscription([lf.authorizer_log(), lf.authorizer_log(decision="Allow")])
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "cwl.json").write_text(json.dumps(encoded))
+    decoded = {"messageType": "DATA_MESSAGE", "logEvents": [{"message": json.dumps(lf.ct())}]}
+    (tmp_path / "in" / "decoded.json").write_text(json.dumps(decoded))
+    s = run(tmp_path / "lake", tmp_path / "in")
+    assert s["ingested"] == 3
+    assert sorted(r["source"] for r in rows(tmp_path / "lake")) == [
+        "authorizer",
+        "authorizer",
+        "cloudtrail",
+    ]
+
+
+def test_lookup_events_export(tmp_path: Path) -> None:
+    export = {"Events": [{"EventId": "e", "CloudTrailEvent": json.dumps(lf.ct("GetBucketAcl"))}]}
+    (tmp_path / "lookup.json").write_text(json.dumps(export))
+    assert run(tmp_path / "lake", tmp_path / "lookup.json")["ingested"] == 1
+
+
+def test_digest_files_are_recorded_not_counted(tmp_path: Path) -> None:
+    digest = {
+        "awsAccountId": lf.ACCOUNT,
+        "digestStartTime": "2026-11-16T09:00:00Z",
+        "digestEndTime": "2026-11-16T10:00:00Z",
+        "logFiles": [{"s3Bucket": "b", "s3Object": "AWSLogs/x.json.gz", "hashValue": "ab"}],
+    }
+    (tmp_path / "digest.json.gz").write_bytes(gzip.compress(json.dumps(digest).encode()))
+    s = run(tmp_path / "lake", tmp_path / "digest.json.gz")
+    assert (s["records_in"], s["digest_files"]) == (0, 1)
+    assert list((tmp_path / "lake" / "_state" / "digests").glob("*.parquet"))
+
+
+def test_insights_events_are_kept_and_marked(tmp_path: Path) -> None:
+    insight = {
+        "eventVersion": "1.07",
+        "eventTime": "2026-11-16T10:00:00Z",
+        "awsRegion": "us-east-1",
+        "eventID": "insight-1",
+        "eventType": "AwsCloudTrailInsight",
+        "recipientAccountId": lf.ACCOUNT,
+        "insightDetails": {
+            "state": "Start",
+            "eventSource": "s3.amazonaws.com",
+            "eventName": "GetObject",
+            "insightType": "ApiCallRateInsight",
+        },
+        "eventCategory": "Insight",
+    }
+    lf.delivery_file(tmp_path / "i.json.gz", [insight, lf.ct()])
+    run(tmp_path / "lake", tmp_path / "i.json.gz")
+    kinds = {r["event_kind"]: r for r in rows(tmp_path / "lake")}
+    assert set(kinds) == {"insight", "api_call"}
+    assert kinds["insight"]["action"] == "GetObject (Start)"
+
+
+def test_api_gateway_access_logs_exported_from_cloudwatch(tmp_path: Path) -> None:
+    logs = [
+        lf.access_log(tenant_path="t0002", claim="t0001", status=200),
+        lf.access_log(status=403),
+    ]
+    lf.lines_file(tmp_path / "000000", logs, cwl_export=True)
+    run(tmp_path / "lake", tmp_path / "000000")
+    got = rows(tmp_path / "lake")
+    assert [(r["actor_tenant"], r["target_tenant"], r["outcome"]) for r in got] in (
+        [("t0001", "t0002", "success"), ("t0001", "t0001", "denied")],
+        [("t0001", "t0001", "denied"), ("t0001", "t0002", "success")],
+    )
+    assert all(r["source"] == "apigateway" and r["status_code"] in (200, 403) for r in got)
+    assert got[0]["action"] == "GET /tenants/{tenantId}/invoices"
+    assert got[0]["target_tenant_source"] == "api_path"
+
+
+def test_authorizer_decision_carries_claim_and_requested_tenant(tmp_path: Path) -> None:
+    lf.lines_file(tmp_path / "auth.log", [lf.authorizer_log(claim="t0001", requested="t0002")])
+    run(tmp_path / "lake", tmp_path / "auth.log")
+    (r,) = rows(tmp_path / "lake")
+    assert (r["actor_tenant"], r["target_tenant"], r["outcome"]) == ("t0001", "t0002", "denied")
+    assert r["actor_session"] == "sha256:0123456789abcdef"
+    assert r["actor_tenant_source"] == "authorizer_context"
+
+
+# --- tenant resolution -----------------------------------------------------------------------
+
+
+def test_session_tag_join_across_files(tmp_path: Path) -> None:
+    lf.delivery_file(tmp_path / "in" / "1.json.gz", [lf.assume_role(tenant="t0007")])
+    lf.delivery_file(tmp_path / "in" / "2.json.gz", [lf.ct(key="tenants/t0008/invoices/9.pdf")])
+    # One file per batch, so the join has to cross batches (and the parent's ordering).
+    cfg = parse_config({"ingest": {"batch_input_bytes": 1}}, environ={})
+    run(tmp_path / "lake", tmp_path / "in", cfg=cfg)
+    call = next(r for r in rows(tmp_path / "lake") if r["action"] == "GetObject")
+    assert (call["actor_tenant"], call["actor_tenant_source"]) == ("t0007", "session_tag")
+    assert (call["target_tenant"], call["target_tenant_source"]) == ("t0008", "s3_key")
+
+
+def test_session_tag_join_across_runs(tmp_path: Path) -> None:
+    lf.delivery_file(tmp_path / "a" / "1.json.gz", [lf.assume_role(tenant="t0007")])
+    lf.delivery_file(tmp_path / "b" / "2.json.gz", [lf.ct(time="2026-11-16T11:00:00Z")])
+    run(tmp_path / "lake", tmp_path / "a")
+    run(tmp_path / "lake", tmp_path / "b")
+    call = next(r for r in rows(tmp_path / "lake") if r["action"] == "GetObject")
+    assert call["actor_tenant"] == "t0007"
+
+
+def test_session_mapping_expires(tmp_path: Path) -> None:
+    lf.delivery_file(tmp_path / "a" / "1.json.gz", [lf.assume_role(tenant="t0007")])
+    late = lf.ct(time="2026-11-17T10:00:00Z")  # 24 h later: past the 12 h session TTL
+    lf.delivery_file(tmp_path / "b" / "2.json.gz", [late])
+    run(tmp_path / "lake", tmp_path / "a")
+    run(tmp_path / "lake", tmp_path / "b")
+    call = next(r for r in rows(tmp_path / "lake") if r["action"] == "GetObject")
+    assert call["actor_tenant"] is None
+
+
+def test_role_session_name_strategy_and_conflict_is_kept(tmp_path: Path) -> None:
+    # The session tag says t0007, the role session name says t0009: keep both, resolve nothing.
+    records = [
+        lf.assume_role(tenant="t0007", role="tenant-reports", session="tenant-t0009-usr-b"),
+        lf.ct(role="tenant-reports", session="tenant-t0009-usr-b"),
+        lf.ct(role="tenant-reports", session="tenant-t0003-usr-c", key_id="ASIAOTHER000000001"),
+    ]
+    lf.delivery_file(tmp_path / "x.json.gz", records)
+    run(tmp_path / "lake", tmp_path / "x.json.gz")
+    by_session = {r["actor_principal"].rsplit("/", 1)[1]: r for r in rows(tmp_path / "lake")}
+    conflicted = by_session["tenant-t0009-usr-b"]
+    assert conflicted["actor_tenant"] == "t0007"
+    assert "session_tag=t0007" in conflicted["tenant_conflict"]
+    assert "role_session_name=t0009" in conflicted["tenant_conflict"]
+    plain = by_session["tenant-t0003-usr-c"]
+    assert (plain["actor_tenant"], plain["actor_tenant_source"]) == ("t0003", "role_session_name")
+    assert plain["tenant_conflict"] is None
+
+
+def test_dynamodb_partition_key_is_the_target(tmp_path: Path) -> None:
+    rec = lf.ct("GetItem", key=None)
+    rec["eventSource"] = "dynamodb.amazonaws.com"
+    rec["requestParameters"] = {
+        "tableName": "tenant-data",
+        "key": {"pk": {"S": "TENANT#t0042"}, "sk": {"S": "INVOICE#1"}},
+    }
+    lf.delivery_file(tmp_path / "d.json.gz", [rec])
+    run(tmp_path / "lake", tmp_path / "d.json.gz")
+    (r,) = rows(tmp_path / "lake")
+    assert (r["target_tenant"], r["target_tenant_source"]) == ("t0042", "dynamodb_key")
+    assert r["resource"] == "dynamodb:tenant-data/TENANT#t0042"
+
+
+# --- re-runs, duplicates, crashes ------------------------------------------------------------
+
+
+def test_rerun_changes_nothing_and_skips_ingested_objects(tmp_path: Path) -> None:
+    lf.delivery_file(tmp_path / "in" / "1.json.gz", [lf.assume_role(), lf.ct(), lf.ct()])
+    first = run(tmp_path / "lake", tmp_path / "in")
+    before = lake_files(tmp_path / "lake")
+    again = run(tmp_path / "lake", tmp_path / "in")
+    assert (again["files_skipped"], again["records_in"]) == (1, 0)
+    assert lake_files(tmp_path / "lake") == before
+    assert first["ingested"] == 3
+
+
+def test_duplicate_event_ids_dropped_within_and_across_runs(tmp_path: Path) -> None:
+    rec = lf.ct(event_id="dup-1")
+    lf.delivery_file(tmp_path / "a" / "1.json.gz", [rec, rec])
+    lf.delivery_file(tmp_path / "b" / "2.json.gz", [rec, lf.ct()])  # re-delivered elsewhere
+    s1 = run(tmp_path / "lake", tmp_path / "a")
+    s2 = run(tmp_path / "lake", tmp_path / "b")
+    assert (s1["ingested"], s1["duplicates"]) == (1, 1)
+    assert (s2["ingested"], s2["duplicates"]) == (1, 1)
+    assert [r["event_id"] for r in rows(tmp_path / "lake")].count("dup-1") == 1
+
+
+def test_same_placeholder_id_with_other_content_is_not_a_duplicate(tmp_path: Path) -> None:
+    # Test corpora reuse ids like "1" for different events: dropping them would lose records.
+    a = lf.ct(event_id="1", time="2026-11-16T10:00:00Z")
+    b = lf.ct("PutObject", event_id="1", time="2026-11-16T10:00:00Z")
+    lf.delivery_file(tmp_path / "x.json.gz", [a, b])
+    assert run(tmp_path / "lake", tmp_path / "x.json.gz")["ingested"] == 2
+
+
+def test_run_that_dies_half_way_is_rerun_to_the_same_lake(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in range(4):
+        lf.delivery_file(
+            tmp_path / "in" / f"{i}.json.gz",
+            [lf.assume_role(new_key_id=f"ASIAKEY{i:011d}"), lf.ct(key_id=f"ASIAKEY{i:011d}")],
+        )
+    cfg = parse_config({"ingest": {"batch_input_bytes": 1}}, environ={})
+    run(tmp_path / "clean", tmp_path / "in", cfg=cfg)
+
+    from pipeline.lake import Lake
+
+    real_write = Lake.write_table
+    calls = {"n": 0}
+
+    def dying_write(self: Lake, rel: str, table: Any, sort_by: Any = None) -> None:
+        if rel.startswith("_state/ingested/"):
+            calls["n"] += 1
+            if calls["n"] == 3:  # dies after the third batch's data files, before its state
+                raise KeyboardInterrupt
+        real_write(self, rel, table, sort_by)
+
+    monkeypatch.setattr(Lake, "write_table", dying_write)
+    with pytest.raises(KeyboardInterrupt):
+        ingest([str(tmp_path / "in")], str(tmp_path / "crashy"), cfg, workers=1)
+    monkeypatch.setattr(Lake, "write_table", real_write)
+    resumed = run(tmp_path / "crashy", tmp_path / "in", cfg=cfg)
+    assert resumed["files_skipped"] == 2
+    assert lake_files(tmp_path / "crashy") == lake_files(tmp_path / "clean")
+
+
+def test_workers_give_the_same_lake_as_one_process(tmp_path: Path) -> None:
+    for i in range(6):
+        lf.delivery_file(
+            tmp_path / "in" / f"{i}.json.gz",
+            [lf.assume_role(tenant=f"t000{i}", new_key_id=f"ASIAKEY{i:011d}")]
+            + [lf.ct(key_id=f"ASIAKEY{(i + 5) % 6:011d}") for _ in range(3)],
+        )
+    cfg = parse_config({"ingest": {"batch_input_bytes": 1}}, environ={})
+    ingest([str(tmp_path / "in")], str(tmp_path / "one"), cfg, workers=1)
+    ingest([str(tmp_path / "in")], str(tmp_path / "two"), cfg, workers=2)
+    assert lake_files(tmp_path / "one") == lake_files(tmp_path / "two")
+
+
+# --- nothing lost, nothing unsafe ------------------------------------------------------------
+
+
+def _reasons(lake: Path) -> dict[str, str]:
+    return {
+        os.path.basename(r["input_uri"]): r["reason"]
+        for r in read_quarantine(str(lake)).to_pylist()
+    }
+
+
+def test_bad_inputs_are_quarantined_with_reasons(tmp_path: Path) -> None:
+    d = tmp_path / "bad"
+    d.mkdir()
+    good = gzip.compress(json.dumps({"Records": [lf.ct() for _ in range(50)]}).encode())
+    (d / "truncated.json.gz").write_bytes(good[: len(good) // 2])
+    (d / "latin1.json").write_bytes(b'{"Records": [{"eventName": "Get\xe9"}]}')
+    (d / "deep.json").write_bytes(b"[" * 5000 + b"]" * 5000)
+    (d / "empty.json").write_bytes(b"")
+    (d / "bomb.json.gz").write_bytes(gzip.compress(b" " * (64 << 20)))
+    big = lf.ct()
+    big["requestParameters"]["padding"] = "x" * (10 << 20)
+    (d / "huge.json").write_text(json.dumps({"Records": [big, lf.ct()]}))
+    (d / "notjson.txt").write_text("START RequestId: 1 Version: $LATEST\n")
+    cfg = parse_config({"ingest": {"max_decompressed_bytes": 32 << 20}}, environ={})
+    s = run(tmp_path / "lake", d, cfg=cfg)
+    reasons = _reasons(tmp_path / "lake")
+    assert reasons["truncated.json.gz"] == "truncated_gzip"
+    assert reasons["latin1.json"] == "invalid_utf8"
+    assert reasons["deep.json"] == "too_deep"
+    assert reasons["empty.json"] == "empty_input"
+    assert reasons["bomb.json.gz"] == "decompressed_too_large"
+    assert reasons["huge.json"] == "record_too_large"
+    assert reasons["notjson.txt"] == "not_json"
+    assert s["ingested"] == 1  # the normal record next to the huge one
+
+
+def test_secrets_never_reach_the_lake(tmp_path: Path) -> None:
+    secret = "IQoJb3JpZ2luX2VjSECRETSESSIONTOKENVALUE0123456789"
+    bearer = "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1In0.c2lnbmF0dXJlMTIzNDU2"
+    api = lf.access_log()
+    api["authorization"] = bearer
+    lf.delivery_file(tmp_path / "in" / "1.json.gz", [lf.assume_role()])
+    lf.lines_file(tmp_path / "in" / "api.log", [api])
+    (tmp_path / "in" / "broken.json").write_text('{"sessionToken": "' + secret + '", "broken": \n')
+    run(tmp_path / "lake", tmp_path / "in")
+    for path in (tmp_path / "lake").rglob("*.parquet"):
+        table = pq.read_table(path)
+        text = json.dumps(table.to_pylist(), default=str)
+        assert secret not in text and "eyJhbGciOiJIUzI1NiJ9" not in text, path
+    raw = json.loads(next(r for r in rows(tmp_path / "lake") if r["action"] == "AssumeRole")["raw"])
+    token = raw["responseElements"]["credentials"]["sessionToken"]
+    assert token.startswith("redacted:sha256:")
+    # The access key id is an identifier, not a secret: the session join needs it.
+    assert raw["responseElements"]["credentials"]["accessKeyId"] == "ASIAEXAMPLE0000001"
+
+
+def test_tenant_ids_from_logs_never_become_paths(tmp_path: Path) -> None:
+    evil = lf.ct(key="tenants/../../../../etc/x/invoices/1.pdf")
+    lf.delivery_file(tmp_path / "in" / "1.json.gz", [lf.assume_role(tenant="../../escape"), evil])
+    run(tmp_path / "lake", tmp_path / "in")
+    written = {p.resolve() for p in tmp_path.rglob("*") if p.is_file()}
+    assert all(str(p).startswith(str(tmp_path.resolve())) for p in written)
+    assert not (tmp_path / "escape").exists()
+    r = next(r for r in rows(tmp_path / "lake") if r["action"] == "GetObject")
+    assert r["actor_tenant"] == "../../escape"  # kept as data, exactly
+
+
+def test_summary_keys_and_json_cli(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from pipeline.cli import cli
+
+    lf.delivery_file(tmp_path / "in" / "1.json.gz", [lf.ct()])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "ingest",
+            str(tmp_path / "in"),
+            "--lake",
+            str(tmp_path / "lake"),
+            "--json",
+            "--workers",
+            "1",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    for key in (
+        "files",
+        "records_in",
+        "ingested",
+        "duplicates",
+        "quarantined",
+        "unresolved_tenants",
+        "elapsed_s",
+    ):
+        assert key in summary
+    assert summary["ingested"] == 1
+
+
+def test_missing_source_is_an_error_with_exit_code_2(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from pipeline.cli import cli
+
+    result = CliRunner().invoke(cli, ["ingest", str(tmp_path / "nope"), "--lake", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "no such file or directory" in result.output
