@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,3 +19,33 @@ def real_logs() -> Path:
     if not REAL_LOGS.is_dir():
         pytest.skip(f"{REAL_LOGS} is absent: the third-party corpus lives outside the repo")
     return REAL_LOGS
+
+
+@pytest.fixture(scope="session")
+def _moto_server() -> Iterator[str]:
+    """One moto server per test process, real HTTP on 127.0.0.1 (never another address)."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def aws(_moto_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A clean moto server and an environment that points boto3 and pyarrow at it."""
+    reset = urllib.request.Request(f"{_moto_server}/moto-api/reset", method="POST")  # noqa: S310
+    urllib.request.urlopen(reset).read()  # noqa: S310 - our own server on 127.0.0.1
+    for key, value in {
+        "AWS_ENDPOINT_URL": _moto_server,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    yield _moto_server

@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 from pipeline import schema
 from pipeline.config import AuthorizerContext, Config, IngestConfig
 from pipeline.ingest import formats, gz, normalize, redact, tenancy, timeparse
-from pipeline.ingest.sources import InputRef, list_inputs, read_input
+from pipeline.ingest.sources import InputRef, LogPosition, list_inputs, read_input
 from pipeline.lake import Lake, event_partition
 
 _S = pa.string()
@@ -383,6 +383,23 @@ def _quarantine_table(entries: list[tuple[str, int, str, str, bytes]]) -> pa.Tab
     )
 
 
+LOG_POSITIONS = pa.schema([("uri", _S), ("timestamp_ms", pa.int64()), ("ids", pa.list_(_S))])
+
+
+def _load_positions(lake: Lake) -> dict[str, LogPosition]:
+    t = lake.read_all("_state/logs", LOG_POSITIONS)
+    return {
+        uri: LogPosition(ts, tuple(ids))
+        for uri, ts, ids in zip(*(t[c].to_pylist() for c in LOG_POSITIONS.names), strict=True)
+    }
+
+
+def _save_position(lake: Lake, uri: str, pos: LogPosition) -> None:
+    name = hashlib.sha256(uri.encode()).hexdigest()[:24]
+    row = {"uri": uri, "timestamp_ms": pos.timestamp_ms, "ids": list(pos.ids_at_timestamp)}
+    lake.write_table(f"_state/logs/{name}.parquet", pa.Table.from_pylist([row], LOG_POSITIONS))
+
+
 def _worker_count(requested: int | None, cfg: IngestConfig) -> int:
     n = requested if requested is not None else cfg.workers
     return n if n and n > 0 else (os.cpu_count() or 1)
@@ -426,7 +443,8 @@ def ingest(
     lake = Lake(lake_root)
     ing = Ingestor(lake, cfg)
     summary = Summary()
-    inputs = list_inputs(sources, since, until)
+    positions = _load_positions(lake)
+    inputs, new_positions = list_inputs(sources, since, until, positions)
     pending = [r for r in inputs if r.identity not in ing.done]
     summary.files = len(inputs)
     summary.files_skipped = len(inputs) - len(pending)
@@ -441,6 +459,10 @@ def ingest(
         done_files += len(d.batch.inputs)
         if progress:
             progress(done_files, len(pending))
+    # Only now, with every chunk in the lake, may the next run start after them.
+    for uri, pos in new_positions.items():
+        if positions.get(uri) != pos:
+            _save_position(lake, uri, pos)
     summary.elapsed_s = time.perf_counter() - started
     out = summary.as_dict()
     out["lake"] = lake.uri("")

@@ -1,31 +1,38 @@
-"""Where inputs come from: local files and folders, and S3 prefixes.
+"""Where inputs come from: local files and folders, S3 prefixes and CloudWatch Logs.
 
-An ``InputRef`` names one object and carries what makes it the same object next time (size and,
-on S3, the ETag), so a re-run skips what was already ingested. ``--since/--until`` select objects
-by the date in AWS's delivery key layout (``.../YYYY/MM/DD/...``); objects without a date in their
-key are always taken. Records are never filtered by time here: a record read is a record counted.
+An ``InputRef`` names one input and carries what makes it the same input next time (size and,
+on S3, the ETag; for CloudWatch Logs chunks a content hash), so a re-run skips what was already
+ingested. ``--since/--until`` select objects by the date in AWS's delivery key layout
+(``.../YYYY/MM/DD/...``); on S3 with both bounds only the day prefixes in the window are listed.
+Objects without a date in their key are always taken. Records are never filtered by time here: a
+record read is a record counted.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import date, datetime
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from pipeline.errors import InputError
 
 _KEY_DATE = re.compile(r"/(\d{4})/(\d{2})/(\d{2})/")
+_YEAR_PREFIX = re.compile(r"(?:^|/)\d{4}/$")
 
 
 @dataclass(frozen=True, slots=True, order=True)
 class InputRef:
-    uri: str  # /abs/path or s3://bucket/key
+    uri: str  # /abs/path, s3://bucket/key, or logs://group/prefix#<first>-<last> for a chunk
     size: int
-    etag: str = ""
+    etag: str = ""  # S3 ETag, or a content hash for CloudWatch Logs chunks
+    # CloudWatch Logs chunks carry their lines: there is no object to read them from again.
+    data: bytes | None = field(default=None, compare=False, repr=False)
 
     @property
     def identity(self) -> str:
@@ -51,6 +58,25 @@ def in_window(key: str, since: datetime | None, until: datetime | None) -> bool:
     return not (until is not None and d > until.date())
 
 
+def _client(service: str) -> Any:
+    """A boto3 client with standard retries (throttling backs off); boto3 itself honours
+    AWS_ENDPOINT_URL, so the same code talks to moto or to AWS. One per process and endpoint:
+    creating a client costs more than a small GET."""
+    return _cached_client(service, os.environ.get("AWS_ENDPOINT_URL", ""))
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_client(service: str, _endpoint: str) -> Any:
+    import boto3
+    from botocore.config import Config as BotoConfig
+
+    retries = BotoConfig(retries={"mode": "standard", "max_attempts": 8})
+    return boto3.client(service, config=retries)
+
+
+# --- local files ---------------------------------------------------------------------------------
+
+
 def _local(source: str, since: datetime | None, until: datetime | None) -> Iterator[InputRef]:
     p = Path(source)
     if p.is_file():
@@ -68,50 +94,183 @@ def _local(source: str, since: datetime | None, until: datetime | None) -> Itera
                 yield InputRef(str(f.resolve()), f.stat().st_size)
 
 
-def s3_client() -> Any:
-    """boto3 S3 client with standard retries; boto3 itself honours AWS_ENDPOINT_URL."""
-    import boto3
-    from botocore.config import Config as BotoConfig
+# --- S3 ----------------------------------------------------------------------------------------
 
-    return boto3.client("s3", config=BotoConfig(retries={"mode": "standard", "max_attempts": 8}))
+
+def _date_roots(client: Any, bucket: str, prefix: str, depth: int = 0) -> Iterator[str]:
+    """Prefixes whose children are year folders (``.../CloudTrail/us-east-1/``), found by walking
+    the delimiter listing a few levels down; AWSLogs/<org>/<account>/CloudTrail/<region>/ is 5."""
+    pages = client.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, Prefix=prefix, Delimiter="/"
+    )
+    children = [cp["Prefix"] for page in pages for cp in page.get("CommonPrefixes", [])]
+    if any(_YEAR_PREFIX.search(c[len(prefix) :]) for c in children):
+        yield prefix
+    if depth < 6:
+        for child in children:
+            if not _YEAR_PREFIX.search(child[len(prefix) :]):
+                yield from _date_roots(client, bucket, child, depth + 1)
+
+
+def _s3_list(
+    client: Any, bucket: str, prefix: str, delimiter: str = ""
+) -> Iterator[dict[str, Any]]:
+    kwargs = {"Bucket": bucket, "Prefix": prefix}
+    if delimiter:
+        kwargs["Delimiter"] = delimiter
+    for page in client.get_paginator("list_objects_v2").paginate(**kwargs):
+        yield from page.get("Contents", [])
 
 
 def _s3(source: str, since: datetime | None, until: datetime | None) -> Iterator[InputRef]:
     bucket, _, prefix = source[len("s3://") :].partition("/")
     if not bucket:
         raise InputError(f"{source}: expected s3://bucket[/prefix]")
-    client = s3_client()
-    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    client = _client("s3")
+
+    def ref(obj: dict[str, Any]) -> InputRef:
+        return InputRef(f"s3://{bucket}/{obj['Key']}", obj["Size"], obj["ETag"].strip('"'))
+
     try:
-        for page in pages:
-            for obj in page.get("Contents", []):
+        if since is not None and until is not None and until >= since:
+            # Pruned: list only the day folders inside the window under each dated layout,
+            # plus whatever sits outside any dated layout.
+            roots = sorted(set(_date_roots(client, bucket, prefix)))
+            days = [since.date() + timedelta(days=i) for i in range((until - since).days + 2)]
+            days = [d for d in days if d <= until.date()]
+            for root in roots:
+                for d in days:
+                    for obj in _s3_list(client, bucket, f"{root}{d:%Y/%m/%d}/"):
+                        yield ref(obj)
+            for obj in _s3_list(client, bucket, prefix):
                 key = obj["Key"]
-                if key.endswith("/") or not in_window(f"/{key}", since, until):
-                    continue
-                yield InputRef(f"s3://{bucket}/{key}", obj["Size"], obj["ETag"].strip('"'))
+                if not any(key.startswith(r) for r in roots) and not key.endswith("/"):
+                    yield ref(obj)
+            return
+        for obj in _s3_list(client, bucket, prefix):
+            if not obj["Key"].endswith("/") and in_window(f"/{obj['Key']}", since, until):
+                yield ref(obj)
     except client.exceptions.NoSuchBucket:
         raise InputError(f"{source}: no such bucket") from None
 
 
+# --- CloudWatch Logs ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LogPosition:
+    """Where the last run stopped in one log source: the newest event's timestamp (ms) and the
+    ids of the events with exactly that timestamp (FilterLogEvents' startTime is inclusive)."""
+
+    timestamp_ms: int
+    ids_at_timestamp: tuple[str, ...] = ()
+
+
+CHUNK_BYTES = 4 << 20
+
+
+class LogsReader:
+    """``logs://<log group>[/<stream prefix>]`` read with FilterLogEvents, paginated.
+
+    Log group names contain slashes (``/aws/lambda/x``), so the split between group and stream
+    prefix is found by asking CloudWatch which groups exist. Throttling is retried by botocore's
+    standard retry mode. Events are cut into chunks of about 4 MB of lines, each an input whose
+    identity is its content hash, so a re-run over the same window skips what it already has.
+    """
+
+    def __init__(self, uri: str, position: LogPosition | None) -> None:
+        self.uri = uri
+        self.position = position or LogPosition(0)
+        self.client = _client("logs")
+        self.group, self.prefix = self._split(uri[len("logs://") :])
+
+    def _split(self, path: str) -> tuple[str, str]:
+        if not path.strip("/"):
+            raise InputError(f"{self.uri}: expected logs://<log group>[/<stream prefix>]")
+        first = path.split("/")[1] if path.startswith("/") else path.split("/")[0]
+        lookup = ("/" + first) if path.startswith("/") else first
+        pages = self.client.get_paginator("describe_log_groups").paginate(logGroupNamePrefix=lookup)
+        names = [g["logGroupName"] for page in pages for g in page.get("logGroups", [])]
+        # The longest existing group that the path starts with, at a "/" boundary.
+        for name in sorted(names, key=len, reverse=True):
+            if path == name or path.startswith(name.rstrip("/") + "/"):
+                return name, path[len(name) :].lstrip("/")
+        raise InputError(f"{self.uri}: no such log group")
+
+    def chunks(self, since: datetime | None, until: datetime | None) -> Iterator[InputRef]:
+        start = self.position.timestamp_ms
+        if since is not None:
+            start = max(start, int(since.timestamp() * 1000))
+        kwargs: dict[str, Any] = {"logGroupName": self.group, "startTime": start}
+        if self.prefix:
+            kwargs["logStreamNamePrefix"] = self.prefix
+        if until is not None:
+            kwargs["endTime"] = int(until.timestamp() * 1000)
+        skip = set(self.position.ids_at_timestamp)
+        newest, at_newest = self.position.timestamp_ms, list(self.position.ids_at_timestamp)
+        lines: list[bytes] = []
+        size, first_ts = 0, -1
+        for page in self.client.get_paginator("filter_log_events").paginate(**kwargs):
+            for ev in page.get("events", []):
+                ts, event_id = int(ev["timestamp"]), str(ev["eventId"])
+                if ts == self.position.timestamp_ms and event_id in skip:
+                    continue  # read by the previous run
+                if ts > newest:
+                    newest, at_newest = ts, [event_id]
+                elif ts == newest:
+                    at_newest.append(event_id)
+                first_ts = ts if first_ts < 0 else first_ts
+                # One event, one line: an embedded newline must not split a record.
+                msg = str(ev.get("message", "")).replace("\n", " ").rstrip()
+                lines.append(msg.encode("utf-8", "surrogateescape") + b"\n")
+                size += len(lines[-1])
+                if size >= CHUNK_BYTES:
+                    yield self._chunk(lines, first_ts, ts)
+                    lines, size, first_ts = [], 0, -1
+        if lines:
+            yield self._chunk(lines, first_ts, newest)
+        self.position = LogPosition(newest, tuple(sorted(at_newest)))
+
+    def _chunk(self, lines: list[bytes], first: int, last: int) -> InputRef:
+        data = b"".join(lines)
+        digest = hashlib.sha256(data).hexdigest()[:32]
+        return InputRef(f"{self.uri}#{first}-{last}", len(data), digest, data)
+
+
+# --- all together ------------------------------------------------------------------------------
+
+
 def list_inputs(
-    sources: list[str], since: datetime | None = None, until: datetime | None = None
-) -> list[InputRef]:
-    """Every input object named by ``sources``, deduplicated, in key order (CloudTrail keys sort
-    by delivery time, which keeps the AssumeRole -> later calls join in order)."""
+    sources: list[str],
+    since: datetime | None = None,
+    until: datetime | None = None,
+    positions: dict[str, LogPosition] | None = None,
+) -> tuple[list[InputRef], dict[str, LogPosition]]:
+    """Every input named by ``sources``, deduplicated, in key order (CloudTrail keys sort by
+    delivery time, which keeps the AssumeRole -> later calls join in order), and for each
+    CloudWatch Logs source the position to record once its chunks are in the lake."""
     refs: set[InputRef] = set()
+    new_positions: dict[str, LogPosition] = {}
     for source in sources:
-        it = (
-            _s3(source, since, until)
-            if source.startswith("s3://")
-            else _local(source, since, until)
-        )
-        refs.update(it)
-    return sorted(refs)
+        if source.startswith("logs://"):
+            reader = LogsReader(source, (positions or {}).get(source))
+            refs.update(reader.chunks(since, until))
+            new_positions[source] = reader.position
+        elif source.startswith("s3://"):
+            refs.update(_s3(source, since, until))
+        elif "://" in source:
+            raise InputError(f"{source}: expected a path, s3://bucket/prefix or logs://group")
+        else:
+            refs.update(_local(source, since, until))
+    return sorted(refs), new_positions
 
 
 def read_input(ref: InputRef) -> bytes:
+    if ref.data is not None:
+        return ref.data
     if ref.uri.startswith("s3://"):
         bucket, _, key = ref.uri[len("s3://") :].partition("/")
-        body = s3_client().get_object(Bucket=bucket, Key=key, IfMatch=ref.etag)["Body"]
-        return bytes(body.read())
+        # IfMatch: the object read is the object listed (its ETag is what marks it done).
+        obj = _client("s3").get_object(Bucket=bucket, Key=key, IfMatch=ref.etag)
+        return bytes(obj["Body"].read())
     return Path(ref.uri).read_bytes()

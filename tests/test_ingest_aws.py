@@ -1,0 +1,172 @@
+"""Ingestion against AWS APIs served by moto over real HTTP on 127.0.0.1: S3 in, S3 lake, and
+CloudWatch Logs with its position kept between runs and throttling retried by botocore."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import pytest
+
+from pipeline.config import Config
+from pipeline.ingest import sources
+from pipeline.ingest.run import ingest
+from pipeline.lake import read_events
+from tests import logfactory as lf
+
+pytestmark = pytest.mark.e2e
+PREFIX = f"AWSLogs/{lf.ACCOUNT}/CloudTrail/us-east-1"
+
+
+def _put_trail_file(s3: Any, day: str, n: int, name: str) -> None:
+    records = [lf.ct(time=f"{day.replace('/', '-')}T10:00:00Z") for _ in range(n)]
+    body = gzip.compress(json.dumps({"Records": records}).encode())
+    key = f"{PREFIX}/{day}/{lf.ACCOUNT}_CloudTrail_us-east-1_{name}.json.gz"
+    s3.put_object(Bucket="trail", Key=key, Body=body)
+
+
+def _run(*src: str, **kw: Any) -> dict[str, Any]:
+    s = ingest(list(src), "s3://lake/tw", Config(), workers=1, **kw)
+    assert s["records_in"] == s["ingested"] + s["duplicates"] + s["quarantined_total"]
+    return s
+
+
+def test_s3_source_into_s3_lake_and_rerun_skips(aws: str) -> None:
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="trail")
+    s3.create_bucket(Bucket="lake")
+    for i in range(3):
+        _put_trail_file(s3, "2026/11/16", 4, f"20261116T10{i}0Z_{i}")
+    first = _run("s3://trail/AWSLogs/")
+    assert (first["files"], first["ingested"]) == (3, 12)
+    events = read_events("s3://lake/tw")
+    assert events.num_rows == 12
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="lake")["Contents"]]
+    assert any(k.startswith("tw/events/source=cloudtrail/date=2026-11-16/hour=10/") for k in keys)
+    again = _run("s3://trail/AWSLogs/")
+    assert (again["files_skipped"], again["records_in"]) == (3, 0)
+    # A changed object (new ETag) is read again; its duplicate records are dropped, not re-added.
+    _put_trail_file(s3, "2026/11/16", 5, "20261116T1000Z_0")
+    third = _run("s3://trail/AWSLogs/")
+    assert third["files_skipped"] == 2 and third["ingested"] == 5
+    assert read_events("s3://lake/tw").num_rows == 17
+
+
+def test_since_until_prunes_the_listing_by_day(aws: str) -> None:
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="trail")
+    s3.create_bucket(Bucket="lake")
+    for day in ("2026/11/14", "2026/11/15", "2026/11/16"):
+        _put_trail_file(s3, day, 2, day.replace("/", "") + "T1000Z_a")
+    listed: list[str] = []
+    client = sources._client("s3")
+
+    def spy(params: dict[str, Any], **_: Any) -> None:
+        listed.append(params.get("Prefix", ""))
+
+    client.meta.events.register("before-parameter-build.s3.ListObjectsV2", spy)
+    try:
+        s = _run(
+            "s3://trail/",
+            since=datetime(2026, 11, 15, tzinfo=UTC),
+            until=datetime(2026, 11, 15, 23, tzinfo=UTC),
+        )
+    finally:
+        client.meta.events.unregister("before-parameter-build.s3.ListObjectsV2", spy)
+    assert (s["files"], s["ingested"]) == (1, 2)
+    assert f"{PREFIX}/2026/11/15/" in listed
+    assert f"{PREFIX}/2026/11/14/" not in listed
+
+
+@pytest.mark.slow
+def test_s3_listing_paginates(aws: str) -> None:
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="trail")
+    s3.create_bucket(Bucket="lake")
+    from concurrent.futures import ThreadPoolExecutor
+
+    def put(i: int) -> None:
+        s3.put_object(Bucket="trail", Key=f"misc/{i:05d}.json", Body=b"{}")
+
+    with ThreadPoolExecutor(8) as pool:  # list_objects_v2 returns at most 1,000 keys a page
+        list(pool.map(put, range(1005)))
+    refs, _ = sources.list_inputs(["s3://trail/misc/"])
+    assert len(refs) == 1005
+    assert len({r.etag for r in refs}) == 1  # same body, same ETag: the listing carries it
+
+
+def _recent_ms() -> int:
+    # CloudWatch (and moto) reject events older than 14 days: stay recent whenever this runs.
+    return int(datetime.now(UTC).timestamp() * 1000) - 3_600_000
+
+
+def _put_logs(logs: Any, group: str, stream: str, objs: list[dict[str, Any]], t0: int) -> None:
+    events = [{"timestamp": t0 + i, "message": json.dumps(o)} for i, o in enumerate(objs)]
+    logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=events)
+
+
+def test_cloudwatch_logs_source_continues_where_it_stopped(aws: str) -> None:
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="lake")
+    logs = boto3.client("logs")
+    group, stream = "/aws/lambda/tenant-authorizer", "2026/11/16/[$LATEST]abc"
+    logs.create_log_group(logGroupName=group)
+    logs.create_log_stream(logGroupName=group, logStreamName=stream)
+    t0 = _recent_ms()
+    _put_logs(logs, group, stream, [lf.authorizer_log() for _ in range(5)], t0)
+    first = _run(f"logs://{group}")
+    assert first["ingested"] == 5
+    again = _run(f"logs://{group}")
+    assert again["records_in"] == 0
+    _put_logs(logs, group, stream, [lf.authorizer_log(decision="Allow") for _ in range(3)], t0 + 10)
+    third = _run(f"logs://{group}/2026/11/16")  # a stream prefix after the group name
+    assert third["ingested"] == 3
+    assert read_events("s3://lake/tw", sources=("authorizer",)).num_rows == 8
+
+
+def test_unknown_log_group_is_a_clear_error(aws: str) -> None:
+    from pipeline.errors import InputError
+
+    boto3.client("s3").create_bucket(Bucket="lake")
+    with pytest.raises(InputError, match="no such log group"):
+        _run("logs:///aws/lambda/absent")
+
+
+def test_cloudwatch_throttling_is_retried_by_botocore(aws: str) -> None:
+    boto3.client("s3").create_bucket(Bucket="lake")
+    logs = boto3.client("logs")
+    group, stream = "/tw/throttled", "s"
+    logs.create_log_group(logGroupName=group)
+    logs.create_log_stream(logGroupName=group, logStreamName=stream)
+    _put_logs(logs, group, stream, [lf.authorizer_log() for _ in range(4)], _recent_ms())
+
+    from botocore.awsrequest import AWSResponse
+
+    class _Raw:
+        def __init__(self, body: bytes) -> None:
+            self.body = body
+
+        def stream(self, **_: Any) -> Any:
+            yield self.body
+
+    throttled = {"n": 0}
+
+    def throttle(request: Any, **_: Any) -> AWSResponse | None:
+        if throttled["n"] < 2:
+            throttled["n"] += 1
+            body = b'{"__type":"ThrottlingException","message":"Rate exceeded"}'
+            headers = {"Content-Type": "application/x-amz-json-1.1"}
+            return AWSResponse(request.url, 400, headers, _Raw(body))
+        return None
+
+    client = sources._client("logs")
+    client.meta.events.register("before-send.cloudwatch-logs.FilterLogEvents", throttle)
+    try:
+        s = _run(f"logs://{group}")
+    finally:
+        client.meta.events.unregister("before-send.cloudwatch-logs.FilterLogEvents", throttle)
+    assert throttled["n"] == 2
+    assert s["ingested"] == 4
