@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -33,6 +34,9 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from pipeline.errors import InputError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9._=-]+$")
 
@@ -191,3 +195,53 @@ def read_quarantine(lake: Lake | str) -> pa.Table:
 
     lk = lake if isinstance(lake, Lake) else Lake(lake)
     return lk.read_all("quarantine", schema.QUARANTINE)
+
+
+# --- for notebooks: the same reads as pandas DataFrames ------------------------------------------
+
+
+def _as_time(value: datetime | str | None) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    from pipeline.ingest.timeparse import parse_one
+
+    parsed = parse_one(value)
+    if parsed is None:
+        raise ValueError(f"expected an ISO date or date-time, got {value!r}")
+    return parsed
+
+
+def events(
+    lake: Lake | str,
+    since: datetime | str | None = None,
+    until: datetime | str | None = None,
+    *,
+    source: str | tuple[str, ...] | None = None,
+    tenant: str | tuple[str, ...] | None = None,
+    actor: str | None = None,
+    columns: list[str] | None = None,
+) -> pd.DataFrame:
+    """Events as a DataFrame, for notebooks: ``events("lake", "2026-11-16", tenant="t0007")``.
+
+    Times are ISO strings or datetimes (UTC when no zone is given); ``tenant`` matches the actor
+    or the target tenant; ``actor`` the actor principal exactly. Partitions outside the window
+    are never opened, and only ``columns`` are read (all by default).
+    """
+    sources = (source,) if isinstance(source, str) else source
+    tenants = (tenant,) if isinstance(tenant, str) else tenant
+    where = pc.field("actor_principal") == actor if actor is not None else None
+    table = read_events(
+        lake,
+        _as_time(since),
+        _as_time(until),
+        sources=sources,
+        columns=columns,
+        tenants=tenants,
+        where=where,
+    )
+    return table.sort_by([("event_time", "ascending"), ("event_id", "ascending")]).to_pandas()
+
+
+def quarantine(lake: Lake | str) -> pd.DataFrame:
+    """Quarantined records (input, position, reason, detail, raw bytes) as a DataFrame."""
+    return read_quarantine(lake).to_pandas()

@@ -402,3 +402,36 @@ def test_missing_source_is_an_error_with_exit_code_2(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["ingest", str(tmp_path / "nope"), "--lake", str(tmp_path)])
     assert result.exit_code == 2
     assert "no such file or directory" in result.output
+
+
+def test_notebook_api_filters_by_time_tenant_source_and_actor(tmp_path: Path) -> None:
+    from pipeline import lake as api
+
+    lf.delivery_file(
+        tmp_path / "in" / "1.json.gz",
+        [
+            lf.ct(time="2026-11-16T09:00:00Z", key="tenants/t0001/a"),
+            lf.ct(time="2026-11-16T11:30:00Z", key="tenants/t0002/b"),
+            lf.ct(time="2026-11-17T11:30:00Z", key="tenants/t0002/c", session="usr-other"),
+        ],
+    )
+    lf.lines_file(tmp_path / "in" / "api.log", [lf.access_log(tenant_path="t0002", claim="t0002")])
+    lf.lines_file(tmp_path / "in" / "junk.log", [{"no": "idea"}])
+    run(tmp_path / "lake", tmp_path / "in")
+    lake = str(tmp_path / "lake")
+    df = api.events(lake, "2026-11-16T10:00:00", "2026-11-17")
+    assert list(df["resource"]) == [
+        "/prod/tenants/t0002/invoices",  # 10:00
+        "s3://acme-saas-tenant-data/tenants/t0002/b",  # 11:30
+    ]
+    assert len(api.events(lake, tenant="t0002")) == 3
+    assert len(api.events(lake, source="apigateway")) == 1
+    other = f"arn:aws:sts::{lf.ACCOUNT}:assumed-role/tenant-scoped-access/usr-other"
+    assert list(api.events(lake, actor=other)["resource"]) == [
+        "s3://acme-saas-tenant-data/tenants/t0002/c"
+    ]
+    narrow = api.events(lake, columns=["event_id", "event_time"])
+    assert list(narrow.columns) == ["event_id", "event_time"]
+    q = api.quarantine(lake)
+    assert list(q["reason"]) == ["unrecognised_record"]
+    assert api.events(str(tmp_path / "empty")).empty
