@@ -1,0 +1,30 @@
+"""The README documents every command (a command nobody can find does not exist)."""
+
+from __future__ import annotations
+
+import click
+
+from pipeline.cli import cli
+from tests.conftest import REPO
+
+
+def _commands(group: click.Group, prefix: str = "tenantwatch") -> list[str]:
+    out = []
+    for name, cmd in group.commands.items():
+        full = f"{prefix} {name}"
+        out.append(full)
+        if isinstance(cmd, click.Group):
+            out.extend(_commands(cmd, full))
+    return out
+
+
+def test_every_command_is_in_the_readme() -> None:
+    readme = (REPO / "README.md").read_text()
+    missing = [c for c in _commands(cli) if f"`{c}" not in readme]
+    assert not missing, f"undocumented commands: {missing}"
+
+
+def test_readme_starts_with_the_two_commands() -> None:
+    head = (REPO / "README.md").read_text().split("\n\n", 3)[:3]
+    text = "\n".join(head)
+    assert "make demo" in text and "make test" in text
