@@ -239,7 +239,8 @@ def events(
         tenants=tenants,
         where=where,
     )
-    return table.sort_by([("event_time", "ascending"), ("event_id", "ascending")]).to_pandas()
+    keys = [(c, "ascending") for c in ("event_time", "event_id") if c in table.column_names]
+    return (table.sort_by(keys) if keys else table).to_pandas()
 
 
 def quarantine(lake: Lake | str) -> pd.DataFrame:

@@ -316,7 +316,8 @@ def test_bad_inputs_are_quarantined_with_reasons(tmp_path: Path) -> None:
     big = lf.ct()
     big["requestParameters"]["padding"] = "x" * (10 << 20)
     (d / "huge.json").write_text(json.dumps({"Records": [big, lf.ct()]}))
-    (d / "notjson.txt").write_text("START RequestId: 1 Version: $LATEST\n")
+    (d / "notjson.txt").write_text("Traceback (most recent call last):\n")
+    (d / "platform.log").write_text("START RequestId: 1 Version: $LATEST\n")
     cfg = parse_config({"ingest": {"max_decompressed_bytes": 32 << 20}}, environ={})
     s = run(tmp_path / "lake", d, cfg=cfg)
     reasons = _reasons(tmp_path / "lake")
@@ -327,6 +328,7 @@ def test_bad_inputs_are_quarantined_with_reasons(tmp_path: Path) -> None:
     assert reasons["bomb.json.gz"] == "decompressed_too_large"
     assert reasons["huge.json"] == "record_too_large"
     assert reasons["notjson.txt"] == "not_json"
+    assert reasons["platform.log"] == "lambda_platform_line"
     assert s["ingested"] == 1  # the normal record next to the huge one
 
 
@@ -435,3 +437,18 @@ def test_notebook_api_filters_by_time_tenant_source_and_actor(tmp_path: Path) ->
     q = api.quarantine(lake)
     assert list(q["reason"]) == ["unrecognised_record"]
     assert api.events(str(tmp_path / "empty")).empty
+
+
+def test_session_join_inside_a_batch_spanning_days(tmp_path: Path) -> None:
+    # One batch holding two days: the first day's sessions must not be expired by the second's.
+    day1 = [lf.assume_role(tenant="t0001", new_key_id="ASIADAY1"), lf.ct(key_id="ASIADAY1")]
+    day2 = [
+        lf.assume_role(tenant="t0002", new_key_id="ASIADAY2", time="2026-11-18T09:00:00Z"),
+        lf.ct(key_id="ASIADAY2", time="2026-11-18T09:05:00Z"),
+        lf.ct(key_id="ASIADAY1", time="2026-11-18T09:06:00Z"),  # a day-old key: session over
+    ]
+    lf.delivery_file(tmp_path / "in" / "1.json.gz", day1)
+    lf.delivery_file(tmp_path / "in" / "2.json.gz", day2)
+    run(tmp_path / "lake", tmp_path / "in")
+    calls = [r for r in rows(tmp_path / "lake") if r["action"] == "GetObject"]
+    assert [c["actor_tenant"] for c in calls] == ["t0001", "t0002", None]

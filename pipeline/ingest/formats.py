@@ -51,6 +51,7 @@ class _RecordsFile(msgspec.Struct):
 
 _records_decoder = msgspec.json.Decoder(_RecordsFile)
 _raw_list_decoder = msgspec.json.Decoder(list[msgspec.Raw])
+_LAMBDA_PLATFORM = (b"START RequestId:", b"END RequestId:", b"REPORT RequestId:", b"INIT_START ")
 _CWL_EXPORT_LINE = re.compile(rb"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z ")
 
 
@@ -155,6 +156,10 @@ def _line(line: bytes, position: int) -> Iterator[Item]:
         body = body.split(b" ", 1)[1].lstrip()
     if body.startswith(b"{"):
         yield from _one(body, position)
+    elif body.startswith(_LAMBDA_PLATFORM):
+        # The Lambda runtime's own lines between a function's log lines: known, not events.
+        text = body[:60].decode("utf-8", "replace")
+        yield Item(QUARANTINE, position, None, line, "lambda_platform_line", text)
     else:
         text = body[:80].decode("utf-8", "replace")
         yield Item(QUARANTINE, position, None, line, "not_json", f"line starts {text!r}")

@@ -252,8 +252,7 @@ class Ingestor:
             t, when = t.filter(keep), when.filter(keep)
         t = t.set_column(t.schema.get_field_index("event_time"), "event_time", when)
         if t.num_rows:
-            newest = pc.max(when).as_py()
-            self.sessions.expire(newest)
+            self.sessions.expire(pc.min(when).as_py())
         t = tenancy.resolve(t, self.cfg.tenancy, self.sessions)
 
         # Dedup within the batch (first occurrence in input order wins) ...

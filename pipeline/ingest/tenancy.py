@@ -26,6 +26,8 @@ from pipeline import config as c
 from pipeline.errors import ConfigError
 
 _S = pa.string()
+_TS = pa.timestamp("us", tz="UTC")
+_SKEW = timedelta(minutes=5)
 
 
 @dataclass
@@ -38,15 +40,18 @@ class SessionMap:
     def learn(self, key_id: str, tags: dict[str, str], started: datetime) -> None:
         self.sessions[key_id] = (tags, started)
 
-    def expire(self, now: datetime) -> None:
-        cutoff = now - self.ttl
+    def expire(self, oldest_event: datetime) -> None:
+        """Forget sessions that ended before the oldest event still to be resolved."""
+        cutoff = oldest_event - self.ttl
         for key in [k for k, (_, t) in self.sessions.items() if t < cutoff]:
             del self.sessions[key]
 
-    def lookup_array(self, tag: str) -> tuple[pa.Array, pa.Array]:
+    def lookup(self, tag: str) -> tuple[pa.Array, pa.Array, pa.Array]:
+        """(access key ids, the tag's values, session start times) for sessions with ``tag``."""
         keys = [k for k, (tags, _) in self.sessions.items() if tag in tags]
         values = [self.sessions[k][0][tag] for k in keys]
-        return pa.array(keys, _S), pa.array(values, _S)
+        started = [self.sessions[k][1] for k in keys]
+        return pa.array(keys, _S), pa.array(values, _S), pa.array(started, _TS)
 
     def rows(self) -> Iterable[tuple[str, str, datetime]]:
         """(key id, tag, value, started) flattened for persisting."""
@@ -79,9 +84,22 @@ def _mask(values: pa.Array, allowed_in: pa.Array, allowed: tuple[str, ...]) -> p
 def _actor_candidate(t: pa.Table, i: int, s: c.ActorStrategy, sessions: SessionMap) -> pa.Array:
     where = f"tenancy.actor[{i}]"
     if isinstance(s, c.SessionTag):
-        keys, values = sessions.lookup_array(s.key)
+        keys, values, started = sessions.lookup(s.key)
+        if not len(keys):
+            return pa.nulls(t.num_rows, _S)
         idx = pc.index_in(t["actor_session"], value_set=keys)
-        return pc.take(values, idx) if len(keys) else pa.nulls(t.num_rows, _S)
+        # Only while the session lives: from its AssumeRole (less some clock skew between
+        # services) until the longest session could have ended.
+        start = pc.take(started, idx)
+        live = pc.and_(
+            pc.greater_equal(
+                t["event_time"], pc.subtract(start, pa.scalar(_SKEW, pa.duration("us")))
+            ),
+            pc.less_equal(
+                t["event_time"], pc.add(start, pa.scalar(sessions.ttl, pa.duration("us")))
+            ),
+        )
+        return pc.if_else(pc.fill_null(live, False), pc.take(values, idx), pa.scalar(None, _S))
     if isinstance(s, c.RoleSessionName):
         cand = _extract(t["h_session_name"], s.pattern, where)
         return _mask(cand, t["h_role_name"], s.roles)
