@@ -18,8 +18,7 @@ $(STAMP): pyproject.toml
 ## demo: the whole pipeline on sample_logs/ (nothing from AWS needed)
 demo: $(STAMP)
 	@rm -rf $(LAKE)
-	$(BIN)/tenantwatch simulate --help >/dev/null
-	$(BIN)/tenantwatch ingest sample_logs --lake $(LAKE)
+	$(BIN)/tenantwatch ingest sample_logs/AWSLogs sample_logs/apigateway sample_logs/authorizer --lake $(LAKE)
 
 ## test: lint, type check and the whole test suite (slow tests included)
 test: lint typecheck pytest
@@ -36,7 +35,7 @@ pytest: $(STAMP)
 
 ## bench: speed and memory beside the peers, printed as tables
 bench: $(STAMP)
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/simulate_speed.py
 
 ## sample-logs: regenerate sample_logs/ byte for byte
 sample-logs: $(STAMP)
