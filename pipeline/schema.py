@@ -62,3 +62,97 @@ QUARANTINE = pa.schema(
 def empty(schema: pa.Schema) -> pa.Table:
     """An empty table that still has every column (an empty result is still a result)."""
     return schema.empty_table()
+
+
+SEVERITIES = ("info", "low", "medium", "high", "critical")
+_TS = pa.timestamp("us", tz="UTC")
+
+# One row per finding, the same for every detector (DESIGN.md "Detectors"). ``finding_id`` is a
+# content hash of detector id + group key + window, so re-running a window gives the same ids.
+FINDINGS = pa.schema(
+    [
+        pa.field("finding_id", _S, nullable=False),
+        pa.field("detector", _S, nullable=False),  # the detector's id == its module name
+        pa.field("severity", _S, nullable=False),  # one of SEVERITIES
+        pa.field("title", _S, nullable=False),
+        pa.field("actor", _S),  # principal, session, source IP or null (a tenant-level finding)
+        pa.field("actor_tenant", _S),
+        pa.field("tenants", pa.list_(_S)),  # target tenants involved
+        pa.field("window_start", _TS, nullable=False),
+        pa.field("window_end", _TS, nullable=False),
+        pa.field("first_seen", _TS),
+        pa.field("last_seen", _TS),
+        pa.field("event_count", pa.int64(), nullable=False),
+        pa.field("score", pa.float64(), nullable=False),  # higher = more anomalous
+        pa.field("threshold", pa.float64(), nullable=False),
+        pa.field("baseline", _S),  # the baseline in force, for people
+        pa.field("dedup_key", _S, nullable=False),  # findings sharing it make one incident
+        # JSON: top actions, source IPs, outcomes, sample event ids (back into the lake), and
+        # what the detector found unusual.
+        pa.field("evidence", _S, nullable=False),
+    ]
+)
+
+# --- alerting (pipeline/alert/) ------------------------------------------------------------------
+
+INCIDENT_STATUSES = ("new", "updated")
+# pending -> publishing -> sent | failed (retried next run) | in_doubt (the process died between
+# the publish and the state write: never re-sent automatically, see pipeline/alert/delivery.py).
+DELIVERY_STATES = ("pending", "publishing", "sent", "failed", "in_doubt")
+
+# One row per incident, its latest revision (incidents/state/date=<period start>/<id>.parquet).
+# ``incident_id`` is a hash of dedup key + the first window of its dedup period.
+INCIDENTS = pa.schema(
+    [
+        pa.field("incident_id", _S, nullable=False),
+        pa.field("dedup_key", _S, nullable=False),
+        pa.field("detector", _S, nullable=False),
+        pa.field("severity", _S, nullable=False),  # the worst of its findings
+        pa.field("status", _S, nullable=False),  # one of INCIDENT_STATUSES
+        pa.field("revision", pa.int32(), nullable=False),  # +1 per alert run that changed it
+        pa.field("title", _S, nullable=False),  # the lead (worst) finding's
+        pa.field("actor", _S),
+        pa.field("actor_tenant", _S),
+        pa.field("tenants", pa.list_(_S)),
+        pa.field("period_start", _TS, nullable=False),  # the dedup period: [start, end)
+        pa.field("period_end", _TS, nullable=False),
+        pa.field("window_start", _TS, nullable=False),  # first finding window .. last
+        pa.field("window_end", _TS, nullable=False),
+        pa.field("first_seen", _TS),
+        pa.field("last_seen", _TS),
+        pa.field("finding_count", pa.int64(), nullable=False),
+        pa.field("event_count", pa.int64(), nullable=False),
+        pa.field("finding_ids", pa.list_(_S)),
+        pa.field("score", pa.float64(), nullable=False),  # the lead finding's
+        pa.field("threshold", pa.float64(), nullable=False),
+        pa.field("baseline", _S),
+        pa.field("evidence", _S, nullable=False),  # the lead finding's evidence JSON
+        pa.field("snapshot_uri", _S),  # manifest.json of the forensic snapshot
+        pa.field("snapshot_sha256", _S),  # SHA-256 of that manifest (it pins every file)
+    ]
+)
+
+# One row per notification, its payload and delivery state: the outbox
+# (incidents/outbox/date=<day>/<notification_id>.parquet, rewritten on each state change).
+OUTBOX = pa.schema(
+    [
+        pa.field("notification_id", _S, nullable=False),  # hash of incident + kind + revision
+        pa.field("incident_id", _S),  # null for a digest
+        pa.field("kind", _S, nullable=False),  # new | update | digest
+        pa.field("detector", _S, nullable=False),
+        pa.field("severity", _S, nullable=False),
+        pa.field("tenants", pa.list_(_S)),
+        pa.field("subject", _S, nullable=False),  # < 100 printable ASCII characters
+        pa.field("text", _S, nullable=False),  # what people read
+        pa.field("message", _S, nullable=False),  # the SNS MessageStructure=json envelope
+        pa.field("attributes", _S, nullable=False),  # SNS message attributes, JSON
+        pa.field("size_bytes", pa.int64(), nullable=False),  # message + subject + attributes
+        pa.field("truncated", pa.bool_(), nullable=False),  # evidence cut to fit 256 KB
+        pa.field("channel", _S, nullable=False),  # sns | local
+        pa.field("state", _S, nullable=False),  # one of DELIVERY_STATES
+        pa.field("attempts", pa.int32(), nullable=False),
+        pa.field("last_error", _S),
+        pa.field("message_id", _S),  # SNS MessageId, or the local file it went to
+        pa.field("updated_at", _TS, nullable=False),
+    ]
+)

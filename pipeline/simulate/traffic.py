@@ -161,7 +161,16 @@ class Traffic:
             ts_ms += rng.randrange(4000, 30_000)
         client_id = self.world.by_id[user.tenant].client_id
         sess = self.api.session(
-            rng, ts_ms, user.id, user.tenant, user.acts_on[1:], ip, ua, client_id
+            rng,
+            ts_ms,
+            user.id,
+            user.tenant,
+            # Grants beyond the home tenant. A consultant's acts_on lists only clients (the
+            # home tenant is not among them), so slicing off "the first" would drop a client.
+            tuple(t for t in user.acts_on if t != user.tenant),
+            ip,
+            ua,
+            client_id,
         )
         r = self.api.request(rng, ts_ms, sess, "POST", ag.LOGIN, user.tenant)
         self._mark(label, r.request_id, ts_ms)

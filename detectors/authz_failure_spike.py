@@ -1,0 +1,280 @@
+"""authz_failure_spike: far more authorization failures than usual for a tenant, actor or address.
+
+Threat
+------
+Credential stuffing against one tenant's login, a stolen or expired token replayed tenant after
+tenant, a script probing which tenants' URLs answer: all show up first as a burst of denials.
+
+Signal
+------
+Denied events (``outcome == "denied"``: CloudTrail ``AccessDenied`` / ``Unauthorized*``, API
+Gateway 401/403, which includes every authorizer Deny) are counted in one-hour buckets per
+group, for three kinds of group: the tenant (target, else the actor's), the actor (principal)
+and the source address.
+Each bucket is compared with the same group's history over the lookback:
+
+- level = median count of the comparable history buckets: the same hour of the week when the
+  history covers ``seasonal_min_weeks`` weeks (Monday mornings compare with Monday mornings),
+  else the same hour of the day when it covers ``daily_min_days`` days, else every hour;
+- spread = the largest of the MAD of those buckets, the MAD of every hour, sqrt(level) (counts
+  are Poisson-like) and ``mad_floor``;
+- score = 0.6745 * (count - level) / spread (PyOD's MAD score, a robust z).
+
+A bucket is a spike when its score reaches ``threshold`` *and* its count reaches ``min_count``:
+the floor stops 2 -> 6 failures from paging. Buckets are also counted shifted by half an hour so
+a burst across the hour boundary is not cut in two. One group gives at most one finding per
+window (the whole burst); a finding whose events lie mostly (``overlap``) inside a larger one
+(the token's failures inside its address's) is folded into it as ``also``.
+Severity: high when the count reaches ``high_count`` and the score twice the threshold, else
+medium.
+
+Data needed
+-----------
+CloudTrail and API Gateway access logs (the authorizer's decisions are already in the access
+log: counting them too would count a request twice); ``event_time``, ``outcome``,
+``actor_principal``, ``actor_tenant``, ``target_tenant``, ``source_ip``. 14 days of history,
+of which only the denied events are read.
+
+Known false positives
+---------------------
+- A release that breaks login or a permission (every tenant's failures rise together; the
+  ``also`` list and the other tenants' findings show it).
+- A customer's integration with a revoked key retrying in a loop: one actor, one tenant, the
+  same action over and over.
+- A new tenant or a new address with no history: the floor (``min_count``) is what protects it.
+
+Runbook
+-------
+1. Read the finding: which group (tenant, actor or address), how many failures against what
+   baseline, the top actions and addresses. Login (``POST .../session``) failures from many
+   addresses: credential stuffing. One address, many tenants: token replay or enumeration.
+2. Check for a deploy or an authorizer change at ``first_seen`` (release channel, CloudTrail for
+   ``UpdateFunctionCode`` / ``UpdateAuthorizer``). If the failures are everyone's, it is an
+   outage: hand over to the service's on-call and close this as not a security incident.
+3. Pull the evidence events from the lake by ``event_ids``; list the distinct source addresses,
+   user agents and user names tried.
+4. Look for a success after the failures from the same addresses or token (query the lake for
+   ``outcome = 'success'`` from those addresses after ``first_seen``): a success means an account
+   may be taken over - escalate to high and force a password / token reset for it.
+5. Contain: add the addresses to the WAF block list (or a rate-based rule on the login route);
+   tell the tenant's admin if their users are the target.
+6. Record the addresses and the outcome on the incident; keep the forensic snapshot.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import ClassVar, Self
+
+import numpy as np
+import pandas as pd
+
+from detectors.base import (
+    HOUR_US,
+    SCORED,
+    Detector,
+    DetectorSettings,
+    Severity,
+    describe_hours,
+    epoch_us,
+    fold,
+    request_keys,
+    text,
+)
+
+# group kind -> how its value is read from the events
+DIMENSIONS = ("tenant", "actor", "ip")
+_HALF = HOUR_US // 2
+
+
+class Settings(DetectorSettings, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    min_count: int = 20  # failures in one hour before a group can page
+    threshold: float = 5.0  # robust z of the hour against the group's history
+    mad_floor: float = 1.0
+    seasonal_min_weeks: int = 2
+    daily_min_days: int = 7
+    dimensions: tuple[str, ...] = DIMENSIONS
+    overlap: float = 0.8
+    high_count: int = 50
+    severity: Severity = "medium"
+    severity_high: Severity = "high"
+
+
+def _values(frame: pd.DataFrame, dim: str) -> pd.Series:
+    if dim == "tenant":
+        return text(frame["target_tenant"]).fillna(text(frame["actor_tenant"]))
+    if dim == "actor":
+        return text(frame["actor_principal"])
+    return text(frame["source_ip"])
+
+
+class AuthzFailureSpike(Detector):
+    id = "authz_failure_spike"
+    title = "Authorization-failure spike"
+    severity = "medium"
+    # Not "authorizer": each of its Deny decisions is also an access-log line (401/403) of the
+    # same request, and a failure must count once.
+    sources = ("cloudtrail", "apigateway")
+    columns = (
+        "event_id",
+        "event_time",
+        "source",
+        "action",
+        "actor_principal",
+        "actor_tenant",
+        "target_tenant",
+        "outcome",
+        "error_code",
+        "source_ip",
+        "user_agent",
+        "request_id",
+    )
+    baseline_columns = (
+        "event_time",
+        "source",
+        "actor_principal",
+        "actor_tenant",
+        "target_tenant",
+        "outcome",
+        "source_ip",
+    )
+    baseline_only = (("outcome", ("denied",)),)  # a few per cent of 14 days of events
+    group_by = ("dimension", "value")
+    lookback = timedelta(days=14)
+    dedup_period = timedelta(hours=6)
+    Settings: ClassVar[type[DetectorSettings]] = Settings
+
+    def fit(self, baseline: pd.DataFrame) -> Self:
+        s: Settings = self.settings  # type: ignore[assignment]
+        bad = sorted(set(s.dimensions) - set(DIMENSIONS))
+        if bad:
+            # Settings are validated at start; this guards objects built by hand.
+            raise ValueError(f"{self.id}: unknown dimension {bad[0]!r}")
+        p0, p1 = baseline.attrs.get("period", (None, None))
+        if p0 is None or p1 is None or p1 <= p0:
+            self.first_hour_, self.hours_ = 0, 0
+        else:
+            self.first_hour_ = int(pd.Timestamp(p0).floor("h").value // 1000 // HOUR_US)
+            self.hours_ = max(int(pd.Timestamp(p1).value // 1000 // HOUR_US) - self.first_hour_, 0)
+        # Only denials are kept: a 14-day history is a few per cent of the events.
+        denied = baseline[baseline["outcome"] == "denied"]
+        hour = epoch_us(denied["event_time"]) // HOUR_US - self.first_hour_
+        self.counts_: dict[str, pd.Series] = {}
+        for dim in s.dimensions:
+            frame = pd.DataFrame({"value": _values(denied, dim), "hour": hour}).dropna()
+            frame = frame[(frame["hour"] >= 0) & (frame["hour"] < self.hours_)]
+            self.counts_[dim] = frame.groupby(["value", "hour"]).size()
+        if self.hours_ >= s.seasonal_min_weeks * 168:
+            self.season_, self.slots_ = "hour-of-week", 168
+        elif self.hours_ >= s.daily_min_days * 24:
+            self.season_, self.slots_ = "hour-of-day", 24
+        else:
+            self.season_, self.slots_ = "all hours", 1
+        return self
+
+    def _history(self, dim: str, values: list[str]) -> np.ndarray:
+        """Dense counts [group, hour] of the history, zeros included (quiet hours are data)."""
+        dense = np.zeros((len(values), self.hours_), dtype=np.float64)
+        counts = self.counts_[dim]
+        if self.hours_ == 0 or counts.empty:
+            return dense
+        have = counts[counts.index.get_level_values("value").isin(values)]
+        pos = {v: i for i, v in enumerate(values)}
+        rows = [pos[v] for v in have.index.get_level_values("value")]
+        dense[rows, have.index.get_level_values("hour").to_numpy(dtype=np.int64)] = have.to_numpy()
+        return dense
+
+    def _level(self, history: np.ndarray, abs_hour: int) -> tuple[float, float, float]:
+        """(level, spread, n samples) of one group's history for the bucket starting at
+        ``abs_hour`` (hours since the epoch)."""
+        s: Settings = self.settings  # type: ignore[assignment]
+        if self.hours_ == 0:
+            return 0.0, s.mad_floor, 0
+        hours = np.arange(self.hours_) + self.first_hour_
+        same = (hours - abs_hour) % self.slots_ == 0 if self.slots_ > 1 else np.ones_like(hours)
+        sample = history[same.astype(bool)]
+        level = float(np.median(sample))
+        mad = float(np.median(np.abs(sample - level)))
+        mad_all = float(np.median(np.abs(history - np.median(history))))
+        spread = max(mad, mad_all, float(np.sqrt(level)), s.mad_floor)
+        return level, spread, len(sample)
+
+    def score(self, window: pd.DataFrame) -> pd.DataFrame:
+        s: Settings = self.settings  # type: ignore[assignment]
+        denied = window[text(window["outcome"]) == "denied"]
+        t_us = epoch_us(denied["event_time"])
+        found = []
+        for rank, dim in enumerate(s.dimensions):
+            value = _values(denied, dim)
+            for phase in (0, _HALF):
+                bucket = (t_us - phase) // HOUR_US
+                frame = pd.DataFrame({"value": value, "bucket": bucket}, index=denied.index)
+                frame = frame.dropna(subset=["value"])
+                sizes = frame.groupby(["value", "bucket"]).size()
+                cand = sizes[sizes >= s.min_count]
+                if cand.empty:
+                    continue
+                values = sorted(set(cand.index.get_level_values("value")))
+                history = self._history(dim, values)
+                for (v, b), n in cand.items():
+                    h = history[values.index(v)]
+                    # A shifted bucket straddles two hours: compare with the busier one.
+                    stats = [self._level(h, int(b))]
+                    if phase:
+                        stats.append(self._level(h, int(b) + 1))
+                    level, spread, samples = max(stats)
+                    z = 0.6745 * (n - level) / spread
+                    mine = frame.index[(frame["value"] == v) & (frame["bucket"] == b)]
+                    found.append((rank, dim, v, int(n), z, level, spread, samples, mine))
+        return self._findings_from(window, found)
+
+    def _findings_from(self, window: pd.DataFrame, found: list[tuple]) -> pd.DataFrame:
+        s: Settings = self.settings  # type: ignore[assignment]
+        spikes = [f for f in found if f[4] >= s.threshold]
+        by_group: dict[tuple[str, str], list[tuple]] = {}
+        for f in spikes:
+            by_group.setdefault((f[1], f[2]), []).append(f)
+        groups = []
+        for (dim, v), fs in by_group.items():
+            rows = np.unique(np.concatenate([f[8].to_numpy() for f in fs]))
+            top = max(fs, key=lambda f: (f[4], f[3]))
+            groups.append((dim, v, rows, top, fs[0][0]))
+        groups.sort(key=lambda g: (-len(g[2]), g[4], g[1]))
+        out: list[dict] = []
+        for dim, v, rows, top, _ in groups:
+            _, _, _, n, z, level, spread, samples, _ = top
+            sub = window.loc[rows]
+            tenants = sorted(
+                set(text(sub["target_tenant"]).dropna()) | ({v} if dim == "tenant" else set())
+            )
+            actor_tenants = text(sub["actor_tenant"]).dropna()
+            sev = s.severity_high if n >= s.high_count and z >= 2 * s.threshold else s.severity
+            what = {"tenant": "tenant", "actor": "actor", "ip": "address"}[dim]
+            out.append(
+                {
+                    "key": f"{dim}|{v}",
+                    "score": z,
+                    "threshold": s.threshold,
+                    "severity": sev,
+                    "actor": None if dim == "tenant" else v,
+                    "actor_tenant": actor_tenants.mode().iloc[0] if len(actor_tenants) else None,
+                    "tenants": tenants,
+                    "baseline": f"median {level:.1f}/h, spread {spread:.1f} ({self.season_}, "
+                    f"{samples} samples) over {describe_hours(self.hours_)}; "
+                    f"floor {s.min_count}/h",
+                    "rows": rows,
+                    "details": {
+                        "dimension": dim,
+                        "value": v,
+                        "peak_count": n,
+                        "peak_score": round(float(z), 3),
+                        "error_codes": text(sub["error_code"]).value_counts().head(5).to_dict(),
+                        "also": [],
+                    },
+                    "title": f"Authorization failures spike for {what} {v}: {n} in an hour "
+                    f"(usually {level:.0f})",
+                }
+            )
+        # Largest first; a group mostly inside a kept one is folded into it, not paged again.
+        kept = fold(out, request_keys(window), s.overlap)
+        return pd.DataFrame(kept, columns=list(SCORED))

@@ -1,0 +1,350 @@
+"""The detector base class: it owns ``detect``; a detector fills ``fit`` and ``score``.
+
+Life cycle (scikit-learn's): the constructor takes settings only, ``fit(baseline)`` learns and
+returns ``self`` (learned state ends in ``_``), ``score(window)`` scores. ``detect`` is the one
+public verb: it checks the input columns, fits, scores, keeps the groups at or above their
+threshold and turns them into rows of the fixed ``FINDINGS`` schema, with ids that are a content
+hash of detector id + group key + window (re-running a window gives the same ids).
+
+``score`` returns one row per group (an actor, a tenant, an address ...) with the columns of
+``SCORED``. ``rows`` holds the positions, in the window, of the events that make the group: the
+base class derives first/last seen, the event count and the evidence (top actions, addresses,
+sample event ids) from them, so every detector's evidence points back into the lake the same way.
+
+Detectors work on pandas DataFrames, one group at a time in spirit (Spark's ``applyInPandas``
+could run them per group later); string columns arrive as categoricals so that a 14-day baseline
+fits in memory. pandas is imported here, so the registry (``detectors/__init__``) must only name
+modules, never import them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import sys
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar, Literal, Self
+
+import msgspec
+import numpy as np
+import orjson
+import pandas as pd
+import pyarrow as pa
+
+from pipeline import schema
+from pipeline.config import Relationship
+from pipeline.errors import ConfigError, TenantwatchError
+
+Severity = Literal["info", "low", "medium", "high", "critical"]
+RANK = {s: i for i, s in enumerate(schema.SEVERITIES)}
+
+# What ``score`` returns: one row per group. ``title`` may be None (the detector's title is used);
+# ``details`` is a dict merged into the evidence (what made this group unusual).
+SCORED = (
+    "key",
+    "score",
+    "threshold",
+    "severity",
+    "actor",
+    "actor_tenant",
+    "tenants",
+    "baseline",
+    "rows",
+    "details",
+    "title",
+)
+SAMPLE_IDS = 50  # sample event ids per finding: enough to open the incident, small in SNS
+
+
+class DetectorInputError(TenantwatchError):
+    """The events given to a detector lack a column it declares."""
+
+
+class DetectorSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Settings every detector has; each detector subclasses this with its own defaults."""
+
+    enabled: bool = True
+
+
+class Detector(ABC):
+    """Base class of every detector. Subclasses declare the class attributes and fill
+    ``fit``/``score``."""
+
+    id: ClassVar[str]
+    title: ClassVar[str]
+    severity: ClassVar[Severity]  # default severity; a detector may raise or lower it per group
+    sources: ClassVar[tuple[str, ...]]  # event sources it reads
+    columns: ClassVar[tuple[str, ...]]  # columns it needs in the window
+    baseline_columns: ClassVar[tuple[str, ...]]  # columns it needs in the baseline (a subset)
+    # Rows of the baseline it can use, as (column, allowed values): a hint the lake reader pushes
+    # down to Parquet. ``fit`` must still filter for itself (it may be given any frame).
+    baseline_only: ClassVar[tuple[tuple[str, tuple[str, ...]], ...]] = ()
+    group_by: ClassVar[tuple[str, ...]]  # what one finding is about, for people and Spark
+    lookback: ClassVar[timedelta]  # how much history before the window it fits on
+    dedup_period: ClassVar[timedelta]  # findings sharing a dedup key within it: one incident
+    Settings: ClassVar[type[DetectorSettings]] = DetectorSettings
+
+    def __init__(
+        self,
+        settings: DetectorSettings | None = None,
+        relationships: tuple[Relationship, ...] = (),
+    ) -> None:
+        self.settings = settings if settings is not None else self.Settings()
+        self.relationships = relationships
+
+    # --- configuration ------------------------------------------------------------------------
+
+    @classmethod
+    def parse_settings(cls, data: Mapping[str, Any]) -> DetectorSettings:
+        """Validate ``[detectors.<id>]`` into the frozen settings, or raise ``ConfigError`` with
+        one line naming the key, e.g. ``detectors.x.min_count: expected an integer, got a
+        string``."""
+        from pipeline.config import _describe
+
+        try:
+            return msgspec.convert(dict(data), cls.Settings)
+        except msgspec.ValidationError as exc:
+            raise ConfigError(f"detectors.{cls.id}.{_describe(str(exc))}") from None
+
+    @classmethod
+    def runbook(cls) -> str:
+        """The numbered runbook of the module docstring (for notifications)."""
+        doc = sys.modules[cls.__module__].__doc__ or ""
+        m = re.search(r"^Runbook\n-+\n(.*?)(?:\n\S[^\n]*\n-+\n|\Z)", doc, re.S | re.M)
+        return m.group(1).strip() if m else ""
+
+    # --- the hooks ----------------------------------------------------------------------------
+
+    @abstractmethod
+    def fit(self, baseline: pd.DataFrame) -> Self:
+        """Learn from the history before the window; return ``self``."""
+
+    @abstractmethod
+    def score(self, window: pd.DataFrame) -> pd.DataFrame:
+        """One row per group of the window with the ``SCORED`` columns."""
+
+    # --- the public verb ----------------------------------------------------------------------
+
+    def detect(
+        self,
+        baseline: pa.Table | pd.DataFrame | None,
+        window: pa.Table | pd.DataFrame,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        baseline_start: datetime | None = None,
+    ) -> pa.Table:
+        """Findings (``schema.FINDINGS``) for ``window``, given the ``baseline`` before it.
+
+        ``start``/``end`` bound the window (default: the hours its events span) and make the
+        finding ids; ``baseline_start`` is where the history begins (default: its first event),
+        so that quiet hours at its start still count as history. Neither input is modified.
+        """
+        win = self._frame(window, self.columns, "window")
+        win = win[win["source"].isin(self.sources)].reset_index(drop=True)
+        if win.empty:
+            return schema.empty(schema.FINDINGS)
+        times = win["event_time"]
+        start = start or _floor_hour(times.min())
+        end = end or _floor_hour(times.max()) + timedelta(hours=1)
+        if baseline is None:
+            base = pd.DataFrame({c: pd.Series(dtype=win[c].dtype) for c in self.baseline_columns})
+        else:
+            base = self._frame(baseline, self.baseline_columns, "baseline")
+            base = base[base["source"].isin(self.sources)].reset_index(drop=True)
+        first = baseline_start or (base["event_time"].min() if len(base) else start - self.lookback)
+        base.attrs["period"] = (pd.Timestamp(first), pd.Timestamp(start))
+        win.attrs["period"] = (pd.Timestamp(start), pd.Timestamp(end))
+
+        scored = self.fit(base).score(win)
+        missing = [c for c in SCORED if c not in scored.columns]
+        if missing:
+            raise TypeError(f"{self.id}.score() lacks the columns {missing}")
+        flagged = scored[scored["score"] >= scored["threshold"]]
+        return self._findings(win, flagged, start, end)
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def _frame(self, data: pa.Table | pd.DataFrame, columns: tuple[str, ...], what: str) -> Any:
+        names = list(data.column_names if isinstance(data, pa.Table) else data.columns)
+        missing = [c for c in columns if c not in names]
+        if missing:
+            raise DetectorInputError(f"{self.id}: the {what} lacks the columns {missing}")
+        if isinstance(data, pd.DataFrame):
+            # A shallow copy: detectors add columns to their frame, never to the caller's.
+            return data[list(columns)].copy(deep=False)
+        return to_frame(data.select(list(columns)))
+
+    def _findings(
+        self, win: pd.DataFrame, flagged: pd.DataFrame, start: datetime, end: datetime
+    ) -> pa.Table:
+        cols: dict[str, list[Any]] = {name: [] for name in schema.FINDINGS.names}
+        start_iso, end_iso = _iso(start), _iso(end)
+        for g in flagged.itertuples(index=False):  # one per finding: few, never per event
+            rows = win.iloc[np.sort(np.asarray(g.rows, dtype=np.int64))]
+            digest = hashlib.sha256(f"{self.id}\x1f{g.key}\x1f{start_iso}\x1f{end_iso}".encode())
+            cols["finding_id"].append(digest.hexdigest()[:32])
+            cols["detector"].append(self.id)
+            cols["severity"].append(g.severity)
+            cols["title"].append(g.title or self.title)
+            cols["actor"].append(_opt_str(g.actor))
+            cols["actor_tenant"].append(_opt_str(g.actor_tenant))
+            cols["tenants"].append(sorted({str(t) for t in g.tenants}))
+            cols["window_start"].append(start)
+            cols["window_end"].append(end)
+            cols["first_seen"].append(rows["event_time"].min() if len(rows) else None)
+            cols["last_seen"].append(rows["event_time"].max() if len(rows) else None)
+            cols["event_count"].append(len(rows))
+            cols["score"].append(round(float(g.score), 6))
+            cols["threshold"].append(float(g.threshold))
+            cols["baseline"].append(str(g.baseline))
+            cols["dedup_key"].append(f"{self.id}:{g.key}")
+            cols["evidence"].append(_evidence(rows, g.details))
+        table = pa.Table.from_pydict(cols, schema=schema.FINDINGS)
+        order = [
+            ("severity_rank", "descending"),
+            ("score", "descending"),
+            ("finding_id", "ascending"),
+        ]
+        ranked = table.append_column(
+            "severity_rank", pa.array([RANK[s] for s in cols["severity"]], pa.int8())
+        )
+        return ranked.sort_by(order).drop_columns(["severity_rank"])
+
+
+# --- shared pieces -------------------------------------------------------------------------------
+
+
+def to_frame(table: pa.Table) -> pd.DataFrame:
+    """Arrow -> pandas with strings as categoricals: 14 days of events stay a few hundred MB."""
+    arrays = []
+    for col in table.columns:
+        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            col = col.dictionary_encode().unify_dictionaries()
+        arrays.append(col)
+    return pa.table(arrays, names=table.column_names).to_pandas()
+
+
+def text(series: pd.Series) -> pd.Series:
+    """A categorical or string column as plain objects (for comparisons across frames)."""
+    return series.astype(object).where(series.notna(), None)
+
+
+def match(series: pd.Series, pattern: str | None, group: str | None = None) -> pd.Series:
+    """Regex ``search`` over a (categorical) column, run once per distinct value: a boolean
+    mask, or with ``group`` the captured text (None where no match)."""
+    if pattern is None:
+        return pd.Series(False if group is None else None, index=series.index, dtype=object)
+    rx = re.compile(pattern)
+    values = series.astype("category")
+    cats = values.cat.categories
+    if group is None:
+        hits = np.array([bool(rx.search(str(v))) for v in cats] + [False])
+        return pd.Series(hits[values.cat.codes.to_numpy()], index=series.index)
+    found = []
+    for v in cats:
+        m = rx.search(str(v))
+        found.append(m.group(group) if m else None)
+    arr = np.array([*found, None], dtype=object)
+    return pd.Series(arr[values.cat.codes.to_numpy()], index=series.index)
+
+
+def any_of(patterns: list[str]) -> str | None:
+    return "|".join(f"(?:{p})" for p in patterns) if patterns else None
+
+
+def positions(frame: pd.DataFrame, by: list[str]) -> pd.Series:
+    """Each group's events as window positions: ``frame``'s index must be the window's
+    (a RangeIndex), which stays true through boolean filtering."""
+    index = frame.index.to_numpy()
+    grouped = frame.groupby(by, observed=True, sort=True)
+    return pd.Series({k: index[v] for k, v in grouped.indices.items()}, dtype=object)
+
+
+def _evidence(rows: pd.DataFrame, details: Any) -> str:
+    def top(col: str, n: int = 5) -> list[list[Any]]:
+        if col not in rows:
+            return []
+        counts = rows[col].astype(object).dropna().value_counts()
+        counts = counts.sort_index(kind="stable").sort_values(ascending=False, kind="stable")
+        return [[str(k), int(v)] for k, v in counts.head(n).items()]
+
+    ordered = rows.sort_values(["event_time", "event_id"], kind="stable")
+    ev: dict[str, Any] = {
+        "top_actions": top("action"),
+        "source_ips": top("source_ip"),
+        "user_agents": top("user_agent", 3),
+        "outcomes": dict(top("outcome")),
+        "sources": dict(top("source")),
+        "event_ids": [str(x) for x in ordered["event_id"].head(SAMPLE_IDS)],
+    }
+    if "request_id" in rows:
+        # API requests: the id shared by the access log and the authorizer log (joins them).
+        req = text(ordered["request_id"]).dropna()
+        ev["request_ids"] = [str(x) for x in req.drop_duplicates().head(SAMPLE_IDS)]
+    if isinstance(details, Mapping):
+        ev.update(details)
+    return orjson.dumps(ev, option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY).decode()
+
+
+def _floor_hour(ts: Any) -> datetime:
+    return pd.Timestamp(ts).floor("h").to_pydatetime()
+
+
+def _iso(ts: datetime) -> str:
+    return pd.Timestamp(ts).tz_convert(UTC).isoformat()
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
+
+
+def describe_hours(hours: float) -> str:
+    return f"{hours / 24:.0f} d" if hours >= 48 else f"{hours:.0f} h"
+
+
+def severity_max(values: pd.Series) -> str:
+    return schema.SEVERITIES[int(values.map(RANK).max())]
+
+
+HOUR_US = 3_600_000_000
+
+
+def epoch_us(times: pd.Series) -> np.ndarray:
+    """A tz-aware datetime column as int64 microseconds since the epoch (UTC)."""
+    naive = times.dt.tz_convert("UTC").dt.tz_localize(None)
+    return naive.to_numpy(dtype="datetime64[us]").view(np.int64)
+
+
+def short_actor(actor: Any) -> str:
+    """``arn:aws:sts::123:assumed-role/role/session`` -> ``role/session`` (titles stay short)."""
+    s = str(actor)
+    return s.split(":assumed-role/", 1)[1] if ":assumed-role/" in s else s
+
+
+def request_keys(window: pd.DataFrame) -> np.ndarray:
+    """One key per request: an API request logged by both API Gateway and the authorizer has
+    the same ``request_id``; other events are their own request."""
+    ids = text(window["event_id"])
+    if "request_id" in window:
+        ids = text(window["request_id"]).fillna(ids)
+    return ids.to_numpy(dtype=object)
+
+
+def fold(groups: list[dict[str, Any]], keys: np.ndarray, overlap: float) -> list[dict[str, Any]]:
+    """Keep groups in the given order; a group whose requests lie mostly (``overlap``) inside a
+    kept group's is not reported on its own but listed in that group's ``details["also"]``."""
+    kept: list[dict[str, Any]] = []
+    for g in groups:
+        mine = keys[np.asarray(g["rows"], dtype=np.int64)]
+        home = next((k for k in kept if np.isin(mine, k["_keys"]).mean() >= overlap), None)
+        if home is not None:
+            home["details"]["also"].append(g["key"])
+            continue
+        g["_keys"] = mine
+        kept.append(g)
+    for g in kept:
+        del g["_keys"]
+    return kept

@@ -1,0 +1,296 @@
+"""cross_tenant_access: an actor of tenant A acted on tenant B, and nothing configured allows it.
+
+Threat
+------
+The tenant context was lost between authentication and data: a role whose policy lacks the
+tenant condition reads another tenant's S3 prefix, a cached authorizer result is reused for
+another tenant's path, a token of tenant A is replayed against tenant B's URLs, or support uses
+the break-glass role without a ticket.
+
+Signal
+------
+One row at a time, no history needed. For every event with a target tenant:
+
+- ``cross_tenant``: the actor's tenant differs from the target and no relationship in
+  ``[[relationships]]`` (organisation parent -> children, reseller -> clients, consultant ->
+  its tenants, matched on the API principal or on the role session name, which may carry a
+  prefix such as ``tenant-t0049-ext-consultant-ana``) allows the pair. A success
+  is critical (data left its tenant); a denied or failed attempt is high.
+- ``tenant_conflict``: two trusted sources for one side disagree (``tenant_conflict`` is set by
+  ingestion, e.g. session tag says A, role session name says B): high. Ambiguity fails secure.
+- ``unresolved_actor``: a named actor whose tenant cannot be resolved, and which is no service
+  role, acted (not merely was denied) on a tenant's resource: low (usually a gap in tenant
+  resolution; anonymous requests such as a login page are not reported).
+- ``break_glass``: the break-glass role on a tenant's data. With an open ticket (ticket id in the
+  role session name, the tenant on the ticket, before its expiry): low, recorded and not paged.
+  Without: high.
+
+Service roles (background jobs) may act on every tenant and are never reported. One finding per
+(kind, actor, actor tenant) and window, listing every target tenant; its severity is the worst of
+its events.
+
+Data needed
+-----------
+All three sources; ``actor_principal``, ``actor_session``, ``actor_tenant``, ``target_tenant``,
+``tenant_conflict``, ``outcome`` (plus action, address, user agent, resource for the evidence).
+
+Known false positives
+---------------------
+- A relationship that exists in the business but not in ``tenantwatch.toml`` (new subsidiary,
+  new consultant): add it under ``[[relationships]]``.
+- A background job whose role is not matched by a ``service_role`` pattern.
+- A tenant-resolution rule that resolves the wrong tenant (e.g. a key layout changed): the
+  finding's evidence shows the resources; fix ``[tenancy]``.
+
+Runbook
+-------
+1. Read the finding: actor, its tenant, the target tenants, the outcome counts and the first and
+   last time. ``denied`` only: the control worked; confirm it is not still going on and lower the
+   urgency. Any ``success``: treat as a possible data exposure from here on.
+2. Check ``[[relationships]]`` and the CRM: is there a parent/child, reseller or consultant
+   relationship (or a break-glass ticket) that should have allowed this? If so, add it to the
+   configuration, note it on the incident and close it as a false positive.
+3. Pull the evidence events from the lake by the ``event_ids`` in the evidence (``raw`` holds the
+   original records): note the resources read, the source IP and the user agent.
+4. For an assumed role: find the ``AssumeRole`` that issued the access key (same
+   ``actor_session``), who called it, and the session tags. For an API principal: check whether
+   ``authorizerLatency`` is ``-`` (a cached authorizer result) and the route's cache key.
+5. Contain: revoke the session (IAM "revoke active sessions" on the role, or invalidate the
+   user's tokens), flush the API Gateway authorizer cache for the stage, and block the address if
+   it is not the customer's.
+6. Scope: query the lake for the same actor and session over the last 30 days and for other
+   actors on the same target tenant; attach the results to the incident.
+7. Escalate to the security lead: a confirmed cross-tenant read is a data incident with customer
+   notification duties. Keep the forensic snapshot; do not delete logs.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import ClassVar, Self
+
+import numpy as np
+import pandas as pd
+
+from detectors.base import (
+    RANK,
+    SCORED,
+    Detector,
+    DetectorSettings,
+    Severity,
+    any_of,
+    match,
+    positions,
+    severity_max,
+    text,
+)
+from pipeline.config import BreakGlass, Consultant, Organisation, Reseller, ServiceRole
+
+_SESSION_NAME = r"^arn:[\w-]+:sts::[^:]*:assumed-role/[^/]+/(?P<s>.+)$"
+_SEP = "\x1f"
+
+
+def consultant_allowed(
+    principal: pd.Series, session: pd.Series, target: pd.Series, consultants: list[Consultant]
+) -> pd.Series:
+    """Events a consultant relationship allows: the API principal is the consultant, or the role
+    session name is or ends with it (services prefix it, e.g. ``tenant-t0049-<principal>``)."""
+    ok = pd.Series(False, index=target.index)
+    for rel in consultants:
+        rx = rf"(?:^|[-.:@_]){re.escape(rel.principal)}$"
+        who = (principal == rel.principal) | match(session.fillna(""), rx)
+        ok |= who & target.isin(rel.tenants)
+    return ok
+
+
+class Settings(DetectorSettings, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    min_events: int = 1  # events of one group before it is a finding
+    severity_success: Severity = "critical"
+    severity_denied: Severity = "high"
+    severity_conflict: Severity = "high"
+    # Usually a gap in tenant resolution (a session whose tags were never seen), not an attack:
+    # recorded, not paged, unless configured otherwise.
+    severity_unresolved: Severity = "low"
+    severity_break_glass_ticket: Severity = "low"
+    severity_break_glass_no_ticket: Severity = "high"
+
+
+_TITLES = {
+    "cross_tenant": "Cross-tenant access",
+    "tenant_conflict": "Conflicting tenant context",
+    "unresolved_actor": "Tenant data touched by an actor without a tenant",
+    "break_glass_ticket": "Break-glass access under an open ticket",
+    "break_glass_no_ticket": "Break-glass access without a valid ticket",
+}
+
+
+class CrossTenantAccess(Detector):
+    id = "cross_tenant_access"
+    title = "Cross-tenant access"
+    severity = "critical"
+    sources = ("cloudtrail", "apigateway", "authorizer")
+    columns = (
+        "event_id",
+        "event_time",
+        "source",
+        "action",
+        "actor_principal",
+        "actor_session",
+        "actor_tenant",
+        "target_tenant",
+        "tenant_conflict",
+        "resource",
+        "outcome",
+        "source_ip",
+        "user_agent",
+        "request_id",
+    )
+    baseline_columns = ("event_time", "source")
+    group_by = ("kind", "actor", "actor_tenant")
+    lookback = timedelta(0)  # a rule: no history needed
+    dedup_period = timedelta(hours=24)
+    Settings: ClassVar[type[DetectorSettings]] = Settings
+
+    def fit(self, baseline: pd.DataFrame) -> Self:
+        # Nothing to learn from history: "fitting" compiles the relationships into lookups.
+        pairs: set[str] = set()
+        consultant: list[Consultant] = []
+        service: list[str] = []
+        self.break_glass_: list[BreakGlass] = []
+        for rel in self.relationships:
+            if isinstance(rel, Organisation):
+                pairs |= {f"{rel.parent}{_SEP}{c}" for c in rel.children}
+            elif isinstance(rel, Reseller):
+                pairs |= {f"{rel.reseller}{_SEP}{c}" for c in rel.clients}
+            elif isinstance(rel, Consultant):
+                consultant.append(rel)
+            elif isinstance(rel, ServiceRole):
+                service.append(rel.principal_pattern)
+            elif isinstance(rel, BreakGlass):
+                self.break_glass_.append(rel)
+        self.allowed_pairs_ = pairs
+        self.consultants_ = consultant
+        self.service_pattern_ = any_of(service)
+        return self
+
+    def _classify(self, w: pd.DataFrame) -> pd.DataFrame:
+        """Per event: ``kind`` (None: nothing to report) and ``sev``."""
+        s: Settings = self.settings  # type: ignore[assignment]
+        principal = text(w["actor_principal"])
+        actor_t, target = text(w["actor_tenant"]), text(w["target_tenant"])
+        has_target = target.notna()
+        service = match(w["actor_principal"], self.service_pattern_)
+        session_name = match(w["actor_principal"], _SESSION_NAME, "s")
+
+        pair = actor_t.fillna("") + _SEP + target.fillna("")
+        allowed = pair.isin(self.allowed_pairs_) | consultant_allowed(
+            principal, session_name, target, self.consultants_
+        )
+
+        bg = pd.Series(False, index=w.index)
+        ticketed = pd.Series(False, index=w.index)
+        for rel in self.break_glass_:
+            mine = match(w["actor_principal"], rel.principal_pattern) & has_target
+            ticket = match(session_name.fillna(""), rel.ticket_pattern, "ticket")
+            for t in rel.tickets:
+                ok = (ticket == t.id) & target.isin(t.tenants) & (w["event_time"] < t.expires)
+                ticketed |= mine & ok
+            bg |= mine
+        quiet = service | bg | allowed
+        outcome = text(w["outcome"])
+        cross = has_target & actor_t.notna() & (actor_t != target) & ~quiet
+        conflict = w["tenant_conflict"].notna() & ~service & ~bg & ~cross
+        # Anonymous requests (a login page) have no actor to name; a denied one did nothing.
+        unresolved = (
+            has_target
+            & actor_t.isna()
+            & principal.notna()
+            & ~quiet
+            & (outcome != "denied")
+            & ~conflict
+        )
+
+        kind = np.select(
+            [bg & ticketed, bg, cross, conflict, unresolved],
+            [
+                "break_glass_ticket",
+                "break_glass_no_ticket",
+                "cross_tenant",
+                "tenant_conflict",
+                "unresolved_actor",
+            ],
+            default="",
+        )
+        sev = np.select(
+            [bg & ticketed, bg, cross & (outcome == "success"), cross, conflict, unresolved],
+            [
+                s.severity_break_glass_ticket,
+                s.severity_break_glass_no_ticket,
+                s.severity_success,
+                s.severity_denied,
+                s.severity_conflict,
+                s.severity_unresolved,
+            ],
+            default="info",
+        )
+        actor = principal.fillna(text(w["actor_session"])).fillna(text(w["source_ip"]))
+        return pd.DataFrame(
+            {
+                "kind": kind,
+                "sev": sev,
+                "actor": actor.fillna("unknown"),
+                "actor_tenant": actor_t,
+                "target": target,
+            },
+            index=w.index,
+        )
+
+    def score(self, window: pd.DataFrame) -> pd.DataFrame:
+        s: Settings = self.settings  # type: ignore[assignment]
+        c = self._classify(window)
+        c = c[c["kind"] != ""]
+        if c.empty:
+            return pd.DataFrame(columns=list(SCORED))
+        c = c.assign(
+            key=c["kind"] + "|" + c["actor"] + "|" + c["actor_tenant"].fillna("-"),
+            outcome=text(window.loc[c.index, "outcome"]),
+            conflict=text(window.loc[c.index, "tenant_conflict"]),
+        )
+        out = []
+        rows = positions(c, ["key"])
+        for key, g in c.groupby("key", sort=True):  # per finding, not per event
+            kind = str(g["kind"].iloc[0])
+            actor, actor_tenant = g["actor"].iloc[0], g["actor_tenant"].iloc[0]
+            tenants = sorted(g["target"].dropna().unique())
+            outcomes = g["outcome"].value_counts().to_dict()
+            sev = severity_max(g["sev"])
+            title = (
+                f"{_TITLES[kind]}: {actor} ({actor_tenant or 'no tenant'}) on "
+                f"{', '.join(tenants[:5])}{' ...' if len(tenants) > 5 else ''}"
+            )
+            details = {
+                "kind": kind,
+                "target_tenants": {t: int(n) for t, n in g["target"].value_counts().items()},
+                "conflicts": sorted(g["conflict"].dropna().unique())[:5],
+                "succeeded": int(outcomes.get("success", 0)),
+                "denied": int(outcomes.get("denied", 0)),
+            }
+            out.append(
+                {
+                    "key": key,
+                    "score": float(len(g)),
+                    "threshold": float(s.min_events),
+                    "severity": sev,
+                    "actor": actor,
+                    "actor_tenant": actor_tenant,
+                    "tenants": tenants,
+                    "baseline": f"rule: {len(self.relationships)} relationships configured; "
+                    "none allows this",
+                    "rows": rows[key],
+                    "details": details,
+                    "title": title,
+                }
+            )
+        out.sort(key=lambda r: (-RANK[str(r["severity"])], str(r["key"])))
+        return pd.DataFrame(out, columns=list(SCORED))
