@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	@rm -rf $(LAKE)
 	$(BIN)/tenantwatch ingest sample_logs/AWSLogs sample_logs/apigateway sample_logs/authorizer --lake $(LAKE)
+	$(BIN)/tenantwatch detect --lake $(LAKE)
 
 ## test: lint, type check and the whole test suite (slow tests included)
 test: lint typecheck pytest
@@ -38,6 +39,10 @@ pytest: $(STAMP)
 ## bench: speed and memory beside the peers, printed as tables
 bench: $(STAMP)
 	$(BIN)/python bench/simulate_speed.py
+
+## eval: precision and recall per detector on simulated months (several seeds)
+eval: $(STAMP)
+	$(BIN)/python eval/evaluate.py
 
 ## sample-logs: regenerate sample_logs/ byte for byte
 sample-logs: $(STAMP)
