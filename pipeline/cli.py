@@ -306,6 +306,182 @@ def _findings_table(rows: list[dict[str, Any]], start: str, end: str) -> None:
     Console(width=160).print(table)
 
 
+def _print_incidents(sent: list[dict[str, Any]]) -> None:
+    """Each notification sent in this run, worst first, as the on-call engineer reads it. The
+    texts were sanitised when rendered; click.echo (not rich) so nothing in them is markup."""
+    from pipeline.schema import SEVERITIES
+
+    order = sorted(sent, key=lambda r: (-SEVERITIES.index(r["severity"]), r["subject"]))
+    for row in order:
+        click.echo("=" * 100)
+        click.echo(f"Subject: {row['subject']}")
+        click.echo("")
+        click.echo(row["text"])
+
+
+def _alert_exit(ctx: click.Context, summary: Mapping[str, Any]) -> None:
+    n = summary["notifications"]
+    if summary["in_doubt_ids"]:
+        click.echo(
+            "tenantwatch: warning: notifications in doubt (a run died while publishing; not re-sent"
+            " automatically, check and use --resend): " + ", ".join(summary["in_doubt_ids"]),
+            err=True,
+        )
+    if n["failed"] or n["in_doubt"] or summary["snapshot_errors"]:
+        ctx.exit(1)  # failed ones are retried by the next run; the scheduler should still know
+
+
+@cli.command()
+@click.option("--lake", default=None, help="Lake root: a folder or s3://bucket/prefix.")
+@click.option("--since", default=None, help="Only findings whose window starts then or later.")
+@click.option(
+    "--resend",
+    multiple=True,
+    metavar="NOTIFICATION_ID",
+    help="Send an in-doubt notification again, once you checked it did not arrive (repeatable).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+@click.pass_context
+def alert(
+    ctx: click.Context,
+    lake: str | None,
+    since: str | None,
+    resend: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Group findings into incidents, snapshot their evidence and send notifications.
+
+    Findings sharing a dedup key within the detector's dedup period make one incident; later ones
+    update it instead of paging again. Notifications go to SNS when [alerting] names a topic,
+    else to <lake>/incidents/notifications/; each is sent at most once, and failed ones are
+    retried by the next run. Exit code 1 when a notification failed or a snapshot could not be
+    written.
+    """
+    from pipeline.alert.run import run_alert
+
+    cfg = _config(ctx)
+    with progress_bar("notifying") as update:
+        result = run_alert(
+            lake or cfg.lake.root,
+            cfg,
+            since=_when(since, "--since"),
+            resend=resend,
+            progress=update,
+        )
+    if not as_json:
+        _print_incidents(result.sent)
+    emit_summary(f"alerted from {result.summary['lake']}", result.summary, as_json)
+    _alert_exit(ctx, result.summary)
+
+
+@cli.command("run")
+@click.argument("sources", nargs=-1, required=True)
+@click.option("--lake", default=None, help="Lake root: a folder or s3://bucket/prefix.")
+@click.option("--since", default=None, help="Detection window start (default: latest day).")
+@click.option("--until", default=None, help="Detection window end, exclusive.")
+@click.option("--workers", type=int, default=None, help="Ingest processes (default: all cores).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+@click.pass_context
+def run_command(
+    ctx: click.Context,
+    sources: tuple[str, ...],
+    lake: str | None,
+    since: str | None,
+    until: str | None,
+    workers: int | None,
+    as_json: bool,
+) -> None:
+    """Ingest SOURCES, detect and alert: the whole pipeline in one go.
+
+    Prints each new incident as its notification reads, then a summary of the three stages.
+    """
+    from pipeline.pipeline_run import run_all
+
+    cfg = _config(ctx)
+    if workers is not None and workers < 1:
+        raise click.BadParameter("expected 1 or more", param_hint="--workers")
+    bars: list[Any] = []
+
+    def progress(stage: str) -> Callable[[int, int], None]:
+        # One bar per stage, one at a time (rich allows a single live display).
+        while bars:
+            bars.pop().__exit__(None, None, None)
+        cm = progress_bar(stage)
+        bars.append(cm)
+        return cm.__enter__()
+
+    try:
+        result = run_all(
+            list(sources),
+            lake or cfg.lake.root,
+            cfg,
+            since=_when(since, "--since"),
+            until=_when(until, "--until"),
+            workers=workers,
+            progress=progress,
+        )
+    finally:
+        for cm in reversed(bars):
+            cm.__exit__(None, None, None)
+    s = result.summary
+    if as_json:
+        emit_summary("", s, as_json=True)
+    else:
+        _print_incidents(result.alert.sent)
+        ing, det, al = s["ingest"], s["detect"], s["alert"]
+        flat = {
+            "records_in": ing["records_in"],
+            "ingested": ing["ingested"],
+            "quarantined": ing["quarantined_total"],
+            "window": f"{det['window_start']} .. {det['window_end']}",
+            "findings": det["findings"],
+            "detectors_failed": ", ".join(det["failed"]) or "-",
+            "incidents_new": al["incidents_new"],
+            "incidents_updated": al["incidents_updated"],
+            "by_severity": al["by_severity"],
+            "snapshots_written": al["snapshots_written"],
+            "notifications": al["notifications"],
+            "channel": al["channel"],
+            "seconds": s["seconds"],
+        }
+        emit_summary(f"ran the pipeline into {ing['lake']}", flat, as_json=False)
+    _alert_exit(ctx, s["alert"])
+    if s["detect"]["failed"]:
+        ctx.exit(1)
+
+
+@cli.group()
+def snapshot() -> None:
+    """Forensic snapshots of incident evidence."""
+
+
+@snapshot.command("verify")
+@click.argument("uri")
+@click.option("--sha256", "expect", default=None, help="The manifest hash the notification gave.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@click.pass_context
+def snapshot_verify(ctx: click.Context, uri: str, expect: str | None, as_json: bool) -> None:
+    """Re-hash the snapshot at URI (its manifest.json or folder, local or s3://) and report any
+    file that changed, went missing or was added. Exit code 1 if anything differs."""
+    from dataclasses import asdict
+
+    from pipeline.alert.snapshot import verify
+
+    cfg = _config(ctx)
+    result = verify(uri, expect, cfg.alerting.region)
+    if as_json:
+        emit_summary("", asdict(result), as_json=True)
+    else:
+        for f in result.files:
+            click.echo(f"{f['status']:>10}  {f['name']}")
+        for p in result.problems:
+            click.echo(f"   problem  {p}")
+        verdict = "OK: unchanged" if result.ok else "CHANGED: do not trust this snapshot"
+        click.echo(f"{verdict} ({result.manifest_uri}, manifest SHA-256 {result.manifest_sha256})")
+    if not result.ok:
+        ctx.exit(1)
+
+
 def main() -> None:
     cli(prog_name="tenantwatch")
 

@@ -22,7 +22,7 @@ import tomllib
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -222,6 +222,20 @@ class AlertingConfig(_Base, frozen=True):
     cloudwatch_namespace: str = ""
     snapshot_uri: str = ""  # empty: <lake>/snapshots
     region: str = ""
+    # Findings sharing a dedup key within this period make one incident, for detectors that do
+    # not declare a ``dedup_period`` of their own.
+    dedup_period_hours: float = 24.0
+    # Incidents below this are recorded (state, snapshot) but not sent: a break-glass access
+    # under an open ticket is ``low`` and must not page anyone.
+    notify_min_severity: Literal["info", "low", "medium", "high", "critical"] = "medium"
+    # A later finding for an open incident: no message, one digest per run, or one message each.
+    updates: Literal["none", "digest", "each"] = "digest"
+    snapshot_margin_minutes: int = 60  # evidence from this long before first seen to after last
+    snapshot_max_events: int = 100_000  # bounds memory; the manifest says when it was reached
+    # Used only when the snapshot bucket has Object Lock enabled but no default retention rule.
+    snapshot_retention_days: int = 365
+    snapshot_lock_mode: Literal["GOVERNANCE", "COMPLIANCE"] = "GOVERNANCE"
+    athena_table: str = "tenantwatch.events"  # named in the query each notification carries
 
 
 class Config(_Base, frozen=True):

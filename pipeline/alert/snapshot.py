@@ -1,0 +1,344 @@
+"""Forensic snapshots: an incident's evidence events, written once, verifiable later.
+
+A snapshot is a folder ``<root>/<incident id>/<content hash>/`` holding
+
+- ``events.parquet``: the normalized events (``schema.EVENTS`` without ``raw``),
+- ``raw.parquet``: ``event_id``, ``event_time``, ``source`` and the original record (``raw``,
+  secrets already replaced by fingerprints at ingestion),
+- ``manifest.json``: the query that selected them, row counts, the time span, and the SHA-256 and
+  size of each file. It is written last, so a folder without one is an interrupted write.
+
+The notification carries the manifest's location and its SHA-256; since the manifest pins every
+file's hash, that one hash vouches for the whole snapshot. There is no wall-clock time in it: the
+same evidence gives the same bytes, so a re-run after a crash finds its own files and goes on.
+
+Written once: on S3 every object is put with ``IfNoneMatch="*"`` (the PUT fails if the key
+exists) and, when the bucket has Object Lock, under retention; locally files are linked into
+place, which fails if the name exists. An existing file with other bytes is never replaced: the
+content hash in the folder name means different evidence goes to a different folder.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import os
+import posixpath
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pipeline.alert import aws
+from pipeline.alert.incidents import Incident
+from pipeline.alert.query import evidence_query
+from pipeline.errors import TenantwatchError
+from pipeline.lake import Lake, read_events
+
+MANIFEST = "manifest.json"
+FORMAT = "tenantwatch-snapshot/1"
+RAW_COLUMNS = ["event_id", "event_time", "source", "raw"]
+
+
+class SnapshotError(TenantwatchError):
+    """A snapshot cannot be written without overwriting, or cannot be read."""
+
+
+@dataclass(frozen=True)
+class Written:
+    manifest_uri: str
+    sha256: str  # of manifest.json
+    rows: int
+
+
+# --- where snapshots go ------------------------------------------------------------------------
+
+
+class Store(Protocol):
+    def uri(self, rel: str) -> str: ...
+    def put_new(self, rel: str, data: bytes, sha256: str) -> None: ...
+    def get(self, rel: str) -> bytes: ...
+    def list(self, rel: str) -> list[str]: ...
+
+
+class LocalStore:
+    def __init__(self, root: str) -> None:
+        self.root = Path(root).resolve()
+
+    def uri(self, rel: str) -> str:
+        return str(self.root / rel)
+
+    def put_new(self, rel: str, data: bytes, sha256: str) -> None:
+        dest = self.root / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.tmp")
+        tmp.write_bytes(data)
+        try:
+            # link() fails if ``dest`` exists: atomic create-if-absent, never a replace.
+            os.link(tmp, dest)
+        except FileExistsError:
+            _same_or_fail(self.uri(rel), dest.read_bytes(), sha256)
+        finally:
+            tmp.unlink()
+        if rel.endswith(MANIFEST):
+            # Read-only: a careless ``open(..., "w")`` fails. (Not tamper-proof: that is
+            # what S3 Object Lock is for.)
+            for f in dest.parent.iterdir():
+                f.chmod(0o444)
+
+    def get(self, rel: str) -> bytes:
+        try:
+            return (self.root / rel).read_bytes()
+        except FileNotFoundError:
+            raise SnapshotError(f"{self.uri(rel)}: not found") from None
+
+    def list(self, rel: str) -> list[str]:
+        base = self.root / rel
+        if not base.is_dir():
+            return []
+        return sorted(p.name for p in base.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+class S3Store:
+    def __init__(self, uri: str, region: str = "", lock: tuple[str, int] = ("GOVERNANCE", 365)):
+        bucket, _, prefix = uri[len("s3://") :].partition("/")
+        self.bucket, self.prefix = bucket, prefix.strip("/")
+        self.client = aws.client("s3", region)
+        self.lock_mode, self.lock_days = lock
+        self._lock: dict[str, Any] | None = None
+
+    def _key(self, rel: str) -> str:
+        return posixpath.join(self.prefix, rel) if self.prefix else rel
+
+    def uri(self, rel: str) -> str:
+        return f"s3://{self.bucket}/{self._key(rel)}"
+
+    def _lock_args(self) -> dict[str, Any]:
+        """Retention for a new object: none if the bucket has no Object Lock; the bucket's own
+        default rule if it has one (an explicit, weaker retention would override it); ours if
+        Object Lock is on without a default rule."""
+        if self._lock is None:
+            try:
+                conf = self.client.get_object_lock_configuration(Bucket=self.bucket)
+            except Exception as exc:
+                if aws.error_code(exc) != "ObjectLockConfigurationNotFoundError":
+                    raise
+                conf = {}
+            olc = conf.get("ObjectLockConfiguration", {})
+            if olc.get("ObjectLockEnabled") != "Enabled" or olc.get("Rule", {}).get(
+                "DefaultRetention"
+            ):
+                self._lock = {}
+            else:
+                until = datetime.now(UTC) + timedelta(days=self.lock_days)
+                self._lock = {"ObjectLockMode": self.lock_mode, "ObjectLockRetainUntilDate": until}
+        return self._lock
+
+    def put_new(self, rel: str, data: bytes, sha256: str) -> None:
+        try:
+            self.client.put_object(
+                Bucket=self.bucket,
+                Key=self._key(rel),
+                Body=data,
+                IfNoneMatch="*",
+                # S3 checks the bytes it received against our hash and keeps it with the object
+                # (Object Lock also requires a checksum on every PUT).
+                ChecksumAlgorithm="SHA256",
+                ChecksumSHA256=base64.b64encode(bytes.fromhex(sha256)).decode(),
+                **self._lock_args(),
+            )
+        except Exception as exc:
+            # 412: the key exists. 409: a concurrent conditional PUT won the race.
+            if aws.error_code(exc) not in ("PreconditionFailed", "ConditionalRequestConflict"):
+                raise
+            _same_or_fail(self.uri(rel), self.get(rel), sha256)
+
+    def get(self, rel: str) -> bytes:
+        try:
+            body: bytes = self.client.get_object(Bucket=self.bucket, Key=self._key(rel))[
+                "Body"
+            ].read()
+        except Exception as exc:
+            if aws.error_code(exc) in ("NoSuchKey", "404"):
+                raise SnapshotError(f"{self.uri(rel)}: not found") from None
+            raise
+        return body
+
+    def list(self, rel: str) -> list[str]:
+        prefix = self._key(rel).rstrip("/") + "/"
+        names = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix
+        ):
+            names += [o["Key"][len(prefix) :] for o in page.get("Contents", [])]
+        return sorted(n for n in names if n and "/" not in n)
+
+
+def _same_or_fail(uri: str, existing: bytes, sha256: str) -> None:
+    if hashlib.sha256(existing).hexdigest() != sha256:
+        raise SnapshotError(f"{uri}: exists with other content; a snapshot is never overwritten")
+
+
+def open_store(root: str, region: str = "", lock: tuple[str, int] = ("GOVERNANCE", 365)) -> Store:
+    if root.startswith("s3://"):
+        return S3Store(root, region, lock)
+    if "://" in root:
+        raise SnapshotError(f"snapshot location {root!r}: expected a folder or s3://bucket/prefix")
+    return LocalStore(root)
+
+
+def default_root(lake: Lake, configured: str) -> str:
+    return configured or lake.uri("snapshots").rstrip("/")
+
+
+# --- writing -----------------------------------------------------------------------------------
+
+
+def _parquet(table: pa.Table) -> bytes:
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    return buf.getvalue()
+
+
+def evidence(
+    lake: Lake, inc: Incident, margin: timedelta, max_rows: int
+) -> tuple[pa.Table, dict[str, Any]]:
+    """The evidence events (full ``EVENTS`` rows, in time order) and the query that chose them."""
+    q = evidence_query(inc, margin)
+    table = read_events(lake, q.since, q.until, tenants=q.tenants or None, where=q.arrow_filter())
+    table = table.sort_by([("event_time", "ascending"), ("event_id", "ascending")])
+    matched = table.num_rows
+    if matched > max_rows:
+        table = table.slice(0, max_rows)
+    found = 0
+    if q.event_ids:
+        found = pc.sum(pc.is_in(pa.array(list(q.event_ids)), table["event_id"])).as_py() or 0
+    info = {
+        **q.as_dict(),
+        "rows_matched": matched,
+        "rows_written": table.num_rows,
+        "truncated": matched > max_rows,
+        "sample_event_ids": {"listed": len(q.event_ids), "found": found},
+    }
+    return table, info
+
+
+def take(
+    lake: Lake,
+    store: Store,
+    inc: Incident,
+    margin: timedelta,
+    max_rows: int,
+    sql: str,
+) -> Written:
+    """Write the snapshot of ``inc`` (idempotent for the same evidence; never overwrites)."""
+    table, info = evidence(lake, inc, margin, max_rows)
+    normalized = table.drop_columns(["raw"])
+    files = {
+        "events.parquet": _parquet(normalized),
+        "raw.parquet": _parquet(table.select(RAW_COLUMNS)),
+    }
+    hashes = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
+    content = hashlib.sha256("".join(hashes[n] for n in sorted(hashes)).encode()).hexdigest()
+    folder = f"{inc.incident_id}/{content[:16]}"
+    times = table["event_time"]
+    manifest = {
+        "format": FORMAT,
+        "incident_id": inc.incident_id,
+        "detector": inc.detector,
+        "dedup_key": inc.dedup_key,
+        "lake": lake.uri(""),
+        "query": {**info, "sql": sql},
+        "time_span": {
+            "first_event": _iso(pc.min(times).as_py()) if len(table) else None,
+            "last_event": _iso(pc.max(times).as_py()) if len(table) else None,
+        },
+        "files": [
+            {
+                "name": name,
+                "rows": table.num_rows,
+                "bytes": len(data),
+                "sha256": hashes[name],
+            }
+            for name, data in sorted(files.items())
+        ],
+    }
+    for name, data in sorted(files.items()):
+        store.put_new(f"{folder}/{name}", data, hashes[name])
+    body = (json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n").encode()
+    digest = hashlib.sha256(body).hexdigest()
+    store.put_new(f"{folder}/{MANIFEST}", body, digest)
+    return Written(store.uri(f"{folder}/{MANIFEST}"), digest, table.num_rows)
+
+
+def _iso(ts: Any) -> str | None:
+    return None if ts is None else ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+# --- verifying ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Verified:
+    manifest_uri: str
+    manifest_sha256: str
+    ok: bool = True
+    files: list[dict[str, Any]] = field(default_factory=list)  # name, status, expected, actual
+    problems: list[str] = field(default_factory=list)
+
+
+def verify(uri: str, expect_sha256: str | None = None, region: str = "") -> Verified:
+    """Re-hash a snapshot: ``uri`` is its ``manifest.json`` or its folder.
+
+    Reports each file as ``ok``, ``changed`` (other bytes), ``missing``, or ``unexpected`` (in the
+    folder but not in the manifest); and the manifest itself as changed when ``expect_sha256``
+    (the hash the notification carried) differs.
+    """
+    folder_uri = uri[: -len(MANIFEST)].rstrip("/") if uri.endswith(MANIFEST) else uri.rstrip("/")
+    store = open_store(folder_uri, region)
+    raw = store.get(MANIFEST)
+    digest = hashlib.sha256(raw).hexdigest()
+    out = Verified(store.uri(MANIFEST), digest)
+    if expect_sha256 and expect_sha256.lower() != digest:
+        out.ok = False
+        out.problems.append(f"{MANIFEST}: SHA-256 {digest} is not the expected {expect_sha256}")
+    try:
+        manifest = json.loads(raw)
+        entries = manifest["files"]
+    except (ValueError, KeyError, TypeError):
+        out.ok = False
+        out.problems.append(f"{MANIFEST}: not a tenantwatch snapshot manifest")
+        return out
+    listed = set()
+    for e in entries:
+        name = str(e["name"])
+        listed.add(name)
+        try:
+            data = store.get(name)
+        except SnapshotError:
+            out.files.append(
+                {"name": name, "status": "missing", "expected": e["sha256"], "actual": None}
+            )
+            out.ok = False
+            continue
+        actual = hashlib.sha256(data).hexdigest()
+        status = "ok" if actual == e["sha256"] and len(data) == e["bytes"] else "changed"
+        out.files.append(
+            {"name": name, "status": status, "expected": e["sha256"], "actual": actual}
+        )
+        if status != "ok":
+            out.ok = False
+    for name in store.list(""):
+        if name not in listed and name != MANIFEST:
+            out.files.append(
+                {"name": name, "status": "unexpected", "expected": None, "actual": None}
+            )
+            out.ok = False
+    return out
