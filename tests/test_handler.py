@@ -1,0 +1,323 @@
+"""The Lambda handlers off AWS: event parsing, a malformed event, import weight, the time budget
+(a run that stops at a checkpoint and one that continues it) and the lease against overlap."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline import handler, runs
+from pipeline.config import Config
+from pipeline.errors import ConfigError
+from pipeline.runs import Budget, Lease, PipelineStages, RunSettings, run_scheduled
+from tests import logfactory as lf
+from tests.conftest import REPO
+
+DAY = "2026/11/16"
+T0 = datetime(2026, 11, 16, 10, tzinfo=UTC)
+HOUR = timedelta(hours=1)
+
+
+@dataclass
+class FakeContext:
+    """What Powertools reads from a Lambda context, with a remaining time we control."""
+
+    remaining: Callable[[], int] = lambda: 900_000
+    function_name: str = "tenantwatch-scheduled"
+    memory_limit_in_mb: int = 3008
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:tw"
+    aws_request_id: str = "c0ffee00-0000-4000-8000-000000000001"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining()
+
+
+def scheduler_event(when: datetime, execution_id: str = "e-1") -> dict[str, Any]:
+    """What the stack's Scheduler target sends (infra/template.yaml, placeholders filled)."""
+    return {
+        "version": "0",
+        "id": execution_id,
+        "detail-type": "Scheduled Event",
+        "source": "aws.scheduler",
+        "account": "123456789012",
+        "time": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": "us-east-1",
+        "resources": ["arn:aws:scheduler:us-east-1:123456789012:schedule/default/tw-tick"],
+        "detail": {"attempt": "1"},
+    }
+
+
+def trail_file(root: Path, name: str, records: list[dict[str, Any]]) -> Path:
+    path = root / f"AWSLogs/{lf.ACCOUNT}/CloudTrail/us-east-1/{DAY}/{name}.json.gz"
+    return lf.delivery_file(path, records)
+
+
+def cross_tenant_hours(root: Path, hours: int) -> None:
+    """One trail file per hour, each with a cross-tenant read by a different session."""
+    for h in range(hours):
+        at = T0 + timedelta(hours=h)
+        key = f"ASIAEXAMPLE{h:07d}"
+        trail_file(
+            root,
+            f"{lf.ACCOUNT}_CloudTrail_us-east-1_{at:%Y%m%dT%H%M}Z_{h}",
+            [
+                lf.assume_role(tenant="t0001", session=f"u{h}", new_key_id=key, time=_z(at)),
+                lf.ct(
+                    time=_z(at + timedelta(minutes=5)),
+                    session=f"u{h}",
+                    key_id=key,
+                    key=f"tenants/t000{h + 2}/invoices/9.pdf",
+                ),
+            ],
+        )
+
+
+def _z(ts: datetime) -> str:
+    return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- import weight -----------------------------------------------------------------------------
+
+
+def test_importing_the_handler_loads_neither_pandas_nor_sklearn_nor_pyarrow() -> None:
+    code = (
+        "import sys, json, pipeline.handler; "
+        "print(json.dumps([m for m in ('pandas', 'sklearn', 'pyarrow') if m in sys.modules]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert json.loads(out.stdout) == []
+
+
+# --- events ------------------------------------------------------------------------------------
+
+
+def test_scheduler_event_parses_with_its_time_and_attempt() -> None:
+    ev = handler.parse_scheduled(scheduler_event(T0))
+    assert ev.time == T0 and ev.detail.attempt == 1 and ev.detail_type == "Scheduled Event"
+
+
+def test_s3_notification_keys_are_url_decoded_and_removals_ignored() -> None:
+    def rec(name: str, key: str) -> dict[str, Any]:
+        return {
+            "eventVersion": "2.1",
+            "eventSource": "aws:s3",
+            "awsRegion": "us-east-1",
+            "eventTime": "2026-11-16T10:07:00.000Z",
+            "eventName": name,
+            "userIdentity": {"principalId": "AWS:AROAEXAMPLE"},
+            "requestParameters": {"sourceIPAddress": "203.0.113.9"},
+            "responseElements": {"x-amz-request-id": "R1", "x-amz-id-2": "I2"},
+            "s3": {
+                "s3SchemaVersion": "1.0",
+                "configurationId": "tw",
+                "bucket": {
+                    "name": "org-trail",
+                    "ownerIdentity": {"principalId": "A1"},
+                    "arn": "arn:aws:s3:::org-trail",
+                },
+                "object": {"key": key, "size": 10, "eTag": "abc", "sequencer": "0A"},
+            },
+        }
+
+    event = {
+        "Records": [
+            rec("ObjectCreated:Put", "AWSLogs/a+b%3Dc.json.gz"),
+            rec("ObjectRemoved:Delete", "AWSLogs/gone.json.gz"),
+        ]
+    }
+    objs = handler.parse_objects(event)
+    assert [(o.bucket, o.key) for o in objs] == [("org-trail", "AWSLogs/a b=c.json.gz")]
+
+
+def test_eventbridge_object_created_event_parses() -> None:
+    objs = handler.parse_objects(object_created("org-trail", "AWSLogs/x.json.gz", T0))
+    assert [(o.bucket, o.key, o.created) for o in objs] == [("org-trail", "AWSLogs/x.json.gz", T0)]
+
+
+def object_created(bucket: str, key: str, when: datetime, size: int = 10) -> dict[str, Any]:
+    """S3 -> EventBridge "Object Created", as AWS documents it."""
+    return {
+        "version": "0",
+        "id": "17793124-05d4-b198-2fde-7ededc63b103",
+        "detail-type": "Object Created",
+        "source": "aws.s3",
+        "account": "123456789012",
+        "time": _z(when),
+        "region": "us-east-1",
+        "resources": [f"arn:aws:s3:::{bucket}"],
+        "detail": {
+            "version": "0",
+            "bucket": {"name": bucket},
+            "object": {"key": key, "size": size, "etag": "b1946ac9", "sequencer": "00617F08"},
+            "request-id": "N4N7GDK58NMKJ12R",
+            "requester": "cloudtrail.amazonaws.com",
+            "source-ip-address": "203.0.113.15",
+            "reason": "PutObject",
+        },
+    }
+
+
+@pytest.fixture
+def lambda_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    for key in list(__import__("os").environ):
+        if key.startswith("TENANTWATCH_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "tenantwatch")
+    monkeypatch.setenv("TENANTWATCH_LAKE_ROOT", str(tmp_path / "lake"))
+    monkeypatch.setenv("TENANTWATCH_RUN_SOURCES", str(tmp_path / "trail"))
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("entry", "event", "says"),
+    [
+        ("scheduled", {"hello": "world"}, "version: Field required"),
+        ("scheduled", {**scheduler_event(T0), "time": "yesterday"}, "time"),
+        ("on_s3_object", {"Records": [{"eventName": "ObjectCreated:Put"}]}, "expected shape"),
+        ("on_s3_object", {"Records": "none"}, "Records: Input should be a valid list"),
+        ("on_s3_object", "not even an object", "malformed event"),
+    ],
+)
+def test_a_malformed_event_is_logged_counted_and_rejected_clearly(
+    lambda_env: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    entry: str,
+    event: Any,
+    says: str,
+) -> None:
+    with pytest.raises(handler.MalformedEventError, match="malformed event") as err:
+        getattr(handler, entry)(event, FakeContext())
+    assert says in str(err.value)
+    assert any(r.levelname == "ERROR" and "malformed event" in r.message for r in caplog.records)
+    assert '"MalformedEvents"' in capsys.readouterr().out  # the EMF line of the metric
+    assert not (lambda_env / "lake").exists()  # nothing was run
+
+
+# --- settings ----------------------------------------------------------------------------------
+
+
+def test_run_settings_from_the_environment() -> None:
+    s = RunSettings.from_environ(
+        {
+            "TENANTWATCH_RUN_SOURCES": "s3://a/AWSLogs/, s3://b/x/",
+            "TENANTWATCH_RUN_WINDOW_MINUTES": "30",
+        }
+    )
+    assert s.sources == ("s3://a/AWSLogs/", "s3://b/x/") and s.window_minutes == 30
+    with pytest.raises(ConfigError, match="TENANTWATCH_RUN_WINDOW_MINUTES: 7 does not divide"):
+        RunSettings.from_environ({"TENANTWATCH_RUN_WINDOW_MINUTES": "7"})
+    with pytest.raises(ConfigError, match="TENANTWATCH_RUN_BACKFILL_HOURS: expected a number"):
+        RunSettings.from_environ({"TENANTWATCH_RUN_BACKFILL_HOURS": "a day"})
+
+
+def test_windows_are_aligned_to_the_clock() -> None:
+    assert runs.floor_to(datetime(2026, 11, 16, 10, 44, 5, tzinfo=UTC), 15) == datetime(
+        2026, 11, 16, 10, 30, tzinfo=UTC
+    )
+    ws = runs.windows(T0, T0 + timedelta(minutes=150), 60)
+    assert [w[0].hour for w in ws] == [10, 11]
+
+
+# --- the time budget ---------------------------------------------------------------------------
+
+
+@dataclass
+class SlowStages:
+    """The real stages, each detect "taking" ``cost_s`` of a simulated clock (our seam's fake)."""
+
+    clock: list[float]
+    cost_s: float
+    real: PipelineStages = field(default_factory=PipelineStages)
+    detected: list[datetime] = field(default_factory=list)
+
+    def ingest(self, *args: Any) -> dict[str, Any]:
+        return self.real.ingest(*args)
+
+    def detect(self, *args: Any) -> dict[str, Any]:
+        self.clock[0] += self.cost_s
+        self.detected.append(args[2])
+        return self.real.detect(*args)
+
+    def alert(self, *args: Any) -> dict[str, Any]:
+        return self.real.alert(*args)
+
+
+def _run(tmp: Path, lake: str, budget_s: float, now: datetime, stages: Any = None) -> runs.Report:
+    clock = [0.0]
+    if stages is not None:
+        stages.clock = clock
+    settings = RunSettings(sources=(str(tmp / "trail"),), backfill_hours=4, reserve_seconds=30)
+    budget = Budget(lambda: int((budget_s - clock[0]) * 1000), settings.reserve_seconds)
+    return run_scheduled(now, lake, Config(), settings, budget, f"run-{budget_s}", stages)
+
+
+@pytest.mark.slow
+def test_a_short_budget_stops_at_a_checkpoint_and_the_next_run_continues(tmp_path: Path) -> None:
+    cross_tenant_hours(tmp_path / "trail", 3)  # 10:00, 11:00 and 12:00
+    now = T0 + timedelta(hours=3, minutes=20)  # windows 09:00 (backfill) .. 12:00 are due
+    lake = str(tmp_path / "lake")
+    stages = SlowStages([0.0], cost_s=40)
+    first = _run(tmp_path, lake, 100, now, stages)  # 100 s: two 40 s windows, then stop
+    assert first.status == "checkpoint"
+    # 09:00 (backfill, empty) and 10:00 done: the watermark is at 11:00.
+    assert len(first.windows) == 2 and first.watermark_after == (T0 + HOUR).isoformat()
+    assert runs.read_watermark(lake) == T0 + HOUR
+    second = _run(tmp_path, lake, 900, now, SlowStages([0.0], cost_s=40))
+    assert second.status == "done" and second.ingest["files_skipped"] == 3
+    assert second.windows[0].startswith((T0 + HOUR).isoformat())  # where the first stopped
+    assert runs.read_watermark(lake) == T0 + timedelta(hours=3)
+    # Together they did what one uninterrupted run does.
+    whole = _run(tmp_path, str(tmp_path / "whole"), 900, now)
+    assert first.findings + second.findings == whole.findings == 3
+    assert (
+        first.alert["notifications_sent"] + second.alert["notifications_sent"]
+        == whole.alert["notifications_sent"]
+        == 3
+    )
+    again = _run(tmp_path, lake, 900, now)
+    assert again.status == "nothing_to_do" and again.alert == {}
+
+
+def test_ingest_stops_between_objects_when_time_runs_out(tmp_path: Path) -> None:
+    cross_tenant_hours(tmp_path / "trail", 3)
+    lake = str(tmp_path / "lake")
+    report = _run(tmp_path, lake, 10, T0 + timedelta(hours=3, minutes=20))  # under the reserve
+    assert report.status == "checkpoint" and report.windows == []
+    assert runs.read_watermark(lake) is None
+    from pipeline.lake import Lake
+
+    # Exactly one object was ingested (and recorded as done) before the run stopped.
+    assert len(Lake(lake).files("_state/ingested")) == 1
+
+
+# --- overlap -----------------------------------------------------------------------------------
+
+
+def test_an_overlapping_run_finds_the_lease_held_and_does_nothing(tmp_path: Path) -> None:
+    cross_tenant_hours(tmp_path / "trail", 1)
+    lake = str(tmp_path / "lake")
+    other = Lease(lake)
+    assert other.acquire("someone-else", 600)
+    report = _run(tmp_path, lake, 900, T0 + timedelta(hours=2))
+    assert report.status == "busy" and report.ingest == {}
+    assert runs.read_watermark(lake) is None
+    other.release()
+    assert Lease(lake).acquire("me", 600)
+
+
+def test_an_expired_lease_is_taken_over(tmp_path: Path) -> None:
+    lake = str(tmp_path / "lake")
+    assert Lease(lake).acquire("crashed", 60, now=T0)
+    assert not Lease(lake).acquire("early", 60, now=T0 + timedelta(seconds=30))
+    assert Lease(lake).acquire("later", 60, now=T0 + timedelta(seconds=61))

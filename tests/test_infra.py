@@ -1,0 +1,326 @@
+"""infra/: the SAM template lints, matches the lake, and deploys into a moto server, where the
+handlers run against the stack's own buckets, topic and parameter.
+
+moto's CloudFormation creates the buckets, topics, KMS key, queue, SSM parameter, IAM roles and
+policy, log groups, both functions, the EventBridge rule and its permission. It has no
+implementation for the types in ``NOT_IN_MOTO`` (it skips them with a warning), and of an S3
+bucket's properties it applies only encryption and tags (no versioning, Object Lock, public
+access block or lifecycle). Those are checked by cfn-lint only, never faked here.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+import warnings
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from pipeline import schema
+from pipeline.lake import event_partition
+from tests import logfactory as lf
+from tests.conftest import REPO
+from tests.test_handler import FakeContext, object_created
+
+TEMPLATE = REPO / "infra" / "template.yaml"
+NOT_IN_MOTO = {
+    "AWS::CloudWatch::Alarm",
+    "AWS::Glue::Database",
+    "AWS::Glue::Table",
+    "AWS::Lambda::EventInvokeConfig",
+    "AWS::S3::BucketPolicy",
+    "AWS::SQS::QueuePolicy",
+    "AWS::Scheduler::Schedule",
+}
+TRAIL = "org-trail"
+ACCOUNT = "123456789012"  # moto's default account
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/tenantwatch:test"
+
+
+def _template() -> dict[str, Any]:
+    from samtranslator.yaml_helper import yaml_parse
+
+    doc: dict[str, Any] = yaml_parse(TEMPLATE.read_text())
+    return doc
+
+
+def test_cfn_lint_passes() -> None:
+    cfn_lint = Path(sys.executable).with_name("cfn-lint")
+    out = subprocess.run([str(cfn_lint), str(TEMPLATE)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_glue_table_is_the_events_schema_over_the_lake_layout() -> None:
+    table = _template()["Resources"]["EventsTable"]["Properties"]["TableInput"]
+    hive = {"string": "string", "timestamp[us, tz=UTC]": "timestamp", "int32": "int"}
+    keys = [k["Name"] for k in table["PartitionKeys"]]
+    assert keys == ["source", "date", "hour"]
+    expected = [
+        {"Name": f.name, "Type": hive[str(f.type)]} for f in schema.EVENTS if f.name not in keys
+    ]
+    assert table["StorageDescriptor"]["Columns"] == expected
+    params = table["Parameters"]
+    assert params["projection.source.values"].split(",") == list(schema.SOURCES)
+    location = params["storage.location.template"]["Fn::Sub"]
+    layout = event_partition("${!source}", "${!date}", "${!hour}")
+    assert location == "s3://${LakeBucket}/lake/" + layout
+    assert table["StorageDescriptor"]["Location"]["Fn::Sub"] == "s3://${LakeBucket}/lake/events/"
+
+
+def test_dockerfile_builds_from_the_lambda_python_image_with_both_handlers() -> None:
+    text = (REPO / "infra" / "Dockerfile").read_text()
+    assert "FROM public.ecr.aws/lambda/python:3.12" in text
+    commands = {
+        name: r["Properties"]["ImageConfig"]["Command"]
+        for name, r in _template()["Resources"].items()
+        if r["Type"] == "AWS::Serverless::Function"
+    }
+    assert commands == {
+        "ScheduledFunction": ["pipeline.handler.scheduled"],
+        "ObjectFunction": ["pipeline.handler.on_s3_object"],
+    }
+    from pipeline import handler
+
+    assert callable(handler.scheduled) and callable(handler.on_s3_object)
+
+
+# --- the stack in moto -------------------------------------------------------------------------
+
+
+def expand() -> dict[str, Any]:
+    """The template as CloudFormation sees it after the SAM transform (``sam deploy``)."""
+    from samtranslator.translator.transform import transform
+
+    doc = _template()
+    for r in doc["Resources"].values():
+        if r["Type"] == "AWS::Serverless::Function":
+            r["Properties"]["ImageUri"] = IMAGE  # what `sam build` pushes and fills in
+
+    class NoManagedPolicies:
+        def load(self) -> dict[str, str]:
+            return {}
+
+    expanded: dict[str, Any] = transform(doc, {}, NoManagedPolicies())
+    return expanded
+
+
+@pytest.fixture
+def stack(aws: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """The expanded template created as a stack, and the handler environment it configures."""
+    from aws_lambda_powertools.utilities import parameters
+
+    from pipeline.alert import aws as alert_aws
+
+    parameters.clear_caches()
+    alert_aws.reset()
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=TRAIL)  # CloudTrail's bucket exists before tenantwatch does
+    template = expand()
+    cf = boto3.client("cloudformation")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Tried to parse", category=UserWarning)
+        cf.create_stack(
+            StackName="tw",
+            TemplateBody=json.dumps(template),
+            Parameters=[
+                {"ParameterKey": "TrailBucketName", "ParameterValue": TRAIL},
+                # The first run starts 3 hours back (default: a day): fewer empty windows.
+                {"ParameterKey": "BackfillHours", "ParameterValue": "3"},
+            ],
+            Capabilities=["CAPABILITY_IAM"],
+        )
+    st = cf.describe_stacks(StackName="tw")["Stacks"][0]
+    assert st["StackStatus"] == "CREATE_COMPLETE"
+    created = {
+        r["LogicalResourceId"]
+        for r in cf.list_stack_resources(StackName="tw")["StackResourceSummaries"]
+        if r.get("LogicalResourceId")  # moto lists what it skipped without one
+    }
+    wanted = {k: v["Type"] for k, v in template["Resources"].items() if "Condition" not in v}
+    missing = {k for k, t in wanted.items() if k not in created}
+    # Exactly the types moto cannot create are missing: everything else is real.
+    assert {wanted[k] for k in missing} == NOT_IN_MOTO
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in st["Outputs"]}
+    fn = boto3.client("lambda").get_function(FunctionName=outputs["ScheduledFunctionName"])
+    env = {k: str(v) for k, v in fn["Configuration"]["Environment"]["Variables"].items()}
+    for key in [k for k in os.environ if k.startswith(("TENANTWATCH_", "POWERTOOLS_"))]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    yield {"outputs": outputs, "env": env, "template": template}
+
+
+def _subscribe(topic_arn: str) -> str:
+    sqs = boto3.client("sqs")
+    url = sqs.create_queue(QueueName="oncall")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]
+    boto3.client("sns").subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=arn["QueueArn"])
+    return url
+
+
+def _drain(url: str) -> list[dict[str, Any]]:
+    sqs = boto3.client("sqs")
+    out: list[dict[str, Any]] = []
+    while True:
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        if not got:
+            return out
+        for m in got:
+            out.append(json.loads(m["Body"]))
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+
+
+def _put_trail(base: datetime, n: int) -> list[str]:
+    """``n`` CloudTrail files: in each, a session of tenant t0001 reads another tenant's data."""
+    s3 = boto3.client("s3")
+    keys = []
+    for i in range(n):
+        at = base + timedelta(minutes=5 * i)
+        key_id = f"ASIAEXAMPLE{i:07d}"
+        records = [
+            lf.assume_role(tenant="t0001", session=f"u{i}", new_key_id=key_id, time=_z(at)),
+            lf.ct(
+                time=_z(at + timedelta(minutes=1)),
+                session=f"u{i}",
+                key_id=key_id,
+                key=f"tenants/t000{i + 2}/invoices/9.pdf",
+            ),
+        ]
+        key = (
+            f"AWSLogs/{lf.ACCOUNT}/CloudTrail/us-east-1/{at:%Y/%m/%d}/"
+            f"{lf.ACCOUNT}_CloudTrail_us-east-1_{at:%Y%m%dT%H%M}Z_{i:04d}.json.gz"
+        )
+        body = gzip.compress(json.dumps({"Records": records}).encode(), mtime=0)
+        s3.put_object(Bucket=TRAIL, Key=key, Body=body)
+        keys.append(key)
+    return keys
+
+
+def _z(ts: datetime) -> str:
+    return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _scheduler_event(template: dict[str, Any], when: datetime, execution_id: str) -> Any:
+    """The Scheduler target's input from the expanded template, with the context attributes
+    filled in the way EventBridge Scheduler fills them."""
+    schedule = next(
+        r for r in template["Resources"].values() if r["Type"] == "AWS::Scheduler::Schedule"
+    )
+    text = schedule["Properties"]["Target"]["Input"]["Fn::Sub"]
+    for placeholder, value in {
+        "${AWS::AccountId}": ACCOUNT,
+        "${AWS::Region}": "us-east-1",
+        "<aws.scheduler.execution-id>": execution_id,
+        "<aws.scheduler.scheduled-time>": _z(when),
+        "<aws.scheduler.schedule-arn>": f"arn:aws:scheduler:us-east-1:{ACCOUNT}:schedule/tw",
+        "<aws.scheduler.attempt-number>": "1",
+    }.items():
+        text = text.replace(placeholder, value)
+    return json.loads(text)
+
+
+def _recent_hour() -> datetime:
+    # Recent enough for the default backfill (a day), whenever the test runs.
+    now = datetime.now(UTC)
+    return now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
+
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.mark.slow
+def test_scheduled_handler_against_the_stack_publishes_once(stack: dict[str, Any]) -> None:
+    from pipeline import handler
+
+    out = stack["outputs"]
+    queue = _subscribe(out["IncidentTopicArn"])
+    base = _recent_hour()
+    _put_trail(base + timedelta(minutes=5), 2)
+    tick = base + timedelta(hours=1, minutes=20)
+    event = _scheduler_event(stack["template"], tick, "exec-1")
+
+    first = handler.scheduled(event, FakeContext())
+    assert first["status"] == "done" and first["ingest"]["ingested"] == 4
+    messages = _drain(queue)
+    assert len(messages) == 2  # one incident per session reading another tenant's data
+    assert all("cross" in m["Subject"].lower() for m in messages)
+    assert {m["MessageAttributes"]["severity"]["Value"] for m in messages} == {"critical"}
+    # The lake, the snapshots and the watermark are in the stack's buckets.
+    lake_keys = _keys(out["LakeBucketName"])
+    assert any(k.startswith("lake/events/source=cloudtrail/") for k in lake_keys)
+    assert "lake/_state/watermark/scheduled.parquet" in lake_keys
+    assert "lake/_state/lease.json" not in lake_keys  # released
+    assert any(k.startswith("snapshots/") for k in _keys(out["SnapshotBucketName"]))
+
+    again = handler.scheduled(event, FakeContext())  # the same tick, delivered twice
+    assert again["status"] == "nothing_to_do" and _drain(queue) == []
+    later = handler.scheduled(
+        _scheduler_event(stack["template"], tick + timedelta(minutes=15), "exec-2"),
+        FakeContext(),
+    )
+    assert later["ingest"]["files_skipped"] == 2 and _drain(queue) == []
+
+
+@pytest.mark.slow
+def test_s3_object_handler_against_the_stack_publishes_once(stack: dict[str, Any]) -> None:
+    from pipeline import handler
+
+    out = stack["outputs"]
+    queue = _subscribe(out["IncidentTopicArn"])
+    base = _recent_hour()
+    keys = _put_trail(base + timedelta(minutes=5), 2)
+    events = [object_created(TRAIL, k, base + timedelta(minutes=12)) for k in keys]
+
+    reports = [handler.on_s3_object(e, FakeContext()) for e in events]
+    assert [r["ingest"]["ingested"] for r in reports] == [2, 2]
+    assert sum(r["alert"]["notifications_sent"] for r in reports) == 2
+    messages = _drain(queue)
+    assert len(messages) == 2 and all("cross" in m["Subject"].lower() for m in messages)
+
+    again = [handler.on_s3_object(e, FakeContext()) for e in events]  # S3 delivers twice
+    assert [r["ingest"]["files_skipped"] for r in again] == [1, 1] and _drain(queue) == []
+    # The scheduled run skips what the object runs ingested and sends nothing new.
+    tick = base + timedelta(hours=1, minutes=20)
+    sched = handler.scheduled(_scheduler_event(stack["template"], tick, "e-3"), FakeContext())
+    assert sched["ingest"]["files_skipped"] == 2 and sched["ingest"]["records_in"] == 0
+    assert _drain(queue) == []
+
+
+def test_an_object_outside_the_configured_sources_is_not_read(stack: dict[str, Any]) -> None:
+    from pipeline import handler
+
+    event = object_created("someone-elses-bucket", "AWSLogs/x.json.gz", _recent_hour())
+    report = handler.on_s3_object(event, FakeContext())
+    assert report["status"] == "nothing_to_do" and report["ingest"] == {}
+
+
+def test_the_config_parameter_is_read_through_powertools(stack: dict[str, Any]) -> None:
+    from aws_lambda_powertools.utilities import parameters
+
+    from pipeline import handler
+    from pipeline.errors import ConfigError
+
+    name = stack["outputs"]["ConfigParameterName"]
+    cfg, settings = handler.load(os.environ)
+    assert cfg.lake.root == stack["outputs"]["LakeRoot"]
+    assert cfg.alerting.sns_topic_arn == stack["outputs"]["IncidentTopicArn"]
+    assert settings.sources == (f"s3://{TRAIL}/AWSLogs/",)
+    ssm = boto3.client("ssm")
+    ssm.put_parameter(Name=name, Value="[lake]\nbogus = 1\n", Type="String", Overwrite=True)
+    handler.load(os.environ)  # cached: an edit applies within CONFIG_MAX_AGE_S, not at once
+    parameters.clear_caches()
+    with pytest.raises(ConfigError, match=f"^ssm:{name}: lake.bogus: unknown key$"):
+        handler.load(os.environ)
+
+
+def _keys(bucket: str) -> list[str]:
+    pages = boto3.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    return [o["Key"] for p in pages for o in p.get("Contents", [])]
