@@ -38,6 +38,7 @@ pytest: $(STAMP)
 
 ## bench: speed and memory beside the peers, printed as tables
 bench: $(STAMP)
+	$(BIN)/python bench/run.py
 	$(BIN)/python bench/simulate_speed.py
 
 ## eval: precision and recall per detector on simulated months (several seeds)

@@ -452,3 +452,28 @@ def test_session_join_inside_a_batch_spanning_days(tmp_path: Path) -> None:
     run(tmp_path / "lake", tmp_path / "in")
     calls = [r for r in rows(tmp_path / "lake") if r["action"] == "GetObject"]
     assert [c["actor_tenant"] for c in calls] == ["t0001", "t0002", None]
+
+
+def test_one_batch_mixing_sources_equals_one_batch_per_file(tmp_path: Path) -> None:
+    lf.delivery_file(
+        tmp_path / "in" / "ct.json.gz",
+        [lf.assume_role(tenant="t0007"), lf.ct(key="tenants/t0008/x"), lf.ct("PutObject")],
+    )
+    lf.lines_file(
+        tmp_path / "in" / "api.log",
+        [lf.access_log(tenant_path="t0002", claim="t0001"), lf.access_log(status=403)],
+        cwl_export=True,
+    )
+    lf.lines_file(tmp_path / "in" / "auth.log", [lf.authorizer_log(), lf.authorizer_log()])
+    run(tmp_path / "mixed", tmp_path / "in")
+    per_file = parse_config({"ingest": {"batch_input_bytes": 1}}, environ={})
+    run(tmp_path / "split", tmp_path / "in", cfg=per_file)
+
+    def table(lake: Path) -> list[tuple[Any, ...]]:
+        keep = ("source", "event_id", "action", "actor_tenant", "target_tenant", "outcome")
+        return sorted(tuple(r[k] for k in keep) for r in rows(lake))
+
+    mixed = table(tmp_path / "mixed")
+    assert mixed == table(tmp_path / "split")
+    assert sorted({r[0] for r in mixed}) == ["apigateway", "authorizer", "cloudtrail"]
+    assert [r[3:5] for r in mixed if r[2] == "GetObject"] == [("t0007", "t0008")]

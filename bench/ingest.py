@@ -1,0 +1,162 @@
+"""Ingest benchmark: ``tenantwatch ingest`` beside DuckDB and the pandas way, on the same files.
+
+Inputs are simulator CloudTrail delivery files (``tenantwatch simulate``), generated once per size
+and cached. Each peer runs in its own process; its wall time, CPU time (user + sys, its worker
+processes included) and peak RSS come from ``os.wait4``, so no peer measures itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+# Simulator CloudTrail records per unit of events_per_day x days (measured: ~0.60).
+_CT_PER_EVENT = 0.55
+_DAYS = 15
+PANDAS_RECORDS = 100_000  # json_normalize needs ~11 GB per million records
+
+
+@dataclass
+class Result:
+    peer: str
+    records: int
+    wall_s: float
+    cpu_s: float
+    rss_mb: float
+    note: str = ""
+    scale: float = 1.0  # > 1: measured on a subset, wall and CPU scaled to the full input
+
+
+def dataset(data: Path, records: int) -> tuple[Path, int]:
+    """(folder of CloudTrail delivery files, their record count), generated if not cached.
+
+    The simulator runs in a child process: this one must stay small, because a child starts
+    from a copy of it and Linux counts that copy in the child's peak RSS.
+    """
+    events_per_day = math.ceil(records / _DAYS / _CT_PER_EVENT)
+    while True:
+        folder = data / f"sim-e{events_per_day}-d{_DAYS}-s7"
+        done = folder / "bench-summary.json"
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            print(f"generating simulator logs in {folder} ...", file=sys.stderr, flush=True)
+            code = (
+                "import json, sys; from pathlib import Path;"
+                "from pipeline.simulate import SimulationSpec, simulate;"
+                "spec = SimulationSpec(events_per_day=int(sys.argv[2]), days=int(sys.argv[3]));"
+                "print(json.dumps(simulate(Path(sys.argv[1]), spec)))"
+            )
+            cmd = [sys.executable, "-c", code, str(folder), str(events_per_day), str(_DAYS)]
+            summary = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True)
+            done.write_text(summary.stdout)
+        n = int(json.loads(done.read_text())["cloudtrail_records"])
+        if n >= records:
+            (trail,) = folder.glob("AWSLogs/*/CloudTrail")
+            return trail, n
+        events_per_day = math.ceil(events_per_day * records / n * 1.02)
+
+
+def measure(peer: str, cmd: list[str], records: int, scale: float = 1.0) -> Result:
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    output = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise SystemExit(f"{peer}: exit code {proc.returncode}")
+    try:
+        reported = json.loads(output)
+    except json.JSONDecodeError:
+        reported = json.loads(output.strip().splitlines()[-1])
+    n = int(reported.get("records", reported.get("records_in", 0)))
+    note = "" if n == records else f"{n:,} records"
+    cpu = usage.ru_utime + usage.ru_stime
+    return Result(peer, n, wall * scale, cpu * scale, usage.ru_maxrss / 1024, note, scale)
+
+
+def main(args: argparse.Namespace) -> None:
+    trail, n = dataset(args.data, args.records)
+    files = sum(1 for _ in trail.rglob("*.json.gz"))
+    size = sum(p.stat().st_size for p in trail.rglob("*.json.gz"))
+    work = args.data / "out"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    tw = str(BIN / "tenantwatch")
+    peer = [sys.executable, "-m", "bench.peers"]
+    results = []
+    for workers in (1, 2):
+        lake = str(work / f"lake-w{workers}")
+        cmd = [tw, "ingest", str(trail), "--lake", lake, "--workers", str(workers), "--json"]
+        results.append(measure(f"tenantwatch --workers {workers}", cmd, n))
+    duck = measure("duckdb, 1 thread", [*peer, "duckdb", str(trail), str(work / "d.parquet")], n)
+    results.append(duck)
+    cmd = [*peer, "duckdb-fields", str(trail), str(work / "f.parquet")]
+    results.append(measure("duckdb, fields only (no raw)", cmd, n))
+    subset = min(n, PANDAS_RECORDS)
+    cmd = [*peer, "pandas", str(trail), str(work / "p.parquet"), str(subset)]
+    pandas = measure("pandas json_normalize", cmd, subset)
+    pandas.scale = n / pandas.records
+    pandas.wall_s, pandas.cpu_s = pandas.wall_s * pandas.scale, pandas.cpu_s * pandas.scale
+    pandas.note = f"measured on {pandas.records:,}, times x{pandas.scale:.1f}"
+    pandas.records = n
+    results.append(pandas)
+    shutil.rmtree(work, ignore_errors=True)
+    print(
+        f"\ningest: {n:,} simulator CloudTrail records in {files:,} files "
+        f"({size / 1e6:,.0f} MB gzip), {os.cpu_count()} CPUs\n"
+    )
+    print(table(results, duck))
+
+
+def table(results: list[Result], base: Result) -> str:
+    base_rate = base.records / base.cpu_s
+    head = (
+        "peer",
+        "records",
+        "wall s",
+        "rec/s wall",
+        "CPU s",
+        "rec/CPU-s",
+        "peak RSS MB",
+        "x duckdb/CPU-s",
+        "note",
+    )
+    rows = [head]
+    for r in results:
+        rate = r.records / r.cpu_s
+        rows.append(
+            (
+                r.peer,
+                f"{r.records:,}",
+                f"{r.wall_s:,.1f}",
+                f"{r.records / r.wall_s:,.0f}",
+                f"{r.cpu_s:,.1f}",
+                f"{rate:,.0f}",
+                f"{r.rss_mb:,.0f}",
+                f"{rate / base_rate:.2f}",
+                r.note,
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    lines = []
+    for k, row in enumerate(rows):
+        cells = [
+            c.ljust(w) if i in (0, 8) else c.rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(cells).rstrip())
+        if k == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)

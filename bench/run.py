@@ -1,0 +1,46 @@
+"""Benchmarks, each beside its peers, printed as tables. A benchmark prints; it never asserts.
+
+    .venv/bin/python bench/run.py [--only NAME] [--records N] [--data DIR]
+
+``BENCHMARKS`` is the registry: a name and a function taking the parsed options. See README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench import ingest  # noqa: E402  (the repository root is on the path only from here)
+
+BENCHMARKS: dict[str, Callable[[argparse.Namespace], None]] = {
+    "ingest": ingest.main,
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", choices=sorted(BENCHMARKS), action="append", help="repeatable")
+    ap.add_argument(
+        "--records",
+        type=int,
+        default=500_000,
+        help="CloudTrail records to ingest (default 500,000: the size the targets are set for)",
+    )
+    ap.add_argument(
+        "--data",
+        type=Path,
+        default=Path("/tmp/tenantwatch-bench"),
+        help="where generated inputs are cached, keyed by their parameters",
+    )
+    args = ap.parse_args(argv)
+    for name in args.only or list(BENCHMARKS):
+        BENCHMARKS[name](args)
+
+
+if __name__ == "__main__":
+    main()

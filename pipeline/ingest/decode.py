@@ -1,0 +1,255 @@
+"""The workers' half of ingestion: a batch of inputs -> normalized rows, quarantine, sessions.
+
+Pure apart from reading the inputs (no lake access), so batches decode in parallel processes.
+Rows leave Python for Arrow a chunk at a time (``CHUNK_RECORDS`` records or ``CHUNK_BYTES`` of raw
+text, whichever comes first): a chunk's Python objects are released before the next is decoded,
+so memory follows the chunk size, not the batch size.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from itertools import accumulate
+from typing import Any
+
+import msgspec
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline.config import IngestConfig
+from pipeline.ingest import cloudtrail, formats, gz, normalize, redact
+from pipeline.ingest.sources import InputRef, read_input
+
+CHUNK_RECORDS = 4096
+CHUNK_BYTES = 64 << 20
+_S = pa.string()
+
+# (input uri, position, reason, detail, raw bytes)
+Quarantined = tuple[str, int, str, str, bytes]
+
+
+@dataclass(frozen=True)
+class Batch:
+    inputs: tuple[InputRef, ...]
+
+    @property
+    def id(self) -> str:
+        h = hashlib.sha256("\n".join(i.identity for i in self.inputs).encode())
+        return h.hexdigest()[:24]
+
+
+@dataclass
+class Decoded:
+    """What a worker hands back for one batch (picklable)."""
+
+    batch: Batch
+    rows: pa.Table  # normalize.WIDE, event_time still text
+    quarantine: list[Quarantined] = field(default_factory=list)
+    sessions: list[tuple[str, dict[str, str], str]] = field(default_factory=list)
+    digests: list[tuple[str, str, str]] = field(default_factory=list)
+    records_in: int = 0
+
+
+def decode_batch(batch: Batch, ingest: IngestConfig, claim_key: str) -> Decoded:
+    """Read, decompress, split and normalize every input of a batch."""
+    with _no_cyclic_gc():
+        return _decode_batch(batch, ingest, claim_key)
+
+
+@contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Decoding allocates millions of short-lived containers (decoded attribute maps, column
+    lists, tuples) and none of them forms a cycle: reference counting frees them all, and the
+    cyclic collector would only walk them again and again (about a fifth of decoding time)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _decode_batch(batch: Batch, ingest: IngestConfig, claim_key: str) -> Decoded:
+    out = Decoded(batch, normalize.WIDE.empty_table())
+    rows = _Rows(ingest.max_record_bytes, out)
+    q = out.quarantine
+    for ref in batch.inputs:
+        if ref.size > ingest.max_decompressed_bytes:
+            q.append((ref.uri, -1, "input_too_large", f"{ref.size:,} bytes", b""))
+            out.records_in += 1
+            continue
+        try:
+            data = gz.maybe_decompress(read_input(ref), ingest.max_decompressed_bytes)
+        except gz.GzipError as exc:
+            q.append((ref.uri, -1, exc.reason, str(exc), b""))
+            out.records_in += 1
+            continue
+        except OSError as exc:
+            q.append((ref.uri, -1, "unreadable_input", str(exc), b""))
+            out.records_in += 1
+            continue
+        typed = formats.typed_cloudtrail(data)
+        if typed is not None:
+            out.records_in += len(typed[0])
+            rows.cloudtrail(typed[0], typed[1], ref.uri, range(len(typed[0])))
+            continue
+        for item in formats.split(data):
+            if item.kind == formats.DIGEST:
+                for lf in item.obj.get("logFiles") or []:
+                    if isinstance(lf, dict):
+                        out.digests.append(
+                            (ref.uri, str(lf.get("s3Object")), str(lf.get("hashValue")))
+                        )
+                continue
+            out.records_in += 1
+            if item.kind == formats.QUARANTINE:
+                q.append((ref.uri, item.position, item.reason, item.detail, item.raw))
+            elif len(item.raw) > ingest.max_record_bytes:
+                size = f"{len(item.raw):,} bytes"
+                q.append((ref.uri, item.position, "record_too_large", size, b""))
+            elif item.kind == formats.CLOUDTRAIL:
+                rec = cloudtrail.from_dict(item.obj)
+                rows.cloudtrail([rec], [item.raw], ref.uri, (item.position,))
+            else:
+                raw = redact.redact_raw(item.raw)
+                try:
+                    if item.kind == formats.APIGATEWAY:
+                        row = normalize.access_log_row(item.obj, raw, claim_key)
+                    else:
+                        row = normalize.authorizer_row(item.obj, raw)
+                except normalize.Unusable as exc:
+                    q.append((ref.uri, item.position, exc.reason, str(exc), raw))
+                    continue
+                rows.row(row, ref.uri)
+    out.rows = rows.table()
+    # Entries come from chunks as well as from files: put them back in input order.
+    order = {ref.uri: i for i, ref in enumerate(batch.inputs)}
+    q.sort(key=lambda e: (order.get(e[0], -1), e[1]))
+    return out
+
+
+class _Rows:
+    """One batch's rows on their way into Arrow: CloudTrail as columns, other sources as tuples."""
+
+    def __init__(self, max_record_bytes: int, out: Decoded) -> None:
+        self.max_record_bytes = max_record_bytes
+        self.out = out
+        self.tables: list[pa.Table] = []
+        self.ct: list[cloudtrail.Record] = []
+        self.ct_raw: list[bytes | msgspec.Raw] = []
+        self.ct_uri: list[str] = []
+        self.ct_pos: list[int] = []
+        self.ct_bytes = 0
+        self.rows: list[tuple[Any, ...]] = []
+        self.row_uri: list[str] = []
+
+    def cloudtrail(
+        self,
+        recs: list[cloudtrail.Record],
+        raws: list[bytes] | list[msgspec.Raw],
+        uri: str,
+        positions: range | tuple[int, ...],
+    ) -> None:
+        self.ct += recs
+        self.ct_raw += raws
+        self.ct_uri += [uri] * len(recs)
+        self.ct_pos += positions
+        self.ct_bytes += sum(map(len, raws))
+        if len(self.ct) >= CHUNK_RECORDS or self.ct_bytes >= CHUNK_BYTES:
+            self._flush_cloudtrail()
+
+    def row(self, row: tuple[Any, ...], uri: str) -> None:
+        self.rows.append(row)
+        self.row_uri.append(uri)
+        if len(self.rows) >= CHUNK_RECORDS:
+            self._flush_rows()
+
+    def table(self) -> pa.Table:
+        self._flush_cloudtrail()
+        self._flush_rows()
+        return pa.concat_tables(self.tables) if self.tables else normalize.WIDE.empty_table()
+
+    def _add(self, cols: dict[str, pa.Array], uris: list[str]) -> None:
+        cols["input_uri"] = pa.array(uris, _S)
+        cols["record_hash"] = normalize.record_hashes(cols)
+        n = len(uris)
+        arrays = [cols[f] if f in cols else pa.nulls(n, _S) for f in normalize.WIDE.names]
+        self.tables.append(pa.Table.from_arrays(arrays, schema=normalize.WIDE))
+
+    def _flush_rows(self) -> None:
+        if not self.rows:
+            return
+        columns = list(zip(*self.rows, strict=True))
+        cols = {
+            f.name: pa.array(col, pa.binary() if f.name == "raw" else f.type).cast(f.type)
+            for col, f in zip(columns, normalize.WIDE, strict=False)
+        }
+        self._add(cols, self.row_uri)
+        self.rows, self.row_uri = [], []
+
+    def _flush_cloudtrail(self) -> None:
+        if not self.ct:
+            return
+        recs, raws, uris, pos = self.ct, self.ct_raw, self.ct_uri, self.ct_pos
+        self.ct, self.ct_raw, self.ct_uri, self.ct_pos, self.ct_bytes = [], [], [], [], 0
+        q = self.out.quarantine
+        if max(map(len, raws)) > self.max_record_bytes:
+            keep = [i for i, r in enumerate(raws) if len(r) <= self.max_record_bytes]
+            for i in sorted(set(range(len(raws))) - set(keep)):
+                q.append((uris[i], pos[i], "record_too_large", f"{len(raws[i]):,} bytes", b""))
+            recs, raws = [recs[i] for i in keep], [raws[i] for i in keep]
+            uris, pos = [uris[i] for i in keep], [pos[i] for i in keep]
+            if not recs:
+                return
+        raw = _strings(raws)
+        flagged = redact.flag_secrets(raw)
+        if pc.any(flagged).as_py():
+            which = pc.indices_nonzero(flagged).to_pylist()
+            redacted = [redact.redact_raw(bytes(raws[i])) for i in which]
+            raw = pc.replace_with_mask(raw, flagged, _strings(redacted))
+            raws = list(raws)  # quarantine entries and synthetic ids read the redacted text
+            for i, text in zip(which, redacted, strict=True):
+                raws[i] = text
+        cols = cloudtrail.columns(recs)
+        cols["raw"] = raw
+        no_time = pc.is_null(cols["event_time"])
+        unusable = pc.or_(no_time, pc.and_(pc.is_null(cols["service"]), pc.is_null(cols["action"])))
+        for i in pc.indices_nonzero(unusable).to_pylist():
+            if no_time[i].as_py():
+                entry = ("missing_event_time", "no eventTime (nor @timestamp)")
+            else:
+                entry = ("missing_event_name", "neither eventName nor eventSource")
+            q.append((uris[i], pos[i], *entry, bytes(raws[i])))
+        usable = pc.invert(unusable)
+        no_id = pc.and_(pc.is_null(cols["event_id"]), usable)
+        if pc.any(no_id).as_py():
+            ids = cols["event_id"].to_pylist()
+            for i in pc.indices_nonzero(no_id).to_pylist():
+                ids[i] = normalize.synthetic_id(bytes(raws[i]))
+            cols["event_id"] = pa.array(ids, _S)
+        assume = pc.and_(pc.is_in(cols["action"], value_set=_ASSUME_ROLE), usable)
+        for i in pc.indices_nonzero(assume).to_pylist():
+            s = cloudtrail.assumed_session(recs[i])
+            if s is not None:
+                self.out.sessions.append((s[0], s[1], cols["event_time"][i].as_py()))
+        if pc.any(unusable).as_py():
+            cols = {k: v.filter(usable) for k, v in cols.items()}
+            uris = [u for u, ok in zip(uris, usable.to_pylist(), strict=True) if ok]
+        self._add(cols, uris)
+
+
+_ASSUME_ROLE = pa.array(sorted(cloudtrail.ASSUME_ROLE_EVENTS), _S)
+
+
+def _strings(parts: list[bytes] | list[msgspec.Raw]) -> pa.Array:
+    """A string array over the parts laid end to end (one join, no per-part Arrow calls). The
+    parts are known UTF-8: their files were checked before decoding."""
+    offsets = pa.array(accumulate(map(len, parts), initial=0), pa.int64())
+    data = pa.py_buffer(b"".join(parts))
+    text = pa.Array.from_buffers(pa.large_string(), len(parts), [None, offsets.buffers()[1], data])
+    return text.cast(_S)  # 64-bit offsets first, so a chunk past 2 GiB fails loudly
