@@ -141,6 +141,7 @@ def simulate(
         "labels.json", orjson.dumps(labels, option=orjson.OPT_INDENT_2).decode() + "\n"
     )
     writer.write_text("tenantwatch.toml", relationships_toml(world))
+    writer.close()
     c = writer.counts
     return {
         "cloudtrail_files": c["cloudtrail_files"],
