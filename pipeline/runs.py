@@ -24,7 +24,6 @@ deployment (AWS Glue) can re-point.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -303,7 +302,7 @@ class Lease:
         try:
             obj = _s3().get_object(Bucket=bucket, Key=key)
         except Exception as exc:
-            if _code(exc) in ("NoSuchKey", "404"):
+            if _error_code(exc) in ("NoSuchKey", "404"):
                 return None
             raise
         try:
@@ -319,7 +318,7 @@ class Lease:
             client.put_object(Bucket=bucket, Key=key, Body=body.encode(), IfNoneMatch="*")
             return True
         except Exception as exc:
-            if _code(exc) not in ("PreconditionFailed", "ConditionalRequestConflict"):
+            if _error_code(exc) not in ("PreconditionFailed", "ConditionalRequestConflict"):
                 raise
         held = self._get_s3(bucket, key)
         if held is None:  # released in between: one more try
@@ -327,7 +326,7 @@ class Lease:
                 client.put_object(Bucket=bucket, Key=key, Body=body.encode(), IfNoneMatch="*")
                 return True
             except Exception as exc:
-                if _code(exc) not in ("PreconditionFailed", "ConditionalRequestConflict"):
+                if _error_code(exc) not in ("PreconditionFailed", "ConditionalRequestConflict"):
                     raise
                 return False
         doc, etag = held
@@ -337,28 +336,21 @@ class Lease:
             client.put_object(Bucket=bucket, Key=key, Body=body.encode(), IfMatch=etag)
             return True
         except Exception as exc:
-            if _code(exc) not in ("PreconditionFailed", "ConditionalRequestConflict"):
+            if _error_code(exc) not in ("PreconditionFailed", "ConditionalRequestConflict"):
                 raise
             return False
 
 
 def _s3() -> Any:
-    return _client("s3", os.environ.get("AWS_ENDPOINT_URL", ""))
+    from pipeline import aws
+
+    return aws.client("s3")
 
 
-@functools.lru_cache(maxsize=4)
-def _client(service: str, _endpoint: str) -> Any:
-    import boto3
-    from botocore.config import Config as BotoConfig
+def _error_code(exc: BaseException) -> str:
+    from pipeline import aws
 
-    return boto3.client(service, config=BotoConfig(retries={"mode": "standard", "max_attempts": 5}))
-
-
-def _code(exc: BaseException) -> str:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        return str(response.get("Error", {}).get("Code", ""))
-    return ""
+    return aws.error_code(exc)
 
 
 # --- the runs ----------------------------------------------------------------------------------

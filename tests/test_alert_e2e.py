@@ -21,7 +21,8 @@ import boto3
 import pytest
 from click.testing import CliRunner
 
-from pipeline.alert import aws, store
+from pipeline import aws
+from pipeline.alert import store
 from pipeline.alert.run import run_alert
 from pipeline.cli import cli
 from pipeline.config import AlertingConfig, Config
@@ -101,7 +102,7 @@ class Sinks:
 
 @pytest.fixture
 def sinks(aws: str) -> Iterator[Sinks]:
-    from pipeline.alert import aws as alert_aws
+    from pipeline import aws as alert_aws
 
     alert_aws.reset()
     sns, sqs = boto3.client("sns"), boto3.client("sqs")

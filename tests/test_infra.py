@@ -117,7 +117,7 @@ def stack(aws: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]
     """The expanded template created as a stack, and the handler environment it configures."""
     from aws_lambda_powertools.utilities import parameters
 
-    from pipeline.alert import aws as alert_aws
+    from pipeline import aws as alert_aws
 
     parameters.clear_caches()
     alert_aws.reset()

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pipeline.alert import aws, store
+from pipeline import aws
+from pipeline.alert import store
 from pipeline.lake import Lake
 
 SPOOL = "_state/metrics"

@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline.alert import aws
+from pipeline import aws
 from pipeline.alert.incidents import Incident
 from pipeline.alert.query import evidence_query
 from pipeline.errors import TenantwatchError

@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from pipeline.alert import aws
+from pipeline import aws
 from pipeline.alert.delivery import Outcome
 from pipeline.alert.render import MAX_MESSAGE_BYTES
 

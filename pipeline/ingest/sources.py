@@ -10,7 +10,6 @@ record read is a record counted.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 import re
@@ -20,6 +19,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from pipeline import aws
 from pipeline.errors import InputError
 
 _KEY_DATE = re.compile(r"/(\d{4})/(\d{2})/(\d{2})/")
@@ -59,19 +59,8 @@ def in_window(key: str, since: datetime | None, until: datetime | None) -> bool:
 
 
 def _client(service: str) -> Any:
-    """A boto3 client with standard retries (throttling backs off); boto3 itself honours
-    AWS_ENDPOINT_URL, so the same code talks to moto or to AWS. One per process and endpoint:
-    creating a client costs more than a small GET."""
-    return _cached_client(service, os.environ.get("AWS_ENDPOINT_URL", ""))
-
-
-@functools.lru_cache(maxsize=8)
-def _cached_client(service: str, _endpoint: str) -> Any:
-    import boto3
-    from botocore.config import Config as BotoConfig
-
-    retries = BotoConfig(retries={"mode": "standard", "max_attempts": 8})
-    return boto3.client(service, config=retries)
+    """The shared boto3 client (standard retries; AWS_ENDPOINT_URL honoured by boto3)."""
+    return aws.client(service)
 
 
 # --- local files ---------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""boto3 clients for the alerting edge: standard retries, created on first use, one per process.
+"""boto3 clients for every AWS edge: standard retries, created on first use, one per process.
 
 boto3 honours ``AWS_ENDPOINT_URL`` itself, so the same code talks to AWS, moto or LocalStack.
 Tests register botocore event hooks (``before-send``) on these very clients to inject throttling
