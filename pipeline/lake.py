@@ -59,6 +59,23 @@ def open_root(root: str) -> tuple[pafs.FileSystem, str]:
     return pafs.LocalFileSystem(), str(Path(root).resolve())
 
 
+# Event files, the bulk of the lake: a dictionary only where values repeat (ids, hashes and raw
+# text are unique, and trying a dictionary costs a hash per value before Parquet gives up on
+# it); min/max statistics only where a reader prunes with them (bounds of kilobyte-long raw
+# text cost time and bytes and prune nothing).
+_UNIQUE = frozenset({"event_id", "event_time", "raw", "record_hash", "request_id"})
+_NO_STATISTICS = frozenset({"raw", "record_hash"})
+
+
+def _event_file(table: pa.Table) -> dict[str, object]:
+    names = table.column_names
+    return {
+        "compression_level": 1,
+        "use_dictionary": [n for n in names if n not in _UNIQUE],
+        "write_statistics": [n for n in names if n not in _NO_STATISTICS],
+    }
+
+
 @dataclass
 class Lake:
     root: str
@@ -78,17 +95,22 @@ class Lake:
     def uri(self, rel: str) -> str:
         return f"s3://{self.base}/{rel}" if not self.is_local else posixpath.join(self.base, rel)
 
-    def write_table(self, rel: str, table: pa.Table, sort_by: list[str] | None = None) -> None:
+    def write_table(
+        self, rel: str, table: pa.Table, sort_by: list[str] | None = None, **options: object
+    ) -> None:
+        """Write ``table`` as zstd Parquet at ``rel``; ``options`` go to ``pq.write_table``, over
+        the defaults for the kind of file (``_event_file`` under ``events/``)."""
         dest = self.path(rel)
+        options = {**(_event_file(table) if rel.startswith("events/") else {}), **options}
         self.fs.create_dir(posixpath.dirname(dest), recursive=True)
         if sort_by:
             table = table.sort_by([(c, "ascending") for c in sort_by])
         if self.is_local:
             tmp = f"{dest}.{uuid.uuid4().hex}.tmp"
-            pq.write_table(table, tmp, filesystem=self.fs, compression="zstd")
+            pq.write_table(table, tmp, filesystem=self.fs, compression="zstd", **options)
             self.fs.move(tmp, dest)
         else:
-            pq.write_table(table, dest, filesystem=self.fs, compression="zstd")
+            pq.write_table(table, dest, filesystem=self.fs, compression="zstd", **options)
 
     def exists(self, rel: str) -> bool:
         return self.fs.get_file_info(self.path(rel)).type != pafs.FileType.NotFound

@@ -52,6 +52,7 @@ class Decoded:
     sessions: list[tuple[str, dict[str, str], str]] = field(default_factory=list)
     digests: list[tuple[str, str, str]] = field(default_factory=list)
     records_in: int = 0
+    rows_file: str | None = None  # rows left in a file by a worker (``handoff``), not yet read
 
 
 def decode_batch(batch: Batch, ingest: IngestConfig, claim_key: str) -> Decoded:
@@ -210,7 +211,7 @@ class _Rows:
         flagged = redact.flag_secrets(raw)
         if pc.any(flagged).as_py():
             which = pc.indices_nonzero(flagged).to_pylist()
-            redacted = [redact.redact_raw(bytes(raws[i])) for i in which]
+            redacted = redact.redact_many([bytes(raws[i]) for i in which])
             raw = pc.replace_with_mask(raw, flagged, _strings(redacted))
             raws = list(raws)  # quarantine entries and synthetic ids read the redacted text
             for i, text in zip(which, redacted, strict=True):

@@ -9,12 +9,19 @@ Most records carry no secret at all, so the fast path is a search for a few key 
 record that contains one is parsed and walked. Over a chunk of records that search is one RE2 pass
 per record in Arrow (``flag_secrets``): a multi-literal DFA reads each byte once, where Python's
 ``re`` with IGNORECASE costs ~70 us per 1.8 KB record and seven ``bytes.find`` calls ~5 us.
+
+The commonest flagged record is an ``AssumeRole`` whose response carries a session token and a
+secret key. Walking its decoded tree in Python costs ~25 us; ``_credentials_only`` instead edits
+the two values in the serialised bytes and proves, with one RE2 pass per chunk, that the walk
+would have changed nothing else, falling back to the walk whenever it cannot (``redact_many``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterator, Sequence
+from itertools import accumulate
 from typing import Any
 
 import orjson
@@ -64,6 +71,14 @@ _BYTES_SECRET = re.compile(
     rb'refreshToken|clientSecret|privateKey|secretString)"\s*:\s*)"(?:[^"\\]|\\.)*"'
 )
 _BYTES_BEARER = re.compile(rb"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}")
+# Credentials as orjson spells them. A key starts right after "{" or "," (inside a string every
+# quote is escaped, so neither pair occurs there).
+_CREDENTIAL_KEYS = (b'"sessionToken":"', b'"secretAccessKey":"')
+# What, outside the credentials, sends a record to the walk: any secret key (RE2's case folding
+# is a superset of str.lower()'s on ASCII), or text _scrub_text might rewrite (its own test).
+_DOUBT_PATTERN = (
+    '(?i:"(?:' + "|".join(re.escape(k) for k in sorted(SECRET_KEYS)) + ')":)|earer|asic|eyJ'
+)
 
 
 def fingerprint(secret: str | bytes) -> str:
@@ -115,6 +130,95 @@ def redact_raw(raw: bytes) -> bytes:
         return orjson.dumps(redact(orjson.loads(raw)))
     except (orjson.JSONDecodeError, orjson.JSONEncodeError, RecursionError):
         return scrub_bytes(raw)
+
+
+def redact_many(raws: Sequence[bytes]) -> list[bytes]:
+    """``redact_raw`` of each record, the same bytes, faster for AssumeRole credentials.
+
+    A record whose only secrets are sessionToken / secretAccessKey strings has them replaced in
+    its serialised bytes (``_credentials_only``); the proof that nothing else would change is
+    one RE2 pass over all such records at once, since a Python search per record and key costs
+    as much as the walk it saves. The rest take ``redact_raw``.
+    """
+    out: list[bytes | None] = [None] * len(raws)
+    edited: list[tuple[int, bytes, bytes]] = []  # (index, redacted, the bytes outside secrets)
+    for i, raw in enumerate(raws):
+        if not might_hold_secret(raw):
+            out[i] = raw
+            continue
+        try:
+            # Re-serialised even on the fast road: the walk's output is orjson's spelling of
+            # the record, and both roads must give the same bytes.
+            fast = _credentials_only(orjson.dumps(orjson.loads(raw)))
+        except (orjson.JSONDecodeError, orjson.JSONEncodeError, RecursionError):
+            fast = None
+        if fast is not None:
+            edited.append((i, *fast))
+    if edited:
+        outside = _binary([e[2] for e in edited])
+        doubt = pc.match_substring_regex(outside, _DOUBT_PATTERN)
+        for (i, redacted, _), walk in zip(edited, doubt.to_pylist(), strict=True):
+            out[i] = None if walk else redacted
+    return [r if r is not None else redact_raw(raw) for r, raw in zip(out, raws, strict=True)]
+
+
+def _binary(parts: list[bytes]) -> pa.Array:
+    """A binary array over the parts laid end to end: ``pa.array`` on a list of kilobyte-long
+    bytes costs several microseconds a part, this one join."""
+    offsets = pa.array(accumulate(map(len, parts), initial=0), pa.int64())
+    data = pa.py_buffer(b"".join(parts))
+    return pa.Array.from_buffers(pa.large_binary(), len(parts), [None, offsets.buffers()[1], data])
+
+
+def _credentials_only(canonical: bytes) -> tuple[bytes, bytes] | None:
+    """``canonical`` (orjson's output) with its sessionToken / secretAccessKey string values
+    fingerprinted, and the bytes outside those keys and values (for ``redact_many`` to check
+    that the walk would change nothing there); None when there are none, or when the record is
+    not ASCII (str.lower() folds some non-ASCII letters onto ASCII key letters)."""
+    if not canonical.isascii():
+        return None
+    spans = sorted(span for key in _CREDENTIAL_KEYS for span in _string_values(canonical, key))
+    if not spans:
+        return None
+    out: list[bytes] = []
+    rest: list[bytes] = []
+    pos = 0
+    for key_start, start, end in spans:
+        rest.append(canonical[pos:key_start])
+        out += (canonical[pos:start], _fingerprint_json_string(canonical[start:end]))
+        pos = end
+    rest.append(canonical[pos:])
+    out.append(canonical[pos:])
+    return b"".join(out), b"\x00".join(rest)
+
+
+def _string_values(canonical: bytes, key: bytes) -> Iterator[tuple[int, int, int]]:
+    """(where the key starts, where its string value starts, where it ends) for each ``key``
+    (``"name":"``) that opens or follows a member; the value ends at the first quote not
+    escaped by an odd run of backslashes."""
+    at = canonical.find(key)
+    while at > 0:
+        start = end = at + len(key)
+        while True:
+            end = canonical.index(b'"', end)
+            back = end
+            while canonical[back - 1] == 0x5C:  # a backslash
+                back -= 1
+            if (end - back) % 2 == 0:
+                break
+            end += 1
+        if canonical[at - 1] in b"{,":
+            yield at, start, end
+        at = canonical.find(key, end)
+
+
+def _fingerprint_json_string(body: bytes) -> bytes:
+    """The fingerprint of a JSON string literal's decoded text, given the bytes between its
+    quotes; an empty string stays empty, as in ``redact``."""
+    if not body:
+        return body
+    text = orjson.loads(b'"' + body + b'"') if b"\\" in body else body.decode("ascii")
+    return fingerprint(text).encode()
 
 
 def scrub_bytes(raw: bytes) -> bytes:

@@ -2,11 +2,13 @@
 
 Work is cut into batches of input objects (``ingest.batch_input_bytes`` of compressed input each,
 so memory stays bounded whatever the number of files). Workers decode and normalize batches in
-parallel (``decode.decode_batch``: pure, no lake access); the parent takes their results *in input
-order* and does what needs the whole history: learning AssumeRole sessions, resolving tenants,
-dropping duplicate event ids (within the batch and against the lake), writing, and recording the
-batch as done. A batch's files are named by a hash of its inputs, and a batch is recorded as done
-only after its files are written, so a run that dies half way is re-run to the same lake.
+parallel (``decode.decode_batch``: pure, no lake access) and hand the rows over through scratch
+files the parent memory-maps (``handoff``: a pickled batch through a pipe cost the parent more
+than its own work); the parent takes their results *in input order* and does what needs the
+whole history: learning AssumeRole sessions, resolving tenants, dropping duplicate event ids
+(within the batch and against the lake), writing, and recording the batch as done. A batch's files
+are named by a hash of its inputs, and a batch is recorded as done only after its files are
+written, so a run that dies half way is re-run to the same lake.
 
 The parent's work per batch is a fixed number of Arrow calls, not a loop over rows: with one
 worker it shares the CPU with decoding, and with N it must keep up with N of them.
@@ -33,7 +35,7 @@ import pyarrow.compute as pc
 
 from pipeline import schema
 from pipeline.config import AuthorizerContext, Config, IngestConfig
-from pipeline.ingest import redact, tenancy, timeparse
+from pipeline.ingest import handoff, redact, tenancy, timeparse
 from pipeline.ingest.decode import Batch, Decoded, decode_batch
 from pipeline.ingest.sources import InputRef, LogPosition, list_inputs
 from pipeline.lake import Lake, event_partition
@@ -149,15 +151,14 @@ class Ingestor:
         t = t.set_column(t.schema.get_field_index("event_time"), "event_time", when)
         if t.num_rows:
             self.sessions.expire(pc.min(when).as_py())
-        t = tenancy.resolve(t, self.cfg.tenancy, self.sessions)
+        t = tenancy.resolve(t, self.cfg.tenancy, self.sessions).select(schema.EVENTS.names)
         t = t.append_column("_dedup", _dedup_key(t)).append_column("_hour", _hours(when))
-        in_batch = t.num_rows
-        t = _in_file_order(t)
-        dup_in_batch = in_batch - t.num_rows
+        order = _file_order(t)
+        dup_in_batch = t.num_rows - len(order)
 
         own = f"part-{batch_id}.parquet"
         written = dup_lake = 0
-        for (source, hour), pt in _partitions(t):
+        for (source, hour), pt in _partitions(t, order):
             rel = event_partition(source, *_date_hour(hour))
             seen = self.seen.keys(rel, own)
             if len(seen):
@@ -298,30 +299,44 @@ _FILE_ORDER = [
 ]
 
 
-def _in_file_order(t: pa.Table) -> pa.Table:
-    """The rows in the order of the files they go to, first occurrences only (input order wins).
+def _file_order(t: pa.Table) -> pa.Array:
+    """Row indices in the order of the files they go to, first occurrences only (input order
+    wins).
 
     One stable sort by partition, then by the order inside a file, so each partition is a
-    contiguous slice already sorted: nothing is copied per partition, and a file holds exactly
-    the rows, in exactly the order, a per-partition filter-and-sort would give.
+    contiguous run of indices already sorted: a file holds exactly the rows, in exactly the
+    order, a per-partition filter-and-sort would give.
     """
     order = pc.sort_indices(t.select([k for k, _ in _FILE_ORDER]), sort_keys=_FILE_ORDER)
     if pc.count_distinct(t["_dedup"]).as_py() < t.num_rows:
         rows = pa.table({"key": t["_dedup"], "row": np.arange(t.num_rows)})
         firsts = rows.group_by("key", use_threads=False).aggregate([("row", "min")])
         order = order.filter(pc.is_in(order, value_set=firsts["row_min"]))
-    return t.take(order)
+    return order
 
 
-def _partitions(t: pa.Table) -> Iterator[tuple[tuple[str, int], pa.Table]]:
-    """((source, hour), rows) for each partition of a table in file order: its runs."""
-    if not t.num_rows:
+def _partitions(t: pa.Table, order: pa.Array) -> Iterator[tuple[tuple[str, int], pa.Table]]:
+    """((source, hour), its rows in file order) for each partition, given ``_file_order``.
+
+    A batch is ~100 MB, mostly raw text, and one sorted copy of it is fresh memory from the OS
+    each time (its page faults cost more than the copy). So when the rows are one chunk (as a
+    worker hands them over, ``handoff``) they are taken a partition at a time, a few MB that
+    reuse the allocator's free blocks. Several chunks are taken at once: ``take`` on a chunked
+    string column joins its chunks first, on every call.
+    """
+    if not len(order):
         return
-    source, hour = t["source"].combine_chunks(), t["_hour"].combine_chunks()
+    per_partition = t["raw"].num_chunks <= 1
+    if not per_partition:
+        t, order = t.take(order), pa.array(np.arange(len(order)))
+    source, hour = t["source"].take(order), t["_hour"].take(order)
+    source, hour = source.combine_chunks(), hour.combine_chunks()
     changes = pc.or_(pc.not_equal(source[1:], source[:-1]), pc.not_equal(hour[1:], hour[:-1]))
-    starts = [0, *(i + 1 for i in pc.indices_nonzero(changes).to_pylist()), t.num_rows]
+    starts = [0, *(i + 1 for i in pc.indices_nonzero(changes).to_pylist()), len(order)]
     for start, end in pairwise(starts):
-        yield (source[start].as_py(), hour[start].as_py()), t.slice(start, end - start)
+        rows = order.slice(start, end - start)
+        part = t.take(rows) if per_partition else t.slice(start, end - start)
+        yield (source[start].as_py(), hour[start].as_py()), part
 
 
 def _quarantine_table(entries: list[tuple[str, int, str, str, bytes]]) -> pa.Table:
@@ -369,21 +384,25 @@ def _decoded(
         for b in batches:
             yield decode_batch(b, ingest, claim_key)
         return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with handoff.scratch_dir() as folder, ProcessPoolExecutor(max_workers=workers) as pool:
         # A bounded window of batches in flight keeps memory flat; results come back in order.
         window = workers + 1
         futures: list[Future[Decoded]] = []
         it = iter(batches)
+
+        def submit(b: Batch) -> None:
+            futures.append(pool.submit(handoff.decode_to_file, b, ingest, claim_key, folder))
+
         for b in it:
-            futures.append(pool.submit(decode_batch, b, ingest, claim_key))
+            submit(b)
             if len(futures) >= window:
                 break
         while futures:
             done = futures.pop(0).result()
             nxt = next(it, None)
             if nxt is not None:
-                futures.append(pool.submit(decode_batch, nxt, ingest, claim_key))
-            yield done
+                submit(nxt)
+            yield handoff.load_rows(done)
 
 
 def ingest(

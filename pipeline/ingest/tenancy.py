@@ -165,11 +165,15 @@ def resolve(t: pa.Table, cfg: c.TenancyConfig, sessions: SessionMap) -> pa.Table
     target = [(kind_of(s), _target_candidate(t, i, s)) for i, s in enumerate(cfg.target)]
     a_val, a_src, a_conf = _combine("actor", actor, n)
     t_val, t_src, t_conf = _combine("target", target, n)
-    conflict = [";".join(x for x in pair if x) or None for pair in zip(a_conf, t_conf, strict=True)]
+    if any(a_conf) or any(t_conf):
+        pairs = zip(a_conf, t_conf, strict=True)
+        conflict = pa.array([";".join(x for x in p if x) or None for p in pairs], _S)
+    else:  # the common case, without a Python step per row
+        conflict = pa.nulls(n, _S)
     return (
         t.append_column("actor_tenant", a_val)
         .append_column("actor_tenant_source", a_src)
         .append_column("target_tenant", t_val)
         .append_column("target_tenant_source", t_src)
-        .append_column("tenant_conflict", pa.array(conflict, _S))
+        .append_column("tenant_conflict", conflict)
     )
