@@ -1,6 +1,6 @@
 """Benchmarks, each beside its peers, printed as tables. A benchmark prints; it never asserts.
 
-    .venv/bin/python bench/run.py [--only NAME] [--records N] [--data DIR]
+    .venv/bin/python bench/run.py [--only NAME] [--records N] [--events N] [--data DIR]
 
 ``BENCHMARKS`` is the registry: a name and a function taking the parsed options. See README.md.
 """
@@ -15,10 +15,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import ingest  # noqa: E402  (the repository root is on the path only from here)
+from bench import detect, ingest  # noqa: E402  (the repository root is on the path only from here)
 
 BENCHMARKS: dict[str, Callable[[argparse.Namespace], None]] = {
     "ingest": ingest.main,
+    "detect": detect.main,
 }
 
 
@@ -30,6 +31,12 @@ def main(argv: list[str] | None = None) -> None:
         type=int,
         default=500_000,
         help="CloudTrail records to ingest (default 500,000: the size the targets are set for)",
+    )
+    ap.add_argument(
+        "--events",
+        type=int,
+        default=10_000_000,
+        help="events in the detect benchmark's lake (default 10,000,000: issue 4's target size)",
     )
     ap.add_argument(
         "--data",

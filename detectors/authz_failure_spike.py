@@ -199,6 +199,69 @@ class AuthzFailureSpike(Detector):
         spread = max(mad, mad_all, float(np.sqrt(level)), s.mad_floor)
         return level, spread, len(sample)
 
+    def hourly(self, window: pd.DataFrame, dimension: str, value: str) -> pd.DataFrame:
+        """One group's denials per hour, history and window, with what each window hour was
+        compared with (for plots and notebooks; call after ``fit``).
+
+        Columns: ``hour`` (start, UTC), ``part`` (``history`` or ``window``), ``count``, and for
+        window hours ``level``, ``spread``, ``samples``, ``alert_at`` (the count at which the
+        hour pages: the robust z reaches ``threshold`` and the count ``min_count``) and
+        ``flagged``. Only the on-the-hour buckets are shown; ``score`` also looks at buckets
+        shifted by half an hour, so a burst cut by the hour can page while no hour here does.
+        """
+        s: Settings = self.settings  # type: ignore[assignment]
+        if dimension not in self.counts_:
+            raise ValueError(f"{self.id}: dimension {dimension!r} is not among {s.dimensions}")
+        history = self._history(dimension, [value])[0]
+        rows = [
+            {"hour": self.first_hour_ + i, "part": "history", "count": int(n)}
+            for i, n in enumerate(history)
+        ]
+        frame = window[text(window["source"]).isin(self.sources).to_numpy()]
+        denied = frame[text(frame["outcome"]) == "denied"]
+        mine = denied[(_values(denied, dimension) == value).to_numpy()]
+        per_hour = pd.Series(epoch_us(mine["event_time"]) // HOUR_US).value_counts()
+        p0, p1 = window.attrs.get("period", (None, None))
+        if p0 is not None and p1 is not None:
+            first = int(pd.Timestamp(p0).value // 1000 // HOUR_US)
+            last = -(-int(pd.Timestamp(p1).value // 1000) // HOUR_US)  # ceiling
+        elif len(per_hour):
+            first, last = int(per_hour.index.min()), int(per_hour.index.max()) + 1
+        else:
+            first = last = 0
+        for b in range(first, last):
+            n = int(per_hour.get(b, 0))
+            level, spread, samples = self._level(history, b)
+            alert_at = max(float(s.min_count), level + s.threshold * spread / 0.6745)
+            rows.append(
+                {
+                    "hour": b,
+                    "part": "window",
+                    "count": n,
+                    "level": level,
+                    "spread": spread,
+                    "samples": samples,
+                    "alert_at": alert_at,
+                    "flagged": n >= alert_at,
+                }
+            )
+        out = pd.DataFrame(
+            rows,
+            columns=[
+                "hour",
+                "part",
+                "count",
+                "level",
+                "spread",
+                "samples",
+                "alert_at",
+                "flagged",
+            ],
+        )
+        out["hour"] = pd.to_datetime(out["hour"].astype(np.int64) * HOUR_US, unit="us", utc=True)
+        out["flagged"] = out["flagged"].astype("boolean")
+        return out
+
     def score(self, window: pd.DataFrame) -> pd.DataFrame:
         s: Settings = self.settings  # type: ignore[assignment]
         denied = window[text(window["outcome"]) == "denied"]

@@ -60,12 +60,15 @@ Runbook
 
 from __future__ import annotations
 
+import itertools
 import re
 from datetime import timedelta
 from typing import Any, ClassVar, Self
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from detectors.base import (
     HOUR_US,
@@ -78,6 +81,7 @@ from detectors.base import (
     epoch_us,
     fold,
     match,
+    period,
     request_keys,
     text,
 )
@@ -95,6 +99,7 @@ FEATURES = (
     "over_own_max",  # tenants above this actor's busiest hour in its history
 )
 _SEP = "\x1f"
+_SLICE = 1_000_000  # history events per slice of actors (bounds the features' scratch space)
 
 
 class Settings(DetectorSettings, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -144,6 +149,7 @@ class TenantSwitching(Detector):
         "outcome",
         "source_ip",
     )
+    fit_arrow = True  # 14 days of events stay Arrow codes: see _events
     group_by = ("actor_kind", "actor")
     lookback = timedelta(days=14)
     dedup_period = timedelta(hours=24)
@@ -172,40 +178,67 @@ class TenantSwitching(Detector):
         ok |= consultant_allowed(text(frame["actor_principal"]), session, target, consultants)
         return ok | match(frame["actor_principal"], any_of(service))
 
-    def _events(self, frame: pd.DataFrame, kind: str) -> pd.DataFrame:
-        """One kind's events with a target tenant: actor, tenant, time, denied, foreign.
+    def _events(
+        self, frame: pd.DataFrame | pa.Table, kind: str, positions: bool = True
+    ) -> pd.DataFrame:
+        """One kind's events with a target tenant, sorted by actor then time: actor, tenant
+        (categoricals), hour, denied, foreign; the index is ``frame``'s if ``positions``.
 
-        Works on categorical codes: a 14-day history is millions of rows but only thousands of
-        distinct actors and tenants, so strings are handled once per distinct value."""
+        Works on categorical codes in numpy: a 14-day history is millions of rows but only
+        thousands of distinct actors and tenants, so strings are handled once per distinct
+        value, and no full-size copy of the frame is made. ``frame`` may be an Arrow table
+        (the baseline, dictionary-encoded by the lake reader): then it never becomes pandas."""
         s: Settings = self.settings  # type: ignore[assignment]
         col = ACTOR_KINDS[kind]
-        service = match(frame["actor_principal"], any_of(self._service_patterns()))
-        keep = frame["target_tenant"].notna() & frame[col].notna() & ~service
+        principal, principals = _codes(frame, "actor_principal")
+        keep = ~_hits(principals, any_of(self._service_patterns()))[principal]
+        del principal
+        tenant, tenants = _codes(frame, "target_tenant")
+        keep &= tenant >= 0
+        actor, actors = _codes(frame, col)
+        keep &= actor >= 0
         if kind == "ip" and s.exclude_ips:
-            keep &= ~match(
-                frame["source_ip"], any_of([rf"^{re.escape(ip)}$" for ip in s.exclude_ips])
-            )
-        f = frame[keep]
+            ips = any_of([rf"^{re.escape(ip)}$" for ip in s.exclude_ips])
+            keep &= ~_hits(actors, ips)[actor]
+        idx = np.flatnonzero(keep)
+        del keep
+        actor, tenant = actor[idx], tenant[idx]
+        t = _epoch_us(frame)[idx]
+        # Sorted by actor, then time: an actor-hour is then one run of rows (see _features).
+        order = np.lexsort((t, actor))
+        idx, actor, tenant, t = idx[order], actor[order], tenant[order], t[order]
+        del order
+        hour = (t // HOUR_US).astype(np.int32)  # hours since 1970 fit in 32 bits until 2215
+        del t
         # "Explained" depends only on (principal, actor tenant, target): decide it per combination.
-        who = ["actor_principal", "actor_tenant", "target_tenant"]
-        combos = f[who].astype("category")
-        combo_id = combos.groupby(who, observed=True, dropna=False, sort=False).ngroup()
-        distinct = combos.assign(_id=combo_id.to_numpy()).drop_duplicates("_id").set_index("_id")
-        explained = self._explained(distinct.reset_index(drop=True))
-        foreign = ~explained.to_numpy()[combo_id.to_numpy()] if len(f) else np.zeros(0, bool)
-        ev = pd.DataFrame(
+        principal, principals = _codes(frame, "actor_principal", idx)
+        home, homes = _codes(frame, "actor_tenant", idx)
+        combo = (principal + 1).astype(np.int64) * (len(homes) + 1) + home + 1
+        combo *= len(tenants) + 1
+        combo += tenant
+        combo_id, distinct = pd.factorize(combo)
+        del combo
+        first = _first(combo_id, len(distinct))
+        who = pd.DataFrame(
             {
-                "actor": f[col].astype("category").cat.remove_unused_categories(),
-                "tenant": f["target_tenant"].astype("category").cat.remove_unused_categories(),
-                "t": epoch_us(f["event_time"]),
-                "denied": (f["outcome"] == "denied").to_numpy(),
+                "actor_principal": pd.Categorical.from_codes(principal[first], principals),
+                "actor_tenant": pd.Categorical.from_codes(home[first], homes),
+                "target_tenant": pd.Categorical.from_codes(tenant[first], tenants),
+            }
+        )
+        del principal, home
+        foreign = ~self._explained(who).to_numpy(dtype=bool)[combo_id]
+        del combo_id
+        return pd.DataFrame(
+            {
+                "actor": pd.Categorical.from_codes(actor, actors),
+                "tenant": pd.Categorical.from_codes(tenant, tenants),
+                "hour": hour,
+                "denied": _is(frame, "outcome", "denied", idx),
                 "foreign": foreign,
             },
-            index=f.index,
+            index=frame.index[idx] if positions and isinstance(frame, pd.DataFrame) else None,
         )
-        ev["hour"] = ev["t"] // HOUR_US
-        order = np.lexsort((ev["t"].to_numpy(), ev["actor"].cat.codes.to_numpy()))
-        return ev.iloc[order]
 
     def _service_patterns(self) -> list[str]:
         return [r.principal_pattern for r in self.relationships if isinstance(r, ServiceRole)]
@@ -214,57 +247,99 @@ class TenantSwitching(Detector):
     def _features(ev: pd.DataFrame, seen: pd.MultiIndex | None) -> pd.DataFrame:
         """Per (actor, hour): FEATURES plus ``foreign`` and ``foreign_new``. ``seen`` is the
         (actor, tenant) pairs of the history; None means "new" is relative to earlier hours
-        of ``ev`` itself (the history's own training rows)."""
-        # Integer codes, never the strings: a categorical's values are slow to materialise.
-        actor, tenant = ev["actor"].cat.codes.to_numpy(), ev["tenant"].cat.codes.to_numpy()
+        of ``ev`` itself (the history's own training rows).
+
+        ``ev`` is sorted by actor then time (``_events``), so each actor-hour is a run of rows
+        and each (actor, hour, tenant) first appears in the order the tenants were touched:
+        runs and ``pd.factorize`` (a hash, no sort) give every feature in numpy, in a few
+        passes over the codes, for millions of events."""
+        cols = ["actor", "hour", "requests", "switches", "denied_ratio", "tenants"]
+        cols += ["new_tenants", "foreign", "foreign_new", "sequential_ratio"]
+        cols += ["requests_per_tenant"]
+        n = len(ev)
+        if n == 0:
+            return pd.DataFrame({c: pd.Series(dtype=np.float64) for c in cols})
+        actors = ev["actor"].cat.categories
         hour = ev["hour"].to_numpy()
-        same = (actor == np.roll(actor, 1)) & (hour == np.roll(hour, 1))
-        changed = tenant != np.roll(tenant, 1)
-        if len(same):
-            same[0] = False
-        ev = ev.assign(switch=same & changed)
-        keys = ["actor", "hour"]
-        g = ev.groupby(keys, observed=True, sort=True)
+        low = int(hour.min())
+        span = int(hour.max()) - low + 1
+        ah = ev["actor"].cat.codes.to_numpy().astype(np.int64)  # one value per actor-hour
+        ah *= span
+        ah += hour
+        ah -= low
+        if (ah[1:] < ah[:-1]).any():
+            raise ValueError("tenant_switching: events must be sorted by actor, then time")
+        step = ah[1:] != ah[:-1]
+        start = np.flatnonzero(np.r_[True, step])
+        requests = np.diff(np.r_[start, n])
+        tenant = ev["tenant"].cat.codes.to_numpy()
+        switch = np.r_[False, ~step & (tenant[1:] != tenant[:-1])]
+        del step
+        switches = np.add.reduceat(switch, start, dtype=np.int64)
+        del switch
+        denied = np.add.reduceat(ev["denied"].to_numpy(dtype=bool), start, dtype=np.int64)
+        # Each (actor, hour, tenant) once, in the order first touched.
+        width = len(ev["tenant"].cat.categories) + 1
+        ah *= width
+        ah += tenant
+        triple_id, triples = pd.factorize(ah)
+        del ah
+        t_ah, t_tenant = triples // width, triples % width
+        foreign = np.zeros(len(triples), dtype=bool)
+        foreign[triple_id[ev["foreign"].to_numpy(dtype=bool)]] = True
+        del triple_id
+        t_actor = t_ah // span
+        if seen is None:
+            # New: the first hour this actor touched this tenant (triples are in time order).
+            pair_id, pairs = pd.factorize(t_actor * width + t_tenant)
+            new = _first(pair_id, len(pairs))[pair_id] == np.arange(len(triples))
+        else:
+            tenants = ev["tenant"].cat.categories
+            known = pd.MultiIndex.from_arrays(
+                [actors.astype(str)[t_actor], tenants.astype(str)[t_tenant]]
+            )
+            new = ~known.isin(seen)
+        # The tenant id's trailing number, computed once per distinct tenant.
+        cats = ev["tenant"].cat.categories.astype(str)
+        per_cat = pd.to_numeric(cats.str.extract(r"(\d+)$")[0], errors="coerce").to_numpy()
+        num = np.append(per_cat.astype(np.float64), np.nan)[t_tenant]
+        seq = np.r_[False, (t_ah[1:] == t_ah[:-1]) & (np.abs(num[1:] - num[:-1]) == 1)]
+        t_start = np.flatnonzero(np.r_[True, t_ah[1:] != t_ah[:-1]])
+        tenants_n = np.diff(np.r_[t_start, len(triples)])
+
+        def per_hour(x: np.ndarray) -> np.ndarray:
+            return np.add.reduceat(x, t_start, dtype=np.int64)
+
         out = pd.DataFrame(
             {
-                "requests": g.size(),
-                "switches": g["switch"].sum(),
-                "denied_ratio": g["denied"].mean(),
+                "actor": pd.Categorical.from_codes(t_actor[t_start], actors),
+                "hour": (t_ah[t_start] % span + low).astype(np.int64),
+                "requests": requests.astype(np.int32),
+                "switches": switches.astype(np.int32),
+                "denied_ratio": denied / requests,
+                "tenants": tenants_n.astype(np.int32),
+                "new_tenants": per_hour(new).astype(np.int32),
+                "foreign": per_hour(foreign).astype(np.int32),
+                "foreign_new": per_hour(foreign & new).astype(np.int32),
+                "sequential_ratio": per_hour(seq) / np.maximum(tenants_n - 1, 1),
+                "requests_per_tenant": requests / tenants_n,
             }
         )
-        pairs = (
-            ev.groupby(["actor", "hour", "tenant"], observed=True, sort=False)
-            .agg(first_t=("t", "min"), foreign=("foreign", "max"))
-            .reset_index()
-            .sort_values(["actor", "hour", "first_t"], kind="stable")
+        return out
+
+    @staticmethod
+    def _seen(ev: pd.DataFrame) -> pd.MultiIndex:
+        """The distinct (actor, tenant) pairs of ``ev``, as strings."""
+        width = len(ev["tenant"].cat.categories) + 1
+        actor = ev["actor"].cat.codes.to_numpy().astype(np.int64)
+        tenant = ev["tenant"].cat.codes.to_numpy().astype(np.int64)
+        _, pairs = pd.factorize(actor * width + tenant)
+        return pd.MultiIndex.from_arrays(
+            [
+                ev["actor"].cat.categories.astype(str)[pairs // width],
+                ev["tenant"].cat.categories.astype(str)[pairs % width],
+            ]
         )
-        if seen is None:
-            first_hour = pairs.groupby(["actor", "tenant"], observed=True)["hour"].transform("min")
-            pairs["new"] = (pairs["hour"] == first_hour).to_numpy()
-        else:
-            known = pd.MultiIndex.from_arrays(
-                [pairs["actor"].astype(str), pairs["tenant"].astype(str)]
-            )
-            pairs["new"] = ~known.isin(seen)
-        # The tenant id's trailing number, computed once per distinct tenant.
-        cats = pairs["tenant"].cat.categories.astype(str)
-        per_cat = pd.to_numeric(cats.str.extract(r"(\d+)$")[0], errors="coerce").to_numpy()
-        num = pd.Series(
-            np.append(per_cat, np.nan)[pairs["tenant"].cat.codes.to_numpy()], index=pairs.index
-        )
-        prev_same = (pairs["actor"] == pairs["actor"].shift()) & (
-            pairs["hour"] == pairs["hour"].shift()
-        )
-        pairs["seq"] = prev_same & ((num - num.shift()).abs() == 1)
-        pairs["foreign_new"] = pairs["foreign"] & pairs["new"]
-        pg = pairs.groupby(keys, observed=True, sort=True)
-        out["tenants"] = pg.size()
-        out["new_tenants"] = pg["new"].sum()
-        out["foreign"] = pg["foreign"].sum()
-        out["foreign_new"] = pg["foreign_new"].sum()
-        out["sequential_ratio"] = pg["seq"].sum() / (out["tenants"] - 1).clip(lower=1)
-        out["requests_per_tenant"] = out["requests"] / out["tenants"]
-        return out.reset_index()
 
     @staticmethod
     def _matrix(feat: pd.DataFrame) -> np.ndarray:
@@ -276,50 +351,41 @@ class TenantSwitching(Detector):
 
     # --- life cycle ----------------------------------------------------------------------------
 
-    def fit(self, baseline: pd.DataFrame) -> Self:
+    def fit(self, baseline: pd.DataFrame | pa.Table) -> Self:
         from sklearn.ensemble import IsolationForest
 
         s: Settings = self.settings  # type: ignore[assignment]
         bad = sorted(set(s.actor_kinds) - set(ACTOR_KINDS))
         if bad:
             raise ValueError(f"{self.id}: unknown actor kind {bad[0]!r}")
-        p0, p1 = baseline.attrs.get("period", (None, None))
+        p0, p1 = period(baseline)
         self.history_hours_ = (
             (pd.Timestamp(p1) - pd.Timestamp(p0)) / pd.Timedelta(hours=1) if p0 and p1 else 0.0
         )
         self.seen_: dict[str, pd.MultiIndex] = {}
         self.own_max_: dict[str, pd.Series] = {}
-        train = []
-        for kind in s.actor_kinds:
-            ev = self._events(baseline, kind)
-            pairs = ev[["actor", "tenant"]].drop_duplicates()
-            self.seen_[kind] = pd.MultiIndex.from_arrays(
-                [pairs["actor"].astype(str), pairs["tenant"].astype(str)]
-            )
+        train, total = [], 0
+        for k, kind in enumerate(s.actor_kinds):
+            # One kind at a time, and only its actor-hours kept: the events of a 14-day history
+            # are millions of rows, its actor-hours a few per cent of that.
+            ev = self._events(baseline, kind, positions=False)
+            self.seen_[kind] = self._seen(ev)
             if ev.empty:
                 self.own_max_[kind] = pd.Series(dtype=np.float64)
                 continue
-            feat = self._features(ev, None)
-            busiest_ever = feat.groupby("actor", observed=True)["tenants"].max()
-            self.own_max_[kind] = pd.Series(
-                busiest_ever.to_numpy(), index=busiest_ever.index.astype(str)
-            )
-            # Without a day of history everything is "new"; skip the warm-up day if we can.
-            first = feat["hour"].min()
-            if feat["hour"].max() - first > 48:
-                feat = feat[feat["hour"] >= first + 24]
-            # Compared with the actor's busiest hour *before* this one, as the window will be.
-            feat = feat.sort_values(["actor", "hour"], kind="stable")
-            busiest = feat.groupby("actor", observed=True)["tenants"].cummax()
-            prev_max = busiest.groupby(feat["actor"], observed=True).shift().fillna(0)
-            feat["over_own_max"] = (feat["tenants"] - prev_max).clip(lower=0)
-            train.append(feat)
+            rows, self.own_max_[kind] = self._history(ev, k)
+            del ev
+            train.append(rows)
+            total += len(rows)
         rows = pd.concat(train, ignore_index=True) if train else pd.DataFrame()
+        if total > s.max_train_rows:
+            # The max_train_rows actor-hours of smallest rank over all kinds: a uniform sample.
+            rows = rows.iloc[_smallest(rows["_rank"].to_numpy(), s.max_train_rows)]
         self.model_: Any = None
         self.population_: dict[str, tuple[float, float]] = {}
+        self.train_ = pd.DataFrame(columns=list(FEATURES), dtype=np.float64)
         if len(rows) >= 50:
-            if len(rows) > s.max_train_rows:
-                rows = rows.sample(s.max_train_rows, random_state=s.random_state)
+            self.train_ = rows[list(FEATURES)].astype(np.float64).reset_index(drop=True)
             x = self._matrix(rows)
             self.model_ = IsolationForest(
                 n_estimators=s.n_estimators, random_state=s.random_state
@@ -330,46 +396,122 @@ class TenantSwitching(Detector):
                 self.population_[name] = (med, float(np.median(np.abs(v - med))))
         return self
 
+    def _history(self, ev: pd.DataFrame, k: int) -> tuple[pd.DataFrame, pd.Series]:
+        """One kind's history: a sample of at most ``max_train_rows`` actor-hours (FEATURES
+        and ``_rank``, the random key the sample was drawn by) and each actor's busiest hour.
+
+        Works through the events a slice of actors at a time (no actor is split, so every
+        feature is as over the whole): the scratch space is a slice's, not 14 days'."""
+        s: Settings = self.settings  # type: ignore[assignment]
+        hours = ev["hour"].to_numpy()
+        first = int(hours.min())
+        # Without a day of history everything is "new"; skip the warm-up day if we can.
+        warm_up = first + 24 if int(hours.max()) - first > 48 else first
+        rng = np.random.default_rng([s.random_state, k])  # one stream over the slices
+        parts, busiest = [], []
+        for lo, hi in _actor_slices(ev["actor"].cat.codes.to_numpy(), _SLICE):
+            feat = self._features(ev.iloc[lo:hi], None)
+            most = feat.groupby("actor", observed=True)["tenants"].max()
+            busiest.append(pd.Series(most.to_numpy(), index=most.index.astype(str)))
+            use = np.flatnonzero(feat["hour"].to_numpy() >= warm_up)
+            # Compared with the actor's busiest hour *before* this one, as the window will be
+            # (``_features`` returns the hours sorted by actor, then hour).
+            over = _over_previous_max(
+                feat["actor"].cat.codes.to_numpy()[use], feat["tenants"].to_numpy()[use]
+            )
+            rank = rng.random(len(use))
+            pick = _smallest(rank, s.max_train_rows)
+            rows = feat.iloc[use[pick]][list(FEATURES[:-1])]
+            parts.append(rows.assign(over_own_max=over[pick], _rank=rank[pick]))
+            del feat
+        rows = pd.concat(parts, ignore_index=True)
+        return rows.iloc[_smallest(rows["_rank"].to_numpy(), s.max_train_rows)], pd.concat(busiest)
+
+    def _scored(
+        self, window: pd.DataFrame, kind: str, score_all: bool = False
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """One actor kind's events and its actor-hours: FEATURES, ``foreign``, ``foreign_new``,
+        ``gated`` (worth asking the model), ``model_score``, ``rule``, ``severity``, ``score``
+        and ``flagged``. Only gated hours are scored unless ``score_all`` (for plots)."""
+        s: Settings = self.settings  # type: ignore[assignment]
+        ev = self._events(window, kind)
+        if ev.empty:
+            return ev, pd.DataFrame(columns=["actor", "hour", *FEATURES, "flagged"])
+        feat = self._features(ev, self.seen_.get(kind))
+        feat["actor"] = feat["actor"].astype(str)
+        own = feat["actor"].map(self.own_max_.get(kind, pd.Series(dtype=np.float64)))
+        feat["over_own_max"] = (feat["tenants"] - own.fillna(0)).clip(lower=0)
+        # Switching among tenants it already knew, no more of them than before, is habit.
+        feat["gated"] = (feat["foreign"] >= s.min_foreign) & (
+            (feat["foreign_new"] >= 1) | (feat["over_own_max"] >= 1)
+        )
+        enum = (
+            (feat["foreign"] >= s.enum_min_tenants)
+            & (feat["foreign_new"] >= s.enum_min_tenants // 2)
+            & (feat["requests_per_tenant"] <= s.enum_max_requests_per_tenant)
+            & (
+                (feat["sequential_ratio"] >= s.enum_min_ratio)
+                | (feat["denied_ratio"] >= s.enum_min_ratio)
+            )
+        )
+        new = feat["foreign_new"] >= s.new_tenants_min
+        ask = np.ones(len(feat), bool) if score_all else feat["gated"].to_numpy()
+        model = np.full(len(feat), np.nan)
+        if ask.any():
+            model[ask] = (
+                -self.model_.score_samples(self._matrix(feat[ask]))
+                if self.model_ is not None
+                else 1.0  # no population history: any foreign spread is unusual
+            )
+        feat["model_score"] = model
+        feat["rule"] = np.select([enum, new], ["enumeration", "new_tenants"], default="")
+        feat["severity"] = np.select(
+            [enum, new], [s.severity_enumeration, s.severity_new_tenants], s.severity_model
+        )
+        feat["score"] = np.where(feat["rule"] != "", np.maximum(model, 1.0), model)
+        feat["flagged"] = feat["gated"] & (feat["score"] >= s.threshold)
+        return ev, feat
+
+    def hours(self, window: pd.DataFrame) -> pd.DataFrame:
+        """Every actor-hour of the window as the detector sees it, for plots and notebooks
+        (call after ``fit``): ``actor_kind``, ``actor``, ``hour`` (start, UTC), FEATURES,
+        ``foreign``, ``foreign_new``, ``gated``, ``model_score`` (every hour, not only the
+        gated ones), ``rule``, ``score`` and ``flagged`` (what ``score`` turns into findings,
+        before a session's or address's finding is folded into its principal's)."""
+        s: Settings = self.settings  # type: ignore[assignment]
+        parts = []
+        for kind in s.actor_kinds:
+            _, feat = self._scored(window, kind, score_all=True)
+            if len(feat):
+                parts.append(feat.assign(actor_kind=kind))
+        if not parts:
+            cols = ["actor_kind", "actor", "hour", *FEATURES, "model_score", "score", "flagged"]
+            return pd.DataFrame(columns=cols)
+        out = pd.concat(parts, ignore_index=True)
+        out["hour"] = pd.to_datetime(out["hour"].astype(np.int64) * HOUR_US, unit="us", utc=True)
+        first = ["actor_kind", "actor", "hour"]
+        return out[first + [c for c in out.columns if c not in first]]
+
+    def population(self, n: int | None = 5000) -> pd.DataFrame:
+        """The history's actor-hours the model was fitted on (at most ``n``, sampled), with
+        FEATURES and ``model_score``: the cloud a window's hours are compared with."""
+        s: Settings = self.settings  # type: ignore[assignment]
+        rows = self.train_
+        if n is not None and len(rows) > n:
+            rows = rows.sample(n, random_state=s.random_state)
+        rows = rows.reset_index(drop=True)
+        if self.model_ is None or rows.empty:
+            return rows.assign(model_score=np.nan)
+        return rows.assign(model_score=-self.model_.score_samples(self._matrix(rows)))
+
     def score(self, window: pd.DataFrame) -> pd.DataFrame:
         s: Settings = self.settings  # type: ignore[assignment]
         found: list[dict[str, Any]] = []
         for rank, kind in enumerate(s.actor_kinds):
-            ev = self._events(window, kind)
-            if ev.empty:
+            ev, feat = self._scored(window, kind)
+            hot = feat[feat["flagged"]] if len(feat) else feat
+            if hot.empty:
                 continue
-            feat = self._features(ev, self.seen_.get(kind))
-            feat["actor"] = feat["actor"].astype(str)
-            own = feat["actor"].map(self.own_max_.get(kind, pd.Series(dtype=np.float64)))
-            feat["over_own_max"] = (feat["tenants"] - own.fillna(0)).clip(lower=0)
-            # Switching among tenants it already knew, no more of them than before, is habit.
-            gate = (feat["foreign"] >= s.min_foreign) & (
-                (feat["foreign_new"] >= 1) | (feat["over_own_max"] >= 1)
-            )
-            feat = feat[gate].reset_index(drop=True)
-            if feat.empty:
-                continue
-            enum = (
-                (feat["foreign"] >= s.enum_min_tenants)
-                & (feat["foreign_new"] >= s.enum_min_tenants // 2)
-                & (feat["requests_per_tenant"] <= s.enum_max_requests_per_tenant)
-                & (
-                    (feat["sequential_ratio"] >= s.enum_min_ratio)
-                    | (feat["denied_ratio"] >= s.enum_min_ratio)
-                )
-            )
-            new = feat["foreign_new"] >= s.new_tenants_min
-            model = (
-                -self.model_.score_samples(self._matrix(feat))
-                if self.model_ is not None
-                else np.ones(len(feat))  # no population history: any foreign spread is unusual
-            )
-            feat["model_score"] = model
-            feat["rule"] = np.select([enum, new], ["enumeration", "new_tenants"], default="")
-            feat["severity"] = np.select(
-                [enum, new], [s.severity_enumeration, s.severity_new_tenants], s.severity_model
-            )
-            feat["score"] = np.where(feat["rule"] != "", np.maximum(model, 1.0), model)
-            hot = feat[feat["score"] >= s.threshold]
             actor_col = ev["actor"].astype(str)
             for actor, hours in hot.groupby("actor", sort=True):
                 top = hours.sort_values(["score", "hour"], ascending=[False, True]).iloc[0]
@@ -439,3 +581,99 @@ class TenantSwitching(Detector):
         found.sort(key=lambda f: (-len(f["rows"]), f["rank"], f["key"]))
         kept = fold(found, request_keys(window), s.overlap)
         return pd.DataFrame(kept, columns=list(SCORED))
+
+
+def _codes(
+    frame: pd.DataFrame | pa.Table, name: str, rows: np.ndarray | None = None
+) -> tuple[np.ndarray, pd.Index]:
+    """A column as int32 codes (-1 where missing), at ``rows`` if given, and its categories:
+    from a pandas column (categorical or not) or an Arrow one (dictionary-encoded or not)."""
+    if isinstance(frame, pd.DataFrame):
+        values = frame[name]
+        cat = values if isinstance(values.dtype, pd.CategoricalDtype) else values.astype("category")
+        codes = cat.cat.codes.to_numpy()
+        return (codes if rows is None else codes[rows]).astype(np.int32), cat.cat.categories
+    col = frame.column(name)
+    if not pa.types.is_dictionary(col.type):
+        col = col.dictionary_encode()
+    if not _shared_dictionary(col):
+        col = pa.table({name: col}).unify_dictionaries().column(0)
+    if col.num_chunks == 0:
+        return np.zeros(0, np.int32), pd.Index([], dtype=object)
+    categories = pd.Index(col.chunk(0).dictionary.to_pandas(), dtype=object)
+    parts = [pc.fill_null(c.indices, -1).to_numpy().astype(np.int32) for c in col.chunks]
+    codes = np.concatenate(parts)
+    del parts
+    return codes if rows is None else codes[rows], categories
+
+
+def _shared_dictionary(col: pa.ChunkedArray) -> bool:
+    """Whether every chunk already uses the same dictionary (``read_baseline`` unifies them):
+    unifying again would hash the whole dictionary once per chunk."""
+    if col.num_chunks == 0:
+        return True
+    first = [b.address if b is not None else 0 for b in col.chunk(0).dictionary.buffers()]
+    return all(
+        [b.address if b is not None else 0 for b in c.dictionary.buffers()] == first
+        for c in col.chunks
+    )
+
+
+def _epoch_us(frame: pd.DataFrame | pa.Table) -> np.ndarray:
+    if isinstance(frame, pd.DataFrame):
+        return epoch_us(frame["event_time"])
+    col = frame.column("event_time").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
+    return np.concatenate([c.to_numpy() for c in col.chunks]) if col.num_chunks else np.zeros(0)
+
+
+def _is(frame: pd.DataFrame | pa.Table, name: str, value: str, rows: np.ndarray) -> np.ndarray:
+    """Where the column equals ``value``, at ``rows``."""
+    codes, categories = _codes(frame, name, rows)
+    hit = np.append(categories.astype(object) == value, False)
+    return hit[codes]
+
+
+def _hits(categories: pd.Index, pattern: str | None) -> np.ndarray:
+    """Regex ``search`` per category, one more False at the end (so code -1 reads False)."""
+    if pattern is None:
+        return np.zeros(len(categories) + 1, dtype=bool)
+    rx = re.compile(pattern)
+    return np.array([bool(rx.search(str(v))) for v in categories] + [False], dtype=bool)
+
+
+def _first(ids: np.ndarray, n: int) -> np.ndarray:
+    """For ``pd.factorize`` codes (numbered in order of appearance), where each first occurs."""
+    seen_before = np.maximum.accumulate(np.r_[-1, ids[:-1]]) if len(ids) else ids
+    first = np.flatnonzero(ids > seen_before)
+    assert len(first) == n
+    return first
+
+
+def _over_previous_max(actor: np.ndarray, tenants: np.ndarray) -> np.ndarray:
+    """Per row, tenants above the most its actor had in any earlier row (0 in its first row);
+    rows sorted by actor. A running maximum over actor * big + tenants restarts per actor."""
+    if len(actor) == 0:
+        return np.zeros(0, dtype=np.int64)
+    big = int(tenants.max()) + 1
+    key = actor.astype(np.int64) * big + tenants
+    running = np.maximum.accumulate(key) - actor.astype(np.int64) * big
+    prev = np.r_[0, running[:-1]]
+    prev[np.r_[True, actor[1:] != actor[:-1]]] = 0
+    return np.clip(tenants - prev, 0, None)
+
+
+def _actor_slices(actor: np.ndarray, size: int) -> list[tuple[int, int]]:
+    """[lo, hi) ranges of about ``size`` rows of actor-sorted codes, cut between actors."""
+    n = len(actor)
+    starts = np.flatnonzero(np.r_[True, actor[1:] != actor[:-1]]) if n else np.zeros(0, int)
+    at = np.searchsorted(starts, np.arange(size, n, size))  # the first actor starting after
+    cuts = np.unique(starts[at[at < len(starts)]])
+    edges = [0, *(int(c) for c in cuts if 0 < c < n), n]
+    return [(lo, hi) for lo, hi in itertools.pairwise(edges) if hi > lo]
+
+
+def _smallest(rank: np.ndarray, n: int) -> np.ndarray:
+    """Positions of the ``n`` smallest ranks (all if fewer), in position order."""
+    if len(rank) <= n:
+        return np.arange(len(rank))
+    return np.sort(np.argpartition(rank, n)[:n])
