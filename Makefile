@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.tenantwatch-installed
 LAKE   ?= lake
 
-.PHONY: demo test lint typecheck pytest bench eval clean sample-logs
+.PHONY: demo test lint typecheck pytest bench eval clean sample-logs pictures
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "tenantwatch needs Python >= 3.11 (set PYTHON=...)")'
@@ -44,6 +44,10 @@ bench: $(STAMP)
 ## eval: precision and recall per detector on simulated months (several seeds)
 eval: $(STAMP)
 	$(BIN)/python eval/evaluate.py
+
+## pictures: the README's pictures (docs/img/*.png), drawn from sample_logs/
+pictures: $(STAMP)
+	$(BIN)/python notebooks/render_pictures.py --out docs/img
 
 ## sample-logs: regenerate sample_logs/ byte for byte
 sample-logs: $(STAMP)
