@@ -23,7 +23,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -223,8 +223,11 @@ def read_quarantine(lake: Lake | str) -> pa.Table:
 
 
 def _as_time(value: datetime | str | None) -> datetime | None:
-    if value is None or isinstance(value, datetime):
-        return value
+    """An ISO string or a datetime as an aware UTC datetime (no zone: UTC)."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
     from pipeline.ingest.timeparse import parse_one
 
     parsed = parse_one(value)
@@ -240,31 +243,45 @@ def events(
     *,
     source: str | tuple[str, ...] | None = None,
     tenant: str | tuple[str, ...] | None = None,
-    actor: str | None = None,
+    actor: str | tuple[str, ...] | None = None,
+    outcome: str | None = None,
     columns: list[str] | None = None,
 ) -> pd.DataFrame:
-    """Events as a DataFrame, for notebooks: ``events("lake", "2026-11-16", tenant="t0007")``.
+    """Events in [since, until) as a DataFrame in time order, for notebooks:
+    ``events("lake", "2026-11-16", tenant="t0007")``.
 
-    Times are ISO strings or datetimes (UTC when no zone is given); ``tenant`` matches the actor
-    or the target tenant; ``actor`` the actor principal exactly. Partitions outside the window
-    are never opened, and only ``columns`` are read (all by default).
+    Times are ISO strings or datetimes (UTC when no zone is given); ``tenant`` matches the actor's
+    or the target tenant; ``actor`` the principal, the session or the source address (an
+    incident's actor can be any of them, and its snapshot was selected that way). Partitions
+    outside the window are never opened, and only ``columns`` are read (all by default).
     """
-    sources = (source,) if isinstance(source, str) else source
-    tenants = (tenant,) if isinstance(tenant, str) else tenant
-    where = pc.field("actor_principal") == actor if actor is not None else None
+    where: pc.Expression | None = None
+    if actor is not None:
+        who = [actor] if isinstance(actor, str) else list(actor)
+        where = (
+            pc.field("actor_principal").isin(who)
+            | pc.field("actor_session").isin(who)
+            | pc.field("source_ip").isin(who)
+        )
+    if outcome is not None:
+        e = pc.field("outcome") == outcome
+        where = e if where is None else where & e
     table = read_events(
         lake,
         _as_time(since),
         _as_time(until),
-        sources=sources,
+        sources=(source,) if isinstance(source, str) else source,
         columns=columns,
-        tenants=tenants,
+        tenants=(tenant,) if isinstance(tenant, str) else tenant,
         where=where,
     )
     keys = [(c, "ascending") for c in ("event_time", "event_id") if c in table.column_names]
     return (table.sort_by(keys) if keys else table).to_pandas()
 
 
-def quarantine(lake: Lake | str) -> pd.DataFrame:
+def quarantine(lake: Lake | str, reason: str | None = None) -> pd.DataFrame:
     """Quarantined records (input, position, reason, detail, raw bytes) as a DataFrame."""
-    return read_quarantine(lake).to_pandas()
+    table = read_quarantine(lake)
+    if reason is not None:
+        table = table.filter(pc.field("reason") == reason)
+    return table.to_pandas()

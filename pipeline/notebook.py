@@ -23,7 +23,7 @@ import contextlib
 import io
 import tempfile
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +37,9 @@ import pyarrow.parquet as pq
 from pipeline import schema
 from pipeline.config import Config, load_config
 from pipeline.errors import InputError
-from pipeline.lake import Lake, _as_time, read_events, read_quarantine
+from pipeline.lake import Lake, _as_time, read_events
+from pipeline.lake import events as events  # re-exported: the notebooks' ``tw.events``
+from pipeline.lake import quarantine as quarantine  # re-exported: ``tw.quarantine``
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -53,11 +55,6 @@ DAY = timedelta(days=1)
 
 def _lake(lake: Lake | str) -> Lake:
     return lake if isinstance(lake, Lake) else Lake(lake)
-
-
-def _time(value: datetime | str | None) -> datetime | None:
-    ts = _as_time(value)  # strings: parsed as UTC when they carry no zone
-    return ts.replace(tzinfo=UTC) if ts is not None and ts.tzinfo is None else ts
 
 
 # --- the lake and the configuration ----------------------------------------------------------
@@ -109,52 +106,6 @@ def ensure_lake(
 # --- reads -----------------------------------------------------------------------------------
 
 
-def events(
-    lake: Lake | str,
-    since: datetime | str | None = None,
-    until: datetime | str | None = None,
-    *,
-    source: str | tuple[str, ...] | None = None,
-    tenant: str | tuple[str, ...] | None = None,
-    actor: str | tuple[str, ...] | None = None,
-    outcome: str | None = None,
-    columns: list[str] | None = None,
-) -> pd.DataFrame:
-    """Events in [since, until), in time order. ``tenant`` matches the actor's or the target
-    tenant; ``actor`` the principal, the session or the source address (as an incident's actor
-    can be any of them, and as its snapshot was selected)."""
-    where: pc.Expression | None = None
-    if actor is not None:
-        who = [actor] if isinstance(actor, str) else list(actor)
-        where = (
-            pc.field("actor_principal").isin(who)
-            | pc.field("actor_session").isin(who)
-            | pc.field("source_ip").isin(who)
-        )
-    if outcome is not None:
-        e = pc.field("outcome") == outcome
-        where = e if where is None else where & e
-    table = read_events(
-        lake,
-        _time(since),
-        _time(until),
-        sources=(source,) if isinstance(source, str) else source,
-        columns=columns,
-        tenants=(tenant,) if isinstance(tenant, str) else tenant,
-        where=where,
-    )
-    keys = [(c, "ascending") for c in ("event_time", "event_id") if c in table.column_names]
-    return (table.sort_by(keys) if keys else table).to_pandas()
-
-
-def quarantine(lake: Lake | str, reason: str | None = None) -> pd.DataFrame:
-    """Quarantined records (input, position, reason, detail, raw bytes)."""
-    table = read_quarantine(lake)
-    if reason is not None:
-        table = table.filter(pc.field("reason") == reason)
-    return table.to_pandas()
-
-
 def _keep(
     frame: pd.DataFrame,
     detector: str | None,
@@ -191,7 +142,7 @@ def findings(
     ``findings/date=...`` folders of those days are opened. ``evidence`` is a JSON string:
     ``evidence(row)`` decodes it."""
     lk = _lake(lake)
-    t0, t1 = _time(since), _time(until)
+    t0, t1 = _as_time(since), _as_time(until)
     base = lk.path("findings")
     if lk.fs.get_file_info(base).type == pafs.FileType.NotFound:
         return schema.empty(schema.FINDINGS).to_pandas()
@@ -232,7 +183,7 @@ def incidents(
 
     rows = [i.as_row() for i in load_incidents(_lake(lake))]
     frame = pa.Table.from_pylist(rows, schema=schema.INCIDENTS).to_pandas()
-    t0, t1 = _time(since), _time(until)
+    t0, t1 = _as_time(since), _as_time(until)
     if t0 is not None:
         frame = frame[frame["last_seen"].fillna(frame["window_end"]) >= t0]
     if t1 is not None:
@@ -352,7 +303,7 @@ def inputs(
 
     lk = _lake(lake)
     det = detector(detector_id, cfg)
-    t0, t1 = resolve_window(lk, _time(since), _time(until))
+    t0, t1 = resolve_window(lk, _as_time(since), _as_time(until))
     window = read_events(lk, t0, t1, sources=det.sources, columns=list(det.columns))
     base_start = t0 - det.lookback
     baseline = read_baseline(lk, det, base_start, t0) if det.lookback else None
