@@ -20,7 +20,9 @@ $(STAMP): pyproject.toml
 ## demo: the whole pipeline on sample_logs/ (nothing from AWS needed)
 demo: $(STAMP)
 	@rm -rf $(LAKE)
-	$(BIN)/tenantwatch run sample_logs/AWSLogs sample_logs/apigateway sample_logs/authorizer --lake $(LAKE)
+	$(BIN)/tenantwatch ingest sample_logs/AWSLogs sample_logs/apigateway sample_logs/authorizer --lake $(LAKE)
+	$(BIN)/tenantwatch detect --lake $(LAKE)
+	$(BIN)/tenantwatch alert --lake $(LAKE)
 	$(BIN)/tenantwatch snapshot verify "$$(ls $(LAKE)/snapshots/*/*/manifest.json | head -n 1)"
 
 ## test: lint, type check and the whole test suite (slow tests included)
