@@ -187,20 +187,33 @@ def from_dict(rec: dict[str, Any]) -> Record:
 
 
 def _targets(rec: Record) -> tuple[str | None, ...]:
-    """(resource, bucket, s3 key, table, DynamoDB key, ARNs): the irregular part, per record."""
+    """(resource, bucket, s3 key, table, DynamoDB key, ARNs): the irregular part, per record.
+
+    Typed ``str | None`` fields need only as_text's blank rule, spelled inline (this runs once
+    per record); ``Any`` fields go through as_text itself."""
     p = rec.requestParameters
     bucket = s3_key = table = ddb_key = None
     if p is not None:
-        bucket, table = as_text(p.bucketName), as_text(p.tableName)
-        s3_key = as_text(p.key) if isinstance(p.key, str) else as_text(p.prefix)
+        bucket, table = p.bucketName, p.tableName
+        if bucket == "" or bucket == "-":
+            bucket = None
+        if table == "" or table == "-":
+            table = None
+        key = p.key
+        if isinstance(key, str):
+            s3_key = None if key == "" or key == "-" else key
+        else:
+            s3_key = p.prefix
+            if s3_key == "" or s3_key == "-":
+                s3_key = None
         if table is not None:
-            ddb_key = first_string_value(p.key) or first_string_value(p.expressionAttributeValues)
+            ddb_key = first_string_value(key) or first_string_value(p.expressionAttributeValues)
     arns: list[str] = []
     for r in rec.resources or ():
         a = as_text(r.ARN or r.arn)
         if a:
             arns.append(a)
-            if bucket is None:
+            if bucket is None and ":s3:::" in a:  # a necessary condition for _S3_ARN
                 m = _S3_ARN.match(a)
                 if m:
                     bucket = m.group(1)
