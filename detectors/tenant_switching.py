@@ -15,6 +15,13 @@ tenant switches in time order, requests per tenant, the share denied, and how se
 tenant ids are in the order first touched. Only tenants the actor has no reason to touch count
 as *foreign*: its own tenant, tenants a relationship grants it, and service roles are excluded.
 
+A session is born without history, so it is judged against its principal's (the
+``actor_principal`` of its events in the window) as well as its own: a tenant is new for a
+session only if neither the session nor its principal touched it in the baseline, and its
+"busiest hour" is the larger of the two. A fresh session of a user who habitually works across
+several tenants is then as ordinary as the user; a stolen session taken to tenants its
+principal never touched is still new there. Principals and addresses are judged on their own.
+
 - Rules, for the clear cases: *enumeration* (``enum_min_tenants`` foreign, mostly new tenants,
   few requests each, sequential or mostly denied): high; *new tenants* (``new_tenants_min``
   never-seen foreign tenants in an hour): medium.
@@ -40,6 +47,11 @@ Known false positives
   the address finding is folded away when a principal explains it; otherwise add the address to
   ``exclude_ips``.
 - An admin of a newly created organisation (children not yet configured).
+- A session with no ``actor_principal`` (or whose principal is new) has no history to inherit:
+  every foreign tenant it touches is new. A principal's history counts for its sessions only
+  where it has a target tenant and is not a service role, and its busiest hour only with the
+  ``principal`` kind on; the model's population keeps sessions' own history (a session-hour's
+  "new" there is relative to the session's earlier hours).
 
 Runbook
 -------
@@ -226,17 +238,21 @@ class TenantSwitching(Detector):
                 "target_tenant": pd.Categorical.from_codes(tenant[first], tenants),
             }
         )
-        del principal, home
+        del home
         foreign = ~self._explained(who).to_numpy(dtype=bool)[combo_id]
         del combo_id
+        columns = {
+            "actor": pd.Categorical.from_codes(actor, actors),
+            "tenant": pd.Categorical.from_codes(tenant, tenants),
+            "hour": hour,
+            "denied": _is(frame, "outcome", "denied", idx),
+            "foreign": foreign,
+        }
+        if kind == "session":  # a session is judged against its principal's history too
+            columns["principal"] = pd.Categorical.from_codes(principal, principals)
+        del principal
         return pd.DataFrame(
-            {
-                "actor": pd.Categorical.from_codes(actor, actors),
-                "tenant": pd.Categorical.from_codes(tenant, tenants),
-                "hour": hour,
-                "denied": _is(frame, "outcome", "denied", idx),
-                "foreign": foreign,
-            },
+            columns,
             index=frame.index[idx] if positions and isinstance(frame, pd.DataFrame) else None,
         )
 
@@ -244,10 +260,15 @@ class TenantSwitching(Detector):
         return [r.principal_pattern for r in self.relationships if isinstance(r, ServiceRole)]
 
     @staticmethod
-    def _features(ev: pd.DataFrame, seen: pd.MultiIndex | None) -> pd.DataFrame:
+    def _features(
+        ev: pd.DataFrame, seen: pd.MultiIndex | None, owners: pd.MultiIndex | None = None
+    ) -> pd.DataFrame:
         """Per (actor, hour): FEATURES plus ``foreign`` and ``foreign_new``. ``seen`` is the
         (actor, tenant) pairs of the history; None means "new" is relative to earlier hours
-        of ``ev`` itself (the history's own training rows).
+        of ``ev`` itself (the history's own training rows). ``owners``, with a ``principal``
+        column in ``ev`` (sessions), is the history's (principal, tenant) pairs: a tenant the
+        session's principal (that of its first event in the actor-hour-tenant) already knew is
+        not new either, so a fresh session inherits its principal's habits.
 
         ``ev`` is sorted by actor then time (``_events``), so each actor-hour is a run of rows
         and each (actor, hour, tenant) first appears in the order the tenants were touched:
@@ -287,6 +308,8 @@ class TenantSwitching(Detector):
         t_ah, t_tenant = triples // width, triples % width
         foreign = np.zeros(len(triples), dtype=bool)
         foreign[triple_id[ev["foreign"].to_numpy(dtype=bool)]] = True
+        by_owner = seen is not None and owners is not None and "principal" in ev.columns
+        first_row = _first(triple_id, len(triples)) if by_owner else None
         del triple_id
         t_actor = t_ah // span
         if seen is None:
@@ -294,11 +317,16 @@ class TenantSwitching(Detector):
             pair_id, pairs = pd.factorize(t_actor * width + t_tenant)
             new = _first(pair_id, len(pairs))[pair_id] == np.arange(len(triples))
         else:
-            tenants = ev["tenant"].cat.categories
-            known = pd.MultiIndex.from_arrays(
-                [actors.astype(str)[t_actor], tenants.astype(str)[t_tenant]]
-            )
+            tenants = ev["tenant"].cat.categories.astype(str)
+            known = pd.MultiIndex.from_arrays([actors.astype(str)[t_actor], tenants[t_tenant]])
             new = ~known.isin(seen)
+            if first_row is not None:
+                # Only the triples still new are looked up (a few per cent of them).
+                ask = np.flatnonzero(new)
+                owner = ev["principal"].cat.codes.to_numpy()[first_row[ask]]
+                names = np.append(ev["principal"].cat.categories.astype(str), "").astype(object)
+                pairs_p = pd.MultiIndex.from_arrays([names[owner], tenants[t_tenant[ask]]])
+                new[ask[(owner >= 0) & pairs_p.isin(owners)]] = False
         # The tenant id's trailing number, computed once per distinct tenant.
         cats = ev["tenant"].cat.categories.astype(str)
         per_cat = pd.to_numeric(cats.str.extract(r"(\d+)$")[0], errors="coerce").to_numpy()
@@ -377,6 +405,11 @@ class TenantSwitching(Detector):
             del ev
             train.append(rows)
             total += len(rows)
+        # A session's tenants are judged against its principal's history as well: the
+        # principal kind's pairs, or (principal off) the same pairs computed for that alone.
+        self.owners_: pd.MultiIndex | None = None
+        if "session" in s.actor_kinds and "principal" not in s.actor_kinds:
+            self.owners_ = self._seen(self._events(baseline, "principal", positions=False))
         rows = pd.concat(train, ignore_index=True) if train else pd.DataFrame()
         if total > s.max_train_rows:
             # The max_train_rows actor-hours of smallest rank over all kinds: a uniform sample.
@@ -437,9 +470,14 @@ class TenantSwitching(Detector):
         ev = self._events(window, kind)
         if ev.empty:
             return ev, pd.DataFrame(columns=["actor", "hour", *FEATURES, "flagged"])
-        feat = self._features(ev, self.seen_.get(kind))
+        owners = self.seen_.get("principal", self.owners_) if kind == "session" else None
+        feat = self._features(ev, self.seen_.get(kind), owners)
         feat["actor"] = feat["actor"].astype(str)
         own = feat["actor"].map(self.own_max_.get(kind, pd.Series(dtype=np.float64)))
+        if kind == "session" and "principal" in self.own_max_:
+            # Nor more tenants than its principal's busiest hour: a fresh session has no past.
+            mine = feat["actor"].map(_principal_of(ev)).map(self.own_max_["principal"])
+            own = np.fmax(own, mine)
         feat["over_own_max"] = (feat["tenants"] - own.fillna(0)).clip(lower=0)
         # Switching among tenants it already knew, no more of them than before, is habit.
         feat["gated"] = (feat["foreign"] >= s.min_foreign) & (
@@ -581,6 +619,17 @@ class TenantSwitching(Detector):
         found.sort(key=lambda f: (-len(f["rows"]), f["rank"], f["key"]))
         kept = fold(found, request_keys(window), s.overlap)
         return pd.DataFrame(kept, columns=list(SCORED))
+
+
+def _principal_of(ev: pd.DataFrame) -> pd.Series:
+    """A session's principal (that of its first event), by session name; ``ev`` sorted by
+    actor."""
+    actor = ev["actor"].cat.codes.to_numpy()
+    start = np.flatnonzero(np.r_[True, actor[1:] != actor[:-1]])
+    owner = ev["principal"].cat.codes.to_numpy()[start]
+    names = np.full(len(ev["principal"].cat.categories) + 1, None, dtype=object)
+    names[:-1] = ev["principal"].cat.categories.astype(str)
+    return pd.Series(names[owner], index=ev["actor"].cat.categories.astype(str)[actor[start]])
 
 
 def _codes(

@@ -18,10 +18,10 @@ RELATIONSHIPS = (
 DAYS = 3
 
 
-def baseline() -> pa.Table:
+def baseline(extra: tuple[dict, ...] = ()) -> pa.Table:
     """Three days before T0: ten users on their own tenants every hour, a consultant moving
-    between its clients, and the nightly export touching every tenant."""
-    rows = []
+    between its clients, and the nightly export touching every tenant (and ``extra``)."""
+    rows = list(extra)
     for h in range(DAYS * 24):
         at = timedelta(hours=h - DAYS * 24, minutes=5)
         for u in range(1, 11):
@@ -58,9 +58,42 @@ def baseline() -> pa.Table:
     return events(rows, prefix="base")
 
 
-def detect(window_rows: list[dict], **settings: object) -> list[dict]:
+def detect(
+    window_rows: list[dict], history: tuple[dict, ...] = (), **settings: object
+) -> list[dict]:
     det = TenantSwitching(Settings(**settings), RELATIONSHIPS)  # type: ignore[arg-type]
-    return det.detect(baseline(), events(window_rows)).to_pylist()
+    return det.detect(baseline(history), events(window_rows)).to_pylist()
+
+
+CLIENTS = tuple(f"t{n:04d}" for n in range(31, 37))
+
+
+def session_rows(
+    at: timedelta, principal: str, home: str, session: str, targets: tuple[str, ...]
+) -> list[dict]:
+    """A principal's session (CloudTrail, assumed role) touching ``targets`` in turn, 3 each."""
+    return [
+        event(
+            at + timedelta(seconds=60 * i + 5 * k),
+            actor_principal=principal,
+            actor_session=session,
+            actor_tenant=home,
+            target_tenant=t,
+            source_ip="198.51.100.12",
+        )
+        for i, t in enumerate(targets)
+        for k in range(3)
+    ]
+
+
+def multi_tenant_history() -> tuple[dict, ...]:
+    """usr-12 (t0012) works across six client tenants every hour, one fresh session a day."""
+    rows = []
+    for h in range(DAYS * 24):
+        at = timedelta(hours=h - DAYS * 24, minutes=10)
+        session = f"ASIAUSR12DAY{h // 24}"
+        rows += session_rows(at, "usr-12", "t0012", session, ("t0012", *CLIENTS))
+    return tuple(rows)
 
 
 def walk(first: int, last: int, **kw: object) -> list[dict]:
@@ -120,6 +153,19 @@ def test_unknown_address_touching_several_tenants_is_found_by_address() -> None:
     assert [(x["actor"], x["severity"]) for x in f] == [("192.0.2.200", "high")]
 
 
+def test_fresh_session_of_a_single_tenant_user_spreading_to_foreign_tenants_is_found() -> None:
+    # usr-3's history is its own tenant only: the session's tenants are new for its principal.
+    rows = session_rows(timedelta(0), "usr-3", "t0003", "ASIASTOLEN3", CLIENTS)
+    f = detect(rows, multi_tenant_history(), actor_kinds=("session",))
+    assert [(x["actor"], x["severity"]) for x in f] == [("ASIASTOLEN3", "medium")]
+    ev = orjson.loads(f[0]["evidence"])
+    assert (ev["rule"], ev["features"]["new_tenants"]) == ("new_tenants", 6)
+    # With every kind, the principal's finding carries the session's.
+    f = detect(rows, multi_tenant_history())
+    assert [x["actor"] for x in f] == ["usr-3"]
+    assert "session|ASIASTOLEN3" in orjson.loads(f[0]["evidence"])["also"]
+
+
 # --- negatives ---------------------------------------------------------------------------------
 
 
@@ -176,3 +222,16 @@ def test_window_bounds_make_the_ids() -> None:
     b = det.detect(None, events(walk(2, 25)), start=T0, end=T0 + timedelta(days=1))
     assert a["finding_id"].to_pylist() != b["finding_id"].to_pylist()
     assert a["dedup_key"].to_pylist() == b["dedup_key"].to_pylist()
+
+
+def test_fresh_session_of_a_habitual_multi_tenant_user_is_not_new() -> None:
+    # A session is born without history; its principal's covers these tenants.
+    rows = session_rows(timedelta(0), "usr-12", "t0012", "ASIAUSR12TODAY", ("t0012", *CLIENTS))
+    assert detect(rows, multi_tenant_history()) == []
+    # Still new to the session, but not to its principal: not counted as new.
+    det = TenantSwitching(None, RELATIONSHIPS)
+    det.fit(baseline(multi_tenant_history()))
+    hours = det.hours(events(rows))
+    mine = hours[hours["actor"] == "ASIAUSR12TODAY"].iloc[0]
+    assert (mine["foreign"], mine["foreign_new"], mine["over_own_max"]) == (6, 0, 0)
+    assert not mine["flagged"]
