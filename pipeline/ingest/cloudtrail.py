@@ -132,6 +132,7 @@ class _DeliveryFile(msgspec.Struct, gc=False):
 
 
 delivery_decoder = msgspec.json.Decoder(_DeliveryFile)
+record_decoder = msgspec.json.Decoder(Record)
 
 
 def from_dict(rec: dict[str, Any]) -> Record:
@@ -278,6 +279,42 @@ def columns(recs: list[Record]) -> dict[str, pa.Array]:
     record has none: the caller derives it from the redacted raw bytes). Checks: rows where
     ``event_time`` is null lack a time, rows where both ``service`` and ``action`` are null lack a
     name; the caller quarantines both."""
+    return finish(*values(recs))
+
+
+# The fields ``values`` reads, by the names ``finish`` takes (the order of native.COLUMNS).
+VALUE_FIELDS = (
+    "event_id",
+    "event_time",
+    "timestamp",
+    "service",
+    "action",
+    "event_type",
+    "error_code",
+    "region",
+    "source_ip",
+    "user_agent",
+    "recipient",
+    "request_id",
+    "session_source_identity",
+    "source_identity",
+    "actor_type",
+    "arn",
+    "invoked_by",
+    "principal_id",
+    "ident_account",
+    "actor_session",
+    "h_role_arn",
+)
+TARGET_FIELDS = ("resource", "h_s3_bucket", "h_s3_key", "h_ddb_table", "h_ddb_key", "h_arns")
+
+
+def values(
+    recs: list[Record],
+) -> tuple[dict[str, pa.Array], dict[str, pa.Array], pa.Array]:
+    """(the ``VALUE_FIELDS`` as they are in the records, the ``TARGET_FIELDS`` as ``_targets``
+    gives them, whether a console login failed): what ``finish`` takes. The compiled road
+    (``_ctscan.c``) gives the same three from the file's bytes."""
     n = len(recs)
     ids = [r.userIdentity for r in recs]
     ctx = [i.sessionContext for i in ids]
@@ -313,15 +350,7 @@ def columns(recs: list[Record]) -> dict[str, pa.Array]:
         raw["source_ip"][i] = as_text(raw["source_ip"][i]) or ip
         raw["user_agent"][i] = as_text(raw["user_agent"][i]) or agent
         raw["request_id"][i] = as_text(raw["request_id"][i]) or request
-    c = {k: _blank_to_null(pa.array(v, _S)) for k, v in raw.items()}
     targets = list(zip(*[_targets(r) for r in recs], strict=True)) if n else [()] * 6
-    hint = dict(
-        zip(
-            ("resource", "h_s3_bucket", "h_s3_key", "h_ddb_table", "h_ddb_key", "h_arns"),
-            (pa.array(t, _S) for t in targets),
-            strict=True,
-        )
-    )
     login_failed = pa.array(
         [
             r.responseElements is not None and r.responseElements.ConsoleLogin == "Failure"
@@ -329,7 +358,19 @@ def columns(recs: list[Record]) -> dict[str, pa.Array]:
         ],
         pa.bool_(),
     )
+    return (
+        {k: pa.array(v, _S) for k, v in raw.items()},
+        {k: pa.array(t, _S) for k, t in zip(TARGET_FIELDS, targets, strict=True)},
+        login_failed,
+    )
 
+
+def finish(
+    value: dict[str, pa.Array], hint: dict[str, pa.Array], login_failed: pa.Array
+) -> dict[str, pa.Array]:
+    """The row columns from ``values``' three parts: blanks to null, coalescing, outcomes."""
+    n = len(login_failed)
+    c = {k: _blank_to_null(value[k]) for k in VALUE_FIELDS}
     typed = pc.if_else(
         pc.is_valid(c["actor_type"]),
         pc.binary_join_element_wise(
@@ -349,7 +390,7 @@ def columns(recs: list[Record]) -> dict[str, pa.Array]:
         "actor_principal": pc.coalesce(c["arn"], c["invoked_by"], c["principal_id"], typed),
         "actor_type": c["actor_type"],
         "actor_session": c["actor_session"],
-        "resource": hint.pop("resource"),
+        "resource": hint["resource"],
         "outcome": pc.if_else(
             has_error,
             _per_value(c["error_code"], _denied),
@@ -370,7 +411,7 @@ def columns(recs: list[Record]) -> dict[str, pa.Array]:
         "h_session_name": pc.struct_field(names, "session"),
         "h_role_arn": c["h_role_arn"],
         "h_source_identity": pc.coalesce(c["session_source_identity"], c["source_identity"]),
-        **hint,
+        **{k: hint[k] for k in TARGET_FIELDS if k != "resource"},
     }
 
 

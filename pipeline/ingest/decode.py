@@ -10,23 +10,26 @@ from __future__ import annotations
 
 import gc
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Any
 
 import msgspec
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.config import IngestConfig
-from pipeline.ingest import cloudtrail, formats, gz, normalize, redact
+from pipeline.ingest import cloudtrail, formats, gz, native, normalize, redact
 from pipeline.ingest.sources import InputRef, read_input
 
 CHUNK_RECORDS = 4096
 CHUNK_BYTES = 64 << 20
 _S = pa.string()
+
+_Record = cloudtrail.Record
 
 # (input uri, position, reason, detail, raw bytes)
 Quarantined = tuple[str, int, str, str, bytes]
@@ -94,6 +97,10 @@ def _decode_batch(batch: Batch, ingest: IngestConfig, claim_key: str) -> Decoded
             q.append((ref.uri, -1, "unreadable_input", str(exc), b""))
             out.records_in += 1
             continue
+        native_rows = rows.native_file(data, ref.uri)
+        if native_rows is not None:
+            out.records_in += native_rows
+            continue
         typed = formats.typed_cloudtrail(data)
         if typed is not None:
             out.records_in += len(typed[0])
@@ -135,12 +142,19 @@ def _decode_batch(batch: Batch, ingest: IngestConfig, claim_key: str) -> Decoded
 
 
 class _Rows:
-    """One batch's rows on their way into Arrow: CloudTrail as columns, other sources as tuples."""
+    """One batch's rows on their way into Arrow: CloudTrail as columns, other sources as tuples.
+
+    CloudTrail comes by two roads: whole delivery files through the compiled builder
+    (``native``), and records decoded in Python (``cloudtrail.Record``). Each road keeps its
+    pending rows; switching roads flushes the other first, so rows stay in input order (the
+    first of two copies of an event is the one kept)."""
 
     def __init__(self, max_record_bytes: int, out: Decoded) -> None:
         self.max_record_bytes = max_record_bytes
         self.out = out
         self.tables: list[pa.Table] = []
+        self.native: Any = native.builder()
+        self.native_runs: list[tuple[str, int]] = []
         self.ct: list[cloudtrail.Record] = []
         self.ct_raw: list[bytes | msgspec.Raw] = []
         self.ct_uri: list[str] = []
@@ -149,6 +163,28 @@ class _Rows:
         self.rows: list[tuple[Any, ...]] = []
         self.row_uri: list[str] = []
 
+    def native_file(self, data: bytes, uri: str) -> int | None:
+        """The records of a delivery file through the compiled road, or None (nothing taken)
+        when it is not for that road."""
+        if self.native is None:
+            return None
+        body = data.lstrip(b"\xef\xbb\xbf \t\r\n")
+        if not (body.startswith(b"{") and b'"Records"' in body[:4096]):
+            return None
+        try:
+            body.decode("utf-8")  # the builder reads UTF-8 it need not check
+        except UnicodeDecodeError:
+            return None
+        if self.ct:
+            self._flush_cloudtrail()
+        n: int | None = self.native.add(body)
+        if n is None:
+            return None
+        self.native_runs.append((uri, n))
+        if self.native.rows >= CHUNK_RECORDS or self.native.nbytes >= CHUNK_BYTES:
+            self._flush_native()
+        return n
+
     def cloudtrail(
         self,
         recs: list[cloudtrail.Record],
@@ -156,6 +192,8 @@ class _Rows:
         uri: str,
         positions: range | tuple[int, ...],
     ) -> None:
+        if self.native_runs:
+            self._flush_native()
         self.ct += recs
         self.ct_raw += raws
         self.ct_uri += [uri] * len(recs)
@@ -171,12 +209,13 @@ class _Rows:
             self._flush_rows()
 
     def table(self) -> pa.Table:
+        self._flush_native()
         self._flush_cloudtrail()
         self._flush_rows()
         return pa.concat_tables(self.tables) if self.tables else normalize.WIDE.empty_table()
 
-    def _add(self, cols: dict[str, pa.Array], uris: list[str]) -> None:
-        cols["input_uri"] = pa.array(uris, _S)
+    def _add(self, cols: dict[str, pa.Array], uris: pa.Array) -> None:
+        cols["input_uri"] = uris
         cols["record_hash"] = normalize.record_hashes(cols)
         n = len(uris)
         arrays = [cols[f] if f in cols else pa.nulls(n, _S) for f in normalize.WIDE.names]
@@ -190,34 +229,87 @@ class _Rows:
             f.name: pa.array(col, pa.binary() if f.name == "raw" else f.type).cast(f.type)
             for col, f in zip(columns, normalize.WIDE, strict=False)
         }
-        self._add(cols, self.row_uri)
+        self._add(cols, pa.array(self.row_uri, _S))
         self.rows, self.row_uri = [], []
+
+    def _flush_native(self) -> None:
+        if not self.native_runs:
+            return
+        n, buffers, login_failed = self.native.take()
+        runs, self.native_runs = self.native_runs, []
+        arrays = {name: native.string_array(n, *bufs) for name, bufs in buffers.items()}
+        raw = arrays.pop("raw")
+        failed = pa.Array.from_buffers(pa.uint8(), n, [None, pa.py_buffer(login_failed)])
+        cols = cloudtrail.finish(
+            {k: arrays[k] for k in cloudtrail.VALUE_FIELDS},
+            {k: arrays[k] for k in cloudtrail.TARGET_FIELDS},
+            failed.cast(pa.bool_()),
+        )
+        counts = np.array([c for _, c in runs], np.int64)
+        uris = pa.DictionaryArray.from_arrays(
+            pa.array(np.repeat(np.arange(len(runs), dtype=np.int32), counts)),
+            pa.array([u for u, _ in runs], _S),
+        ).cast(_S)
+        pos = np.arange(n) - np.repeat(np.cumsum(counts) - counts, counts)
+
+        def record(i: int) -> cloudtrail.Record:
+            rec: cloudtrail.Record = cloudtrail.record_decoder.decode(raw[i].as_py())
+            return rec
+
+        self._finish_cloudtrail(cols, raw, uris, pos.tolist(), record)
 
     def _flush_cloudtrail(self) -> None:
         if not self.ct:
             return
         recs, raws, uris, pos = self.ct, self.ct_raw, self.ct_uri, self.ct_pos
         self.ct, self.ct_raw, self.ct_uri, self.ct_pos, self.ct_bytes = [], [], [], [], 0
-        q = self.out.quarantine
-        if max(map(len, raws)) > self.max_record_bytes:
-            keep = [i for i, r in enumerate(raws) if len(r) <= self.max_record_bytes]
+        big = self.max_record_bytes
+        if max(map(len, raws)) > big:
+            # Too large to build columns from (the compiled road drops them in _finish).
+            keep = [i for i, r in enumerate(raws) if len(r) <= big]
             for i in sorted(set(range(len(raws))) - set(keep)):
+                q = self.out.quarantine
                 q.append((uris[i], pos[i], "record_too_large", f"{len(raws[i]):,} bytes", b""))
             recs, raws = [recs[i] for i in keep], [raws[i] for i in keep]
             uris, pos = [uris[i] for i in keep], [pos[i] for i in keep]
             if not recs:
                 return
-        raw = _strings(raws)
+        cols = cloudtrail.columns(recs)
+        self._finish_cloudtrail(cols, _strings(raws), pa.array(uris, _S), pos, recs.__getitem__)
+
+    def _finish_cloudtrail(
+        self,
+        cols: dict[str, pa.Array],
+        raw: pa.Array,
+        uris: pa.Array,
+        pos: list[int],
+        record: Callable[[int], _Record],
+    ) -> None:
+        """What both roads share: records too large, secrets, unusable records, missing ids,
+        AssumeRole sessions; then the chunk joins the batch."""
+        q = self.out.quarantine
+        big = pc.greater(pc.binary_length(raw), self.max_record_bytes)
+        if pc.any(big).as_py():
+            sizes = pc.binary_length(raw).to_pylist()
+            for i in pc.indices_nonzero(big).to_pylist():
+                q.append((uris[i].as_py(), pos[i], "record_too_large", f"{sizes[i]:,} bytes", b""))
+            small = pc.invert(big)
+            cols = {k: v.filter(small) for k, v in cols.items()}
+            raw, uris = raw.filter(small), uris.filter(small)
+            kept = pc.indices_nonzero(small).to_pylist()
+            pos = [pos[i] for i in kept]
+
+            def record_of(i: int, record: Callable[[int], _Record] = record) -> Any:
+                return record(kept[i])
+
+            record = record_of
+            if not len(raw):
+                return
         flagged = redact.flag_secrets(raw)
         if pc.any(flagged).as_py():
-            which = pc.indices_nonzero(flagged).to_pylist()
-            redacted = redact.redact_many([bytes(raws[i]) for i in which])
+            which = pc.indices_nonzero(flagged)
+            redacted = redact.redact_many([r.encode() for r in raw.take(which).to_pylist()])
             raw = pc.replace_with_mask(raw, flagged, _strings(redacted))
-            raws = list(raws)  # quarantine entries and synthetic ids read the redacted text
-            for i, text in zip(which, redacted, strict=True):
-                raws[i] = text
-        cols = cloudtrail.columns(recs)
-        cols["raw"] = raw
         no_time = pc.is_null(cols["event_time"])
         unusable = pc.or_(no_time, pc.and_(pc.is_null(cols["service"]), pc.is_null(cols["action"])))
         for i in pc.indices_nonzero(unusable).to_pylist():
@@ -225,26 +317,30 @@ class _Rows:
                 entry = ("missing_event_time", "no eventTime (nor @timestamp)")
             else:
                 entry = ("missing_event_name", "neither eventName nor eventSource")
-            q.append((uris[i], pos[i], *entry, bytes(raws[i])))
+            q.append((uris[i].as_py(), pos[i], *entry, raw[i].as_py().encode()))
         usable = pc.invert(unusable)
         no_id = pc.and_(pc.is_null(cols["event_id"]), usable)
         if pc.any(no_id).as_py():
             ids = cols["event_id"].to_pylist()
             for i in pc.indices_nonzero(no_id).to_pylist():
-                ids[i] = normalize.synthetic_id(bytes(raws[i]))
+                ids[i] = normalize.synthetic_id(raw[i].as_py().encode())
             cols["event_id"] = pa.array(ids, _S)
         assume = pc.indices_nonzero(
-            pc.and_(pc.is_in(cols["action"], value_set=_ASSUME_ROLE), usable)
+            pc.and_(
+                pc.and_(pc.is_in(cols["action"], value_set=_ASSUME_ROLE), usable),
+                pc.is_null(cols["error_code"]),
+            )
         )
         # Their times in one conversion (indexing an Arrow array costs a microsecond a value).
         times = cols["event_time"].take(assume).to_pylist()
         for i, when in zip(assume.to_pylist(), times, strict=True):
-            s = cloudtrail.assumed_session(recs[i])
+            s = cloudtrail.assumed_session(record(i))
             if s is not None:
                 self.out.sessions.append((s[0], s[1], when))
+        cols["raw"] = raw
         if pc.any(unusable).as_py():
             cols = {k: v.filter(usable) for k, v in cols.items()}
-            uris = [u for u, ok in zip(uris, usable.to_pylist(), strict=True) if ok]
+            uris = uris.filter(usable)
         self._add(cols, uris)
 
 

@@ -22,6 +22,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipeline.ingest import native
+
 ROW_FIELDS = (
     "event_id",
     "event_time",
@@ -114,9 +116,12 @@ def record_hashes(columns: dict[str, pa.Array]) -> pa.Array:
     joined = pc.binary_join_element_wise(
         *parts, "\x1f", null_handling="replace", null_replacement="\x00"
     ).cast(pa.binary())
-    blake = hashlib.blake2b
-    digests = b"".join([blake(v, digest_size=8).digest() for v in joined.to_pylist()])
-    return fixed_width_strings(digests.hex().encode(), 16, len(joined))
+    hexes = native.blake2b_hex(joined)
+    if hexes is None:
+        blake = hashlib.blake2b
+        digests = b"".join([blake(v, digest_size=8).digest() for v in joined.to_pylist()])
+        hexes = digests.hex().encode()
+    return fixed_width_strings(hexes, 16, len(joined))
 
 
 def fixed_width_strings(data: bytes, width: int, n: int) -> pa.Array:

@@ -1,0 +1,1190 @@
+/* CloudTrail delivery files straight into Arrow column buffers.
+ *
+ * The fast road of ingestion (pipeline/ingest/fastpath.py drives it). One pass over a decompressed
+ * delivery file ({"Records": [...]}) splits it into records, copies each record's bytes into the
+ * raw column and the fields a row needs into string columns laid out as Arrow lays them out
+ * (validity bitmap, int32 offsets, data), so no Python object is made per record or per field.
+ *
+ * It is deliberately narrow. It accepts a file only when msgspec's typed decoding of
+ * cloudtrail.Record would accept it and give the same values; anything else (a type it does not
+ * expect, a duplicate or escaped key among those it reads, an envelope key, a vendor field, a
+ * lone surrogate, nesting past MAX_DEPTH, invalid JSON) makes Builder.add return None having
+ * added nothing, and the file takes the Python road, which is the reference. The input must be
+ * valid UTF-8 (the caller checks it: Python's decoder does that faster than a loop here).
+ *
+ * The per-record rules (_targets, first_string_value, as_text's blank rule) mirror
+ * pipeline/ingest/cloudtrail.py; tests/test_fastpath.py compares both roads on every corpus.
+ */
+#define _GNU_SOURCE
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#define MAX_DEPTH 128
+#define MAX_MAP_MEMBERS 64
+
+/* ---------------------------------------------------------------------------------------- */
+/* Growable buffers and Arrow string columns                                                 */
+
+typedef struct {
+    char *p;
+    Py_ssize_t len, cap;
+} Buf;
+
+static int buf_reserve(Buf *b, Py_ssize_t extra) {
+    if (b->len + extra <= b->cap) return 0;
+    Py_ssize_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->len + extra) cap *= 2;
+    char *p = PyMem_Realloc(b->p, (size_t)cap);
+    if (!p) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
+static int buf_put(Buf *b, const void *s, Py_ssize_t n) {
+    if (buf_reserve(b, n) < 0) return -1;
+    memcpy(b->p + b->len, s, (size_t)n);
+    b->len += n;
+    return 0;
+}
+
+static void buf_free(Buf *b) {
+    PyMem_Free(b->p);
+    b->p = NULL;
+    b->len = b->cap = 0;
+}
+
+typedef struct {
+    Buf data;
+    Buf offsets; /* int32, rows + 1 */
+    Buf valid;   /* bitmap */
+    Py_ssize_t nulls;
+} Col;
+
+/* A value to append: absent (p == NULL) or n bytes at p. */
+typedef struct {
+    const char *p;
+    Py_ssize_t n;
+} Str;
+
+static const Str NONE = {NULL, 0};
+
+static int col_append(Col *c, Py_ssize_t row, Str v) {
+    if (row % 8 == 0) {
+        if (buf_reserve(&c->valid, 1) < 0) return -1;
+        c->valid.p[c->valid.len++] = 0;
+    }
+    if (v.p) {
+        c->valid.p[row / 8] |= (char)(1 << (row % 8));
+        if (buf_put(&c->data, v.p, v.n) < 0) return -1;
+    } else {
+        c->nulls++;
+    }
+    if (c->data.len > INT32_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "column chunk past 2 GiB: take() more often");
+        return -1;
+    }
+    int32_t end = (int32_t)c->data.len;
+    return buf_put(&c->offsets, &end, sizeof end);
+}
+
+/* Columns, in the order Builder.take returns them. */
+enum {
+    EVENT_ID, EVENT_TIME, TIMESTAMP, SERVICE, ACTION, EVENT_TYPE, ERROR_CODE, REGION, SOURCE_IP,
+    USER_AGENT, RECIPIENT, REQUEST_ID, SESSION_SOURCE_IDENTITY, SOURCE_IDENTITY, ACTOR_TYPE, ARN,
+    INVOKED_BY, PRINCIPAL_ID, IDENT_ACCOUNT, ACTOR_SESSION, H_ROLE_ARN,
+    RESOURCE, H_S3_BUCKET, H_S3_KEY, H_DDB_TABLE, H_DDB_KEY, H_ARNS, RAW,
+    NCOLS
+};
+
+static const char *COL_NAMES[NCOLS] = {
+    "event_id", "event_time", "timestamp", "service", "action", "event_type", "error_code",
+    "region", "source_ip", "user_agent", "recipient", "request_id", "session_source_identity",
+    "source_identity", "actor_type", "arn", "invoked_by", "principal_id", "ident_account",
+    "actor_session", "h_role_arn", "resource", "h_s3_bucket", "h_s3_key", "h_ddb_table",
+    "h_ddb_key", "h_arns", "raw",
+};
+
+/* ---------------------------------------------------------------------------------------- */
+/* The scanner                                                                               */
+
+typedef struct {
+    const unsigned char *p, *end;
+    Buf *scratch; /* unescaped strings of the current record; reserved up front, never moves */
+    int bail;     /* 1: not for this road (the file goes to Python); -1: a Python error is set */
+} Scan;
+
+static inline void ws(Scan *s) {
+    while (s->p < s->end && (*s->p == ' ' || *s->p == '\n' || *s->p == '\r' || *s->p == '\t'))
+        s->p++;
+}
+
+static inline int bail(Scan *s) {
+    if (!s->bail) s->bail = 1;
+    return -1;
+}
+
+static int hexval(unsigned char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+static int hex4(const unsigned char *q) {
+    int v = 0;
+    for (int i = 0; i < 4; i++) {
+        int h = hexval(q[i]);
+        if (h < 0) return -1;
+        v = v * 16 + h;
+    }
+    return v;
+}
+
+/* A string at s->p (which is at the opening quote). On success *out is its value: the bytes in
+ * the input when it has no escapes, else its unescaped text in the scratch buffer (when
+ * `want` is 0 the escapes are checked and the value left empty). *escaped tells which. */
+static int string(Scan *s, Str *out, int want, int *escaped) {
+    const unsigned char *q = s->p + 1, *end = s->end;
+    const unsigned char *start = q;
+    while (q < end && *q != '"' && *q != '\\') {
+        if (*q < 0x20) return bail(s);
+        q++;
+    }
+    if (q >= end) return bail(s);
+    if (*q == '"') {
+        out->p = (const char *)start;
+        out->n = q - start;
+        if (escaped) *escaped = 0;
+        s->p = q + 1;
+        return 0;
+    }
+    /* Escapes: unescape into scratch (capacity was reserved for the whole input). */
+    Buf *sc = s->scratch;
+    Py_ssize_t first = sc->len;
+    if (want) {
+        memcpy(sc->p + sc->len, start, (size_t)(q - start));
+        sc->len += q - start;
+    }
+    while (q < end && *q != '"') {
+        unsigned char c = *q;
+        if (c < 0x20) return bail(s);
+        if (c != '\\') {
+            if (want) sc->p[sc->len++] = (char)c;
+            q++;
+            continue;
+        }
+        if (q + 1 >= end) return bail(s);
+        unsigned char e = q[1];
+        char lit = 0;
+        switch (e) {
+        case '"': lit = '"'; break;
+        case '\\': lit = '\\'; break;
+        case '/': lit = '/'; break;
+        case 'b': lit = '\b'; break;
+        case 'f': lit = '\f'; break;
+        case 'n': lit = '\n'; break;
+        case 'r': lit = '\r'; break;
+        case 't': lit = '\t'; break;
+        case 'u': break;
+        default: return bail(s);
+        }
+        if (e != 'u') {
+            if (want) sc->p[sc->len++] = lit;
+            q += 2;
+            continue;
+        }
+        if (q + 6 > end) return bail(s);
+        int cp = hex4(q + 2);
+        if (cp < 0) return bail(s);
+        q += 6;
+        if (cp >= 0xD800 && cp <= 0xDBFF) {
+            if (q + 6 > end || q[0] != '\\' || q[1] != 'u') return bail(s);
+            int lo = hex4(q + 2);
+            if (lo < 0xDC00 || lo > 0xDFFF) return bail(s);
+            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+            q += 6;
+        } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+            return bail(s); /* a lone low surrogate */
+        }
+        if (!want) continue;
+        /* UTF-8 is never longer than the escape it replaces (6 or 12 bytes). */
+        char *w = sc->p + sc->len;
+        if (cp < 0x80) {
+            w[0] = (char)cp;
+            sc->len += 1;
+        } else if (cp < 0x800) {
+            w[0] = (char)(0xC0 | (cp >> 6));
+            w[1] = (char)(0x80 | (cp & 0x3F));
+            sc->len += 2;
+        } else if (cp < 0x10000) {
+            w[0] = (char)(0xE0 | (cp >> 12));
+            w[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+            w[2] = (char)(0x80 | (cp & 0x3F));
+            sc->len += 3;
+        } else {
+            w[0] = (char)(0xF0 | (cp >> 18));
+            w[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+            w[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+            w[3] = (char)(0x80 | (cp & 0x3F));
+            sc->len += 4;
+        }
+    }
+    if (q >= end) return bail(s);
+    out->p = want ? sc->p + first : "";
+    out->n = want ? sc->len - first : 0;
+    if (escaped) *escaped = 1;
+    s->p = q + 1;
+    return 0;
+}
+
+static int number(Scan *s) {
+    const unsigned char *q = s->p, *end = s->end;
+    if (q < end && *q == '-') q++;
+    if (q >= end) return bail(s);
+    if (*q == '0') {
+        q++;
+    } else if (*q >= '1' && *q <= '9') {
+        while (q < end && *q >= '0' && *q <= '9') q++;
+    } else {
+        return bail(s);
+    }
+    if (q < end && *q == '.') {
+        q++;
+        if (q >= end || *q < '0' || *q > '9') return bail(s);
+        while (q < end && *q >= '0' && *q <= '9') q++;
+    }
+    if (q < end && (*q == 'e' || *q == 'E')) {
+        q++;
+        if (q < end && (*q == '+' || *q == '-')) q++;
+        if (q >= end || *q < '0' || *q > '9') return bail(s);
+        while (q < end && *q >= '0' && *q <= '9') q++;
+    }
+    s->p = q;
+    return 0;
+}
+
+static int literal(Scan *s, const char *word, Py_ssize_t n) {
+    if (s->end - s->p < n || memcmp(s->p, word, (size_t)n) != 0) return bail(s);
+    s->p += n;
+    return 0;
+}
+
+static int skip_value(Scan *s, int depth);
+
+/* Value kinds, as the caller needs to tell them apart. */
+enum { K_NULL, K_STRING, K_OBJECT, K_ARRAY, K_OTHER };
+
+static inline int peek_kind(Scan *s) {
+    if (s->p >= s->end) return K_OTHER;
+    switch (*s->p) {
+    case 'n': return K_NULL;
+    case '"': return K_STRING;
+    case '{': return K_OBJECT;
+    case '[': return K_ARRAY;
+    default: return K_OTHER;
+    }
+}
+
+/* Iterating the members of an object: at '{' call obj_open, then obj_next until it gives 0.
+ * Keys come back raw (their bytes in the input); a key with an escape bails, since msgspec
+ * would compare its unescaped text. */
+static int obj_open(Scan *s, int depth) {
+    if (depth > MAX_DEPTH) return bail(s);
+    s->p++; /* '{' */
+    ws(s);
+    return 0;
+}
+
+/* 1: a member, its key in *key and s->p at its value; 0: the object ended; -1: bail/error. */
+static int obj_next(Scan *s, int *first, Str *key) {
+    if (s->p >= s->end) return bail(s);
+    if (*first) {
+        *first = 0;
+        if (*s->p == '}') {
+            s->p++;
+            return 0;
+        }
+    } else {
+        if (*s->p == '}') {
+            s->p++;
+            return 0;
+        }
+        if (*s->p != ',') return bail(s);
+        s->p++;
+        ws(s);
+    }
+    if (s->p >= s->end || *s->p != '"') return bail(s);
+    int escaped = 0;
+    if (string(s, key, 0, &escaped) < 0) return -1;
+    if (escaped) return bail(s);
+    ws(s);
+    if (s->p >= s->end || *s->p != ':') return bail(s);
+    s->p++;
+    ws(s);
+    return 1;
+}
+
+/* After a member's value: whitespace before ',' or '}'. */
+static inline void after_value(Scan *s) { ws(s); }
+
+static int skip_value(Scan *s, int depth) {
+    if (s->p >= s->end) return bail(s);
+    switch (*s->p) {
+    case '"': {
+        Str v;
+        return string(s, &v, 0, NULL);
+    }
+    case '{': {
+        if (obj_open(s, depth + 1) < 0) return -1;
+        int first = 1, r;
+        Str key;
+        while ((r = obj_next(s, &first, &key)) == 1) {
+            if (skip_value(s, depth + 1) < 0) return -1;
+            after_value(s);
+        }
+        return r;
+    }
+    case '[': {
+        if (depth + 1 > MAX_DEPTH) return bail(s);
+        s->p++;
+        ws(s);
+        if (s->p < s->end && *s->p == ']') {
+            s->p++;
+            return 0;
+        }
+        for (;;) {
+            if (skip_value(s, depth + 1) < 0) return -1;
+            ws(s);
+            if (s->p >= s->end) return bail(s);
+            if (*s->p == ']') {
+                s->p++;
+                return 0;
+            }
+            if (*s->p != ',') return bail(s);
+            s->p++;
+            ws(s);
+        }
+    }
+    case 't': return literal(s, "true", 4);
+    case 'f': return literal(s, "false", 5);
+    case 'n': return literal(s, "null", 4);
+    default: return number(s);
+    }
+}
+
+/* A field typed `str | None`: a string (its value) or null (absent); anything else bails. */
+static int opt_string(Scan *s, Str *out) {
+    int k = peek_kind(s);
+    if (k == K_NULL) {
+        *out = NONE;
+        return literal(s, "null", 4);
+    }
+    if (k != K_STRING) return bail(s);
+    return string(s, out, 1, NULL);
+}
+
+static inline int key_is(Str key, const char *name, Py_ssize_t n) {
+    return key.n == n && memcmp(key.p, name, (size_t)n) == 0;
+}
+#define KEY(k, lit) key_is(k, lit, (Py_ssize_t)(sizeof(lit) - 1))
+
+/* as_text's blank rule for strings: "" and "-" are no value. */
+static inline int blank(Str v) { return !v.p || v.n == 0 || (v.n == 1 && v.p[0] == '-'); }
+static inline int truthy(Str v) { return v.p && v.n > 0; }
+
+/* first_string_value over the object at s->p (any other value: skipped, no value). Members are
+ * a handful (DynamoDB attribute maps); a duplicate key bails (a dict keeps the first position
+ * with the last value). */
+static int first_string_value(Scan *s, int depth, Str *out) {
+    *out = NONE;
+    if (peek_kind(s) != K_OBJECT) return skip_value(s, depth);
+    if (obj_open(s, depth + 1) < 0) return -1;
+    Str seen[MAX_MAP_MEMBERS];
+    int nseen = 0, first = 1, r, found = 0;
+    Str key;
+    while ((r = obj_next(s, &first, &key)) == 1) {
+        for (int i = 0; i < nseen; i++)
+            if (seen[i].n == key.n && memcmp(seen[i].p, key.p, (size_t)key.n) == 0) return bail(s);
+        if (nseen == MAX_MAP_MEMBERS) return bail(s);
+        seen[nseen++] = key;
+        int k = peek_kind(s);
+        if (found) {
+            if (skip_value(s, depth + 1) < 0) return -1;
+        } else if (k == K_STRING) {
+            if (string(s, out, 1, NULL) < 0) return -1;
+            found = 1;
+        } else if (k == K_OBJECT) {
+            /* v.get("S"): the last "S" member wins; a string there is the answer. */
+            if (obj_open(s, depth + 2) < 0) return -1;
+            int f2 = 1, r2, has_s = 0;
+            Str k2, sval = NONE;
+            while ((r2 = obj_next(s, &f2, &k2)) == 1) {
+                if (KEY(k2, "S")) {
+                    if (has_s) return bail(s);
+                    has_s = 1;
+                    if (peek_kind(s) == K_STRING) {
+                        if (string(s, &sval, 1, NULL) < 0) return -1;
+                    } else if (skip_value(s, depth + 2) < 0) {
+                        return -1;
+                    }
+                } else if (skip_value(s, depth + 2) < 0) {
+                    return -1;
+                }
+                after_value(s);
+            }
+            if (r2 < 0) return -1;
+            if (sval.p) {
+                *out = sval;
+                found = 1;
+            }
+        } else if (skip_value(s, depth + 1) < 0) {
+            return -1;
+        }
+        after_value(s);
+    }
+    return r;
+}
+
+/* One record's values. */
+typedef struct {
+    Str v[H_ROLE_ARN + 1];
+    Str bucket, prefix, table, key_str, key_fsv, eav_fsv;
+    int has_params, key_is_string, login_failed;
+} Rec;
+
+/* Bits for duplicate detection, per object. */
+#define SEEN(mask, bit) \
+    do {                              \
+        if ((mask) & ((uint64_t)1 << (bit))) \
+            return bail(s);                  \
+        (mask) |= (uint64_t)1 << (bit);      \
+    } while (0)
+
+static int user_identity(Scan *s, Rec *r, int depth) {
+    if (peek_kind(s) != K_OBJECT) return bail(s); /* null or other: not an Identity */
+    if (obj_open(s, depth + 1) < 0) return -1;
+    unsigned seen = 0;
+    int first = 1, rc;
+    Str key;
+    while ((rc = obj_next(s, &first, &key)) == 1) {
+        int col = -1;
+        if (KEY(key, "type")) col = ACTOR_TYPE;
+        else if (KEY(key, "arn")) col = ARN;
+        else if (KEY(key, "invokedBy")) col = INVOKED_BY;
+        else if (KEY(key, "principalId")) col = PRINCIPAL_ID;
+        else if (KEY(key, "accountId")) col = IDENT_ACCOUNT;
+        else if (KEY(key, "accessKeyId")) col = ACTOR_SESSION;
+        if (col >= 0) {
+            SEEN(seen, col - ACTOR_TYPE);
+            if (opt_string(s, &r->v[col]) < 0) return -1;
+        } else if (KEY(key, "sessionContext")) {
+            SEEN(seen, 10);
+            if (peek_kind(s) != K_OBJECT) return bail(s);
+            if (obj_open(s, depth + 2) < 0) return -1;
+            unsigned seen2 = 0;
+            int f2 = 1, r2;
+            Str k2;
+            while ((r2 = obj_next(s, &f2, &k2)) == 1) {
+                if (KEY(k2, "sourceIdentity")) {
+                    SEEN(seen2, 0);
+                    if (opt_string(s, &r->v[SESSION_SOURCE_IDENTITY]) < 0) return -1;
+                } else if (KEY(k2, "sessionIssuer")) {
+                    SEEN(seen2, 1);
+                    if (peek_kind(s) != K_OBJECT) return bail(s);
+                    if (obj_open(s, depth + 3) < 0) return -1;
+                    unsigned seen3 = 0;
+                    int f3 = 1, r3;
+                    Str k3;
+                    while ((r3 = obj_next(s, &f3, &k3)) == 1) {
+                        if (KEY(k3, "arn")) {
+                            SEEN(seen3, 0);
+                            if (opt_string(s, &r->v[H_ROLE_ARN]) < 0) return -1;
+                        } else if (skip_value(s, depth + 3) < 0) {
+                            return -1;
+                        }
+                        after_value(s);
+                    }
+                    if (r3 < 0) return -1;
+                } else if (skip_value(s, depth + 2) < 0) {
+                    return -1;
+                }
+                after_value(s);
+            }
+            if (r2 < 0) return -1;
+        } else if (skip_value(s, depth + 1) < 0) {
+            return -1;
+        }
+        after_value(s);
+    }
+    return rc;
+}
+
+static int request_parameters(Scan *s, Rec *r, int depth) {
+    int k = peek_kind(s);
+    if (k == K_NULL) return literal(s, "null", 4);
+    if (k != K_OBJECT) return bail(s);
+    r->has_params = 1;
+    if (obj_open(s, depth + 1) < 0) return -1;
+    unsigned seen = 0;
+    int first = 1, rc;
+    Str key;
+    while ((rc = obj_next(s, &first, &key)) == 1) {
+        if (KEY(key, "bucketName")) {
+            SEEN(seen, 0);
+            if (opt_string(s, &r->bucket) < 0) return -1;
+        } else if (KEY(key, "prefix")) {
+            SEEN(seen, 1);
+            if (opt_string(s, &r->prefix) < 0) return -1;
+        } else if (KEY(key, "tableName")) {
+            SEEN(seen, 2);
+            if (opt_string(s, &r->table) < 0) return -1;
+        } else if (KEY(key, "key")) {
+            SEEN(seen, 3);
+            int kk = peek_kind(s);
+            if (kk == K_STRING) {
+                r->key_is_string = 1;
+                if (string(s, &r->key_str, 1, NULL) < 0) return -1;
+            } else if (first_string_value(s, depth + 1, &r->key_fsv) < 0) {
+                return -1;
+            }
+        } else if (KEY(key, "expressionAttributeValues")) {
+            SEEN(seen, 4);
+            if (first_string_value(s, depth + 1, &r->eav_fsv) < 0) return -1;
+        } else if (KEY(key, "tags") || KEY(key, "principalTags")) {
+            /* Read by Python for AssumeRole records only; a duplicate would change that. */
+            SEEN(seen, KEY(key, "tags") ? 5 : 6);
+            if (skip_value(s, depth + 1) < 0) return -1;
+        } else if (skip_value(s, depth + 1) < 0) {
+            return -1;
+        }
+        after_value(s);
+    }
+    return rc;
+}
+
+static int response_elements(Scan *s, Rec *r, int depth) {
+    int k = peek_kind(s);
+    if (k == K_NULL) return literal(s, "null", 4);
+    if (k != K_OBJECT) return bail(s);
+    if (obj_open(s, depth + 1) < 0) return -1;
+    unsigned seen = 0;
+    int first = 1, rc;
+    Str key;
+    while ((rc = obj_next(s, &first, &key)) == 1) {
+        if (KEY(key, "ConsoleLogin")) {
+            SEEN(seen, 0);
+            if (peek_kind(s) == K_STRING) {
+                Str v;
+                if (string(s, &v, 1, NULL) < 0) return -1;
+                r->login_failed = v.n == 7 && memcmp(v.p, "Failure", 7) == 0;
+            } else {
+                r->login_failed = 0;
+                if (skip_value(s, depth + 1) < 0) return -1;
+            }
+        } else if (KEY(key, "credentials")) {
+            SEEN(seen, 1);
+            if (skip_value(s, depth + 1) < 0) return -1;
+        } else if (skip_value(s, depth + 1) < 0) {
+            return -1;
+        }
+        after_value(s);
+    }
+    return rc;
+}
+
+/* The S3 ARN rule of cloudtrail._targets: ^arn:[\w-]+:s3:::([^/]+)(?:/(.*))?$ on an ASCII ARN
+ * without line breaks (others bail: Python's \w, '.' and '$' differ there). */
+static int s3_arn(Scan *s, Str a, Str *bucket, Str *key, int *matched) {
+    *matched = 0;
+    for (Py_ssize_t i = 0; i < a.n; i++) {
+        unsigned char c = (unsigned char)a.p[i];
+        if (c >= 0x80 || c == '\n' || c == '\r') return bail(s);
+    }
+    if (a.n < 4 || memcmp(a.p, "arn:", 4) != 0) return 0;
+    Py_ssize_t i = 4;
+    while (i < a.n) {
+        unsigned char c = (unsigned char)a.p[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-'))
+            break;
+        i++;
+    }
+    if (i == 4 || a.n - i < 6 || memcmp(a.p + i, ":s3:::", 6) != 0) return 0;
+    i += 6;
+    Py_ssize_t b0 = i;
+    while (i < a.n && a.p[i] != '/') i++;
+    if (i == b0) return 0;
+    *matched = 1;
+    bucket->p = a.p + b0;
+    bucket->n = i - b0;
+    if (i < a.n) {
+        key->p = a.p + i + 1;
+        key->n = a.n - i - 1;
+    } else {
+        *key = NONE;
+    }
+    return 0;
+}
+
+typedef struct {
+    PyObject_HEAD
+    Col cols[NCOLS];
+    Buf login_failed; /* one byte per row */
+    Buf scratch;
+    Buf arns;         /* the ARNs of the current record, space-joined */
+    Buf resource;     /* the current record's composed resource */
+    Py_ssize_t rows;
+} Builder;
+
+/* resources: an array of objects (or null); each element's ARN (else arn) as text. */
+static int resources(Scan *s, Builder *b, int depth, Str *bucket, Str *s3key,
+                     Py_ssize_t *first_arn, Py_ssize_t *first_arn_len) {
+    int k = peek_kind(s);
+    if (k == K_NULL) return literal(s, "null", 4);
+    if (k != K_ARRAY) return bail(s);
+    if (depth + 1 > MAX_DEPTH) return bail(s);
+    s->p++;
+    ws(s);
+    if (s->p < s->end && *s->p == ']') {
+        s->p++;
+        return 0;
+    }
+    for (;;) {
+        if (peek_kind(s) != K_OBJECT) return bail(s);
+        if (obj_open(s, depth + 2) < 0) return -1;
+        unsigned seen = 0;
+        int first = 1, rc;
+        Str key, upper = NONE, lower = NONE;
+        while ((rc = obj_next(s, &first, &key)) == 1) {
+            int which = KEY(key, "ARN") ? 1 : KEY(key, "arn") ? 2 : 0;
+            if (which) {
+                SEEN(seen, which);
+                /* Any JSON value is allowed there; only strings and null keep to this road. */
+                if (opt_string(s, which == 1 ? &upper : &lower) < 0) return -1;
+            } else if (skip_value(s, depth + 2) < 0) {
+                return -1;
+            }
+            after_value(s);
+        }
+        if (rc < 0) return -1;
+        Str a = truthy(upper) ? upper : lower; /* r.ARN or r.arn */
+        if (!blank(a)) {
+            if (b->arns.len && buf_put(&b->arns, " ", 1) < 0) return -1;
+            Py_ssize_t at = b->arns.len;
+            if (buf_put(&b->arns, a.p, a.n) < 0) return -1;
+            if (*first_arn < 0) { /* arns may still move: an offset */
+                *first_arn = at;
+                *first_arn_len = a.n;
+            }
+            if (!bucket->p && memmem(a.p, (size_t)a.n, ":s3:::", 6)) {
+                Str bk, ky;
+                int m;
+                if (s3_arn(s, a, &bk, &ky, &m) < 0) return -1;
+                if (m) {
+                    *bucket = bk;
+                    if (!s3key->p) *s3key = ky;
+                }
+            }
+        }
+        ws(s);
+        if (s->p >= s->end) return bail(s);
+        if (*s->p == ']') {
+            s->p++;
+            return 0;
+        }
+        if (*s->p != ',') return bail(s);
+        s->p++;
+        ws(s);
+    }
+}
+
+/* One record (s->p at its '{'): its values appended as row b->rows. */
+static int record(Scan *s, Builder *b) {
+    const unsigned char *start = s->p;
+    Rec r;
+    memset(&r, 0, sizeof r);
+    s->scratch->len = 0;
+    b->arns.len = 0;
+    Str bucket = NONE, s3key = NONE;
+    Py_ssize_t first_arn = -1, first_arn_len = 0;
+    if (obj_open(s, 2) < 0) return -1;
+    uint64_t seen = 0;
+    int first = 1, rc;
+    Str key;
+    while ((rc = obj_next(s, &first, &key)) == 1) {
+        int col = -1, bit = -1;
+        switch (key.n) {
+        case 7:
+            if (KEY(key, "eventID")) col = EVENT_ID;
+            break;
+        case 9:
+            if (KEY(key, "eventTime")) col = EVENT_TIME;
+            else if (KEY(key, "eventName")) col = ACTION;
+            else if (KEY(key, "eventType")) col = EVENT_TYPE;
+            else if (KEY(key, "errorCode")) col = ERROR_CODE;
+            else if (KEY(key, "awsRegion")) col = REGION;
+            else if (KEY(key, "requestID")) col = REQUEST_ID;
+            else if (KEY(key, "resources")) bit = 40;
+            break;
+        case 10:
+            if (KEY(key, "@timestamp")) col = TIMESTAMP;
+            break;
+        case 11:
+            if (KEY(key, "eventSource")) col = SERVICE;
+            break;
+        case 12:
+            if (KEY(key, "userIdentity")) bit = 41;
+            break;
+        case 14:
+            if (KEY(key, "sourceIdentity")) col = SOURCE_IDENTITY;
+            break;
+        case 15:
+            if (KEY(key, "sourceIPAddress")) col = SOURCE_IP;
+            break;
+        case 16:
+            if (KEY(key, "responseElements")) bit = 42;
+            break;
+        case 17:
+            if (KEY(key, "requestParameters")) bit = 43;
+            break;
+        case 18:
+            if (KEY(key, "recipientAccountId")) col = RECIPIENT;
+            break;
+        }
+        if (col < 0 && bit < 0 && KEY(key, "userAgent")) col = USER_AGENT;
+        /* Vendor shapes and envelopes: Python knows them. */
+        if (col < 0 && bit < 0 &&
+            (KEY(key, "network") || KEY(key, "http") || KEY(key, "insightDetails") ||
+             KEY(key, "awslogs") || KEY(key, "logEvents") || KEY(key, "Events") ||
+             KEY(key, "CloudTrailEvent") || KEY(key, "jsonPayload") || KEY(key, "detail") ||
+             KEY(key, "detail-type")))
+            return bail(s);
+        if (col >= 0) {
+            SEEN(seen, col);
+            if (opt_string(s, &r.v[col]) < 0) return -1;
+        } else if (bit == 41) {
+            SEEN(seen, bit);
+            if (user_identity(s, &r, 2) < 0) return -1;
+        } else if (bit == 43) {
+            SEEN(seen, bit);
+            if (request_parameters(s, &r, 2) < 0) return -1;
+        } else if (bit == 42) {
+            SEEN(seen, bit);
+            if (response_elements(s, &r, 2) < 0) return -1;
+        } else if (bit == 40) {
+            SEEN(seen, bit);
+            if (resources(s, b, 2, &bucket, &s3key, &first_arn, &first_arn_len) < 0) return -1;
+        } else if (skip_value(s, 2) < 0) {
+            return -1;
+        }
+        after_value(s);
+    }
+    if (rc < 0) return -1;
+    if (!r.v[ACTION].p && !r.v[SERVICE].p) return bail(s); /* typed_cloudtrail's rule */
+
+    /* cloudtrail._targets: params first, then the ARNs (which were read in document order, so a
+     * bucket from an ARN must yield to bucketName whichever came first). */
+    Str p_bucket = NONE, p_key = NONE, table = NONE, ddb = NONE;
+    if (r.has_params) {
+        p_bucket = blank(r.bucket) ? NONE : r.bucket;
+        table = blank(r.table) ? NONE : r.table;
+        if (r.key_is_string) p_key = blank(r.key_str) ? NONE : r.key_str;
+        else p_key = blank(r.prefix) ? NONE : r.prefix;
+        if (table.p) ddb = truthy(r.key_fsv) ? r.key_fsv : r.eav_fsv;
+    }
+    Str out_bucket = p_bucket, out_key = p_key;
+    if (!p_bucket.p && bucket.p) {
+        out_bucket = bucket;
+        if (!p_key.p) out_key = s3key;
+    }
+    Str arns = NONE, arn0 = NONE;
+    if (b->arns.len) {
+        arns.p = b->arns.p;
+        arns.n = b->arns.len;
+        arn0.p = b->arns.p + first_arn;
+        arn0.n = first_arn_len;
+    }
+    b->resource.len = 0;
+    Str resource = NONE;
+    if (out_bucket.p) {
+        if (buf_put(&b->resource, "s3://", 5) < 0 ||
+            buf_put(&b->resource, out_bucket.p, out_bucket.n) < 0)
+            return -1;
+        if (truthy(out_key) &&
+            (buf_put(&b->resource, "/", 1) < 0 || buf_put(&b->resource, out_key.p, out_key.n) < 0))
+            return -1;
+        resource.p = b->resource.p;
+        resource.n = b->resource.len;
+    } else if (table.p) {
+        if (buf_put(&b->resource, "dynamodb:", 9) < 0 ||
+            buf_put(&b->resource, table.p, table.n) < 0)
+            return -1;
+        if (truthy(ddb) &&
+            (buf_put(&b->resource, "/", 1) < 0 || buf_put(&b->resource, ddb.p, ddb.n) < 0))
+            return -1;
+        resource.p = b->resource.p;
+        resource.n = b->resource.len;
+    } else {
+        resource = arn0;
+    }
+
+    Py_ssize_t row = b->rows;
+    for (int c = 0; c <= H_ROLE_ARN; c++)
+        if (col_append(&b->cols[c], row, r.v[c]) < 0) return -1;
+    Str raw = {(const char *)start, s->p - start};
+    if (col_append(&b->cols[RESOURCE], row, resource) < 0 ||
+        col_append(&b->cols[H_S3_BUCKET], row, out_bucket) < 0 ||
+        col_append(&b->cols[H_S3_KEY], row, out_key) < 0 ||
+        col_append(&b->cols[H_DDB_TABLE], row, table) < 0 ||
+        col_append(&b->cols[H_DDB_KEY], row, table.p ? ddb : NONE) < 0 ||
+        col_append(&b->cols[H_ARNS], row, arns) < 0 || col_append(&b->cols[RAW], row, raw) < 0)
+        return -1;
+    char lf = (char)r.login_failed;
+    if (buf_put(&b->login_failed, &lf, 1) < 0) return -1;
+    b->rows++;
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Builder                                                                                   */
+
+static void cols_reset(Builder *b) {
+    for (int c = 0; c < NCOLS; c++) {
+        b->cols[c].data.len = 0;
+        b->cols[c].valid.len = 0;
+        b->cols[c].offsets.len = 0;
+        b->cols[c].nulls = 0;
+        int32_t zero = 0;
+        buf_put(&b->cols[c].offsets, &zero, sizeof zero); /* 4 bytes into >= 4096: cannot fail */
+    }
+    b->login_failed.len = 0;
+    b->rows = 0;
+}
+
+static int Builder_init(Builder *b, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "", kwlist)) return -1;
+    for (int c = 0; c < NCOLS; c++)
+        if (buf_reserve(&b->cols[c].offsets, 4096) < 0) return -1;
+    cols_reset(b);
+    return 0;
+}
+
+static void Builder_dealloc(Builder *b) {
+    for (int c = 0; c < NCOLS; c++) {
+        buf_free(&b->cols[c].data);
+        buf_free(&b->cols[c].offsets);
+        buf_free(&b->cols[c].valid);
+    }
+    buf_free(&b->login_failed);
+    buf_free(&b->scratch);
+    buf_free(&b->arns);
+    buf_free(&b->resource);
+    Py_TYPE(b)->tp_free((PyObject *)b);
+}
+
+/* Roll the columns back to `rows` rows (a file that bailed half way adds nothing). */
+static void truncate_to(Builder *b, Py_ssize_t rows, Py_ssize_t *data_len, Py_ssize_t *nulls) {
+    for (int c = 0; c < NCOLS; c++) {
+        Col *col = &b->cols[c];
+        col->data.len = data_len[c];
+        col->offsets.len = (rows + 1) * (Py_ssize_t)sizeof(int32_t);
+        col->valid.len = (rows + 7) / 8;
+        if (rows % 8) col->valid.p[rows / 8] &= (char)((1 << (rows % 8)) - 1);
+        col->nulls = nulls[c];
+    }
+    b->login_failed.len = rows;
+    b->rows = rows;
+}
+
+static PyObject *Builder_add(Builder *b, PyObject *arg) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
+    Py_ssize_t rows0 = b->rows, data_len[NCOLS], nulls[NCOLS];
+    for (int c = 0; c < NCOLS; c++) {
+        data_len[c] = b->cols[c].data.len;
+        nulls[c] = b->cols[c].nulls;
+    }
+    b->scratch.len = 0;
+    Scan s = {(const unsigned char *)view.buf, (const unsigned char *)view.buf + view.len,
+              &b->scratch, 0};
+    PyObject *result = NULL;
+    if (buf_reserve(&b->scratch, view.len + 16) < 0) goto done;
+    ws(&s);
+    if (s.p >= s.end || *s.p != '{') {
+        s.bail = 1;
+        goto out;
+    }
+    obj_open(&s, 0);
+    int first = 1, rc, found = 0;
+    Str key;
+    while ((rc = obj_next(&s, &first, &key)) == 1) {
+        if (KEY(key, "Records")) {
+            if (found || peek_kind(&s) != K_ARRAY) {
+                s.bail = 1;
+                goto out;
+            }
+            found = 1;
+            s.p++;
+            ws(&s);
+            if (s.p < s.end && *s.p == ']') {
+                s.p++;
+            } else {
+                for (;;) {
+                    if (peek_kind(&s) != K_OBJECT) {
+                        s.bail = 1;
+                        goto out;
+                    }
+                    if (record(&s, b) < 0) goto out;
+                    ws(&s);
+                    if (s.p >= s.end) {
+                        s.bail = 1;
+                        goto out;
+                    }
+                    if (*s.p == ']') {
+                        s.p++;
+                        break;
+                    }
+                    if (*s.p != ',') {
+                        s.bail = 1;
+                        goto out;
+                    }
+                    s.p++;
+                    ws(&s);
+                }
+            }
+        } else if (skip_value(&s, 1) < 0) {
+            goto out;
+        }
+        after_value(&s);
+    }
+    if (rc < 0) goto out;
+    ws(&s);
+    if (!found || s.p != s.end) s.bail = 1;
+out:
+    if (s.bail > 0 || PyErr_Occurred()) {
+        truncate_to(b, rows0, data_len, nulls);
+        if (!PyErr_Occurred()) {
+            Py_INCREF(Py_None);
+            result = Py_None;
+        }
+    } else {
+        result = PyLong_FromSsize_t(b->rows - rows0);
+    }
+done:
+    PyBuffer_Release(&view);
+    return result;
+}
+
+/* take() -> (rows, {name: (validity, offsets, data, null_count)}, login_failed): the buffers
+ * as bytes; the builder starts over. */
+static PyObject *Builder_take(Builder *b, PyObject *Py_UNUSED(ignored)) {
+    PyObject *cols = PyDict_New();
+    if (!cols) return NULL;
+    for (int c = 0; c < NCOLS; c++) {
+        Col *col = &b->cols[c];
+        PyObject *t = Py_BuildValue(
+            "(y#y#y#n)", col->valid.p ? col->valid.p : "", col->valid.len, col->offsets.p,
+            (b->rows + 1) * (Py_ssize_t)sizeof(int32_t), col->data.p ? col->data.p : "",
+            col->data.len, col->nulls);
+        if (!t || PyDict_SetItemString(cols, COL_NAMES[c], t) < 0) {
+            Py_XDECREF(t);
+            Py_DECREF(cols);
+            return NULL;
+        }
+        Py_DECREF(t);
+    }
+    PyObject *out = Py_BuildValue("(nNy#)", b->rows, cols,
+                                  b->login_failed.p ? b->login_failed.p : "", b->login_failed.len);
+    if (out) cols_reset(b);
+    return out;
+}
+
+static PyObject *Builder_rows(Builder *b, void *Py_UNUSED(closure)) {
+    return PyLong_FromSsize_t(b->rows);
+}
+
+static PyObject *Builder_nbytes(Builder *b, void *Py_UNUSED(closure)) {
+    return PyLong_FromSsize_t(b->cols[RAW].data.len);
+}
+
+static PyMethodDef Builder_methods[] = {
+    {"add", (PyCFunction)Builder_add, METH_O,
+     "add(data) -> int | None: append the records of a decompressed delivery file; None (and "
+     "nothing appended) when the file is not for this road."},
+    {"take", (PyCFunction)Builder_take, METH_NOARGS,
+     "take() -> (rows, {column: (validity, offsets, data, nulls)}, login_failed)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef Builder_getset[] = {
+    {"rows", (getter)Builder_rows, NULL, "rows held", NULL},
+    {"nbytes", (getter)Builder_nbytes, NULL, "raw bytes held", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject BuilderType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "pipeline.ingest._ctscan.Builder",
+    .tp_basicsize = sizeof(Builder),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "CloudTrail delivery files -> Arrow string column buffers.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Builder_init,
+    .tp_dealloc = (destructor)Builder_dealloc,
+    .tp_methods = Builder_methods,
+    .tp_getset = Builder_getset,
+};
+
+/* ---------------------------------------------------------------------------------------- */
+/* BLAKE2b-64 of each string of an Arrow binary column, as 16 hex digits (normalize.record_hashes) */
+
+static const uint64_t B2_IV[8] = {
+    0x6a09e667f3bcc908ULL, 0xbb67ae8584caa73bULL, 0x3c6ef372fe94f82bULL, 0xa54ff53a5f1d36f1ULL,
+    0x510e527fade682d1ULL, 0x9b05688c2b3e6c1fULL, 0x1f83d9abfb41bd6bULL, 0x5be0cd19137e2179ULL,
+};
+static const uint8_t B2_SIGMA[12][16] = {
+    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
+    {14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3},
+    {11, 8, 12, 0, 5, 2, 15, 13, 10, 14, 3, 6, 7, 1, 9, 4},
+    {7, 9, 3, 1, 13, 12, 11, 14, 2, 6, 5, 10, 4, 0, 15, 8},
+    {9, 0, 5, 7, 2, 4, 10, 15, 14, 1, 11, 12, 6, 8, 3, 13},
+    {2, 12, 6, 10, 0, 11, 8, 3, 4, 13, 7, 5, 15, 14, 1, 9},
+    {12, 5, 1, 15, 14, 13, 4, 10, 0, 7, 6, 3, 9, 2, 8, 11},
+    {13, 11, 7, 14, 12, 1, 3, 9, 5, 0, 15, 4, 8, 6, 2, 10},
+    {6, 15, 14, 9, 11, 3, 0, 8, 12, 2, 13, 7, 1, 4, 10, 5},
+    {10, 2, 8, 4, 7, 6, 1, 5, 15, 11, 9, 14, 3, 12, 13, 0},
+    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
+    {14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3},
+};
+
+static inline uint64_t rotr64(uint64_t x, int n) { return (x >> n) | (x << (64 - n)); }
+
+static inline uint64_t load64(const unsigned char *p) {
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
+    return v;
+}
+
+#define B2_G(a, b, c, d, x, y)          \
+    do {                                \
+        a = a + b + (x);                \
+        d = rotr64(d ^ a, 32);          \
+        c = c + d;                      \
+        b = rotr64(b ^ c, 24);          \
+        a = a + b + (y);                \
+        d = rotr64(d ^ a, 16);          \
+        c = c + d;                      \
+        b = rotr64(b ^ c, 63);          \
+    } while (0)
+
+static void b2_compress(uint64_t h[8], const unsigned char block[128], uint64_t t, int last) {
+    uint64_t m[16], v[16];
+    for (int i = 0; i < 16; i++) m[i] = load64(block + 8 * i);
+    for (int i = 0; i < 8; i++) {
+        v[i] = h[i];
+        v[i + 8] = B2_IV[i];
+    }
+    v[12] ^= t;
+    if (last) v[14] = ~v[14];
+    for (int r = 0; r < 12; r++) {
+        const uint8_t *s = B2_SIGMA[r];
+        B2_G(v[0], v[4], v[8], v[12], m[s[0]], m[s[1]]);
+        B2_G(v[1], v[5], v[9], v[13], m[s[2]], m[s[3]]);
+        B2_G(v[2], v[6], v[10], v[14], m[s[4]], m[s[5]]);
+        B2_G(v[3], v[7], v[11], v[15], m[s[6]], m[s[7]]);
+        B2_G(v[0], v[5], v[10], v[15], m[s[8]], m[s[9]]);
+        B2_G(v[1], v[6], v[11], v[12], m[s[10]], m[s[11]]);
+        B2_G(v[2], v[7], v[8], v[13], m[s[12]], m[s[13]]);
+        B2_G(v[3], v[4], v[9], v[14], m[s[14]], m[s[15]]);
+    }
+    for (int i = 0; i < 8; i++) h[i] ^= v[i] ^ v[i + 8];
+}
+
+static uint64_t blake2b_64(const unsigned char *p, Py_ssize_t n) {
+    uint64_t h[8];
+    for (int i = 0; i < 8; i++) h[i] = B2_IV[i];
+    h[0] ^= 0x01010000ULL ^ 8; /* digest length 8, no key, fanout 1, depth 1 */
+    uint64_t t = 0;
+    unsigned char block[128];
+    while (n > 128) {
+        t += 128;
+        b2_compress(h, p, t, 0);
+        p += 128;
+        n -= 128;
+    }
+    memset(block, 0, sizeof block);
+    memcpy(block, p, (size_t)n);
+    t += (uint64_t)n;
+    b2_compress(h, block, t, 1);
+    return h[0];
+}
+
+/* blake2b_hex(offsets, data, n) -> bytes: n x 16 hex digits, the little-endian digest bytes. */
+static PyObject *blake2b_hex(PyObject *Py_UNUSED(mod), PyObject *args) {
+    Py_buffer off, data;
+    Py_ssize_t n;
+    if (!PyArg_ParseTuple(args, "y*y*n", &off, &data, &n)) return NULL;
+    PyObject *out = NULL;
+    if (n < 0 || off.len < (n + 1) * (Py_ssize_t)sizeof(int32_t)) {
+        PyErr_SetString(PyExc_ValueError, "offsets shorter than n + 1 int32 values");
+        goto done;
+    }
+    out = PyBytes_FromStringAndSize(NULL, n * 16);
+    if (!out) goto done;
+    const int32_t *o = (const int32_t *)off.buf;
+    const unsigned char *d = (const unsigned char *)data.buf;
+    char *w = PyBytes_AS_STRING(out);
+    static const char HEX[] = "0123456789abcdef";
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (o[i] < 0 || o[i + 1] < o[i] || o[i + 1] > data.len) {
+            Py_CLEAR(out);
+            PyErr_SetString(PyExc_ValueError, "offsets out of range");
+            goto done;
+        }
+        uint64_t hv = blake2b_64(d + o[i], o[i + 1] - o[i]);
+        for (int k = 0; k < 8; k++) {
+            unsigned char byte = (unsigned char)(hv >> (8 * k));
+            *w++ = HEX[byte >> 4];
+            *w++ = HEX[byte & 15];
+        }
+    }
+done:
+    PyBuffer_Release(&off);
+    PyBuffer_Release(&data);
+    return out;
+}
+
+static PyMethodDef module_methods[] = {
+    {"blake2b_hex", blake2b_hex, METH_VARARGS,
+     "blake2b_hex(offsets, data, n) -> bytes: BLAKE2b-64 of each of n strings, hex, end to end."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_ctscan",
+    "CloudTrail delivery files into Arrow column buffers (ingestion's fast road).", -1,
+    module_methods,
+};
+
+PyMODINIT_FUNC PyInit__ctscan(void) {
+    if (PyType_Ready(&BuilderType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (!m) return NULL;
+    Py_INCREF(&BuilderType);
+    if (PyModule_AddObject(m, "Builder", (PyObject *)&BuilderType) < 0) {
+        Py_DECREF(&BuilderType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    PyObject *names = PyTuple_New(NCOLS);
+    if (!names) return NULL;
+    for (int c = 0; c < NCOLS; c++) PyTuple_SET_ITEM(names, c, PyUnicode_FromString(COL_NAMES[c]));
+    PyModule_AddObject(m, "COLUMNS", names);
+    return m;
+}

@@ -1,0 +1,57 @@
+"""The compiled fast road (``_ctscan.c``), if it was built, and the switch to leave it.
+
+``make`` builds the extension with the package (``pip install -e .`` compiles it; a C compiler is
+part of the machine's set-up). Without it, or with ``TENANTWATCH_NATIVE=0`` in the environment,
+every file takes the Python road, which is the reference: both give the same lake, which
+``tests/test_native.py`` checks file by file.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from types import ModuleType
+
+import pyarrow as pa
+
+_S = pa.string()
+
+_ctscan: ModuleType | None
+try:
+    _ctscan = importlib.import_module("pipeline.ingest._ctscan")
+except ImportError:  # not built (a source checkout without ``pip install``)
+    _ctscan = None
+
+
+def available() -> bool:
+    """Is the extension built?"""
+    return _ctscan is not None
+
+
+def enabled() -> bool:
+    """Built and not switched off by ``TENANTWATCH_NATIVE=0``."""
+    return _ctscan is not None and os.environ.get("TENANTWATCH_NATIVE", "1") != "0"
+
+
+def builder() -> object | None:
+    """A fresh ``_ctscan.Builder`` when the fast road is on, else None."""
+    return _ctscan.Builder() if _ctscan is not None and enabled() else None
+
+
+def string_array(n: int, validity: bytes, offsets: bytes, data: bytes, null_count: int) -> pa.Array:
+    """An Arrow string array over the builder's buffers (no copy)."""
+    buffers = [pa.py_buffer(validity) if null_count else None, pa.py_buffer(offsets)]
+    return pa.Array.from_buffers(_S, n, [*buffers, pa.py_buffer(data)], null_count=null_count)
+
+
+def blake2b_hex(joined: pa.Array) -> bytes | None:
+    """BLAKE2b-64 of each value of a binary array as hex digits end to end (``hashlib``'s
+    ``blake2b(v, digest_size=8).hexdigest()`` per value), or None without the extension."""
+    if _ctscan is None or not enabled():
+        return None
+    if joined.offset or joined.null_count:
+        joined = pa.concat_arrays([joined]).fill_null(b"")
+    if joined.offset:  # concat of one slice may keep it
+        joined = pa.array(joined.to_pylist(), pa.binary())
+    _, offsets, data = joined.buffers()
+    return bytes(_ctscan.blake2b_hex(offsets, data if data is not None else b"", len(joined)))

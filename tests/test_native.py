@@ -1,0 +1,350 @@
+"""The compiled road (``_ctscan.c``) against the Python road, which is the reference.
+
+Every corpus is decoded twice, with ``TENANTWATCH_NATIVE`` on and off, and the two ``Decoded``
+results must be equal: rows (raw text, hashes and hints included), quarantine, sessions,
+counts. The hand-made variants aim at what a JSON scanner gets wrong: escapes, surrogates,
+duplicate keys, odd types, nesting, numbers, truncation, and what the extension must hand back to
+Python rather than guess.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from pipeline.config import IngestConfig, parse_config
+from pipeline.ingest import native
+from pipeline.ingest.decode import Decoded, decode_batch
+from pipeline.ingest.run import make_batches
+from pipeline.ingest.sources import list_inputs
+from tests import logfactory as lf
+
+REPO = Path(__file__).resolve().parent.parent
+CFG = parse_config({}, environ={})
+
+
+def test_the_extension_is_built() -> None:
+    # make installs the package, which compiles it; without it ingestion is 2x slower.
+    assert native.available(), "pipeline/ingest/_ctscan.c is not built: run `make` (pip install)"
+
+
+def decode_both(
+    monkeypatch: pytest.MonkeyPatch, sources: list[str], ingest: IngestConfig = CFG.ingest
+) -> tuple[list[Decoded], list[Decoded]]:
+    refs, _ = list_inputs(sources)
+    batches = make_batches(refs, ingest.batch_input_bytes)
+    out = []
+    for flag in ("1", "0"):
+        monkeypatch.setenv("TENANTWATCH_NATIVE", flag)
+        out.append([decode_batch(b, ingest, "tenantId") for b in batches])
+    return out[0], out[1]
+
+
+def assert_same(fast: list[Decoded], slow: list[Decoded]) -> None:
+    assert len(fast) == len(slow)
+    for a, b in zip(fast, slow, strict=True):
+        assert a.records_in == b.records_in
+        assert a.quarantine == b.quarantine
+        assert a.sessions == b.sessions
+        assert a.digests == b.digests
+        assert a.rows.schema == b.rows.schema
+        for name in a.rows.column_names:
+            assert a.rows[name].to_pylist() == b.rows[name].to_pylist(), name
+
+
+def accepted(path: Path) -> bool | None:
+    """Did the builder take this file (None: not a delivery file at all)?"""
+    data = path.read_bytes()
+    if path.suffix == ".gz":
+        data = gzip.decompress(data)
+    if b'"Records"' not in data[:4096]:
+        return None
+    builder = native._ctscan.Builder() if native._ctscan else None
+    assert builder is not None
+    return builder.add(data.lstrip(b"\xef\xbb\xbf \t\r\n")) is not None
+
+
+def test_sample_logs_decode_the_same_and_take_the_fast_road(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    trail = REPO / "sample_logs" / "AWSLogs"
+    fast, slow = decode_both(monkeypatch, [str(trail)])
+    assert_same(fast, slow)
+    assert sum(d.rows.num_rows for d in fast) > 10_000
+    delivery = [p for p in trail.rglob("*.json.gz") if "CloudTrail-Digest" not in str(p)]
+    taken = [accepted(p) for p in delivery]
+    assert taken and all(taken), "the simulator's delivery files must all take the fast road"
+
+
+def test_the_real_world_corpus_decodes_the_same(
+    monkeypatch: pytest.MonkeyPatch, real_logs: Path
+) -> None:
+    fast, slow = decode_both(monkeypatch, [str(real_logs)])
+    assert_same(fast, slow)
+    assert sum(d.records_in for d in fast) >= 1000
+
+
+def _write(folder: Path, name: str, text: str | bytes) -> None:
+    data = text.encode() if isinstance(text, str) else text
+    (folder / name).write_bytes(gzip.compress(data, mtime=0))
+
+
+def _records(**over: Any) -> list[dict[str, Any]]:
+    base = lf.ct()
+    base.update(over)
+    return [base]
+
+
+def _file(recs: list[dict[str, Any]] | str, **json_args: Any) -> str:
+    if isinstance(recs, str):
+        return '{"Records": [' + recs + "]}"
+    return json.dumps({"Records": recs}, **json_args)
+
+
+# (name, file text, does the compiled road take it?)
+RAW = json.dumps(lf.ct())[1:-1]  # one record's members, to splice odd text into
+NO_PARAMS = json.dumps({k: v for k, v in lf.ct().items() if k != "requestParameters"})[1:-1]
+DUPLICATE_MEMBER = ', "requestParameters": {"tableName": "t", "key": {"a": "1", "a": "2"}}}'
+NUMBERS = ', "n": [0, -1, 2.5e-3, 1E+9, -0.0, 12345678901234567890]}'
+NO_AGENT = json.dumps({k: v for k, v in lf.ct().items() if k != "userAgent"})[1:-1]
+VARIANTS: list[tuple[str, str, bool]] = [
+    ("plain", _file(_records()), True),
+    ("pretty-printed", _file(_records(), indent=2), True),
+    ("ascii escapes", _file(_records(userAgent='a "quoted" \\ agent\n\t/x')), True),
+    (
+        "unicode escapes",
+        _file(_records(userAgent="caf\u00e9 \u2603 \U0001f600", eventName="Get\u00d8")),
+        True,
+    ),
+    ("raw utf-8", _file(_records(userAgent="café ☃ 😀"), ensure_ascii=False), True),
+    ("surrogate pair", _file("{" + NO_AGENT + ', "userAgent": "x\\ud83d\\ude00y"}'), True),
+    ("lone high surrogate", _file("{" + NO_AGENT + ', "userAgent": "x\\ud83dy"}'), False),
+    ("lone low surrogate", _file("{" + NO_AGENT + ', "userAgent": "x\\ude00y"}'), False),
+    ("escaped key", _file("{" + NO_AGENT + ', "user\\u0041gent": "x"}'), False),
+    ("duplicate key", _file("{" + RAW + ', "eventName": "PutObject"}'), False),
+    ("duplicate unread key", _file("{" + RAW + ', "eventVersion": "9"}'), True),
+    ("null identity", _file(_records(userIdentity=None)), False),
+    ("no identity", _file([{k: v for k, v in lf.ct().items() if k != "userIdentity"}]), True),
+    ("null session context", _file(_records(userIdentity={"sessionContext": None})), False),
+    ("number where text", _file(_records(eventName=7)), False),
+    ("null text", _file(_records(errorCode=None, awsRegion=None)), True),
+    ("blank text", _file(_records(errorCode="", awsRegion="-", sourceIPAddress="")), True),
+    ("params null", _file(_records(requestParameters=None)), True),
+    ("params as text", _file(_records(requestParameters='{"bucketName": "b"}')), False),
+    ("s3 blank key", _file(_records(requestParameters={"bucketName": "b", "key": "-"})), True),
+    ("s3 prefix", _file(_records(requestParameters={"bucketName": "-", "prefix": "p/"})), True),
+    (
+        "dynamodb",
+        _file(
+            _records(
+                eventSource="dynamodb.amazonaws.com",
+                requestParameters={
+                    "tableName": "t",
+                    "key": {"sk": {"N": "1"}, "pk": {"S": "TENANT#t1"}, "x": "y"},
+                },
+            )
+        ),
+        True,
+    ),
+    (
+        "dynamodb key text first",
+        _file(_records(requestParameters={"tableName": "t", "key": {"a": 1, "b": "v"}})),
+        True,
+    ),
+    (
+        "dynamodb empty key then values",
+        _file(
+            _records(
+                requestParameters={
+                    "tableName": "t",
+                    "key": {"pk": {"S": ""}},
+                    "expressionAttributeValues": {":t": {"S": "TENANT#t9"}},
+                }
+            )
+        ),
+        True,
+    ),
+    (
+        "dynamodb duplicate member",
+        _file("{" + NO_PARAMS + DUPLICATE_MEMBER),
+        False,
+    ),
+    (
+        "dynamodb S not text",
+        _file(_records(requestParameters={"tableName": "t", "key": {"pk": {"S": 5}, "q": "z"}})),
+        True,
+    ),
+    ("dynamodb key list", _file(_records(requestParameters={"tableName": "-", "key": [1]})), True),
+    ("resources null", _file(_records(resources=None)), True),
+    ("resources empty", _file(_records(resources=[])), True),
+    (
+        "resources ARN then arn",
+        _file(
+            _records(
+                requestParameters=None,
+                resources=[
+                    {"ARN": "", "arn": "arn:aws:iam::1:role/r"},
+                    {"ARN": "-", "arn": "arn:aws:iam::1:role/q"},
+                    {"ARN": "arn:aws:kms:us-east-1:1:key/k", "arn": "ignored"},
+                    {"type": "AWS::S3::Object"},
+                ],
+            )
+        ),
+        True,
+    ),
+    (
+        "s3 from ARN",
+        _file(
+            _records(
+                requestParameters={"key": "from-params"},
+                resources=[
+                    {"ARN": "arn:aws:s3:::bkt"},
+                    {"ARN": "arn:aws:s3:::other/key"},
+                ],
+            )
+        ),
+        True,
+    ),
+    (
+        "s3 ARN with empty key",
+        _file(_records(requestParameters=None, resources=[{"ARN": "arn:aws:s3:::bkt/"}])),
+        True,
+    ),
+    (
+        "s3 ARN not matching",
+        _file(
+            _records(
+                requestParameters=None,
+                resources=[{"ARN": "arn::s3:::bkt/k"}, {"ARN": "arn:aws:s3:::b2/k 2"}],
+            )
+        ),
+        True,
+    ),
+    (
+        "s3 ARN non-ascii",
+        _file(_records(requestParameters=None, resources=[{"ARN": "arn:aws:s3:::bkt/ключ"}])),
+        False,
+    ),
+    ("resource ARN a number", _file(_records(resources=[{"ARN": 5}])), False),
+    ("resource not an object", _file(_records(resources=["arn:aws:s3:::b"])), False),
+    ("console login failed", _file(_records(responseElements={"ConsoleLogin": "Failure"})), True),
+    ("console login other", _file(_records(responseElements={"ConsoleLogin": 1})), True),
+    ("no event time", _file([{k: v for k, v in lf.ct().items() if k != "eventTime"}]), True),
+    (
+        "@timestamp instead",
+        _file(
+            [
+                {
+                    **{k: v for k, v in lf.ct().items() if k != "eventTime"},
+                    "@timestamp": "2026-11-16T10:00:00Z",
+                }
+            ]
+        ),
+        True,
+    ),
+    ("no event id", _file([{k: v for k, v in lf.ct().items() if k != "eventID"}]), True),
+    (
+        "no name at all",
+        _file([{k: v for k, v in lf.ct().items() if k not in ("eventName", "eventSource")}]),
+        False,
+    ),
+    ("vendor network field", _file(_records(network={"client": {"ip": "1.2.3.4"}})), False),
+    ("envelope key", _file(_records(detail={"a": 1})), False),
+    ("numbers", _file("{" + RAW + NUMBERS), True),
+    ("bad number", _file("{" + RAW + ', "n": 01}'), False),
+    ("bad literal", _file("{" + RAW + ', "n": nul}'), False),
+    ("control character", _file("{" + RAW + ', "n": "a\tb"}'), False),
+    ("bad escape", _file("{" + RAW + ', "n": "a\\qb"}'), False),
+    ("deep", _file("{" + RAW + ', "n": ' + "[" * 200 + "]" * 200 + "}"), False),
+    ("fairly deep", _file("{" + RAW + ', "n": ' + "[" * 60 + "]" * 60 + "}"), True),
+    ("trailing garbage", _file(_records()) + " x", False),
+    ("truncated", _file(_records())[:-3], False),
+    ("records null", '{"Records": null}', False),
+    ("records empty", '{"Records": []}', True),
+    ("other keys first", '{"a": {"b": [1, "x"]}, "Records": ' + json.dumps(_records()) + "}", True),
+    ("records twice", '{"Records": [], "Records": []}', False),
+    ("a record not an object", '{"Records": [1]}', False),
+    (
+        "secrets",
+        _file(
+            [
+                lf.assume_role(tenant="t0007", new_key_id="ASIANEWKEY000000001"),
+                lf.ct(userAgent="curl Bearer abcdefghijklmnop"),
+                lf.ct(requestParameters={"password": "hunter2", "token": {"a": 1}}),
+            ]
+        ),
+        True,
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "text", "fast"), VARIANTS, ids=[v[0] for v in VARIANTS])
+def test_a_variant_decodes_the_same_by_both_roads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, text: str, fast: bool
+) -> None:
+    _write(tmp_path, "f.json.gz", text)
+    assert accepted(tmp_path / "f.json.gz") is fast
+    assert_same(*decode_both(monkeypatch, [str(tmp_path)]))
+
+
+def test_all_variants_in_one_batch_keep_input_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Roads alternate file by file; the same event in two files keeps its first copy's place.
+    for i, (_, text, _) in enumerate(VARIANTS * 2):
+        _write(tmp_path, f"{i:03d}.json.gz", text)
+    fast, slow = decode_both(monkeypatch, [str(tmp_path)])
+    assert len(fast) == 1
+    assert_same(fast, slow)
+
+
+def test_records_too_large_are_quarantined_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recs = [lf.ct(), lf.ct(userAgent="x" * 5000), lf.ct()]
+    _write(tmp_path, "f.json.gz", _file(recs))
+    ingest = IngestConfig(max_record_bytes=4000)
+    fast, slow = decode_both(monkeypatch, [str(tmp_path)], ingest)
+    assert_same(fast, slow)
+    assert [q[2] for q in fast[0].quarantine] == ["record_too_large"]
+    assert fast[0].rows.num_rows == 2
+
+
+def test_random_mutations_decode_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bytes of a real-shaped file flipped, cut and spliced: whatever either road makes of
+    them, the other makes the same."""
+    rng = random.Random(7)
+    seed = _file([lf.ct(), lf.assume_role(tenant="t0001", new_key_id="ASIAKEY0000000001")])
+    alphabet = '{}[]":,\\ u0123456789abcdefnulltrue-.eE\n\t'
+    for i in range(150):
+        chars = list(seed)
+        for _ in range(rng.randint(1, 4)):
+            at = rng.randrange(len(chars))
+            op = rng.random()
+            if op < 0.4:
+                chars[at] = rng.choice(alphabet)
+            elif op < 0.7:
+                del chars[at]
+            else:
+                chars.insert(at, rng.choice(alphabet))
+        _write(tmp_path, f"{i:03d}.json.gz", "".join(chars))
+    assert_same(*decode_both(monkeypatch, [str(tmp_path)]))
+
+
+def test_blake2b_hex_is_hashlib_blake2b() -> None:
+    values = [os.urandom(n) for n in range(0, 300)] + [b"", b"a" * 128, b"b" * 129, b"c" * 256]
+    arr = pa.array(values, pa.binary())
+    for part in (arr, arr.slice(5, 100)):
+        got = native.blake2b_hex(part)
+        want = b"".join(
+            hashlib.blake2b(v, digest_size=8).hexdigest().encode() for v in part.to_pylist()
+        )
+        assert got == want
