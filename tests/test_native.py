@@ -135,6 +135,27 @@ VARIANTS: list[tuple[str, str, bool]] = [
     ("no identity", _file([{k: v for k, v in lf.ct().items() if k != "userIdentity"}]), True),
     ("null session context", _file(_records(userIdentity={"sessionContext": None})), False),
     ("number where text", _file(_records(eventName=7)), False),
+    *[
+        (
+            f"identity arn {arn!r}",
+            _file(_records(userIdentity={"type": "AssumedRole", "arn": arn})),
+            True,
+        )
+        for arn in [
+            "arn:aws:sts::1:assumed-role/role/session",
+            "arn:aws-cn:sts::1:assumed-role/r/s/with/slashes",
+            "arn:aws:sts:::assumed-role/r/s",
+            "arn:aws:sts::1:assumed-role//s",
+            "arn:aws:sts::1:assumed-role/r/",
+            "arn:aws:sts::1:assumed-role/r/line\nfeed",
+            "arn:aws:sts::1:assumed-role/r/sessión",
+            "arn:a.b:sts::1:assumed-role/r/s",
+            "arn:aws:sts::1:2:assumed-role/r/s",
+            "arn:aws:iam::1:role/r",
+            "-",
+            "",
+        ]
+    ],
     ("null text", _file(_records(errorCode=None, awsRegion=None)), True),
     ("blank text", _file(_records(errorCode="", awsRegion="-", sourceIPAddress="")), True),
     ("params null", _file(_records(requestParameters=None)), True),
@@ -348,3 +369,29 @@ def test_blake2b_hex_is_hashlib_blake2b() -> None:
             hashlib.blake2b(v, digest_size=8).hexdigest().encode() for v in part.to_pylist()
         )
         assert got == want
+
+
+def test_the_secret_flag_is_might_hold_secret(tmp_path: Path) -> None:
+    """The builder's per-record secret flag is redact.might_hold_secret of the record's bytes,
+    needles in any letter case, at any place, cut short or overlapping."""
+    from pipeline.ingest import redact
+
+    rng = random.Random(11)
+    pieces = ["tok", "toke", "token", "TOKEN", "ToKeN", "secre", "SeCrEt", "passw", "password"]
+    pieces += ["authorizatio", "AUTHORIZATION", "beare", "Bearer", "privatekey", "cooki", "cookie"]
+    pieces += ["x", "-", "0", " ", "en", "re", "ke", "ok"]
+    recs = []
+    for _ in range(400):
+        agent = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 6)))
+        rec = {"eventName": "E", "userAgent": agent}
+        if rng.random() < 0.3:
+            rec = {"userAgent": agent, "eventName": "E"}  # the needle at the record's very end
+        recs.append(rec)
+    data = json.dumps({"Records": recs}, separators=(",", ":")).encode()
+    builder = native._ctscan.Builder() if native._ctscan else None
+    assert builder is not None and builder.add(data) == len(recs)
+    _, columns, flags = builder.take()
+    raws = native.string_array(len(recs), *columns["raw"]).to_pylist()
+    want = [redact.might_hold_secret(r.encode()) for r in raws]
+    assert [bool(f & 2) for f in flags] == want
+    assert 50 < sum(want) < 350

@@ -307,6 +307,8 @@ VALUE_FIELDS = (
     "h_role_arn",
 )
 TARGET_FIELDS = ("resource", "h_s3_bucket", "h_s3_key", "h_ddb_table", "h_ddb_key", "h_arns")
+# The role and session names of an assumed-role ARN: ``finish`` extracts them when not given.
+NAME_FIELDS = ("h_role_name", "h_session_name")
 
 
 def values(
@@ -366,9 +368,13 @@ def values(
 
 
 def finish(
-    value: dict[str, pa.Array], hint: dict[str, pa.Array], login_failed: pa.Array
+    value: dict[str, pa.Array],
+    hint: dict[str, pa.Array],
+    login_failed: pa.Array,
+    names: dict[str, pa.Array] | None = None,
 ) -> dict[str, pa.Array]:
-    """The row columns from ``values``' three parts: blanks to null, coalescing, outcomes."""
+    """The row columns from ``values``' three parts: blanks to null, coalescing, outcomes.
+    ``names``: the ``NAME_FIELDS`` if the caller has them (else the ``_ASSUMED`` regex)."""
     n = len(login_failed)
     c = {k: _blank_to_null(value[k]) for k in VALUE_FIELDS}
     typed = pc.if_else(
@@ -378,7 +384,12 @@ def finish(
         ),
         pa.scalar(None, _S),
     )
-    names = pc.extract_regex(c["arn"], pattern=_ASSUMED)
+    if names is None:
+        parts = pc.extract_regex(c["arn"], pattern=_ASSUMED)
+        names = {
+            "h_role_name": pc.struct_field(parts, "role"),
+            "h_session_name": pc.struct_field(parts, "session"),
+        }
     has_error = pc.is_valid(c["error_code"])
     return {
         "event_id": c["event_id"],
@@ -407,8 +418,8 @@ def finish(
         "account_id": pc.coalesce(c["recipient"], c["ident_account"]),
         "region": c["region"],
         "request_id": c["request_id"],
-        "h_role_name": pc.struct_field(names, "role"),
-        "h_session_name": pc.struct_field(names, "session"),
+        "h_role_name": names["h_role_name"],
+        "h_session_name": names["h_session_name"],
         "h_role_arn": c["h_role_arn"],
         "h_source_identity": pc.coalesce(c["session_source_identity"], c["source_identity"]),
         **{k: hint[k] for k in TARGET_FIELDS if k != "resource"},

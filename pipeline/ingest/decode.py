@@ -235,16 +235,18 @@ class _Rows:
     def _flush_native(self) -> None:
         if not self.native_runs:
             return
-        n, buffers, login_failed = self.native.take()
+        n, buffers, flag_bytes = self.native.take()
         runs, self.native_runs = self.native_runs, []
         arrays = {name: native.string_array(n, *bufs) for name, bufs in buffers.items()}
         raw = arrays.pop("raw")
-        failed = pa.Array.from_buffers(pa.uint8(), n, [None, pa.py_buffer(login_failed)])
+        flags = pa.Array.from_buffers(pa.uint8(), n, [None, pa.py_buffer(flag_bytes)])
         cols = cloudtrail.finish(
             {k: arrays[k] for k in cloudtrail.VALUE_FIELDS},
             {k: arrays[k] for k in cloudtrail.TARGET_FIELDS},
-            failed.cast(pa.bool_()),
+            pc.not_equal(pc.bit_wise_and(flags, 1), 0),
+            {k: arrays[k] for k in cloudtrail.NAME_FIELDS},
         )
+        secret = pc.not_equal(pc.bit_wise_and(flags, 2), 0)
         counts = np.array([c for _, c in runs], np.int64)
         uris = pa.DictionaryArray.from_arrays(
             pa.array(np.repeat(np.arange(len(runs), dtype=np.int32), counts)),
@@ -256,7 +258,7 @@ class _Rows:
             rec: cloudtrail.Record = cloudtrail.record_decoder.decode(raw[i].as_py())
             return rec
 
-        self._finish_cloudtrail(cols, raw, uris, pos.tolist(), record)
+        self._finish_cloudtrail(cols, raw, uris, pos.tolist(), record, secret)
 
     def _flush_cloudtrail(self) -> None:
         if not self.ct:
@@ -284,9 +286,11 @@ class _Rows:
         uris: pa.Array,
         pos: list[int],
         record: Callable[[int], _Record],
+        secret: pa.Array | None = None,
     ) -> None:
         """What both roads share: records too large, secrets, unusable records, missing ids,
-        AssumeRole sessions; then the chunk joins the batch."""
+        AssumeRole sessions; then the chunk joins the batch. ``secret``: the rows that might
+        hold one, when the caller knows (else ``redact.flag_secrets`` finds them)."""
         q = self.out.quarantine
         big = pc.greater(pc.binary_length(raw), self.max_record_bytes)
         if pc.any(big).as_py():
@@ -296,6 +300,7 @@ class _Rows:
             small = pc.invert(big)
             cols = {k: v.filter(small) for k, v in cols.items()}
             raw, uris = raw.filter(small), uris.filter(small)
+            secret = secret.filter(small) if secret is not None else None
             kept = pc.indices_nonzero(small).to_pylist()
             pos = [pos[i] for i in kept]
 
@@ -305,7 +310,7 @@ class _Rows:
             record = record_of
             if not len(raw):
                 return
-        flagged = redact.flag_secrets(raw)
+        flagged = redact.flag_secrets(raw) if secret is None else secret
         if pc.any(flagged).as_py():
             which = pc.indices_nonzero(flagged)
             redacted = redact.redact_many([r.encode() for r in raw.take(which).to_pylist()])
