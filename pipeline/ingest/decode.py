@@ -29,7 +29,7 @@ CHUNK_RECORDS = 4096
 CHUNK_BYTES = 64 << 20
 _S = pa.string()
 
-_Record = cloudtrail.Record
+_Record = cloudtrail.Record | cloudtrail.SessionRecord
 
 # (input uri, position, reason, detail, raw bytes)
 Quarantined = tuple[str, int, str, str, bytes]
@@ -254,8 +254,8 @@ class _Rows:
         ).cast(_S)
         pos = np.arange(n) - np.repeat(np.cumsum(counts) - counts, counts)
 
-        def record(i: int) -> cloudtrail.Record:
-            rec: cloudtrail.Record = cloudtrail.record_decoder.decode(raw[i].as_py())
+        def record(i: int) -> cloudtrail.SessionRecord:
+            rec: cloudtrail.SessionRecord = cloudtrail.session_decoder.decode(raw[i].as_py())
             return rec
 
         self._finish_cloudtrail(cols, raw, uris, pos.tolist(), record, secret)
