@@ -66,9 +66,12 @@ def dataset(data: Path, records: int) -> tuple[Path, int]:
         events_per_day = math.ceil(events_per_day * records / n * 1.02)
 
 
-def measure(peer: str, cmd: list[str], records: int, scale: float = 1.0) -> Result:
+def measure(
+    peer: str, cmd: list[str], records: int, scale: float = 1.0, env: dict[str, str] | None = None
+) -> Result:
     started = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    environ = {**os.environ, **(env or {})}
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True, env=environ)
     assert proc.stdout is not None
     output = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -100,6 +103,13 @@ def main(args: argparse.Namespace) -> None:
         lake = str(work / f"lake-w{workers}")
         cmd = [tw, "ingest", str(trail), "--lake", lake, "--workers", str(workers), "--json"]
         results.append(measure(f"tenantwatch --workers {workers}", cmd, n))
+    one, two = results
+    two.note = f"wall {one.wall_s / two.wall_s:.2f}x --workers 1's"
+    # What the compiled road (pipeline/ingest/_ctscan.c) buys: the same run on the Python road.
+    cmd = [tw, "ingest", str(trail), "--lake", str(work / "lake-py"), "--workers", "1", "--json"]
+    python_road = measure("tenantwatch, Python road", cmd, n, env={"TENANTWATCH_NATIVE": "0"})
+    python_road.note = "TENANTWATCH_NATIVE=0, --workers 1"
+    results.append(python_road)
     duck = measure("duckdb, 1 thread", [*peer, "duckdb", str(trail), str(work / "d.parquet")], n)
     results.append(duck)
     cmd = [*peer, "duckdb-fields", str(trail), str(work / "f.parquet")]
@@ -117,11 +127,12 @@ def main(args: argparse.Namespace) -> None:
         f"\ningest: {n:,} simulator CloudTrail records in {files:,} files "
         f"({size / 1e6:,.0f} MB gzip), {os.cpu_count()} CPUs\n"
     )
-    print(table(results, duck))
+    print(table(results, duck, pandas))
 
 
-def table(results: list[Result], base: Result) -> str:
+def table(results: list[Result], base: Result, slow: Result) -> str:
     base_rate = base.records / base.cpu_s
+    slow_rate = slow.records / slow.cpu_s
     head = (
         "peer",
         "records",
@@ -131,6 +142,7 @@ def table(results: list[Result], base: Result) -> str:
         "rec/CPU-s",
         "peak RSS MB",
         "x duckdb/CPU-s",
+        "x pandas/CPU-s",
         "note",
     )
     rows = [head]
@@ -146,6 +158,7 @@ def table(results: list[Result], base: Result) -> str:
                 f"{rate:,.0f}",
                 f"{r.rss_mb:,.0f}",
                 f"{rate / base_rate:.2f}",
+                f"{rate / slow_rate:.1f}",
                 r.note,
             )
         )
@@ -153,7 +166,7 @@ def table(results: list[Result], base: Result) -> str:
     lines = []
     for k, row in enumerate(rows):
         cells = [
-            c.ljust(w) if i in (0, 8) else c.rjust(w)
+            c.ljust(w) if i in (0, len(head) - 1) else c.rjust(w)
             for i, (c, w) in enumerate(zip(row, widths, strict=True))
         ]
         lines.append("  ".join(cells).rstrip())

@@ -47,6 +47,7 @@ static int buf_reserve(Buf *b, Py_ssize_t extra) {
 }
 
 static int buf_put(Buf *b, const void *s, Py_ssize_t n) {
+    if (n == 0) return 0; /* also: memcpy may not be given a null pointer, even for nothing */
     if (buf_reserve(b, n) < 0) return -1;
     memcpy(b->p + b->len, s, (size_t)n);
     b->len += n;
