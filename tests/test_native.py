@@ -395,3 +395,23 @@ def test_the_secret_flag_is_might_hold_secret(tmp_path: Path) -> None:
     want = [redact.might_hold_secret(r.encode()) for r in raws]
     assert [bool(f & 2) for f in flags] == want
     assert 50 < sum(want) < 350
+
+
+def test_take_writes_replacements_in_place_of_the_raw_text() -> None:
+    builder = native._ctscan.Builder() if native._ctscan else None
+    assert builder is not None
+    recs = [{"eventName": f"E{i}", "userAgent": "token" if i % 3 == 0 else "x"} for i in range(10)]
+    assert builder.add(json.dumps({"Records": recs}).encode()) == 10
+    rows, texts = builder.secrets()
+    assert rows == [0, 3, 6, 9]
+    assert [json.loads(t)["eventName"] for t in texts] == ["E0", "E3", "E6", "E9"]
+    n, columns, _ = builder.take([0, 6, 9], [b"first", b"", b"last"])
+    raw = native.string_array(n, *columns["raw"]).to_pylist()
+    assert raw[0] == "first" and raw[6] == "" and raw[9] == "last"
+    assert [json.loads(raw[i])["eventName"] for i in (1, 2, 3, 4, 5, 7, 8)] == [
+        f"E{i}" for i in (1, 2, 3, 4, 5, 7, 8)
+    ]
+    assert builder.rows == 0
+    with pytest.raises(ValueError, match="ascending"):
+        builder.add(json.dumps({"Records": recs}).encode())
+        builder.take([3, 1], [b"a", b"b"])

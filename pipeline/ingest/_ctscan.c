@@ -1092,17 +1092,86 @@ done:
     return result;
 }
 
-/* take() -> (rows, {name: (validity, offsets, data, null_count)}, flags): the buffers
- * as bytes; the builder starts over. */
-static PyObject *Builder_take(Builder *b, PyObject *Py_UNUSED(ignored)) {
+/* The raw column's buffers with some rows' text replaced: (offsets, data) as bytes, written
+ * once (the replaced rows are few; the rest is copied in runs). `rows` ascending, unique. */
+static PyObject *raw_replaced(Builder *b, PyObject *rows, PyObject *texts) {
+    Col *col = &b->cols[RAW];
+    const int32_t *off = (const int32_t *)col->offsets.p;
+    Py_ssize_t k = PyList_GET_SIZE(rows), size = col->data.len;
+    for (Py_ssize_t j = 0; j < k; j++) {
+        Py_ssize_t row = PyLong_AsSsize_t(PyList_GET_ITEM(rows, j));
+        PyObject *text = PyList_GET_ITEM(texts, j);
+        if (row == -1 && PyErr_Occurred()) return NULL;
+        if (row < 0 || row >= b->rows || (j && row <= PyLong_AsSsize_t(PyList_GET_ITEM(rows, j - 1))) ||
+            !PyBytes_Check(text)) {
+            PyErr_SetString(PyExc_ValueError, "replacements: ascending rows, bytes");
+            return NULL;
+        }
+        size += PyBytes_GET_SIZE(text) - (off[row + 1] - off[row]);
+    }
+    if (size > INT32_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "raw column chunk past 2 GiB");
+        return NULL;
+    }
+    PyObject *offsets = PyBytes_FromStringAndSize(NULL, (b->rows + 1) * (Py_ssize_t)sizeof(int32_t));
+    PyObject *data = PyBytes_FromStringAndSize(NULL, size);
+    if (!offsets || !data) {
+        Py_XDECREF(offsets);
+        Py_XDECREF(data);
+        return NULL;
+    }
+    int32_t *o = (int32_t *)PyBytes_AS_STRING(offsets);
+    char *w = PyBytes_AS_STRING(data);
+    Py_ssize_t row = 0, at = 0;
+    o[0] = 0;
+    for (Py_ssize_t j = 0; j <= k; j++) {
+        Py_ssize_t next = j < k ? PyLong_AsSsize_t(PyList_GET_ITEM(rows, j)) : b->rows;
+        /* rows [row, next) unchanged: one copy, offsets shifted */
+        memcpy(w + at, col->data.p + off[row], (size_t)(off[next] - off[row]));
+        for (Py_ssize_t r = row; r < next; r++) o[r + 1] = (int32_t)(at + off[r + 1] - off[row]);
+        at += off[next] - off[row];
+        if (j == k) break;
+        PyObject *text = PyList_GET_ITEM(texts, j);
+        memcpy(w + at, PyBytes_AS_STRING(text), (size_t)PyBytes_GET_SIZE(text));
+        at += PyBytes_GET_SIZE(text);
+        o[next + 1] = (int32_t)at;
+        row = next + 1;
+    }
+    return Py_BuildValue("(NN)", offsets, data);
+}
+
+/* take(rows=None, texts=None) -> (rows, {name: (validity, offsets, data, null_count)}, flags):
+ * the buffers as bytes, the raw text of `rows` (ascending) replaced by `texts`; the builder
+ * starts over. */
+static PyObject *Builder_take(Builder *b, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"rows", "texts", NULL};
+    PyObject *rows = Py_None, *texts = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|OO", kwlist, &rows, &texts)) return NULL;
+    if ((rows == Py_None) != (texts == Py_None) ||
+        (rows != Py_None && (!PyList_Check(rows) || !PyList_Check(texts) ||
+                             PyList_GET_SIZE(rows) != PyList_GET_SIZE(texts)))) {
+        PyErr_SetString(PyExc_TypeError, "take: rows and texts, lists of the same length");
+        return NULL;
+    }
     PyObject *cols = PyDict_New();
     if (!cols) return NULL;
     for (int c = 0; c < NCOLS; c++) {
         Col *col = &b->cols[c];
-        PyObject *t = Py_BuildValue(
-            "(y#y#y#n)", col->valid.p ? col->valid.p : "", col->valid.len, col->offsets.p,
-            (b->rows + 1) * (Py_ssize_t)sizeof(int32_t), col->data.p ? col->data.p : "",
-            col->data.len, col->nulls);
+        PyObject *t;
+        if (c == RAW && rows != Py_None) {
+            PyObject *raw = raw_replaced(b, rows, texts);
+            if (!raw) {
+                Py_DECREF(cols);
+                return NULL;
+            }
+            t = Py_BuildValue("(y#OOn)", col->valid.p ? col->valid.p : "", col->valid.len,
+                              PyTuple_GET_ITEM(raw, 0), PyTuple_GET_ITEM(raw, 1), col->nulls);
+            Py_DECREF(raw);
+        } else {
+            t = Py_BuildValue("(y#y#y#n)", col->valid.p ? col->valid.p : "", col->valid.len,
+                              col->offsets.p, (b->rows + 1) * (Py_ssize_t)sizeof(int32_t),
+                              col->data.p ? col->data.p : "", col->data.len, col->nulls);
+        }
         if (!t || PyDict_SetItemString(cols, COL_NAMES[c], t) < 0) {
             Py_XDECREF(t);
             Py_DECREF(cols);
@@ -1114,6 +1183,28 @@ static PyObject *Builder_take(Builder *b, PyObject *Py_UNUSED(ignored)) {
                                   b->flags.p ? b->flags.p : "", b->flags.len);
     if (out) cols_reset(b);
     return out;
+}
+
+/* secrets() -> (rows, texts): the rows that might hold a secret, ascending, and their raw
+ * text, for redaction before take(). */
+static PyObject *Builder_secrets(Builder *b, PyObject *Py_UNUSED(ignored)) {
+    PyObject *rows = PyList_New(0), *texts = PyList_New(0);
+    if (!rows || !texts) goto fail;
+    const int32_t *off = (const int32_t *)b->cols[RAW].offsets.p;
+    for (Py_ssize_t r = 0; r < b->rows; r++) {
+        if (!(b->flags.p[r] & 2)) continue;
+        PyObject *i = PyLong_FromSsize_t(r);
+        PyObject *t = PyBytes_FromStringAndSize(b->cols[RAW].data.p + off[r], off[r + 1] - off[r]);
+        int bad = !i || !t || PyList_Append(rows, i) < 0 || PyList_Append(texts, t) < 0;
+        Py_XDECREF(i);
+        Py_XDECREF(t);
+        if (bad) goto fail;
+    }
+    return Py_BuildValue("(NN)", rows, texts);
+fail:
+    Py_XDECREF(rows);
+    Py_XDECREF(texts);
+    return NULL;
 }
 
 static PyObject *Builder_rows(Builder *b, void *Py_UNUSED(closure)) {
@@ -1128,9 +1219,12 @@ static PyMethodDef Builder_methods[] = {
     {"add", (PyCFunction)Builder_add, METH_O,
      "add(data) -> int | None: append the records of a decompressed delivery file; None (and "
      "nothing appended) when the file is not for this road."},
-    {"take", (PyCFunction)Builder_take, METH_NOARGS,
-     "take() -> (rows, {column: (validity, offsets, data, nulls)}, flags): flags has a byte a "
-     "row, 1 = a console login failed, 2 = the record might hold a secret."},
+    {"take", (PyCFunction)(void (*)(void))Builder_take, METH_VARARGS | METH_KEYWORDS,
+     "take(rows=None, texts=None) -> (rows, {column: (validity, offsets, data, nulls)}, flags): "
+     "the raw text of `rows` (ascending) replaced by `texts`; flags has a byte a row, 1 = a "
+     "console login failed, 2 = the record might hold a secret."},
+    {"secrets", (PyCFunction)Builder_secrets, METH_NOARGS,
+     "secrets() -> (rows, texts): the rows that might hold a secret and their raw text."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -235,7 +235,21 @@ class _Rows:
     def _flush_native(self) -> None:
         if not self.native_runs:
             return
-        n, buffers, flag_bytes = self.native.take()
+        # Secrets first: the builder writes the redacted text in place of the original as it
+        # hands the raw column over (one copy, not a second pass over every record).
+        rows, texts = self.native.secrets()
+        originals: dict[int, bytes] = {}
+        if rows:
+            changed = [
+                (row, text, new)
+                for row, text, new in zip(rows, texts, redact.redact_many(texts), strict=True)
+                if new != text
+            ]
+            originals = {row: text for row, text, _ in changed}
+            taken = self.native.take([c[0] for c in changed], [c[2] for c in changed])
+        else:
+            taken = self.native.take()
+        n, buffers, flag_bytes = taken
         runs, self.native_runs = self.native_runs, []
         arrays = {name: native.string_array(n, *bufs) for name, bufs in buffers.items()}
         raw = arrays.pop("raw")
@@ -246,7 +260,7 @@ class _Rows:
             pc.not_equal(pc.bit_wise_and(flags, 1), 0),
             {k: arrays[k] for k in cloudtrail.NAME_FIELDS},
         )
-        secret = pc.not_equal(pc.bit_wise_and(flags, 2), 0)
+
         counts = np.array([c for _, c in runs], np.int64)
         uris = pa.DictionaryArray.from_arrays(
             pa.array(np.repeat(np.arange(len(runs), dtype=np.int32), counts)),
@@ -255,10 +269,12 @@ class _Rows:
         pos = np.arange(n) - np.repeat(np.cumsum(counts) - counts, counts)
 
         def record(i: int) -> cloudtrail.SessionRecord:
-            rec: cloudtrail.SessionRecord = cloudtrail.session_decoder.decode(raw[i].as_py())
+            text = originals.get(i) or raw[i].as_py()  # as the Python road: before redaction
+            rec: cloudtrail.SessionRecord = cloudtrail.session_decoder.decode(text)
             return rec
 
-        self._finish_cloudtrail(cols, raw, uris, pos.tolist(), record, secret)
+        done = pa.repeat(pa.scalar(False), n)  # redacted above
+        self._finish_cloudtrail(cols, raw, uris, pos.tolist(), record, done)
 
     def _flush_cloudtrail(self) -> None:
         if not self.ct:
