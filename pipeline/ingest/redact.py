@@ -12,15 +12,17 @@ per record in Arrow (``flag_secrets``): a multi-literal DFA reads each byte once
 
 The commonest flagged record is an ``AssumeRole`` whose response carries a session token and a
 secret key. Walking its decoded tree in Python costs ~25 us; ``_credentials_only`` instead edits
-the two values in the serialised bytes and proves, with one RE2 pass per chunk, that the walk
+the two values in the record's own bytes and proves, with one RE2 pass per chunk, that the walk
 would have changed nothing else, falling back to the walk whenever it cannot (``redact_many``).
+The edited record keeps its original spelling (spaces, escapes) where the walk would re-spell it
+as orjson does: the two decode to the same value, and that is what the tests hold it to.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from itertools import accumulate
 from typing import Any
 
@@ -71,13 +73,18 @@ _BYTES_SECRET = re.compile(
     rb'refreshToken|clientSecret|privateKey|secretString)"\s*:\s*)"(?:[^"\\]|\\.)*"'
 )
 _BYTES_BEARER = re.compile(rb"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}")
-# Credentials as orjson spells them. A key starts right after "{" or "," (inside a string every
-# quote is escaped, so neither pair occurs there).
+# Credentials as compact JSON spells them (as CloudTrail and orjson write them). A key starts
+# right after "{" or "," (inside a string every quote is escaped, so neither pair occurs there).
 _CREDENTIAL_KEYS = (b'"sessionToken":"', b'"secretAccessKey":"')
-# What, outside the credentials, sends a record to the walk: any secret key (RE2's case folding
-# is a superset of str.lower()'s on ASCII), or text _scrub_text might rewrite (its own test).
+# What, outside the credentials, sends a record to the walk: any secret key, whatever the spaces
+# before its colon (RE2's case folding is a superset of str.lower()'s on ASCII); text _scrub_text
+# might rewrite (its own test); and any \u escape, the one way a key or value can spell letters
+# its bytes do not show ("\u0074oken" is a token key once decoded). One RE2 pass does it all:
+# bytes.find costs more per literal than RE2 for the lot.
 _DOUBT_PATTERN = (
-    '(?i:"(?:' + "|".join(re.escape(k) for k in sorted(SECRET_KEYS)) + ')":)|earer|asic|eyJ'
+    '(?i:"(?:'
+    + "|".join(re.escape(k) for k in sorted(SECRET_KEYS))
+    + r')"[ \t\n\r]*:)|earer|asic|eyJ|\\u'
 )
 
 
@@ -133,25 +140,21 @@ def redact_raw(raw: bytes) -> bytes:
 
 
 def redact_many(raws: Sequence[bytes]) -> list[bytes]:
-    """``redact_raw`` of each record, the same bytes, faster for AssumeRole credentials.
+    """``redact_raw`` of each record (JSON, as every record that reaches here has been parsed),
+    faster for AssumeRole credentials: the result decodes to the same value.
 
     A record whose only secrets are sessionToken / secretAccessKey strings has them replaced in
-    its serialised bytes (``_credentials_only``); the proof that nothing else would change is
-    one RE2 pass over all such records at once, since a Python search per record and key costs
-    as much as the walk it saves. The rest take ``redact_raw``.
+    its own bytes (``_credentials_only``), with no parse and no re-serialisation; the proof that
+    nothing else would change is one RE2 pass over all such records at once, since a Python
+    search per record and key costs as much as the walk it saves. The rest take ``redact_raw``.
+    (Bytes that are not JSON lose their secrets too, though not always as ``redact_raw``'s.)
     """
     out: list[bytes | None] = [None] * len(raws)
     edited: list[tuple[int, bytes, bytes]] = []  # (index, redacted, the bytes outside secrets)
     for i, raw in enumerate(raws):
-        if not might_hold_secret(raw):
-            out[i] = raw
-            continue
-        try:
-            # Re-serialised even on the fast road: the walk's output is orjson's spelling of
-            # the record, and both roads must give the same bytes.
-            fast = _credentials_only(orjson.dumps(orjson.loads(raw)))
-        except (orjson.JSONDecodeError, orjson.JSONEncodeError, RecursionError):
-            fast = None
+        # No might_hold_secret first: a record with a credential holds a secret, and redact_raw
+        # asks it of the others.
+        fast = _credentials_only(raw)
         if fast is not None:
             edited.append((i, *fast))
     if edited:
@@ -170,46 +173,54 @@ def _binary(parts: list[bytes]) -> pa.Array:
     return pa.Array.from_buffers(pa.large_binary(), len(parts), [None, offsets.buffers()[1], data])
 
 
-def _credentials_only(canonical: bytes) -> tuple[bytes, bytes] | None:
-    """``canonical`` (orjson's output) with its sessionToken / secretAccessKey string values
-    fingerprinted, and the bytes outside those keys and values (for ``redact_many`` to check
-    that the walk would change nothing there); None when there are none, or when the record is
-    not ASCII (str.lower() folds some non-ASCII letters onto ASCII key letters)."""
-    if not canonical.isascii():
+def _credentials_only(raw: bytes) -> tuple[bytes, bytes] | None:
+    """``raw`` with its sessionToken / secretAccessKey string values fingerprinted, and the bytes
+    outside those keys and values (for ``redact_many`` to check that the walk would change
+    nothing there); None when there are none, when a value does not end (not JSON), or when the
+    record is not ASCII (str.lower() folds some non-ASCII letters onto ASCII key letters)."""
+    if not raw.isascii():
         return None
-    spans = sorted(span for key in _CREDENTIAL_KEYS for span in _string_values(canonical, key))
+    spans: list[tuple[int, int, int]] = []  # (where the key starts, its value starts, ends)
+    try:
+        for key in _CREDENTIAL_KEYS:
+            at = raw.find(key)
+            while at > 0:
+                start = at + len(key)
+                end = _string_end(raw, start)
+                # Only a key that opens or follows a member; any other stays in the bytes
+                # outside, where the doubt pattern sends the record to the walk.
+                if raw[at - 1] in b"{,":
+                    spans.append((at, start, end))
+                at = raw.find(key, end)
+    except ValueError:  # a string that does not end: not JSON
+        return None
     if not spans:
         return None
+    spans.sort()
     out: list[bytes] = []
     rest: list[bytes] = []
     pos = 0
     for key_start, start, end in spans:
-        rest.append(canonical[pos:key_start])
-        out += (canonical[pos:start], _fingerprint_json_string(canonical[start:end]))
+        rest.append(raw[pos:key_start])
+        out += (raw[pos:start], _fingerprint_json_string(raw[start:end]))
         pos = end
-    rest.append(canonical[pos:])
-    out.append(canonical[pos:])
+    rest.append(raw[pos:])
+    out.append(raw[pos:])
     return b"".join(out), b"\x00".join(rest)
 
 
-def _string_values(canonical: bytes, key: bytes) -> Iterator[tuple[int, int, int]]:
-    """(where the key starts, where its string value starts, where it ends) for each ``key``
-    (``"name":"``) that opens or follows a member; the value ends at the first quote not
-    escaped by an odd run of backslashes."""
-    at = canonical.find(key)
-    while at > 0:
-        start = end = at + len(key)
-        while True:
-            end = canonical.index(b'"', end)
-            back = end
-            while canonical[back - 1] == 0x5C:  # a backslash
-                back -= 1
-            if (end - back) % 2 == 0:
-                break
-            end += 1
-        if canonical[at - 1] in b"{,":
-            yield at, start, end
-        at = canonical.find(key, end)
+def _string_end(raw: bytes, start: int) -> int:
+    """Where the JSON string whose text starts at ``start`` ends: the first quote not escaped by
+    an odd run of backslashes (ValueError when there is none)."""
+    end = raw.index(b'"', start)
+    while raw[end - 1] == 0x5C:  # a backslash: count the run
+        back = end - 1
+        while raw[back - 1] == 0x5C:
+            back -= 1
+        if (end - back) % 2 == 0:
+            break
+        end = raw.index(b'"', end + 1)
+    return end
 
 
 def _fingerprint_json_string(body: bytes) -> bytes:
