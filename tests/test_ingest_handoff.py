@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from pipeline.config import parse_config
-from pipeline.ingest import handoff
+from pipeline.ingest import handoff, run
 from pipeline.ingest.run import decode_batch, ingest, make_batches
 from pipeline.ingest.sources import list_inputs
 from tests import logfactory as lf
@@ -51,3 +53,59 @@ def test_a_run_with_workers_leaves_no_scratch_files(
     summary = ingest([str(inputs(tmp_path / "in"))], str(tmp_path / "lake"), cfg, workers=2)
     assert summary["ingested"] == 12
     assert not list(shm.iterdir())
+
+
+def _lake_files(root: Path) -> dict[str, pa.Table]:
+    return {
+        str(p.relative_to(root)): pq.read_table(p)
+        for p in sorted(root.rglob("*.parquet"))
+        if "_state/logs" not in str(p)
+    }
+
+
+def _workload(folder: Path) -> Path:
+    """Batches that need each other: sessions learnt in one batch and used in later ones, the
+    same events delivered again in later files, several hours per batch."""
+    folder.mkdir(parents=True)
+    events = [
+        [
+            lf.ct(
+                key_id=f"ASIAKEY{i % 3:011d}",
+                time=f"2026-11-16T{10 + (i + j) % 4:02d}:00:00Z",
+                event_id=f"e{i}-{j}",
+            )
+            for j in range(5)
+        ]
+        for i in range(8)
+    ]
+    for i in range(8):
+        key = f"ASIAKEY{i % 3:011d}"
+        recs = [lf.assume_role(tenant=f"t000{i % 3}", new_key_id=key)] if i < 3 else []
+        recs += events[i] + (events[i - 4] if i >= 4 else [])  # a re-delivery of earlier events
+        lf.delivery_file(folder / f"{i}.json.gz", recs)
+    return folder
+
+
+@pytest.mark.parametrize("budget", [2_000_000, 3])
+def test_workers_write_the_lake_one_process_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, budget: int
+) -> None:
+    """--workers 2 (decoding and writing in workers, planning here) and --workers 1 give the
+    same files and summary; also when the dedup index forgets partitions (budget 3 keys) and
+    must read them back while this run's own files for them may still be being written."""
+    monkeypatch.setattr(run.SeenIndex.__init__, "__defaults__", (budget,))
+    cfg = parse_config({"ingest": {"batch_input_bytes": 1}}, environ={})
+    src = str(_workload(tmp_path / "in"))
+    one = ingest([src], str(tmp_path / "one"), cfg, workers=1)
+    two = ingest([src], str(tmp_path / "two"), cfg, workers=2)
+    strip = ("elapsed_s", "records_per_s", "workers", "lake", "finished_at")
+    assert {k: v for k, v in one.items() if k not in strip} == {
+        k: v for k, v in two.items() if k not in strip
+    }
+    assert one["duplicates"] == 20 and one["ingested"] == 43
+    a, b = _lake_files(tmp_path / "one"), _lake_files(tmp_path / "two")
+    assert a.keys() == b.keys()
+    for name in a:
+        if name.startswith("_state/ingested"):
+            continue  # holds no path of the lake, but let equal tables be equal anyway
+        assert a[name].equals(b[name]), name

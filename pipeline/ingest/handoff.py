@@ -60,11 +60,15 @@ def _roomy(folder: Path) -> bool:
     return folder.is_dir() and shutil.disk_usage(folder).free >= _ROOM_NEEDED
 
 
-def load_rows(d: Decoded) -> Decoded:
-    """In the parent: ``d`` with its rows mapped back from their file (which is then deleted)."""
+def load_rows(d: Decoded, keep_file: bool = False) -> Decoded:
+    """In the parent: ``d`` with its rows mapped back from their file, which is then deleted,
+    unless ``keep_file`` (then ``rows_file`` still names it, for ``write.write`` to map and
+    delete)."""
     if d.rows_file is None:
         return d
     # Not closed here: the table's buffers point into the mapping, which lives as long as they do.
     rows = pa.ipc.open_file(pa.memory_map(d.rows_file)).read_all()
+    if keep_file:
+        return replace(d, rows=rows)
     Path(d.rows_file).unlink()
     return replace(d, rows=rows, rows_file=None)

@@ -21,10 +21,10 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any
@@ -35,7 +35,7 @@ import pyarrow.compute as pc
 
 from pipeline import schema
 from pipeline.config import AuthorizerContext, Config, IngestConfig
-from pipeline.ingest import handoff, redact, tenancy, timeparse
+from pipeline.ingest import handoff, redact, tenancy, timeparse, write
 from pipeline.ingest.decode import Batch, Decoded, decode_batch
 from pipeline.ingest.sources import InputRef, LogPosition, list_inputs
 from pipeline.lake import Lake, event_partition
@@ -122,8 +122,14 @@ class Ingestor:
                 tags, _ = self.sessions.sessions.get(key, ({}, started))
                 self.sessions.learn(key, {**tags, tag: value}, started)
 
-    def absorb(self, d: Decoded, summary: Summary) -> None:
-        batch_id = d.batch.id
+    def plan(
+        self, d: Decoded, summary: Summary, wait: Callable[[str], None] | None = None
+    ) -> Planned:
+        """Everything about a batch that needs the run's history, in batch order: sessions,
+        times, tenants, duplicates (within the batch and against the lake), the files' order.
+        Writing the files is ``write.write`` (here or in a worker); ``commit`` then records the
+        batch. ``wait(partition)`` is called before a partition's keys are read from the lake,
+        so that this run's own files for it are there first."""
         summary.records_in += d.records_in
         quarantine = list(d.quarantine)
         # Sessions first: an AssumeRole and the calls it enabled often share a batch.
@@ -132,7 +138,10 @@ class Ingestor:
             if when is not None:
                 self.sessions.learn(key, tags, when)
 
-        t = d.rows
+        # The raw text stays where it is (a worker's hand-off file, or the decoded batch): the
+        # plan names rows by number, and only ``write`` copies them.
+        rows = d.rows
+        t = rows.drop_columns(["raw"]).append_column("_row", pa.array(np.arange(rows.num_rows)))
         when = timeparse.parse_times(t["event_time"])
         bad = pc.is_null(when)
         if pc.any(bad).as_py():
@@ -143,7 +152,7 @@ class Ingestor:
                         -1,
                         "bad_event_time",
                         f"unparseable time {str(t['event_time'][i].as_py())[:40]!r}",
-                        t["raw"][i].as_py().encode(),
+                        rows["raw"][i].as_py().encode(),
                     )
                 )
             keep = pc.invert(bad)
@@ -151,42 +160,62 @@ class Ingestor:
         t = t.set_column(t.schema.get_field_index("event_time"), "event_time", when)
         if t.num_rows:
             self.sessions.expire(pc.min(when).as_py())
-        # Cast once here rather than per file: the partitions inherit the pinned schema.
         t = tenancy.resolve(t, self.cfg.tenancy, self.sessions)
-        t = t.select(schema.EVENTS.names).cast(schema.EVENTS)
         t = t.append_column("_dedup", _dedup_key(t)).append_column("_hour", _hours(when))
         order = _file_order(t)
         dup_in_batch = t.num_rows - len(order)
+        t = t.take(order)  # file order; no raw text, so a few MB
 
-        own = f"part-{batch_id}.parquet"
-        written = dup_lake = 0
-        for (source, hour), pt in _partitions(t, order):
+        own = f"part-{d.batch.id}.parquet"
+        keep_parts: list[pa.Array] = []
+        files: list[tuple[str, int, int]] = []
+        dup_lake = at = 0
+        for (source, hour), start, end in _partitions(t):
+            pt = t.slice(start, end - start)
             rel = event_partition(source, *_date_hour(hour))
-            seen = self.seen.keys(rel, own)
+            seen = self.seen.keys(rel, own, wait)
+            new = pa.repeat(pa.scalar(True), pt.num_rows)
             if len(seen):
-                new = pc.invert(pc.is_in(pt["_dedup"], value_set=seen))
-                fresh = int(pc.sum(new).as_py() or 0)
-                dup_lake += pt.num_rows - fresh
-                if fresh < pt.num_rows:
-                    pt = pt.filter(new)
-            if not pt.num_rows:
-                continue
-            self.seen.add(rel, pt["_dedup"])
-            out = pt.select(schema.EVENTS.names)
-            self.lake.write_table(f"{rel}/{own}", out)  # already in the file's order
-            written += out.num_rows
-            has_target = pc.is_valid(out["target_tenant"])
-            summary.unresolved_tenants += int(
-                pc.sum(pc.and_(has_target, pc.is_null(out["actor_tenant"]))).as_py() or 0
-            )
-        summary.ingested += written
+                new = pc.invert(pc.is_in(pt["_dedup"], value_set=seen)).combine_chunks()
+            fresh = int(pc.sum(new).as_py() or 0)
+            dup_lake += pt.num_rows - fresh
+            keep_parts.append(new)
+            if fresh:
+                self.seen.add(rel, pt["_dedup"].filter(new))
+                files.append((f"{rel}/{own}", at, at + fresh))
+                at += fresh
+        if keep_parts:
+            t = t.filter(pa.concat_arrays(keep_parts))
+        has_target = pc.is_valid(t["target_tenant"])
+        summary.unresolved_tenants += int(
+            pc.sum(pc.and_(has_target, pc.is_null(t["actor_tenant"]))).as_py() or 0
+        )
+        summary.ingested += t.num_rows
         summary.duplicates += dup_in_batch + dup_lake
         for entry in quarantine:
             summary.quarantined[entry[2]] += 1
-        if quarantine:
-            self.lake.write_table(f"quarantine/{own}", _quarantine_table(quarantine))
+        summary.digests += len({x[0] for x in d.digests})
+        plan = write.Plan(
+            d.batch.id,
+            d.rows_file,
+            t["_row"].to_numpy(),
+            t.select(list(write.EXTRA)),
+            tuple(files),
+        )
+        return Planned(
+            plan, d, quarantine, started, t.num_rows, dup_in_batch + dup_lake, [f[0] for f in files]
+        )
+
+    def commit(self, p: Planned, written: int) -> None:
+        """After the plan's files are written: the batch's quarantine and state, the inputs
+        marked done last (a crash before that re-runs the batch to the same files)."""
+        d, batch_id = p.decoded, p.plan.batch_id
+        if written != p.ingested:
+            raise RuntimeError(f"batch {batch_id}: {written} rows written, {p.ingested} planned")
+        own = f"part-{batch_id}.parquet"
+        if p.quarantine:
+            self.lake.write_table(f"quarantine/{own}", _quarantine_table(p.quarantine))
         if d.digests:
-            summary.digests += len({x[0] for x in d.digests})
             self.lake.write_table(
                 f"_state/digests/{batch_id}.parquet",
                 pa.Table.from_pylist(
@@ -195,9 +224,8 @@ class Ingestor:
             )
         if d.sessions:
             self.lake.write_table(
-                f"_state/sessions/{batch_id}.parquet", _sessions_table(d, started)
+                f"_state/sessions/{batch_id}.parquet", _sessions_table(d, p.started)
             )
-        # Last: marking the inputs done. A crash before this re-runs the batch to the same files.
         self.lake.write_table(
             f"_state/ingested/{batch_id}.parquet",
             pa.Table.from_pylist(
@@ -206,9 +234,9 @@ class Ingestor:
                         "uri": r.uri,
                         "identity": r.identity,
                         "records": d.records_in,
-                        "ingested": written,
-                        "duplicates": dup_in_batch + dup_lake,
-                        "quarantined": len(quarantine),
+                        "ingested": p.ingested,
+                        "duplicates": p.duplicates,
+                        "quarantined": len(p.quarantine),
                     }
                     for r in d.batch.inputs
                 ],
@@ -216,6 +244,27 @@ class Ingestor:
             ),
         )
         self.done.update(r.identity for r in d.batch.inputs)
+
+    def absorb(self, d: Decoded, summary: Summary) -> None:
+        """``plan``, write and ``commit`` one batch in this process."""
+        p = self.plan(d, summary)
+        self.commit(p, write.write(self.lake.root, p.plan, d.rows))
+
+
+@dataclass
+class Planned:
+    """A batch between ``Ingestor.plan`` and ``Ingestor.commit``."""
+
+    plan: write.Plan
+    decoded: Decoded  # its rows released (the plan names them by number)
+    quarantine: list[tuple[str, int, str, str, bytes]]
+    started: pa.Array  # the sessions' start times
+    ingested: int
+    duplicates: int
+    partitions: list[str]  # the files the plan writes
+
+    def __post_init__(self) -> None:
+        self.decoded = replace(self.decoded, rows=self.decoded.rows.schema.empty_table())
 
 
 # The tzinfo Arrow gives "UTC" values (zoneinfo's). Datetimes carrying the same object compare
@@ -269,11 +318,16 @@ class SeenIndex:
         self._parts: OrderedDict[str, pa.ChunkedArray] = OrderedDict()
         self._size = 0
 
-    def keys(self, partition: str, own_file: str) -> pa.ChunkedArray:
-        """The partition's keys, except those in this batch's own (re-written) file."""
+    def keys(
+        self, partition: str, own_file: str, wait: Callable[[str], None] | None = None
+    ) -> pa.ChunkedArray:
+        """The partition's keys, except those in this batch's own (re-written) file. Read from
+        the lake on first touch (or after being forgotten), after ``wait(partition)``."""
         if partition in self._parts:
             self._parts.move_to_end(partition)
             return self._parts[partition]
+        if wait is not None:
+            wait(partition)
         chunks = [
             _dedup_key(self.lake.read_file(f, _DEDUP_COLUMNS.names))
             for f in self.lake.files(partition)
@@ -344,28 +398,16 @@ def _file_order(t: pa.Table) -> pa.Array:
     return order
 
 
-def _partitions(t: pa.Table, order: pa.Array) -> Iterator[tuple[tuple[str, int], pa.Table]]:
-    """((source, hour), its rows in file order) for each partition, given ``_file_order``.
-
-    A batch is ~100 MB, mostly raw text, and one sorted copy of it is fresh memory from the OS
-    each time (its page faults cost more than the copy). So when the rows are one chunk (as a
-    worker hands them over, ``handoff``) they are taken a partition at a time, a few MB that
-    reuse the allocator's free blocks. Several chunks are taken at once: ``take`` on a chunked
-    string column joins its chunks first, on every call.
-    """
-    if not len(order):
+def _partitions(t: pa.Table) -> Iterator[tuple[tuple[str, int], int, int]]:
+    """((source, hour), start, end) of each partition of ``t``, a table in file order (each
+    partition a contiguous run of rows, ``_file_order``)."""
+    if not t.num_rows:
         return
-    per_partition = t["raw"].num_chunks <= 1
-    if not per_partition:
-        t, order = t.take(order), pa.array(np.arange(len(order)))
-    source, hour = t["source"].take(order), t["_hour"].take(order)
-    source, hour = source.combine_chunks(), hour.combine_chunks()
+    source, hour = t["source"].combine_chunks(), t["_hour"].combine_chunks()
     changes = pc.or_(pc.not_equal(source[1:], source[:-1]), pc.not_equal(hour[1:], hour[:-1]))
-    starts = [0, *(i + 1 for i in pc.indices_nonzero(changes).to_pylist()), len(order)]
+    starts = [0, *(i + 1 for i in pc.indices_nonzero(changes).to_pylist()), t.num_rows]
     for start, end in pairwise(starts):
-        rows = order.slice(start, end - start)
-        part = t.take(rows) if per_partition else t.slice(start, end - start)
-        yield (source[start].as_py(), hour[start].as_py()), part
+        yield (source[start].as_py(), hour[start].as_py()), start, end
 
 
 def _quarantine_table(entries: list[tuple[str, int, str, str, bytes]]) -> pa.Table:
@@ -406,32 +448,68 @@ def _worker_count(requested: int | None, cfg: IngestConfig) -> int:
     return n if n and n > 0 else (os.cpu_count() or 1)
 
 
-def _decoded(
-    batches: list[Batch], workers: int, ingest: IngestConfig, claim_key: str
-) -> Iterator[Decoded]:
-    if workers <= 1 or len(batches) <= 1:
-        for b in batches:
-            yield decode_batch(b, ingest, claim_key)
-        return
+def _in_process(
+    ing: Ingestor, batches: list[Batch], ingest: IngestConfig, claim_key: str, summary: Summary
+) -> Iterator[Batch]:
+    """One process: decode, plan, write and commit each batch in turn."""
+    for b in batches:
+        ing.absorb(decode_batch(b, ingest, claim_key), summary)
+        yield b
+
+
+def _with_workers(
+    ing: Ingestor,
+    batches: list[Batch],
+    workers: int,
+    ingest: IngestConfig,
+    claim_key: str,
+    summary: Summary,
+) -> Iterator[Batch]:
+    """N processes decode batches and write their files; this one plans each batch in order
+    (the part that needs the history) and commits it once its files are written.
+
+    Both queues are bounded (memory stays flat: each batch in flight is a hand-off file in
+    shared memory), and batches are committed in input order."""
+    root = ing.lake.root
+    decoding: deque[Future[Decoded]] = deque()
+    writing: deque[tuple[Future[int], Planned]] = deque()
     with handoff.scratch_dir() as folder, ProcessPoolExecutor(max_workers=workers) as pool:
-        # A bounded window of batches in flight keeps memory flat; results come back in order.
-        window = workers + 1
-        futures: list[Future[Decoded]] = []
-        it = iter(batches)
+        todo = iter(batches)
 
-        def submit(b: Batch) -> None:
-            futures.append(pool.submit(handoff.decode_to_file, b, ingest, claim_key, folder))
+        def decode_next() -> None:
+            b = next(todo, None)
+            if b is not None:
+                decoding.append(pool.submit(handoff.decode_to_file, b, ingest, claim_key, folder))
 
-        for b in it:
-            submit(b)
-            if len(futures) >= window:
-                break
-        while futures:
-            done = futures.pop(0).result()
-            nxt = next(it, None)
-            if nxt is not None:
-                submit(nxt)
-            yield handoff.load_rows(done)
+        committed: list[Batch] = []
+
+        def commit_first() -> None:
+            future, planned = writing.popleft()
+            ing.commit(planned, future.result())
+            committed.append(planned.decoded.batch)
+
+        def wait_for(partition: str) -> None:
+            # A partition whose keys must be read from the lake again: this run's files for it
+            # first (rare: only a partition forgotten by the dedup index's budget).
+            prefix = partition + "/"
+            while any(f.startswith(prefix) for _, p in writing for f in p.partitions):
+                commit_first()
+
+        for _ in range(workers + 1):
+            decode_next()
+        while decoding:
+            d = handoff.load_rows(decoding.popleft().result(), keep_file=True)
+            decode_next()
+            planned = ing.plan(d, summary, wait_for)
+            del d  # the rows' mapping: the writer maps the file itself
+            writing.append((pool.submit(write.write, root, planned.plan), planned))
+            while writing and (writing[0][0].done() or len(writing) > workers):
+                commit_first()
+            yield from committed
+            committed.clear()
+        while writing:
+            commit_first()
+        yield from committed
 
 
 def ingest(
@@ -459,9 +537,12 @@ def ingest(
     )
     n = _worker_count(workers, cfg.ingest)
     done_files = 0
-    for d in _decoded(batches, n, cfg.ingest, claim_key):
-        ing.absorb(d, summary)
-        done_files += len(d.batch.inputs)
+    if n <= 1 or len(batches) <= 1:
+        done = _in_process(ing, batches, cfg.ingest, claim_key, summary)
+    else:
+        done = _with_workers(ing, batches, n, cfg.ingest, claim_key, summary)
+    for b in done:
+        done_files += len(b.inputs)
         if progress:
             progress(done_files, len(pending))
     # Only now, with every chunk in the lake, may the next run start after them.

@@ -73,14 +73,24 @@ def _local(source: str, since: datetime | None, until: datetime | None) -> Itera
         return
     if not p.is_dir():
         raise InputError(f"{source}: no such file or directory")
-    for dirpath, dirnames, filenames in os.walk(p):
-        dirnames.sort()
-        for name in sorted(filenames):
-            if name.startswith("."):
-                continue
-            f = Path(dirpath) / name
-            if f.is_file() and in_window(str(f), since, until):
-                yield InputRef(str(f.resolve()), f.stat().st_size)
+    yield from _folder(os.path.realpath(p), since, until)
+
+
+def _folder(folder: str, since: datetime | None, until: datetime | None) -> Iterator[InputRef]:
+    """The files under ``folder`` (absolute, resolved) as ``os.walk`` gives them: a folder's own
+    files by name, then its sub-folders by name; hidden files and symlinked folders skipped.
+    One stat per file (resolving each file's path cost a stat per path component)."""
+    with os.scandir(folder) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    for e in entries:
+        if e.name.startswith(".") or e.is_dir():
+            continue
+        if e.is_file() and in_window(e.path, since, until):
+            uri = os.path.realpath(e.path) if e.is_symlink() else e.path
+            yield InputRef(uri, e.stat().st_size)
+    for e in entries:
+        if e.is_dir(follow_symlinks=False):
+            yield from _folder(e.path, since, until)
 
 
 # --- S3 ----------------------------------------------------------------------------------------
