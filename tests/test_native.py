@@ -415,3 +415,20 @@ def test_take_writes_replacements_in_place_of_the_raw_text() -> None:
     with pytest.raises(ValueError, match="ascending"):
         builder.add(json.dumps({"Records": recs}).encode())
         builder.take([3, 1], [b"a", b"b"])
+
+
+def test_take_strings_is_arrows_take() -> None:
+    import numpy as np
+
+    rng = random.Random(3)
+    chunks = []
+    for _ in range(6):
+        values = ["".join(rng.choice("ab☃") for _ in range(rng.randint(0, 9))) for _ in range(20)]
+        arr = pa.array(values, pa.string())
+        chunks.append(arr.slice(rng.randint(0, 5)) if rng.random() < 0.5 else arr)
+    col = pa.chunked_array(chunks)
+    rows = np.array([rng.randrange(len(col)) for _ in range(300)], np.int64)
+    assert native.take_strings(col, rows).to_pylist() == col.take(rows).to_pylist()
+    assert native.take_strings(col, rows[:0]).to_pylist() == []
+    with pytest.raises(IndexError):
+        native.take_strings(col, np.array([len(col)], np.int64))

@@ -1371,7 +1371,92 @@ done:
     return out;
 }
 
+/* gather(chunks, chunk_of, index) -> (offsets, data): the strings chunks[chunk_of[i]][index[i]]
+ * for each i, as one Arrow string array's buffers (int32 offsets). A chunk is (offsets buffer,
+ * data buffer, array offset, length) of an Arrow string array; chunk_of is int32, index int64.
+ * For the raw text, which Arrow's take would first join across chunks, then copy again. */
+static PyObject *gather(PyObject *Py_UNUSED(mod), PyObject *args) {
+    PyObject *chunks;
+    Py_buffer which, index;
+    if (!PyArg_ParseTuple(args, "O!y*y*", &PyList_Type, &chunks, &which, &index)) return NULL;
+    PyObject *result = NULL, *offsets = NULL, *data = NULL;
+    Py_ssize_t nchunks = PyList_GET_SIZE(chunks), n = index.len / (Py_ssize_t)sizeof(int64_t);
+    Py_buffer *bufs = PyMem_Calloc((size_t)(2 * nchunks + 1), sizeof(Py_buffer));
+    Py_ssize_t *first = PyMem_Calloc((size_t)nchunks + 1, sizeof(Py_ssize_t));
+    Py_ssize_t *length = PyMem_Calloc((size_t)nchunks + 1, sizeof(Py_ssize_t));
+    Py_ssize_t got = 0;
+    if (!bufs || !first || !length) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (which.len != n * (Py_ssize_t)sizeof(int32_t)) {
+        PyErr_SetString(PyExc_ValueError, "gather: chunk_of and index differ in length");
+        goto done;
+    }
+    for (Py_ssize_t c = 0; c < nchunks; c++) {
+        PyObject *t = PyList_GET_ITEM(chunks, c);
+        PyObject *o, *d;
+        if (!PyArg_ParseTuple(t, "OOnn", &o, &d, &first[c], &length[c])) goto done;
+        if (PyObject_GetBuffer(o, &bufs[2 * c], PyBUF_SIMPLE) < 0) goto done;
+        got++;
+        if (PyObject_GetBuffer(d, &bufs[2 * c + 1], PyBUF_SIMPLE) < 0) goto done;
+        got++;
+        if (first[c] < 0 || length[c] < 0 ||
+            (first[c] + length[c] + 1) * (Py_ssize_t)sizeof(int32_t) > bufs[2 * c].len) {
+            PyErr_SetString(PyExc_ValueError, "gather: a chunk's offsets are too short");
+            goto done;
+        }
+    }
+    const int32_t *ch = (const int32_t *)which.buf;
+    const int64_t *ix = (const int64_t *)index.buf;
+    Py_ssize_t size = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (ch[i] < 0 || ch[i] >= nchunks || ix[i] < 0 || ix[i] >= length[ch[i]]) {
+            PyErr_SetString(PyExc_IndexError, "gather: row out of range");
+            goto done;
+        }
+        const int32_t *o = (const int32_t *)bufs[2 * ch[i]].buf + first[ch[i]];
+        if (o[ix[i]] < 0 || o[ix[i] + 1] < o[ix[i]] || o[ix[i] + 1] > bufs[2 * ch[i] + 1].len) {
+            PyErr_SetString(PyExc_ValueError, "gather: offsets out of range");
+            goto done;
+        }
+        size += o[ix[i] + 1] - o[ix[i]];
+    }
+    if (size > INT32_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "gather: past 2 GiB");
+        goto done;
+    }
+    offsets = PyBytes_FromStringAndSize(NULL, (n + 1) * (Py_ssize_t)sizeof(int32_t));
+    data = PyBytes_FromStringAndSize(NULL, size);
+    if (!offsets || !data) goto done;
+    int32_t *out = (int32_t *)PyBytes_AS_STRING(offsets);
+    char *w = PyBytes_AS_STRING(data);
+    int32_t at = 0;
+    out[0] = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const int32_t *o = (const int32_t *)bufs[2 * ch[i]].buf + first[ch[i]];
+        int32_t len = o[ix[i] + 1] - o[ix[i]];
+        memcpy(w + at, (const char *)bufs[2 * ch[i] + 1].buf + o[ix[i]], (size_t)len);
+        at += len;
+        out[i + 1] = at;
+    }
+    result = Py_BuildValue("(OO)", offsets, data);
+done:
+    Py_XDECREF(offsets);
+    Py_XDECREF(data);
+    if (bufs)
+        for (Py_ssize_t k = 0; k < got; k++) PyBuffer_Release(&bufs[k]);
+    PyMem_Free(bufs);
+    PyMem_Free(first);
+    PyMem_Free(length);
+    PyBuffer_Release(&which);
+    PyBuffer_Release(&index);
+    return result;
+}
+
 static PyMethodDef module_methods[] = {
+    {"gather", gather, METH_VARARGS,
+     "gather(chunks, chunk_of, index) -> (offsets, data): strings picked from string arrays."},
     {"blake2b_hex", blake2b_hex, METH_VARARGS,
      "blake2b_hex(offsets, data, n) -> bytes: BLAKE2b-64 of each of n strings, hex, end to end."},
     {NULL, NULL, 0, NULL},

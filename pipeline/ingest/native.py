@@ -12,6 +12,7 @@ import importlib
 import os
 from types import ModuleType
 
+import numpy as np
 import pyarrow as pa
 
 _S = pa.string()
@@ -55,3 +56,21 @@ def blake2b_hex(joined: pa.Array) -> bytes | None:
         joined = pa.array(joined.to_pylist(), pa.binary())
     _, offsets, data = joined.buffers()
     return bytes(_ctscan.blake2b_hex(offsets, data if data is not None else b"", len(joined)))
+
+
+def take_strings(column: pa.ChunkedArray, rows: np.ndarray) -> pa.Array:
+    """``column.take(rows)`` for a string column without nulls (the raw text): picked from its
+    chunks in one copy, where Arrow joins the chunks first (a second copy of all of them).
+    Arrow's own take without the extension."""
+    if _ctscan is None or not enabled() or column.null_count:
+        return column.take(pa.array(rows, pa.int64())).combine_chunks()
+    chunks = [c.cast(_S) if c.type != _S else c for c in column.chunks]
+    bounds = np.cumsum([0, *(len(c) for c in chunks)])
+    rows = np.asarray(rows, np.int64)
+    which = (np.searchsorted(bounds, rows, side="right") - 1).astype(np.int32)
+    index = rows - bounds[which]
+    specs = [(c.buffers()[1], c.buffers()[2] or b"", c.offset, len(c)) for c in chunks]
+    offsets, data = _ctscan.gather(specs, which.tobytes(), index.tobytes())
+    return pa.Array.from_buffers(
+        _S, len(rows), [None, pa.py_buffer(offsets), pa.py_buffer(data)], null_count=0
+    )

@@ -123,13 +123,20 @@ class Ingestor:
                 self.sessions.learn(key, {**tags, tag: value}, started)
 
     def plan(
-        self, d: Decoded, summary: Summary, wait: Callable[[str], None] | None = None
+        self,
+        d: Decoded,
+        summary: Summary,
+        wait: Callable[[str], None] | None = None,
+        *,
+        all_columns: bool = True,
     ) -> Planned:
         """Everything about a batch that needs the run's history, in batch order: sessions,
         times, tenants, duplicates (within the batch and against the lake), the files' order.
         Writing the files is ``write.write`` (here or in a worker); ``commit`` then records the
         batch. ``wait(partition)`` is called before a partition's keys are read from the lake,
-        so that this run's own files for it are there first."""
+        so that this run's own files for it are there first. ``all_columns``: the plan carries
+        every column but the raw text (for a writer in this process); else only what the parent
+        adds (``write.EXTRA``: less to send to a worker, which takes the rest from the rows)."""
         summary.records_in += d.records_in
         quarantine = list(d.quarantine)
         # Sessions first: an AssumeRole and the calls it enabled often share a batch.
@@ -199,7 +206,9 @@ class Ingestor:
             d.batch.id,
             d.rows_file,
             t["_row"].to_numpy(),
-            t.select(list(write.EXTRA)),
+            t.select(
+                [n for n in schema.EVENTS.names if n != "raw"] if all_columns else write.EXTRA
+            ),
             tuple(files),
         )
         return Planned(
@@ -500,7 +509,7 @@ def _with_workers(
         while decoding:
             d = handoff.load_rows(decoding.popleft().result(), keep_file=True)
             decode_next()
-            planned = ing.plan(d, summary, wait_for)
+            planned = ing.plan(d, summary, wait_for, all_columns=False)
             del d  # the rows' mapping: the writer maps the file itself
             writing.append((pool.submit(write.write, root, planned.plan), planned))
             while writing and (writing[0][0].done() or len(writing) > workers):

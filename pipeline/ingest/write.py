@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline import schema
+from pipeline.ingest import native
 from pipeline.lake import Lake
 
 # What the parent adds to a batch's rows: the parsed time and the resolved tenants.
@@ -39,7 +40,9 @@ class Plan:
     batch_id: str
     rows_file: str | None  # the decoded rows in a hand-off file, or None: the caller has them
     order: np.ndarray  # int64 row numbers of the batch, in file order, the rows to write only
-    extra: pa.Table  # the EXTRA columns, aligned with ``order``
+    # Columns aligned with ``order``: at least EXTRA; with all but raw (a plan made in the
+    # writing process), nothing but the raw text is taken from the rows.
+    extra: pa.Table
     files: tuple[tuple[str, int, int], ...]  # (path in the lake, start, end) over ``order``
 
 
@@ -54,18 +57,22 @@ def write(lake_root: str, plan: Plan, rows: pa.Table | None = None) -> int:
     try:
         if not plan.files:
             return 0
-        # A chunked string column is joined by every take: join once. Then a take per file:
-        # a few MB each, which the allocator reuses, where one take of the batch is fresh
-        # memory each time (its page faults cost more than the copy).
-        if rows["raw"].num_chunks > 1:
-            rows = rows.combine_chunks()
-        rows = rows.drop_columns([n for n in EXTRA if n in rows.column_names])
+        # A take per file: a few MB each, which the allocator reuses, where one take of the
+        # batch is fresh memory each time (its page faults cost more than the copy). The raw
+        # text, nearly all of the bytes, is picked from its chunks directly (Arrow's take would
+        # join them first); the other columns are joined once.
+        raw = rows["raw"]
+        given = set(plan.extra.column_names)
+        rest = rows.select([n for n in schema.EVENTS.names if n != "raw" and n not in given])
+        rest = rest.combine_chunks() if rest.num_columns else None
         lake = Lake(lake_root)
         for rel, start, end in plan.files:
-            t = rows.take(pa.array(plan.order[start:end], pa.int64()))
-            extra = plan.extra.slice(start, end - start)
-            for name in EXTRA:
-                t = t.append_column(name, extra[name])
+            picked = plan.order[start:end]
+            t = plan.extra.slice(start, end - start)
+            if rest is not None:
+                for name, col in zip(rest.column_names, rest.take(picked).columns, strict=True):
+                    t = t.append_column(name, col)
+            t = t.append_column("raw", native.take_strings(raw, picked))
             lake.write_table(rel, t.select(schema.EVENTS.names).cast(schema.EVENTS))
         return sum(end - start for _, start, end in plan.files)
     finally:
