@@ -31,8 +31,6 @@ from pipeline.ingest.decode import Batch, Decoded, decode_batch
 _SHARED_MEMORY = Path("/dev/shm")  # noqa: S108
 # Room for a few batches in flight (a batch's rows are ~100-200 MB).
 _ROOM_NEEDED = 2 << 30
-# Well below the 2 GiB a string column's 32-bit offsets can address in one chunk.
-_ONE_CHUNK_LIMIT = 1 << 30
 
 
 def scratch_dir() -> tempfile.TemporaryDirectory[str]:
@@ -45,11 +43,7 @@ def scratch_dir() -> tempfile.TemporaryDirectory[str]:
 def decode_to_file(batch: Batch, ingest: IngestConfig, claim_key: str, folder: str) -> Decoded:
     """In a worker: ``decode_batch``, with the rows left in ``folder`` (``rows_file``)."""
     d = decode_batch(batch, ingest, claim_key)
-    rows = d.rows
-    if rows.nbytes < _ONE_CHUNK_LIMIT:
-        # One chunk lets the parent take rows a partition at a time (run._partitions), and
-        # joining them is the worker's time, not the parent's.
-        rows = rows.combine_chunks()
+    rows = d.rows  # in its chunks as decoded: the writer picks rows from chunks (write.write)
     path = Path(folder) / f"{batch.id}.arrow"
     with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, rows.schema) as writer:
         writer.write_table(rows)
