@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.config import IngestConfig
-from pipeline.ingest import cloudtrail, formats, gz, native, normalize, redact
+from pipeline.ingest import cloudtrail, formats, gz, native, normalize, redact, timeparse
 from pipeline.ingest.sources import InputRef, read_input
 
 CHUNK_RECORDS = 4096
@@ -50,7 +50,7 @@ class Decoded:
     """What a worker hands back for one batch (picklable)."""
 
     batch: Batch
-    rows: pa.Table  # normalize.WIDE, event_time still text
+    rows: pa.Table  # normalize.WIDE, but event_time parsed (timestamp[us, UTC])
     quarantine: list[Quarantined] = field(default_factory=list)
     sessions: list[tuple[str, dict[str, str], str]] = field(default_factory=list)
     digests: list[tuple[str, str, str]] = field(default_factory=list)
@@ -134,11 +134,27 @@ def _decode_batch(batch: Batch, ingest: IngestConfig, claim_key: str) -> Decoded
                     q.append((ref.uri, item.position, exc.reason, str(exc), raw))
                     continue
                 rows.row(row, ref.uri)
-    out.rows = rows.table()
+    table = rows.table()
     # Entries come from chunks as well as from files: put them back in input order.
     order = {ref.uri: i for i, ref in enumerate(batch.inputs)}
     q.sort(key=lambda e: (order.get(e[0], -1), e[1]))
+    out.rows = _with_times(table, q)
     return out
+
+
+def _with_times(t: pa.Table, q: list[Quarantined]) -> pa.Table:
+    """``event_time`` parsed (timestamp[us, UTC]); a row whose time no format accepts goes to
+    the quarantine (here, where its raw text is: the parent does not see it)."""
+    when = timeparse.parse_times(t["event_time"])
+    bad = pc.is_null(when)
+    if pc.any(bad).as_py():
+        for i in pc.indices_nonzero(bad).to_pylist():
+            text = str(t["event_time"][i].as_py())[:40]
+            uri, raw = t["input_uri"][i].as_py(), t["raw"][i].as_py().encode()
+            q.append((uri, -1, "bad_event_time", f"unparseable time {text!r}", raw))
+        keep = pc.invert(bad)
+        t, when = t.filter(keep), when.filter(keep)
+    return t.set_column(t.schema.get_field_index("event_time"), "event_time", when)
 
 
 class _Rows:

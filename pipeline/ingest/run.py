@@ -149,22 +149,7 @@ class Ingestor:
         # plan names rows by number, and only ``write`` copies them.
         rows = d.rows
         t = rows.drop_columns(["raw"]).append_column("_row", pa.array(np.arange(rows.num_rows)))
-        when = timeparse.parse_times(t["event_time"])
-        bad = pc.is_null(when)
-        if pc.any(bad).as_py():
-            for i in pc.indices_nonzero(bad).to_pylist():
-                quarantine.append(
-                    (
-                        t["input_uri"][i].as_py(),
-                        -1,
-                        "bad_event_time",
-                        f"unparseable time {str(t['event_time'][i].as_py())[:40]!r}",
-                        rows["raw"][i].as_py().encode(),
-                    )
-                )
-            keep = pc.invert(bad)
-            t, when = t.filter(keep), when.filter(keep)
-        t = t.set_column(t.schema.get_field_index("event_time"), "event_time", when)
+        when = t["event_time"]  # parsed by the decoder, which quarantined what did not parse
         if t.num_rows:
             self.sessions.expire(pc.min(when).as_py())
         t = tenancy.resolve(t, self.cfg.tenancy, self.sessions)
