@@ -10,7 +10,6 @@ Python rather than guess.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import os
 import random
@@ -19,6 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+import xxhash
 
 from pipeline.config import IngestConfig, parse_config
 from pipeline.ingest import native
@@ -360,13 +360,14 @@ def test_random_mutations_decode_the_same(tmp_path: Path, monkeypatch: pytest.Mo
     assert_same(*decode_both(monkeypatch, [str(tmp_path)]))
 
 
-def test_blake2b_hex_is_hashlib_blake2b() -> None:
-    values = [os.urandom(n) for n in range(0, 300)] + [b"", b"a" * 128, b"b" * 129, b"c" * 256]
-    arr = pa.array(values, pa.binary())
+def test_join_hash_of_one_column_is_xxhash_xxh64() -> None:
+    # Every length around XXH64's 32-, 8- and 4-byte steps, and long values.
+    values = [os.urandom(n) for n in range(0, 300)] + [b"a" * 4096, b""]
+    arr = pa.array(values, pa.binary()).cast(pa.string(), safe=False)
     for part in (arr, arr.slice(5, 100)):
-        got = native.blake2b_hex(part)
+        got = native.join_hash([part])
         want = b"".join(
-            hashlib.blake2b(v, digest_size=8).hexdigest().encode() for v in part.to_pylist()
+            xxhash.xxh64(v).hexdigest().encode() for v in part.cast(pa.binary()).to_pylist()
         )
         assert got == want
 
@@ -432,3 +433,32 @@ def test_take_strings_is_arrows_take() -> None:
     assert native.take_strings(col, rows[:0]).to_pylist() == []
     with pytest.raises(IndexError):
         native.take_strings(col, np.array([len(col)], np.int64))
+
+
+def test_join_hash_is_join_then_xxh64(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pyarrow.compute as pc
+
+    from pipeline.ingest import normalize
+
+    rng = random.Random(5)
+
+    def column() -> pa.Array:
+        values = [
+            None if rng.random() < 0.2 else "".join(rng.choice("a\x1f\x00☃-") for _ in range(4))
+            for _ in range(60)
+        ]
+        arr = pa.array(values, pa.string())
+        return arr.slice(7, 40) if rng.random() < 0.5 else arr.slice(0, 40)
+
+    cols = [column() for _ in range(6)]
+    joined = pc.binary_join_element_wise(
+        *cols, "\x1f", null_handling="replace", null_replacement="\x00"
+    ).cast(pa.binary())
+    want = b"".join(xxhash.xxh64(v).hexdigest().encode() for v in joined.to_pylist())
+    assert native.join_hash(cols) == want
+    # And record_hashes is the same by either road.
+    fields = {f: column() for f in normalize.HASHED_FIELDS}
+    fields["status_code"] = pa.array([200, None] * 20, pa.int32())
+    fast = normalize.record_hashes(fields)
+    monkeypatch.setenv("TENANTWATCH_NATIVE", "0")
+    assert normalize.record_hashes(fields).equals(fast)

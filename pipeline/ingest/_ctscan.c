@@ -1247,28 +1247,7 @@ static PyTypeObject BuilderType = {
 };
 
 /* ---------------------------------------------------------------------------------------- */
-/* BLAKE2b-64 of each string of an Arrow binary column, as 16 hex digits (normalize.record_hashes) */
-
-static const uint64_t B2_IV[8] = {
-    0x6a09e667f3bcc908ULL, 0xbb67ae8584caa73bULL, 0x3c6ef372fe94f82bULL, 0xa54ff53a5f1d36f1ULL,
-    0x510e527fade682d1ULL, 0x9b05688c2b3e6c1fULL, 0x1f83d9abfb41bd6bULL, 0x5be0cd19137e2179ULL,
-};
-static const uint8_t B2_SIGMA[12][16] = {
-    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
-    {14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3},
-    {11, 8, 12, 0, 5, 2, 15, 13, 10, 14, 3, 6, 7, 1, 9, 4},
-    {7, 9, 3, 1, 13, 12, 11, 14, 2, 6, 5, 10, 4, 0, 15, 8},
-    {9, 0, 5, 7, 2, 4, 10, 15, 14, 1, 11, 12, 6, 8, 3, 13},
-    {2, 12, 6, 10, 0, 11, 8, 3, 4, 13, 7, 5, 15, 14, 1, 9},
-    {12, 5, 1, 15, 14, 13, 4, 10, 0, 7, 6, 3, 9, 2, 8, 11},
-    {13, 11, 7, 14, 12, 1, 3, 9, 5, 0, 15, 4, 8, 6, 2, 10},
-    {6, 15, 14, 9, 11, 3, 0, 8, 12, 2, 13, 7, 1, 4, 10, 5},
-    {10, 2, 8, 4, 7, 6, 1, 5, 15, 11, 9, 14, 3, 12, 13, 0},
-    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
-    {14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3},
-};
-
-static inline uint64_t rotr64(uint64_t x, int n) { return (x >> n) | (x << (64 - n)); }
+/* Helpers for the record hash and the raw column                                            */
 
 static inline uint64_t load64(const unsigned char *p) {
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
@@ -1280,95 +1259,6 @@ static inline uint64_t load64(const unsigned char *p) {
     for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
     return v;
 #endif
-}
-
-#define B2_G(a, b, c, d, x, y)          \
-    do {                                \
-        a = a + b + (x);                \
-        d = rotr64(d ^ a, 32);          \
-        c = c + d;                      \
-        b = rotr64(b ^ c, 24);          \
-        a = a + b + (y);                \
-        d = rotr64(d ^ a, 16);          \
-        c = c + d;                      \
-        b = rotr64(b ^ c, 63);          \
-    } while (0)
-
-static void b2_compress(uint64_t h[8], const unsigned char block[128], uint64_t t, int last) {
-    uint64_t m[16], v[16];
-    for (int i = 0; i < 16; i++) m[i] = load64(block + 8 * i);
-    for (int i = 0; i < 8; i++) {
-        v[i] = h[i];
-        v[i + 8] = B2_IV[i];
-    }
-    v[12] ^= t;
-    if (last) v[14] = ~v[14];
-    for (int r = 0; r < 12; r++) {
-        const uint8_t *s = B2_SIGMA[r];
-        B2_G(v[0], v[4], v[8], v[12], m[s[0]], m[s[1]]);
-        B2_G(v[1], v[5], v[9], v[13], m[s[2]], m[s[3]]);
-        B2_G(v[2], v[6], v[10], v[14], m[s[4]], m[s[5]]);
-        B2_G(v[3], v[7], v[11], v[15], m[s[6]], m[s[7]]);
-        B2_G(v[0], v[5], v[10], v[15], m[s[8]], m[s[9]]);
-        B2_G(v[1], v[6], v[11], v[12], m[s[10]], m[s[11]]);
-        B2_G(v[2], v[7], v[8], v[13], m[s[12]], m[s[13]]);
-        B2_G(v[3], v[4], v[9], v[14], m[s[14]], m[s[15]]);
-    }
-    for (int i = 0; i < 8; i++) h[i] ^= v[i] ^ v[i + 8];
-}
-
-static uint64_t blake2b_64(const unsigned char *p, Py_ssize_t n) {
-    uint64_t h[8];
-    for (int i = 0; i < 8; i++) h[i] = B2_IV[i];
-    h[0] ^= 0x01010000ULL ^ 8; /* digest length 8, no key, fanout 1, depth 1 */
-    uint64_t t = 0;
-    unsigned char block[128];
-    while (n > 128) {
-        t += 128;
-        b2_compress(h, p, t, 0);
-        p += 128;
-        n -= 128;
-    }
-    memset(block, 0, sizeof block);
-    memcpy(block, p, (size_t)n);
-    t += (uint64_t)n;
-    b2_compress(h, block, t, 1);
-    return h[0];
-}
-
-/* blake2b_hex(offsets, data, n) -> bytes: n x 16 hex digits, the little-endian digest bytes. */
-static PyObject *blake2b_hex(PyObject *Py_UNUSED(mod), PyObject *args) {
-    Py_buffer off, data;
-    Py_ssize_t n;
-    if (!PyArg_ParseTuple(args, "y*y*n", &off, &data, &n)) return NULL;
-    PyObject *out = NULL;
-    if (n < 0 || off.len < (n + 1) * (Py_ssize_t)sizeof(int32_t)) {
-        PyErr_SetString(PyExc_ValueError, "offsets shorter than n + 1 int32 values");
-        goto done;
-    }
-    out = PyBytes_FromStringAndSize(NULL, n * 16);
-    if (!out) goto done;
-    const int32_t *o = (const int32_t *)off.buf;
-    const unsigned char *d = (const unsigned char *)data.buf;
-    char *w = PyBytes_AS_STRING(out);
-    static const char HEX[] = "0123456789abcdef";
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (o[i] < 0 || o[i + 1] < o[i] || o[i + 1] > data.len) {
-            Py_CLEAR(out);
-            PyErr_SetString(PyExc_ValueError, "offsets out of range");
-            goto done;
-        }
-        uint64_t hv = blake2b_64(d + o[i], o[i + 1] - o[i]);
-        for (int k = 0; k < 8; k++) {
-            unsigned char byte = (unsigned char)(hv >> (8 * k));
-            *w++ = HEX[byte >> 4];
-            *w++ = HEX[byte & 15];
-        }
-    }
-done:
-    PyBuffer_Release(&off);
-    PyBuffer_Release(&data);
-    return out;
 }
 
 /* gather(chunks, chunk_of, index) -> (offsets, data): the strings chunks[chunk_of[i]][index[i]]
@@ -1454,11 +1344,158 @@ done:
     return result;
 }
 
+/* XXH64 (seed 0), as the xxhash package's xxh64 computes it: the record hash. */
+#define XP1 0x9E3779B185EBCA87ULL
+#define XP2 0xC2B2AE3D27D4EB4FULL
+#define XP3 0x165667B19E3779F9ULL
+#define XP4 0x85EBCA77C2B2AE63ULL
+#define XP5 0x27D4EB2F165667C5ULL
+
+static inline uint64_t rotl64(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
+
+static inline uint32_t load32(const unsigned char *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static inline uint64_t xxh_round(uint64_t acc, uint64_t input) {
+    acc += input * XP2;
+    acc = rotl64(acc, 31);
+    return acc * XP1;
+}
+
+static inline uint64_t xxh_merge(uint64_t acc, uint64_t val) {
+    acc ^= xxh_round(0, val);
+    return acc * XP1 + XP4;
+}
+
+static uint64_t xxh64(const unsigned char *p, Py_ssize_t len) {
+    const unsigned char *end = p + len;
+    uint64_t h;
+    if (len >= 32) {
+        uint64_t v1 = XP1 + XP2, v2 = XP2, v3 = 0, v4 = (uint64_t)0 - XP1;
+        do {
+            v1 = xxh_round(v1, load64(p));
+            v2 = xxh_round(v2, load64(p + 8));
+            v3 = xxh_round(v3, load64(p + 16));
+            v4 = xxh_round(v4, load64(p + 24));
+            p += 32;
+        } while (end - p >= 32);
+        h = rotl64(v1, 1) + rotl64(v2, 7) + rotl64(v3, 12) + rotl64(v4, 18);
+        h = xxh_merge(h, v1);
+        h = xxh_merge(h, v2);
+        h = xxh_merge(h, v3);
+        h = xxh_merge(h, v4);
+    } else {
+        h = XP5;
+    }
+    h += (uint64_t)len;
+    while (end - p >= 8) {
+        h ^= xxh_round(0, load64(p));
+        h = rotl64(h, 27) * XP1 + XP4;
+        p += 8;
+    }
+    if (end - p >= 4) {
+        h ^= (uint64_t)load32(p) * XP1;
+        h = rotl64(h, 23) * XP2 + XP3;
+        p += 4;
+    }
+    while (p < end) {
+        h ^= (uint64_t)(*p) * XP5;
+        h = rotl64(h, 11) * XP1;
+        p++;
+    }
+    h ^= h >> 33;
+    h *= XP2;
+    h ^= h >> 29;
+    h *= XP3;
+    h ^= h >> 32;
+    return h;
+}
+
+/* join_hash(columns, n) -> bytes: per row, XXH64 (16 hex digits, most significant first, as
+ * xxhash's hexdigest) of the row's values joined by 0x1F, a null written as 0x00, as
+ * pc.binary_join_element_wise(..., "\x1f", null_replacement="\x00") would join them, without
+ * building the joined column. A column is (validity or None,
+ * offsets, data, array offset) of an Arrow string array of n rows. */
+static PyObject *join_hash(PyObject *Py_UNUSED(mod), PyObject *args) {
+    PyObject *columns;
+    Py_ssize_t n;
+    if (!PyArg_ParseTuple(args, "O!n", &PyList_Type, &columns, &n)) return NULL;
+    Py_ssize_t k = PyList_GET_SIZE(columns), got = 0;
+    PyObject *out = NULL;
+    Buf row = {NULL, 0, 0};
+    Py_buffer *bufs = PyMem_Calloc((size_t)(3 * k + 1), sizeof(Py_buffer));
+    int *has_validity = PyMem_Calloc((size_t)k + 1, sizeof(int));
+    Py_ssize_t *first = PyMem_Calloc((size_t)k + 1, sizeof(Py_ssize_t));
+    if (!bufs || !has_validity || !first) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t c = 0; c < k; c++) {
+        PyObject *v, *o, *d;
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(columns, c), "OOOn", &v, &o, &d, &first[c]))
+            goto done;
+        has_validity[c] = v != Py_None;
+        if (PyObject_GetBuffer(has_validity[c] ? v : o, &bufs[3 * c], PyBUF_SIMPLE) < 0) goto done;
+        got++;
+        if (PyObject_GetBuffer(o, &bufs[3 * c + 1], PyBUF_SIMPLE) < 0) goto done;
+        got++;
+        if (PyObject_GetBuffer(d, &bufs[3 * c + 2], PyBUF_SIMPLE) < 0) goto done;
+        got++;
+        if (first[c] < 0 || n < 0 ||
+            (first[c] + n + 1) * (Py_ssize_t)sizeof(int32_t) > bufs[3 * c + 1].len ||
+            (has_validity[c] && (first[c] + n + 7) / 8 > bufs[3 * c].len)) {
+            PyErr_SetString(PyExc_ValueError, "join_hash: a column is shorter than n rows");
+            goto done;
+        }
+    }
+    out = PyBytes_FromStringAndSize(NULL, n * 16);
+    if (!out) goto done;
+    char *w = PyBytes_AS_STRING(out);
+    static const char HEX[] = "0123456789abcdef";
+    for (Py_ssize_t i = 0; i < n; i++) {
+        row.len = 0;
+        for (Py_ssize_t c = 0; c < k; c++) {
+            Py_ssize_t at = first[c] + i;
+            if (c && buf_put(&row, "\x1f", 1) < 0) goto fail;
+            const unsigned char *valid = bufs[3 * c].buf;
+            if (has_validity[c] && !(valid[at / 8] & (1 << (at % 8)))) {
+                if (buf_put(&row, "\0", 1) < 0) goto fail;
+                continue;
+            }
+            const int32_t *o = (const int32_t *)bufs[3 * c + 1].buf;
+            if (o[at] < 0 || o[at + 1] < o[at] || o[at + 1] > bufs[3 * c + 2].len) {
+                PyErr_SetString(PyExc_ValueError, "join_hash: offsets out of range");
+                goto fail;
+            }
+            if (buf_put(&row, (const char *)bufs[3 * c + 2].buf + o[at], o[at + 1] - o[at]) < 0)
+                goto fail;
+        }
+        uint64_t hv = xxh64((const unsigned char *)(row.p ? row.p : ""), row.len);
+        for (int b = 7; b >= 0; b--) {
+            unsigned char byte = (unsigned char)(hv >> (8 * b));
+            *w++ = HEX[byte >> 4];
+            *w++ = HEX[byte & 15];
+        }
+    }
+    goto done;
+fail:
+    Py_CLEAR(out);
+done:
+    buf_free(&row);
+    if (bufs)
+        for (Py_ssize_t j = 0; j < got; j++) PyBuffer_Release(&bufs[j]);
+    PyMem_Free(bufs);
+    PyMem_Free(has_validity);
+    PyMem_Free(first);
+    return out;
+}
+
 static PyMethodDef module_methods[] = {
+    {"join_hash", join_hash, METH_VARARGS,
+     "join_hash(columns, n) -> bytes: XXH64 hex of each row's values joined (0x1F, null 0x00)."},
     {"gather", gather, METH_VARARGS,
      "gather(chunks, chunk_of, index) -> (offsets, data): strings picked from string arrays."},
-    {"blake2b_hex", blake2b_hex, METH_VARARGS,
-     "blake2b_hex(offsets, data, n) -> bytes: BLAKE2b-64 of each of n strings, hex, end to end."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -45,19 +45,6 @@ def string_array(n: int, validity: bytes, offsets: bytes, data: bytes, null_coun
     return pa.Array.from_buffers(_S, n, [*buffers, pa.py_buffer(data)], null_count=null_count)
 
 
-def blake2b_hex(joined: pa.Array) -> bytes | None:
-    """BLAKE2b-64 of each value of a binary array as hex digits end to end (``hashlib``'s
-    ``blake2b(v, digest_size=8).hexdigest()`` per value), or None without the extension."""
-    if _ctscan is None or not enabled():
-        return None
-    if joined.offset or joined.null_count:
-        joined = pa.concat_arrays([joined]).fill_null(b"")
-    if joined.offset:  # concat of one slice may keep it
-        joined = pa.array(joined.to_pylist(), pa.binary())
-    _, offsets, data = joined.buffers()
-    return bytes(_ctscan.blake2b_hex(offsets, data if data is not None else b"", len(joined)))
-
-
 def take_strings(column: pa.ChunkedArray, rows: np.ndarray) -> pa.Array:
     """``column.take(rows)`` for a string column without nulls (the raw text): picked from its
     chunks in one copy, where Arrow joins the chunks first (a second copy of all of them).
@@ -74,3 +61,18 @@ def take_strings(column: pa.ChunkedArray, rows: np.ndarray) -> pa.Array:
     return pa.Array.from_buffers(
         _S, len(rows), [None, pa.py_buffer(offsets), pa.py_buffer(data)], null_count=0
     )
+
+
+def join_hash(columns: list[pa.Array]) -> bytes | None:
+    """XXH64 hex (``xxhash.xxh64(v).hexdigest()``) of each row's values joined by 0x1F (a null
+    as 0x00), end to end: the hashes of ``pc.binary_join_element_wise(*columns, "\\x1f",
+    null_handling="replace", null_replacement="\\x00")``, without building that column. String
+    arrays of equal length; None without the extension."""
+    if _ctscan is None or not enabled():
+        return None
+    n = len(columns[0]) if columns else 0
+    specs = []
+    for c in columns:
+        validity, offsets, data = c.buffers()
+        specs.append((validity if c.null_count else None, offsets, data or b"", c.offset))
+    return bytes(_ctscan.join_hash(specs, n))
