@@ -156,7 +156,11 @@ class Ingestor:
         t = t.append_column("_dedup", _dedup_key(t)).append_column("_hour", _hours(when))
         order = _file_order(t)
         dup_in_batch = t.num_rows - len(order)
-        t = t.take(order)  # file order; no raw text, so a few MB
+        # File order, of the columns the rest needs: all but raw for a writer here, else only
+        # what a worker cannot know (it takes the others from its rows).
+        carried = [n for n in schema.EVENTS.names if n != "raw"] if all_columns else write.EXTRA
+        keep = [n for n in ("_row", "_dedup", "_hour", "source") if n not in carried]
+        t = t.select([*keep, *carried]).take(order)
 
         own = f"part-{d.batch.id}.parquet"
         keep_parts: list[pa.Array] = []
@@ -191,9 +195,7 @@ class Ingestor:
             d.batch.id,
             d.rows_file,
             t["_row"].to_numpy(),
-            t.select(
-                [n for n in schema.EVENTS.names if n != "raw"] if all_columns else write.EXTRA
-            ),
+            t.select(carried),
             tuple(files),
         )
         return Planned(
