@@ -60,6 +60,50 @@ static void buf_free(Buf *b) {
     b->len = b->cap = 0;
 }
 
+/* Memory handed to Python without a copy: a read-only buffer that frees it when released. */
+typedef struct {
+    PyObject_HEAD
+    char *p;
+    Py_ssize_t len;
+} Owned;
+
+static int Owned_getbuffer(Owned *o, Py_buffer *view, int flags) {
+    return PyBuffer_FillInfo(view, (PyObject *)o, o->p ? o->p : (char *)"", o->len, 1, flags);
+}
+
+static void Owned_dealloc(Owned *o) {
+    PyMem_Free(o->p);
+    Py_TYPE(o)->tp_free((PyObject *)o);
+}
+
+static PyBufferProcs Owned_as_buffer = {(getbufferproc)Owned_getbuffer, NULL};
+
+static PyTypeObject OwnedType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "pipeline.ingest._ctscan.Owned",
+    .tp_basicsize = sizeof(Owned),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A builder's buffer, handed over.",
+    .tp_dealloc = (destructor)Owned_dealloc,
+    .tp_as_buffer = &Owned_as_buffer,
+};
+
+/* The buffer's memory as an Owned object; the buffer starts over with the same capacity (fresh
+ * pages, filled as it is written, where a copy would have cost them and the copying too). */
+static PyObject *hand_over(Buf *b) {
+    Owned *o = PyObject_New(Owned, &OwnedType);
+    if (!o) return NULL;
+    Py_ssize_t cap = b->cap;
+    o->p = b->p;
+    o->len = b->len;
+    b->p = NULL;
+    b->len = b->cap = 0;
+    if (cap && buf_reserve(b, cap) < 0) {
+        Py_DECREF(o);
+        return NULL;
+    }
+    return (PyObject *)o;
+}
+
 typedef struct {
     Buf data;
     Buf offsets; /* int32, rows + 1 */
@@ -939,8 +983,8 @@ static int record(Scan *s, Builder *b) {
     }
 
     Py_ssize_t row = b->rows;
-    for (int c = 0; c <= H_ROLE_ARN; c++)
-        if (col_append(&b->cols[c], row, r.v[c]) < 0) return -1;
+    for (int c = 0; c <= H_ROLE_ARN; c++) /* as_text's blank rule: "" and "-" are no value */
+        if (col_append(&b->cols[c], row, blank(r.v[c]) ? NONE : r.v[c]) < 0) return -1;
     Str raw = {(const char *)start, s->p - start};
     if (col_append(&b->cols[RESOURCE], row, resource) < 0 ||
         col_append(&b->cols[H_S3_BUCKET], row, out_bucket) < 0 ||
@@ -1167,6 +1211,15 @@ static PyObject *Builder_take(Builder *b, PyObject *args, PyObject *kw) {
             t = Py_BuildValue("(y#OOn)", col->valid.p ? col->valid.p : "", col->valid.len,
                               PyTuple_GET_ITEM(raw, 0), PyTuple_GET_ITEM(raw, 1), col->nulls);
             Py_DECREF(raw);
+        } else if (c == RAW) {
+            PyObject *data = hand_over(&col->data); /* most of the bytes: not copied */
+            if (!data) {
+                Py_DECREF(cols);
+                return NULL;
+            }
+            t = Py_BuildValue("(y#y#Nn)", col->valid.p ? col->valid.p : "", col->valid.len,
+                              col->offsets.p, (b->rows + 1) * (Py_ssize_t)sizeof(int32_t), data,
+                              col->nulls);
         } else {
             t = Py_BuildValue("(y#y#y#n)", col->valid.p ? col->valid.p : "", col->valid.len,
                               col->offsets.p, (b->rows + 1) * (Py_ssize_t)sizeof(int32_t),
@@ -1506,7 +1559,7 @@ static struct PyModuleDef module = {
 };
 
 PyMODINIT_FUNC PyInit__ctscan(void) {
-    if (PyType_Ready(&BuilderType) < 0) return NULL;
+    if (PyType_Ready(&BuilderType) < 0 || PyType_Ready(&OwnedType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
     Py_INCREF(&BuilderType);

@@ -393,11 +393,13 @@ def finish(
     hint: dict[str, pa.Array],
     login_failed: pa.Array,
     names: dict[str, pa.Array] | None = None,
+    blanks_are_null: bool = False,
 ) -> dict[str, pa.Array]:
     """The row columns from ``values``' three parts: blanks to null, coalescing, outcomes.
-    ``names``: the ``NAME_FIELDS`` if the caller has them (else the ``_ASSUMED`` regex)."""
+    ``names``: the ``NAME_FIELDS`` if the caller has them (else the ``_ASSUMED`` regex);
+    ``blanks_are_null``: the values had as_text's blank rule applied already."""
     n = len(login_failed)
-    c = {k: _blank_to_null(value[k]) for k in VALUE_FIELDS}
+    c = {k: value[k] if blanks_are_null else _blank_to_null(value[k]) for k in VALUE_FIELDS}
     typed = pc.if_else(
         pc.is_valid(c["actor_type"]),
         pc.binary_join_element_wise(

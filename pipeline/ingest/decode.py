@@ -275,6 +275,7 @@ class _Rows:
             {k: arrays[k] for k in cloudtrail.TARGET_FIELDS},
             pc.not_equal(pc.bit_wise_and(flags, 1), 0),
             {k: arrays[k] for k in cloudtrail.NAME_FIELDS},
+            blanks_are_null=True,  # the builder applied the rule
         )
 
         counts = np.array([c for _, c in runs], np.int64)
