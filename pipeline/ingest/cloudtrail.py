@@ -328,16 +328,17 @@ VALUE_FIELDS = (
     "h_role_arn",
 )
 TARGET_FIELDS = ("resource", "h_s3_bucket", "h_s3_key", "h_ddb_table", "h_ddb_key", "h_arns")
-# The role and session names of an assumed-role ARN: ``finish`` extracts them when not given.
+# The role and session names of an assumed-role ARN.
 NAME_FIELDS = ("h_role_name", "h_session_name")
 
 
 def values(
     recs: list[Record],
-) -> tuple[dict[str, pa.Array], dict[str, pa.Array], pa.Array]:
-    """(the ``VALUE_FIELDS`` as they are in the records, the ``TARGET_FIELDS`` as ``_targets``
-    gives them, whether a console login failed): what ``finish`` takes. The compiled road
-    (``_ctscan.c``) gives the same three from the file's bytes."""
+) -> tuple[dict[str, pa.Array], dict[str, pa.Array], pa.Array, dict[str, pa.Array]]:
+    """What ``finish`` takes: the ``VALUE_FIELDS`` (as_text's blank rule applied), the
+    ``TARGET_FIELDS`` as ``_targets`` gives them, whether a console login failed, and the
+    ``NAME_FIELDS`` of assumed-role ARNs. The compiled road (``_ctscan.c``) gives the same four
+    from the file's bytes."""
     n = len(recs)
     ids = [r.userIdentity for r in recs]
     ctx = [i.sessionContext for i in ids]
@@ -381,25 +382,27 @@ def values(
         ],
         pa.bool_(),
     )
+    value = {k: _blank_to_null(pa.array(v, _S)) for k, v in raw.items()}
+    parts = pc.extract_regex(value["arn"], pattern=_ASSUMED)
     return (
-        {k: pa.array(v, _S) for k, v in raw.items()},
+        value,
         {k: pa.array(t, _S) for k, t in zip(TARGET_FIELDS, targets, strict=True)},
         login_failed,
+        {
+            "h_role_name": pc.struct_field(parts, "role"),
+            "h_session_name": pc.struct_field(parts, "session"),
+        },
     )
 
 
 def finish(
-    value: dict[str, pa.Array],
+    c: dict[str, pa.Array],
     hint: dict[str, pa.Array],
     login_failed: pa.Array,
-    names: dict[str, pa.Array] | None = None,
-    blanks_are_null: bool = False,
+    names: dict[str, pa.Array],
 ) -> dict[str, pa.Array]:
-    """The row columns from ``values``' three parts: blanks to null, coalescing, outcomes.
-    ``names``: the ``NAME_FIELDS`` if the caller has them (else the ``_ASSUMED`` regex);
-    ``blanks_are_null``: the values had as_text's blank rule applied already."""
+    """The row columns from ``values``' four parts: coalescing, outcomes, the schema's names."""
     n = len(login_failed)
-    c = {k: value[k] if blanks_are_null else _blank_to_null(value[k]) for k in VALUE_FIELDS}
     typed = pc.if_else(
         pc.is_valid(c["actor_type"]),
         pc.binary_join_element_wise(
@@ -407,12 +410,6 @@ def finish(
         ),
         pa.scalar(None, _S),
     )
-    if names is None:
-        parts = pc.extract_regex(c["arn"], pattern=_ASSUMED)
-        names = {
-            "h_role_name": pc.struct_field(parts, "role"),
-            "h_session_name": pc.struct_field(parts, "session"),
-        }
     has_error = pc.is_valid(c["error_code"])
     return {
         "event_id": c["event_id"],

@@ -275,7 +275,6 @@ class _Rows:
             {k: arrays[k] for k in cloudtrail.TARGET_FIELDS},
             pc.not_equal(pc.bit_wise_and(flags, 1), 0),
             {k: arrays[k] for k in cloudtrail.NAME_FIELDS},
-            blanks_are_null=True,  # the builder applied the rule
         )
 
         counts = np.array([c for _, c in runs], np.int64)
@@ -290,25 +289,13 @@ class _Rows:
             rec: cloudtrail.SessionRecord = cloudtrail.session_decoder.decode(text)
             return rec
 
-        done = pa.repeat(pa.scalar(False), n)  # redacted above
-        self._finish_cloudtrail(cols, raw, uris, pos.tolist(), record, done)
+        self._finish_cloudtrail(cols, raw, uris, pos.tolist(), record, redacted=True)
 
     def _flush_cloudtrail(self) -> None:
         if not self.ct:
             return
         recs, raws, uris, pos = self.ct, self.ct_raw, self.ct_uri, self.ct_pos
         self.ct, self.ct_raw, self.ct_uri, self.ct_pos, self.ct_bytes = [], [], [], [], 0
-        big = self.max_record_bytes
-        if max(map(len, raws)) > big:
-            # Too large to build columns from (the compiled road drops them in _finish).
-            keep = [i for i, r in enumerate(raws) if len(r) <= big]
-            for i in sorted(set(range(len(raws))) - set(keep)):
-                q = self.out.quarantine
-                q.append((uris[i], pos[i], "record_too_large", f"{len(raws[i]):,} bytes", b""))
-            recs, raws = [recs[i] for i in keep], [raws[i] for i in keep]
-            uris, pos = [uris[i] for i in keep], [pos[i] for i in keep]
-            if not recs:
-                return
         cols = cloudtrail.columns(recs)
         self._finish_cloudtrail(cols, _strings(raws), pa.array(uris, _S), pos, recs.__getitem__)
 
@@ -319,11 +306,11 @@ class _Rows:
         uris: pa.Array,
         pos: list[int],
         record: Callable[[int], _Record],
-        secret: pa.Array | None = None,
+        redacted: bool = False,
     ) -> None:
-        """What both roads share: records too large, secrets, unusable records, missing ids,
-        AssumeRole sessions; then the chunk joins the batch. ``secret``: the rows that might
-        hold one, when the caller knows (else ``redact.flag_secrets`` finds them)."""
+        """What both roads share: records too large, secrets (unless the caller ``redacted``
+        them already), unusable records, missing ids, AssumeRole sessions; then the chunk joins
+        the batch."""
         q = self.out.quarantine
         big = pc.greater(pc.binary_length(raw), self.max_record_bytes)
         if pc.any(big).as_py():
@@ -333,7 +320,6 @@ class _Rows:
             small = pc.invert(big)
             cols = {k: v.filter(small) for k, v in cols.items()}
             raw, uris = raw.filter(small), uris.filter(small)
-            secret = secret.filter(small) if secret is not None else None
             kept = pc.indices_nonzero(small).to_pylist()
             pos = [pos[i] for i in kept]
 
@@ -343,11 +329,11 @@ class _Rows:
             record = record_of
             if not len(raw):
                 return
-        flagged = redact.flag_secrets(raw) if secret is None else secret
-        if pc.any(flagged).as_py():
+        flagged = None if redacted else redact.flag_secrets(raw)
+        if flagged is not None and pc.any(flagged).as_py():
             which = pc.indices_nonzero(flagged)
-            redacted = redact.redact_many([r.encode() for r in raw.take(which).to_pylist()])
-            raw = pc.replace_with_mask(raw, flagged, _strings(redacted))
+            texts = redact.redact_many([r.encode() for r in raw.take(which).to_pylist()])
+            raw = pc.replace_with_mask(raw, flagged, _strings(texts))
         no_time = pc.is_null(cols["event_time"])
         unusable = pc.or_(no_time, pc.and_(pc.is_null(cols["service"]), pc.is_null(cols["action"])))
         for i in pc.indices_nonzero(unusable).to_pylist():

@@ -51,7 +51,7 @@ def take_strings(column: pa.ChunkedArray, rows: np.ndarray) -> pa.Array:
     Arrow's own take without the extension."""
     if _ctscan is None or not enabled() or column.null_count:
         return column.take(pa.array(rows, pa.int64())).combine_chunks()
-    chunks = [c.cast(_S) if c.type != _S else c for c in column.chunks]
+    chunks = column.chunks
     bounds = np.cumsum([0, *(len(c) for c in chunks)])
     rows = np.asarray(rows, np.int64)
     which = (np.searchsorted(bounds, rows, side="right") - 1).astype(np.int32)

@@ -198,9 +198,7 @@ class Ingestor:
             t.select(carried),
             tuple(files),
         )
-        return Planned(
-            plan, d, quarantine, started, t.num_rows, dup_in_batch + dup_lake, [f[0] for f in files]
-        )
+        return Planned(plan, d, quarantine, started, t.num_rows, dup_in_batch + dup_lake)
 
     def commit(self, p: Planned, written: int) -> None:
         """After the plan's files are written: the batch's quarantine and state, the inputs
@@ -257,7 +255,6 @@ class Planned:
     started: pa.Array  # the sessions' start times
     ingested: int
     duplicates: int
-    partitions: list[str]  # the files the plan writes
 
     def __post_init__(self) -> None:
         self.decoded = replace(self.decoded, rows=self.decoded.rows.schema.empty_table())
@@ -488,7 +485,7 @@ def _with_workers(
             # A partition whose keys must be read from the lake again: this run's files for it
             # first (rare: only a partition forgotten by the dedup index's budget).
             prefix = partition + "/"
-            while any(f.startswith(prefix) for _, p in writing for f in p.partitions):
+            while any(f.startswith(prefix) for _, p in writing for f, _, _ in p.plan.files):
                 commit_first()
 
         for _ in range(workers + 1):
