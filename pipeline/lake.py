@@ -61,11 +61,10 @@ def open_root(root: str) -> tuple[pafs.FileSystem, str]:
 
 # Event files, the bulk of the lake: a dictionary only where values repeat (ids, hashes and raw
 # text are unique, and trying a dictionary costs a hash per value before Parquet gives up on
-# it); min/max statistics only where a reader prunes with them (bounds of kilobyte-long raw
-# text cost time and bytes and prune nothing).
+# it).
 _UNIQUE = frozenset({"event_id", "event_time", "raw", "record_hash", "request_id"})
-# Min/max statistics where queries filter (time, tenants, who, what): a reader skips pages and
-# files by them. On ids, hashes and free text they help nothing and cost ~0.2 us/row to write.
+# Min/max statistics only where queries filter (time, tenants, who, what): a reader skips pages
+# and files by them. On ids, hashes and free text they prune nothing and cost ~0.2 us/row.
 _STATISTICS = frozenset(
     {
         "event_time",
