@@ -160,9 +160,10 @@ static const char *COL_NAMES[NCOLS] = {
 /* Secrets: redact.might_hold_secret over a record's bytes (any of its needles, ASCII letters in
  * either case). Each needle has an anchor, a pair of its letters that is rare in CloudTrail
  * records (measured on simulator records: ~2 anchors a KB in all); sixteen places at a time are
- * tested for an anchor (GCC/Clang vector extensions: SSE2 on x86-64, NEON on arm64), and only
- * around an anchor is a needle compared whole. OR-ing 0x20 folds exactly the ASCII letters onto
- * lower case and makes a letter of nothing else.                                              */
+ * tested for an anchor (GCC/Clang vector extensions: SSE2 on x86-64, NEON on arm64), or 32 on
+ * x86-64 with AVX2 (chosen at run time: the wheel must run on any x86-64), and only around an
+ * anchor is a needle compared whole. OR-ing 0x20 folds exactly the ASCII letters onto lower case
+ * and makes a letter of nothing else.                                                         */
 
 static const struct {
     const char *word;
@@ -196,7 +197,8 @@ static int needle_around(const unsigned char *p, Py_ssize_t n, Py_ssize_t pos) {
     return 0;
 }
 
-static int might_hold_secret(const unsigned char *p, Py_ssize_t n) {
+/* The portable road: every machine, and x86-64 without AVX2. */
+static int might_hold_secret_16(const unsigned char *p, Py_ssize_t n) {
     Py_ssize_t i = 0;
     for (; i + 17 <= n; i += 16) {
         v16 a = folded16(p + i), b = folded16(p + i + 1);
@@ -213,6 +215,104 @@ static int might_hold_secret(const unsigned char *p, Py_ssize_t n) {
     for (; i + 1 < n; i++)
         if (needle_around(p, n, i)) return 1;
     return 0;
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define SECRETS_AVX2 1
+
+/* The AVX2 road ("Teddy", as in Hyperscan and Rust's aho-corasick, about 4x faster here): each
+ * needle k owns bit k of a byte, and four 16-entry tables, looked up by the low and the high half
+ * of a byte (pshufb), give the needles whose first anchor letter (lo1, hi1) or second (lo2, hi2)
+ * that half allows. A byte's two lookups ANDed are exactly the needles whose letter it is
+ * folded: a bit stands for one letter, the high-half tables take 4 and 5 as well as 6 and 7 (an
+ * upper-case letter is 0x20 less; an anchor letter's 0x20-less twin is always that letter), and a
+ * byte of 0x80 or more looks up nothing (pshufb gives 0 for it; the high half 8-f has no entry).
+ * ANDing that for 32 places with the same for the 32 places one further on leaves bit k where
+ * needle k's anchor starts: about 14 instructions for 32 places, where the 16-place test above
+ * takes some 30 for 16. Built once from NEEDLES by secrets_init (module init); it needs at most
+ * 8 needles and lower-case letters for anchors. */
+_Static_assert(NNEEDLES <= 8, "a needle is a bit of a byte");
+static unsigned char TEDDY[4][16] __attribute__((aligned(16)));
+
+static void secrets_init_avx2(void) {
+    for (int k = 0; k < NNEEDLES; k++)
+        for (int half = 0; half < 2; half++) {
+            unsigned char c = (unsigned char)NEEDLES[k].word[NEEDLES[k].at + half];
+            TEDDY[2 * half][c & 15] |= (unsigned char)(1 << k);
+            TEDDY[2 * half + 1][c >> 4] |= (unsigned char)(1 << k);
+            TEDDY[2 * half + 1][(c >> 4) - 2] |= (unsigned char)(1 << k); /* upper case */
+        }
+}
+
+/* Is needle k, anchored at p[pos], whole within the n bytes? (needle_around for the one needle
+ * the tables named.) */
+static inline int needle_at(const unsigned char *p, Py_ssize_t n, Py_ssize_t pos, int k) {
+    const char *w = NEEDLES[k].word;
+    Py_ssize_t start = pos - NEEDLES[k].at, len = (Py_ssize_t)strlen(w), j = 0;
+    if (start < 0 || start + len > n) return 0;
+    while (j < len && (p[start + j] | 0x20) == (unsigned char)w[j]) j++;
+    return j == len;
+}
+
+__attribute__((target("avx2"))) static int might_hold_secret_32(const unsigned char *p,
+                                                                 Py_ssize_t n) {
+    /* Under 33 bytes there is no whole step (its second load reads p[i + 1 .. i + 32]). */
+    if (n < 33) return might_hold_secret_16(p, n);
+    const __m256i lo1 = _mm256_broadcastsi128_si256(_mm_load_si128((const __m128i *)TEDDY[0]));
+    const __m256i hi1 = _mm256_broadcastsi128_si256(_mm_load_si128((const __m128i *)TEDDY[1]));
+    const __m256i lo2 = _mm256_broadcastsi128_si256(_mm_load_si128((const __m128i *)TEDDY[2]));
+    const __m256i hi2 = _mm256_broadcastsi128_si256(_mm_load_si128((const __m128i *)TEDDY[3]));
+    const __m256i nibble = _mm256_set1_epi8(0x0f), zero = _mm256_setzero_si256();
+    Py_ssize_t i = 0;
+    for (;;) {
+        /* The last step is the last 33 bytes, overlapping the one before (a place tested twice
+         * gives the same answer), so no load ever passes p[n - 1]. */
+        if (i + 33 > n) {
+            if (i + 1 >= n) return 0;
+            i = n - 33;
+        }
+        __m256i a = _mm256_loadu_si256((const __m256i *)(p + i));
+        __m256i b = _mm256_loadu_si256((const __m256i *)(p + i + 1));
+        __m256i ma = _mm256_and_si256(
+            _mm256_shuffle_epi8(lo1, a),
+            _mm256_shuffle_epi8(hi1, _mm256_and_si256(_mm256_srli_epi16(a, 4), nibble)));
+        __m256i mb = _mm256_and_si256(
+            _mm256_shuffle_epi8(lo2, b),
+            _mm256_shuffle_epi8(hi2, _mm256_and_si256(_mm256_srli_epi16(b, 4), nibble)));
+        __m256i m = _mm256_and_si256(ma, mb);
+        if (!_mm256_testz_si256(m, m)) {
+            unsigned char bits[32];
+            _mm256_storeu_si256((__m256i *)bits, m);
+            uint32_t at = ~(uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(m, zero));
+            for (; at; at &= at - 1) {
+                int j = __builtin_ctz(at);
+                /* A bit a needle (one at most today: no two anchors share their first letter). */
+                for (unsigned k = bits[j]; k; k &= k - 1)
+                    if (needle_at(p, n, i + j, __builtin_ctz(k))) return 1;
+            }
+        }
+        i += 32;
+    }
+}
+
+static int use_avx2; /* chosen once, by secrets_init */
+#endif
+
+/* At module init: pick the road for this machine. */
+static void secrets_init(void) {
+#ifdef SECRETS_AVX2
+    __builtin_cpu_init();
+    use_avx2 = __builtin_cpu_supports("avx2") != 0;
+    if (use_avx2) secrets_init_avx2();
+#endif
+}
+
+static int might_hold_secret(const unsigned char *p, Py_ssize_t n) {
+#ifdef SECRETS_AVX2
+    if (use_avx2) return might_hold_secret_32(p, n);
+#endif
+    return might_hold_secret_16(p, n);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -1559,6 +1659,7 @@ static struct PyModuleDef module = {
 };
 
 PyMODINIT_FUNC PyInit__ctscan(void) {
+    secrets_init();
     if (PyType_Ready(&BuilderType) < 0 || PyType_Ready(&OwnedType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
