@@ -144,7 +144,8 @@ class PipelineStages:
     ) -> dict[str, Any]:
         from pipeline.ingest.run import ingest
 
-        # One worker: Lambda has no /dev/shm, so a process pool cannot start there.
+        # One worker: ingest's worker processes have not been tried in Lambda (no /dev/shm, so
+        # hand-off files go to /tmp), and the function's memory is sized for one batch in flight.
         return ingest(
             sources, lake_root, cfg, since=since, until=until, workers=1, progress=progress
         )

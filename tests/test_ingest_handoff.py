@@ -1,7 +1,11 @@
-"""Workers hand rows to the parent through scratch files: the same rows, and nothing left behind."""
+"""Workers: the planning columns reach the parent through scratch files, the raw text stays with
+the worker, failures reach the parent, and the lake is the one one process writes."""
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
@@ -25,15 +29,17 @@ def inputs(folder: Path, files: int = 3) -> Path:
     return folder
 
 
-def test_a_batch_through_a_file_is_the_batch_decoded_in_process(tmp_path: Path) -> None:
+def test_a_batch_through_a_file_is_the_batch_decoded_in_process_but_its_raw_text(
+    tmp_path: Path,
+) -> None:
     cfg = parse_config({}, environ={})
     refs, _ = list_inputs([str(inputs(tmp_path / "in"))])
     (batch,) = make_batches(refs, cfg.ingest.batch_input_bytes)
     here = decode_batch(batch, cfg.ingest, "tenantId")
-    sent = handoff.decode_to_file(batch, cfg.ingest, "tenantId", str(tmp_path))
+    sent = handoff.to_file(here, str(tmp_path))
     assert sent.rows.num_rows == 0 and sent.rows_file is not None
     got = handoff.load_rows(sent)
-    assert got.rows.equals(here.rows)
+    assert got.rows.equals(here.rows.drop_columns(["raw"]))
     assert (got.sessions, got.quarantine, got.records_in) == (
         here.sessions,
         here.quarantine,
@@ -108,3 +114,35 @@ def test_workers_write_the_lake_one_process_writes(
         if name.startswith("_state/ingested"):
             continue  # holds no path of the lake, but let equal tables be equal anyway
         assert a[name].equals(b[name]), name
+
+
+def _fail(*_: object) -> None:
+    raise ValueError("no such batch")
+
+
+def _die(*_: object) -> None:
+    os._exit(3)
+
+
+@pytest.mark.parametrize(
+    ("decode", "error", "message"),
+    [(_fail, ValueError, "no such batch"), (_die, RuntimeError, r"worker died \(exit code 3\)")],
+)
+def test_a_worker_that_fails_or_dies_fails_the_run_and_leaves_nothing_running(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    decode: Callable[..., None],
+    error: type[Exception],
+    message: str,
+) -> None:
+    if multiprocessing.get_start_method() != "fork":
+        pytest.skip("the workers must inherit the patched decode_batch (fork start method)")
+    monkeypatch.setattr(handoff, "decode_batch", decode)
+    cfg = parse_config({"ingest": {"batch_input_bytes": 1}}, environ={})
+    with pytest.raises(error, match=message) as failed:
+        ingest([str(inputs(tmp_path / "in"))], str(tmp_path / "lake"), cfg, workers=2)
+    if decode is _fail:  # where in the worker: its traceback, as the cause
+        assert isinstance(failed.value.__cause__, handoff.RemoteTraceback)
+        assert "_fail" in str(failed.value.__cause__)
+    assert not multiprocessing.active_children()
+    assert not (tmp_path / "lake" / "_state" / "ingested").exists()

@@ -2,11 +2,11 @@
 
 Work is cut into batches of input objects (``ingest.batch_input_bytes`` of compressed input each,
 so memory stays bounded whatever the number of files). Workers decode and normalize batches in
-parallel (``decode.decode_batch``: pure, no lake access) and hand the rows over through scratch
-files the parent memory-maps (``handoff``: a pickled batch through a pipe cost the parent more
-than its own work); the parent takes their results *in input order* and does what needs the
-whole history: learning AssumeRole sessions, resolving tenants, dropping duplicate event ids
-(within the batch and against the lake), writing, and recording the batch as done. A batch's files
+parallel (``decode.decode_batch``: pure, no lake access) and hand the parent all but the raw text
+(``handoff``); the parent takes their results *in input order* and does what needs the whole
+history: learning AssumeRole sessions, resolving tenants, dropping duplicate event ids (within
+the batch and against the lake), and planning the files; the worker that decoded a batch writes
+its files to that plan, and the parent records the batch as done. A batch's files
 are named by a hash of its inputs, and a batch is recorded as done only after its files are
 written, so a run that dies half way is re-run to the same lake.
 
@@ -21,9 +21,8 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections import Counter, OrderedDict, deque
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -145,10 +144,13 @@ class Ingestor:
             if when is not None:
                 self.sessions.learn(key, tags, when)
 
-        # The raw text stays where it is (a worker's hand-off file, or the decoded batch): the
-        # plan names rows by number, and only ``write`` copies them.
+        # The raw text stays where it is (in the worker that decoded the batch, which sends all
+        # else, or in the decoded batch here): the plan names rows by number, and only
+        # ``write`` copies them.
         rows = d.rows
-        t = rows.drop_columns(["raw"]).append_column("_row", pa.array(np.arange(rows.num_rows)))
+        if "raw" in rows.column_names:
+            rows = rows.drop_columns(["raw"])
+        t = rows.append_column("_row", pa.array(np.arange(rows.num_rows)))
         when = t["event_time"]  # parsed by the decoder, which quarantined what did not parse
         if t.num_rows:
             self.sessions.expire(pc.min(when).as_py())
@@ -193,7 +195,6 @@ class Ingestor:
         summary.digests += len({x[0] for x in d.digests})
         plan = write.Plan(
             d.batch.id,
-            d.rows_file,
             t["_row"].to_numpy(),
             t.select(carried),
             tuple(files),
@@ -458,51 +459,49 @@ def _with_workers(
     claim_key: str,
     summary: Summary,
 ) -> Iterator[Batch]:
-    """N processes decode batches and write their files; this one plans each batch in order
-    (the part that needs the history) and commits it once its files are written.
+    """N processes decode batches and write their files (``handoff``); this one plans each
+    batch in input order (the part that needs the history) and commits it, in input order,
+    once its files are written."""
+    decoded: dict[int, Decoded] = {}
+    writing: dict[int, Planned] = {}  # planned and sent to be written, not yet committed
+    written: dict[int, int] = {}
+    committed: list[Batch] = []
+    todo = iter(enumerate(batches))
+    next_plan = next_commit = 0
+    with handoff.Workers(workers, ingest, claim_key, ing.lake.root) as pool:
 
-    Both queues are bounded (memory stays flat: each batch in flight is a hand-off file in
-    shared memory), and batches are committed in input order."""
-    root = ing.lake.root
-    decoding: deque[Future[Decoded]] = deque()
-    writing: deque[tuple[Future[int], Planned]] = deque()
-    with handoff.scratch_dir() as folder, ProcessPoolExecutor(max_workers=workers) as pool:
-        todo = iter(batches)
-
-        def decode_next() -> None:
-            b = next(todo, None)
-            if b is not None:
-                decoding.append(pool.submit(handoff.decode_to_file, b, ingest, claim_key, folder))
-
-        committed: list[Batch] = []
-
-        def commit_first() -> None:
-            future, planned = writing.popleft()
-            ing.commit(planned, future.result())
-            committed.append(planned.decoded.batch)
+        def take_reply() -> None:
+            nonlocal next_commit
+            kind, i, value = pool.next_reply()
+            if kind == "decoded":
+                decoded[i] = handoff.load_rows(value)
+            else:
+                written[i] = value
+            while next_commit in written:
+                ing.commit(writing.pop(next_commit), written.pop(next_commit))
+                committed.append(batches[next_commit])
+                next_commit += 1
+            while pool.room() and (b := next(todo, None)) is not None:
+                pool.decode(*b)
 
         def wait_for(partition: str) -> None:
             # A partition whose keys must be read from the lake again: this run's files for it
             # first (rare: only a partition forgotten by the dedup index's budget).
             prefix = partition + "/"
-            while any(f.startswith(prefix) for _, p in writing for f, _, _ in p.plan.files):
-                commit_first()
+            while any(f.startswith(prefix) for p in writing.values() for f, _, _ in p.plan.files):
+                take_reply()
 
-        for _ in range(workers + 1):
-            decode_next()
-        while decoding:
-            d = handoff.load_rows(decoding.popleft().result(), keep_file=True)
-            decode_next()
-            planned = ing.plan(d, summary, wait_for, all_columns=False)
-            del d  # the rows' mapping: the writer maps the file itself
-            writing.append((pool.submit(write.write, root, planned.plan), planned))
-            while writing and (writing[0][0].done() or len(writing) > workers):
-                commit_first()
+        while pool.room() and (b := next(todo, None)) is not None:
+            pool.decode(*b)
+        while next_commit < len(batches):
+            take_reply()
+            while next_plan in decoded:
+                planned = ing.plan(decoded.pop(next_plan), summary, wait_for, all_columns=False)
+                writing[next_plan] = planned
+                pool.write(next_plan, planned.plan)
+                next_plan += 1
             yield from committed
             committed.clear()
-        while writing:
-            commit_first()
-        yield from committed
 
 
 def ingest(

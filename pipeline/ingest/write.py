@@ -3,10 +3,9 @@
 The parent decides (``run.Ingestor.plan``): which of a batch's rows are new to the lake, in which
 order, in which partition files, with which resolved tenants. That needs the whole history and
 runs one batch after another. Putting ~100 MB of rows into that order and encoding them as
-zstd Parquet needs none of it, and is most of the parent's time, so with ``--workers N`` a worker
-does it (``write``), from the rows file the decoding worker left in shared memory
-(``handoff``) and a ``Plan`` of a few columns; with one worker the parent calls ``write`` itself on
-the rows it holds. Either way the files are the same.
+zstd Parquet needs none of it, so with ``--workers N`` the worker that decoded the batch, and
+holds its rows, does it (``write``) from a ``Plan`` of a few columns (``handoff``); with one
+worker the parent calls ``write`` itself on the rows it holds. Either way the files are the same.
 
 A plan's files are named by the batch; the batch is marked done only after ``write`` returned
 (``run``), so a run that dies between the two is re-run to the same files.
@@ -15,7 +14,6 @@ A plan's files are named by the batch; the batch is marked done only after ``wri
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -38,7 +36,6 @@ EXTRA = (
 @dataclass(frozen=True)
 class Plan:
     batch_id: str
-    rows_file: str | None  # the decoded rows in a hand-off file, or None: the caller has them
     order: np.ndarray  # int64 row numbers of the batch, in file order, the rows to write only
     # Columns aligned with ``order``: at least EXTRA; with all but raw (a plan made in the
     # writing process), nothing but the raw text is taken from the rows.
@@ -46,35 +43,26 @@ class Plan:
     files: tuple[tuple[str, int, int], ...]  # (path in the lake, start, end) over ``order``
 
 
-def write(lake_root: str, plan: Plan, rows: pa.Table | None = None) -> int:
-    """Write the plan's files; the rows come from ``rows`` or the plan's file (then deleted).
-    Returns the number of rows written."""
-    if rows is None:
-        if plan.rows_file is None:
-            raise ValueError("a plan without rows_file needs its rows")
-        # Not closed here: the table's buffers point into the mapping while they live.
-        rows = pa.ipc.open_file(pa.memory_map(plan.rows_file)).read_all()
-    try:
-        if not plan.files:
-            return 0
-        # A take per file: a few MB each, which the allocator reuses, where one take of the
-        # batch is fresh memory each time (its page faults cost more than the copy). The raw
-        # text, nearly all of the bytes, is picked from its chunks directly (Arrow's take would
-        # join them first); the other columns are joined once.
-        raw = rows["raw"]
-        given = set(plan.extra.column_names)
-        rest = rows.select([n for n in schema.EVENTS.names if n != "raw" and n not in given])
-        rest = rest.combine_chunks() if rest.num_columns else None
-        lake = Lake(lake_root)
-        for rel, start, end in plan.files:
-            picked = plan.order[start:end]
-            t = plan.extra.slice(start, end - start)
-            if rest is not None:
-                for name, col in zip(rest.column_names, rest.take(picked).columns, strict=True):
-                    t = t.append_column(name, col)
-            t = t.append_column("raw", native.take_strings(raw, picked))
-            lake.write_table(rel, t.select(schema.EVENTS.names).cast(schema.EVENTS))
-        return sum(end - start for _, start, end in plan.files)
-    finally:
-        if plan.rows_file is not None:
-            Path(plan.rows_file).unlink(missing_ok=True)
+def write(lake_root: str, plan: Plan, rows: pa.Table) -> int:
+    """Write the plan's files from the batch's decoded ``rows``; returns the number of rows
+    written."""
+    if not plan.files:
+        return 0
+    # A take per file: a few MB each, which the allocator reuses, where one take of the batch is
+    # fresh memory each time (its page faults cost more than the copy). The raw text, nearly all
+    # of the bytes, is picked from its chunks directly (Arrow's take would join them first); the
+    # other columns are joined once.
+    raw = rows["raw"]
+    given = set(plan.extra.column_names)
+    rest = rows.select([n for n in schema.EVENTS.names if n != "raw" and n not in given])
+    rest = rest.combine_chunks() if rest.num_columns else None
+    lake = Lake(lake_root)
+    for rel, start, end in plan.files:
+        picked = plan.order[start:end]
+        t = plan.extra.slice(start, end - start)
+        if rest is not None:
+            for name, col in zip(rest.column_names, rest.take(picked).columns, strict=True):
+                t = t.append_column(name, col)
+        t = t.append_column("raw", native.take_strings(raw, picked))
+        lake.write_table(rel, t.select(schema.EVENTS.names).cast(schema.EVENTS))
+    return sum(end - start for _, start, end in plan.files)
