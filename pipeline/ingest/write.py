@@ -37,9 +37,7 @@ EXTRA = (
 class Plan:
     batch_id: str
     order: np.ndarray  # int64 row numbers of the batch, in file order, the rows to write only
-    # Columns aligned with ``order``: at least EXTRA; with all but raw (a plan made in the
-    # writing process), nothing but the raw text is taken from the rows.
-    extra: pa.Table
+    extra: pa.Table  # the EXTRA columns, aligned with ``order``
     files: tuple[tuple[str, int, int], ...]  # (path in the lake, start, end) over ``order``
 
 
@@ -53,16 +51,14 @@ def write(lake_root: str, plan: Plan, rows: pa.Table) -> int:
     # of the bytes, is picked from its chunks directly (Arrow's take would join them first); the
     # other columns are joined once.
     raw = rows["raw"]
-    given = set(plan.extra.column_names)
-    rest = rows.select([n for n in schema.EVENTS.names if n != "raw" and n not in given])
-    rest = rest.combine_chunks() if rest.num_columns else None
+    rest = rows.select([n for n in schema.EVENTS.names if n != "raw" and n not in EXTRA])
+    rest = rest.combine_chunks()
     lake = Lake(lake_root)
     for rel, start, end in plan.files:
         picked = plan.order[start:end]
         t = plan.extra.slice(start, end - start)
-        if rest is not None:
-            for name, col in zip(rest.column_names, rest.take(picked).columns, strict=True):
-                t = t.append_column(name, col)
+        for name, col in zip(rest.column_names, rest.take(picked).columns, strict=True):
+            t = t.append_column(name, col)
         t = t.append_column("raw", native.take_strings(raw, picked))
         lake.write_table(rel, t.select(schema.EVENTS.names).cast(schema.EVENTS))
     return sum(end - start for _, start, end in plan.files)
