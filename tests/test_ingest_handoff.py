@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.config import parse_config
-from pipeline.ingest import handoff, run
+from pipeline.ingest import handoff, run, write
 from pipeline.ingest.run import decode_batch, ingest, make_batches
 from pipeline.ingest.sources import list_inputs
 from tests import logfactory as lf
@@ -29,7 +29,7 @@ def inputs(folder: Path, files: int = 3) -> Path:
     return folder
 
 
-def test_a_batch_through_a_file_is_the_batch_decoded_in_process_but_its_raw_text(
+def test_a_batch_through_a_file_is_the_batch_decoded_in_process_as_the_plan_reads_it(
     tmp_path: Path,
 ) -> None:
     cfg = parse_config({}, environ={})
@@ -39,7 +39,8 @@ def test_a_batch_through_a_file_is_the_batch_decoded_in_process_but_its_raw_text
     sent = handoff.to_file(here, str(tmp_path))
     assert sent.rows.num_rows == 0 and sent.rows_file is not None
     got = handoff.load_rows(sent)
-    assert got.rows.equals(here.rows.drop_columns(["raw"]))
+    assert got.rows.equals(here.rows.select(write.PLAN_INPUT))
+    assert "raw" not in got.rows.column_names
     assert (got.sessions, got.quarantine, got.records_in) == (
         here.sessions,
         here.quarantine,

@@ -60,8 +60,9 @@ def _roomy(folder: Path) -> bool:
 
 
 def to_file(d: Decoded, folder: str) -> Decoded:
-    """``d`` with its rows, but the raw text, left in a file in ``folder`` (``rows_file``)."""
-    rows = d.rows.drop_columns(["raw"])
+    """``d`` with the columns of its rows the plan reads (``write.PLAN_INPUT``) left in a file
+    in ``folder`` (``rows_file``)."""
+    rows = d.rows.select(write.PLAN_INPUT)
     path = Path(folder) / f"{d.batch.id}.arrow"
     with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, rows.schema) as writer:
         writer.write_table(rows)

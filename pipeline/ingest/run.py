@@ -141,12 +141,10 @@ class Ingestor:
             if when is not None:
                 self.sessions.learn(key, tags, when)
 
-        # The raw text stays where it is (in the worker that decoded the batch, which sends all
-        # else, or in the decoded batch here): the plan names rows by number, and only
+        # The rows stay where they are (in the worker that decoded the batch, which sends only
+        # these columns, or in the decoded batch here): the plan names rows by number, and only
         # ``write`` copies them.
-        rows = d.rows
-        if "raw" in rows.column_names:
-            rows = rows.drop_columns(["raw"])
+        rows = d.rows.select(write.PLAN_INPUT)
         t = rows.append_column("_row", pa.array(np.arange(rows.num_rows)))
         when = t["event_time"]  # parsed by the decoder, which quarantined what did not parse
         if t.num_rows:
