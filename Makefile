@@ -8,8 +8,8 @@ LAKE   ?= lake
 
 .PHONY: demo test lint typecheck pytest bench eval clean sample-logs pictures
 
-# The C extension (pipeline/ingest/_ctscan.c) is compiled by the install: a change to it reinstalls.
-$(STAMP): pyproject.toml pipeline/ingest/_ctscan.c
+# The C extension (pipeline/ingest/_ctscan.c, _credentials.c) is compiled by the install: a change to it reinstalls.
+$(STAMP): pyproject.toml pipeline/ingest/_ctscan.c pipeline/ingest/_credentials.c
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "tenantwatch needs Python >= 3.11 (set PYTHON=...)")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "installing tenantwatch and its dependencies into $(VENV) (log: $(VENV)/install.log)"

@@ -462,3 +462,57 @@ def test_join_hash_is_join_then_xxh64(monkeypatch: pytest.MonkeyPatch) -> None:
     fast = normalize.record_hashes(fields)
     monkeypatch.setenv("TENANTWATCH_NATIVE", "0")
     assert normalize.record_hashes(fields).equals(fast)
+
+
+def _credential_records() -> list[bytes]:
+    """The records of sample_logs/ as CloudTrail writes them (compact JSON), AssumeRole
+    responses with credentials among them."""
+    out = []
+    for path in sorted((REPO / "sample_logs" / "AWSLogs").rglob("*.json.gz")):
+        doc = json.loads(gzip.decompress(path.read_bytes()))
+        for rec in doc.get("Records", []):
+            out.append(json.dumps(rec, separators=(",", ":")).encode())
+    return out
+
+
+def test_credential_spans_are_the_python_roads() -> None:
+    """``_credentials.c`` finds the same credential values, and sends the same records to the
+    walk, as ``redact._credential_spans``: on sample_logs/, and on seeded mutations aimed at what
+    it decides on (keys, quotes, escapes, backslash runs, doubt words, non-ASCII, cuts)."""
+    from pipeline.ingest import redact
+
+    keys = redact._SECRET_KEY_BYTES
+    recs = _credential_records()
+    creds = [r for r in recs if b'"sessionToken":"' in r]
+    assert native._ctscan is not None and len(creds) > 20
+    got = native._ctscan.credential_spans(recs, keys)
+    assert got == redact._credential_spans(recs)
+    assert sum(g is not None for g in got) == len(creds)  # the fast road, for every one
+    pieces = [b'"sessionToken":"', b'"secretAccessKey":"', b'"secretAccessKey":"k"', b'"', b"\\"]
+    pieces += [b'\\"', b"\\\\", b"{", b",", b":", b" ", b"\n", b'"token"', b'"Token" :', b"x"]
+    pieces += [b'"PASSWORD"\t:', b"earer", b"asic", b"eyJ", b"\\u", b"\xc3\xa9", b'"idToken":']
+    rng = random.Random(5)
+    mutated = []
+    for _ in range(20_000):
+        raw = rng.choice(creds)
+        for _ in range(rng.randint(0, 3)):
+            at = raw.find(b'"sessionToken":"') + rng.randint(-40, 60)
+            at = max(0, min(at, len(raw)))
+            raw = raw[:at] + rng.choice(pieces) + raw[at:]
+        if rng.random() < 0.1:
+            raw = raw[: rng.randint(0, len(raw))]
+        mutated.append(raw)
+    mutated += [
+        b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 30))) for _ in range(5000)
+    ]
+    got = native._ctscan.credential_spans(mutated, keys)
+    assert got == redact._credential_spans(mutated)
+    assert 2_000 < sum(g is not None for g in got) < 20_000  # both roads well exercised
+
+
+def test_credential_spans_refuses_what_it_cannot_compare() -> None:
+    assert native._ctscan is not None
+    with pytest.raises(ValueError, match="lower-case ASCII"):
+        native._ctscan.credential_spans([b"{}"], (b"Token",))
+    with pytest.raises(TypeError, match="must be bytes"):
+        native._ctscan.credential_spans(["{}"], (b"token",))

@@ -1,8 +1,9 @@
 """Secret redaction: the byte-level road for AssumeRole credentials gives the walk's value.
 
 ``redact_many`` edits a credentials block in the record's own bytes when it can prove nothing
-else would change; every case here checks it against the full walk (``redact_raw``) and says
-which road it must take. The byte road keeps the record's spelling, so records spelled as orjson
+else would change (the proof found in C or in Python: every test runs on both roads); every
+case here checks it against the full walk (``redact_raw``) and says which road it must take.
+The byte road keeps the record's spelling, so records spelled as orjson
 spells them come out byte for byte as the walk's, and any other spelling decodes to the same
 value; a seeded property test holds that over varied records.
 """
@@ -19,6 +20,13 @@ import pytest
 from pipeline.ingest import redact
 
 TOKEN = "IQoJb3JpZ2luX2VjEXAMPLETOKEN0123456789+/="
+
+
+@pytest.fixture(autouse=True, params=["compiled", "python"])
+def road(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test on both roads: the credentials found in C (``_credentials.c``) or in Python."""
+    monkeypatch.setenv("TENANTWATCH_NATIVE", "1" if request.param == "compiled" else "0")
+    return str(request.param)
 
 
 def assume_role(**credentials: Any) -> dict[str, Any]:

@@ -1690,7 +1690,12 @@ done:
     return out;
 }
 
+/* In _credentials.c: AssumeRole credentials in a record's own bytes (redact.redact_many). */
+PyObject *credential_spans(PyObject *self, PyObject *args);
+
 static PyMethodDef module_methods[] = {
+    {"credential_spans", credential_spans, METH_VARARGS,
+     "credential_spans(raws, secret_keys) -> [spans | None]: redact._credential_spans."},
     {"join_hash", join_hash, METH_VARARGS,
      "join_hash(columns, n) -> bytes: XXH64 hex of each row's values joined (0x1F, null 0x00)."},
     {"gather", gather, METH_VARARGS,

@@ -76,3 +76,14 @@ def join_hash(columns: list[pa.Array]) -> bytes | None:
         validity, offsets, data = c.buffers()
         specs.append((validity if c.null_count else None, offsets, data or b"", c.offset))
     return bytes(_ctscan.join_hash(specs, n))
+
+
+def credential_spans(
+    raws: list[bytes], secret_keys: tuple[bytes, ...]
+) -> list[tuple[int, ...] | None] | None:
+    """``redact._credential_spans`` compiled (``_credentials.c``), or None when the compiled road
+    is off."""
+    if _ctscan is None or not enabled():
+        return None
+    spans: list[tuple[int, ...] | None] = _ctscan.credential_spans(raws, secret_keys)
+    return spans

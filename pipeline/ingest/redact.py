@@ -30,6 +30,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipeline.ingest import native
+
 # Keys whose values are secrets wherever they appear (compared lower-case).
 SECRET_KEYS = frozenset(
     {
@@ -81,6 +83,7 @@ _CREDENTIAL_KEYS = (b'"sessionToken":"', b'"secretAccessKey":"')
 # might rewrite (its own test); and any \u escape, the one way a key or value can spell letters
 # its bytes do not show ("\u0074oken" is a token key once decoded). One RE2 pass does it all:
 # bytes.find costs more per literal than RE2 for the lot.
+_SECRET_KEY_BYTES = tuple(k.encode() for k in sorted(SECRET_KEYS))
 _DOUBT_PATTERN = (
     '(?i:"(?:'
     + "|".join(re.escape(k) for k in sorted(SECRET_KEYS))
@@ -144,25 +147,52 @@ def redact_many(raws: Sequence[bytes]) -> list[bytes]:
     faster for AssumeRole credentials: the result decodes to the same value.
 
     A record whose only secrets are sessionToken / secretAccessKey strings has them replaced in
-    its own bytes (``_credentials_only``), with no parse and no re-serialisation; the proof that
-    nothing else would change is one RE2 pass over all such records at once, since a Python
-    search per record and key costs as much as the walk it saves. The rest take ``redact_raw``.
-    (Bytes that are not JSON lose their secrets too, though not always as ``redact_raw``'s.)
+    its own bytes, with no parse and no re-serialisation (``_credential_spans`` finds them and
+    proves nothing else would change; the compiled module does the same search, ``native``);
+    the rest take ``redact_raw``. (Bytes that are not JSON lose their secrets too, though not
+    always as ``redact_raw``'s.)
     """
-    out: list[bytes | None] = [None] * len(raws)
-    edited: list[tuple[int, bytes, bytes]] = []  # (index, redacted, the bytes outside secrets)
+    raws = list(raws)
+    found = native.credential_spans(raws, _SECRET_KEY_BYTES)
+    if found is None:
+        found = _credential_spans(raws)
+    return [
+        redact_raw(raw) if spans is None else _fingerprinted(raw, spans)
+        for raw, spans in zip(raws, found, strict=True)
+    ]
+
+
+def _fingerprinted(raw: bytes, spans: tuple[int, ...]) -> bytes:
+    """``raw`` with the string values at ``spans`` (start, end, start, end, ...) fingerprinted."""
+    out: list[bytes] = []
+    pos = 0
+    for start, end in zip(spans[::2], spans[1::2], strict=True):
+        out += (raw[pos:start], _fingerprint_json_string(raw[start:end]))
+        pos = end
+    out.append(raw[pos:])
+    return b"".join(out)
+
+
+def _credential_spans(raws: list[bytes]) -> list[tuple[int, ...] | None]:
+    """Per record: where its sessionToken / secretAccessKey string values are (start, end, ...,
+    between their quotes), or None when the walk must take it: no such values, a record that is
+    not ASCII or not JSON, or anything outside them the walk might change (the doubt pattern;
+    one RE2 pass over all records at once, since a Python search per record and key costs as
+    much as the walk it saves). The reference for ``_credentials.c``."""
+    out: list[tuple[int, ...] | None] = [None] * len(raws)
+    found: list[tuple[int, tuple[int, ...], bytes]] = []  # (index, spans, the bytes outside)
     for i, raw in enumerate(raws):
         # No might_hold_secret first: a record with a credential holds a secret, and redact_raw
         # asks it of the others.
-        fast = _credentials_only(raw)
-        if fast is not None:
-            edited.append((i, *fast))
-    if edited:
-        outside = _binary([e[2] for e in edited])
+        located = _credentials_only(raw)
+        if located is not None:
+            found.append((i, *located))
+    if found:
+        outside = _binary([f[2] for f in found])
         doubt = pc.match_substring_regex(outside, _DOUBT_PATTERN)
-        for (i, redacted, _), walk in zip(edited, doubt.to_pylist(), strict=True):
-            out[i] = None if walk else redacted
-    return [r if r is not None else redact_raw(raw) for r, raw in zip(out, raws, strict=True)]
+        for (i, spans, _), walk in zip(found, doubt.to_pylist(), strict=True):
+            out[i] = None if walk else spans
+    return out
 
 
 def _binary(parts: list[bytes]) -> pa.Array:
@@ -173,11 +203,11 @@ def _binary(parts: list[bytes]) -> pa.Array:
     return pa.Array.from_buffers(pa.large_binary(), len(parts), [None, offsets.buffers()[1], data])
 
 
-def _credentials_only(raw: bytes) -> tuple[bytes, bytes] | None:
-    """``raw`` with its sessionToken / secretAccessKey string values fingerprinted, and the bytes
-    outside those keys and values (for ``redact_many`` to check that the walk would change
-    nothing there); None when there are none, when a value does not end (not JSON), or when the
-    record is not ASCII (str.lower() folds some non-ASCII letters onto ASCII key letters)."""
+def _credentials_only(raw: bytes) -> tuple[tuple[int, ...], bytes] | None:
+    """The spans of ``raw``'s sessionToken / secretAccessKey string values (start, end, ...), and
+    the bytes outside those keys and values (for the doubt pattern); None when there are none,
+    when a value does not end (not JSON), or when the record is not ASCII (str.lower() folds
+    some non-ASCII letters onto ASCII key letters)."""
     if not raw.isascii():
         return None
     spans: list[tuple[int, int, int]] = []  # (where the key starts, its value starts, ends)
@@ -197,16 +227,13 @@ def _credentials_only(raw: bytes) -> tuple[bytes, bytes] | None:
     if not spans:
         return None
     spans.sort()
-    out: list[bytes] = []
     rest: list[bytes] = []
     pos = 0
-    for key_start, start, end in spans:
+    for key_start, _, end in spans:
         rest.append(raw[pos:key_start])
-        out += (raw[pos:start], _fingerprint_json_string(raw[start:end]))
         pos = end
     rest.append(raw[pos:])
-    out.append(raw[pos:])
-    return b"".join(out), b"\x00".join(rest)
+    return tuple(x for _, start, end in spans for x in (start, end)), b"\x00".join(rest)
 
 
 def _string_end(raw: bytes, start: int) -> int:

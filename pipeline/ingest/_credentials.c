@@ -1,0 +1,200 @@
+/* Where AssumeRole credentials sit in a record's own bytes, for redact.redact_many.
+ *
+ * redact.redact_many fingerprints a record's sessionToken / secretAccessKey values in place when
+ * it can prove the full walk (redact.redact_raw) would change nothing else. The Python road
+ * (redact._credential_spans) is the reference; this is the same search, a record at a time in C:
+ * the value spans of those keys, or None when the record must take the walk. Hashing and
+ * formatting the fingerprints stay in Python (hashlib), so what a secret becomes is written once.
+ *
+ * Per record, exactly as the Python road:
+ *   - not ASCII: None (str.lower() folds some non-ASCII letters onto ASCII key letters);
+ *   - each of '"sessionToken":"' and '"secretAccessKey":"' is found left to right; its string
+ *     value ends at the first quote after an even run of backslashes (none: not JSON, None); the
+ *     key counts only where it opens or follows a member ('{' or ',' before it), and the search
+ *     goes on after that value either way;
+ *   - no key counted: None;
+ *   - the bytes outside the counted keys and values are checked for doubt, as the pattern
+ *     (?i:"(?:<secret key>)"[ \t\n\r]*:)|earer|asic|eyJ|\\u does (the secret keys are given,
+ *     lower case): any match, None. The Python road joins those pieces with a NUL byte and runs
+ *     RE2 once; no match can span a NUL, so each piece is checked alone here.
+ *   - else a tuple (start, end, start, end, ...) of the counted values (between their quotes),
+ *     in the order they appear. */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+static const struct {
+    const char *text;
+    Py_ssize_t len;
+} CREDENTIAL_KEYS[] = {
+    {"\"sessionToken\":\"", 16},
+    {"\"secretAccessKey\":\"", 19},
+};
+
+static const struct {
+    const char *text;
+    size_t len;
+} DOUBT_WORDS[] = {{"earer", 5}, {"asic", 4}, {"eyJ", 3}, {"\\u", 2}};
+
+static int is_ascii(const unsigned char *p, Py_ssize_t n) {
+    Py_ssize_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        if (w & 0x8080808080808080ULL) return 0;
+    }
+    for (; i < n; i++)
+        if (p[i] & 0x80) return 0;
+    return 1;
+}
+
+static Py_ssize_t find(const unsigned char *p, Py_ssize_t n, Py_ssize_t from, const char *what,
+                       Py_ssize_t len) {
+    if (from < 0 || from > n) return -1;
+    const unsigned char *at = memmem(p + from, (size_t)(n - from), what, (size_t)len);
+    return at ? at - p : -1;
+}
+
+/* redact._string_end: the quote that ends the string whose text starts at ``start``, or -1. */
+static Py_ssize_t string_end(const unsigned char *p, Py_ssize_t n, Py_ssize_t start) {
+    Py_ssize_t end = find(p, n, start, "\"", 1);
+    while (end > 0 && p[end - 1] == '\\') {
+        Py_ssize_t back = end - 1;
+        while (back > 0 && p[back - 1] == '\\') back--;
+        if ((end - back) % 2 == 0) break;
+        end = find(p, n, end + 1, "\"", 1);
+    }
+    return end;
+}
+
+typedef struct {
+    const unsigned char **keys; /* the secret keys, lower case */
+    Py_ssize_t *lens;
+    Py_ssize_t n;
+} Keys;
+
+/* Does the doubt pattern match anywhere in p[0 .. n)? */
+static int doubtful(const unsigned char *p, Py_ssize_t n, const Keys *keys) {
+    for (size_t w = 0; w < sizeof DOUBT_WORDS / sizeof DOUBT_WORDS[0]; w++)
+        if (memmem(p, (size_t)n, DOUBT_WORDS[w].text, DOUBT_WORDS[w].len)) return 1;
+    for (const unsigned char *q = memchr(p, '"', (size_t)n); q; ) {
+        Py_ssize_t i = q - p;
+        for (Py_ssize_t k = 0; k < keys->n; k++) {
+            Py_ssize_t len = keys->lens[k], j = 0;
+            if (i + 1 + len >= n) continue;
+            while (j < len && Py_TOLOWER(p[i + 1 + j]) == keys->keys[k][j]) j++;
+            if (j < len || p[i + 1 + len] != '"') continue;
+            Py_ssize_t c = i + 2 + len;
+            while (c < n && (p[c] == ' ' || p[c] == '\t' || p[c] == '\n' || p[c] == '\r')) c++;
+            if (c < n && p[c] == ':') return 1;
+        }
+        q = i + 1 < n ? memchr(p + i + 1, '"', (size_t)(n - i - 1)) : NULL;
+    }
+    return 0;
+}
+
+#define MAX_SPANS 64 /* more credentials than this in one record: the walk takes it */
+
+typedef struct {
+    Py_ssize_t key, start, end;
+} Span;
+
+static int by_key(const void *a, const void *b) {
+    Py_ssize_t x = ((const Span *)a)->key, y = ((const Span *)b)->key;
+    return (x > y) - (x < y);
+}
+
+/* The record's spans as a tuple, or None (a new reference either way; NULL on a Python error). */
+static PyObject *record_spans(const unsigned char *p, Py_ssize_t n, const Keys *keys) {
+    Span spans[MAX_SPANS];
+    int count = 0;
+    if (!is_ascii(p, n)) Py_RETURN_NONE;
+    for (size_t k = 0; k < sizeof CREDENTIAL_KEYS / sizeof CREDENTIAL_KEYS[0]; k++) {
+        Py_ssize_t len = CREDENTIAL_KEYS[k].len;
+        Py_ssize_t at = find(p, n, 0, CREDENTIAL_KEYS[k].text, len);
+        while (at > 0) {
+            Py_ssize_t start = at + len, end = string_end(p, n, start);
+            if (end < 0) Py_RETURN_NONE; /* a string that does not end: not JSON */
+            if (p[at - 1] == '{' || p[at - 1] == ',') {
+                if (count == MAX_SPANS) Py_RETURN_NONE;
+                spans[count++] = (Span){at, start, end};
+            }
+            at = find(p, n, end, CREDENTIAL_KEYS[k].text, len);
+        }
+    }
+    if (!count) Py_RETURN_NONE;
+    qsort(spans, (size_t)count, sizeof spans[0], by_key);
+    Py_ssize_t pos = 0;
+    for (int s = 0; s < count; s++) {
+        if (doubtful(p + pos, spans[s].key - pos, keys)) Py_RETURN_NONE;
+        pos = spans[s].end;
+    }
+    if (doubtful(p + pos, n - pos, keys)) Py_RETURN_NONE;
+    PyObject *out = PyTuple_New(2 * count);
+    if (!out) return NULL;
+    for (int s = 0; s < count; s++) {
+        PyObject *a = PyLong_FromSsize_t(spans[s].start), *b = PyLong_FromSsize_t(spans[s].end);
+        if (!a || !b) {
+            Py_XDECREF(a);
+            Py_XDECREF(b);
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(out, 2 * s, a);
+        PyTuple_SET_ITEM(out, 2 * s + 1, b);
+    }
+    return out;
+}
+
+/* credential_spans(raws: list[bytes], secret_keys: tuple[bytes, ...]) -> list[tuple | None] */
+PyObject *credential_spans(PyObject *self, PyObject *args) {
+    PyObject *raws, *key_objs;
+    if (!PyArg_ParseTuple(args, "O!O!:credential_spans", &PyList_Type, &raws, &PyTuple_Type,
+                          &key_objs))
+        return NULL;
+    Py_ssize_t nkeys = PyTuple_GET_SIZE(key_objs);
+    Keys keys = {PyMem_Malloc(sizeof(unsigned char *) * (size_t)(nkeys + 1)),
+                 PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(nkeys + 1)), nkeys};
+    PyObject *out = NULL;
+    if (!keys.keys || !keys.lens) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t k = 0; k < nkeys; k++) {
+        PyObject *key = PyTuple_GET_ITEM(key_objs, k);
+        if (!PyBytes_Check(key)) {
+            PyErr_SetString(PyExc_TypeError, "secret keys must be bytes");
+            goto done;
+        }
+        keys.keys[k] = (const unsigned char *)PyBytes_AS_STRING(key);
+        keys.lens[k] = PyBytes_GET_SIZE(key);
+        for (Py_ssize_t j = 0; j < keys.lens[k]; j++)
+            if (keys.keys[k][j] & 0x80 || Py_TOLOWER(keys.keys[k][j]) != keys.keys[k][j]) {
+                PyErr_SetString(PyExc_ValueError, "secret keys must be lower-case ASCII");
+                goto done;
+            }
+    }
+    Py_ssize_t n = PyList_GET_SIZE(raws);
+    out = PyList_New(n);
+    if (!out) goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *raw = PyList_GET_ITEM(raws, i);
+        if (!PyBytes_Check(raw)) {
+            PyErr_SetString(PyExc_TypeError, "records must be bytes");
+            Py_CLEAR(out);
+            goto done;
+        }
+        PyObject *spans = record_spans((const unsigned char *)PyBytes_AS_STRING(raw),
+                                       PyBytes_GET_SIZE(raw), &keys);
+        if (!spans) {
+            Py_CLEAR(out);
+            goto done;
+        }
+        PyList_SET_ITEM(out, i, spans);
+    }
+done:
+    PyMem_Free(keys.keys);
+    PyMem_Free(keys.lens);
+    return out;
+}
