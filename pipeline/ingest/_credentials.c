@@ -22,6 +22,7 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdint.h>
 #include <string.h>
 
 static const struct {
@@ -31,11 +32,6 @@ static const struct {
     {"\"sessionToken\":\"", 16},
     {"\"secretAccessKey\":\"", 19},
 };
-
-static const struct {
-    const char *text;
-    size_t len;
-} DOUBT_WORDS[] = {{"earer", 5}, {"asic", 4}, {"eyJ", 3}, {"\\u", 2}};
 
 static int is_ascii(const unsigned char *p, Py_ssize_t n) {
     Py_ssize_t i = 0;
@@ -72,25 +68,72 @@ typedef struct {
     const unsigned char **keys; /* the secret keys, lower case */
     Py_ssize_t *lens;
     Py_ssize_t n;
+    Py_ssize_t longest;
+    uint64_t len_mask; /* bit L: a key L bytes long */
 } Keys;
 
-/* Does the doubt pattern match anywhere in p[0 .. n)? */
-static int doubtful(const unsigned char *p, Py_ssize_t n, const Keys *keys) {
-    for (size_t w = 0; w < sizeof DOUBT_WORDS / sizeof DOUBT_WORDS[0]; w++)
-        if (memmem(p, (size_t)n, DOUBT_WORDS[w].text, DOUBT_WORDS[w].len)) return 1;
-    for (const unsigned char *q = memchr(p, '"', (size_t)n); q; ) {
-        Py_ssize_t i = q - p;
+/* Does the doubt pattern match at p[i]? */
+static inline __attribute__((always_inline)) int doubt_at(const unsigned char *p, Py_ssize_t n, Py_ssize_t i, const Keys *keys) {
+    switch (p[i]) {
+    case '"': {
+        /* Only a key as long as the quoted text after this quote can match: find its end (keys
+         * are short; most quotes here end a value or open a longer key) and compare just those. */
+        Py_ssize_t len = 0, limit = n - i - 1 < keys->longest + 1 ? n - i - 1 : keys->longest + 1;
+        while (len < limit && p[i + 1 + len] != '"') len++;
+        if (len == limit || !(keys->len_mask >> len & 1)) return 0;
         for (Py_ssize_t k = 0; k < keys->n; k++) {
-            Py_ssize_t len = keys->lens[k], j = 0;
-            if (i + 1 + len >= n) continue;
+            Py_ssize_t j = 0;
+            if (keys->lens[k] != len) continue;
             while (j < len && Py_TOLOWER(p[i + 1 + j]) == keys->keys[k][j]) j++;
-            if (j < len || p[i + 1 + len] != '"') continue;
+            if (j < len) continue;
             Py_ssize_t c = i + 2 + len;
             while (c < n && (p[c] == ' ' || p[c] == '\t' || p[c] == '\n' || p[c] == '\r')) c++;
             if (c < n && p[c] == ':') return 1;
         }
-        q = i + 1 < n ? memchr(p + i + 1, '"', (size_t)(n - i - 1)) : NULL;
+        return 0;
     }
+    case 'e':
+        return (i + 5 <= n && !memcmp(p + i, "earer", 5)) || (i + 3 <= n && !memcmp(p + i, "eyJ", 3));
+    case 'a':
+        return i + 4 <= n && !memcmp(p + i, "asic", 4);
+    case '\\':
+        return i + 1 < n && p[i + 1] == 'u';
+    default:
+        return 0;
+    }
+}
+
+typedef unsigned char v16 __attribute__((vector_size(16)));
+
+/* Does the doubt pattern match anywhere in p[0 .. n)? Sixteen places at a time are tested for
+ * where a match could start (a quote; "ea", "ey", "as", a backslash and "u": GCC/Clang vector
+ * extensions, SSE2 on x86-64, NEON on arm64), and only there is it tested whole. */
+static int doubtful(const unsigned char *p, Py_ssize_t n, const Keys *keys) {
+    Py_ssize_t i = 0;
+    for (; i + 17 <= n; i += 16) {
+        v16 a, b;
+        memcpy(&a, p + i, 16);
+        memcpy(&b, p + i + 1, 16);
+        v16 m = (v16)(a == '"') | (v16)((a == 'e') & ((b == 'a') | (b == 'y'))) |
+                (v16)((a == 'a') & (b == 's')) | (v16)((a == '\\') & (b == 'u'));
+        uint64_t lanes[2];
+        memcpy(lanes, &m, 16);
+        if (!(lanes[0] | lanes[1])) continue;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        /* Only the places hit: a hit is a 0xff byte, the lowest byte the first place. */
+        for (int h = 0; h < 2; h++)
+            for (uint64_t w = lanes[h]; w;) {
+                int j = __builtin_ctzll(w) >> 3;
+                if (doubt_at(p, n, i + 8 * h + j, keys)) return 1;
+                w &= ~((uint64_t)0xff << (8 * j));
+            }
+#else
+        for (int j = 0; j < 16; j++)
+            if (m[j] && doubt_at(p, n, i + j, keys)) return 1;
+#endif
+    }
+    for (; i < n; i++)
+        if (doubt_at(p, n, i, keys)) return 1;
     return 0;
 }
 
@@ -155,7 +198,7 @@ PyObject *credential_spans(PyObject *self, PyObject *args) {
         return NULL;
     Py_ssize_t nkeys = PyTuple_GET_SIZE(key_objs);
     Keys keys = {PyMem_Malloc(sizeof(unsigned char *) * (size_t)(nkeys + 1)),
-                 PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(nkeys + 1)), nkeys};
+                 PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(nkeys + 1)), nkeys, 0, 0};
     PyObject *out = NULL;
     if (!keys.keys || !keys.lens) {
         PyErr_NoMemory();
@@ -169,6 +212,12 @@ PyObject *credential_spans(PyObject *self, PyObject *args) {
         }
         keys.keys[k] = (const unsigned char *)PyBytes_AS_STRING(key);
         keys.lens[k] = PyBytes_GET_SIZE(key);
+        if (keys.lens[k] > keys.longest) keys.longest = keys.lens[k];
+        if (keys.lens[k] > 62) {
+            PyErr_SetString(PyExc_ValueError, "secret keys must be under 63 bytes");
+            goto done;
+        }
+        keys.len_mask |= (uint64_t)1 << keys.lens[k];
         for (Py_ssize_t j = 0; j < keys.lens[k]; j++)
             if (keys.keys[k][j] & 0x80 || Py_TOLOWER(keys.keys[k][j]) != keys.keys[k][j]) {
                 PyErr_SetString(PyExc_ValueError, "secret keys must be lower-case ASCII");
