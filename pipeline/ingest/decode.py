@@ -187,10 +187,11 @@ class _Rows:
         body = data.lstrip(b"\xef\xbb\xbf \t\r\n")
         if not (body.startswith(b"{") and b'"Records"' in body[:4096]):
             return None
-        try:
-            body.decode("utf-8")  # the builder reads UTF-8 it need not check
-        except UnicodeDecodeError:
-            return None
+        if not body.isascii():  # ASCII is UTF-8, and checking it allocates nothing
+            try:
+                body.decode("utf-8")  # the builder reads UTF-8 it need not check
+            except UnicodeDecodeError:
+                return None
         if self.ct:
             self._flush_cloudtrail()
         n: int | None = self.native.add(body)
