@@ -39,6 +39,12 @@ def main(argv: list[str] | None = None) -> None:
         help="events in the detect benchmark's lake (default 10,000,000: issue 4's target size)",
     )
     ap.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="ingest: rounds of tenantwatch and DuckDB, alternating; the table shows medians",
+    )
+    ap.add_argument(
         "--data",
         type=Path,
         default=Path("/tmp/tenantwatch-bench"),
