@@ -481,11 +481,11 @@ def test_credential_spans_are_the_python_roads() -> None:
     it decides on (keys, quotes, escapes, backslash runs, doubt words, non-ASCII, cuts)."""
     from pipeline.ingest import redact
 
-    keys = redact._SECRET_KEY_BYTES
+    creds_keys, keys = redact._CREDENTIAL_KEYS, redact._SECRET_KEY_BYTES
     recs = _credential_records()
     creds = [r for r in recs if b'"sessionToken":"' in r]
     assert native._ctscan is not None and len(creds) > 20
-    got = native._ctscan.credential_spans(recs, keys)
+    got = native._ctscan.credential_spans(recs, creds_keys, keys)
     assert got == redact._credential_spans(recs)
     assert sum(g is not None for g in got) == len(creds)  # the fast road, for every one
     pieces = [b'"sessionToken":"', b'"secretAccessKey":"', b'"secretAccessKey":"k"', b'"', b"\\"]
@@ -505,7 +505,7 @@ def test_credential_spans_are_the_python_roads() -> None:
     mutated += [
         b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 30))) for _ in range(5000)
     ]
-    got = native._ctscan.credential_spans(mutated, keys)
+    got = native._ctscan.credential_spans(mutated, creds_keys, keys)
     assert got == redact._credential_spans(mutated)
     assert 2_000 < sum(g is not None for g in got) < 20_000  # both roads well exercised
 
@@ -513,6 +513,8 @@ def test_credential_spans_are_the_python_roads() -> None:
 def test_credential_spans_refuses_what_it_cannot_compare() -> None:
     assert native._ctscan is not None
     with pytest.raises(ValueError, match="lower-case ASCII"):
-        native._ctscan.credential_spans([b"{}"], (b"Token",))
+        native._ctscan.credential_spans([b"{}"], (b'"token":"',), (b"Token",))
     with pytest.raises(TypeError, match="must be bytes"):
-        native._ctscan.credential_spans(["{}"], (b"token",))
+        native._ctscan.credential_spans(["{}"], (b'"token":"',), (b"token",))
+    with pytest.raises(TypeError, match="non-empty bytes"):
+        native._ctscan.credential_spans([b"{}"], (b"",), (b"token",))

@@ -8,10 +8,11 @@
  *
  * Per record, exactly as the Python road:
  *   - not ASCII: None (str.lower() folds some non-ASCII letters onto ASCII key letters);
- *   - each of '"sessionToken":"' and '"secretAccessKey":"' is found left to right; its string
- *     value ends at the first quote after an even run of backslashes (none: not JSON, None); the
- *     key counts only where it opens or follows a member ('{' or ',' before it), and the search
- *     goes on after that value either way;
+ *   - each credential key given (redact._CREDENTIAL_KEYS: '"sessionToken":"' and
+ *     '"secretAccessKey":"', compact JSON up to the value's opening quote) is found left to
+ *     right; its string value ends at the first quote after an even run of backslashes (none:
+ *     not JSON, None); the key counts only where it opens or follows a member ('{' or ','
+ *     before it), and the search goes on after that value either way;
  *   - no key counted: None;
  *   - the bytes outside the counted keys and values are checked for doubt, as the pattern
  *     (?i:"(?:<secret key>)"[ \t\n\r]*:)|earer|asic|eyJ|\\u does (the secret keys are given,
@@ -25,14 +26,6 @@
 #include <stdint.h>
 #include <string.h>
 
-static const struct {
-    const char *text;
-    Py_ssize_t len;
-} CREDENTIAL_KEYS[] = {
-    {"\"sessionToken\":\"", 16},
-    {"\"secretAccessKey\":\"", 19},
-};
-
 static int is_ascii(const unsigned char *p, Py_ssize_t n) {
     Py_ssize_t i = 0;
     for (; i + 8 <= n; i += 8) {
@@ -45,7 +38,7 @@ static int is_ascii(const unsigned char *p, Py_ssize_t n) {
     return 1;
 }
 
-static Py_ssize_t find(const unsigned char *p, Py_ssize_t n, Py_ssize_t from, const char *what,
+static Py_ssize_t find(const unsigned char *p, Py_ssize_t n, Py_ssize_t from, const void *what,
                        Py_ssize_t len) {
     if (from < 0 || from > n) return -1;
     const unsigned char *at = memmem(p + from, (size_t)(n - from), what, (size_t)len);
@@ -65,7 +58,7 @@ static Py_ssize_t string_end(const unsigned char *p, Py_ssize_t n, Py_ssize_t st
 }
 
 typedef struct {
-    const unsigned char **keys; /* the secret keys, lower case */
+    const unsigned char **keys; /* bytes objects' contents, borrowed */
     Py_ssize_t *lens;
     Py_ssize_t n;
     Py_ssize_t longest;
@@ -149,13 +142,14 @@ static int by_key(const void *a, const void *b) {
 }
 
 /* The record's spans as a tuple, or None (a new reference either way; NULL on a Python error). */
-static PyObject *record_spans(const unsigned char *p, Py_ssize_t n, const Keys *keys) {
+static PyObject *record_spans(const unsigned char *p, Py_ssize_t n, const Keys *creds,
+                              const Keys *keys) {
     Span spans[MAX_SPANS];
     int count = 0;
     if (!is_ascii(p, n)) Py_RETURN_NONE;
-    for (size_t k = 0; k < sizeof CREDENTIAL_KEYS / sizeof CREDENTIAL_KEYS[0]; k++) {
-        Py_ssize_t len = CREDENTIAL_KEYS[k].len;
-        Py_ssize_t at = find(p, n, 0, CREDENTIAL_KEYS[k].text, len);
+    for (Py_ssize_t k = 0; k < creds->n; k++) {
+        Py_ssize_t len = creds->lens[k];
+        Py_ssize_t at = find(p, n, 0, creds->keys[k], len);
         while (at > 0) {
             Py_ssize_t start = at + len, end = string_end(p, n, start);
             if (end < 0) Py_RETURN_NONE; /* a string that does not end: not JSON */
@@ -163,7 +157,7 @@ static PyObject *record_spans(const unsigned char *p, Py_ssize_t n, const Keys *
                 if (count == MAX_SPANS) Py_RETURN_NONE;
                 spans[count++] = (Span){at, start, end};
             }
-            at = find(p, n, end, CREDENTIAL_KEYS[k].text, len);
+            at = find(p, n, end, creds->keys[k], len);
         }
     }
     if (!count) Py_RETURN_NONE;
@@ -190,40 +184,51 @@ static PyObject *record_spans(const unsigned char *p, Py_ssize_t n, const Keys *
     return out;
 }
 
-/* credential_spans(raws: list[bytes], secret_keys: tuple[bytes, ...]) -> list[tuple | None] */
-PyObject *credential_spans(PyObject *self, PyObject *args) {
-    PyObject *raws, *key_objs;
-    if (!PyArg_ParseTuple(args, "O!O!:credential_spans", &PyList_Type, &raws, &PyTuple_Type,
-                          &key_objs))
-        return NULL;
-    Py_ssize_t nkeys = PyTuple_GET_SIZE(key_objs);
-    Keys keys = {PyMem_Malloc(sizeof(unsigned char *) * (size_t)(nkeys + 1)),
-                 PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(nkeys + 1)), nkeys, 0, 0};
-    PyObject *out = NULL;
-    if (!keys.keys || !keys.lens) {
+/* ``objs`` (a tuple of bytes) as Keys; secret keys must be lower-case ASCII, under 63 bytes
+ * (a bit each in len_mask). 0, or -1 with a Python error set. */
+static int read_keys(PyObject *objs, Keys *out, int secret) {
+    Py_ssize_t n = PyTuple_GET_SIZE(objs);
+    *out = (Keys){PyMem_Malloc(sizeof(unsigned char *) * (size_t)(n + 1)),
+                  PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(n + 1)), n, 0, 0};
+    if (!out->keys || !out->lens) {
         PyErr_NoMemory();
-        goto done;
+        return -1;
     }
-    for (Py_ssize_t k = 0; k < nkeys; k++) {
-        PyObject *key = PyTuple_GET_ITEM(key_objs, k);
-        if (!PyBytes_Check(key)) {
-            PyErr_SetString(PyExc_TypeError, "secret keys must be bytes");
-            goto done;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyObject *key = PyTuple_GET_ITEM(objs, k);
+        if (!PyBytes_Check(key) || !PyBytes_GET_SIZE(key)) {
+            PyErr_SetString(PyExc_TypeError, "keys must be non-empty bytes");
+            return -1;
         }
-        keys.keys[k] = (const unsigned char *)PyBytes_AS_STRING(key);
-        keys.lens[k] = PyBytes_GET_SIZE(key);
-        if (keys.lens[k] > keys.longest) keys.longest = keys.lens[k];
-        if (keys.lens[k] > 62) {
+        const unsigned char *text = (const unsigned char *)PyBytes_AS_STRING(key);
+        Py_ssize_t len = PyBytes_GET_SIZE(key);
+        out->keys[k] = text;
+        out->lens[k] = len;
+        if (!secret) continue;
+        if (len > 62) {
             PyErr_SetString(PyExc_ValueError, "secret keys must be under 63 bytes");
-            goto done;
+            return -1;
         }
-        keys.len_mask |= (uint64_t)1 << keys.lens[k];
-        for (Py_ssize_t j = 0; j < keys.lens[k]; j++)
-            if (keys.keys[k][j] & 0x80 || Py_TOLOWER(keys.keys[k][j]) != keys.keys[k][j]) {
+        for (Py_ssize_t j = 0; j < len; j++)
+            if (text[j] & 0x80 || Py_TOLOWER(text[j]) != text[j]) {
                 PyErr_SetString(PyExc_ValueError, "secret keys must be lower-case ASCII");
-                goto done;
+                return -1;
             }
+        if (len > out->longest) out->longest = len;
+        out->len_mask |= (uint64_t)1 << len;
     }
+    return 0;
+}
+
+/* credential_spans(raws: list[bytes], credential_keys: tuple[bytes, ...],
+ *                  secret_keys: tuple[bytes, ...]) -> list[tuple | None] */
+PyObject *credential_spans(PyObject *self, PyObject *args) {
+    PyObject *raws, *cred_objs, *key_objs, *out = NULL;
+    Keys creds = {0}, keys = {0};
+    if (!PyArg_ParseTuple(args, "O!O!O!:credential_spans", &PyList_Type, &raws, &PyTuple_Type,
+                          &cred_objs, &PyTuple_Type, &key_objs))
+        return NULL;
+    if (read_keys(cred_objs, &creds, 0) < 0 || read_keys(key_objs, &keys, 1) < 0) goto done;
     Py_ssize_t n = PyList_GET_SIZE(raws);
     out = PyList_New(n);
     if (!out) goto done;
@@ -235,7 +240,7 @@ PyObject *credential_spans(PyObject *self, PyObject *args) {
             goto done;
         }
         PyObject *spans = record_spans((const unsigned char *)PyBytes_AS_STRING(raw),
-                                       PyBytes_GET_SIZE(raw), &keys);
+                                       PyBytes_GET_SIZE(raw), &creds, &keys);
         if (!spans) {
             Py_CLEAR(out);
             goto done;
@@ -243,6 +248,8 @@ PyObject *credential_spans(PyObject *self, PyObject *args) {
         PyList_SET_ITEM(out, i, spans);
     }
 done:
+    PyMem_Free(creds.keys);
+    PyMem_Free(creds.lens);
     PyMem_Free(keys.keys);
     PyMem_Free(keys.lens);
     return out;

@@ -79,11 +79,12 @@ def join_hash(columns: list[pa.Array]) -> bytes | None:
 
 
 def credential_spans(
-    raws: list[bytes], secret_keys: tuple[bytes, ...]
+    raws: list[bytes], credential_keys: tuple[bytes, ...], secret_keys: tuple[bytes, ...]
 ) -> list[tuple[int, ...] | None] | None:
     """``redact._credential_spans`` compiled (``_credentials.c``), or None when the compiled road
     is off."""
     if _ctscan is None or not enabled():
         return None
-    spans: list[tuple[int, ...] | None] = _ctscan.credential_spans(raws, secret_keys)
+    spans: list[tuple[int, ...] | None]
+    spans = _ctscan.credential_spans(raws, credential_keys, secret_keys)
     return spans

@@ -153,7 +153,7 @@ def redact_many(raws: Sequence[bytes]) -> list[bytes]:
     always as ``redact_raw``'s.)
     """
     raws = list(raws)
-    found = native.credential_spans(raws, _SECRET_KEY_BYTES)
+    found = native.credential_spans(raws, _CREDENTIAL_KEYS, _SECRET_KEY_BYTES)
     if found is None:
         found = _credential_spans(raws)
     return [
