@@ -116,18 +116,20 @@ def main(args: argparse.Namespace) -> None:
     peer = [sys.executable, "-m", "bench.peers"]
     # The peers whose ratios matter are measured in alternating rounds (this machine's speed
     # drifts 10-15 % within minutes, more than the differences measured): median per peer.
-    close: dict[str, list[Result]] = {}
+    names = ("tenantwatch --workers 1", "tenantwatch --workers 2", "duckdb, 1 thread")
+    close: dict[str, list[Result]] = {name: [] for name in names}
     for _ in range(max(1, args.rounds)):
         for workers in (1, 2):
-            peer_name = f"tenantwatch --workers {workers}"
             lake = work / f"lake-w{workers}"
             shutil.rmtree(lake, ignore_errors=True)
             cmd = [tw, "ingest", str(trail), "--lake", str(lake), "--workers", str(workers)]
-            close.setdefault(peer_name, []).append(measure(peer_name, [*cmd, "--json"], n))
+            close[names[workers - 1]].append(measure(names[workers - 1], [*cmd, "--json"], n))
         cmd = [*peer, "duckdb", str(trail), str(work / "d.parquet")]
-        close.setdefault("duckdb, 1 thread", []).append(measure("duckdb, 1 thread", cmd, n))
-    one, two, duck = (median(runs) for runs in close.values())
-    speedups = sorted(a.wall_s / b.wall_s for a, b in zip(*list(close.values())[:2], strict=True))
+        close[names[2]].append(measure(names[2], cmd, n))
+    one, two, duck = (median(close[name]) for name in names)
+    speedups = sorted(
+        a.wall_s / b.wall_s for a, b in zip(close[names[0]], close[names[1]], strict=True)
+    )
     spread = ", ".join(f"{x:.2f}" for x in speedups)
     speedup = f"wall {one.wall_s / two.wall_s:.2f}x --workers 1's (rounds {spread})"
     two.note = f"{two.note}; {speedup}" if two.note else speedup

@@ -465,6 +465,10 @@ def _with_workers(
     next_plan = next_commit = 0
     with handoff.Workers(workers, ingest, claim_key, ing.lake.root) as pool:
 
+        def feed() -> None:
+            while pool.room() and (b := next(todo, None)) is not None:
+                pool.decode(*b)
+
         def take_reply() -> None:
             nonlocal next_commit
             kind, i, value = pool.next_reply()
@@ -476,8 +480,7 @@ def _with_workers(
                 ing.commit(writing.pop(next_commit), written.pop(next_commit))
                 committed.append(batches[next_commit])
                 next_commit += 1
-            while pool.room() and (b := next(todo, None)) is not None:
-                pool.decode(*b)
+            feed()
 
         def wait_for(partition: str) -> None:
             # A partition whose keys must be read from the lake again: this run's files for it
@@ -486,8 +489,7 @@ def _with_workers(
             while any(f.startswith(prefix) for p in writing.values() for f, _, _ in p.plan.files):
                 take_reply()
 
-        while pool.room() and (b := next(todo, None)) is not None:
-            pool.decode(*b)
+        feed()
         while next_commit < len(batches):
             take_reply()
             while next_plan in decoded:
