@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,8 @@ from pipeline.ingest import timeparse
 from pipeline.ingest.run import _datetimes, ingest
 from pipeline.lake import read_events, read_quarantine
 from tests import logfactory as lf
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def run(lake: Path, *sources: Path | str, cfg: Config | None = None, **kw: Any) -> dict[str, Any]:
@@ -406,6 +410,33 @@ def test_summary_keys_and_json_cli(tmp_path: Path) -> None:
     ):
         assert key in summary
     assert summary["ingested"] == 1
+
+
+def test_the_ingest_command_does_not_import_pandas_and_pandas_still_works_after(
+    tmp_path: Path,
+) -> None:
+    """pyarrow would import pandas on its first conversion (``cli._pyarrow_without_pandas``).
+    In a process of its own, as the command runs: ingest, then ask for pandas."""
+    lf.delivery_file(tmp_path / "in" / "1.json.gz", [lf.ct(), lf.ct()])
+    code = (
+        "import sys, json\n"
+        "from pipeline.cli import cli\n"
+        "try:\n"
+        f"    cli(['ingest', {str(tmp_path / 'in')!r}, '--lake', {str(tmp_path / 'lake')!r},"
+        " '--workers', '1', '--json'])\n"
+        "except SystemExit as e:\n"
+        "    assert e.code == 0, e.code\n"
+        "during = 'pandas' in sys.modules\n"
+        "import pyarrow as pa\n"
+        "frame = pa.table({'a': [1, 2]}).to_pandas()\n"
+        "print(json.dumps([during, type(frame).__name__, int(frame['a'].sum())]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    summary, checks = out.stdout.strip().splitlines()
+    assert json.loads(summary)["ingested"] == 2
+    assert json.loads(checks) == [False, "DataFrame", 3]
 
 
 def test_missing_source_is_an_error_with_exit_code_2(tmp_path: Path) -> None:
