@@ -95,14 +95,14 @@ def measure_pair(peer: str, cmds: list[list[str]], records: int) -> Result:
     the larger peak RSS."""
     started = time.perf_counter()
     procs = [subprocess.Popen(c, cwd=ROOT, stdout=subprocess.DEVNULL) for c in cmds]
-    cpu = rss = 0.0
-    for proc in procs:
-        _, status, usage = os.wait4(proc.pid, 0)
-        if os.waitstatus_to_exitcode(status):
-            raise SystemExit(f"{peer}: exit code {os.waitstatus_to_exitcode(status)}")
-        cpu += usage.ru_utime + usage.ru_stime
-        rss = max(rss, usage.ru_maxrss / 1024)
-    return Result(peer, records * len(cmds), time.perf_counter() - started, cpu, rss)
+    ended = [os.wait4(proc.pid, 0) for proc in procs]
+    wall = time.perf_counter() - started
+    codes = [os.waitstatus_to_exitcode(status) for _, status, _ in ended]
+    if any(codes):
+        raise SystemExit(f"{peer}: exit codes {codes}")
+    cpu = sum(usage.ru_utime + usage.ru_stime for _, _, usage in ended)
+    rss = max(usage.ru_maxrss / 1024 for _, _, usage in ended)
+    return Result(peer, records * len(cmds), wall, cpu, rss)
 
 
 def median(runs: list[Result]) -> Result:
