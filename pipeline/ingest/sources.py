@@ -77,29 +77,28 @@ def _local(source: str, since: datetime | None, until: datetime | None) -> Itera
 
 
 def _folder(
-    folder: str, since: datetime | None, until: datetime | None, seen: set[str]
+    folder: str, since: datetime | None, until: datetime | None, entered: set[str]
 ) -> Iterator[InputRef]:
     """The files under ``folder`` (absolute, resolved) as ``os.walk`` gives them: a folder's own
     files by name, then its sub-folders by name; hidden files skipped. Symlinks are followed,
     to files and to folders (an input tree is often put together from links), each by its
-    resolved path, and what was reached before is not listed again (``seen``): a file linked
-    twice is one input, and a link back up the tree ends there. One stat per file (resolving
-    each file's path cost a stat per path component)."""
-    seen.add(folder)
+    resolved path. A folder already entered is not entered again, so a link back up the tree
+    ends there; a file reached twice is one input (``list_inputs`` keeps each once). One stat
+    per file (resolving each file's path cost a stat per path component)."""
+    entered.add(folder)
     with os.scandir(folder) as it:
         entries = sorted(it, key=lambda e: e.name)
     for e in entries:
         if e.name.startswith(".") or e.is_dir():
             continue
-        uri = os.path.realpath(e.path) if e.is_symlink() else e.path
-        if e.is_file() and uri not in seen and in_window(e.path, since, until):
-            seen.add(uri)
+        if e.is_file() and in_window(e.path, since, until):
+            uri = os.path.realpath(e.path) if e.is_symlink() else e.path
             yield InputRef(uri, e.stat().st_size)
     for e in entries:
         if e.is_dir():
             sub = os.path.realpath(e.path) if e.is_symlink() else e.path
-            if sub not in seen:
-                yield from _folder(sub, since, until, seen)
+            if sub not in entered:
+                yield from _folder(sub, since, until, entered)
 
 
 # --- S3 ----------------------------------------------------------------------------------------
