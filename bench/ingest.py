@@ -139,6 +139,7 @@ def main(args: argparse.Namespace) -> None:
     close: dict[str, list[Result]] = {name: [] for name in (*names, pair)}
 
     def ingest_cmd(lake: str, workers: int) -> list[str]:
+        """The ingest command into ``work/lake``, emptied first (every run starts a new lake)."""
         shutil.rmtree(work / lake, ignore_errors=True)
         return [tw, "ingest", str(trail), "--lake", str(work / lake), "--workers", str(workers)]
 
