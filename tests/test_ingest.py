@@ -19,8 +19,7 @@ from pipeline.ingest import timeparse
 from pipeline.ingest.run import _datetimes, ingest
 from pipeline.lake import read_events, read_quarantine
 from tests import logfactory as lf
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.conftest import REPO
 
 
 def run(lake: Path, *sources: Path | str, cfg: Config | None = None, **kw: Any) -> dict[str, Any]:
