@@ -10,13 +10,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from pipeline.config import Config, parse_config
-from pipeline.ingest import timeparse
-from pipeline.ingest.run import _datetimes, ingest
+from pipeline.ingest.run import ingest
 from pipeline.lake import read_events, read_quarantine
 from tests import logfactory as lf
 from tests.conftest import REPO
@@ -189,16 +187,6 @@ def test_session_mapping_expires(tmp_path: Path) -> None:
     assert call["actor_tenant"] is None
 
 
-def test_session_start_times_convert_like_arrow_with_its_time_zone() -> None:
-    # The same datetimes as to_pylist(), and the same tzinfo object: SessionMap.expire compares
-    # every session with an Arrow-made cutoff, and mixed zone objects make that 8x slower.
-    times = timeparse.parse_times(pa.array(["2026-11-02T00:00:35Z", None, "no time"]))
-    expected = times.to_pylist()
-    got = _datetimes(times)
-    assert got == expected
-    assert got[0].tzinfo is expected[0].tzinfo
-
-
 def test_role_session_name_strategy_and_conflict_is_kept(tmp_path: Path) -> None:
     # The session tag says t0007, the role session name says t0009: keep both, resolve nothing.
     records = [
@@ -216,6 +204,49 @@ def test_role_session_name_strategy_and_conflict_is_kept(tmp_path: Path) -> None
     plain = by_session["tenant-t0003-usr-c"]
     assert (plain["actor_tenant"], plain["actor_tenant_source"]) == ("t0003", "role_session_name")
     assert plain["tenant_conflict"] is None
+
+
+def test_conflicts_on_both_sides_are_kept_alike_with_and_without_workers(tmp_path: Path) -> None:
+    # Target strategies are resolved where a batch is decoded, the session tag where it is
+    # planned: the row still records both sides' disagreements, whichever process did what.
+    cfg = parse_config(
+        {
+            "ingest": {"batch_input_bytes": 1},
+            "tenancy": {
+                "target": [
+                    {"kind": "s3_key", "pattern": r"^tenants/(?P<tenant>[^/]+)/"},
+                    {"kind": "s3_bucket", "pattern": r"^tenant-(?P<tenant>t\d{4})-"},
+                ]
+            },
+        },
+        environ={},
+    )
+    lf.delivery_file(
+        tmp_path / "in" / "1.json.gz",
+        [lf.assume_role(tenant="t0007", role="tenant-reports", session="tenant-t0009-usr-b")],
+    )
+    lf.delivery_file(
+        tmp_path / "in" / "2.json.gz",
+        [
+            lf.ct(
+                role="tenant-reports",
+                session="tenant-t0009-usr-b",
+                bucket="tenant-t0005-data",
+                time="2026-11-16T10:05:00Z",
+            )
+        ],
+    )
+    found = {}
+    for workers in (1, 2):
+        lake = tmp_path / f"lake{workers}"
+        ingest([str(tmp_path / "in")], str(lake), cfg, workers=workers)
+        found[workers] = [r for r in rows(lake) if r["action"] == "GetObject"]
+    (r,) = found[1]
+    assert (r["actor_tenant"], r["target_tenant"]) == ("t0007", "t0001")
+    assert r["tenant_conflict"] == (
+        "actor:session_tag=t0007,role_session_name=t0009;target:s3_key=t0001,s3_bucket=t0005"
+    )
+    assert found[2] == found[1]
 
 
 def test_dynamodb_partition_key_is_the_target(tmp_path: Path) -> None:

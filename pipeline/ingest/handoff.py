@@ -2,8 +2,8 @@
 planned them, writes the same batches' files.
 
 A decoded batch is ~100 MB of Arrow, nine tenths of it the raw text of its records. Only the
-process that decoded a batch ever holds that text: it keeps the batch, hands the parent the
-columns the plan needs (through an Arrow IPC file in shared memory, which the parent
+process that decoded a batch ever holds that text: it keeps the batch, hands the parent what
+the plan reads (``prepare.plan_rows``, through an Arrow IPC file in shared memory, which the parent
 memory-maps: a pickle through a pipe costs the parent more than its own work), and writes the
 batch's files when the plan comes back (a few columns, through the pipe). Copying the whole
 batch to the parent, or to another worker, cost a fifth more CPU than one process spends on all
@@ -37,8 +37,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipeline.config import IngestConfig
-from pipeline.ingest import write
+from pipeline.config import IngestConfig, TenancyConfig
+from pipeline.ingest import prepare, write
 from pipeline.ingest.decode import Batch, Decoded, decode_batch
 
 # Only ever the parent of a private folder made by mkdtemp (mode 0700, unpredictable name).
@@ -59,10 +59,10 @@ def _roomy(folder: Path) -> bool:
     return folder.is_dir() and shutil.disk_usage(folder).free >= _ROOM_NEEDED
 
 
-def to_file(d: Decoded, folder: str) -> Decoded:
-    """``d`` with the columns of its rows the plan reads (``write.PLAN_INPUT``) left in a file
-    in ``folder`` (``rows_file``)."""
-    rows = d.rows.select(write.PLAN_INPUT)
+def to_file(d: Decoded, folder: str, tenancy: TenancyConfig) -> Decoded:
+    """``d`` with what the plan reads of its rows (``prepare.plan_rows``) left in a file in
+    ``folder`` (``rows_file``)."""
+    rows = prepare.plan_rows(d.rows, tenancy)
     path = Path(folder) / f"{d.batch.id}.arrow"
     with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, rows.schema) as writer:
         writer.write_table(rows)
@@ -83,7 +83,13 @@ class RemoteTraceback(Exception):
     """Where in a worker an exception was raised (its formatted traceback)."""
 
 
-def _serve(conn: Connection, ingest: IngestConfig, claim_key: str, lake_root: str) -> None:
+def _serve(
+    conn: Connection,
+    ingest: IngestConfig,
+    tenancy: TenancyConfig,
+    claim_key: str,
+    lake_root: str,
+) -> None:
     """A worker's loop: ("decode", i, batch, folder) and ("write", i, plan) messages in order,
     each answered with ("decoded", i, Decoded) / ("written", i, rows), or ("failed", i,
     exception, traceback); None ends it."""
@@ -101,7 +107,7 @@ def _serve(conn: Connection, ingest: IngestConfig, claim_key: str, lake_root: st
             if kind == "decode":
                 d = decode_batch(msg[2], ingest, claim_key)
                 held[i] = d.rows
-                reply = ("decoded", i, to_file(d, msg[3]))
+                reply = ("decoded", i, to_file(d, msg[3], tenancy))
             else:
                 reply = ("written", i, write.write(lake_root, msg[2], held.pop(i)))
         except Exception as e:  # every failure goes to the parent, which raises it
@@ -130,7 +136,14 @@ class Workers:
     any); ``write`` sends a plan to the worker that holds its batch; ``next_reply`` waits for
     the next answer, raising a worker's exception, or an error if a worker died."""
 
-    def __init__(self, n: int, ingest: IngestConfig, claim_key: str, lake_root: str) -> None:
+    def __init__(
+        self,
+        n: int,
+        ingest: IngestConfig,
+        tenancy: TenancyConfig,
+        claim_key: str,
+        lake_root: str,
+    ) -> None:
         self._scratch = scratch_dir()
         self.folder = self._scratch.name
         ctx = multiprocessing.get_context()
@@ -142,7 +155,9 @@ class Workers:
             for _ in range(n):
                 mine, theirs = ctx.Pipe()
                 p = ctx.Process(
-                    target=_serve, args=(theirs, ingest, claim_key, lake_root), daemon=True
+                    target=_serve,
+                    args=(theirs, ingest, tenancy, claim_key, lake_root),
+                    daemon=True,
                 )
                 p.start()
                 theirs.close()

@@ -2,13 +2,14 @@
 
 Work is cut into batches of input objects (``ingest.batch_input_bytes`` of compressed input each,
 so memory stays bounded whatever the number of files). Workers decode and normalize batches in
-parallel (``decode.decode_batch``: pure, no lake access) and hand the parent all but the raw text
-(``handoff``); the parent takes their results *in input order* and does what needs the whole
-history: learning AssumeRole sessions, resolving tenants, dropping duplicate event ids (within
-the batch and against the lake), and planning the files; the worker that decoded a batch writes
-its files to that plan, and the parent records the batch as done. A batch's files
-are named by a hash of its inputs, and a batch is recorded as done only after its files are
-written, so a run that dies half way is re-run to the same lake.
+parallel (``decode.decode_batch``: pure, no lake access), work out all that needs no history
+(``prepare``: dedup keys, partitions, target tenants, actor candidates) and hand the parent only
+those columns (``handoff``); the parent takes their results *in input order* and does what needs
+the whole history: learning AssumeRole sessions, resolving actor tenants by session, dropping
+duplicate event ids (within the batch and against the lake), and planning the files; the worker
+that decoded a batch writes its files to that plan, and the parent records the batch as done. A
+batch's files are named by a hash of its inputs, and a batch is recorded as done only after its
+files are written, so a run that dies half way is re-run to the same lake.
 
 The parent's work per batch is a fixed number of Arrow calls, not a loop over rows: with one
 worker it shares the CPU with decoding, and with N it must keep up with N of them.
@@ -34,7 +35,7 @@ import pyarrow.compute as pc
 
 from pipeline import schema
 from pipeline.config import AuthorizerContext, Config, IngestConfig
-from pipeline.ingest import handoff, redact, tenancy, timeparse, write
+from pipeline.ingest import handoff, prepare, redact, tenancy, timeparse, write
 from pipeline.ingest.decode import Batch, Decoded, decode_batch
 from pipeline.ingest.sources import InputRef, LogPosition, list_inputs
 from pipeline.lake import Lake, event_partition
@@ -116,7 +117,11 @@ class Ingestor:
             self.done.update(t["identity"].to_pylist())
         for t in self.lake.read_tables("_state/sessions"):
             for key, tag, value, started in zip(
-                *(t[c].to_pylist() for c in SESSIONS.names), strict=True
+                t["access_key_id"].to_pylist(),
+                t["tag"].to_pylist(),
+                t["value"].to_pylist(),
+                t["started"].cast(pa.int64()).to_pylist(),
+                strict=True,
             ):
                 tags, _ = self.sessions.sessions.get(key, ({}, started))
                 self.sessions.learn(key, {**tags, tag: value}, started)
@@ -137,20 +142,19 @@ class Ingestor:
         quarantine = list(d.quarantine)
         # Sessions first: an AssumeRole and the calls it enabled often share a batch.
         started = timeparse.parse_times(pa.array([s[2] for s in d.sessions], _S))
-        for (key, tags, _), when in zip(d.sessions, _datetimes(started), strict=True):
+        micros = started.cast(pa.int64()).to_pylist()
+        for (key, tags, _), when in zip(d.sessions, micros, strict=True):
             if when is not None:
                 self.sessions.learn(key, tags, when)
 
-        # The rows stay where they are (in the worker that decoded the batch, which sends only
-        # these columns, or in the decoded batch here): the plan names rows by number, and only
-        # ``write`` copies them.
-        rows = d.rows.select(write.PLAN_INPUT)
-        t = rows.append_column("_row", pa.array(np.arange(rows.num_rows)))
+        # The rows stay where they are (in the worker that decoded the batch, or in ``absorb``):
+        # ``d.rows`` are only what the plan reads (``prepare.plan_rows``), the plan names rows by
+        # number, and only ``write`` copies them.
+        t = d.rows.append_column("_row", pa.array(np.arange(d.rows.num_rows)))
         when = t["event_time"]  # parsed by the decoder, which quarantined what did not parse
         if t.num_rows:
-            self.sessions.expire(pc.min(when).as_py())
-        t = tenancy.resolve(t, self.cfg.tenancy, self.sessions)
-        t = t.append_column("_dedup", _dedup_key(t)).append_column("_hour", _hours(when))
+            self.sessions.expire(pc.min(when).value)
+        t = tenancy.finish(t, self.cfg.tenancy, self.sessions)
         order = _file_order(t)
         dup_in_batch = t.num_rows - len(order)
         # File order, of the columns the rest needs. Only these are put in order here: the
@@ -237,7 +241,7 @@ class Ingestor:
 
     def absorb(self, d: Decoded, summary: Summary) -> None:
         """``plan``, write and ``commit`` one batch in this process."""
-        p = self.plan(d, summary)
+        p = self.plan(replace(d, rows=prepare.plan_rows(d.rows, self.cfg.tenancy)), summary)
         self.commit(p, write.write(self.lake.root, p.plan, d.rows))
 
 
@@ -254,23 +258,6 @@ class Planned:
 
     def __post_init__(self) -> None:
         self.decoded = replace(self.decoded, rows=self.decoded.rows.schema.empty_table())
-
-
-# The tzinfo Arrow gives "UTC" values (zoneinfo's). Datetimes carrying the same object compare
-# field by field; against datetime.UTC each comparison asks both for their offsets, 8x slower,
-# and SessionMap.expire compares every session against an Arrow-made cutoff each batch.
-_ARROW_UTC = pa.scalar(0, timeparse.TS).as_py().tzinfo
-
-
-def _datetimes(times: pa.Array) -> list[datetime | None]:
-    """``times.to_pylist()`` for timestamp[us, UTC] values, a quarter of its cost: numpy makes
-    the naive datetimes (Arrow builds each through its time zone), then the zone is attached."""
-    valid = pc.is_valid(times).to_numpy(zero_copy_only=False).tolist()
-    micros = pc.fill_null(times.cast(pa.int64()), 0).to_numpy().astype("datetime64[us]")
-    return [
-        when.replace(tzinfo=_ARROW_UTC) if ok else None
-        for when, ok in zip(micros.tolist(), valid, strict=True)
-    ]
 
 
 def _sessions_table(d: Decoded, started: pa.Array) -> pa.Table:
@@ -318,7 +305,7 @@ class SeenIndex:
         if wait is not None:
             wait(partition)
         chunks = [
-            _dedup_key(self.lake.read_file(f, _DEDUP_COLUMNS.names))
+            prepare.dedup_key(self.lake.read_file(f, _DEDUP_COLUMNS.names))
             for f in self.lake.files(partition)
             if not f.endswith(own_file)
         ]
@@ -337,24 +324,6 @@ class SeenIndex:
         while self._size > self.budget and len(self._parts) > 1:
             _, dropped = self._parts.popitem(last=False)
             self._size -= len(dropped)
-
-
-def _dedup_key(t: pa.Table) -> pa.Array:
-    """What makes two rows the same event: its id and the hash of its normalized content.
-
-    An id alone is not enough: third-party and test data reuse placeholder ids ("1", "EXAMPLE")
-    for different events, and dropping those would lose records. A genuine re-delivery repeats
-    both. (Source needs no place here: each source has its own partitions.)
-    """
-    return pc.binary_join_element_wise(t["event_id"], t["record_hash"], "\x1f")
-
-
-_US_PER_HOUR = 3_600_000_000
-
-
-def _hours(when: pa.ChunkedArray) -> pa.ChunkedArray:
-    """Hours since the epoch: the partition of each event, as a number (cheaper than text)."""
-    return pc.divide(when.cast(pa.int64()), _US_PER_HOUR)
 
 
 def _date_hour(hour: int) -> tuple[str, str]:
@@ -380,10 +349,9 @@ def _file_order(t: pa.Table) -> pa.Array:
     order, a per-partition filter-and-sort would give.
     """
     order = pc.sort_indices(t.select([k for k, _ in _FILE_ORDER]), sort_keys=_FILE_ORDER)
-    if pc.count_distinct(t["_dedup"]).as_py() < t.num_rows:
-        rows = pa.table({"key": t["_dedup"], "row": np.arange(t.num_rows)})
-        firsts = rows.group_by("key", use_threads=False).aggregate([("row", "min")])
-        order = order.filter(pc.is_in(order, value_set=firsts["row_min"]))
+    first = t["_first"]  # prepare.first_occurrences
+    if not pc.all(first).as_py():
+        order = order.filter(pc.take(first, order))
     return order
 
 
@@ -463,7 +431,7 @@ def _with_workers(
     committed: list[Batch] = []
     todo = iter(enumerate(batches))
     next_plan = next_commit = 0
-    with handoff.Workers(workers, ingest, claim_key, ing.lake.root) as pool:
+    with handoff.Workers(workers, ingest, ing.cfg.tenancy, claim_key, ing.lake.root) as pool:
 
         def feed() -> None:
             while pool.room() and (b := next(todo, None)) is not None:

@@ -15,9 +15,8 @@ order and persisted in the lake's state between runs, and forgets a session afte
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -30,19 +29,25 @@ _TS = pa.timestamp("us", tz="UTC")
 _SKEW = timedelta(minutes=5)
 
 
+_US = timedelta(microseconds=1)
+
+
 @dataclass
 class SessionMap:
-    """access key id -> (session tags, when the session started)."""
+    """access key id -> (session tags, when the session started).
+
+    Times are microseconds since the epoch, as Arrow holds them: the map is fed tens of
+    thousands of sessions a run, and compares all of them at each batch (``expire``)."""
 
     ttl: timedelta
-    sessions: dict[str, tuple[dict[str, str], datetime]] = field(default_factory=dict)
+    sessions: dict[str, tuple[dict[str, str], int]] = field(default_factory=dict)
 
-    def learn(self, key_id: str, tags: dict[str, str], started: datetime) -> None:
-        self.sessions[key_id] = (tags, started)
+    def learn(self, key_id: str, tags: dict[str, str], started_us: int) -> None:
+        self.sessions[key_id] = (tags, started_us)
 
-    def expire(self, oldest_event: datetime) -> None:
+    def expire(self, oldest_event_us: int) -> None:
         """Forget sessions that ended before the oldest event still to be resolved."""
-        cutoff = oldest_event - self.ttl
+        cutoff = oldest_event_us - self.ttl // _US
         for key in [k for k, (_, t) in self.sessions.items() if t < cutoff]:
             del self.sessions[key]
 
@@ -51,13 +56,7 @@ class SessionMap:
         keys = [k for k, (tags, _) in self.sessions.items() if tag in tags]
         values = [self.sessions[k][0][tag] for k in keys]
         started = [self.sessions[k][1] for k in keys]
-        return pa.array(keys, _S), pa.array(values, _S), pa.array(started, _TS)
-
-    def rows(self) -> Iterable[tuple[str, str, datetime]]:
-        """(key id, tag, value, started) flattened for persisting."""
-        for key, (tags, started) in self.sessions.items():
-            for tag, value in tags.items():
-                yield key, f"{tag}={value}", started
+        return pa.array(keys, _S), pa.array(values, _S), pa.array(started, pa.int64()).cast(_TS)
 
 
 def kind_of(strategy: object) -> str:
@@ -81,25 +80,24 @@ def _mask(values: pa.Array, allowed_in: pa.Array, allowed: tuple[str, ...]) -> p
     return pc.if_else(keep, values, pa.scalar(None, _S))
 
 
-def _actor_candidate(t: pa.Table, i: int, s: c.ActorStrategy, sessions: SessionMap) -> pa.Array:
+def _session_candidate(t: pa.Table, s: c.SessionTag, sessions: SessionMap) -> pa.Array:
+    keys, values, started = sessions.lookup(s.key)
+    if not len(keys):
+        return pa.nulls(t.num_rows, _S)
+    idx = pc.index_in(t["actor_session"], value_set=keys)
+    # Only while the session lives: from its AssumeRole (less some clock skew between
+    # services) until the longest session could have ended.
+    start = pc.take(started, idx)
+    live = pc.and_(
+        pc.greater_equal(t["event_time"], pc.subtract(start, pa.scalar(_SKEW, pa.duration("us")))),
+        pc.less_equal(t["event_time"], pc.add(start, pa.scalar(sessions.ttl, pa.duration("us")))),
+    )
+    return pc.if_else(pc.fill_null(live, False), pc.take(values, idx), pa.scalar(None, _S))
+
+
+def _actor_candidate(t: pa.Table, i: int, s: c.ActorStrategy) -> pa.Array:
+    """The candidates of an actor strategy that needs no history (not ``SessionTag``)."""
     where = f"tenancy.actor[{i}]"
-    if isinstance(s, c.SessionTag):
-        keys, values, started = sessions.lookup(s.key)
-        if not len(keys):
-            return pa.nulls(t.num_rows, _S)
-        idx = pc.index_in(t["actor_session"], value_set=keys)
-        # Only while the session lives: from its AssumeRole (less some clock skew between
-        # services) until the longest session could have ended.
-        start = pc.take(started, idx)
-        live = pc.and_(
-            pc.greater_equal(
-                t["event_time"], pc.subtract(start, pa.scalar(_SKEW, pa.duration("us")))
-            ),
-            pc.less_equal(
-                t["event_time"], pc.add(start, pa.scalar(sessions.ttl, pa.duration("us")))
-            ),
-        )
-        return pc.if_else(pc.fill_null(live, False), pc.take(values, idx), pa.scalar(None, _S))
     if isinstance(s, c.RoleSessionName):
         cand = _extract(t["h_session_name"], s.pattern, where)
         return _mask(cand, t["h_role_name"], s.roles)
@@ -109,7 +107,7 @@ def _actor_candidate(t: pa.Table, i: int, s: c.ActorStrategy, sessions: SessionM
         return _extract(t["h_source_identity"], s.pattern, where)
     if isinstance(s, c.AuthorizerContext):
         return t["h_claim"]
-    raise ConfigError(f"{where}: unsupported kind")  # pragma: no cover - the union is closed
+    raise ConfigError(f"{where}: unsupported kind")  # pragma: no cover - SessionTag is apart
 
 
 def _target_candidate(t: pa.Table, i: int, s: c.TargetStrategy) -> pa.Array:
@@ -158,22 +156,53 @@ def _combine(
     return winner, kind, conflicts
 
 
-def resolve(t: pa.Table, cfg: c.TenancyConfig, sessions: SessionMap) -> pa.Table:
-    """``t`` with actor/target tenant, their sources and conflicts added."""
+def _actor_column(i: int) -> str:
+    return f"_actor{i}"
+
+
+def prepare(t: pa.Table, cfg: c.TenancyConfig) -> dict[str, pa.Array]:
+    """All of the resolution that needs no history, from a batch's decoded rows: the target
+    tenant, its source and the target side's conflicts (``_target_conflict``), and the candidates
+    of every actor strategy but the session tag's (``_actor<i>``), for ``finish``."""
     n = t.num_rows
-    actor = [(kind_of(s), _actor_candidate(t, i, s, sessions)) for i, s in enumerate(cfg.actor)]
     target = [(kind_of(s), _target_candidate(t, i, s)) for i, s in enumerate(cfg.target)]
-    a_val, a_src, a_conf = _combine("actor", actor, n)
     t_val, t_src, t_conf = _combine("target", target, n)
-    if any(a_conf) or any(t_conf):
-        pairs = zip(a_conf, t_conf, strict=True)
+    out = {
+        "target_tenant": t_val,
+        "target_tenant_source": t_src,
+        "_target_conflict": pa.array(t_conf, _S) if any(t_conf) else pa.nulls(n, _S),
+    }
+    for i, s in enumerate(cfg.actor):
+        if not isinstance(s, c.SessionTag):
+            out[_actor_column(i)] = _actor_candidate(t, i, s)
+    return out
+
+
+def finish(t: pa.Table, cfg: c.TenancyConfig, sessions: SessionMap) -> pa.Table:
+    """``t``, a table with ``prepare``'s columns and ``actor_session`` and ``event_time``, with
+    the actor tenant, its source and the conflicts of both sides (``tenant_conflict``) in place
+    of ``prepare``'s working columns."""
+    n = t.num_rows
+    actor = [
+        (
+            kind_of(s),
+            _session_candidate(t, s, sessions)
+            if isinstance(s, c.SessionTag)
+            else t[_actor_column(i)],
+        )
+        for i, s in enumerate(cfg.actor)
+    ]
+    a_val, a_src, a_conf = _combine("actor", actor, n)
+    t_conf = t["_target_conflict"]
+    if any(a_conf) or t_conf.null_count < n:
+        pairs = zip(a_conf, t_conf.to_pylist(), strict=True)
         conflict = pa.array([";".join(x for x in p if x) or None for p in pairs], _S)
     else:  # the common case, without a Python step per row
         conflict = pa.nulls(n, _S)
+    working = [_actor_column(i) for i, s in enumerate(cfg.actor) if not isinstance(s, c.SessionTag)]
     return (
-        t.append_column("actor_tenant", a_val)
+        t.drop_columns([*working, "_target_conflict"])
+        .append_column("actor_tenant", a_val)
         .append_column("actor_tenant_source", a_src)
-        .append_column("target_tenant", t_val)
-        .append_column("target_tenant_source", t_src)
         .append_column("tenant_conflict", conflict)
     )

@@ -19,20 +19,9 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline import schema
-from pipeline.ingest import native, normalize
+from pipeline.ingest import native
 from pipeline.lake import Lake
 
-# What the parent's plan reads of a batch's rows, and all a worker sends it: the partition, the
-# dedup key, and what tenant resolution reads (``tenancy``).
-PLAN_INPUT = (
-    "source",
-    "event_time",
-    "event_id",
-    "record_hash",
-    "actor_session",
-    "actor_principal",
-    *normalize.HINT_FIELDS,
-)
 # What the parent adds to a batch's rows: the parsed time and the resolved tenants.
 EXTRA = (
     "event_time",
