@@ -104,7 +104,7 @@ def test_workers_write_the_lake_one_process_writes(
     src = str(_workload(tmp_path / "in"))
     one = ingest([src], str(tmp_path / "one"), cfg, workers=1)
     two = ingest([src], str(tmp_path / "two"), cfg, workers=2)
-    strip = ("elapsed_s", "records_per_s", "workers", "lake", "finished_at")
+    strip = ("elapsed_s", "records_per_s", "workers", "cpu_s", "lake", "finished_at")
     assert {k: v for k, v in one.items() if k not in strip} == {
         k: v for k, v in two.items() if k not in strip
     }
@@ -147,3 +147,14 @@ def test_a_worker_that_fails_or_dies_fails_the_run_and_leaves_nothing_running(
         assert "_fail" in str(failed.value.__cause__)
     assert not multiprocessing.active_children()
     assert not (tmp_path / "lake" / "_state" / "ingested").exists()
+
+
+def test_the_summary_says_how_much_cpu_the_main_process_and_the_workers_took(
+    tmp_path: Path,
+) -> None:
+    cfg = parse_config({"ingest": {"batch_input_bytes": 1}}, environ={})
+    source = str(inputs(tmp_path / "in"))
+    alone = ingest([source], str(tmp_path / "lake1"), cfg, workers=1)
+    assert alone["cpu_s"]["main"] > 0 and alone["cpu_s"]["workers"] == 0
+    pooled = ingest([source], str(tmp_path / "lake2"), cfg, workers=2)
+    assert pooled["cpu_s"]["main"] > 0 and pooled["cpu_s"]["workers"] > 0
