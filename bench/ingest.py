@@ -36,6 +36,7 @@ class Result:
     rss_mb: float
     note: str = ""
     scale: float = 1.0  # > 1: measured on a subset, wall and CPU scaled to the full input
+    cpu_split: tuple[float, float] = (0.0, 0.0)  # tenantwatch's cpu_s: main process, workers
 
 
 def dataset(data: Path, records: int) -> tuple[Path, int]:
@@ -87,7 +88,17 @@ def measure(
     n = int(reported.get("records", reported.get("records_in", 0)))
     note = "" if n == records else f"{n:,} records"
     cpu = usage.ru_utime + usage.ru_stime
-    return Result(peer, n, wall * scale, cpu * scale, usage.ru_maxrss / 1024, note, scale)
+    split = reported.get("cpu_s", {})
+    return Result(
+        peer,
+        n,
+        wall * scale,
+        cpu * scale,
+        usage.ru_maxrss / 1024,
+        note,
+        scale,
+        (split.get("main", 0.0), split.get("workers", 0.0)),
+    )
 
 
 def measure_pair(peer: str, cmds: list[list[str]], records: int) -> Result:
@@ -153,6 +164,13 @@ def main(args: argparse.Namespace) -> None:
         close[names[2]].append(measure(names[2], cmd, n))
     one, two, duck, both = (median(close[name]) for name in (*names, pair))
 
+    def keeps_up(runs: list[Result]) -> str:
+        """How many workers the main process could keep busy: its planning goes on beside the
+        workers, batch after batch, so past (workers' CPU / its own) more workers would wait."""
+        main = statistics.median(r.cpu_split[0] for r in runs)
+        rest = statistics.median(r.cpu_split[1] for r in runs)
+        return f"main process {main:.2f} CPU-s, enough for {rest / main:.1f} workers"
+
     def speedup(runs: list[Result], work_done: int) -> str:
         """Wall-time speed-up over `--workers 1` for the same work, per round and median."""
         rounds = [
@@ -161,7 +179,11 @@ def main(args: argparse.Namespace) -> None:
         listed = ", ".join(f"{x:.2f}" for x in sorted(rounds))
         return f"{statistics.median(rounds):.2f}x (rounds {listed})"
 
-    two.note = "; ".join(filter(None, [two.note, f"speed-up {speedup(close[names[1]], 1)}"]))
+    two.note = "; ".join(
+        filter(
+            None, [two.note, f"speed-up {speedup(close[names[1]], 1)}", keeps_up(close[names[1]])]
+        )
+    )
     most = f"the most for 2 processes: speed-up {speedup(close[pair], 2)}"
     both.note = "; ".join(filter(None, [both.note, most]))
     results = [one, two, both]
