@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.config import IngestConfig
-from pipeline.ingest import cloudtrail, formats, gz, native, normalize, redact, timeparse
+from pipeline.ingest import cloudtrail, formats, gz, native, normalize, redact, tenancy, timeparse
 from pipeline.ingest.sources import InputRef, read_input
 
 CHUNK_RECORDS = 4096
@@ -52,7 +52,7 @@ class Decoded:
     batch: Batch
     rows: pa.Table  # normalize.WIDE, but event_time parsed (timestamp[us, UTC])
     quarantine: list[Quarantined] = field(default_factory=list)
-    sessions: list[tuple[str, dict[str, str], str]] = field(default_factory=list)
+    sessions: pa.Table = field(default_factory=tenancy.SESSION_ROWS.empty_table)
     digests: list[tuple[str, str, str]] = field(default_factory=list)
     records_in: int = 0
     rows_file: str | None = None  # rows left in a file by a worker (``handoff``), not yet read
@@ -139,6 +139,7 @@ def _decode_batch(batch: Batch, ingest: IngestConfig, claim_key: str) -> Decoded
     order = {ref.uri: i for i, ref in enumerate(batch.inputs)}
     q.sort(key=lambda e: (order.get(e[0], -1), e[1]))
     out.rows = _with_times(table, q)
+    out.sessions = tenancy.session_rows(rows.sessions)
     return out
 
 
@@ -178,6 +179,8 @@ class _Rows:
         self.ct_bytes = 0
         self.rows: list[tuple[Any, ...]] = []
         self.row_uri: list[str] = []
+        # (access key id, tags, start time as logged) of each AssumeRole, in input order
+        self.sessions: list[tuple[str, dict[str, str], str | None]] = []
 
     def native_file(self, data: bytes, uri: str) -> int | None:
         """The records of a delivery file through the compiled road, or None (nothing taken)
@@ -361,7 +364,7 @@ class _Rows:
         for i, when in zip(assume.to_pylist(), times, strict=True):
             s = cloudtrail.assumed_session(record(i))
             if s is not None:
-                self.out.sessions.append((s[0], s[1], when))
+                self.sessions.append((s[0], s[1], when))
         cols["raw"] = raw
         if pc.any(unusable).as_py():
             cols = {k: v.filter(usable) for k, v in cols.items()}

@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 
 from pipeline import schema
 from pipeline.config import AuthorizerContext, Config, IngestConfig
-from pipeline.ingest import handoff, prepare, redact, tenancy, timeparse, write
+from pipeline.ingest import handoff, prepare, redact, tenancy, write
 from pipeline.ingest.decode import Batch, Decoded, decode_batch
 from pipeline.ingest.sources import InputRef, LogPosition, list_inputs
 from pipeline.lake import Lake, event_partition
@@ -54,7 +54,6 @@ INGESTED = pa.schema(
         ("quarantined", pa.int64()),
     ]
 )
-SESSIONS = pa.schema([("access_key_id", _S), ("tag", _S), ("value", _S), ("started", timeparse.TS)])
 DIGESTS = pa.schema([("digest_uri", _S), ("log_object", _S), ("hash_value", _S)])
 
 
@@ -117,15 +116,10 @@ class Ingestor:
         for t in self.lake.read_tables("_state/ingested", ["identity"]):
             self.done.update(t["identity"].to_pylist())
         for t in self.lake.read_tables("_state/sessions"):
-            for key, tag, value, started in zip(
-                t["access_key_id"].to_pylist(),
-                t["tag"].to_pylist(),
-                t["value"].to_pylist(),
-                t["started"].cast(pa.int64()).to_pylist(),
-                strict=True,
-            ):
-                tags, _ = self.sessions.sessions.get(key, ({}, started))
-                self.sessions.learn(key, {**tags, tag: value}, started)
+            # A file is a batch's sessions: each access key id's rows one session.
+            keys = t["access_key_id"]
+            session = pc.index_in(keys, value_set=pc.unique(keys)).cast(pa.int32())
+            self.sessions.learn(t.append_column("session", session))
 
     def plan(
         self,
@@ -142,11 +136,7 @@ class Ingestor:
         summary.records_in += d.records_in
         quarantine = list(d.quarantine)
         # Sessions first: an AssumeRole and the calls it enabled often share a batch.
-        started = timeparse.parse_times(pa.array([s[2] for s in d.sessions], _S))
-        micros = started.cast(pa.int64()).to_pylist()
-        for (key, tags, _), when in zip(d.sessions, micros, strict=True):
-            if when is not None:
-                self.sessions.learn(key, tags, when)
+        self.sessions.learn(d.sessions)
 
         # The rows stay where they are (in the worker that decoded the batch, or in ``absorb``):
         # ``d.rows`` are only what the plan reads (``prepare.plan_rows``), the plan names rows by
@@ -199,7 +189,7 @@ class Ingestor:
             t.select(write.EXTRA),
             tuple(files),
         )
-        return Planned(plan, d, quarantine, started, t.num_rows, dup_in_batch + dup_lake)
+        return Planned(plan, d, quarantine, t.num_rows, dup_in_batch + dup_lake)
 
     def commit(self, p: Planned, written: int) -> None:
         """After the plan's files are written: the batch's quarantine and state, the inputs
@@ -217,10 +207,11 @@ class Ingestor:
                     [dict(zip(DIGESTS.names, x, strict=True)) for x in d.digests], DIGESTS
                 ),
             )
-        if d.sessions:
-            self.lake.write_table(
-                f"_state/sessions/{batch_id}.parquet", _sessions_table(d, p.started)
-            )
+        if d.sessions.num_rows:
+            s = d.sessions
+            learnt = pc.and_(pc.is_valid(s["started"]), pc.is_valid(s["tag"]))
+            state = s.filter(learnt).select(tenancy.STATE.names)
+            self.lake.write_table(f"_state/sessions/{batch_id}.parquet", state)
         self.lake.write_table(
             f"_state/ingested/{batch_id}.parquet",
             pa.Table.from_pylist(
@@ -253,31 +244,11 @@ class Planned:
     plan: write.Plan
     decoded: Decoded  # its rows released (the plan names them by number)
     quarantine: list[tuple[str, int, str, str, bytes]]
-    started: pa.Array  # the sessions' start times
     ingested: int
     duplicates: int
 
     def __post_init__(self) -> None:
         self.decoded = replace(self.decoded, rows=self.decoded.rows.schema.empty_table())
-
-
-def _sessions_table(d: Decoded, started: pa.Array) -> pa.Table:
-    """A row per session tag, in session order, for the sessions whose start time parsed."""
-    keys: list[str] = []
-    tags: list[str] = []
-    values: list[str] = []
-    session: list[int] = []
-    for i, (key, tag_map, _) in enumerate(d.sessions):
-        for tag, value in tag_map.items():
-            keys.append(key)
-            tags.append(tag)
-            values.append(value)
-            session.append(i)
-    when = started.take(pa.array(session, pa.int64()))
-    table = pa.Table.from_arrays(
-        [pa.array(keys, _S), pa.array(tags, _S), pa.array(values, _S), when], schema=SESSIONS
-    )
-    return table.filter(pc.is_valid(when))
 
 
 _DEDUP_COLUMNS = pa.schema([("event_id", _S), ("record_hash", _S)])

@@ -5,11 +5,14 @@ the row records its kind (``actor_tenant_source``). When a later strategy yields
 value the row keeps the winner and records the disagreement in ``tenant_conflict``: ambiguity is
 never silently resolved (DESIGN.md "Tenant resolution").
 
-Regexes run as Arrow compute kernels (RE2) over whole columns: no per-row Python.
+Regexes run as Arrow compute kernels (RE2) over whole columns: no per-row Python. Only the
+session-tag strategy needs the run's history, so resolution comes in two steps: ``prepare``,
+where a batch was decoded, for everything else, and ``finish``, in batch order, for the sessions
+and for combining the actor side.
 
 The session-tag strategy needs the ``AssumeRole`` that created the session: CloudTrail records the
-tags only on that call. ``SessionMap`` holds access key id -> tags, fed batch by batch in time
-order and persisted in the lake's state between runs, and forgets a session after
+tags only on that call. ``SessionMap`` holds access key id -> tags (as Arrow rows), fed batch by
+batch in time order and persisted in the lake's state between runs, and forgets a session after
 ``session_ttl_hours``.
 """
 
@@ -23,40 +26,81 @@ import pyarrow.compute as pc
 
 from pipeline import config as c
 from pipeline.errors import ConfigError
+from pipeline.ingest import timeparse
 
 _S = pa.string()
 _TS = pa.timestamp("us", tz="UTC")
 _SKEW = timedelta(minutes=5)
-
-
 _US = timedelta(microseconds=1)
+
+# What the sessions' state files hold (``_state/sessions``): a row per tag of a session.
+STATE = pa.schema([("access_key_id", _S), ("tag", _S), ("value", _S), ("started", _TS)])
+# The sessions a batch started, as decoded: a row per tag (a session without tags: one row, its
+# tag null), ``session`` numbering them in the order they started.
+SESSION_ROWS = pa.schema([*STATE, ("session", pa.int32())])
+
+
+def session_rows(sessions: list[tuple[str, dict[str, str], str | None]]) -> pa.Table:
+    """``SESSION_ROWS`` from (access key id, tags, start time as logged) per session."""
+    keys: list[str] = []
+    tags: list[str | None] = []
+    values: list[str | None] = []
+    session: list[int] = []
+    for i, (key, tag_map, _) in enumerate(sessions):
+        for tag, value in tag_map.items() or [(None, None)]:
+            keys.append(key)
+            tags.append(tag)
+            values.append(value)
+            session.append(i)
+    numbers = pa.array(session, pa.int32())
+    started = timeparse.parse_times(pa.array([s[2] for s in sessions], _S)).take(numbers)
+    columns = [pa.array(keys, _S), pa.array(tags, _S), pa.array(values, _S), started, numbers]
+    return pa.Table.from_arrays(columns, schema=SESSION_ROWS)
 
 
 @dataclass
 class SessionMap:
-    """access key id -> (session tags, when the session started).
+    """The live sessions, a row per tag (``STATE``), in Arrow: a run learns tens of thousands
+    of sessions and looks them up for every batch.
 
-    Times are microseconds since the epoch, as Arrow holds them: the map is fed tens of
-    thousands of sessions a run, and compares all of them at each batch (``expire``)."""
+    As a map from access key id to tags: the last session learnt for a key replaces what was
+    known of it, and a session is forgotten once expired."""
 
     ttl: timedelta
-    sessions: dict[str, tuple[dict[str, str], int]] = field(default_factory=dict)
+    tags: pa.Table = field(default_factory=STATE.empty_table)
 
-    def learn(self, key_id: str, tags: dict[str, str], started_us: int) -> None:
-        self.sessions[key_id] = (tags, started_us)
+    def learn(self, rows: pa.Table) -> None:
+        """Sessions (``SESSION_ROWS``, numbered in the order they started); those whose start
+        time did not parse are left out."""
+        rows = rows.filter(pc.is_valid(rows["started"]))
+        if not rows.num_rows:
+            return
+        last = rows.group_by("access_key_id", use_threads=False).aggregate([("session", "max")])
+        rows = rows.filter(pc.is_in(rows["session"], value_set=last["session_max"]))
+        new = rows.filter(pc.is_valid(rows["tag"])).select(STATE.names)
+        pair = pc.binary_join_element_wise(new["access_key_id"], new["tag"], "\x1f")
+        if pc.count_distinct(pair).as_py() < new.num_rows:  # a tag twice: the last one holds
+            at = pa.table({"pair": pair, "row": pa.array(range(new.num_rows), pa.int64())})
+            keep = at.group_by("pair", use_threads=False).aggregate([("row", "max")])
+            kept = keep["row_max"]
+            new = new.take(kept.take(pc.sort_indices(kept)))
+        known = pc.is_in(self.tags["access_key_id"], value_set=last["access_key_id"])
+        self.tags = pa.concat_tables([self.tags.filter(pc.invert(known)), new]).combine_chunks()
 
     def expire(self, oldest_event_us: int) -> None:
         """Forget sessions that ended before the oldest event still to be resolved."""
-        cutoff = oldest_event_us - self.ttl // _US
-        for key in [k for k, (_, t) in self.sessions.items() if t < cutoff]:
-            del self.sessions[key]
+        cutoff = pa.scalar(oldest_event_us - self.ttl // _US, pa.int64()).cast(_TS)
+        live = pc.greater_equal(self.tags["started"], cutoff)
+        if not pc.all(live).as_py():
+            self.tags = self.tags.filter(live)
 
     def lookup(self, tag: str) -> tuple[pa.Array, pa.Array, pa.Array]:
         """(access key ids, the tag's values, session start times) for sessions with ``tag``."""
-        keys = [k for k, (tags, _) in self.sessions.items() if tag in tags]
-        values = [self.sessions[k][0][tag] for k in keys]
-        started = [self.sessions[k][1] for k in keys]
-        return pa.array(keys, _S), pa.array(values, _S), pa.array(started, pa.int64()).cast(_TS)
+        rows = self.tags.filter(pc.equal(self.tags["tag"], tag))
+        keys, values, started = (
+            rows[c].combine_chunks() for c in ("access_key_id", "value", "started")
+        )
+        return keys, values, started
 
 
 def kind_of(strategy: object) -> str:
