@@ -116,7 +116,7 @@ class Ingestor:
         for t in self.lake.read_tables("_state/ingested", ["identity"]):
             self.done.update(t["identity"].to_pylist())
         for t in self.lake.read_tables("_state/sessions"):
-            # A file is a batch's sessions: each access key id's rows one session.
+            # A file holds one batch's sessions; an access key id's rows in it are one session.
             keys = t["access_key_id"]
             session = pc.index_in(keys, value_set=pc.unique(keys)).cast(pa.int32())
             self.sessions.learn(t.append_column("session", session))
@@ -208,9 +208,7 @@ class Ingestor:
                 ),
             )
         if d.sessions.num_rows:
-            s = d.sessions
-            learnt = pc.and_(pc.is_valid(s["started"]), pc.is_valid(s["tag"]))
-            state = s.filter(learnt).select(tenancy.STATE.names)
+            state = tenancy.state_rows(d.sessions)
             self.lake.write_table(f"_state/sessions/{batch_id}.parquet", state)
         self.lake.write_table(
             f"_state/ingested/{batch_id}.parquet",

@@ -58,6 +58,13 @@ def session_rows(sessions: list[tuple[str, dict[str, str], str | None]]) -> pa.T
     return pa.Table.from_arrays(columns, schema=SESSION_ROWS)
 
 
+def state_rows(rows: pa.Table) -> pa.Table:
+    """What is learnt of ``SESSION_ROWS``, as ``STATE``: the tags of the sessions whose start
+    time parsed."""
+    learnt = pc.and_(pc.is_valid(rows["started"]), pc.is_valid(rows["tag"]))
+    return rows.filter(learnt).select(STATE.names)
+
+
 @dataclass
 class SessionMap:
     """The live sessions, a row per tag (``STATE``), in Arrow: a run learns tens of thousands
@@ -77,7 +84,7 @@ class SessionMap:
             return
         last = rows.group_by("access_key_id", use_threads=False).aggregate([("session", "max")])
         rows = rows.filter(pc.is_in(rows["session"], value_set=last["session_max"]))
-        new = rows.filter(pc.is_valid(rows["tag"])).select(STATE.names)
+        new = state_rows(rows)
         pair = pc.binary_join_element_wise(new["access_key_id"], new["tag"], "\x1f")
         if pc.count_distinct(pair).as_py() < new.num_rows:  # a tag twice: the last one holds
             at = pa.table({"pair": pair, "row": pa.array(range(new.num_rows), pa.int64())})
