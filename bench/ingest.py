@@ -169,6 +169,8 @@ def main(args: argparse.Namespace) -> None:
         workers, batch after batch, so past (workers' CPU / its own) more workers would wait."""
         main = statistics.median(r.cpu_split[0] for r in runs)
         rest = statistics.median(r.cpu_split[1] for r in runs)
+        if not main:  # a summary without cpu_s
+            return ""
         return f"main process {main:.2f} CPU-s, enough for {rest / main:.1f} workers"
 
     def speedup(runs: list[Result], work_done: int) -> str:

@@ -3,11 +3,11 @@ planned them, writes the same batches' files.
 
 A decoded batch is ~100 MB of Arrow, nine tenths of it the raw text of its records. Only the
 process that decoded a batch ever holds that text: it keeps the batch, hands the parent what
-the plan reads (``prepare.plan_rows``, through an Arrow IPC file in shared memory, which the parent
-memory-maps: a pickle through a pipe costs the parent more than its own work), and writes the
-batch's files when the plan comes back (a few columns, through the pipe). Copying the whole
-batch to the parent, or to another worker, cost a fifth more CPU than one process spends on all
-of it (page faults and copies of shared memory).
+the plan reads (``prepare.plan_rows``, through an Arrow IPC file in shared memory, which the
+parent memory-maps: a pickle through a pipe costs the parent more than its own work), and
+writes the batch's files when the plan comes back (a few columns, through the pipe). Copying
+the whole batch to the parent, or to another worker, cost a fifth more CPU than one process
+spends on all of it (page faults and copies of shared memory).
 
 Batches go to whichever worker has room, not round-robin: a worker holds at most ``_HELD``
 batches (one waiting for its plan, one being decoded), so memory stays bounded and a worker that

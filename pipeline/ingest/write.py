@@ -22,7 +22,8 @@ from pipeline import schema
 from pipeline.ingest import native
 from pipeline.lake import Lake
 
-# What the parent adds to a batch's rows: the parsed time and the resolved tenants.
+# What the plan gives the writer for each row it writes, in file order: the parsed time and the
+# resolved tenants (the target's were worked out where the batch was decoded, ``prepare``).
 EXTRA = (
     "event_time",
     "actor_tenant",
