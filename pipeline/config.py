@@ -299,18 +299,26 @@ def _env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str
 
 
 def _check_patterns(cfg: Config, where: str) -> None:
-    def compile_(path: str, pattern: str, group: str | None) -> None:
+    def compile_(path: str, pattern: str, group: str | None, re2: bool = False) -> None:
         try:
             rx = re.compile(pattern)
         except re.error as exc:
             raise ConfigError(f"{where}: {path}: not a valid regular expression ({exc})") from None
         if group and group not in rx.groupindex:
             raise ConfigError(f"{where}: {path}: the pattern needs a (?P<{group}>...) group")
+        if re2:  # run by Arrow, whose engine is RE2: no look-arounds, no back-references
+            import pyarrow as pa
+            import pyarrow.compute as pc
+
+            try:
+                pc.extract_regex(pa.nulls(0, pa.string()), pattern=pattern)  # imports no pandas
+            except pa.ArrowInvalid as exc:
+                raise ConfigError(f"{where}: {path}: not supported by RE2 ({exc})") from None
 
     for section in ("actor", "target"):
         for i, strat in enumerate(getattr(cfg.tenancy, section)):
             if hasattr(strat, "pattern"):
-                compile_(f"tenancy.{section}[{i}].pattern", strat.pattern, "tenant")
+                compile_(f"tenancy.{section}[{i}].pattern", strat.pattern, "tenant", re2=True)
     for i, rel in enumerate(cfg.relationships):
         if isinstance(rel, ServiceRole | BreakGlass):
             compile_(f"relationships[{i}].principal_pattern", rel.principal_pattern, None)

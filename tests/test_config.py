@@ -32,6 +32,11 @@ def test_documented_example_file_equals_builtin_defaults() -> None:
             "[[tenancy.target]]\nkind = 's3_key'\npattern = '(?P<tenant>'\n",
             "tenancy.target[0].pattern: not a valid regular expression",
         ),
+        (  # valid for Python, but ingest runs tenant patterns with RE2 (Arrow)
+            "[[tenancy.actor]]\nkind = 'role_session_name'\n"
+            "pattern = '^tenant-(?P<tenant>t(?!0000)\\d{4})-'\n",
+            "tenancy.actor[0].pattern: not supported by RE2",
+        ),
         (
             "[[relationships]]\nkind='break_glass'\nprincipal_pattern='x'\n"
             "tickets=[{id='A-1', tenants=['t1'], expires=2026-01-01T00:00:00}]\n",
