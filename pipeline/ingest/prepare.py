@@ -14,12 +14,11 @@ they come from:
 
 from __future__ import annotations
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.config import TenancyConfig
-from pipeline.ingest import tenancy
+from pipeline.ingest import arrowops, tenancy
 
 _S = pa.string()
 _US_PER_HOUR = 3_600_000_000
@@ -40,16 +39,6 @@ def hours(when: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
     return pc.divide(when.cast(pa.int64()), _US_PER_HOUR)
 
 
-def first_occurrences(keys: pa.ChunkedArray | pa.Array) -> pa.Array:
-    """True for each row that is the first (in row order) with its key."""
-    n = len(keys)
-    if pc.count_distinct(keys).as_py() == n:
-        return pa.array(np.ones(n, dtype=bool))
-    rows = pa.table({"key": keys, "row": np.arange(n)})
-    firsts = rows.group_by("key", use_threads=False).aggregate([("row", "min")])
-    return pc.is_in(pa.array(np.arange(n)), value_set=firsts["row_min"])
-
-
 def plan_rows(rows: pa.Table, cfg: TenancyConfig) -> pa.Table:
     """The columns of a batch's decoded ``rows`` that its plan reads, row for row."""
     key = dedup_key(rows)
@@ -60,7 +49,7 @@ def plan_rows(rows: pa.Table, cfg: TenancyConfig) -> pa.Table:
             "actor_session": rows["actor_session"],
             "_dedup": key,
             "_hour": hours(rows["event_time"]),
-            "_first": first_occurrences(key),
+            "_first": arrowops.occurrences(key),
         }
     )
     for name, col in tenancy.prepare(rows, cfg).items():

@@ -319,7 +319,7 @@ def _file_order(t: pa.Table) -> pa.Array:
     order, a per-partition filter-and-sort would give.
     """
     order = pc.sort_indices(t.select([k for k, _ in _FILE_ORDER]), sort_keys=_FILE_ORDER)
-    first = t["_first"]  # prepare.first_occurrences
+    first = t["_first"]  # the first of the batch's rows with its dedup key (prepare)
     if not pc.all(first).as_py():
         order = order.filter(pc.take(first, order))
     return order

@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 
 from pipeline import config as c
 from pipeline.errors import ConfigError
-from pipeline.ingest import timeparse
+from pipeline.ingest import arrowops, timeparse
 
 _S = pa.string()
 _TS = pa.timestamp("us", tz="UTC")
@@ -86,11 +86,7 @@ class SessionMap:
         rows = rows.filter(pc.is_in(rows["session"], value_set=last["session_max"]))
         new = state_rows(rows)
         pair = pc.binary_join_element_wise(new["access_key_id"], new["tag"], "\x1f")
-        if pc.count_distinct(pair).as_py() < new.num_rows:  # a tag twice: the last one holds
-            at = pa.table({"pair": pair, "row": pa.array(range(new.num_rows), pa.int64())})
-            keep = at.group_by("pair", use_threads=False).aggregate([("row", "max")])
-            kept = keep["row_max"]
-            new = new.take(kept.take(pc.sort_indices(kept)))
+        new = new.filter(arrowops.occurrences(pair, last=True))  # a tag twice: the last holds
         known = pc.is_in(self.tags["access_key_id"], value_set=last["access_key_id"])
         self.tags = pa.concat_tables([self.tags.filter(pc.invert(known)), new]).combine_chunks()
 
