@@ -26,7 +26,8 @@ from pipeline.errors import TenantwatchError
 
 
 class _Group(click.Group):
-    """Turns a deliberate ``TenantwatchError`` into one line on stderr and its exit code."""
+    """Turns a deliberate ``TenantwatchError``, or the system's ``OSError``, into one line on
+    stderr and an exit code (``pipeline.errors``)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -34,6 +35,9 @@ class _Group(click.Group):
         except TenantwatchError as exc:
             click.echo(f"tenantwatch: error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except OSError as exc:
+            click.echo(f"tenantwatch: error: {exc}", err=True)
+            ctx.exit(1)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

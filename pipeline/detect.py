@@ -29,7 +29,7 @@ import pyarrow as pa
 from pipeline import schema
 from pipeline.config import Config
 from pipeline.errors import InputError
-from pipeline.lake import Lake, read_events
+from pipeline.lake import Lake, LakeLike, as_lake, read_events
 
 if TYPE_CHECKING:
     from detectors.base import Detector
@@ -169,7 +169,7 @@ def _worst_first(t: pa.Table) -> pa.Table:
     return ranked.sort_by([*order, ("finding_id", "ascending")]).drop_columns(["r"])
 
 
-def read_findings(lake: Lake | str) -> pa.Table:
+def read_findings(lake: LakeLike) -> pa.Table:
     """Every finding in the lake (schema.FINDINGS)."""
-    lk = lake if isinstance(lake, Lake) else Lake(lake)
+    lk = as_lake(lake)
     return lk.read_all("findings", schema.FINDINGS)

@@ -1,7 +1,8 @@
 """One error root for everything tenantwatch raises on purpose (pySigma's habit).
 
-The CLI turns a ``TenantwatchError`` into a one-line message and an exit code; anything else is a
-bug and keeps its traceback.
+The CLI turns a ``TenantwatchError`` into a one-line message and an exit code, and so an
+``OSError`` (a disk that is full, a folder or bucket that cannot be written: the machine's
+trouble, which the message names); anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -25,5 +26,11 @@ class ConfigError(TenantwatchError):
 class InputError(TenantwatchError):
     """A source given on the command line cannot be read at all (not a bad record: those are
     quarantined)."""
+
+    exit_code = 2
+
+
+class LakeError(TenantwatchError):
+    """The lake cannot be written at all (its folder cannot be made, or is not writable)."""
 
     exit_code = 2

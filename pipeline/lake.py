@@ -33,7 +33,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from pipeline.errors import InputError
+from pipeline.errors import InputError, LakeError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -116,11 +116,21 @@ def _event_file(table: pa.Table) -> dict[str, object]:
 
 @dataclass
 class Lake:
-    root: str
+    root: str  # a folder or s3://bucket/prefix
 
     def __post_init__(self) -> None:
         self.fs, self.base = open_root(self.root)
         self.is_local = isinstance(self.fs, pafs.LocalFileSystem)
+
+    def ensure_writable(self) -> None:
+        """Make the lake's folder if it is missing; a ``LakeError`` if it cannot be made or
+        written, before a run decodes what it could not keep."""
+        try:
+            self.fs.create_dir(self.base, recursive=True)
+        except OSError as exc:
+            raise LakeError(f"lake {self.root}: cannot be written: {exc}") from exc
+        if self.is_local and not os.access(self.base, os.W_OK | os.X_OK):
+            raise LakeError(f"lake {self.root}: cannot be written: permission denied")
 
     def path(self, *parts: str) -> str:
         for p in parts:
@@ -178,6 +188,15 @@ class Lake:
         return pa.concat_tables(tables) if tables else schema.empty_table()
 
 
+# What the reads take for a lake: a ``Lake``, or its root as text or a path (notebooks hold
+# folders as ``pathlib.Path``).
+LakeLike = Lake | str | os.PathLike[str]
+
+
+def as_lake(lake: LakeLike) -> Lake:
+    return lake if isinstance(lake, Lake) else Lake(os.fspath(lake))
+
+
 def event_partition(source: str, date: str, hour: str) -> str:
     return f"events/source={source}/date={date}/hour={hour}"
 
@@ -197,7 +216,7 @@ def _partition_filter(since: datetime | None, until: datetime | None) -> pc.Expr
 
 
 def read_events(
-    lake: Lake | str,
+    lake: LakeLike,
     since: datetime | None = None,
     until: datetime | None = None,
     *,
@@ -214,7 +233,7 @@ def read_events(
     """
     from pipeline import schema
 
-    lk = lake if isinstance(lake, Lake) else Lake(lake)
+    lk = as_lake(lake)
     cols = list(columns) if columns is not None else schema.EVENTS.names
     target = pa.schema([schema.EVENTS.field(c) for c in cols])
     base = lk.path("events")
@@ -250,11 +269,11 @@ def read_events(
     return table.cast(target)
 
 
-def read_quarantine(lake: Lake | str) -> pa.Table:
+def read_quarantine(lake: LakeLike) -> pa.Table:
     """Every quarantined record with its reason (QUARANTINE schema)."""
     from pipeline import schema
 
-    lk = lake if isinstance(lake, Lake) else Lake(lake)
+    lk = as_lake(lake)
     return lk.read_all("quarantine", schema.QUARANTINE)
 
 
@@ -276,7 +295,7 @@ def _as_time(value: datetime | str | None) -> datetime | None:
 
 
 def events(
-    lake: Lake | str,
+    lake: LakeLike,
     since: datetime | str | None = None,
     until: datetime | str | None = None,
     *,
@@ -318,7 +337,7 @@ def events(
     return (table.sort_by(keys) if keys else table).to_pandas()
 
 
-def quarantine(lake: Lake | str, reason: str | None = None) -> pd.DataFrame:
+def quarantine(lake: LakeLike, reason: str | None = None) -> pd.DataFrame:
     """Quarantined records (input, position, reason, detail, raw bytes) as a DataFrame."""
     table = read_quarantine(lake)
     if reason is not None:

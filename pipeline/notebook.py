@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -37,7 +38,7 @@ import pyarrow.parquet as pq
 from pipeline import schema
 from pipeline.config import Config, load_config
 from pipeline.errors import InputError
-from pipeline.lake import Lake, _as_time, read_events
+from pipeline.lake import LakeLike, _as_time, as_lake, read_events
 from pipeline.lake import events as events  # re-exported: the notebooks' ``tw.events``
 from pipeline.lake import quarantine as quarantine  # re-exported: ``tw.quarantine``
 
@@ -53,10 +54,6 @@ SOURCE_FOLDERS = ("AWSLogs", "apigateway", "authorizer")  # what `tenantwatch si
 DAY = timedelta(days=1)
 
 
-def _lake(lake: Lake | str) -> Lake:
-    return lake if isinstance(lake, Lake) else Lake(lake)
-
-
 # --- the lake and the configuration ----------------------------------------------------------
 
 
@@ -68,14 +65,14 @@ def config(path: str | Path | None = None, logs: str | Path | None = None) -> Co
     return load_config(path or None)
 
 
-def has_events(lake: Lake | str) -> bool:
-    lk = _lake(lake)
+def has_events(lake: LakeLike) -> bool:
+    lk = as_lake(lake)
     sel = pafs.FileSelector(lk.path("events"), recursive=False, allow_not_found=True)
     return bool(lk.fs.get_file_info(sel))
 
 
 def ensure_lake(
-    lake: str | None,
+    lake: str | os.PathLike[str] | None,
     logs: str | Path = "sample_logs",
     cfg: Config | None = None,
     workdir: str | Path | None = None,
@@ -86,6 +83,7 @@ def ensure_lake(
 
     An S3 lake is never built here: an empty one is an error (a wrong prefix, most likely).
     """
+    lake = os.fspath(lake) if lake is not None else None
     if lake and has_events(lake):
         return lake
     if lake and lake.startswith("s3://"):
@@ -129,7 +127,7 @@ def _keep(
 
 
 def findings(
-    lake: Lake | str,
+    lake: LakeLike,
     since: datetime | str | None = None,
     until: datetime | str | None = None,
     *,
@@ -141,7 +139,7 @@ def findings(
     """Findings of the detection windows that start in [since, until), worst first. Only the
     ``findings/date=...`` folders of those days are opened. ``evidence`` is a JSON string:
     ``evidence(row)`` decodes it."""
-    lk = _lake(lake)
+    lk = as_lake(lake)
     t0, t1 = _as_time(since), _as_time(until)
     base = lk.path("findings")
     if lk.fs.get_file_info(base).type == pafs.FileType.NotFound:
@@ -167,7 +165,7 @@ def findings(
 
 
 def incidents(
-    lake: Lake | str,
+    lake: LakeLike,
     since: datetime | str | None = None,
     until: datetime | str | None = None,
     *,
@@ -181,7 +179,7 @@ def incidents(
     first. (Incidents are few: their state is read whole, then filtered.)"""
     from pipeline.alert.store import load_incidents
 
-    rows = [i.as_row() for i in load_incidents(_lake(lake))]
+    rows = [i.as_row() for i in load_incidents(as_lake(lake))]
     frame = pa.Table.from_pylist(rows, schema=schema.INCIDENTS).to_pandas()
     t0, t1 = _as_time(since), _as_time(until)
     if t0 is not None:
@@ -193,11 +191,11 @@ def incidents(
     return _keep(frame, detector, min_severity, tenant, actor).reset_index(drop=True)
 
 
-def incident(lake: Lake | str, incident_id: str) -> Incident:
+def incident(lake: LakeLike, incident_id: str) -> Incident:
     """One incident by its id or an unambiguous beginning of it."""
     from pipeline.alert.store import load_incidents
 
-    hits = [i for i in load_incidents(_lake(lake)) if i.incident_id.startswith(incident_id)]
+    hits = [i for i in load_incidents(as_lake(lake)) if i.incident_id.startswith(incident_id)]
     if len(hits) != 1:
         what = "no incident" if not hits else f"{len(hits)} incidents"
         raise InputError(f"{what} with an id starting {incident_id!r}")
@@ -250,7 +248,7 @@ class Snapshot:
         return verify(self.manifest_uri, self.sha256)
 
 
-def snapshot(lake: Lake | str, incident_or_id: Incident | str) -> Snapshot:
+def snapshot(lake: LakeLike, incident_or_id: Incident | str) -> Snapshot:
     """The forensic snapshot written when the incident opened."""
     from pipeline.alert.snapshot import MANIFEST, open_store
 
@@ -292,7 +290,7 @@ class Inputs:
 
 
 def inputs(
-    lake: Lake | str,
+    lake: LakeLike,
     detector_id: str,
     since: datetime | str | None = None,
     until: datetime | str | None = None,
@@ -301,7 +299,7 @@ def inputs(
     """Read a detector's window (default: the latest day) and baseline, as ``detect`` does."""
     from pipeline.detect import read_baseline, resolve_window
 
-    lk = _lake(lake)
+    lk = as_lake(lake)
     det = detector(detector_id, cfg)
     t0, t1 = resolve_window(lk, _as_time(since), _as_time(until))
     window = read_events(lk, t0, t1, sources=det.sources, columns=list(det.columns))
@@ -337,7 +335,7 @@ def _run(det: Detector, data: Inputs) -> DetectorRun:
 
 
 def run_detector(
-    lake: Lake | str,
+    lake: LakeLike,
     detector_id: str,
     since: datetime | str | None = None,
     until: datetime | str | None = None,
@@ -353,7 +351,7 @@ def run_detector(
 
 
 def sweep(
-    lake: Lake | str,
+    lake: LakeLike,
     detector_id: str,
     setting: str,
     values: list[Any],
@@ -376,7 +374,7 @@ def sweep(
 
 
 def compare_findings(
-    lake: Lake | str,
+    lake: LakeLike,
     detector_id: str,
     since: datetime | str | None = None,
     until: datetime | str | None = None,

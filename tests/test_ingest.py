@@ -503,6 +503,36 @@ def test_missing_source_is_an_error_with_exit_code_2(tmp_path: Path) -> None:
     assert "no such file or directory" in result.output
 
 
+def test_a_lake_that_cannot_be_written_is_one_line_and_exit_code_2(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from pipeline.cli import cli
+
+    lf.delivery_file(tmp_path / "in" / "a.json.gz", [lf.ct()])
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = CliRunner().invoke(
+        cli, ["ingest", str(tmp_path / "in"), "--lake", str(blocker / "lake"), "--workers", "1"]
+    )
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "cannot be written" in lines[0], result.output
+    assert "Traceback" not in result.output
+
+
+def test_until_before_since_is_an_error_not_an_empty_run(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from pipeline.cli import cli
+
+    lf.delivery_file(tmp_path / "in" / "a.json.gz", [lf.ct()])
+    args = ["ingest", str(tmp_path / "in"), "--lake", str(tmp_path / "lake"), "--workers", "1"]
+    result = CliRunner().invoke(cli, [*args, "--since", "2026-03-02", "--until", "2026-03-01"])
+    assert result.exit_code == 2, result.output
+    assert "before --since" in result.output
+    assert not (tmp_path / "lake" / "events").exists()
+
+
 def test_notebook_api_filters_by_time_tenant_source_and_actor(tmp_path: Path) -> None:
     from pipeline import lake as api
 

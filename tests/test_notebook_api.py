@@ -107,6 +107,19 @@ def test_run_detector_returns_the_fitted_detector(lake: str) -> None:
     assert hourly[hourly["part"] == "window"]["count"].sum() == 1
 
 
+def test_a_lake_may_be_given_as_a_path(lake: str) -> None:
+    """Notebooks hold folders as ``pathlib.Path``: every read takes one as its text."""
+    path = Path(lake)
+    assert tw.events(path, "2026-11-16", "2026-11-17").equals(
+        tw.events(lake, "2026-11-16", "2026-11-17")
+    )
+    assert len(tw.events(path, "2026-11-16", "2026-11-17", actor="usr-x")) == 2
+    assert list(tw.findings(path, "2026-11-16", "2026-11-17")["actor"]).count("usr-x") == 1
+    assert list(tw.incidents(path)["actor"]) == ["usr-x"]
+    assert tw.quarantine(path).empty
+    assert tw.ensure_lake(path, "does-not-exist") == lake
+
+
 def test_ensure_lake_keeps_a_lake_with_events(lake: str) -> None:
     assert tw.ensure_lake(lake, "does-not-exist") == lake
 

@@ -458,6 +458,7 @@ def ingest(
     started = time.perf_counter()
     cpu_before = _cpu_times()
     lake = Lake(lake_root)
+    lake.ensure_writable()
     ing = Ingestor(lake, cfg)
     summary = Summary()
     positions = _load_positions(lake)

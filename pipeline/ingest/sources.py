@@ -256,6 +256,11 @@ def list_inputs(
     """Every input named by ``sources``, deduplicated, in key order (CloudTrail keys sort by
     delivery time, which keeps the AssumeRole -> later calls join in order), and for each
     CloudWatch Logs source the position to record once its chunks are in the lake."""
+    if since is not None and until is not None and until < since:
+        raise InputError(
+            f"empty window: --until ({until:%Y-%m-%dT%H:%M:%S}) is before --since "
+            f"({since:%Y-%m-%dT%H:%M:%S})"
+        )
     refs: set[InputRef] = set()
     new_positions: dict[str, LogPosition] = {}
     for source in sources:
