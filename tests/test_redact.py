@@ -6,18 +6,28 @@ case here checks it against the full walk (``redact_raw``) and says which road i
 The byte road keeps the record's spelling, so records spelled as orjson
 spells them come out byte for byte as the walk's, and any other spelling decodes to the same
 value; a seeded property test holds that over varied records.
+
+Secrets hide in strings too (a request written as a JSON string, key/value text), and records
+that are not JSON reach the quarantine with only ``scrub_bytes`` between them and the lake's
+reader: those cases hold that no secret text survives and that a secret's fingerprint is the
+same wherever it lands (``redact.fingerprint`` of the value).
 """
 
 from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
+from pipeline.config import Config
 from pipeline.ingest import redact
+from pipeline.ingest.run import _quarantine_table, ingest
+from pipeline.lake import read_events, read_quarantine
+from tests import logfactory as lf
 
 TOKEN = "IQoJb3JpZ2luX2VjEXAMPLETOKEN0123456789+/="
 
@@ -76,6 +86,11 @@ WALK = {
     "non-ASCII text": {**assume_role(sessionToken=TOKEN), "note": "caf\u00e9"},
     "no credentials at all": {"eventName": "GetObject", "token": "abc"},
     "the key name escaped inside another key": {'a"sessionToken': "v", "token": "t"},
+    "a password in a JSON string elsewhere": {
+        **assume_role(sessionToken=TOKEN, secretAccessKey="s3cr3t"),
+        "requestParameters": json.dumps({"roleSessionName": "usr-1", "password": "hunter2"}),
+    },
+    "an escaped quote elsewhere": {**assume_role(sessionToken=TOKEN), "note": 'say "hi"'},
 }
 
 
@@ -235,3 +250,156 @@ def test_a_chunk_mixes_both_roads_and_keeps_its_order() -> None:
     raws = [orjson.dumps(c) for c in [*FAST.values(), *WALK.values()]]
     raws.insert(3, b'{"eventName": "GetObject"}')  # no secret at all: the bytes as they are
     assert redact.redact_many(raws) == [redact.redact_raw(r) for r in raws]
+
+
+# -- secrets inside strings ------------------------------------------------------------------
+
+PASSWORD = "LEAKPASSWORD7xxxxx"
+
+
+def fp(secret: str) -> bytes:
+    return redact.fingerprint(secret).encode()
+
+
+def test_a_request_spelled_as_a_json_string_is_redacted_inside() -> None:
+    # Some pipelines deliver requestParameters as a JSON string; its secrets are the record's.
+    rec = {
+        **assume_role(sessionToken=TOKEN, secretAccessKey="wJalrXUtnFEMI"),
+        "requestParameters": json.dumps({"userName": "bob", "password": PASSWORD}),
+    }
+    raw = orjson.dumps(rec)
+    (out,) = redact.redact_many([raw])
+    for secret in (PASSWORD, TOKEN, "wJalrXUtnFEMI"):
+        assert secret.encode() not in out
+    decoded = orjson.loads(out)
+    params = orjson.loads(decoded["requestParameters"])
+    assert params == {"userName": "bob", "password": redact.fingerprint(PASSWORD)}
+    creds = decoded["responseElements"]["credentials"]
+    assert creds["sessionToken"] == redact.fingerprint(TOKEN)
+
+
+def test_a_json_string_without_a_secret_keeps_its_spelling() -> None:
+    raw = orjson.dumps({"token": "t", "requestParameters": '{"tokenType":  "bearer-less"}'})
+    assert orjson.loads(redact.redact_raw(raw))["requestParameters"] == (
+        '{"tokenType":  "bearer-less"}'
+    )
+
+
+def test_secret_pairs_in_other_text_are_scrubbed_as_text() -> None:
+    note = f'retry with "password": "{PASSWORD}", "sessionToken":"{TOKEN}" and more'
+    out = redact.redact_raw(orjson.dumps({"eventName": "X", "note": note}))
+    assert PASSWORD.encode() not in out and TOKEN.encode() not in out
+    assert orjson.loads(out)["note"] == (
+        f'retry with "password": "{redact.fingerprint(PASSWORD)}", '
+        f'"sessionToken":"{redact.fingerprint(TOKEN)}" and more'
+    )
+
+
+# -- quarantine: bytes that are not JSON ---------------------------------------------------------
+
+
+def test_a_secret_that_never_ends_is_scrubbed_to_the_end() -> None:
+    raw = b'{"eventID":"l2","credentials":{"sessionToken":"' + TOKEN.encode()
+    out = redact.scrub_bytes(raw)
+    assert TOKEN.encode() not in out
+    assert out == b'{"eventID":"l2","credentials":{"sessionToken":"' + fp(TOKEN)
+
+
+@pytest.mark.parametrize(
+    "key", ["\\u0073essionToken", "\\u0053ESSIONTOKEN", "p\\u0061ssword", "\\u0070\\u0041ssword"]
+)
+def test_a_key_spelled_with_escapes_is_still_a_secret_key(key: str) -> None:
+    raw = b'{"x":{"' + key.encode() + b'":"' + PASSWORD.encode() + b'"}, bad'
+    out = redact.scrub_bytes(raw)
+    assert PASSWORD.encode() not in out
+    assert fp(PASSWORD) in out
+
+
+@pytest.mark.parametrize("key", sorted(redact.SECRET_KEYS))
+def test_every_secret_key_is_scrubbed_from_bytes(key: str) -> None:
+    for spelled in (key, key.upper()):
+        raw = b'{"eventID":"q","' + spelled.encode() + b'" : "' + PASSWORD.encode() + b'", bad'
+        out = redact.scrub_bytes(raw)
+        assert PASSWORD.encode() not in out, spelled
+        assert fp(PASSWORD) in out
+
+
+@pytest.mark.parametrize("depth", [0, 1, 2, 3])
+@pytest.mark.parametrize("ascii_only", [True, False])
+def test_a_secret_in_strings_in_strings_gets_the_walks_fingerprint(
+    depth: int, ascii_only: bool
+) -> None:
+    # A JSON request inside a string inside a string...: the walk decodes each level, the
+    # quarantine's patterns count the backslashes; both fingerprint the same decoded value.
+    secret = 'LEAK"quote\\backslash caf\u00e9'
+    value: dict[str, Any] = {"userName": "bob", "password": secret}
+    for _ in range(depth):
+        value = {"requestParameters": json.dumps(value, ensure_ascii=ascii_only)}
+    raw = json.dumps({"eventID": "q", **value}, ensure_ascii=ascii_only).encode()
+    walked_value = orjson.loads(redact.redact_raw(raw))
+    for _ in range(depth):
+        walked_value = orjson.loads(walked_value["requestParameters"])
+    assert walked_value["password"] == redact.fingerprint(secret)
+    quarantined = redact.scrub_bytes(raw[:-1] + b", bad")
+    assert b"LEAK" not in quarantined
+    assert fp(secret) in quarantined
+
+
+def test_quarantine_fingerprints_are_the_lakes() -> None:
+    # The fingerprint is the decoded value's, as the walk computes it: not the key's, not the
+    # escaped bytes'.
+    token = 'IQoJ/slash"quote'
+    rec = {"eventID": "q", "credentials": {"sessionToken": token, "password": PASSWORD}}
+    lake = orjson.loads(redact.redact_raw(orjson.dumps(rec)))["credentials"]
+    broken = json.dumps(rec).replace("/", "\\/").encode()[:-1] + b", bad"
+    out = redact.scrub_bytes(broken)
+    assert fp(token) in out and lake["sessionToken"] == redact.fingerprint(token)
+    assert fp(PASSWORD) in out and lake["password"] == redact.fingerprint(PASSWORD)
+
+
+def test_scrubbing_what_the_walk_redacted_changes_nothing() -> None:
+    # A record the walk redacted can still be quarantined (no eventTime): scrubbed again, its
+    # fingerprints must stay the walk's.
+    rec = {"password": PASSWORD, "h": "Authorization: Basic TEVBS0JBU0lDOHh4eHh4", "t": "x"}
+    walked_raw = redact.redact_raw(orjson.dumps(rec))
+    assert redact.scrub_bytes(walked_raw) == walked_raw
+
+
+def test_the_quarantine_detail_is_scrubbed_too() -> None:
+    line = b'curl -H "Authorization: Bearer LEAKBEARERxxxxxxxxxx1"'
+    detail = f"line starts {line.decode()!r}"
+    (row,) = _quarantine_table([("in.log", 1, "not_json", detail, line)]).to_pylist()
+    bearer = fp("Bearer LEAKBEARERxxxxxxxxxx1").decode()
+    assert row["detail"] == f"line starts 'curl -H \"Authorization: Bearer {bearer}\"'"
+    assert row["raw"] == b'curl -H "Authorization: Bearer ' + bearer.encode() + b'"'
+
+
+def test_secrets_reach_neither_lake_nor_quarantine_through_ingest(tmp_path: Path) -> None:
+    token, bearer = "LEAKSESSIONTOKENxxxxxxxx5", "LEAKBEARERxxxxxxxxxx1"
+    assume = lf.ct(
+        "AssumeRole",
+        requestParameters=json.dumps({"roleSessionName": "s1", "password": PASSWORD}),
+        responseElements={"credentials": {"accessKeyId": "ASIA1", "sessionToken": token}},
+    )
+    lines = [
+        f'curl -H "Authorization: Bearer {bearer}"',
+        '{"eventID":"q2","responseElements":{"credentials":{"sessionToken":"' + token,
+        '{"eventID":"q3","x":{"\\u0073essionToken":"' + token + '"}, bad',
+        json.dumps(assume),
+    ]
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.log").write_text("\n".join(lines) + "\n")
+    summary = ingest([str(tmp_path / "in")], str(tmp_path / "lake"), Config(), workers=1)
+    assert (summary["ingested"], summary["quarantined_total"]) == (1, 3)
+
+    (raw,) = read_events(str(tmp_path / "lake")).column("raw").to_pylist()
+    quarantine = read_quarantine(str(tmp_path / "lake")).to_pylist()
+    texts = [raw, *(q["detail"] for q in quarantine), *(q["raw"].decode() for q in quarantine)]
+    for text in texts:
+        assert "LEAK" not in text, text
+    assert redact.fingerprint(PASSWORD) in raw
+    assert redact.fingerprint(token) in raw
+    by_position = {q["position"]: q for q in quarantine}
+    assert fp(token) in by_position[2]["raw"] and fp(token) in by_position[3]["raw"]
+    assert fp(f"Bearer {bearer}") in by_position[1]["raw"]
+    assert fp(f"Bearer {bearer}").decode() in by_position[1]["detail"]

@@ -15,8 +15,9 @@
  *     before it), and the search goes on after that value either way;
  *   - no key counted: None;
  *   - the bytes outside the counted keys and values are checked for doubt, as the pattern
- *     (?i:"(?:<secret key>)"[ \t\n\r]*:)|earer|asic|eyJ|\\u does (the secret keys are given,
- *     lower case): any match, None. The Python road joins those pieces with a NUL byte and runs
+ *     (?i:"(?:<secret key>)"[ \t\n\r]*:)|earer|asic|eyJ|\\[u"] does (the secret keys are given,
+ *     lower case; a backslash before a quote is a string holding quotes, which the walk looks
+ *     into): any match, None. The Python road joins those pieces with a NUL byte and runs
  *     RE2 once; no match can span a NUL, so each piece is checked alone here.
  *   - else a tuple (start, end, start, end, ...) of the counted values (between their quotes),
  *     in the order they appear. */
@@ -90,7 +91,7 @@ static inline __attribute__((always_inline)) int doubt_at(const unsigned char *p
     case 'a':
         return i + 4 <= n && !memcmp(p + i, "asic", 4);
     case '\\':
-        return i + 1 < n && p[i + 1] == 'u';
+        return i + 1 < n && (p[i + 1] == 'u' || p[i + 1] == '"');
     default:
         return 0;
     }
@@ -99,8 +100,9 @@ static inline __attribute__((always_inline)) int doubt_at(const unsigned char *p
 typedef unsigned char v16 __attribute__((vector_size(16)));
 
 /* Does the doubt pattern match anywhere in p[0 .. n)? Sixteen places at a time are tested for
- * where a match could start (a quote; "ea", "ey", "as", a backslash and "u": GCC/Clang vector
- * extensions, SSE2 on x86-64, NEON on arm64), and only there is it tested whole. */
+ * where a match could start (a quote; "ea", "ey", "as", a backslash before "u" or a quote:
+ * GCC/Clang vector extensions, SSE2 on x86-64, NEON on arm64), and only there is it tested
+ * whole. */
 static int doubtful(const unsigned char *p, Py_ssize_t n, const Keys *keys) {
     Py_ssize_t i = 0;
     for (; i + 17 <= n; i += 16) {
@@ -108,7 +110,7 @@ static int doubtful(const unsigned char *p, Py_ssize_t n, const Keys *keys) {
         memcpy(&a, p + i, 16);
         memcpy(&b, p + i + 1, 16);
         v16 m = (v16)(a == '"') | (v16)((a == 'e') & ((b == 'a') | (b == 'y'))) |
-                (v16)((a == 'a') & (b == 's')) | (v16)((a == '\\') & (b == 'u'));
+                (v16)((a == 'a') & (b == 's')) | (v16)((a == '\\') & ((b == 'u') | (b == '"')));
         uint64_t lanes[2];
         memcpy(lanes, &m, 16);
         if (!(lanes[0] | lanes[1])) continue;

@@ -338,13 +338,16 @@ def _partitions(t: pa.Table) -> Iterator[tuple[tuple[str, int], int, int]]:
 
 
 def _quarantine_table(entries: list[tuple[str, int, str, str, bytes]]) -> pa.Table:
+    """The entries as rows, secrets scrubbed from the detail as from the raw bytes: a detail may
+    quote its record ("line starts 'curl -H ...'"). Scrubbed before it is cut, so a cut cannot
+    leave part of a secret that the whole would have matched."""
     return pa.Table.from_pylist(
         [
             {
                 "input_uri": uri,
                 "position": pos,
                 "reason": reason,
-                "detail": detail[:2000],
+                "detail": redact.scrub_text(detail)[:2000],
                 "raw": redact.scrub_bytes(raw),
             }
             for uri, pos, reason, detail, raw in entries
