@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 import os
 import subprocess
 import sys
+import tracemalloc
+import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.config import Config, parse_config
+from pipeline.config import Config, IngestConfig, parse_config
+from pipeline.ingest import gz
 from pipeline.ingest.run import ingest
 from pipeline.lake import read_events, read_quarantine
 from tests import logfactory as lf
@@ -103,6 +108,24 @@ def test_digest_files_are_recorded_not_counted(tmp_path: Path) -> None:
     s = run(tmp_path / "lake", tmp_path / "digest.json.gz")
     assert (s["records_in"], s["digest_files"]) == (0, 1)
     assert list((tmp_path / "lake" / "_state" / "digests").glob("*.parquet"))
+
+
+def test_a_digest_listing_no_files_is_recorded_all_the_same(tmp_path: Path) -> None:
+    # CloudTrail delivers a digest every hour, with "logFiles": [] when no file came.
+    digest: dict[str, Any] = {
+        "awsAccountId": lf.ACCOUNT,
+        "digestStartTime": "2026-11-16T09:00:00Z",
+        "digestEndTime": "2026-11-16T10:00:00Z",
+        "previousDigestHashValue": None,
+        "logFiles": [],
+    }
+    path = tmp_path / "in" / "digest.json.gz"
+    path.parent.mkdir()
+    path.write_bytes(gzip.compress(json.dumps(digest).encode()))
+    s = run(tmp_path / "lake", tmp_path / "in")
+    assert (s["records_in"], s["digest_files"], s["quarantined_total"]) == (0, 1, 0)
+    state = pq.read_table(tmp_path / "lake" / "_state" / "digests").to_pylist()
+    assert state == [{"digest_uri": str(path), "log_object": None, "hash_value": None}]
 
 
 def test_insights_events_are_kept_and_marked(tmp_path: Path) -> None:
@@ -376,6 +399,162 @@ def test_bad_inputs_are_quarantined_with_reasons(tmp_path: Path) -> None:
     assert reasons["notjson.txt"] == "not_json"
     assert reasons["platform.log"] == "lambda_platform_line"
     assert s["ingested"] == 1  # the normal record next to the huge one
+
+
+def _entries(lake: Path) -> dict[str, dict[str, Any]]:
+    return {os.path.basename(r["input_uri"]): r for r in read_quarantine(str(lake)).to_pylist()}
+
+
+def _gzip_of_zeros(size: int) -> bytes:
+    """A gzip bomb: ``size`` zero bytes in about a thousandth of that, made a MiB at a time."""
+    z = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    block = bytes(1 << 20)
+    parts = [z.compress(block) for _ in range(size >> 20)]
+    return b"".join([*parts, z.compress(bytes(size & ((1 << 20) - 1))), z.flush()])
+
+
+def _peak_traced(fn: Callable[[], object]) -> tuple[object, int]:
+    """``fn()``'s result (or the exception it raised) and the peak of Python's allocations."""
+    tracemalloc.start()
+    try:
+        try:
+            result = fn()
+        except Exception as exc:
+            result = exc
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_the_default_decompression_limit_stops_a_bomb_without_allocating_past_it() -> None:
+    limit = IngestConfig().max_decompressed_bytes
+    # Decoding a file holds several times its decompressed size, and ingestion stays under 1 GB.
+    assert limit <= 128 << 20
+    bomb = _gzip_of_zeros(limit + (16 << 20))
+    err, peak = _peak_traced(lambda: gz.maybe_decompress(bomb, limit))
+    assert isinstance(err, gz.GzipError)
+    assert err.reason == "decompressed_too_large"
+    assert "ingest.max_decompressed_bytes" in str(err)  # the setting to raise
+    assert limit < len(err.partial) <= limit + (1 << 20)
+    assert peak < limit * 1.15 + (4 << 20), f"{peak:,} bytes allocated for a {limit:,} limit"
+
+
+def test_decompressing_holds_the_output_once() -> None:
+    data = _gzip_of_zeros(40 << 20)
+    out, peak = _peak_traced(lambda: gz.maybe_decompress(data, 64 << 20))
+    assert out == bytes(40 << 20)
+    assert peak < (40 << 20) * 1.15 + (4 << 20), f"{peak:,} bytes allocated for 40 MiB"
+
+
+def test_bombs_stop_at_the_configured_limit_in_a_file_and_in_a_cloudwatch_payload(
+    tmp_path: Path,
+) -> None:
+    d = tmp_path / "in"
+    d.mkdir()
+    (d / "bomb.json.gz").write_bytes(_gzip_of_zeros(8 << 20))
+    payload = base64.b64encode(_gzip_of_zeros(8 << 20)).decode()
+    good = lf.cwl_subscription([lf.authorizer_log()])
+    lines = [{"awslogs": {"data": payload}}, good]
+    (d / "cwl.json").write_text("".join(json.dumps(o) + "\n" for o in lines))
+    cfg = parse_config({"ingest": {"max_decompressed_bytes": 1 << 20}}, environ={})
+    s = run(tmp_path / "lake", d, cfg=cfg)
+    assert (s["records_in"], s["ingested"], s["quarantined_total"]) == (3, 1, 2)
+    q = _entries(tmp_path / "lake")
+    assert q["bomb.json.gz"]["reason"] == "decompressed_too_large"
+    assert q["cwl.json"]["reason"] == "bad_cloudwatch_payload"
+    for entry in q.values():
+        assert "inflates past 1,048,576 bytes" in entry["detail"]
+        assert "ingest.max_decompressed_bytes" in entry["detail"]
+    # The file's first bytes are kept, the rest of the bomb is not.
+    assert q["bomb.json.gz"]["raw"] == bytes(1 << 20)
+    assert q["bomb.json.gz"]["detail"].endswith("raw keeps the first 1,048,576 of 1,048,577 bytes")
+
+
+def test_a_truncated_gzip_keeps_the_text_it_had_up_to_a_bound(tmp_path: Path) -> None:
+    d = tmp_path / "in"
+    d.mkdir()
+    small = json.dumps({"Records": [lf.ct(), lf.ct()]}).encode()
+    (d / "small.json.gz").write_bytes(gzip.compress(small)[:-20])  # the trailer and a bit more
+    large = json.dumps({"Records": [lf.ct() for _ in range(100)]}).encode()
+    packed = gzip.compress(large)
+    (d / "large.json.gz").write_bytes(packed[: len(packed) * 3 // 4])
+    cfg = parse_config({"ingest": {"max_record_bytes": 4096}}, environ={})
+    s = run(tmp_path / "lake", d, cfg=cfg)
+    # The records complete before the cut are not ingested: the file is one entry.
+    assert (s["records_in"], s["ingested"], s["quarantined"]) == (2, 0, {"truncated_gzip": 2})
+    q = _entries(tmp_path / "lake")
+    kept = q["small.json.gz"]["raw"]
+    assert 0 < len(kept) < len(small) and small.startswith(kept)
+    assert q["small.json.gz"]["detail"] == (
+        f"the gzip stream ends before its trailer, after {len(kept):,} bytes of output"
+    )
+    assert q["large.json.gz"]["raw"] == large[:4096]
+    detail = q["large.json.gz"]["detail"]
+    assert detail.startswith("the gzip stream ends before its trailer, after ")
+    decoded = int(detail.split("after ")[1].split(" bytes")[0].replace(",", ""))
+    assert 4096 < decoded < len(large)
+    assert detail.endswith(f"; raw keeps the first 4,096 of {decoded:,} bytes")
+
+
+@pytest.mark.parametrize("native", ["1", "0"])
+def test_a_record_too_large_keeps_its_first_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, native: str
+) -> None:
+    monkeypatch.setenv("TENANTWATCH_NATIVE", native)
+    big = lf.ct(userAgent="x" * 10_000)
+    text = json.dumps(big).encode()
+    lf.delivery_file(tmp_path / "in" / "delivery.json.gz", [lf.ct(), big])
+    lf.lines_file(tmp_path / "in" / "lines.log", [big, lf.ct()])
+    cfg = parse_config({"ingest": {"max_record_bytes": 4096}}, environ={})
+    s = run(tmp_path / "lake", tmp_path / "in", cfg=cfg)
+    assert (s["records_in"], s["ingested"], s["quarantined"]) == (4, 2, {"record_too_large": 2})
+    entries = read_quarantine(str(tmp_path / "lake")).to_pylist()
+    assert [(os.path.basename(e["input_uri"]), e["position"]) for e in entries] == [
+        ("delivery.json.gz", 1),
+        ("lines.log", 1),
+    ]
+    for e in entries:
+        assert e["raw"] == text[:4096]
+        assert e["detail"] == (
+            "over ingest.max_record_bytes (4,096); "
+            f"raw keeps the first 4,096 of {len(text):,} bytes"
+        )
+
+
+def _with_nesting(record: str, depth: int) -> str:
+    """A record's JSON text with one more field holding ``depth`` nested objects."""
+    return record[:-1] + ', "x": ' + '{"a": ' * depth + "1" + "}" * depth + "}"
+
+
+def test_json_nested_too_deeply_is_too_deep_wherever_it_is(tmp_path: Path) -> None:
+    d = tmp_path / "in"
+    d.mkdir()
+    good = json.dumps(lf.ct())
+    deep = _with_nesting(good, 3000)  # past what orjson reads (1,024 levels)
+    mid = _with_nesting(good, 300)  # past what orjson writes (254), as a record out of an envelope
+    head = '{"version": "0", "detail-type": "AWS API Call via CloudTrail", "detail": '
+    payload = _with_nesting('{"messageType": "DATA_MESSAGE", "logEvents": []}', 3000)
+    files = {
+        "line.jsonl": deep,
+        "array.json": f"[{deep}]",
+        "pretty.json": deep.replace('{"a": ', '{\n"a": '),
+        "eventbridge.jsonl": head + deep + "}",
+        "eventbridge_300.jsonl": head + mid + "}",
+        "lookup.json": json.dumps({"Events": [{"CloudTrailEvent": deep}]}),
+        "cwl_message.json": json.dumps({"logEvents": [{"message": deep}]}),
+        "cwl_payload.json": json.dumps(
+            {"awslogs": {"data": base64.b64encode(gzip.compress(payload.encode())).decode()}}
+        ),
+    }
+    for name, text in files.items():
+        # Line files get a good record after the deep one: only the deep one is quarantined.
+        (d / name).write_text(text + "\n" + good + "\n" if name.endswith(".jsonl") else text)
+    s = run(tmp_path / "lake", d)
+    entries = read_quarantine(str(tmp_path / "lake")).to_pylist()
+    reasons = {os.path.basename(e["input_uri"]): e["reason"] for e in entries}
+    assert reasons == dict.fromkeys(files, "too_deep")
+    assert len(entries) == len(files) and all(e["raw"] for e in entries)
+    assert (s["records_in"], s["ingested"], s["duplicates"]) == (len(files) + 3, 1, 2)
 
 
 def test_secrets_never_reach_the_lake(tmp_path: Path) -> None:

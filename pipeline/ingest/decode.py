@@ -4,6 +4,12 @@ Pure apart from reading the inputs (no lake access), so batches decode in parall
 Rows leave Python for Arrow a chunk at a time (``CHUNK_RECORDS`` records or ``CHUNK_BYTES`` of raw
 text, whichever comes first): a chunk's Python objects are released before the next is decoded,
 so memory follows the chunk size, not the batch size.
+
+A quarantine entry keeps its raw text. Two kinds keep only its first ``max_record_bytes``, the
+detail saying how many of how many: a gzip stream that broke or was stopped (the text decompressed
+until then) and a record over ``max_record_bytes``. That is as much as any record the lake would
+take, and keeps a bomb's or a runaway record's megabytes out of memory and out of the quarantine;
+any other entry's text is at most its input, which ``max_decompressed_bytes`` bounds.
 """
 
 from __future__ import annotations
@@ -53,7 +59,8 @@ class Decoded:
     rows: pa.Table  # normalize.WIDE, but event_time parsed (timestamp[us, UTC])
     quarantine: list[Quarantined] = field(default_factory=list)
     sessions: pa.Table = field(default_factory=tenancy.SESSION_ROWS.empty_table)
-    digests: list[tuple[str, str, str]] = field(default_factory=list)
+    # (digest uri, log file, hash); a digest listing no file has one row with neither
+    digests: list[tuple[str, str | None, str | None]] = field(default_factory=list)
     records_in: int = 0
     rows_file: str | None = None  # rows left in a file by a worker (``handoff``), not yet read
 
@@ -82,15 +89,18 @@ def _decode_batch(batch: Batch, ingest: IngestConfig, claim_key: str) -> Decoded
     out = Decoded(batch, normalize.WIDE.empty_table())
     rows = _Rows(ingest.max_record_bytes, out)
     q = out.quarantine
+    keep = ingest.max_record_bytes
+    limit = ingest.max_decompressed_bytes
     for ref in batch.inputs:
-        if ref.size > ingest.max_decompressed_bytes:
-            q.append((ref.uri, -1, "input_too_large", f"{ref.size:,} bytes", b""))
+        if ref.size > limit:
+            size = f"{ref.size:,} bytes, over ingest.max_decompressed_bytes ({limit:,})"
+            q.append((ref.uri, -1, "input_too_large", size, b""))
             out.records_in += 1
             continue
         try:
-            data = gz.maybe_decompress(read_input(ref), ingest.max_decompressed_bytes)
+            data = gz.maybe_decompress(read_input(ref), limit)
         except gz.GzipError as exc:
-            q.append((ref.uri, -1, exc.reason, str(exc), b""))
+            q.append(_kept(ref.uri, -1, exc.reason, str(exc), exc.partial, keep))
             out.records_in += 1
             continue
         except OSError as exc:
@@ -106,20 +116,20 @@ def _decode_batch(batch: Batch, ingest: IngestConfig, claim_key: str) -> Decoded
             out.records_in += len(typed[0])
             rows.cloudtrail(typed[0], typed[1], ref.uri, range(len(typed[0])))
             continue
-        for item in formats.split(data):
+        for item in formats.split(data, limit):
             if item.kind == formats.DIGEST:
-                for lf in item.obj.get("logFiles") or []:
-                    if isinstance(lf, dict):
-                        out.digests.append(
-                            (ref.uri, str(lf.get("s3Object")), str(lf.get("hashValue")))
-                        )
+                listed = [lf for lf in item.obj.get("logFiles") or [] if isinstance(lf, dict)]
+                # A digest that lists no file is still a link of the chain that integrity
+                # checks walk (CloudTrail writes one for every hour, files or not).
+                out.digests += [
+                    (ref.uri, str(lf.get("s3Object")), str(lf.get("hashValue"))) for lf in listed
+                ] or [(ref.uri, None, None)]
                 continue
             out.records_in += 1
             if item.kind == formats.QUARANTINE:
                 q.append((ref.uri, item.position, item.reason, item.detail, item.raw))
-            elif len(item.raw) > ingest.max_record_bytes:
-                size = f"{len(item.raw):,} bytes"
-                q.append((ref.uri, item.position, "record_too_large", size, b""))
+            elif len(item.raw) > keep:
+                q.append(_too_large(ref.uri, item.position, item.raw, keep))
             elif item.kind == formats.CLOUDTRAIL:
                 rec = cloudtrail.from_dict(item.obj)
                 rows.cloudtrail([rec], [item.raw], ref.uri, (item.position,))
@@ -141,6 +151,23 @@ def _decode_batch(batch: Batch, ingest: IngestConfig, claim_key: str) -> Decoded
     out.rows = _with_times(table, q)
     out.sessions = tenancy.session_rows(rows.sessions)
     return out
+
+
+def _kept(
+    uri: str, position: int, reason: str, detail: str, raw: bytes | pa.Buffer, keep: int
+) -> Quarantined:
+    """A quarantine entry with the first ``keep`` bytes of ``raw`` (bytes or an Arrow buffer,
+    sliced before it is copied); the detail says what was cut."""
+    if len(raw) > keep:
+        detail = f"{detail}; raw keeps the first {keep:,} of {len(raw):,} bytes"
+        raw = raw[:keep]
+    return (uri, position, reason, detail, bytes(raw))
+
+
+def _too_large(uri: str, position: int, raw: bytes | pa.Buffer, keep: int) -> Quarantined:
+    """A record over ``max_record_bytes`` (``keep``), alike by every road."""
+    detail = f"over ingest.max_record_bytes ({keep:,})"
+    return _kept(uri, position, "record_too_large", detail, raw, keep)
 
 
 def _with_times(t: pa.Table, q: list[Quarantined]) -> pa.Table:
@@ -318,9 +345,10 @@ class _Rows:
         q = self.out.quarantine
         big = pc.greater(pc.binary_length(raw), self.max_record_bytes)
         if pc.any(big).as_py():
-            sizes = pc.binary_length(raw).to_pylist()
+            texts = raw.cast(pa.binary())  # the same buffers: each record's slice, no copy
             for i in pc.indices_nonzero(big).to_pylist():
-                q.append((uris[i].as_py(), pos[i], "record_too_large", f"{sizes[i]:,} bytes", b""))
+                text = texts[i].as_buffer()
+                q.append(_too_large(uris[i].as_py(), pos[i], text, self.max_record_bytes))
             small = pc.invert(big)
             cols = {k: v.filter(small) for k, v in cols.items()}
             raw, uris = raw.filter(small), uris.filter(small)

@@ -3,7 +3,7 @@
 One input may be: a CloudTrail S3 delivery file (``{"Records": [...]}``, gzipped or not), a JSON
 array of records, bare records one per line, EventBridge "AWS API Call via CloudTrail" envelopes, a
 CloudWatch Logs subscription payload (``{"awslogs": {"data": base64(gzip)}}``) or its decoded form,
-a CloudTrail Lake / LookupEvents export (``CloudTrailEvent`` as a JSON string), a CloudTrail-Digest
+a LookupEvents export (``CloudTrailEvent`` as a JSON string), a CloudTrail-Digest
 file, CloudWatch Logs export lines (``<ISO time> <message>``), API Gateway access-log lines, or
 Lambda authorizer (Powertools Logger) lines. Names lie; content does not.
 
@@ -35,8 +35,13 @@ AUTHORIZER = "authorizer"
 DIGEST = "digest"
 QUARANTINE = "quarantine"
 
-# orjson refuses JSON nested deeper than 1024 levels and msgspec raises RecursionError: either is
-# reported as "too_deep", never a crash.
+# orjson refuses JSON nested deeper than 1024 levels ("depth limit exceeded") and msgspec raises
+# RecursionError: either is reported as "too_deep", never a crash nor "invalid_json", wherever the
+# nesting is (a whole document, one line, a record inside an envelope or a CloudWatch payload).
+# Writing is stricter than reading: orjson writes 254 levels at most, so a record taken out of an
+# envelope (which needs bytes of its own) is too deep past that.
+_TOO_DEEP = "JSON nested too deeply"
+_TOO_DEEP_TO_WRITE = "JSON nested too deeply to be written out of its envelope (254 levels)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,30 +82,46 @@ def classify(obj: Any) -> str | None:
 
 
 def _unwrap(obj: Any, raw: bytes, position: int) -> Iterator[Item]:
-    """Envelopes around records: EventBridge, LookupEvents / CloudTrail Lake, GCP LogEntry."""
+    """Envelopes around records: EventBridge, LookupEvents, GCP LogEntry."""
     if isinstance(obj, dict):
         detail = obj.get("detail")
         if isinstance(detail, dict) and "detail-type" in obj and classify(detail) == CLOUDTRAIL:
-            yield Item(CLOUDTRAIL, position, detail, orjson.dumps(detail))
+            yield _taken(detail, raw, position)
             return
         event = obj.get("CloudTrailEvent")
         if isinstance(event, str):
             try:
                 inner = orjson.loads(event)
             except orjson.JSONDecodeError as exc:
-                yield Item(QUARANTINE, position, None, raw, "invalid_json", str(exc))
+                yield Item(QUARANTINE, position, None, raw, _json_error(exc), str(exc))
                 return
             yield from _unwrap(inner, event.encode(), position)
             return
         payload = obj.get("jsonPayload")
         if isinstance(payload, dict) and classify(payload) == CLOUDTRAIL:
-            yield Item(CLOUDTRAIL, position, payload, orjson.dumps(payload))
+            yield _taken(payload, raw, position)
             return
     kind = classify(obj)
     if kind is None:
         yield Item(QUARANTINE, position, None, raw, "unrecognised_record", _shape(obj))
     else:
         yield Item(kind, position, obj, raw)
+
+
+def _taken(record: dict[str, Any], envelope: bytes, position: int) -> Item:
+    """A CloudTrail record out of its envelope, with bytes of its own."""
+    text = _dumps(record)
+    if text is None:
+        return Item(QUARANTINE, position, None, envelope, "too_deep", _TOO_DEEP_TO_WRITE)
+    return Item(CLOUDTRAIL, position, record, text)
+
+
+def _dumps(obj: Any) -> bytes | None:
+    """``obj`` as JSON, or None when it is nested too deeply for orjson to write."""
+    try:
+        return orjson.dumps(obj)
+    except orjson.JSONEncodeError:
+        return None
 
 
 def _shape(obj: Any) -> str:
@@ -110,36 +131,49 @@ def _shape(obj: Any) -> str:
     return f"a JSON {type(obj).__name__}"
 
 
-def _one(raw: bytes, position: int) -> Iterator[Item]:
+def _json_error(exc: orjson.JSONDecodeError) -> str:
+    """The reason for JSON orjson refused: nesting past its limit is not a syntax error."""
+    return "too_deep" if str(exc).startswith("depth limit exceeded") else "invalid_json"
+
+
+def _one(raw: bytes, position: int, limit: int) -> Iterator[Item]:
     """One JSON value that should be one record (or an envelope of records)."""
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        reason = "too_deep" if "ecursion" in str(exc) else "invalid_json"
-        yield Item(QUARANTINE, position, None, raw, reason, str(exc))
+        yield Item(QUARANTINE, position, None, raw, _json_error(exc), str(exc))
         return
     if isinstance(obj, dict) and ("awslogs" in obj or "logEvents" in obj):
-        yield from _cloudwatch(obj, raw, position)
+        yield from _cloudwatch(obj, raw, position, limit)
         return
     if isinstance(obj, dict) and isinstance(obj.get("Events"), list):
         # LookupEvents export: {"Events": [{"CloudTrailEvent": "..."}]}
         for i, ev in enumerate(obj["Events"]):
-            yield from _unwrap(ev, orjson.dumps(ev), i)
+            text = _dumps(ev)
+            if text is None:
+                yield Item(QUARANTINE, i, None, raw, "too_deep", _TOO_DEEP_TO_WRITE)
+            else:
+                yield from _unwrap(ev, text, i)
         return
     yield from _unwrap(obj, raw, position)
 
 
-def _cloudwatch(obj: dict[str, Any], raw: bytes, position: int) -> Iterator[Item]:
-    """A CloudWatch Logs subscription payload, encoded (``awslogs.data``) or decoded."""
+def _cloudwatch(obj: dict[str, Any], raw: bytes, position: int, limit: int) -> Iterator[Item]:
+    """A CloudWatch Logs subscription payload, encoded (``awslogs.data``) or decoded. The encoded
+    payload inflates within ``limit`` (``ingest.max_decompressed_bytes``) like a whole input: a
+    bomb can hide in one line as well as in a file."""
     if "awslogs" in obj:
         data = obj.get("awslogs", {}).get("data") if isinstance(obj["awslogs"], dict) else None
         if not isinstance(data, str):
             yield Item(QUARANTINE, position, None, raw, "unrecognised_record", "awslogs.data")
             return
         try:
-            inner = gz.decompress_bounded(base64.b64decode(data, validate=True))
-            obj = orjson.loads(inner)
-        except (binascii.Error, gz.GzipError, orjson.JSONDecodeError) as exc:
+            obj = orjson.loads(gz.decompress_bounded(base64.b64decode(data, validate=True), limit))
+        except orjson.JSONDecodeError as exc:
+            reason = "too_deep" if _json_error(exc) == "too_deep" else "bad_cloudwatch_payload"
+            yield Item(QUARANTINE, position, None, raw, reason, str(exc))
+            return
+        except (binascii.Error, gz.GzipError) as exc:
             yield Item(QUARANTINE, position, None, raw, "bad_cloudwatch_payload", str(exc))
             return
     if obj.get("messageType") == "CONTROL_MESSAGE":
@@ -148,18 +182,22 @@ def _cloudwatch(obj: dict[str, Any], raw: bytes, position: int) -> Iterator[Item
     for i, ev in enumerate(obj.get("logEvents") or []):
         msg = ev.get("message") if isinstance(ev, dict) else None
         if not isinstance(msg, str):
-            yield Item(QUARANTINE, i, None, orjson.dumps(ev), "unrecognised_record", "no message")
+            text = _dumps(ev)
+            if text is None:
+                yield Item(QUARANTINE, i, None, raw, "too_deep", _TOO_DEEP_TO_WRITE)
+            else:
+                yield Item(QUARANTINE, i, None, text, "unrecognised_record", "no message")
             continue
-        yield from _line(msg.encode(), i)
+        yield from _line(msg.encode(), i, limit)
 
 
-def _line(line: bytes, position: int) -> Iterator[Item]:
+def _line(line: bytes, position: int, limit: int) -> Iterator[Item]:
     """One line of a line-oriented file."""
     body = line.strip()
     if _CWL_EXPORT_LINE.match(body):
         body = body.split(b" ", 1)[1].lstrip()
     if body.startswith(b"{"):
-        yield from _one(body, position)
+        yield from _one(body, position, limit)
     elif body.startswith(_LAMBDA_PLATFORM):
         # The Lambda runtime's own lines between a function's log lines: known, not events.
         text = body[:60].decode("utf-8", "replace")
@@ -189,8 +227,9 @@ def typed_cloudtrail(data: bytes) -> tuple[list[cloudtrail.Record], list[msgspec
     return records, raws
 
 
-def split(data: bytes) -> Iterator[Item]:
-    """All items of one input's (already decompressed) bytes."""
+def split(data: bytes, limit: int) -> Iterator[Item]:
+    """All items of one input's (already decompressed) bytes; ``limit`` bounds what a CloudWatch
+    Logs payload inside it may inflate to."""
     body = data.lstrip(b"\xef\xbb\xbf \t\r\n")
     if not body:
         yield Item(QUARANTINE, -1, None, data, "empty_input", "no bytes after decompression")
@@ -206,38 +245,42 @@ def split(data: bytes) -> Iterator[Item]:
         try:
             records = _records_decoder.decode(body).Records
         except RecursionError:
-            yield Item(QUARANTINE, -1, None, data, "too_deep", "JSON nested too deeply")
+            yield Item(QUARANTINE, -1, None, data, "too_deep", _TOO_DEEP)
             return
         except (msgspec.DecodeError, msgspec.ValidationError):
             records = None  # not a clean delivery file: fall through to the general paths
         if records is not None:
             for i, rec in enumerate(records):
                 raw = bytes(rec)
-                yield from _one(raw, i)
+                yield from _one(raw, i, limit)
             return
     if body.startswith(b"["):
         try:
             items = _raw_list_decoder.decode(body)
         except RecursionError:
-            yield Item(QUARANTINE, -1, None, data, "too_deep", "JSON nested too deeply")
+            yield Item(QUARANTINE, -1, None, data, "too_deep", _TOO_DEEP)
             return
         except (msgspec.DecodeError, msgspec.ValidationError):
             items = None
         if items is not None:
             for i, rec in enumerate(items):
-                yield from _one(bytes(rec), i)
+                yield from _one(bytes(rec), i, limit)
             return
     if body.startswith(b"{") and b"\n" not in body.rstrip():
-        yield from _one(body.rstrip(), 0)
+        yield from _one(body.rstrip(), 0, limit)
         return
     if body.startswith(b"{"):
         # Either pretty-printed JSON or NDJSON: a whole-document parse tells which.
         try:
             orjson.loads(body)
-        except orjson.JSONDecodeError:
-            pass
+        except orjson.JSONDecodeError as exc:
+            if _json_error(exc) == "too_deep" and exc.lineno > 1:
+                # Still inside the first value past its first line: one document across lines,
+                # too deep. Split into lines, each would be a fragment quarantined as invalid.
+                yield Item(QUARANTINE, -1, None, data, "too_deep", str(exc))
+                return
         else:
-            yield from _one(body, 0)
+            yield from _one(body, 0, limit)
             return
     for n, line in enumerate(data.splitlines(), start=1):
         if line.strip():
@@ -246,4 +289,4 @@ def split(data: bytes) -> Iterator[Item]:
             except UnicodeDecodeError as exc:
                 yield Item(QUARANTINE, n, None, line, "invalid_utf8", str(exc))
                 continue
-            yield from _line(line, n)
+            yield from _line(line, n, limit)
