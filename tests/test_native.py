@@ -374,12 +374,13 @@ def test_join_hash_of_one_column_is_xxhash_xxh64() -> None:
 
 def test_the_secret_flag_is_might_hold_secret(tmp_path: Path) -> None:
     """The builder's per-record secret flag is redact.might_hold_secret of the record's bytes,
-    needles in any letter case, at any place, cut short or overlapping."""
+    needles in any letter case, at any place, cut short or overlapping, and \\u escapes."""
     from pipeline.ingest import redact
 
     rng = random.Random(11)
     pieces = ["tok", "toke", "token", "TOKEN", "ToKeN", "secre", "SeCrEt", "passw", "password"]
     pieces += ["authorizatio", "AUTHORIZATION", "beare", "Bearer", "privatekey", "cooki", "cookie"]
+    pieces += ["eyJ", "EYJ", "ey", "yj", "é", "\\", "u"]  # a JWT's start; a \\u escape (é)
     pieces += ["x", "-", "0", " ", "en", "re", "ke", "ok"]
     recs = []
     for _ in range(400):
@@ -491,6 +492,7 @@ def test_credential_spans_are_the_python_roads() -> None:
     pieces = [b'"sessionToken":"', b'"secretAccessKey":"', b'"secretAccessKey":"k"', b'"', b"\\"]
     pieces += [b'\\"', b"\\\\", b"{", b",", b":", b" ", b"\n", b'"token"', b'"Token" :', b"x"]
     pieces += [b'"PASSWORD"\t:', b"earer", b"asic", b"eyJ", b"\\u", b"\xc3\xa9", b'"idToken":']
+    pieces += [b"EARER", b"eArEr", b"ASIC", b"aSiC", b"EyJ", b"eYj"]  # the schemes in any case
     rng = random.Random(5)
     mutated = []
     for _ in range(20_000):

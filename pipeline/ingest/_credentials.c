@@ -15,7 +15,7 @@
  *     before it), and the search goes on after that value either way;
  *   - no key counted: None;
  *   - the bytes outside the counted keys and values are checked for doubt, as the pattern
- *     (?i:"(?:<secret key>)"[ \t\n\r]*:)|earer|asic|eyJ|\\[u"] does (the secret keys are given,
+ *     (?i:"(?:<secret key>)"[ \t\n\r]*:)|(?i:earer|asic)|eyJ|\\[u"] does (the secret keys are given,
  *     lower case; a backslash before a quote is a string holding quotes, which the walk looks
  *     into): any match, None. The Python road joins those pieces with a NUL byte and runs
  *     RE2 once; no match can span a NUL, so each piece is checked alone here.
@@ -66,6 +66,14 @@ typedef struct {
     uint64_t len_mask; /* bit L: a key L bytes long */
 } Keys;
 
+/* Are the len bytes at p the lower-case letters w, in either case? (OR-ing 0x20 folds exactly
+ * the ASCII letters onto lower case and makes a letter of nothing else.) */
+static inline int folded_is(const unsigned char *p, const char *w, Py_ssize_t len) {
+    for (Py_ssize_t j = 0; j < len; j++)
+        if ((p[j] | 0x20) != (unsigned char)w[j]) return 0;
+    return 1;
+}
+
 /* Does the doubt pattern match at p[i]? */
 static inline __attribute__((always_inline)) int doubt_at(const unsigned char *p, Py_ssize_t n, Py_ssize_t i, const Keys *keys) {
     switch (p[i]) {
@@ -87,9 +95,13 @@ static inline __attribute__((always_inline)) int doubt_at(const unsigned char *p
         return 0;
     }
     case 'e':
-        return (i + 5 <= n && !memcmp(p + i, "earer", 5)) || (i + 3 <= n && !memcmp(p + i, "eyJ", 3));
+        if (i + 3 <= n && !memcmp(p + i, "eyJ", 3)) return 1;
+        /* fall through */
+    case 'E':
+        return i + 5 <= n && folded_is(p + i, "earer", 5);
     case 'a':
-        return i + 4 <= n && !memcmp(p + i, "asic", 4);
+    case 'A':
+        return i + 4 <= n && folded_is(p + i, "asic", 4);
     case '\\':
         return i + 1 < n && (p[i + 1] == 'u' || p[i + 1] == '"');
     default:
@@ -100,17 +112,18 @@ static inline __attribute__((always_inline)) int doubt_at(const unsigned char *p
 typedef unsigned char v16 __attribute__((vector_size(16)));
 
 /* Does the doubt pattern match anywhere in p[0 .. n)? Sixteen places at a time are tested for
- * where a match could start (a quote; "ea", "ey", "as", a backslash before "u" or a quote:
- * GCC/Clang vector extensions, SSE2 on x86-64, NEON on arm64), and only there is it tested
- * whole. */
+ * where a match could start (a quote; "ea", "as" in either case, "ey" with the "e" in either; a
+ * backslash before "u" or a quote: GCC/Clang vector extensions, SSE2 on x86-64, NEON on arm64),
+ * and only there is it tested whole. */
 static int doubtful(const unsigned char *p, Py_ssize_t n, const Keys *keys) {
     Py_ssize_t i = 0;
     for (; i + 17 <= n; i += 16) {
         v16 a, b;
         memcpy(&a, p + i, 16);
         memcpy(&b, p + i + 1, 16);
-        v16 m = (v16)(a == '"') | (v16)((a == 'e') & ((b == 'a') | (b == 'y'))) |
-                (v16)((a == 'a') & (b == 's')) | (v16)((a == '\\') & ((b == 'u') | (b == '"')));
+        v16 fa = a | 0x20, fb = b | 0x20;
+        v16 m = (v16)(a == '"') | (v16)((fa == 'e') & ((fb == 'a') | (b == 'y'))) |
+                (v16)((fa == 'a') & (fb == 's')) | (v16)((a == '\\') & ((b == 'u') | (b == '"')));
         uint64_t lanes[2];
         memcpy(lanes, &m, 16);
         if (!(lanes[0] | lanes[1])) continue;

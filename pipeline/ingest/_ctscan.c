@@ -164,7 +164,7 @@ static const char *COL_NAMES[NCOLS] = {
 
 /* ---------------------------------------------------------------------------------------- */
 /* Secrets: redact.might_hold_secret over a record's bytes (any of its needles, ASCII letters in
- * either case). Each needle has an anchor, a pair of its letters that is rare in CloudTrail
+ * either case, or a \\u escape: has_u_escape). Each needle has an anchor, a pair of its letters that is rare in CloudTrail
  * records (measured on simulator records: ~2 anchors a KB in all); sixteen places at a time are
  * tested for an anchor (GCC/Clang vector extensions: SSE2 on x86-64, NEON on arm64), or 32 on
  * x86-64 with AVX2 (chosen at run time: the wheel must run on any x86-64), and only around an
@@ -176,7 +176,7 @@ static const struct {
     int at; /* where its anchor pair starts */
 } NEEDLES[] = {
     {"token", 1},  {"secret", 2}, {"password", 4},   {"authorization", 7},
-    {"bearer", 0}, {"privatekey", 2}, {"cookie", 3},
+    {"bearer", 0}, {"privatekey", 2}, {"cookie", 3},   {"eyj", 1},
 };
 #define NNEEDLES ((int)(sizeof NEEDLES / sizeof NEEDLES[0]))
 
@@ -214,7 +214,7 @@ static int might_hold_secret_16(const unsigned char *p, Py_ssize_t n) {
         v16 m = (v16)((a == 'o') & (b == 'k')) | (v16)((a == 'c') & (b == 'r')) |
                 (v16)((a == 'w') & (b == 'o')) | (v16)((a == 'z') & (b == 'a')) |
                 (v16)((a == 'b') & (b == 'e')) | (v16)((a == 'i') & (b == 'v')) |
-                (v16)((a == 'k') & (b == 'i'));
+                (v16)((a == 'k') & (b == 'i')) | (v16)((a == 'y') & (b == 'j'));
         uint64_t lanes[2];
         memcpy(lanes, &m, 16);
         if (!(lanes[0] | lanes[1])) continue;
@@ -317,11 +317,19 @@ static void secrets_init(void) {
 #endif
 }
 
+/* A \\u escape, which can spell a key's letters its bytes do not show (memchr: libc's SIMD). */
+static int has_u_escape(const unsigned char *p, Py_ssize_t n) {
+    for (const unsigned char *q = p, *end = p + n; (q = memchr(q, '\\', (size_t)(end - q)));) {
+        if (++q < end && *q == 'u') return 1;
+    }
+    return 0;
+}
+
 static int might_hold_secret(const unsigned char *p, Py_ssize_t n) {
 #ifdef SECRETS_AVX2
-    if (use_avx2) return might_hold_secret_32(p, n);
+    if (use_avx2) return might_hold_secret_32(p, n) || has_u_escape(p, n);
 #endif
-    return might_hold_secret_16(p, n);
+    return might_hold_secret_16(p, n) || has_u_escape(p, n);
 }
 
 /* ---------------------------------------------------------------------------------------- */

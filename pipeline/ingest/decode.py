@@ -276,6 +276,7 @@ class _Rows:
             f.name: pa.array(col, pa.binary() if f.name == "raw" else f.type).cast(f.type)
             for col, f in zip(columns, normalize.WIDE, strict=False)
         }
+        redact.scrub_token_columns(cols)
         self._add(cols, pa.array(self.row_uri, _S))
         self.rows, self.row_uri = [], []
 
@@ -320,7 +321,8 @@ class _Rows:
             rec: cloudtrail.SessionRecord = cloudtrail.session_decoder.decode(text)
             return rec
 
-        self._finish_cloudtrail(cols, raw, uris, pos.tolist(), record, redacted=True)
+        secret_rows = pc.not_equal(pc.bit_wise_and(flags, 2), 0)
+        self._finish_cloudtrail(cols, raw, uris, pos.tolist(), record, redacted=secret_rows)
 
     def _flush_cloudtrail(self) -> None:
         if not self.ct:
@@ -337,11 +339,12 @@ class _Rows:
         uris: pa.Array,
         pos: list[int],
         record: Callable[[int], _Record],
-        redacted: bool = False,
+        redacted: pa.Array | None = None,
     ) -> None:
         """What both roads share: records too large, secrets (unless the caller ``redacted``
-        them already), unusable records, missing ids, AssumeRole sessions; then the chunk joins
-        the batch."""
+        them already: then, which records might have held one), tokens out of the free-text
+        columns of those records, unusable records, missing ids, AssumeRole sessions; then the
+        chunk joins the batch."""
         q = self.out.quarantine
         big = pc.greater(pc.binary_length(raw), self.max_record_bytes)
         if pc.any(big).as_py():
@@ -352,6 +355,7 @@ class _Rows:
             small = pc.invert(big)
             cols = {k: v.filter(small) for k, v in cols.items()}
             raw, uris = raw.filter(small), uris.filter(small)
+            redacted = None if redacted is None else redacted.filter(small)
             kept = pc.indices_nonzero(small).to_pylist()
             pos = [pos[i] for i in kept]
 
@@ -361,11 +365,16 @@ class _Rows:
             record = record_of
             if not len(raw):
                 return
-        flagged = None if redacted else redact.flag_secrets(raw)
-        if flagged is not None and pc.any(flagged).as_py():
-            which = pc.indices_nonzero(flagged)
-            texts = redact.redact_many([r.encode() for r in raw.take(which).to_pylist()])
-            raw = pc.replace_with_mask(raw, flagged, _strings(texts))
+        if redacted is None:
+            flagged = redact.flag_secrets(raw)
+            if pc.any(flagged).as_py():
+                which = pc.indices_nonzero(flagged)
+                texts = redact.redact_many([r.encode() for r in raw.take(which).to_pylist()])
+                raw = pc.replace_with_mask(raw, flagged, _strings(texts))
+        else:
+            flagged = redacted
+        # A token in a column is in its record's text too, which the needles flagged.
+        redact.scrub_token_columns(cols, flagged)
         no_time = pc.is_null(cols["event_time"])
         unusable = pc.or_(no_time, pc.and_(pc.is_null(cols["service"]), pc.is_null(cols["action"])))
         for i in pc.indices_nonzero(unusable).to_pylist():

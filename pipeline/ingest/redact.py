@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from itertools import accumulate
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -60,8 +61,10 @@ SECRET_KEYS = frozenset(
         "cookie",
     }
 )
-# Cheap pre-filter over raw bytes: a record containing none of these holds none of the keys above
-# nor a bearer token (compared on the lower-cased bytes).
+# Cheap pre-filter over raw bytes: a record containing none of these, nor a \u escape, holds none
+# of the keys above nor a bearer token nor a JWT (compared on the lower-cased bytes). "eyj" is how
+# every JWT starts (base64 of '{"'), wherever it is, under a secret word or not (a path, a
+# principalId); a \u escape can spell a key's letters ("p\u0061ssword") that its bytes do not show.
 _NEEDLES = (
     b"token",
     b"secret",
@@ -70,10 +73,11 @@ _NEEDLES = (
     b"bearer",
     b"privatekey",
     b"cookie",
+    b"eyj",
 )
 # RE2's case folding is Unicode's, a superset of bytes.lower(): it may flag a record for a closer
 # look that might_hold_secret then clears, never the other way round.
-_NEEDLE_PATTERN = "|".join(n.decode() for n in _NEEDLES)
+_NEEDLE_PATTERN = "|".join(n.decode() for n in _NEEDLES) + r"|\\u"
 # The same, for a string value the walk looks into (_redact_string).
 _TEXT_NEEDLES = tuple(n.decode() for n in _NEEDLES)
 # A token already fingerprinted is not matched again: the quarantine scrubs records the walk has
@@ -97,7 +101,7 @@ _SECRET_KEY_BYTES = tuple(k.encode() for k in sorted(SECRET_KEYS))
 _DOUBT_PATTERN = (
     '(?i:"(?:'
     + "|".join(re.escape(k) for k in sorted(SECRET_KEYS))
-    + r')"[ \t\n\r]*:)|earer|asic|eyJ|\\[u"]'
+    + r')"[ \t\n\r]*:)|(?i:earer|asic)|eyJ|\\[u"]'
 )
 
 
@@ -135,7 +139,7 @@ def fingerprint(secret: str | bytes) -> str:
 
 def might_hold_secret(raw: bytes) -> bool:
     low = raw.lower()
-    return any(n in low for n in _NEEDLES)
+    return any(n in low for n in _NEEDLES) or b"\\u" in raw
 
 
 def flag_secrets(raw: pa.Array) -> pa.Array:
@@ -144,10 +148,39 @@ def flag_secrets(raw: pa.Array) -> pa.Array:
 
 
 def _scrub_tokens(value: str) -> str:
-    if "earer" in value or "asic" in value or "eyJ" in value:
+    """Bearer and Basic credentials (the scheme in any letter case, as HTTP allows) and JWTs."""
+    if "eyJ" in value or "earer" in (low := value.lower()) or "asic" in low:
         value = _BEARER.sub(lambda m: f"{m.group(1)} {fingerprint(m.group(0))}", value)
         value = _JWT.sub(lambda m: fingerprint(m.group(0)), value)
     return value
+
+
+# The normalized columns that copy free text out of a record (a path, an authorizer's reason, a
+# principalId, a User-Agent): a JWT or a bearer token can sit in any of them, as in the raw text.
+FREE_TEXT_COLUMNS = ("action", "actor_principal", "resource", "error_code", "user_agent")
+_SCHEME_OR_JWT = r"(?:bearer|basic)\s|eyj"  # what _scrub_tokens can rewrite, and more (any case)
+
+
+def scrub_token_columns(cols: dict[str, pa.Array], where: pa.Array | None = None) -> None:
+    """``_scrub_tokens`` over ``cols``' free-text columns, in place, so a column holds the
+    fingerprint the raw text holds, never the token: in the rows ``where`` says (a boolean mask,
+    the records the needles flagged; a column's token is in its record's text too), or in all."""
+    rows = None
+    if where is not None:
+        rows = pc.indices_nonzero(where)
+        if not len(rows):
+            return
+    for name in FREE_TEXT_COLUMNS:
+        values = cols[name]
+        some = values if rows is None else values.take(rows)
+        hint = pc.fill_null(pc.match_substring_regex(some, _SCHEME_OR_JWT, ignore_case=True), False)
+        if not pc.any(hint).as_py():
+            continue
+        hit = pc.indices_nonzero(hint) if rows is None else rows.filter(hint)
+        scrubbed = [_scrub_tokens(v) for v in values.take(hit).to_pylist()]
+        mask = np.zeros(len(values), np.bool_)
+        mask[hit.to_numpy()] = True
+        cols[name] = pc.replace_with_mask(values, pa.array(mask), pa.array(scrubbed, values.type))
 
 
 def redact(obj: Any) -> Any:
