@@ -338,7 +338,9 @@ def events(
 
 
 def quarantine(lake: LakeLike, reason: str | None = None) -> pd.DataFrame:
-    """Quarantined records (input, position, reason, detail, raw bytes) as a DataFrame."""
+    """Quarantined records (input, position, reason, detail, raw bytes, and how many input
+    records the row stands for: 1, or more for an input's many bad records gathered) as a
+    DataFrame."""
     table = read_quarantine(lake)
     if reason is not None:
         table = table.filter(pc.field("reason") == reason)

@@ -55,6 +55,9 @@ QUARANTINE = pa.schema(
         pa.field("reason", _S, nullable=False),  # a short, stable code: counted in summaries
         pa.field("detail", _S),  # what exactly was wrong, for people
         pa.field("raw", pa.large_binary()),  # the bytes as received (secrets redacted if parseable)
+        # The input records the entry stands for: 1, or more when an input's many bad records
+        # of one reason were gathered into one entry (summaries count records, not entries).
+        pa.field("records", pa.int64(), nullable=False),
     ]
 )
 

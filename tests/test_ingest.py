@@ -6,6 +6,7 @@ import base64
 import gzip
 import json
 import os
+import random
 import subprocess
 import sys
 import tracemalloc
@@ -444,6 +445,68 @@ def test_decompressing_holds_the_output_once() -> None:
     out, peak = _peak_traced(lambda: gz.maybe_decompress(data, 64 << 20))
     assert out == bytes(40 << 20)
     assert peak < (40 << 20) * 1.15 + (4 << 20), f"{peak:,} bytes allocated for 40 MiB"
+
+
+def test_a_flood_of_bad_lines_is_counted_line_by_line_and_kept_in_bounded_memory(
+    tmp_path: Path,
+) -> None:
+    """A few kilobytes of gzip that inflate to 100,000 lines of garbage, beside a good file: every
+    line is counted under its reason; the first lines of the input are entries one by one, the
+    rest one entry that says how many it stands for, and decoding stays within megabytes."""
+    from pipeline.ingest import decode
+    from pipeline.ingest.sources import list_inputs
+
+    lines = 100_000
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "bad.log.gz").write_bytes(gzip.compress(b"x\n" * lines))
+    lf.delivery_file(tmp_path / "in" / "good.json.gz", [lf.ct(), lf.ct("PutObject")])
+    assert (tmp_path / "in" / "bad.log.gz").stat().st_size < 4096
+
+    refs, _ = list_inputs([str(tmp_path / "in")])
+    batch = decode.Batch(tuple(refs))
+    decoded, peak = _peak_traced(lambda: decode.decode_batch(batch, IngestConfig(), "tenant"))
+    assert isinstance(decoded, decode.Decoded)
+    # One by one, each entry of these would take ~250 bytes: ~25 MB for 100,000.
+    assert peak < 8 << 20, f"{peak:,} bytes allocated to decode {lines:,} bad lines"
+
+    s = run(tmp_path / "lake", tmp_path / "in")
+    (reason,) = s["quarantined"]
+    assert s["quarantined"] == {reason: lines} and s["ingested"] == 2
+    entries = read_quarantine(str(tmp_path / "lake")).to_pylist()
+    assert sum(e["records"] for e in entries) == lines
+    assert len(entries) == decode.KEPT_PER_INPUT + 1
+    assert [e["position"] for e in entries[:3]] == [1, 2, 3]
+    gathered = entries[-1]
+    assert gathered["records"] == lines - decode.KEPT_PER_INPUT
+    assert gathered["position"] == decode.KEPT_PER_INPUT + 1
+    assert f"{lines - decode.KEPT_PER_INPUT:,} more records" in gathered["detail"]
+    assert gathered["raw"].startswith(b"x\nx\n")
+    assert len(gathered["raw"]) <= IngestConfig().max_record_bytes
+
+
+def test_a_batch_keeps_a_bounded_number_of_entries_one_by_one() -> None:
+    from pipeline.ingest.decode import KEPT_PER_BATCH, KEPT_PER_INPUT, QuarantineLog
+
+    log = QuarantineLog(keep=100)
+    inputs = KEPT_PER_BATCH // KEPT_PER_INPUT + 3
+    for i in range(inputs):
+        for n in range(KEPT_PER_INPUT + 5):
+            log.append((f"in-{i}", n, "invalid_json", "bad", b"{" * 60))
+    entries = log.finish()
+    assert sum(e.records for e in entries) == inputs * (KEPT_PER_INPUT + 5)
+    assert sum(e.records == 1 for e in entries) == KEPT_PER_BATCH
+    gathered = [e for e in entries if e.records > 1]
+    assert {e.input_uri for e in gathered} == {f"in-{i}" for i in range(inputs)}
+    assert all(len(e.raw) <= 100 + 61 for e in gathered)  # keep, and the line that passed it
+
+
+def test_lines_are_split_as_splitlines_does() -> None:
+    from pipeline.ingest.formats import _lines
+
+    rng = random.Random(3)
+    for _ in range(5000):
+        data = bytes(rng.choice(b"ab\r\n") for _ in range(rng.randint(0, 12)))
+        assert list(_lines(data)) == data.splitlines(), data
 
 
 def test_bombs_stop_at_the_configured_limit_in_a_file_and_in_a_cloudwatch_payload(

@@ -25,6 +25,7 @@ import pytest
 
 from pipeline.config import Config
 from pipeline.ingest import redact
+from pipeline.ingest.decode import Quarantined
 from pipeline.ingest.run import _quarantine_table, ingest
 from pipeline.lake import read_events, read_quarantine
 from tests import logfactory as lf
@@ -368,7 +369,7 @@ def test_scrubbing_what_the_walk_redacted_changes_nothing() -> None:
 def test_the_quarantine_detail_is_scrubbed_too() -> None:
     line = b'curl -H "Authorization: Bearer LEAKBEARERxxxxxxxxxx1"'
     detail = f"line starts {line.decode()!r}"
-    (row,) = _quarantine_table([("in.log", 1, "not_json", detail, line)]).to_pylist()
+    (row,) = _quarantine_table([Quarantined("in.log", 1, "not_json", detail, line)]).to_pylist()
     bearer = fp("Bearer LEAKBEARERxxxxxxxxxx1").decode()
     assert row["detail"] == f"line starts 'curl -H \"Authorization: Bearer {bearer}\"'"
     assert row["raw"] == b'curl -H "Authorization: Bearer ' + bearer.encode() + b'"'

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import gc
 import hashlib
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import accumulate
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 import numpy as np
@@ -37,8 +38,77 @@ _S = pa.string()
 
 _Record = cloudtrail.Record | cloudtrail.SessionRecord
 
-# (input uri, position, reason, detail, raw bytes)
-Quarantined = tuple[str, int, str, str, bytes]
+# A quarantine entry is kept one by one while its input has had fewer than KEPT_PER_INPUT and its
+# batch fewer than KEPT_PER_BATCH; past either, an input's further entries of one reason are
+# gathered into one entry that says how many records it stands for, keeping their first bytes
+# (GATHERED_RAW_BYTES a batch in all). A few kilobytes of gzip can inflate to millions of bad
+# lines, and an entry a line costs a few hundred bytes: kept one by one, they would take
+# gigabytes; gathered, a batch's quarantine stays within some megabytes, and every record is
+# still counted, under its reason.
+KEPT_PER_INPUT = 1_000
+KEPT_PER_BATCH = 10_000
+GATHERED_RAW_BYTES = 8 << 20
+
+
+class Quarantined(NamedTuple):
+    input_uri: str
+    position: int  # record index / line number; -1: the whole input
+    reason: str
+    detail: str
+    raw: bytes
+    records: int = 1  # the input records it stands for (more than 1: gathered)
+
+
+@dataclass
+class _Gathered:
+    first: int
+    last: int = -1
+    records: int = 0
+    size: int = 0  # bytes of raw text the records had
+    raw: bytearray = field(default_factory=bytearray)
+
+
+class QuarantineLog:
+    """A batch's quarantine entries as they come (``append`` of a 5-tuple, as ``Quarantined``
+    without ``records``), bounded as ``KEPT_PER_INPUT`` says."""
+
+    def __init__(self, keep: int) -> None:
+        self.keep = keep  # ingest.max_record_bytes: the most raw text a gathered entry keeps
+        self.entries: list[Quarantined] = []
+        self._per_input: Counter[str] = Counter()
+        self._gathered: dict[tuple[str, str], _Gathered] = {}
+        self._raw_budget = GATHERED_RAW_BYTES
+
+    def append(self, entry: tuple[str, int, str, str, bytes] | Quarantined) -> None:
+        uri, position, reason, detail, raw = entry[:5]
+        seen = self._per_input[uri]
+        self._per_input[uri] = seen + 1
+        if seen < KEPT_PER_INPUT and len(self.entries) < KEPT_PER_BATCH:
+            self.entries.append(Quarantined(uri, position, reason, detail, raw))
+            return
+        g = self._gathered.get((uri, reason))
+        if g is None:
+            g = self._gathered[(uri, reason)] = _Gathered(position)
+        g.last, g.records, g.size = position, g.records + 1, g.size + len(raw)
+        room = min(self.keep - len(g.raw), self._raw_budget)
+        if room > 0:
+            piece = raw[:room] + b"\n"
+            g.raw += piece
+            self._raw_budget -= len(piece)
+
+    def finish(self) -> list[Quarantined]:
+        """The entries, the gathered ones among them, in input order (``order``: input uri ->
+        its place in the batch)."""
+        out = list(self.entries)
+        for (uri, reason), g in self._gathered.items():
+            detail = (
+                f"{g.records:,} more records of this input quarantined as {reason} (positions "
+                f"{g.first}..{g.last}), gathered into one entry: a quarantine keeps "
+                f"{KEPT_PER_INPUT:,} entries an input ({KEPT_PER_BATCH:,} a batch) one by one; "
+                f"raw keeps the first {len(g.raw):,} bytes of their {g.size:,}, a line each"
+            )
+            out.append(Quarantined(uri, g.first, reason, detail, bytes(g.raw), g.records))
+        return out
 
 
 @dataclass(frozen=True)
@@ -57,7 +127,7 @@ class Decoded:
 
     batch: Batch
     rows: pa.Table  # normalize.WIDE, but event_time parsed (timestamp[us, UTC])
-    quarantine: list[Quarantined] = field(default_factory=list)
+    quarantine: list[Quarantined] = field(default_factory=list)  # as QuarantineLog bounds it
     sessions: pa.Table = field(default_factory=tenancy.SESSION_ROWS.empty_table)
     # (digest uri, log file, hash); a digest listing no file has one row with neither
     digests: list[tuple[str, str | None, str | None]] = field(default_factory=list)
@@ -87,8 +157,8 @@ def _no_cyclic_gc() -> Iterator[None]:
 
 def _decode_batch(batch: Batch, ingest: IngestConfig, claim_key: str) -> Decoded:
     out = Decoded(batch, normalize.WIDE.empty_table())
-    rows = _Rows(ingest.max_record_bytes, out)
-    q = out.quarantine
+    q = QuarantineLog(ingest.max_record_bytes)
+    rows = _Rows(ingest.max_record_bytes, out, q)
     keep = ingest.max_record_bytes
     limit = ingest.max_decompressed_bytes
     for ref in batch.inputs:
@@ -147,8 +217,8 @@ def _decode_batch(batch: Batch, ingest: IngestConfig, claim_key: str) -> Decoded
     table = rows.table()
     # Entries come from chunks as well as from files: put them back in input order.
     order = {ref.uri: i for i, ref in enumerate(batch.inputs)}
-    q.sort(key=lambda e: (order.get(e[0], -1), e[1]))
     out.rows = _with_times(table, q)
+    out.quarantine = sorted(q.finish(), key=lambda e: (order.get(e[0], -1), e[1]))
     out.sessions = tenancy.session_rows(rows.sessions)
     return out
 
@@ -161,7 +231,7 @@ def _kept(
     if len(raw) > keep:
         detail = f"{detail}; raw keeps the first {keep:,} of {len(raw):,} bytes"
         raw = raw[:keep]
-    return (uri, position, reason, detail, bytes(raw))
+    return Quarantined(uri, position, reason, detail, bytes(raw))
 
 
 def _too_large(uri: str, position: int, raw: bytes | pa.Buffer, keep: int) -> Quarantined:
@@ -170,7 +240,7 @@ def _too_large(uri: str, position: int, raw: bytes | pa.Buffer, keep: int) -> Qu
     return _kept(uri, position, "record_too_large", detail, raw, keep)
 
 
-def _with_times(t: pa.Table, q: list[Quarantined]) -> pa.Table:
+def _with_times(t: pa.Table, q: QuarantineLog) -> pa.Table:
     """``event_time`` parsed (timestamp[us, UTC]); a row whose time no format accepts goes to
     the quarantine (here, where its raw text is: the parent does not see it)."""
     when = timeparse.parse_times(t["event_time"])
@@ -193,9 +263,10 @@ class _Rows:
     pending rows; switching roads flushes the other first, so rows stay in input order (the
     first of two copies of an event is the one kept)."""
 
-    def __init__(self, max_record_bytes: int, out: Decoded) -> None:
+    def __init__(self, max_record_bytes: int, out: Decoded, quarantine: QuarantineLog) -> None:
         self.max_record_bytes = max_record_bytes
         self.out = out
+        self.quarantine = quarantine
         self.tables: list[pa.Table] = []
         self.native: Any = native.builder()
         self.native_runs: list[tuple[str, int]] = []
@@ -345,7 +416,7 @@ class _Rows:
         them already: then, which records might have held one), tokens out of the free-text
         columns of those records, unusable records, missing ids, AssumeRole sessions; then the
         chunk joins the batch."""
-        q = self.out.quarantine
+        q = self.quarantine
         big = pc.greater(pc.binary_length(raw), self.max_record_bytes)
         if pc.any(big).as_py():
             texts = raw.cast(pa.binary())  # the same buffers: each record's slice, no copy

@@ -37,7 +37,7 @@ import pyarrow.compute as pc
 from pipeline import schema
 from pipeline.config import AuthorizerContext, Config, IngestConfig
 from pipeline.ingest import handoff, prepare, redact, tenancy, write
-from pipeline.ingest.decode import Batch, Decoded, decode_batch
+from pipeline.ingest.decode import Batch, Decoded, Quarantined, decode_batch
 from pipeline.ingest.sources import InputRef, LogPosition, list_inputs
 from pipeline.lake import Lake, event_partition
 
@@ -181,7 +181,7 @@ class Ingestor:
         summary.ingested += t.num_rows
         summary.duplicates += dup_in_batch + dup_lake
         for entry in quarantine:
-            summary.quarantined[entry[2]] += 1
+            summary.quarantined[entry.reason] += entry.records
         summary.digests += len({x[0] for x in d.digests})
         plan = write.Plan(
             d.batch.id,
@@ -220,7 +220,7 @@ class Ingestor:
                         "records": d.records_in,
                         "ingested": p.ingested,
                         "duplicates": p.duplicates,
-                        "quarantined": len(p.quarantine),
+                        "quarantined": sum(e.records for e in p.quarantine),
                     }
                     for r in d.batch.inputs
                 ],
@@ -241,7 +241,7 @@ class Planned:
 
     plan: write.Plan
     decoded: Decoded  # its rows released (the plan names them by number)
-    quarantine: list[tuple[str, int, str, str, bytes]]
+    quarantine: list[Quarantined]
     ingested: int
     duplicates: int
 
@@ -337,7 +337,7 @@ def _partitions(t: pa.Table) -> Iterator[tuple[tuple[str, int], int, int]]:
         yield (source[start].as_py(), hour[start].as_py()), start, end
 
 
-def _quarantine_table(entries: list[tuple[str, int, str, str, bytes]]) -> pa.Table:
+def _quarantine_table(entries: list[Quarantined]) -> pa.Table:
     """The entries as rows, secrets scrubbed from the detail as from the raw bytes: a detail may
     quote its record ("line starts 'curl -H ...'"). Scrubbed before it is cut, so a cut cannot
     leave part of a secret that the whole would have matched."""
@@ -349,8 +349,9 @@ def _quarantine_table(entries: list[tuple[str, int, str, str, bytes]]) -> pa.Tab
                 "reason": reason,
                 "detail": redact.scrub_text(detail)[:2000],
                 "raw": redact.scrub_bytes(raw),
+                "records": records,
             }
-            for uri, pos, reason, detail, raw in entries
+            for uri, pos, reason, detail, raw, records in entries
         ],
         schema.QUARANTINE,
     )
