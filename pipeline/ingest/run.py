@@ -1,14 +1,14 @@
 """The ingest stage: inputs -> normalized, tenant-resolved, deduplicated Parquet in the lake.
 
-Work is cut into batches of input objects (``ingest.batch_input_bytes`` of compressed input each,
-so memory stays bounded whatever the number of files). Workers decode and normalize batches in
-parallel (``decode.decode_batch``: pure, no lake access), work out all that needs no history
-(``prepare``: dedup keys, partitions, target tenants, actor candidates) and hand the parent only
-those columns (``handoff``); the parent takes their results *in input order* and does what needs
-the whole history: learning AssumeRole sessions, resolving actor tenants by session, dropping
-duplicate event ids (within the batch and against the lake), and planning the files; the worker
-that decoded a batch writes its files to that plan, and the parent records the batch as done. A
-batch's files are named by a hash of its inputs, and a batch is recorded as done only after its
+Work is cut into batches of input objects (``ingest.batch_input_bytes`` of compressed input each, so
+memory stays bounded whatever the number of files, and follows how far they inflate). Workers decode
+and normalize batches in parallel (``decode.decode_batch``: pure, no lake access), work out all that
+needs no history (``prepare``: dedup keys, partitions, target tenants, actor candidates) and hand
+the parent only those columns (``handoff``); the parent takes their results *in input order* and
+does what needs the whole history: learning AssumeRole sessions, resolving actor tenants by session,
+dropping duplicate event ids (within the batch and against the lake), and planning the files; the
+worker that decoded a batch writes its files to that plan, and the parent records the batch as done.
+A batch's files are named by a hash of its inputs, and a batch is recorded as done only after its
 files are written, so a run that dies half way is re-run to the same lake.
 
 The parent's work per batch is a fixed number of Arrow calls, not a loop over rows: with one
