@@ -500,6 +500,31 @@ def test_a_batch_keeps_a_bounded_number_of_entries_one_by_one() -> None:
     assert all(len(e.raw) <= 100 + 61 for e in gathered)  # keep, and the line that passed it
 
 
+def test_array_elements_found_by_counting_are_the_parsers() -> None:
+    from pipeline.ingest.formats import _elements
+
+    rng = random.Random(2)
+
+    def value(depth: int = 0) -> Any:
+        r = rng.random()
+        if depth > 4 or r < 0.3:
+            return rng.choice([1, "a,b", 'q"]}{[,\\', None, True, "", 2.5])
+        if r < 0.65:
+            return [value(depth + 1) for _ in range(rng.randint(0, 3))]
+        return {f"k{i},]": value(depth + 1) for i in range(rng.randint(0, 3))}
+
+    for _ in range(3000):
+        arr = [value() for _ in range(rng.randint(0, 5))]
+        text = json.dumps(arr, indent=rng.choice([None, 1])).encode()
+        found = _elements(text, 0, b"")
+        assert found is not None and [json.loads(x) for x in found] == arr, text
+        doc = json.dumps({"Records": arr}).encode()
+        found = _elements(doc, 12, b"}")
+        assert found is not None and [json.loads(x) for x in found] == arr, doc
+    assert _elements(b"[1, [2, 3]", 0, b"") is None  # never closes
+    assert _elements(b'{"Records": [1]} x', 12, b"}") is None  # more after the document
+
+
 def test_lines_are_split_as_splitlines_does() -> None:
     from pipeline.ingest.formats import _lines
 
@@ -618,6 +643,34 @@ def test_json_nested_too_deeply_is_too_deep_wherever_it_is(tmp_path: Path) -> No
     assert reasons == dict.fromkeys(files, "too_deep")
     assert len(entries) == len(files) and all(e["raw"] for e in entries)
     assert (s["records_in"], s["ingested"], s["duplicates"]) == (len(files) + 3, 1, 2)
+
+
+@pytest.mark.parametrize("native_road", ["1", "0"])
+def test_a_record_nested_too_deeply_does_not_take_its_files_other_records_with_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, native_road: str
+) -> None:
+    """Anyone whose API call CloudTrail records could nest its parameters past what a parser
+    reads; if that quarantined the whole delivery file, the file's other events (another
+    principal's cross-tenant access) would never reach the detectors."""
+    monkeypatch.setenv("TENANTWATCH_NATIVE", native_road)
+    first, last = lf.ct("GetObject"), lf.ct("PutObject", key="tenants/t0002/x")
+    deep = _with_nesting(json.dumps(lf.ct("ListObjects")), 3000)
+    records = f"[{json.dumps(first)}, {deep}, {json.dumps(last)}]"
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "ct.json.gz").write_bytes(
+        gzip.compress(b'{"Records": %b}' % records.encode())
+    )
+    (tmp_path / "in" / "array.json").write_text(records)
+    s = run(tmp_path / "lake", tmp_path / "in")
+    assert (s["ingested"], s["duplicates"], s["quarantined"]) == (2, 2, {"too_deep": 2})
+    assert {r["event_id"] for r in rows(tmp_path / "lake")} == {first["eventID"], last["eventID"]}
+    entries = read_quarantine(str(tmp_path / "lake")).to_pylist()
+    assert [(e["position"], e["raw"]) for e in entries] == [(1, deep.encode())] * 2
+    # A document that is broken as well as deep is still one entry for the file.
+    (tmp_path / "in2").mkdir()
+    (tmp_path / "in2" / "broken.json").write_text('{"Records": ' + records[:-1] + ", ")
+    s = run(tmp_path / "lake2", tmp_path / "in2")
+    assert s["quarantined"] == {"too_deep": 1} and s["records_in"] == 1
 
 
 def test_secrets_never_reach_the_lake(tmp_path: Path) -> None:

@@ -242,11 +242,17 @@ def split(data: bytes, limit: int) -> Iterator[Item]:
             yield Item(QUARANTINE, -1, None, data, "invalid_utf8", str(exc))
             return
     if body.startswith(b"{") and b'"Records"' in body[:4096]:
+        records: list[msgspec.Raw] | list[bytes] | None
         try:
             records = _records_decoder.decode(body).Records
         except RecursionError:
-            yield Item(QUARANTINE, -1, None, data, "too_deep", _TOO_DEEP)
-            return
+            # One record nested too deeply must not take the file's other records with it (one
+            # could hide a whole file's events that way): its records, found by counting.
+            opening = _RECORDS_OPEN.match(body)
+            records = None if opening is None else _elements(body, opening.end() - 1, b"}")
+            if records is None:
+                yield Item(QUARANTINE, -1, None, data, "too_deep", _TOO_DEEP)
+                return
         except (msgspec.DecodeError, msgspec.ValidationError):
             records = None  # not a clean delivery file: fall through to the general paths
         if records is not None:
@@ -255,11 +261,14 @@ def split(data: bytes, limit: int) -> Iterator[Item]:
                 yield from _one(raw, i, limit)
             return
     if body.startswith(b"["):
+        items: list[msgspec.Raw] | list[bytes] | None
         try:
             items = _raw_list_decoder.decode(body)
         except RecursionError:
-            yield Item(QUARANTINE, -1, None, data, "too_deep", _TOO_DEEP)
-            return
+            items = _elements(body, 0, b"")
+            if items is None:
+                yield Item(QUARANTINE, -1, None, data, "too_deep", _TOO_DEEP)
+                return
         except (msgspec.DecodeError, msgspec.ValidationError):
             items = None
         if items is not None:
@@ -290,6 +299,35 @@ def split(data: bytes, limit: int) -> Iterator[Item]:
                 yield Item(QUARANTINE, n, None, line, "invalid_utf8", str(exc))
                 continue
             yield from _line(line, n, limit)
+
+
+# A delivery file as CloudTrail writes it, up to the "[" of its records.
+_RECORDS_OPEN = re.compile(rb'\{\s*"Records"\s*:\s*\[')
+# What the element scan steps on: a whole string (escapes and all), a bracket or a comma.
+_JSON_TOKEN = re.compile(rb'"(?:[^"\\]++|\\.)*+"|[\[\]{},]')
+
+
+def _elements(body: bytes, at: int, closing: bytes) -> list[bytes] | None:
+    """The text of each element of the JSON array opening at ``body[at]`` (a "["), found by
+    counting brackets, with no recursion however deep an element is; then only ``closing`` and
+    white space may follow. None when the array or the document does not end so (broken JSON:
+    the caller's whole-file entry stands). Each element is still JSON to parse, alone."""
+    depth, start, out = 0, at + 1, list[bytes]()
+    for m in _JSON_TOKEN.finditer(body, at):
+        c = body[m.start()]
+        if c in b"[{":
+            depth += 1
+        elif c in b"]}":
+            depth -= 1
+            if depth == 0:
+                last = body[start : m.start()].strip()
+                if last or out:
+                    out.append(last)
+                return out if body[m.end() :].strip() == closing else None
+        elif c == 0x2C and depth == 1:  # a comma between elements
+            out.append(body[start : m.start()].strip())
+            start = m.end()
+    return None
 
 
 def _lines(data: bytes) -> Iterator[bytes]:
