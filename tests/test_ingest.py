@@ -558,30 +558,50 @@ def test_bombs_stop_at_the_configured_limit_in_a_file_and_in_a_cloudwatch_payloa
     assert q["bomb.json.gz"]["detail"].endswith("raw keeps the first 1,048,576 of 1,048,577 bytes")
 
 
-def test_a_truncated_gzip_keeps_the_text_it_had_up_to_a_bound(tmp_path: Path) -> None:
+@pytest.mark.parametrize("native_road", ["1", "0"])
+def test_a_truncated_gzip_gives_its_whole_records_and_keeps_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, native_road: str
+) -> None:
+    """What a cut stream decompressed to is read as far as its records are whole: a delivery
+    file's records before the cut, a line file's lines; the rest is one entry, from the cut
+    record on (its first ``max_record_bytes``), at the position of the first record not read."""
+    monkeypatch.setenv("TENANTWATCH_NATIVE", native_road)
     d = tmp_path / "in"
     d.mkdir()
-    small = json.dumps({"Records": [lf.ct(), lf.ct()]}).encode()
-    (d / "small.json.gz").write_bytes(gzip.compress(small)[:-20])  # the trailer and a bit more
-    large = json.dumps({"Records": [lf.ct() for _ in range(100)]}).encode()
-    packed = gzip.compress(large)
-    (d / "large.json.gz").write_bytes(packed[: len(packed) * 3 // 4])
+    records = [lf.ct(key=f"tenants/t0001/{i}") for i in range(100)]
+    delivery = json.dumps({"Records": records}).encode()
+    packed = gzip.compress(delivery)
+    (d / "delivery.json.gz").write_bytes(packed[: len(packed) * 3 // 4])
+    logs = [lf.access_log() for _ in range(100)]
+    lines = b"".join(json.dumps(x).encode() + b"\n" for x in logs)
+    packed = gzip.compress(lines)
+    (d / "access.log.gz").write_bytes(packed[: len(packed) // 2])
+    pretty = json.dumps(records[0], indent=2).encode()  # one record, pretty-printed
+    (d / "pretty.json.gz").write_bytes(gzip.compress(pretty)[:-30])
     cfg = parse_config({"ingest": {"max_record_bytes": 4096}}, environ={})
     s = run(tmp_path / "lake", d, cfg=cfg)
-    # The records complete before the cut are not ingested: the file is one entry.
-    assert (s["records_in"], s["ingested"], s["quarantined"]) == (2, 0, {"truncated_gzip": 2})
+    assert s["quarantined"] == {"truncated_gzip": 3}
+
+    ids = {r["event_id"] for r in rows(tmp_path / "lake")}
     q = _entries(tmp_path / "lake")
-    kept = q["small.json.gz"]["raw"]
-    assert 0 < len(kept) < len(small) and small.startswith(kept)
-    assert q["small.json.gz"]["detail"] == (
-        f"the gzip stream ends before its trailer, after {len(kept):,} bytes of output"
-    )
-    assert q["large.json.gz"]["raw"] == large[:4096]
-    detail = q["large.json.gz"]["detail"]
-    assert detail.startswith("the gzip stream ends before its trailer, after ")
-    decoded = int(detail.split("after ")[1].split(" bytes")[0].replace(",", ""))
-    assert 4096 < decoded < len(large)
-    assert detail.endswith(f"; raw keeps the first 4,096 of {decoded:,} bytes")
+    for name, originals, text, key in (
+        ("delivery.json.gz", records, delivery, "eventID"),
+        ("access.log.gz", logs, lines, "requestId"),
+    ):
+        before = q[name]["position"]
+        assert 0 < before < len(originals), name
+        assert ids >= {x[key] for x in originals[:before]}, name  # the whole records, read
+        assert not ids & {x[key] for x in originals[before:]}, name
+        assert f"the {before:,} records or lines before this rest were read" in q[name]["detail"]
+        rest = q[name]["raw"]
+        assert 0 < len(rest) <= 4096 and rest in text, name
+        # The rest is the first record not read, as far as the cut (after the comma before it).
+        assert json.dumps(originals[before]).encode().startswith(rest.lstrip(b", \n")), name
+    assert s["ingested"] == q["delivery.json.gz"]["position"] + q["access.log.gz"]["position"]
+    # A record spread over lines cannot be read before its end: the file is one entry.
+    assert q["pretty.json.gz"]["position"] == -1
+    assert pretty.startswith(q["pretty.json.gz"]["raw"])
+    assert q["pretty.json.gz"]["detail"].startswith("the gzip stream ends before its trailer")
 
 
 @pytest.mark.parametrize("native", ["1", "0"])

@@ -17,7 +17,7 @@ from __future__ import annotations
 import gc
 import hashlib
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import accumulate
@@ -167,26 +167,42 @@ def _decode_batch(batch: Batch, ingest: IngestConfig, claim_key: str) -> Decoded
             q.append((ref.uri, -1, "input_too_large", size, b""))
             out.records_in += 1
             continue
+        rest: Quarantined | None = None  # what a gzip stream cut short left after its records
+        items: Iterable[formats.Item]
         try:
             data = gz.maybe_decompress(read_input(ref), limit)
         except gz.GzipError as exc:
-            q.append(_kept(ref.uri, -1, exc.reason, str(exc), exc.partial, keep))
-            out.records_in += 1
-            continue
+            cut = (
+                None
+                if exc.reason == "decompressed_too_large"
+                else formats.split_cut(exc.partial, limit)
+            )
+            if cut is None:
+                q.append(_kept(ref.uri, -1, exc.reason, str(exc), exc.partial, keep))
+                out.records_in += 1
+                continue
+            items, text, before = cut
+            detail = f"{exc}; the {before:,} records or lines before this rest were read"
+            rest = _kept(ref.uri, before, exc.reason, detail, text, keep)
         except OSError as exc:
             q.append((ref.uri, -1, "unreadable_input", str(exc), b""))
             out.records_in += 1
             continue
-        native_rows = rows.native_file(data, ref.uri)
-        if native_rows is not None:
-            out.records_in += native_rows
-            continue
-        typed = formats.typed_cloudtrail(data)
-        if typed is not None:
-            out.records_in += len(typed[0])
-            rows.cloudtrail(typed[0], typed[1], ref.uri, range(len(typed[0])))
-            continue
-        for item in formats.split(data, limit):
+        if rest is not None:
+            q.append(rest)
+            out.records_in += 1
+        else:
+            native_rows = rows.native_file(data, ref.uri)
+            if native_rows is not None:
+                out.records_in += native_rows
+                continue
+            typed = formats.typed_cloudtrail(data)
+            if typed is not None:
+                out.records_in += len(typed[0])
+                rows.cloudtrail(typed[0], typed[1], ref.uri, range(len(typed[0])))
+                continue
+            items = formats.split(data, limit)
+        for item in items:
             if item.kind == formats.DIGEST:
                 listed = [lf for lf in item.obj.get("logFiles") or [] if isinstance(lf, dict)]
                 # A digest that lists no file is still a link of the chain that integrity

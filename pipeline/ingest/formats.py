@@ -303,15 +303,15 @@ def split(data: bytes, limit: int) -> Iterator[Item]:
 
 # A delivery file as CloudTrail writes it, up to the "[" of its records.
 _RECORDS_OPEN = re.compile(rb'\{\s*"Records"\s*:\s*\[')
-# What the element scan steps on: a whole string (escapes and all), a bracket or a comma.
-_JSON_TOKEN = re.compile(rb'"(?:[^"\\]++|\\.)*+"|[\[\]{},]')
+# What the element scan steps on: a whole string (escapes and all; one cut short runs to the
+# end of the text), a bracket or a comma.
+_JSON_TOKEN = re.compile(rb'"(?:[^"\\]++|\\.)*+(?:"|\\?\Z)|[\[\]{},]')
 
 
-def _elements(body: bytes, at: int, closing: bytes) -> list[bytes] | None:
-    """The text of each element of the JSON array opening at ``body[at]`` (a "["), found by
-    counting brackets, with no recursion however deep an element is; then only ``closing`` and
-    white space may follow. None when the array or the document does not end so (broken JSON:
-    the caller's whole-file entry stands). Each element is still JSON to parse, alone."""
+def _scan_array(body: bytes, at: int) -> tuple[list[bytes], int, bool]:
+    """The JSON array opening at ``body[at]`` (a "["), by counting brackets, with no recursion
+    however deep an element is: the text of each element ended by a comma or by the array's
+    end, where the text after them starts, and whether the array ended."""
     depth, start, out = 0, at + 1, list[bytes]()
     for m in _JSON_TOKEN.finditer(body, at):
         c = body[m.start()]
@@ -323,11 +323,48 @@ def _elements(body: bytes, at: int, closing: bytes) -> list[bytes] | None:
                 last = body[start : m.start()].strip()
                 if last or out:
                     out.append(last)
-                return out if body[m.end() :].strip() == closing else None
+                return out, m.end(), True
         elif c == 0x2C and depth == 1:  # a comma between elements
             out.append(body[start : m.start()].strip())
             start = m.end()
-    return None
+    return out, start, False
+
+
+def _elements(body: bytes, at: int, closing: bytes) -> list[bytes] | None:
+    """The text of each element of the JSON array opening at ``body[at]``, after which only
+    ``closing`` and white space may follow; None when the array or the document does not end so
+    (broken JSON: the caller's whole-file entry stands). Each element is still JSON to parse."""
+    out, end, ended = _scan_array(body, at)
+    return out if ended and body[end:].strip() == closing else None
+
+
+def split_cut(data: bytes, limit: int) -> tuple[list[Item], bytes, int] | None:
+    """What a stream cut short (a truncated or corrupt gzip) decompressed to, as the items of
+    its complete records, the text after them, and how many records (or lines) came before that
+    text; None when its records cannot be told apart before its end (a document other than a
+    delivery file or an array, or not one complete line)."""
+    body = data.lstrip(b"\xef\xbb\xbf \t\r\n")
+    opening = _RECORDS_OPEN.match(body) or re.match(rb"\[", body)
+    if opening is not None:
+        # Every element a comma ended is whole; the rest starts with the one the cut is in.
+        records, end, _ended = _scan_array(body, opening.end() - 1)
+        items = [item for i, raw in enumerate(records) for item in _one(raw, i, limit)]
+        return items, body[end:], len(records)
+    cut = data.rfind(b"\n")
+    first = data[: data.find(b"\n")].strip()
+    if cut < 0 or (first.startswith((b"{", b"[")) and not _parses(first)):
+        return None  # one line cut short, or a document spread over lines
+    complete = data[: cut + 1]
+    lines = sum(1 for _ in _lines(complete))
+    return list(split(complete, limit)), data[cut + 1 :], lines
+
+
+def _parses(text: bytes) -> bool:
+    try:
+        orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return False
+    return True
 
 
 def _lines(data: bytes) -> Iterator[bytes]:
