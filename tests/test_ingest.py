@@ -103,12 +103,20 @@ def test_digest_files_are_recorded_not_counted(tmp_path: Path) -> None:
         "awsAccountId": lf.ACCOUNT,
         "digestStartTime": "2026-11-16T09:00:00Z",
         "digestEndTime": "2026-11-16T10:00:00Z",
-        "logFiles": [{"s3Bucket": "b", "s3Object": "AWSLogs/x.json.gz", "hashValue": "ab"}],
+        "logFiles": [
+            {"s3Bucket": "b", "s3Object": "AWSLogs/x.json.gz", "hashValue": "ab"},
+            {"s3Bucket": "b", "s3Object": "AWSLogs/y.json.gz"},  # a hash missing stays missing
+        ],
     }
     (tmp_path / "digest.json.gz").write_bytes(gzip.compress(json.dumps(digest).encode()))
     s = run(tmp_path / "lake", tmp_path / "digest.json.gz")
     assert (s["records_in"], s["digest_files"]) == (0, 1)
-    assert list((tmp_path / "lake" / "_state" / "digests").glob("*.parquet"))
+    (state,) = (tmp_path / "lake" / "_state" / "digests").glob("*.parquet")
+    listed = pq.read_table(state).select(["log_object", "hash_value"]).to_pylist()
+    assert listed == [
+        {"log_object": "AWSLogs/x.json.gz", "hash_value": "ab"},
+        {"log_object": "AWSLogs/y.json.gz", "hash_value": None},
+    ]
 
 
 def test_a_digest_listing_no_files_is_recorded_all_the_same(tmp_path: Path) -> None:

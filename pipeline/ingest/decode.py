@@ -208,7 +208,8 @@ def _decode_batch(batch: Batch, ingest: IngestConfig, claim_key: str) -> Decoded
                 # A digest that lists no file is still a link of the chain that integrity
                 # checks walk (CloudTrail writes one for every hour, files or not).
                 out.digests += [
-                    (ref.uri, str(lf.get("s3Object")), str(lf.get("hashValue"))) for lf in listed
+                    (ref.uri, _text(lf.get("s3Object")), _text(lf.get("hashValue")))
+                    for lf in listed
                 ] or [(ref.uri, None, None)]
                 continue
             out.records_in += 1
@@ -237,6 +238,11 @@ def _decode_batch(batch: Batch, ingest: IngestConfig, claim_key: str) -> Decoded
     out.quarantine = sorted(q.finish(), key=lambda e: (order.get(e[0], -1), e[1]))
     out.sessions = tenancy.session_rows(rows.sessions)
     return out
+
+
+def _text(value: Any) -> str | None:
+    """A value as text, a missing one as None (not "None")."""
+    return None if value is None else str(value)
 
 
 def _kept(
