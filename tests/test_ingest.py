@@ -592,11 +592,11 @@ def test_a_truncated_gzip_gives_its_whole_records_and_keeps_the_rest(
 
     ids = {r["event_id"] for r in rows(tmp_path / "lake")}
     q = _entries(tmp_path / "lake")
-    for name, originals, text, key in (
-        ("delivery.json.gz", records, delivery, "eventID"),
-        ("access.log.gz", logs, lines, "requestId"),
+    for name, originals, text, key, first in (
+        ("delivery.json.gz", records, delivery, "eventID", 0),  # positions: array indexes
+        ("access.log.gz", logs, lines, "requestId", 1),  # line numbers
     ):
-        before = q[name]["position"]
+        before = q[name]["position"] - first
         assert 0 < before < len(originals), name
         assert ids >= {x[key] for x in originals[:before]}, name  # the whole records, read
         assert not ids & {x[key] for x in originals[before:]}, name
@@ -605,7 +605,7 @@ def test_a_truncated_gzip_gives_its_whole_records_and_keeps_the_rest(
         assert 0 < len(rest) <= 4096 and rest in text, name
         # The rest is the first record not read, as far as the cut (after the comma before it).
         assert json.dumps(originals[before]).encode().startswith(rest.lstrip(b", \n")), name
-    assert s["ingested"] == q["delivery.json.gz"]["position"] + q["access.log.gz"]["position"]
+    assert s["ingested"] == q["delivery.json.gz"]["position"] + q["access.log.gz"]["position"] - 1
     # A record spread over lines cannot be read before its end: the file is one entry.
     assert q["pretty.json.gz"]["position"] == -1
     assert pretty.startswith(q["pretty.json.gz"]["raw"])

@@ -97,8 +97,8 @@ class QuarantineLog:
             self._raw_budget -= len(piece)
 
     def finish(self) -> list[Quarantined]:
-        """The entries, the gathered ones among them, in input order (``order``: input uri ->
-        its place in the batch)."""
+        """The entries kept one by one, then one gathered entry per input and reason (the
+        caller puts them in input order)."""
         out = list(self.entries)
         for (uri, reason), g in self._gathered.items():
             detail = (
@@ -181,9 +181,9 @@ def _decode_batch(batch: Batch, ingest: IngestConfig, claim_key: str) -> Decoded
                 q.append(_kept(ref.uri, -1, exc.reason, str(exc), exc.partial, keep))
                 out.records_in += 1
                 continue
-            items, text, before = cut
+            items, text, before, position = cut
             detail = f"{exc}; the {before:,} records or lines before this rest were read"
-            rest = _kept(ref.uri, before, exc.reason, detail, text, keep)
+            rest = _kept(ref.uri, position, exc.reason, detail, text, keep)
         except OSError as exc:
             q.append((ref.uri, -1, "unreadable_input", str(exc), b""))
             out.records_in += 1
