@@ -274,7 +274,14 @@ def read_quarantine(lake: LakeLike) -> pa.Table:
     from pipeline import schema
 
     lk = as_lake(lake)
-    return lk.read_all("quarantine", schema.QUARANTINE)
+    target = schema.QUARANTINE
+    tables = []
+    for t in lk.read_tables("quarantine"):
+        if "records" not in t.column_names:
+            # Written before entries could stand for many records: each stands for one.
+            t = t.append_column("records", pa.repeat(pa.scalar(1, pa.int64()), t.num_rows))
+        tables.append(t.select(target.names).cast(target))
+    return pa.concat_tables(tables) if tables else target.empty_table()
 
 
 # --- for notebooks: the same reads as pandas DataFrames ------------------------------------------

@@ -492,6 +492,19 @@ def test_a_flood_of_bad_lines_is_counted_line_by_line_and_kept_in_bounded_memory
     assert len(gathered["raw"]) <= IngestConfig().max_record_bytes
 
 
+def test_a_quarantine_written_before_the_records_column_reads_as_one_record_an_entry(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "bad.log").write_text("not json\nnor this\n")
+    run(tmp_path / "lake", tmp_path / "in")
+    (path,) = (tmp_path / "lake" / "quarantine").glob("*.parquet")
+    pq.write_table(pq.read_table(path).drop_columns(["records"]), path)  # as an older lake's
+    entries = read_quarantine(str(tmp_path / "lake"))
+    assert entries.column("records").to_pylist() == [1, 1]
+    assert entries.column("reason").to_pylist() == ["not_json", "not_json"]
+
+
 def test_a_batch_keeps_a_bounded_number_of_entries_one_by_one() -> None:
     from pipeline.ingest.decode import KEPT_PER_BATCH, KEPT_PER_INPUT, QuarantineLog
 
