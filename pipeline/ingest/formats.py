@@ -338,7 +338,7 @@ def _elements(body: bytes, at: int, closing: bytes) -> list[bytes] | None:
     return out if ended and body[end:].strip() == closing else None
 
 
-def split_cut(data: bytes, limit: int) -> tuple[list[Item], bytes, int, int] | None:
+def split_cut(data: bytes, limit: int) -> tuple[Iterator[Item], bytes, int, int] | None:
     """What a stream cut short (a truncated or corrupt gzip) decompressed to, as the items of
     its complete records, the text after them, how many records (or lines) came before that
     text, and its position as ``split`` numbers them (an array index, a line number); None when
@@ -349,15 +349,16 @@ def split_cut(data: bytes, limit: int) -> tuple[list[Item], bytes, int, int] | N
     if opening is not None:
         # Every element a comma ended is whole; the rest starts with the one the cut is in.
         records, end, _ended = _scan_array(body, opening.end() - 1)
-        items = [item for i, raw in enumerate(records) for item in _one(raw, i, limit)]
+        items = (item for i, raw in enumerate(records) for item in _one(raw, i, limit))
         return items, body[end:], len(records), len(records)
     cut = data.rfind(b"\n")
     first = data[: data.find(b"\n")].strip()
     if cut < 0 or (first.startswith((b"{", b"[")) and not _parses(first)):
         return None  # one line cut short, or a document spread over lines
     complete = data[: cut + 1]
-    lines = sum(1 for _ in _lines(complete))
-    return list(split(complete, limit)), data[cut + 1 :], lines, lines + 1
+    # Items one at a time, as split gives them (a cut file can be a flood of short lines).
+    lines = sum(1 for _ in _lines(complete)) if b"\r" in complete else complete.count(b"\n")
+    return split(complete, limit), data[cut + 1 :], lines, lines + 1
 
 
 def _parses(text: bytes) -> bool:
