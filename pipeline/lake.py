@@ -182,9 +182,18 @@ class Lake:
         for f in self.files(rel):
             yield self.read_file(f, columns)
 
-    def read_all(self, rel: str, schema: pa.Schema) -> pa.Table:
-        """Every file under the folder ``rel`` as one table of ``schema`` (empty if none)."""
-        tables = [t.cast(schema) for t in self.read_tables(rel, schema.names)]
+    def read_all(
+        self, rel: str, schema: pa.Schema, defaults: dict[str, pa.Scalar] | None = None
+    ) -> pa.Table:
+        """Every file under the folder ``rel`` as one table of ``schema`` (empty if none).
+        ``defaults``: the value of a column added to ``schema`` after some files were written,
+        for those files (they are then read whole, as they may lack the column)."""
+        tables = []
+        for t in self.read_tables(rel, None if defaults else schema.names):
+            for name, value in (defaults or {}).items():
+                if name not in t.column_names:
+                    t = t.append_column(name, pa.repeat(value, t.num_rows))
+            tables.append(t.select(schema.names).cast(schema))
         return pa.concat_tables(tables) if tables else schema.empty_table()
 
 
@@ -273,15 +282,9 @@ def read_quarantine(lake: LakeLike) -> pa.Table:
     """Every quarantined record with its reason (QUARANTINE schema)."""
     from pipeline import schema
 
-    lk = as_lake(lake)
-    target = schema.QUARANTINE
-    tables = []
-    for t in lk.read_tables("quarantine"):
-        if "records" not in t.column_names:
-            # Written before entries could stand for many records: each stands for one.
-            t = t.append_column("records", pa.repeat(pa.scalar(1, pa.int64()), t.num_rows))
-        tables.append(t.select(target.names).cast(target))
-    return pa.concat_tables(tables) if tables else target.empty_table()
+    # Entries written before one could stand for many records stand for one.
+    one = {"records": pa.scalar(1, pa.int64())}
+    return as_lake(lake).read_all("quarantine", schema.QUARANTINE, one)
 
 
 # --- for notebooks: the same reads as pandas DataFrames ------------------------------------------
