@@ -415,7 +415,7 @@ class _Rows:
             return rec
 
         secret_rows = pc.not_equal(pc.bit_wise_and(flags, 2), 0)
-        self._finish_cloudtrail(cols, raw, uris, pos.tolist(), record, redacted=secret_rows)
+        self._finish_cloudtrail(cols, raw, uris, pos.tolist(), record, secret_rows)
 
     def _flush_cloudtrail(self) -> None:
         if not self.ct:
@@ -432,12 +432,12 @@ class _Rows:
         uris: pa.Array,
         pos: list[int],
         record: Callable[[int], _Record],
-        redacted: pa.Array | None = None,
+        secret_rows: pa.Array | None = None,
     ) -> None:
-        """What both roads share: records too large, secrets (unless the caller ``redacted``
-        them already: then, which records might have held one), tokens out of the free-text
-        columns of those records, unusable records, missing ids, AssumeRole sessions; then the
-        chunk joins the batch."""
+        """What both roads share: records too large, secrets (unless the caller redacted them
+        already: then ``secret_rows`` says which records might have held one), tokens out of
+        the free-text columns of those records, unusable records, missing ids, AssumeRole
+        sessions; then the chunk joins the batch."""
         q = self.quarantine
         big = pc.greater(pc.binary_length(raw), self.max_record_bytes)
         if pc.any(big).as_py():
@@ -448,7 +448,7 @@ class _Rows:
             small = pc.invert(big)
             cols = {k: v.filter(small) for k, v in cols.items()}
             raw, uris = raw.filter(small), uris.filter(small)
-            redacted = None if redacted is None else redacted.filter(small)
+            secret_rows = None if secret_rows is None else secret_rows.filter(small)
             kept = pc.indices_nonzero(small).to_pylist()
             pos = [pos[i] for i in kept]
 
@@ -458,16 +458,14 @@ class _Rows:
             record = record_of
             if not len(raw):
                 return
-        if redacted is None:
-            flagged = redact.flag_secrets(raw)
-            if pc.any(flagged).as_py():
-                which = pc.indices_nonzero(flagged)
+        if secret_rows is None:
+            secret_rows = redact.flag_secrets(raw)
+            if pc.any(secret_rows).as_py():
+                which = pc.indices_nonzero(secret_rows)
                 texts = redact.redact_many([r.encode() for r in raw.take(which).to_pylist()])
-                raw = pc.replace_with_mask(raw, flagged, _strings(texts))
-        else:
-            flagged = redacted
+                raw = pc.replace_with_mask(raw, secret_rows, _strings(texts))
         # A token in a column is in its record's text too, which the needles flagged.
-        redact.scrub_token_columns(cols, flagged)
+        redact.scrub_token_columns(cols, secret_rows)
         no_time = pc.is_null(cols["event_time"])
         unusable = pc.or_(no_time, pc.and_(pc.is_null(cols["service"]), pc.is_null(cols["action"])))
         for i in pc.indices_nonzero(unusable).to_pylist():
