@@ -358,10 +358,9 @@ def _fingerprint_json_string(body: bytes) -> bytes:
 def scrub_bytes(raw: bytes) -> bytes:
     """Best effort for bytes that may not be JSON (quarantined records): the string values of
     secret keys (``_scrub_pairs``), then bearer tokens and JWTs, fingerprinted by pattern as the
-    walk would. Looked at also without a needle: a key spelled with \\u escapes shows none, and a
-    JWT needs none. Scrubbing twice changes nothing, as a record the walk redacted may come
-    here."""
-    if not (might_hold_secret(raw) or b"\\u" in raw or b"eyJ" in raw):
+    walk would (``might_hold_secret`` looks for \\u escapes and JWTs too). Scrubbing twice
+    changes nothing, as a record the walk redacted may come here."""
+    if not might_hold_secret(raw):
         return raw
     raw = _scrub_pairs(raw)
     raw = _BYTES_BEARER.sub(lambda m: m.group(1) + b" " + fingerprint(m.group(0)).encode(), raw)
