@@ -15,9 +15,9 @@
  *     before it), and the search goes on after that value either way;
  *   - no key counted: None;
  *   - the bytes outside the counted keys and values are checked for doubt, as the pattern
- *     (?i:"(?:<secret key>)"[ \t\n\r]*:)|(?i:earer|asic)|eyJ|\\[u"] does (the secret keys are given,
- *     lower case; a backslash before a quote is a string holding quotes, which the walk looks
- *     into): any match, None. The Python road joins those pieces with a NUL byte and runs
+ *     (?i:"(?:<secret key>)"[ \t\n\r]*:)|(?i:earer|asic)|eyJ|\\[u"] does (the secret keys are
+ *     given, lower case; a backslash before a quote is a string holding quotes, which the walk
+ *     looks into): any match, None. The Python road joins those pieces with a NUL byte and runs
  *     RE2 once; no match can span a NUL, so each piece is checked alone here.
  *   - else a tuple (start, end, start, end, ...) of the counted values (between their quotes),
  *     in the order they appear. */

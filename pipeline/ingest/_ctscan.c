@@ -164,12 +164,12 @@ static const char *COL_NAMES[NCOLS] = {
 
 /* ---------------------------------------------------------------------------------------- */
 /* Secrets: redact.might_hold_secret over a record's bytes (any of its needles, ASCII letters in
- * either case, or a \\u escape: has_u_escape). Each needle has an anchor, a pair of its letters that is rare in CloudTrail
- * records (measured on simulator records: ~2 anchors a KB in all); sixteen places at a time are
- * tested for an anchor (GCC/Clang vector extensions: SSE2 on x86-64, NEON on arm64), or 32 on
- * x86-64 with AVX2 (chosen at run time: the wheel must run on any x86-64), and only around an
- * anchor is a needle compared whole. OR-ing 0x20 folds exactly the ASCII letters onto lower case
- * and makes a letter of nothing else.                                                         */
+ * either case, or a \\u escape: has_u_escape). Each needle has an anchor, a pair of its letters
+ * that is rare in CloudTrail records (measured on simulator records: ~2 anchors a KB in all);
+ * sixteen places at a time are tested for an anchor (GCC/Clang vector extensions: SSE2 on
+ * x86-64, NEON on arm64), or 32 on x86-64 with AVX2 (chosen at run time: the wheel must run on
+ * any x86-64), and only around an anchor is a needle compared whole. OR-ing 0x20 folds exactly
+ * the ASCII letters onto lower case and makes a letter of nothing else. */
 
 static const struct {
     const char *word;
