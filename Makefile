@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.tenantwatch-installed
 LAKE   ?= lake
 
-.PHONY: demo test lint typecheck pytest bench eval clean sample-logs pictures
+.PHONY: demo test lint typecheck pytest soak bench eval clean sample-logs pictures
 
 # The C extension (pipeline/ingest/_ctscan.c, _credentials.c) is compiled by the install: a change to it reinstalls.
 $(STAMP): pyproject.toml pipeline/ingest/_ctscan.c pipeline/ingest/_credentials.c
@@ -37,7 +37,11 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 pytest: $(STAMP)
-	$(BIN)/pytest -n 2 --dist loadfile
+	$(BIN)/pytest -n 2 --dist loadfile -m "not soak"
+
+## soak: the long variants of the fault, kill and bad-input tests (minutes, not part of make test)
+soak: $(STAMP)
+	$(BIN)/pytest -n 2 --dist loadfile -m soak
 
 ## bench: speed and memory beside the peers, printed as tables
 bench: $(STAMP)
