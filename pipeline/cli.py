@@ -508,10 +508,13 @@ def snapshot_verify(ctx: click.Context, uri: str, expect: str | None, as_json: b
     if as_json:
         emit_summary("", asdict(result), as_json=True)
     else:
+        from pipeline.alert.sanitize import clean
+
+        # Names of files someone added to the snapshot are anybody's text: shown, not obeyed.
         for f in result.files:
-            click.echo(f"{f['status']:>10}  {f['name']}")
+            click.echo(f"{f['status']:>10}  {clean(f['name'], 1000)}")
         for p in result.problems:
-            click.echo(f"   problem  {p}")
+            click.echo(f"   problem  {clean(p, 1000)}")
         verdict = "OK: unchanged" if result.ok else "CHANGED: do not trust this snapshot"
         click.echo(f"{verdict} ({result.manifest_uri}, manifest SHA-256 {result.manifest_sha256})")
     if not result.ok:
