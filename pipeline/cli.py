@@ -89,15 +89,20 @@ def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
 
 def emit_summary(title: str, summary: Mapping[str, Any], as_json: bool) -> None:
     """Print a run summary: one JSON object on stdout, or a two-column table."""
+    # Values can come from logs (a finding's actor, an error naming a key): escapes, bidi and
+    # zero-width characters are shown, not obeyed, in JSON as in the table.
+    from pipeline.alert.sanitize import clean, json_text
+
     if as_json:
         import orjson
 
-        click.echo(orjson.dumps(summary, option=orjson.OPT_SORT_KEYS).decode())
+        click.echo(json_text(orjson.dumps(summary, option=orjson.OPT_SORT_KEYS).decode()))
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=title, show_header=False, title_justify="left")
+    table = Table(title=escape(clean(title)), show_header=False, title_justify="left")
     table.add_column("key", style="bold")
     table.add_column("value", justify="right")
     for key, value in summary.items():
@@ -109,7 +114,7 @@ def emit_summary(title: str, summary: Mapping[str, Any], as_json: bool) -> None:
             shown = f"{value:,}"
         else:
             shown = str(value)
-        table.add_row(key, shown)
+        table.add_row(escape(clean(key)), escape(clean(shown, 2000)))
     # soft_wrap=False and a fixed width: the table looks the same in a pipe and a terminal.
     Console(width=100).print(table)
 
