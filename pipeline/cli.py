@@ -361,15 +361,33 @@ def _print_incidents(sent: list[dict[str, Any]]) -> None:
 
 
 def _alert_exit(ctx: click.Context, summary: Mapping[str, Any]) -> None:
+    from pipeline.alert.sanitize import clean
+
     n = summary["notifications"]
-    if summary["in_doubt_ids"]:
+    ids = summary["in_doubt_ids"]
+    if ids:
         click.echo(
-            "tenantwatch: warning: notifications in doubt (a run died while publishing; not re-sent"
-            " automatically, check and use --resend): " + ", ".join(summary["in_doubt_ids"]),
+            f"tenantwatch: warning: {len(ids)} notification(s) in doubt: the channel may or may"
+            " not have published them (an answer that never came, or a run that died while"
+            " publishing), so they are not sent again automatically. Check whether each arrived,"
+            " then `tenantwatch alert --resend ID` (it did not) or `--mark-sent ID` (it did): "
+            + ", ".join(ids),
             err=True,
         )
+    for error in n["errors"]:
+        click.echo(f"tenantwatch: warning: {clean(error)}", err=True)
     if n["failed"] or n["in_doubt"] or summary["snapshot_errors"]:
         ctx.exit(1)  # failed ones are retried by the next run; the scheduler should still know
+
+
+_LEASE_WAIT = click.option(
+    "--lease-wait",
+    type=click.FloatRange(min=0),
+    default=300.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long to wait for another run that holds the lake's lease (exit code 75 after).",
+)
 
 
 @cli.command()
@@ -381,6 +399,13 @@ def _alert_exit(ctx: click.Context, summary: Mapping[str, Any]) -> None:
     metavar="NOTIFICATION_ID",
     help="Send an in-doubt notification again, once you checked it did not arrive (repeatable).",
 )
+@click.option(
+    "--mark-sent",
+    multiple=True,
+    metavar="NOTIFICATION_ID",
+    help="Record an in-doubt notification as sent, once you checked it arrived (repeatable).",
+)
+@_LEASE_WAIT
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @click.pass_context
 def alert(
@@ -388,6 +413,8 @@ def alert(
     lake: str | None,
     since: str | None,
     resend: tuple[str, ...],
+    mark_sent: tuple[str, ...],
+    lease_wait: float,
     as_json: bool,
 ) -> None:
     """Group findings into incidents, snapshot their evidence and send notifications.
@@ -395,18 +422,22 @@ def alert(
     Findings sharing a dedup key within the detector's dedup period make one incident; later ones
     update it instead of paging again. Notifications go to SNS when [alerting] names a topic,
     else to <lake>/incidents/notifications/; each is sent at most once, and failed ones are
-    retried by the next run. Exit code 1 when a notification failed or a snapshot could not be
-    written.
+    retried by the next run. One that may or may not have gone out is "in doubt": reported by
+    every run until --resend or --mark-sent resolves it. Exit code 1 when a notification failed
+    or is in doubt, or a snapshot could not be written; 75 when another run held the lake's
+    lease for longer than --lease-wait.
     """
-    from pipeline.alert.run import run_alert
+    from pipeline.pipeline_run import alert_all
 
     cfg = _config(ctx)
     with progress_bar("notifying") as update:
-        result = run_alert(
+        result = alert_all(
             lake or cfg.lake.root,
             cfg,
             since=_when(since, "--since"),
             resend=resend,
+            mark_sent=mark_sent,
+            lease_wait_s=lease_wait,
             progress=update,
         )
     if not as_json:
@@ -421,6 +452,7 @@ def alert(
 @click.option("--since", default=None, help="Detection window start (default: latest day).")
 @click.option("--until", default=None, help="Detection window end, exclusive.")
 @click.option("--workers", type=int, default=None, help="Ingest processes (default: all cores).")
+@_LEASE_WAIT
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @click.pass_context
 def run_command(
@@ -430,11 +462,14 @@ def run_command(
     since: str | None,
     until: str | None,
     workers: int | None,
+    lease_wait: float,
     as_json: bool,
 ) -> None:
     """Ingest SOURCES, detect and alert: the whole pipeline in one go.
 
     Prints each new incident as its notification reads, then a summary of the three stages.
+    Holds the lake's lease throughout, like alert (exit code 75 when another run held it for
+    longer than --lease-wait).
     """
     from pipeline.pipeline_run import run_all
 
@@ -459,6 +494,7 @@ def run_command(
             since=_when(since, "--since"),
             until=_when(until, "--until"),
             workers=workers,
+            lease_wait_s=lease_wait,
             progress=progress,
         )
     finally:
