@@ -20,6 +20,8 @@ A rule matches on any of ``method``, ``path`` (a regular expression searched in 
 query), ``target`` (the ``X-Amz-Target`` header of JSON protocols) and ``body`` (a regular
 expression over the request body: query protocols such as SNS name the action there). ``skip``
 lets that many matching requests through first; ``times`` bounds how many it then breaks.
+``before``, if given, is called just before the request would be forwarded (to change the
+world behind the proxy at that very moment, e.g. replace an object between two reads).
 ``proxy.log`` records every request and what was done with it.
 """
 
@@ -31,6 +33,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -70,6 +73,7 @@ class Rule:
     delay_s: float = 0.0
     skip: int = 0
     times: int | None = None  # None: every matching request
+    before: Callable[[], None] | None = None
     seen: int = field(default=0, init=False)
     applied: int = field(default=0, init=False)
 
@@ -225,6 +229,8 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             target = self.headers.get("X-Amz-Target", "")
             rule = proxy.decide(self.command, self.path, target, body)
             action = rule.action if rule else "pass"
+            if rule is not None and rule.before is not None:
+                rule.before()
             try:
                 if action == "error-before":
                     assert rule is not None
