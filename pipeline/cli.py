@@ -5,7 +5,8 @@ call the stage, print a table (people) or one JSON object (``--json``, scripts).
 to stderr and only on a terminal, so stdout stays clean for pipes.
 
 Exit codes: 0 the run completed (even with quarantined records); 1 a run-time failure we
-understood; 2 bad usage or configuration. Anything else is a bug and keeps its traceback.
+understood; 2 bad usage or configuration; 75 another run held the lake's lease for too long
+(``LeaseBusy``: try again later). Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations

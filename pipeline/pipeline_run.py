@@ -65,14 +65,16 @@ def run_all(
         detected = run_detect(lake_root, cfg, since, until, progress=cb("detecting"))
         alerted = run_alert(lake_root, cfg, progress=cb("alerting"), may_publish=lease.ok)
     health = RunHealth.measure(lake_root, started, ingested, [detected.summary])
-    summary = {
+    summary: dict[str, Any] = {
         "ingest": ingested,
         "detect": detected.summary,
         "alert": alerted.summary,
         "health": health.as_dict(),
-        "health_metrics": send_health(lake_root, cfg, health),
-        "seconds": round(health.duration_s, 3),
     }
+    sent = send_health(lake_root, cfg, health)
+    if sent is not None:
+        summary["health_metrics"] = sent
+    summary["seconds"] = round(health.duration_s, 3)
     return RunResult(summary, alerted)
 
 
@@ -100,5 +102,7 @@ def alert_all(
         )
     health = RunHealth.measure(lake_root, started)
     result.summary["health"] = health.as_dict()
-    result.summary["health_metrics"] = send_health(lake_root, cfg, health)
+    sent = send_health(lake_root, cfg, health)
+    if sent is not None:
+        result.summary["health_metrics"] = sent
     return result
