@@ -24,8 +24,9 @@ SEVERITIES = ["critical", "high", "high", "medium", "low"] * 3
 NOTIFIED = 12
 
 
-def write_findings_lake(root: str) -> None:
-    """Events and findings (``NOTIFIED`` of them to be notified) into the lake at ``root``."""
+def write_findings_lake(root: str, findings: int = 14) -> None:
+    """Events and findings into the lake at ``root``: 14 make ``NOTIFIED`` notifications; the
+    first three are critical, high, high (three notifications, one batch)."""
     import pyarrow as pa
 
     from pipeline import schema
@@ -34,7 +35,7 @@ def write_findings_lake(root: str) -> None:
 
     lake = Lake(root)
     rows, events = [], []
-    for i, sev in enumerate(SEVERITIES[:14]):
+    for i, sev in enumerate(SEVERITIES[:findings]):
         actor, victim = f"usr-{i:02d}", f"t{i + 100:04d}"
         key = f"cross_tenant_access:cross_tenant|{actor}|t0001"
         ids = [f"e{i:02d}-{j}" for j in range(3)]

@@ -8,6 +8,8 @@ What arrived is counted on an SQS queue subscribed to the topic, read straight f
 from __future__ import annotations
 
 import json
+import random
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,6 +30,7 @@ from tests.alertsinks import (
     copy_lake,
     direct,
     make_sinks,
+    upload_lake,
     write_findings_lake,
 )
 from tests.faultproxy import FaultProxy, Rule
@@ -341,3 +344,120 @@ def test_resend_or_mark_sent_of_an_unknown_or_settled_id_is_an_error(
     settled = CliRunner().invoke(cli, [*base, "--mark-sent", sent])
     assert settled.exit_code == 2
     assert f"--mark-sent {sent}: the notification is sent, not in doubt" in settled.stderr
+
+
+# --- the lake fails under a run -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def three_findings_lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("three") / "lake"
+    write_findings_lake(str(root), findings=3)
+    return root
+
+
+def test_an_s3_lake_failing_after_a_publish_leaves_it_in_doubt_not_resent(
+    three_findings_lake: Path, sinks: Sinks, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    # Three notifications, one batch (moto's S3 behind the proxy is slow: a small lake).
+    lake = upload_lake(three_findings_lake, sinks.endpoint, "lake")
+    refuse = Rule("error-before", method="PUT", path="/incidents/outbox/", status=403)
+
+    def lake_refuses_from_now_on() -> None:
+        proxy.add(refuse)
+
+    # SNS takes the first batch; from then on the lake refuses every write of the outbox, so
+    # the run cannot record what it sent and stops there (403: the SDK does not retry it).
+    proxy.add(Rule("pass", body=PUBLISH, times=1, before=lake_refuses_from_now_on))
+    with pytest.raises(OSError):
+        run_alert(lake, _cfg(sinks))
+    assert refuse.applied >= 1
+    proxy.clear()
+    assert len(sinks.deliveries()) == 3
+    rerun = run_alert(lake, _cfg(sinks))
+    assert len(rerun.summary["in_doubt_ids"]) == 3 and rerun.summary["notifications"]["sent"] == 0
+    assert sinks.deliveries() == {}
+
+
+# --- random faults, many runs: a page arrives once, or is in doubt until resolved ----------------
+
+LAKES = ("local", "s3")
+FAULTS = ["drop-after", "error-after", "reset-after", "error-before", "reset-before", "pass"]
+
+
+def _random_rules(rng: random.Random, s3_lake: bool) -> list[Rule]:
+    rules = []
+    for _ in range(rng.randint(0, 3)):
+        action = rng.choice(FAULTS)
+        status = rng.choice([400, 500, 503]) if action.startswith("error") else 500
+        rules.append(
+            Rule(
+                action, method="POST", body=PUBLISH, status=status, skip=rng.randint(0, 1), times=1
+            )
+        )
+    if s3_lake:  # the lake itself fails now and then: reads and writes of state
+        for _ in range(rng.randint(0, 2)):
+            rules.append(
+                Rule(
+                    rng.choice(["error-before", "error-after", "reset-before"]),
+                    method=rng.choice(["GET", "PUT"]),
+                    path="/incidents/",
+                    status=rng.choice([403, 503]),
+                    skip=rng.randint(0, 20),
+                    times=rng.randint(1, 3),
+                )
+            )
+    return rules
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("seed", "where"),
+    [
+        (0, "local"),
+        pytest.param(0, "s3", marks=pytest.mark.soak),
+        *[
+            pytest.param(s, w, marks=pytest.mark.soak)
+            for s in range(1, 13)
+            for w in ("local", "s3")
+        ],
+    ],
+)
+def test_random_faults_over_many_runs_never_page_twice(
+    findings_lake: Path, sinks: Sinks, proxy: FaultProxy, tmp_path: Path, seed: int, where: str
+) -> None:
+    rng = random.Random(seed)
+    if where == "local":
+        lake = copy_lake(findings_lake, tmp_path / "lake")
+    else:
+        lake = upload_lake(findings_lake, sinks.endpoint, "lake")
+    arrived: Counter[str] = Counter()
+    for _ in range(4 if seed == 0 else 8):
+        proxy.clear()
+        for rule in _random_rules(rng, where == "s3"):
+            proxy.add(rule)
+        try:
+            result = run_alert(lake, _cfg(sinks))
+        except OSError:  # the lake failed under the run: as if it died there
+            result = None
+        proxy.clear()
+        arrived += sinks.deliveries()
+        assert set(arrived.values()) <= {1}, arrived  # never twice
+        states = _states(lake)
+        assert {n for n, s in states.items() if s == "sent"} <= set(arrived)
+        if result is not None:  # every run lists all that is in doubt
+            doubt = {n for n, s in states.items() if s == "in_doubt"}
+            assert set(result.summary["in_doubt_ids"]) == doubt
+    # An engineer checks each one in doubt: marks what arrived, resends what did not.
+    run_alert(lake, _cfg(sinks))  # a clean run first: a dead run's rows become in doubt
+    doubt = [n for n, s in _states(lake).items() if s == "in_doubt"]
+    final = run_alert(
+        lake,
+        _cfg(sinks),
+        resend=[n for n in doubt if n not in arrived],
+        mark_sent=[n for n in doubt if n in arrived],
+    )
+    arrived += sinks.deliveries()
+    assert final.summary["in_doubt_ids"] == []
+    assert set(_states(lake).values()) == {"sent"}
+    assert len(arrived) == NOTIFIED and set(arrived.values()) == {1}
