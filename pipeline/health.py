@@ -100,17 +100,12 @@ def newest_event(lake: Lake, now: datetime) -> datetime | None:
     for back in range(RECENT_DAYS):
         day = (now - timedelta(days=back)).strftime("%Y-%m-%d")
         files = [f for s in schema.SOURCES for f in lake.files(f"events/source={s}/date={day}")]
-        hours = {m.group(1): None for f in files if (m := _HOUR.search(f"/{f}"))}
+        hours = {m.group(1) for f in files if (m := _HOUR.search(f"/{f}"))}
         if not hours:
             continue
         last = max(hours)
-        newest = [
-            t
-            for f in files
-            if f"/hour={last}/" in f"/{f}"
-            for t in [_max_time(lake, f)]
-            if t is not None
-        ]
+        times = [_max_time(lake, f) for f in files if f"/hour={last}/" in f"/{f}"]
+        newest = [t for t in times if t is not None]
         if newest:
             return max(newest)
     return _newest_anywhere(lake)

@@ -301,7 +301,6 @@ def _detect_and_alert(
     cfg: Config,
     window: tuple[datetime, datetime],
     only: tuple[str, ...] | None,
-    ingested: Mapping[str, Any],
     report: Report,
 ) -> None:
     start, end = window
@@ -370,7 +369,7 @@ def run_scheduled(
                 report.status = "checkpoint"
                 break
             t0 = time.perf_counter()
-            _detect_and_alert(stages, lake_root, run_cfg, window, None, report.ingest, report)
+            _detect_and_alert(stages, lake_root, run_cfg, window, None, report)
             write_watermark(lake_root, window[1], run_id)
             report.watermark_after = window[1].isoformat()
             budget.slowest_window_s = max(budget.slowest_window_s, time.perf_counter() - t0)
@@ -463,7 +462,7 @@ def _objects(
             if not budget.enough_for_window():
                 report.status = "checkpoint"
                 break
-            _detect_and_alert(stages, lake_root, run_cfg, window, only, report.ingest, report)
+            _detect_and_alert(stages, lake_root, run_cfg, window, only, report)
     finally:
         lease.release()
 

@@ -133,7 +133,9 @@ class SnsChannel:
         try:
             if len(rows) == 1:
                 r = self.client.publish(TopicArn=self.topic_arn, **self._params(rows[0]))
-                return "answered", {"Successful": [{"Id": "", "MessageId": r["MessageId"]}]}, ""
+                # In PublishBatch's shape, so that one reading serves both.
+                ok = {"Id": rows[0]["notification_id"], "MessageId": r["MessageId"]}
+                return "answered", {"Successful": [ok]}, ""
             entries = [{"Id": row["notification_id"], **self._params(row)} for row in rows]
             r = self.client.publish_batch(
                 TopicArn=self.topic_arn, PublishBatchRequestEntries=entries
@@ -156,8 +158,6 @@ class SnsChannel:
     @staticmethod
     def _outcomes(rows: Sequence[dict[str, Any]], answer: dict[str, Any]) -> list[Outcome]:
         ok = {s["Id"]: s["MessageId"] for s in answer.get("Successful", [])}
-        if len(rows) == 1 and "" in ok:
-            return [Outcome("sent", ok[""])]
         bad = {
             f["Id"]: f"{f.get('Code')}: {f.get('Message', '')}"[:500]
             for f in answer.get("Failed", [])
