@@ -112,8 +112,18 @@ def newest_event(lake: Lake, now: datetime) -> datetime | None:
 
 
 def _max_time(lake: Lake, rel: str) -> datetime | None:
+    """The newest ``event_time`` of an event file, from its footer's statistics (the lake
+    writes them for ``event_time``); from the column itself where they are missing."""
     import pyarrow.compute as pc
+    import pyarrow.parquet as pq
 
+    meta = pq.read_metadata(lake.path(rel), filesystem=lake.fs)
+    if "event_time" in meta.schema.names and meta.num_row_groups:
+        col = meta.schema.names.index("event_time")
+        stats = [meta.row_group(i).column(col).statistics for i in range(meta.num_row_groups)]
+        if all(st is not None and st.has_min_max for st in stats):
+            newest = max(st.max for st in stats if st is not None)
+            return newest if newest.tzinfo else newest.replace(tzinfo=UTC)
     times = lake.read_file(rel, ["event_time"])["event_time"]
     value: datetime | None = pc.max(times).as_py() if len(times) else None
     return value

@@ -138,7 +138,7 @@ class Lease:
         held = self._get_s3(bucket, key)
         return None if held is None else held[0]
 
-    # --- helpers ------------------------------------------------------------------------------
+    # --- inside the steps ----------------------------------------------------------------------
 
     @staticmethod
     def _body(owner: str, ttl_s: float, now: datetime | None) -> str:

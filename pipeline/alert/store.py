@@ -163,7 +163,11 @@ def read_bytes(lake: Lake, rel: str) -> bytes:
             data: bytes = f.read()
         return data
     bucket, _, key = lake.path(rel).partition("/")
-    body: bytes = aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    try:
+        body: bytes = aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    except Exception as exc:
+        # As pyarrow reports a lake it cannot read: an OSError, which the CLI prints as such.
+        raise OSError(f"{lake.uri(rel)}: {type(exc).__name__}: {exc}"[:500]) from exc
     return body
 
 
