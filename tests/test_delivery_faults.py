@@ -461,3 +461,37 @@ def test_random_faults_over_many_runs_never_page_twice(
     assert final.summary["in_doubt_ids"] == []
     assert set(_states(lake).values()) == {"sent"}
     assert len(arrived) == NOTIFIED and set(arrived.values()) == {1}
+
+
+def test_cloudwatch_unreachable_spools_metrics_and_leaves_pages_alone(
+    findings_lake: Path, sinks: Sinks, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    lake = copy_lake(findings_lake, tmp_path / "lake")
+    cfg = Config(
+        alerting=AlertingConfig(sns_topic_arn=sinks.topic_arn, cloudwatch_namespace="TW/Faults")
+    )
+    # botocore speaks JSON (X-Amz-Target) or CBOR (the path) to CloudWatch, by version.
+    down = [
+        proxy.add(Rule("error-before", target="GraniteServiceVersion20100801.PutMetricData")),
+        proxy.add(Rule("error-before", path="/operation/PutMetricData$")),
+    ]
+    first = run_alert(lake, cfg)
+    assert sum(r.applied for r in down) >= 1 and first.summary["metrics"]["error"]
+    assert first.summary["metrics"]["spooled"] > 0
+    assert first.summary["notifications"]["sent"] == NOTIFIED  # pages do not wait for metrics
+    proxy.clear()
+    second = run_alert(lake, cfg)
+    assert second.summary["metrics"]["error"] is None
+    assert second.summary["metrics"]["sent"] > first.summary["metrics"]["spooled"]  # with its own
+    cw = direct("cloudwatch", sinks.endpoint)
+    sent = cw.get_metric_statistics(
+        Namespace="TW/Faults",
+        MetricName="NotificationsSent",
+        StartTime=datetime.now(UTC) - timedelta(hours=1),
+        EndTime=datetime.now(UTC) + timedelta(hours=1),
+        Period=3600,
+        Statistics=["Sum", "SampleCount"],
+    )["Datapoints"]
+    assert sent[0]["Sum"] == NOTIFIED and sent[0]["SampleCount"] == 2  # both runs' points, once
+    got = sinks.deliveries()
+    assert len(got) == NOTIFIED and set(got.values()) == {1}
