@@ -268,7 +268,7 @@ def hold(
     every quarter of ``ttl_s`` meanwhile. ``LeaseBusy`` if it stays held by another run."""
     lease = Lease(lake_root)
     started = time.monotonic()
-    while not lease.acquire(owner, ttl_s):
+    while not _try(lease, owner, ttl_s):
         left = wait_s - (time.monotonic() - started)
         if left <= 0:
             raise LeaseBusy(_busy_message(lease, wait_s))
@@ -296,6 +296,16 @@ def hold(
         stop.set()
         thread.join()
         lease.release()
+
+
+def _try(lease: Lease, owner: str, ttl_s: float) -> bool:
+    """``acquire``, with S3's own errors as the OSError a lake that cannot be reached is."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return lease.acquire(owner, ttl_s)
+    except (BotoCoreError, ClientError) as exc:
+        raise OSError(f"the lease of {lease.root}: {type(exc).__name__}: {exc}"[:500]) from exc
 
 
 def _error_code(exc: BaseException) -> str:
