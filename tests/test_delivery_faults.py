@@ -1,6 +1,6 @@
-"""Publishing through a network that breaks: a fault proxy (tests/faultproxy.py) on 127.0.0.1
-between the alert stage and a moto server. Each page arrives exactly once, or is ``in_doubt``
-and reported by every later run until someone resolves it; never twice.
+"""Publishing through a network that breaks: a rule-driven fault proxy (tests/httpfaults.py)
+on 127.0.0.1 between the alert stage and a moto server. Each page arrives exactly once, or is
+``in_doubt`` and reported by every later run until someone resolves it; never twice.
 
 What arrived is counted on an SQS queue subscribed to the topic, read straight from moto.
 """
@@ -33,7 +33,7 @@ from tests.alertsinks import (
     upload_lake,
     write_findings_lake,
 )
-from tests.faultproxy import FaultProxy, Rule
+from tests.httpfaults import Rule, RuleProxy
 
 pytestmark = pytest.mark.e2e
 PUBLISH = rb"Action=Publish(Batch)?&"  # SNS speaks the query protocol: the action is in the body
@@ -47,7 +47,7 @@ def findings_lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def proxy(aws: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultProxy]:
+def proxy(aws: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[RuleProxy]:
     """Every AWS call of the code under test goes through the proxy; the tests' own reads go to
     moto directly."""
     from botocore.retries import standard
@@ -57,7 +57,7 @@ def proxy(aws: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultProxy]:
     # No real waiting between attempts, wherever the retry happens.
     monkeypatch.setattr(standard.ExponentialBackoff, "delay_amount", lambda self, ctx: 0.01)
     monkeypatch.setattr(sns, "BACKOFF_S", 0.01, raising=False)
-    with FaultProxy(aws) as p:
+    with RuleProxy(aws) as p:
         monkeypatch.setenv("AWS_ENDPOINT_URL", p.url)
         aws_reset()
         yield p
@@ -92,7 +92,7 @@ def _config_file(tmp_path: Path, s: Sinks) -> str:
 
 @pytest.mark.parametrize("action", ["drop-after", "error-after", "reset-after"])
 def test_a_lost_answer_is_in_doubt_never_a_second_page(
-    findings_lake: Path, sinks: Sinks, proxy: FaultProxy, tmp_path: Path, action: str
+    findings_lake: Path, sinks: Sinks, proxy: RuleProxy, tmp_path: Path, action: str
 ) -> None:
     lake = copy_lake(findings_lake, tmp_path / "lake")
     proxy.add(Rule(action, method="POST", body=PUBLISH, times=1))  # the first batch of ten
@@ -110,7 +110,7 @@ def test_a_lost_answer_is_in_doubt_never_a_second_page(
 
 
 def test_every_answer_lost_pages_each_incident_once(
-    findings_lake: Path, sinks: Sinks, proxy: FaultProxy, tmp_path: Path
+    findings_lake: Path, sinks: Sinks, proxy: RuleProxy, tmp_path: Path
 ) -> None:
     lake = copy_lake(findings_lake, tmp_path / "lake")
     proxy.add(Rule("drop-after", method="POST", body=PUBLISH))
@@ -132,7 +132,7 @@ def test_every_answer_lost_pages_each_incident_once(
     ids=["503-before", "reset-before"],
 )
 def test_an_unanswered_call_that_never_published_is_in_doubt_and_resent_by_hand(
-    findings_lake: Path, sinks: Sinks, proxy: FaultProxy, tmp_path: Path, rule: Rule
+    findings_lake: Path, sinks: Sinks, proxy: RuleProxy, tmp_path: Path, rule: Rule
 ) -> None:
     # The proxy broke the call before SNS saw it, but the caller cannot tell that from a call
     # SNS took: in doubt, never re-sent on its own; an engineer who checked resends it.
@@ -151,7 +151,7 @@ def test_an_unanswered_call_that_never_published_is_in_doubt_and_resent_by_hand(
 def test_an_answer_slower_than_the_read_timeout_is_in_doubt(
     findings_lake: Path,
     sinks: Sinks,
-    proxy: FaultProxy,
+    proxy: RuleProxy,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -166,7 +166,7 @@ def test_an_answer_slower_than_the_read_timeout_is_in_doubt(
 
 
 def test_throttling_is_retried_in_the_run_and_sends_once(
-    findings_lake: Path, sinks: Sinks, proxy: FaultProxy, tmp_path: Path
+    findings_lake: Path, sinks: Sinks, proxy: RuleProxy, tmp_path: Path
 ) -> None:
     lake = copy_lake(findings_lake, tmp_path / "lake")
     proxy.add(Rule("error-before", method="POST", body=PUBLISH, status=400, times=3))
@@ -186,7 +186,7 @@ def fifo(aws: str) -> Sinks:
 
 
 def test_on_a_fifo_topic_a_lost_answer_is_retried_and_arrives_once(
-    findings_lake: Path, fifo: Sinks, proxy: FaultProxy, tmp_path: Path
+    findings_lake: Path, fifo: Sinks, proxy: RuleProxy, tmp_path: Path
 ) -> None:
     lake = copy_lake(findings_lake, tmp_path / "lake")
     proxy.add(Rule("drop-after", method="POST", body=PUBLISH, times=2))
@@ -203,7 +203,7 @@ def test_on_a_fifo_topic_a_lost_answer_is_retried_and_arrives_once(
 
 
 def test_on_a_fifo_topic_a_dead_runs_recent_publish_is_finished_not_doubted(
-    findings_lake: Path, fifo: Sinks, proxy: FaultProxy, tmp_path: Path
+    findings_lake: Path, fifo: Sinks, proxy: RuleProxy, tmp_path: Path
 ) -> None:
     lake = copy_lake(findings_lake, tmp_path / "lake")
     _die_after_first_publish(lake, _cfg(fifo))
@@ -216,7 +216,7 @@ def test_on_a_fifo_topic_a_dead_runs_recent_publish_is_finished_not_doubted(
 
 
 def test_on_a_fifo_topic_an_old_interrupted_publish_is_in_doubt(
-    findings_lake: Path, fifo: Sinks, proxy: FaultProxy, tmp_path: Path
+    findings_lake: Path, fifo: Sinks, proxy: RuleProxy, tmp_path: Path
 ) -> None:
     lake = copy_lake(findings_lake, tmp_path / "lake")
     _die_after_first_publish(lake, _cfg(fifo))
@@ -262,7 +262,7 @@ def _rewrite_updated_at(lake: Lake, row: dict[str, Any], minutes_ago: int) -> No
 
 
 def test_in_doubt_is_reported_by_every_run_until_resolved(
-    findings_lake: Path, sinks: Sinks, proxy: FaultProxy, tmp_path: Path
+    findings_lake: Path, sinks: Sinks, proxy: RuleProxy, tmp_path: Path
 ) -> None:
     lake = copy_lake(findings_lake, tmp_path / "lake")
     config = _config_file(tmp_path, sinks)
@@ -357,7 +357,7 @@ def three_findings_lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_an_s3_lake_failing_after_a_publish_leaves_it_in_doubt_not_resent(
-    three_findings_lake: Path, sinks: Sinks, proxy: FaultProxy, tmp_path: Path
+    three_findings_lake: Path, sinks: Sinks, proxy: RuleProxy, tmp_path: Path
 ) -> None:
     # Three notifications, one batch (moto's S3 behind the proxy is slow: a small lake).
     lake = upload_lake(three_findings_lake, sinks.endpoint, "lake")
@@ -424,7 +424,7 @@ def _random_rules(rng: random.Random, s3_lake: bool) -> list[Rule]:
     ],
 )
 def test_random_faults_over_many_runs_never_page_twice(
-    findings_lake: Path, sinks: Sinks, proxy: FaultProxy, tmp_path: Path, seed: int, where: str
+    findings_lake: Path, sinks: Sinks, proxy: RuleProxy, tmp_path: Path, seed: int, where: str
 ) -> None:
     rng = random.Random(seed)
     if where == "local":
@@ -464,7 +464,7 @@ def test_random_faults_over_many_runs_never_page_twice(
 
 
 def test_cloudwatch_unreachable_spools_metrics_and_leaves_pages_alone(
-    findings_lake: Path, sinks: Sinks, proxy: FaultProxy, tmp_path: Path
+    findings_lake: Path, sinks: Sinks, proxy: RuleProxy, tmp_path: Path
 ) -> None:
     lake = copy_lake(findings_lake, tmp_path / "lake")
     cfg = Config(

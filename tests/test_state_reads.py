@@ -17,7 +17,7 @@ from pipeline.alert.run import read_findings
 from pipeline.lake import Lake
 from tests.alertfactory import finding
 from tests.alertsinks import direct
-from tests.faultproxy import FaultProxy, Rule
+from tests.httpfaults import Rule, RuleProxy
 
 pytestmark = pytest.mark.e2e
 KEY = "lake/findings/date=2026-11-16/part-cross_tenant_access.parquet"
@@ -46,8 +46,8 @@ def _findings(n: int, tag: str) -> bytes:
 
 
 @pytest.fixture
-def proxy(aws: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultProxy]:
-    with FaultProxy(aws) as p:
+def proxy(aws: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[RuleProxy]:
+    with RuleProxy(aws) as p:
         monkeypatch.setenv("AWS_ENDPOINT_URL", p.url)
         aws_reset()
         yield p
@@ -59,7 +59,7 @@ def aws_reset() -> None:
 
 
 def test_a_findings_file_replaced_while_it_is_read_is_read_whole(
-    aws: str, proxy: FaultProxy
+    aws: str, proxy: RuleProxy
 ) -> None:
     s3 = direct("s3", aws)
     s3.create_bucket(Bucket="lake")

@@ -1,7 +1,8 @@
-"""A fault-injecting HTTP proxy for tests: it stands on 127.0.0.1 in front of a server (a moto
-server) and breaks chosen requests the way networks and services break.
+"""A rule-driven fault-injecting HTTP proxy for tests: it stands on 127.0.0.1 in front of a
+server (a moto server) and breaks chosen requests the way networks and services break, each
+request by the first rule that matches it.
 
-    with FaultProxy(moto_url) as proxy:
+    with RuleProxy(moto_url) as proxy:
         proxy.add(Rule("drop-after", body=rb"Action=Publish\\b", times=1))
         monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
 
@@ -108,8 +109,9 @@ class Logged:
     action: str
 
 
-class FaultProxy:
-    """A threaded proxy on 127.0.0.1 (an ephemeral port) in front of ``upstream``."""
+class RuleProxy:
+    """A threaded proxy on 127.0.0.1 (an ephemeral port) in front of ``upstream``, breaking
+    requests by its ``rules``."""
 
     def __init__(self, upstream: str) -> None:
         parts = urlsplit(upstream)
@@ -158,7 +160,7 @@ class FaultProxy:
             self.log.append(Logged(method, path, target, body, chosen.action if chosen else "pass"))
             return chosen
 
-    def __enter__(self) -> FaultProxy:
+    def __enter__(self) -> RuleProxy:
         self._thread.start()
         return self
 
@@ -168,7 +170,7 @@ class FaultProxy:
         self._thread.join(timeout=5)
 
 
-def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
+def _handler(proxy: RuleProxy) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as botocore's connection pool expects
 
