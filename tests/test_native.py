@@ -381,6 +381,22 @@ def test_records_too_large_are_quarantined_the_same(
     assert fast[0].rows.num_rows == 2
 
 
+def test_a_record_too_large_is_measured_before_redaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redaction re-spells a record it rewrites (\\u00e9, six bytes, becomes é, two): one over
+    the limit as it came is too large, however short its redacted text, by both roads, and is
+    quarantined as it came."""
+    text = _file([lf.ct(userAgent="é" * 1000, eventName="Bearer")])  # json: ensure_ascii
+    assert len(text) > 6000
+    _write(tmp_path, "f.json.gz", text)
+    ingest = IngestConfig(max_record_bytes=4000)
+    fast, slow = decode_both(monkeypatch, [str(tmp_path)], ingest)
+    assert_same(fast, slow)
+    assert [q.reason for q in fast[0].quarantine] == ["record_too_large"]
+    assert fast[0].quarantine[0].raw == text.encode()[len('{"Records": [') :][:4000]
+
+
 def test_a_number_past_a_double_costs_no_record(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
