@@ -13,6 +13,7 @@ import gzip
 import json
 import os
 import random
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,45 @@ CFG = parse_config({}, environ={})
 def test_the_extension_is_built() -> None:
     # make installs the package, which compiles it; without it ingestion is 2x slower.
     assert native.available(), "pipeline/ingest/_ctscan.c is not built: run `make` (pip install)"
+
+
+def _without_extension(monkeypatch: pytest.MonkeyPatch) -> str:
+    """The state of a checkout whose extension was not built: its import fails as it would."""
+    monkeypatch.setitem(sys.modules, "pipeline.ingest._ctscan", None)
+    module, why = native._load()
+    assert module is None and "pipeline.ingest._ctscan" in why
+    monkeypatch.setattr(native, "_ctscan", None)
+    monkeypatch.setattr(native, "_missing", why)
+    return why
+
+
+@pytest.mark.parametrize("state", ["compiled", "switched off", "not built"])
+def test_the_summary_and_version_say_which_decoder_ingested(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, state: str
+) -> None:
+    from click.testing import CliRunner
+
+    from pipeline.cli import cli
+
+    want = "compiled"
+    if state == "switched off":
+        monkeypatch.setenv("TENANTWATCH_NATIVE", "0")
+        want = "python (TENANTWATCH_NATIVE=0)"
+    elif state == "not built":
+        want = f"python (extension not built: {_without_extension(monkeypatch)})"
+    lf.delivery_file(tmp_path / "in" / "1.json.gz", [lf.ct(), lf.ct()])
+    args = ["ingest", str(tmp_path / "in"), "--workers", "1"]
+    runs = [
+        CliRunner().invoke(cli, [*args, "--lake", str(tmp_path / f"lake{i}"), *extra])
+        for i, extra in enumerate([["--json"], []])
+    ]
+    assert all(r.exit_code == 0 for r in runs), runs[0].output + runs[1].output
+    summary = json.loads(runs[0].output)
+    assert summary["decoder"] == want and summary["ingested"] == 2
+    assert f"decoder {want}" in " ".join(runs[1].output.replace("│", " ").split())
+    version = CliRunner().invoke(cli, ["--version"])
+    assert version.exit_code == 0
+    assert version.output.splitlines()[1:] == [f"decoder: {want}"]
 
 
 def decode_both(
