@@ -156,14 +156,20 @@ class Mutator:
         n = self.rng.choice([1, 1, 1, 2, 3, 4])
         return [copy_tree(self.rng.choice(self.seeds)) for _ in range(n)]
 
-    def mutate(self, records: list[Any]) -> list[Any]:
-        """A copy of ``records`` with some of them mutated (and sometimes one more, or one less)."""
+    def mutate(self, records: list[Any], ops: int | None = None) -> list[Any]:
+        """A copy of ``records`` with some of them mutated (and sometimes one more, or one less);
+        ``ops``: exactly so many mutations, in one record."""
         rng = self.rng
         out = [copy_tree(r) for r in records]
         if rng.random() < 0.1:
             out.insert(rng.randrange(len(out) + 1), copy_tree(rng.choice(self.seeds)))
         if len(out) > 1 and rng.random() < 0.05:
             del out[rng.randrange(len(out))]
+        if ops is not None:
+            i = rng.randrange(len(out))
+            for _ in range(ops):
+                out[i] = self.op(out[i])
+            return out
         touched = False
         for i in range(len(out)):
             if not touched or rng.random() < 0.3:
