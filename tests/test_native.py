@@ -13,6 +13,7 @@ import gzip
 import json
 import os
 import random
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,45 @@ CFG = parse_config({}, environ={})
 def test_the_extension_is_built() -> None:
     # make installs the package, which compiles it; without it ingestion is 2x slower.
     assert native.available(), "pipeline/ingest/_ctscan.c is not built: run `make` (pip install)"
+
+
+def _without_extension(monkeypatch: pytest.MonkeyPatch) -> str:
+    """The state of a checkout whose extension was not built: its import fails as it would."""
+    monkeypatch.setitem(sys.modules, "pipeline.ingest._ctscan", None)
+    module, why = native._load()
+    assert module is None and "pipeline.ingest._ctscan" in why
+    monkeypatch.setattr(native, "_ctscan", None)
+    monkeypatch.setattr(native, "_missing", why)
+    return why
+
+
+@pytest.mark.parametrize("state", ["compiled", "switched off", "not built"])
+def test_the_summary_and_version_say_which_decoder_ingested(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, state: str
+) -> None:
+    from click.testing import CliRunner
+
+    from pipeline.cli import cli
+
+    want = "compiled"
+    if state == "switched off":
+        monkeypatch.setenv("TENANTWATCH_NATIVE", "0")
+        want = "python (TENANTWATCH_NATIVE=0)"
+    elif state == "not built":
+        want = f"python (extension not built: {_without_extension(monkeypatch)})"
+    lf.delivery_file(tmp_path / "in" / "1.json.gz", [lf.ct(), lf.ct()])
+    args = ["ingest", str(tmp_path / "in"), "--workers", "1"]
+    runs = [
+        CliRunner().invoke(cli, [*args, "--lake", str(tmp_path / f"lake{i}"), *extra])
+        for i, extra in enumerate([["--json"], []])
+    ]
+    assert all(r.exit_code == 0 for r in runs), runs[0].output + runs[1].output
+    summary = json.loads(runs[0].output)
+    assert summary["decoder"] == want and summary["ingested"] == 2
+    assert f"decoder {want}" in " ".join(runs[1].output.replace("│", " ").split())
+    version = CliRunner().invoke(cli, ["--version"])
+    assert version.exit_code == 0
+    assert version.output.splitlines()[1:] == [f"decoder: {want}"]
 
 
 def decode_both(
@@ -115,6 +155,21 @@ NO_PARAMS = json.dumps({k: v for k, v in lf.ct().items() if k != "requestParamet
 DUPLICATE_MEMBER = ', "requestParameters": {"tableName": "t", "key": {"a": "1", "a": "2"}}}'
 NUMBERS = ', "n": [0, -1, 2.5e-3, 1E+9, -0.0, 12345678901234567890]}'
 NO_AGENT = json.dumps({k: v for k, v in lf.ct().items() if k != "userAgent"})[1:-1]
+BIG = ["1e400", "-1E+400", "1.7976931348623159e308", "1" + "0" * 400 + ".5"]  # past a double
+
+
+def _spelt(recs: list[dict[str, Any]], number: str) -> str:
+    """A delivery file of ``recs`` with each "#" value written as ``number``."""
+    return _file(recs).replace('"#"', number)
+
+
+def _assume_role(**response: Any) -> dict[str, Any]:
+    rec = lf.assume_role(tenant="t0007", new_key_id="ASIANEWKEY000000001")
+    rec["requestParameters"]["tags"].append({"key": "n", "value": "#"})
+    rec["responseElements"]["credentials"].update(response)
+    return rec
+
+
 VARIANTS: list[tuple[str, str, bool]] = [
     ("plain", _file(_records()), True),
     ("pretty-printed", _file(_records(), indent=2), True),
@@ -280,6 +335,33 @@ VARIANTS: list[tuple[str, str, bool]] = [
     ("vendor network field", _file(_records(network={"client": {"ip": "1.2.3.4"}})), False),
     ("envelope key", _file(_records(detail={"a": 1})), False),
     ("numbers", _file("{" + RAW + NUMBERS), True),
+    # A number a double cannot hold is data like any other (pipeline/ingest/jsonnum.py).
+    *[
+        (f"number {n[:12]} as {name}", _spelt(_records(**where), n), True)
+        for n in BIG
+        for name, where in (
+            ("a DynamoDB key", {"requestParameters": {"tableName": "t", "key": "#"}}),
+            (
+                "an attribute value",
+                {
+                    "requestParameters": {
+                        "tableName": "t",
+                        "expressionAttributeValues": {"a": ["#"]},
+                    }
+                },
+            ),
+            ("ConsoleLogin", {"responseElements": {"ConsoleLogin": "#"}}),
+            ("an unread member", {"n": {"x": ["#"]}}),
+        )
+    ],
+    *[(f"number {n[:12]} in AssumeRole", _spelt([_assume_role(x=["#"])], n), True) for n in BIG],
+    ("number past a double where text belongs", _spelt(_records(awsRegion="#"), "1e400"), False),
+    (
+        "a number past a double in an ARN",
+        _spelt(_records(resources=[{"ARN": "#"}]), "1e400"),
+        False,
+    ),
+    *[(f"not JSON: {w}", _spelt(_records(n="#"), w), False) for w in ("NaN", "-Infinity", "+1")],
     ("bad number", _file("{" + RAW + ', "n": 01}'), False),
     ("bad literal", _file("{" + RAW + ', "n": nul}'), False),
     ("control character", _file("{" + RAW + ', "n": "a\tb"}'), False),
@@ -337,6 +419,66 @@ def test_records_too_large_are_quarantined_the_same(
     assert_same(fast, slow)
     assert [q[2] for q in fast[0].quarantine] == ["record_too_large"]
     assert fast[0].rows.num_rows == 2
+
+
+def test_a_record_too_large_is_measured_before_redaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redaction re-spells a record it rewrites (\\u00e9, six bytes, becomes é, two): one over
+    the limit as it came is too large, however short its redacted text, by both roads, and is
+    quarantined as it came."""
+    text = _file([lf.ct(userAgent="é" * 1000, eventName="Bearer")])  # json: ensure_ascii
+    assert len(text) > 6000
+    _write(tmp_path, "f.json.gz", text)
+    ingest = IngestConfig(max_record_bytes=4000)
+    fast, slow = decode_both(monkeypatch, [str(tmp_path)], ingest)
+    assert_same(fast, slow)
+    assert [q.reason for q in fast[0].quarantine] == ["record_too_large"]
+    assert fast[0].quarantine[0].raw == text.encode()[len('{"Records": [') :][:4000]
+
+
+def test_a_number_past_a_double_costs_no_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """1e400 is data: ingested by both roads, kept in the lake's raw text as written, also
+    where redaction rewrites the record (a password beside it is still fingerprinted, whatever
+    its type), and read as its spelling where a text field holds it."""
+    recs = [
+        lf.ct(requestParameters={"tableName": "t", "key": "#"}),
+        lf.ct(requestParameters={"password": 12345, "limit": "#"}),
+        lf.ct(awsRegion="#"),
+    ]
+    _write(tmp_path, "f.json.gz", _spelt(recs, "1e400"))
+    fast, slow = decode_both(monkeypatch, [str(tmp_path)])
+    assert_same(fast, slow)
+    assert not slow[0].quarantine
+    raw = slow[0].rows["raw"].to_pylist()
+    assert len(raw) == 3 and all("1e400" in r for r in raw)
+    assert "12345" not in raw[1] and '"password":"redacted:sha256:' in raw[1]
+    assert slow[0].rows["region"].to_pylist()[2] == "1e400"
+
+
+def test_jsonnum_reads_as_orjson_does_and_numbers_past_a_double() -> None:
+    import orjson
+
+    from pipeline.ingest import jsonnum
+
+    plain = [b'{"a": [1, -0, 2.5e-3, -0.0, "\\u00e9\\ud83d\\ude00", null, true]}', b"1e308"]
+    plain += [b"[18446744073709551615, 18446744073709551616, -9223372036854775809, 1e-400]"]
+    for doc in plain:
+        assert jsonnum.loads(doc) == orjson.loads(doc)
+    big = b'{"a": 1e400, "b": [-1E+400, 123456789012345678901234567890, 1' + b"0" * 400 + b"]}"
+    value = jsonnum.loads(big)
+    want = b'{"a":1e400,"b":[-1E+400,1.2345678901234568e+29,1' + b"0" * 400 + b"]}"
+    assert orjson.dumps(value) == want  # written back as it came (orjson's double for the int)
+    for broken, error in [
+        (b"[1e400, nul]", "malformed"),
+        (b'[1e400, "\\ud800"]', "truncated"),
+        (b"[1e400, " + b"[" * 1024 + b"]" * 1024 + b"]", "depth limit exceeded"),
+    ]:
+        with pytest.raises(orjson.JSONDecodeError, match=error):
+            jsonnum.loads(broken)
+    assert jsonnum.loads(b"[1e400, " + b"[" * 1023 + b"]" * 1023 + b"]")  # orjson's 1,024 levels
 
 
 def test_random_mutations_decode_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

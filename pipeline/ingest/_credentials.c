@@ -5,6 +5,7 @@
  * (redact._credential_spans) is the reference; this is the same search, a record at a time in C:
  * the value spans of those keys, or None when the record must take the walk. Hashing and
  * formatting the fingerprints stay in Python (hashlib), so what a secret becomes is written once.
+ * (Which decoder owns which rule, and what keeps them equal: the header comment of _ctscan.c.)
  *
  * Per record, exactly as the Python road:
  *   - not ASCII: None (str.lower() folds some non-ASCII letters onto ASCII key letters);

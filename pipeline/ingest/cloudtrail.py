@@ -22,6 +22,7 @@ import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipeline.ingest import jsonnum
 from pipeline.ingest.normalize import as_object, as_text, first_string_value
 
 _S = pa.string()
@@ -131,7 +132,8 @@ class _DeliveryFile(msgspec.Struct, gc=False):
     Records: list[Record]
 
 
-delivery_decoder = msgspec.json.Decoder(_DeliveryFile)
+# A number past a double in a field decoded as Any is kept (jsonnum), as the generic road keeps it.
+delivery_decoder = msgspec.json.Decoder(_DeliveryFile, float_hook=jsonnum.number)
 
 
 class _SessionParams(_Base, frozen=True, gc=False):
@@ -153,7 +155,7 @@ class SessionRecord(_Base, frozen=True, gc=False):
     responseElements: _SessionResponse | None = None
 
 
-session_decoder = msgspec.json.Decoder(SessionRecord)
+session_decoder = msgspec.json.Decoder(SessionRecord, float_hook=jsonnum.number)
 
 
 def from_dict(rec: dict[str, Any]) -> Record:

@@ -379,6 +379,12 @@ class _Rows:
         # Secrets first: the builder writes the redacted text in place of the original as it
         # hands the raw column over (one copy, not a second pass over every record).
         rows, texts = self.native.secrets()
+        # A record over max_record_bytes is quarantined as it came, as the Python road does (it
+        # measures before it redacts): redaction can shorten a record (escapes re-spelt) and so
+        # would turn "record_too_large" into whatever the record's fields make of it.
+        small = [len(t) <= self.max_record_bytes for t in texts]
+        rows = [r for r, keep in zip(rows, small, strict=True) if keep]
+        texts = [t for t, keep in zip(texts, small, strict=True) if keep]
         originals: dict[int, bytes] = {}
         if rows:
             changed = [

@@ -27,7 +27,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from pipeline.ingest import cloudtrail, gz
+from pipeline.ingest import cloudtrail, gz, jsonnum
 
 CLOUDTRAIL = "cloudtrail"
 APIGATEWAY = "apigateway"
@@ -91,7 +91,7 @@ def _unwrap(obj: Any, raw: bytes, position: int) -> Iterator[Item]:
         event = obj.get("CloudTrailEvent")
         if isinstance(event, str):
             try:
-                inner = orjson.loads(event)
+                inner = jsonnum.loads(event)
             except orjson.JSONDecodeError as exc:
                 yield Item(QUARANTINE, position, None, raw, _json_error(exc), str(exc))
                 return
@@ -139,7 +139,7 @@ def _json_error(exc: orjson.JSONDecodeError) -> str:
 def _one(raw: bytes, position: int, limit: int) -> Iterator[Item]:
     """One JSON value that should be one record (or an envelope of records)."""
     try:
-        obj = orjson.loads(raw)
+        obj = jsonnum.loads(raw)
     except orjson.JSONDecodeError as exc:
         yield Item(QUARANTINE, position, None, raw, _json_error(exc), str(exc))
         return
@@ -168,7 +168,7 @@ def _cloudwatch(obj: dict[str, Any], raw: bytes, position: int, limit: int) -> I
             yield Item(QUARANTINE, position, None, raw, "unrecognised_record", "awslogs.data")
             return
         try:
-            obj = orjson.loads(gz.decompress_bounded(base64.b64decode(data, validate=True), limit))
+            obj = jsonnum.loads(gz.decompress_bounded(base64.b64decode(data, validate=True), limit))
         except orjson.JSONDecodeError as exc:
             reason = "too_deep" if _json_error(exc) == "too_deep" else "bad_cloudwatch_payload"
             yield Item(QUARANTINE, position, None, raw, reason, str(exc))
@@ -281,7 +281,7 @@ def split(data: bytes, limit: int) -> Iterator[Item]:
     if body.startswith(b"{"):
         # Either pretty-printed JSON or NDJSON: a whole-document parse tells which.
         try:
-            orjson.loads(body)
+            jsonnum.loads(body)
         except orjson.JSONDecodeError as exc:
             if _json_error(exc) == "too_deep" and exc.lineno > 1:
                 # Still inside the first value past its first line: one document across lines,
@@ -363,7 +363,7 @@ def split_cut(data: bytes, limit: int) -> tuple[Iterator[Item], bytes, int, int]
 
 def _parses(text: bytes) -> bool:
     try:
-        orjson.loads(text)
+        jsonnum.loads(text)
     except orjson.JSONDecodeError:
         return False
     return True

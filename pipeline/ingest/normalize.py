@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
 
-from pipeline.ingest import native
+from pipeline.ingest import jsonnum, native
 
 ROW_FIELDS = (
     "event_id",
@@ -94,7 +94,7 @@ def as_object(value: Any) -> dict[str, Any]:
         return value
     if isinstance(value, str) and value.startswith("{"):
         try:
-            parsed = orjson.loads(value)
+            parsed = jsonnum.loads(value)
         except orjson.JSONDecodeError:
             return {}
         return parsed if isinstance(parsed, dict) else {}

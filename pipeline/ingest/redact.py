@@ -37,7 +37,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.ingest import native
+from pipeline.ingest import jsonnum, native
 
 # Keys whose values are secrets wherever they appear (compared lower-case).
 SECRET_KEYS = frozenset(
@@ -223,7 +223,7 @@ def _json_container(value: str) -> Any:
     if value.lstrip()[:1] not in ("{", "["):
         return None
     try:
-        return orjson.loads(value)
+        return jsonnum.loads(value)
     except orjson.JSONDecodeError:
         return None
 
@@ -233,7 +233,7 @@ def redact_raw(raw: bytes) -> bytes:
     if not might_hold_secret(raw):
         return raw
     try:
-        return orjson.dumps(redact(orjson.loads(raw)))
+        return orjson.dumps(redact(jsonnum.loads(raw)))
     except (orjson.JSONDecodeError, orjson.JSONEncodeError, RecursionError):
         return scrub_bytes(raw)
 
