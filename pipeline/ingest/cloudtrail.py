@@ -132,6 +132,7 @@ class _DeliveryFile(msgspec.Struct, gc=False):
 
 
 delivery_decoder = msgspec.json.Decoder(_DeliveryFile)
+record_decoder = msgspec.json.Decoder(Record)
 
 
 class _SessionParams(_Base, frozen=True, gc=False):

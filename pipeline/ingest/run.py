@@ -37,7 +37,8 @@ import pyarrow.compute as pc
 from pipeline import schema
 from pipeline.config import AuthorizerContext, Config, IngestConfig
 from pipeline.ingest import handoff, prepare, redact, tenancy, write
-from pipeline.ingest.decode import Batch, Decoded, Quarantined, decode_batch
+from pipeline.ingest.decode import Batch, Decoded, decode_batch
+from pipeline.ingest.quarantine import Quarantined
 from pipeline.ingest.sources import InputRef, LogPosition, list_inputs
 from pipeline.lake import Lake, event_partition
 
