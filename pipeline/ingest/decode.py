@@ -501,6 +501,7 @@ class _Rows:
             s = cloudtrail.assumed_session(record(i))
             if s is not None:
                 sessions.append((s[0], s[1], when))
+        cloudtrail.name_users(cols, raw)
         cols["raw"] = raw
         if pc.any(unusable).as_py():
             cols = {k: v.filter(usable) for k, v in cols.items()}
