@@ -14,6 +14,9 @@ from typing import Any
 # Standard mode: exponential backoff with jitter on throttling and transient errors, and a
 # client-side retry quota so that a dead endpoint does not multiply the load.
 MAX_ATTEMPTS = 5
+# S3 throttles a busy prefix with 503 SlowDown, often several times in a row for one request,
+# and an ingest makes thousands of requests: reads (boto3) and the lake (pyarrow) try longer.
+S3_MAX_ATTEMPTS = 10
 
 
 def client(service: str, region: str = "") -> Any:
@@ -25,8 +28,9 @@ def _cached(service: str, region: str, _endpoint: str) -> Any:
     import boto3
     from botocore.config import Config as BotoConfig
 
+    attempts = S3_MAX_ATTEMPTS if service == "s3" else MAX_ATTEMPTS
     cfg = BotoConfig(
-        retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS},
+        retries={"mode": "standard", "max_attempts": attempts},
         connect_timeout=5,
         read_timeout=30,
     )

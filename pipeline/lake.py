@@ -37,7 +37,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from pipeline import temporaries
+from pipeline import aws, temporaries
 from pipeline.errors import InputError, LakeError
 
 if TYPE_CHECKING:
@@ -57,7 +57,12 @@ _BESIDE_IN = ("events", "quarantine", "_state")
 def s3_filesystem() -> pafs.S3FileSystem:
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    kwargs: dict[str, object] = {"region": region}
+    kwargs: dict[str, object] = {
+        "region": region,
+        # The AWS SDK's standard retries (backoff with jitter), as boto3 gets: pyarrow's default
+        # of 3 attempts lets a throttled prefix fail the run.
+        "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=aws.S3_MAX_ATTEMPTS),
+    }
     if endpoint:
         scheme, _, host = endpoint.partition("://")
         kwargs.update(endpoint_override=host or scheme, scheme=scheme if host else "https")

@@ -11,7 +11,7 @@ from typing import Any
 import boto3
 import pytest
 
-from pipeline.config import Config
+from pipeline.config import Config, parse_config
 from pipeline.ingest import sources
 from pipeline.ingest.run import ingest
 from pipeline.lake import read_events
@@ -170,3 +170,42 @@ def test_cloudwatch_throttling_is_retried_by_botocore(aws: str) -> None:
         client.meta.events.unregister("before-send.cloudwatch-logs.FilterLogEvents", throttle)
     assert throttled["n"] == 2
     assert s["ingested"] == 4
+
+
+def _slowed_down(
+    aws: str, monkeypatch: pytest.MonkeyPatch, files: int, share: float, seed: int
+) -> None:
+    from tests.faultproxy import FaultProxy
+
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="trail")
+    s3.create_bucket(Bucket="lake")
+    for i in range(files):
+        _put_trail_file(s3, "2026/11/16", 3, f"20261116T10{i:02d}Z_{i}")
+    with FaultProxy(aws, share=share, burst=3, seed=seed) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        cfg = parse_config({"ingest": {"batch_input_bytes": 1}}, environ={})
+        s = ingest(["s3://trail/AWSLogs/"], "s3://lake/tw", cfg, workers=1)
+    assert (s["files"], s["ingested"]) == (files, 3 * files)
+    refused = {k.split("?")[0] for k in proxy.refused}
+    assert any(" /trail" in k for k in refused), refused  # a source request, through boto3
+    assert any(" /lake" in k for k in refused), refused  # a lake request, through pyarrow
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws)
+    assert read_events("s3://lake/tw").num_rows == 3 * files
+
+
+@pytest.mark.slow
+def test_s3_slowing_down_a_tenth_of_requests_is_retried_on_reads_and_writes(
+    aws: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Throttled S3 answers 503 SlowDown, often several times in a row for one request: the
+    sources (boto3) and the lake (pyarrow) retry with backoff, and the run ingests everything."""
+    _slowed_down(aws, monkeypatch, files=6, share=0.1, seed=4)
+
+
+@pytest.mark.soak
+@pytest.mark.parametrize("seed", range(3))
+def test_s3_slowing_down_a_fifth_of_requests_over_many_files(
+    aws: str, monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
+    _slowed_down(aws, monkeypatch, files=30, share=0.2, seed=seed)
