@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 from datetime import UTC, datetime
 from typing import Any
 
@@ -209,3 +210,86 @@ def test_s3_slowing_down_a_fifth_of_requests_over_many_files(
     aws: str, monkeypatch: pytest.MonkeyPatch, seed: int
 ) -> None:
     _slowed_down(aws, monkeypatch, files=30, share=0.2, seed=seed)
+
+
+@pytest.fixture
+def no_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """An environment that gives AWS nothing: no keys, no profile files, no instance metadata
+    (so nothing is asked of the network), no region."""
+    import boto3
+
+    from pipeline import aws
+
+    for key in list(os.environ):
+        if key.startswith("AWS_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    aws.reset()
+
+
+@pytest.mark.parametrize(
+    ("source", "lake"),
+    [
+        ("s3://trail/AWSLogs/", "LOCAL"),
+        ("LOCAL", "s3://lake/tw"),
+        ("logs:///aws/lambda/tenant-authorizer", "LOCAL"),
+    ],
+)
+def test_no_aws_credentials_is_one_line_and_exit_code_2(
+    no_aws: None, tmp_path: Any, source: str, lake: str
+) -> None:
+    from click.testing import CliRunner
+
+    from pipeline.cli import cli
+
+    local = tmp_path / "in"
+    lf.delivery_file(local / "a.json.gz", [lf.ct()])
+    args = [source.replace("LOCAL", str(local)), "--lake", lake.replace("LOCAL", str(tmp_path))]
+    result = CliRunner().invoke(cli, ["ingest", *args, "--workers", "1"])
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert isinstance(result.exception, SystemExit)  # not an exception let through
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "no AWS credentials" in lines[0], result.output
+    assert "Traceback" not in result.output
+
+
+def test_no_aws_region_for_cloudwatch_logs_is_one_line_and_exit_code_2(
+    no_aws: None, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from pipeline.cli import cli
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    args = ["ingest", "logs:///aws/lambda/x", "--lake", str(tmp_path), "--workers", "1"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, (result.output, result.exception)
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "no AWS region" in lines[0], result.output
+
+
+def test_an_aws_error_during_a_run_is_one_line_and_exit_code_1(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Credentials that expire half way, a bucket policy that says no: AWS's answer in one line,
+    a run-time failure, not a traceback."""
+    from botocore.exceptions import ClientError
+    from click.testing import CliRunner
+
+    from pipeline.cli import cli
+    from pipeline.ingest import run
+
+    def expired(*_: Any, **__: Any) -> Any:
+        error = {"Code": "ExpiredToken", "Message": "The security token included is expired"}
+        raise ClientError({"Error": error}, "ListObjectsV2")
+
+    monkeypatch.setattr(run, "list_inputs", expired)
+    result = CliRunner().invoke(cli, ["ingest", str(tmp_path), "--lake", str(tmp_path / "l")])
+    assert result.exit_code == 1, (result.output, result.exception)
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "ExpiredToken" in lines[0], result.output

@@ -35,7 +35,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline import schema
+from pipeline import aws, schema
 from pipeline.config import AuthorizerContext, Config, IngestConfig
 from pipeline.ingest import handoff, prepare, redact, tenancy, write
 from pipeline.ingest.decode import Batch, Decoded, decode_batch
@@ -476,6 +476,7 @@ def ingest(
 ) -> dict[str, Any]:
     started = time.perf_counter()
     cpu_before = _cpu_times()
+    aws.require([*sources, lake_root])
     lake = Lake(lake_root)
     lake.ensure_writable()
     lake.clean_temporaries()  # what runs that were killed left (a live run's stay)
