@@ -15,7 +15,7 @@ import pytest
 from pipeline.config import Config, parse_config
 from pipeline.ingest import sources
 from pipeline.ingest.run import ingest
-from pipeline.lake import read_events
+from pipeline.lake import read_events, read_quarantine
 from tests import logfactory as lf
 
 pytestmark = pytest.mark.e2e
@@ -293,3 +293,20 @@ def test_an_aws_error_during_a_run_is_one_line_and_exit_code_1(
     assert result.exit_code == 1, (result.output, result.exception)
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "ExpiredToken" in lines[0], result.output
+
+
+def test_an_s3_object_that_cannot_be_read_is_quarantined_and_the_rest_ingested(aws: str) -> None:
+    """A lifecycle rule archives old CloudTrail files to Glacier: reading one is refused until it
+    is restored. It must not stop every run over the prefix; it is its own quarantine row."""
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="trail")
+    s3.create_bucket(Bucket="lake")
+    _put_trail_file(s3, "2026/11/16", 2, "20261116T1000Z_a")
+    archived = f"{PREFIX}/2026/11/15/{lf.ACCOUNT}_CloudTrail_us-east-1_20261115T1000Z_b.json.gz"
+    body = gzip.compress(json.dumps({"Records": [lf.ct()]}).encode())
+    s3.put_object(Bucket="trail", Key=archived, Body=body, StorageClass="GLACIER")
+    s = _run("s3://trail/AWSLogs/")
+    assert (s["files"], s["ingested"], s["quarantined"]) == (2, 2, {"unreadable_input": 1})
+    (entry,) = read_quarantine("s3://lake/tw").to_pylist()
+    assert entry["input_uri"] == f"s3://trail/{archived}"
+    assert "InvalidObjectState" in entry["detail"]
