@@ -49,9 +49,11 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9._=-]+$")
 TEMPORARY = "_tmp"
 _TEMPORARY_NAME = re.compile(r"(?P<owner>[A-Za-z0-9-]+\.\d+)\.[0-9a-f]{32}\.tmp")
 # Earlier versions wrote a temporary beside its file, where readers look: "part-<batch>.parquet.
-# <uuid hex>.tmp". Only ingestion's own folders hold them.
+# <uuid hex>.tmp". Only ingestion's own folders hold them, and looking costs a walk of the lake
+# (half a second for a few months of partitions): once a walk leaves none, _SWEPT says so.
 _BESIDE = re.compile(r"[A-Za-z0-9._=-]+\.parquet\.[0-9a-f]{32}\.tmp")
 _BESIDE_IN = ("events", "quarantine", "_state")
+_SWEPT = "no-temporaries-beside-files"
 
 
 def s3_filesystem() -> pafs.S3FileSystem:
@@ -187,23 +189,30 @@ class Lake:
         if not self.is_local:
             return []
         now = time.time()
-        found: list[tuple[Path, str | None]] = []
         folder = Path(self.base, TEMPORARY)
+        found: list[tuple[Path, str | None]] = []
         if folder.is_dir():
             for path in folder.iterdir():
                 m = _TEMPORARY_NAME.fullmatch(path.name)
-                found.append((path, m["owner"] if m else None))
-        for top in _BESIDE_IN:
-            for parent, _, files in os.walk(Path(self.base, top)):
-                found += [(Path(parent, f), None) for f in files if _BESIDE.fullmatch(f)]
+                if path.name != _SWEPT:
+                    found.append((path, m["owner"] if m else None))
+        sweep = not (folder / _SWEPT).exists()
+        beside: list[Path] = []
+        if sweep:
+            for top in _BESIDE_IN:
+                for parent, _, files in os.walk(Path(self.base, top)):
+                    beside += [Path(parent, f) for f in files if _BESIDE.fullmatch(f)]
         removed = []
-        for path, owner in found:
+        for path, owner in [*found, *((p, None) for p in beside)]:
             try:
                 if temporaries.left_behind(owner, path.stat().st_mtime, now):
                     path.unlink()
                     removed.append(str(path.relative_to(self.base)))
             except FileNotFoundError:
                 pass  # its writer moved it into place, or another run removed it
+        if sweep and not any(p.exists() for p in beside):
+            folder.mkdir(exist_ok=True)
+            (folder / _SWEPT).touch()
         return removed
 
     def exists(self, rel: str) -> bool:

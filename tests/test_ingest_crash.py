@@ -264,6 +264,12 @@ def test_temporaries_of_live_writers_stay_and_those_left_behind_go(tmp_path: Pat
     left = {p.name for p in folder.iterdir()} | {p.name for p in partition.iterdir()}
     assert left == {names["mine"], names["other host, fresh"], beside_fresh.name}
     assert len(removed) == 4
+    # Once none is left beside a file, the lake is not walked for them again.
+    os.utime(beside_fresh, (hour_ago, hour_ago))
+    assert lake.clean_temporaries() == [str(beside_fresh.relative_to(tmp_path / "lake"))]
+    beside_stale.write_bytes(b"x")
+    os.utime(beside_stale, (hour_ago, hour_ago))
+    assert lake.clean_temporaries() == []
 
 
 def test_a_process_id_given_again_to_a_later_process_is_not_the_owner() -> None:

@@ -317,13 +317,13 @@ class _Rows:
         raw_at = normalize.ROW_FIELDS.index("raw")
 
         def chunk(which: list[int]) -> None:
-            columns = list(zip(*(rows[i] for i in which), strict=True))
+            columns = list(zip(*_pick(rows, which), strict=True))
             cols = {
                 f.name: pa.array(col, pa.binary() if f.name == "raw" else f.type).cast(f.type)
                 for col, f in zip(columns, normalize.WIDE, strict=False)
             }
             redact.scrub_token_columns(cols)
-            self.tables.append(_table(cols, pa.array([uris[i] for i in which], _S)))
+            self.tables.append(_table(cols, pa.array(_pick(uris, which), _S)))
 
         self._one_by_one(len(rows), chunk, lambda i: (uris[i], pos[i], rows[i][raw_at]))
 
@@ -419,12 +419,12 @@ class _Rows:
         pos: list[int],
     ) -> None:
         def chunk(which: list[int]) -> None:
-            picked = [recs[i] for i in which]
+            picked = _pick(recs, which)
             self._finish_cloudtrail(
                 cloudtrail.columns(picked),
-                _strings([raws[i] for i in which]),
-                pa.array([uris[i] for i in which], _S),
-                [pos[i] for i in which],
+                _strings(_pick(raws, which)),
+                pa.array(_pick(uris, which), _S),
+                _pick(pos, which),
                 picked.__getitem__,
             )
 
@@ -522,6 +522,11 @@ class _Rows:
 
 
 _ASSUME_ROLE = pa.array(sorted(cloudtrail.ASSUME_ROLE_EVENTS), _S)
+
+
+def _pick(items: list[Any], which: list[int]) -> list[Any]:
+    """``items`` at ``which``: all of them (no copy), or some when a chunk is retried."""
+    return items if len(which) == len(items) else [items[i] for i in which]
 
 
 def _table(cols: dict[str, pa.Array], uris: pa.Array) -> pa.Table:
