@@ -166,19 +166,37 @@ def test_ingest_killed_many_times_then_run_again_makes_the_clean_lake(
     kill_and_rerun(tmp_path, files=40, kills=12, seed=100 + seed)
 
 
+def side_by_side(tmp_path: Path, files: int, runs: int, seed: int) -> None:
+    inputs = tmp_path / "in"
+    config = make_inputs(inputs, files)
+    began = time.monotonic()
+    finish(start(config, inputs, tmp_path / "one"))
+    took = time.monotonic() - began
+    rng = random.Random(seed)
+    procs = []
+    for _ in range(runs):  # each starting while the ones before are at work
+        procs.append(start(config, inputs, tmp_path / "many"))
+        time.sleep(rng.uniform(0, 0.5) * took)
+    for proc in procs:
+        finish(proc)
+    assert snapshot(tmp_path / "many") == snapshot(tmp_path / "one")
+    events = snapshot(tmp_path / "many")["events"]
+    assert len({e["event_id"] for e in events}) == len(events)  # none twice, none lost
+    assert_readable_and_clean(tmp_path / "many")
+    assert no_temporaries_left(tmp_path / "many") == []
+
+
 @pytest.mark.slow
 def test_two_ingests_at_once_over_the_same_inputs_make_the_lake_of_one(tmp_path: Path) -> None:
-    inputs = tmp_path / "in"
-    config = make_inputs(inputs, 12)
-    finish(start(config, inputs, tmp_path / "one"))
-    both = [start(config, inputs, tmp_path / "two") for _ in range(2)]
-    for proc in both:
-        finish(proc)
-    assert snapshot(tmp_path / "two") == snapshot(tmp_path / "one")
-    events = snapshot(tmp_path / "two")["events"]
-    assert len({e["event_id"] for e in events}) == len(events)  # none twice, none lost
-    assert_readable_and_clean(tmp_path / "two")
-    assert no_temporaries_left(tmp_path / "two") == []
+    side_by_side(tmp_path, files=12, runs=2, seed=0)
+
+
+@pytest.mark.soak
+@pytest.mark.parametrize("seed", range(3))
+def test_three_ingests_started_one_after_another_make_the_lake_of_one(
+    tmp_path: Path, seed: int
+) -> None:
+    side_by_side(tmp_path, files=30, runs=3, seed=seed)
 
 
 # --- each way a run dies, made to happen ----------------------------------------------------
