@@ -5,7 +5,8 @@ call the stage, print a table (people) or one JSON object (``--json``, scripts).
 to stderr and only on a terminal, so stdout stays clean for pipes.
 
 Exit codes: 0 the run completed (even with quarantined records); 1 a run-time failure we
-understood; 2 bad usage or configuration. Anything else is a bug and keeps its traceback.
+understood (an error AWS answered among them); 2 bad usage or configuration (AWS credentials
+missing among them). Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from pipeline.errors import TenantwatchError
 
 
 class _Group(click.Group):
-    """Turns a deliberate ``TenantwatchError``, or the system's ``OSError``, into one line on
-    stderr and an exit code (``pipeline.errors``)."""
+    """Turns a deliberate ``TenantwatchError``, or the system's ``OSError``, or an error AWS
+    answered (run-time trouble as well, not a bug), into one line on stderr and an exit code
+    (``pipeline.errors``)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -37,6 +39,13 @@ class _Group(click.Group):
             ctx.exit(exc.exit_code)
         except OSError as exc:
             click.echo(f"tenantwatch: error: {exc}", err=True)
+            ctx.exit(1)
+        except Exception as exc:
+            from pipeline import aws
+
+            if not aws.error_from_aws(exc):
+                raise
+            click.echo(f"tenantwatch: error: AWS: {exc}", err=True)
             ctx.exit(1)
 
 
