@@ -22,11 +22,15 @@ string, and free text can quote ``"key": "value"`` pairs. The walk looks inside 
 holds a quote and a needle (``_redact_string``). Records that are not JSON at all (the
 quarantine) only get patterns (``scrub_bytes``), which fingerprint a value as the walk does, so an
 analyst can match one secret across the lake and the quarantine.
+
+URLs carry secrets in their query and fragment parameters (an OAuth token, a presigned URL's
+signature): every string the walk looks at, every free-text column and the quarantine's bytes
+have those fingerprinted by ``urlparams``, which also says what a record holding one looks like
+to the pre-filter.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Sequence
 from itertools import accumulate
@@ -37,7 +41,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.ingest import native
+from pipeline.ingest import native, urlparams
+from pipeline.ingest.fingerprint import FINGERPRINT_BYTES, fingerprint
 
 # Keys whose values are secrets wherever they appear (compared lower-case).
 SECRET_KEYS = frozenset(
@@ -61,10 +66,11 @@ SECRET_KEYS = frozenset(
         "cookie",
     }
 )
-# Cheap pre-filter over raw bytes: a record containing none of these, nor a \u escape, holds none
-# of the keys above nor a bearer token nor a JWT (compared on the lower-cased bytes). "eyj" is how
-# every JWT starts (base64 of '{"'), wherever it is, under a secret word or not (a path, a
-# principalId); a \u escape can spell a key's letters ("p\u0061ssword") that its bytes do not show.
+# Cheap pre-filter over raw bytes: a record containing none of these, nor a \u escape, nor a URL
+# parameter (urlparams.HINT), holds none of the keys above nor a bearer token nor a JWT nor a
+# secret in a URL (compared on the lower-cased bytes). "eyj" is how every JWT starts (base64 of
+# '{"'), wherever it is, under a secret word or not (a path, a principalId); a \u escape can spell
+# a key's letters ("p\u0061ssword") that its bytes do not show.
 _NEEDLES = (
     b"token",
     b"secret",
@@ -77,7 +83,7 @@ _NEEDLES = (
 )
 # RE2's case folding is Unicode's, a superset of bytes.lower(): it may flag a record for a closer
 # look that might_hold_secret then clears, never the other way round.
-_NEEDLE_PATTERN = "|".join(n.decode() for n in _NEEDLES) + r"|\\u"
+_NEEDLE_PATTERN = "|".join(n.decode() for n in _NEEDLES) + r"|\\u|" + urlparams.HINT
 # The same, for a string value the walk looks into (_redact_string).
 _TEXT_NEEDLES = tuple(n.decode() for n in _NEEDLES)
 # A token already fingerprinted is not matched again: the quarantine scrubs records the walk has
@@ -86,7 +92,7 @@ _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+(?!redacted:sha256:)[A-Za-z0-9._~+
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
 _BYTES_BEARER = re.compile(_BEARER.pattern.encode())
 _BYTES_JWT = re.compile(_JWT.pattern.encode())
-_FINGERPRINT = re.compile(rb"redacted:sha256:[0-9a-f]{16}")
+_FINGERPRINT = FINGERPRINT_BYTES
 # Credentials as compact JSON spells them (as CloudTrail and orjson write them). A key starts
 # right after "{" or "," (inside a string every quote is escaped, so neither pair occurs there).
 _CREDENTIAL_KEYS = (b'"sessionToken":"', b'"secretAccessKey":"')
@@ -132,14 +138,15 @@ _PAIR = re.compile(
 )
 
 
-def fingerprint(secret: str | bytes) -> str:
-    data = secret.encode("utf-8", "surrogatepass") if isinstance(secret, str) else secret
-    return "redacted:sha256:" + hashlib.sha256(data).hexdigest()[:16]
-
-
 def might_hold_secret(raw: bytes) -> bool:
     low = raw.lower()
-    return any(n in low for n in _NEEDLES) or b"\\u" in raw
+    return any(n in low for n in _NEEDLES) or b"\\u" in raw or _url_param(raw)
+
+
+def _url_param(raw: bytes) -> bool:
+    """Might ``raw`` hold a URL parameter (urlparams.HINT)? Every one has an "=": most records
+    have none, and ``in`` costs less than a search."""
+    return b"=" in raw and urlparams.HINT_BYTES.search(raw) is not None
 
 
 def flag_secrets(raw: pa.Array) -> pa.Array:
@@ -148,17 +155,21 @@ def flag_secrets(raw: pa.Array) -> pa.Array:
 
 
 def _scrub_tokens(value: str) -> str:
-    """Bearer and Basic credentials (the scheme in any letter case, as HTTP allows) and JWTs."""
+    """Secret URL parameters (``urlparams``), then Bearer and Basic credentials (the scheme in any
+    letter case, as HTTP allows) and JWTs."""
+    value = urlparams.scrub_text(value)
     if "eyJ" in value or "earer" in (low := value.lower()) or "asic" in low:
         value = _BEARER.sub(lambda m: f"{m.group(1)} {fingerprint(m.group(0))}", value)
         value = _JWT.sub(lambda m: fingerprint(m.group(0)), value)
     return value
 
 
-# The normalized columns that copy free text out of a record (a path, an authorizer's reason, a
-# principalId, a User-Agent): a JWT or a bearer token can sit in any of them, as in the raw text.
+# The normalized columns that copy free text out of a record (a path with its query, an
+# authorizer's reason, a principalId, a User-Agent): a JWT, a bearer token or a URL with a secret
+# parameter can sit in any of them, as in the raw text.
 FREE_TEXT_COLUMNS = ("action", "actor_principal", "resource", "error_code", "user_agent")
-_SCHEME_OR_JWT = r"(?:bearer|basic)\s|eyj"  # what _scrub_tokens can rewrite, and more (any case)
+# What _scrub_tokens can rewrite, and more (any case).
+_SCHEME_OR_JWT = r"(?:bearer|basic)\s|eyj|" + urlparams.HINT
 
 
 def scrub_token_columns(cols: dict[str, pa.Array], where: pa.Array | None = None) -> None:
@@ -252,6 +263,12 @@ def redact_many(raws: Sequence[bytes]) -> list[bytes]:
     found = native.credential_spans(raws, _CREDENTIAL_KEYS, _SECRET_KEY_BYTES)
     if found is None:
         found = _credential_spans(raws)
+    # A URL parameter is the walk's to judge, wherever it is (the doubt pattern leaves URLs out:
+    # one search here serves both roads).
+    found = [
+        None if spans is None or _url_param(raw) else spans
+        for raw, spans in zip(raws, found, strict=True)
+    ]
     return [
         redact_raw(raw) if spans is None else _fingerprinted(raw, spans)
         for raw, spans in zip(raws, found, strict=True)
@@ -362,7 +379,7 @@ def scrub_bytes(raw: bytes) -> bytes:
     changes nothing, as a record the walk redacted may come here."""
     if not might_hold_secret(raw):
         return raw
-    raw = _scrub_pairs(raw)
+    raw = urlparams.scrub_bytes(_scrub_pairs(raw))
     raw = _BYTES_BEARER.sub(lambda m: m.group(1) + b" " + fingerprint(m.group(0)).encode(), raw)
     return _BYTES_JWT.sub(lambda m: fingerprint(m.group(0)).encode(), raw)
 
