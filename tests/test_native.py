@@ -410,7 +410,7 @@ def test_the_secret_flag_is_might_hold_secret(tmp_path: Path) -> None:
     pieces = ["tok", "toke", "token", "TOKEN", "ToKeN", "secre", "SeCrEt", "passw", "password"]
     pieces += ["authorizatio", "AUTHORIZATION", "beare", "Bearer", "privatekey", "cooki", "cookie"]
     pieces += ["eyJ", "EYJ", "ey", "yj", "é", "\\", "u"]  # a JWT's start; a \\u escape (é)
-    pieces += ["x", "-", "0", " ", "en", "re", "ke", "ok"]
+    pieces += ["x", "-", "0", " ", "en", "re", "ke", "ok", "private", "PRIVATE_KEY", "privat"]
     pieces += ["?", "#", "&", ";", "=", "=", '"', "\t", "a"]  # URL parameters, and what ends a name
     recs = []
     for _ in range(400):

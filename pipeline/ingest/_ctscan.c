@@ -177,7 +177,7 @@ static const struct {
     int at; /* where its anchor pair starts */
 } NEEDLES[] = {
     {"token", 1},  {"secret", 2}, {"password", 4},   {"authorization", 7},
-    {"bearer", 0}, {"privatekey", 2}, {"cookie", 3},   {"eyj", 1},
+    {"bearer", 0}, {"private", 2},    {"cookie", 3},   {"eyj", 1},
 };
 #define NNEEDLES ((int)(sizeof NEEDLES / sizeof NEEDLES[0]))
 

@@ -44,40 +44,44 @@ import pyarrow.compute as pc
 from pipeline.ingest import native, urlparams
 from pipeline.ingest.fingerprint import FINGERPRINT_BYTES, fingerprint
 
-# Keys whose values are secrets wherever they appear (compared lower-case).
-SECRET_KEYS = frozenset(
-    {
-        "sessiontoken",
-        "secretaccesskey",
-        "password",
-        "newpassword",
-        "oldpassword",
-        "passwordhash",
-        "authorization",
-        "token",
-        "idtoken",
-        "accesstoken",
-        "refreshtoken",
-        "clientsecret",
-        "privatekey",
-        "secretstring",
-        "secretbinary",
-        "x-amz-security-token",
-        "cookie",
-    }
+# Keys whose values are secrets wherever they appear (compared lower-case), as one word or with
+# "_" or "-" between the words (access_token, x-amz-security-token, set-cookie). Every one holds a
+# pre-filter needle (_NEEDLES), so a record holding one is always looked at.
+_SECRET_KEY_WORDS = (
+    ("session", "token"),
+    ("secret", "access", "key"),
+    ("password",),
+    ("new", "password"),
+    ("old", "password"),
+    ("password", "hash"),
+    ("authorization",),
+    ("token",),
+    ("id", "token"),
+    ("access", "token"),
+    ("refresh", "token"),
+    ("auth", "token"),
+    ("client", "secret"),
+    ("private", "key"),
+    ("secret", "string"),
+    ("secret", "binary"),
+    ("x", "amz", "security", "token"),
+    ("cookie",),
+    ("set", "cookie"),
 )
+SECRET_KEYS = frozenset(sep.join(words) for words in _SECRET_KEY_WORDS for sep in ("", "_", "-"))
 # Cheap pre-filter over raw bytes: a record containing none of these, nor a \u escape, nor a URL
 # parameter (urlparams.HINT), holds none of the keys above nor a bearer token nor a JWT nor a
 # secret in a URL (compared on the lower-cased bytes). "eyj" is how every JWT starts (base64 of
 # '{"'), wherever it is, under a secret word or not (a path, a principalId); a \u escape can spell
-# a key's letters ("p\u0061ssword") that its bytes do not show.
+# a key's letters ("p\u0061ssword") that its bytes do not show. "private" and not "privatekey":
+# private_key and private-key hold it too.
 _NEEDLES = (
     b"token",
     b"secret",
     b"password",
     b"authorization",
     b"bearer",
-    b"privatekey",
+    b"private",
     b"cookie",
     b"eyj",
 )
