@@ -303,3 +303,20 @@ def test_urls_in_every_source_reach_neither_raw_nor_columns(
     assert json.loads(ct_row["raw"])["userIdentity"]["accessKeyId"] == "ASIAEXAMPLE0000001"
     (entry,) = read_quarantine(str(lake)).to_pylist()
     assert fingerprint(secrets[11]).encode() in entry["raw"]
+
+
+def test_a_query_after_the_tenant_never_becomes_the_tenant(tmp_path: Path) -> None:
+    # The default api_path pattern takes the segment after /tenants/: with the query right after
+    # it, the query (and its secret) became the target tenant, and from there findings and
+    # notifications. The path hint ends where the query or fragment starts.
+    api = lf.access_log(tenant_path="t0002", claim="t0001")
+    api["path"] = f"/prod/tenants/t0002?access_token={WORD}"
+    authz = lf.authorizer_log(requested="t0003")
+    authz["method_arn"] = authz["method_arn"].replace("/invoices", f"#code={WORD}")
+    lf.lines_file(tmp_path / "in" / "api.log", [api])
+    lf.lines_file(tmp_path / "in" / "authz.log", [authz])
+    ingest([str(tmp_path / "in")], str(tmp_path / "lake"), Config(), workers=1)
+    rows = {r["source"]: r for r in read_events(str(tmp_path / "lake")).to_pylist()}
+    assert rows["apigateway"]["target_tenant"] == "t0002"
+    assert rows["authorizer"]["target_tenant"] == "t0003"
+    assert WORD not in _strings(list(rows.values()))
