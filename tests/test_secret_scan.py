@@ -23,6 +23,7 @@ import base64
 import gzip
 import json
 import random
+import re
 import string
 import subprocess
 import sys
@@ -283,20 +284,33 @@ def read_metrics(out: Outputs) -> None:
 
 
 def hits(out: Outputs, planted: Planted) -> list[str]:
-    """Where any secret, or any piece of one (PIECE characters, every 4), was found."""
+    """Where any secret, or any piece of one (PIECE characters), was found. Secrets are letters
+    and digits: only runs of those long enough to hold a piece are looked into, each of their
+    windows looked up among every secret's pieces."""
     pieces = {
         secret[i : i + PIECE]: secret
         for secret in planted.where
-        for i in range(0, len(secret) - PIECE + 1, 4)
+        for i in range(len(secret) - PIECE + 1)
     }
     found = []
     places = [*((w, d.decode("utf-8", "replace")) for w, d in out.blobs.items()), *out.values]
     for where, text in places:
-        for piece, secret in pieces.items():
-            if piece in text:
+        for run in _RUNS.findall(text):
+            secret = next(
+                (
+                    pieces[w]
+                    for i in range(len(run) - PIECE + 1)
+                    if (w := run[i : i + PIECE]) in pieces
+                ),
+                None,
+            )
+            if secret is not None:
                 found.append(f"{planted.where[secret]!r} found in {where}")
                 break
     return found
+
+
+_RUNS = re.compile(f"[A-Za-z0-9]{{{PIECE},}}")
 
 
 def run_and_scan(tmp_path: Path, topic_arn: str, queue_url: str, planted: Planted) -> Outputs:

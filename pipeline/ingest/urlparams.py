@@ -10,9 +10,9 @@ is a name and a value after ``?``, ``&``, ``;`` or ``#``, and its value becomes 
 - its name says it is a secret: ``SECRET_NAMES``, or a name holding one of ``SECRET_WORDS``
   (compared in lower case, percent-decoded, without ``-`` and ``_``: ``X-Amz-Security-Token``,
   ``access_token``, ``client_secret``, ``sig``, ``code``);
-- or its value looks like one, whatever its name: a ``Bearer``/``Basic`` credential, a URL whose
-  own parameters hold a secret (``redirect=https%3A%2F%2F...%3Ftoken%3D...``), or random text
-  (``looks_random``): a JWT, an AWS secret key, a session token, a hex signature.
+- or its value looks like one, whatever its name: a ``Bearer``/``Basic`` credential, a JWT, a
+  URL whose own parameters hold a secret (``redirect=https%3A%2F%2F...%3Ftoken%3D...``), or
+  random text (``looks_random``): an AWS secret key, a session token, a hex signature.
 
 Everything else stays readable (``?page=2&sort=name``), and so do the ids the product joins and
 searches on: an access key id (``AKIA...``/``ASIA...``, also as ``X-Amz-Credential``, whose value
@@ -132,7 +132,7 @@ def _replace_bytes(m: re.Match[bytes]) -> bytes:
     text = _decoded_once(value)
     if not _is_secret(name.replace(b"\\", b"").decode("utf-8", "replace"), text, 0):
         return m.group(0)
-    return sep + name + eq + fingerprint(text).encode("utf-8", "surrogateescape")
+    return sep + name + eq + fingerprint(text).encode()
 
 
 def _decoded_once(value: bytes) -> str:
