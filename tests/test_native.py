@@ -523,6 +523,7 @@ def test_credential_spans_are_the_python_roads() -> None:
     pieces += [b'\\"', b"\\\\", b"{", b",", b":", b" ", b"\n", b'"token"', b'"Token" :', b"x"]
     pieces += [b'"PASSWORD"\t:', b"earer", b"asic", b"eyJ", b"\\u", b"\xc3\xa9", b'"idToken":']
     pieces += [b"EARER", b"eArEr", b"ASIC", b"aSiC", b"EyJ", b"eYj"]  # the schemes in any case
+    pieces += [b"?", b"#", b"&", b";", b"=", b"?a=", b"#x", b"\t"]  # URL parameters
     rng = random.Random(5)
     mutated = []
     for _ in range(20_000):

@@ -199,7 +199,12 @@ def test_a_record_with_a_url_parameter_is_looked_at() -> None:
     assert not redact.might_hold_secret(b'{"userAgent": "Botocore#1.34 os/linux#5", "a": "b=c"}')
 
 
-def test_credentials_beside_a_presigned_url_take_the_walk() -> None:
+@pytest.mark.parametrize("native_road", ["1", "0"])
+def test_credentials_beside_a_presigned_url_take_the_walk(
+    monkeypatch: pytest.MonkeyPatch, native_road: str
+) -> None:
+    # The byte road for AssumeRole credentials (in C, or in Python) leaves the URL to the walk.
+    monkeypatch.setenv("TENANTWATCH_NATIVE", native_road)
     rec = {
         "eventName": "AssumeRole",
         "responseElements": {"credentials": {"sessionToken": "LEAKsession"}},

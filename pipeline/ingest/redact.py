@@ -31,6 +31,7 @@ to the pre-filter.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from itertools import accumulate
@@ -102,16 +103,18 @@ _FINGERPRINT = FINGERPRINT_BYTES
 _CREDENTIAL_KEYS = (b'"sessionToken":"', b'"secretAccessKey":"')
 # What, outside the credentials, sends a record to the walk: any secret key, whatever the spaces
 # before its colon (RE2's case folding is a superset of str.lower()'s on ASCII); text
-# _scrub_tokens might rewrite (its own test); any \u escape, the one way a key or value can spell
-# letters its bytes do not show ("\u0074oken" is a token key once decoded); and any escaped
-# quote: only a string holding a quote can be one _redact_string rewrites (a JSON request,
-# "key": "value" text), and \" is how JSON spells that quote (\u0022 is caught as a \u). One RE2
-# pass does it all: bytes.find costs more per literal than RE2 for the lot.
+# _scrub_tokens might rewrite (a scheme, a JWT, a URL parameter); any \u escape, the one way a
+# key or value can spell letters its bytes do not show ("\u0074oken" is a token key once
+# decoded); and any escaped quote: only a string holding a quote can be one _redact_string
+# rewrites (a JSON request, "key": "value" text), and \" is how JSON spells that quote (\u0022 is
+# caught as a \u). One RE2 pass does it all: bytes.find costs more per literal than RE2 for the
+# lot.
 _SECRET_KEY_BYTES = tuple(k.encode() for k in sorted(SECRET_KEYS))
 _DOUBT_PATTERN = (
     '(?i:"(?:'
     + "|".join(re.escape(k) for k in sorted(SECRET_KEYS))
-    + r')"[ \t\n\r]*:)|(?i:earer|asic)|eyJ|\\[u"]'
+    + r')"[ \t\n\r]*:)|(?i:earer|asic)|eyJ|\\[u"]|'
+    + urlparams.HINT
 )
 
 
@@ -129,17 +132,23 @@ def _spelled(key: str) -> bytes:
 # JSON document: in any letter case, letters maybe escaped, and at any depth of nesting, the
 # quotes of key and value escaped by the same run of backslashes (group 1, the whole run: trying
 # it from inside a run would cost time quadratic in its length). Where the value ends is
-# _value_end's to say: no regex can count the backslash runs.
+# _value_end's to say: no regex can count the backslash runs. Compiled on first use: spelling
+# every key with escapes makes a pattern of some 13 KB, ~60 ms to compile, which most processes
+# (and a Lambda's cold start) never need.
 _SPACE = rb"(?:\s|\\+[nrt])*"
-_PAIR = re.compile(
-    rb'(?i)(?<!\\)(\\*)"(?:'
-    + b"|".join(_spelled(k) for k in sorted(SECRET_KEYS))
-    + rb')\1"'
-    + _SPACE
-    + b":"
-    + _SPACE
-    + rb'\1"'
-)
+
+
+@functools.cache
+def _pair() -> re.Pattern[bytes]:
+    return re.compile(
+        rb'(?i)(?<!\\)(\\*)"(?:'
+        + b"|".join(_spelled(k) for k in sorted(SECRET_KEYS))
+        + rb')\1"'
+        + _SPACE
+        + b":"
+        + _SPACE
+        + rb'\1"'
+    )
 
 
 def might_hold_secret(raw: bytes) -> bool:
@@ -150,7 +159,7 @@ def might_hold_secret(raw: bytes) -> bool:
 def _url_param(raw: bytes) -> bool:
     """Might ``raw`` hold a URL parameter (urlparams.HINT)? Every one has an "=": most records
     have none, and ``in`` costs less than a search."""
-    return b"=" in raw and urlparams.HINT_BYTES.search(raw) is not None
+    return b"=" in raw and urlparams.holds_param(raw)
 
 
 def flag_secrets(raw: pa.Array) -> pa.Array:
@@ -267,12 +276,6 @@ def redact_many(raws: Sequence[bytes]) -> list[bytes]:
     found = native.credential_spans(raws, _CREDENTIAL_KEYS, _SECRET_KEY_BYTES)
     if found is None:
         found = _credential_spans(raws)
-    # A URL parameter is the walk's to judge, wherever it is (the doubt pattern leaves URLs out:
-    # one search here serves both roads).
-    found = [
-        None if spans is None or _url_param(raw) else spans
-        for raw, spans in zip(raws, found, strict=True)
-    ]
     return [
         redact_raw(raw) if spans is None else _fingerprinted(raw, spans)
         for raw, spans in zip(raws, found, strict=True)
@@ -394,11 +397,12 @@ def scrub_text(text: str) -> str:
 
 
 def _scrub_pairs(data: bytes) -> bytes:
-    """``data`` with the string value of every secret key ``_PAIR`` finds fingerprinted: to the
+    """``data`` with the string value of every secret key ``_pair`` finds fingerprinted: to the
     end of the text when the value does not end (a truncated line keeps no part of it)."""
     out: list[bytes] = []
     pos = 0
-    while (m := _PAIR.search(data, pos)) is not None:
+    pair = _pair()
+    while (m := pair.search(data, pos)) is not None:
         escape, start = len(m.group(1)), m.end()
         end = _value_end(data, start, escape)
         body = data[start : len(data) if end is None else end]

@@ -37,8 +37,24 @@ from pipeline.ingest.fingerprint import FINGERPRINT, fingerprint
 
 # A separator, a name and "=": what the pre-filters look for (RE2 and Python alike; \x0b is the
 # vertical tab, which Python's \s holds and RE2's does not).
-HINT = r'[?#&;][^"\t\n\x0b\f\r ?#&;=]*='
-HINT_BYTES = re.compile(HINT.encode())
+_NAME_THEN_EQUALS = r'[^"\t\n\x0b\f\r ?#&;=]*='
+HINT = "[?#&;]" + _NAME_THEN_EQUALS
+_NAME_THEN_EQUALS_BYTES = re.compile(_NAME_THEN_EQUALS.encode())
+
+
+def holds_param(raw: bytes) -> bool:
+    """Does ``raw`` match ``HINT``? As the compiled decoder asks it: each separator found by
+    ``bytes.find`` (memchr), the name after it read by an anchored match. A search for HINT itself
+    costs ~16 us on a 2 KB record, where most records hold a "#" or two (a user agent's
+    "Botocore#1.34") and no parameter."""
+    for sep in b"?#&;":
+        at = raw.find(sep)
+        while at >= 0:
+            if _NAME_THEN_EQUALS_BYTES.match(raw, at + 1):
+                return True
+            at = raw.find(sep, at + 1)
+    return False
+
 
 # Names (lower case, percent-decoded, "-" and "_" dropped) whose value is a secret, whole...
 SECRET_NAMES = frozenset(
