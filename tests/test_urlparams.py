@@ -79,6 +79,7 @@ BY_SHAPE = {
     ),
     "a second query after a semicolon": (f"/x?a=1;sig={WORD}", WORD),
     "html-escaped ampersands": (f"/x?a=1&amp;token={WORD}", WORD),
+    "separators spelled as JSON escapes": (f"GET /x\\u003fa=1\\u0026sig={WORD}", WORD),
     "a URL in prose": (f"fetch failed for https://h.example/p?pwd={WORD}: 403", WORD),
 }
 KEPT = {
@@ -257,7 +258,7 @@ def test_urls_in_every_source_reach_neither_raw_nor_columns(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, native_road: str
 ) -> None:
     monkeypatch.setenv("TENANTWATCH_NATIVE", native_road)
-    secrets = [f"LEAK{i:02d}x" for i in range(12)]
+    secrets = [f"LEAK{i:02d}x" for i in range(13)]
     api = lf.access_log()
     api["path"] = f"/prod/tenants/t0001/invoices?page=2&access_token={secrets[0]}&sort=name"
     api["resourcePath"] = f"/tenants/{{tenantId}}/invoices?sig={secrets[1]}"
@@ -266,6 +267,7 @@ def test_urls_in_every_source_reach_neither_raw_nor_columns(
     authz = lf.authorizer_log()
     authz["reason"] = f"denied https://idp.example/authorize?client_secret={secrets[4]}"
     authz["method_arn"] += f"?password={secrets[5]}"
+    authz["user_agent"] = f"bot/2 (+https://b.example/x\\u003fsig={secrets[12]})"
     ct = lf.ct(
         "GetFunction",
         userAgent=f"sdk/2 https://x.example/?session={secrets[6]}",
@@ -302,6 +304,7 @@ def test_urls_in_every_source_reach_neither_raw_nor_columns(
     assert api_row["user_agent"] in api_row["raw"]
     assert fingerprint(secrets[4]) in authz_row["error_code"]
     assert fingerprint(secrets[5]) in authz_row["raw"]
+    assert fingerprint(secrets[12] + ")") in authz_row["user_agent"]
     assert ct_row["user_agent"] == f"sdk/2 https://x.example/?session={fingerprint(secrets[6])}"
     location = json.loads(ct_row["raw"])["responseElements"]["code"]["location"]
     assert f"X-Amz-Credential={KEY_ID}%2F20261116" in location and "versionId=3" in location

@@ -182,7 +182,7 @@ def _scrub_tokens(value: str) -> str:
 # parameter can sit in any of them, as in the raw text.
 FREE_TEXT_COLUMNS = ("action", "actor_principal", "resource", "error_code", "user_agent")
 # What _scrub_tokens can rewrite, and more (any case).
-_SCHEME_OR_JWT = r"(?:bearer|basic)\s|eyj|" + urlparams.HINT
+_SCHEME_OR_JWT = r"(?:bearer|basic)\s|eyj|" + urlparams.HINT + "|" + urlparams.ESCAPED_HINT
 
 
 def scrub_token_columns(cols: dict[str, pa.Array], where: pa.Array | None = None) -> None:

@@ -39,6 +39,8 @@ from pipeline.ingest.fingerprint import FINGERPRINT, fingerprint
 # vertical tab, which Python's \s holds and RE2's does not).
 _NAME_THEN_EQUALS = r'[^"\t\n\x0b\f\r ?#&;=]*='
 HINT = "[?#&;]" + _NAME_THEN_EQUALS
+# A separator or "=" spelled as a JSON escape, in text (the raw pre-filters flag any \u escape).
+ESCAPED_HINT = r"\\u00(?:3[fFbBdD]|2[36])"
 _NAME_THEN_EQUALS_BYTES = re.compile(_NAME_THEN_EQUALS.encode())
 
 
@@ -122,7 +124,10 @@ _MAX_DEPTH = 4  # URLs in URLs in URLs...: past this, a value with a nested URL 
 
 def scrub_text(text: str, depth: int = 0) -> str:
     """``text`` with the value of every secret parameter fingerprinted (``depth``: how many URLs
-    this one is nested in)."""
+    this one is nested in). Text that spells separators as JSON escapes (a message quoting
+    escaped JSON: ``/x\\u003fsig=...``) is read as bytes are."""
+    if "\\u00" in text:
+        text = scrub_bytes(text.encode("utf-8", "surrogatepass")).decode("utf-8", "surrogatepass")
     if "=" not in text:
         return text
 
