@@ -386,6 +386,21 @@ VARIANTS: list[tuple[str, str, bool]] = [
         ),
         True,
     ),
+    *[
+        (f"secret in a URL: {name}", _file([rec]), True)
+        for name, rec in [
+            (
+                "presigned URL",
+                lf.ct(responseElements={"location": "https://b/k?X-Amz-Signature=ab"}),
+            ),
+            ("fragment", lf.ct(additionalEventData={"to": "/cb#access_token=LEAKxx&state=1"})),
+            ("user agent", lf.ct(userAgent="bot (+https://x/?apikey=LEAKxx)")),
+            ("error message", lf.ct(errorCode="E", errorMessage="GET /a?b=1;sig=LEAKxx failed")),
+            ("random value", lf.ct(requestParameters={"u": "/x?c=Zk3mQ9vL2xR8pT4wN7yB1cD6"})),
+            ("no secret", lf.ct(requestParameters={"u": "/x?page=2&sort=name"})),
+            ("AssumeRole beside a URL", {**lf.assume_role(), "note": "/x?code=LEAKxx"}),
+        ]
+    ],
 ]
 
 
@@ -396,6 +411,20 @@ def test_a_variant_decodes_the_same_by_both_roads(
     _write(tmp_path, "f.json.gz", text)
     assert accepted(tmp_path / "f.json.gz") is fast
     assert_same(*decode_both(monkeypatch, [str(tmp_path)]))
+
+
+def test_secrets_in_urls_leave_both_roads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compiled road's pre-filter sends a record with a URL parameter to the redactor: no
+    secret is left in the raw text nor in a column, by either road."""
+    for i, (name, text, _) in enumerate(VARIANTS):
+        if name.startswith("secret in a URL"):
+            _write(tmp_path, f"{i:03d}.json.gz", text)
+    fast, slow = decode_both(monkeypatch, [str(tmp_path)])
+    assert_same(fast, slow)
+    for decoded in (*fast, *slow):
+        text = json.dumps(decoded.rows.to_pylist(), default=str)
+        assert "LEAKxx" not in text and "Zk3mQ9vL2xR8pT4wN7yB1cD6" not in text
+        assert "page=2&sort=name" in text and "X-Amz-Signature=redacted:sha256:" in text
 
 
 def test_all_variants_in_one_batch_keep_input_order(
@@ -523,7 +552,8 @@ def test_the_secret_flag_is_might_hold_secret(tmp_path: Path) -> None:
     pieces = ["tok", "toke", "token", "TOKEN", "ToKeN", "secre", "SeCrEt", "passw", "password"]
     pieces += ["authorizatio", "AUTHORIZATION", "beare", "Bearer", "privatekey", "cooki", "cookie"]
     pieces += ["eyJ", "EYJ", "ey", "yj", "é", "\\", "u"]  # a JWT's start; a \\u escape (é)
-    pieces += ["x", "-", "0", " ", "en", "re", "ke", "ok"]
+    pieces += ["x", "-", "0", " ", "en", "re", "ke", "ok", "private", "PRIVATE_KEY", "privat"]
+    pieces += ["?", "#", "&", ";", "=", "=", '"', "\t", "a"]  # URL parameters, and what ends a name
     recs = []
     for _ in range(400):
         agent = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 6)))
@@ -635,6 +665,7 @@ def test_credential_spans_are_the_python_roads() -> None:
     pieces += [b'\\"', b"\\\\", b"{", b",", b":", b" ", b"\n", b'"token"', b'"Token" :', b"x"]
     pieces += [b'"PASSWORD"\t:', b"earer", b"asic", b"eyJ", b"\\u", b"\xc3\xa9", b'"idToken":']
     pieces += [b"EARER", b"eArEr", b"ASIC", b"aSiC", b"EyJ", b"eYj"]  # the schemes in any case
+    pieces += [b"?", b"#", b"&", b";", b"=", b"?a=", b"#x", b"\t"]  # URL parameters
     rng = random.Random(5)
     mutated = []
     for _ in range(20_000):

@@ -198,19 +198,20 @@ static const char *COL_NAMES[NCOLS] = {
 
 /* ---------------------------------------------------------------------------------------- */
 /* Secrets: redact.might_hold_secret over a record's bytes (any of its needles, ASCII letters in
- * either case, or a \\u escape: has_u_escape). Each needle has an anchor, a pair of its letters
- * that is rare in CloudTrail records (measured on simulator records: ~2 anchors a KB in all);
- * sixteen places at a time are tested for an anchor (GCC/Clang vector extensions: SSE2 on
- * x86-64, NEON on arm64), or 32 on x86-64 with AVX2 (chosen at run time: the wheel must run on
- * any x86-64), and only around an anchor is a needle compared whole. OR-ing 0x20 folds exactly
- * the ASCII letters onto lower case and makes a letter of nothing else. */
+ * either case, a \\u escape: has_u_escape, or a URL parameter: has_url_param). Each needle has
+ * an anchor, a pair of its letters that is rare in CloudTrail records (measured on simulator
+ * records: ~2 anchors a KB in all); sixteen places at a time are tested for an anchor (GCC/Clang
+ * vector extensions: SSE2 on x86-64, NEON on arm64), or 32 on x86-64 with AVX2 (chosen at run
+ * time: the wheel must run on any x86-64), and only around an anchor is a needle compared whole.
+ * OR-ing 0x20 folds exactly the ASCII letters onto lower case and makes a letter of nothing
+ * else. */
 
 static const struct {
     const char *word;
     int at; /* where its anchor pair starts */
 } NEEDLES[] = {
     {"token", 1},  {"secret", 2}, {"password", 4},   {"authorization", 7},
-    {"bearer", 0}, {"privatekey", 2}, {"cookie", 3},   {"eyj", 1},
+    {"bearer", 0}, {"private", 2},    {"cookie", 3},   {"eyj", 1},
 };
 #define NNEEDLES ((int)(sizeof NEEDLES / sizeof NEEDLES[0]))
 
@@ -359,11 +360,37 @@ static int has_u_escape(const unsigned char *p, Py_ssize_t n) {
     return 0;
 }
 
+/* A URL parameter, as urlparams.HINT: "?", "#", "&" or ";", then a name (no quote, white space,
+ * separator or "="), then "=". Each scan from a separator stops at the next one at the latest, so
+ * every byte is read once per separator (memchr: libc's SIMD; most records have none of them but
+ * a "#" or two in a user agent). */
+static inline int ends_url_name(unsigned char c) {
+    switch (c) {
+    case '"': case '\t': case '\n': case '\v': case '\f': case '\r': case ' ':
+    case '?': case '#': case '&': case ';': case '=':
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static int has_url_param(const unsigned char *p, Py_ssize_t n) {
+    static const char separators[] = "?#&;";
+    const unsigned char *end = p + n;
+    for (const char *sep = separators; *sep; sep++)
+        for (const unsigned char *q = p; (q = memchr(q, *sep, (size_t)(end - q)));) {
+            while (++q < end && !ends_url_name(*q)) {
+            }
+            if (q < end && *q == '=') return 1;
+        }
+    return 0;
+}
+
 static int might_hold_secret(const unsigned char *p, Py_ssize_t n) {
 #ifdef SECRETS_AVX2
-    if (use_avx2) return might_hold_secret_32(p, n) || has_u_escape(p, n);
+    if (use_avx2) return might_hold_secret_32(p, n) || has_u_escape(p, n) || has_url_param(p, n);
 #endif
-    return might_hold_secret_16(p, n) || has_u_escape(p, n);
+    return might_hold_secret_16(p, n) || has_u_escape(p, n) || has_url_param(p, n);
 }
 
 /* ---------------------------------------------------------------------------------------- */

@@ -164,6 +164,12 @@ def first_string_value(attrs: Any) -> str | None:
     return None
 
 
+def path_only(path: str | None) -> str | None:
+    """A request path without its query and fragment: tenant patterns read the path, and the
+    query may hold secrets that must not become a tenant id."""
+    return path.split("?", 1)[0].split("#", 1)[0] if path else path
+
+
 # --- API Gateway access logs -----------------------------------------------------------------
 
 
@@ -203,9 +209,9 @@ def access_log_row(
         outcome = "error"
     api, stage = as_text(rec.get("apiId")), as_text(rec.get("stage"))
     path = as_text(rec.get("path"))
-    api_path = path
-    if path and stage and path.startswith(f"/{stage}/"):
-        api_path = path[len(stage) + 1 :]
+    api_path = path_only(path)
+    if api_path and stage and api_path.startswith(f"/{stage}/"):
+        api_path = api_path[len(stage) + 1 :]
     method = as_text(rec.get("httpMethod"))
     route = as_text(rec.get("resourcePath")) or as_text(rec.get("routeKey"))
     principal = as_text(_authorizer_value(rec, "principalId")) or as_text(rec.get("user"))
@@ -298,7 +304,7 @@ def authorizer_row(rec: dict[str, Any], raw: bytes) -> tuple[Any, ...]:
         None,
         None,
         None,
-        path,
+        path_only(path),
         None,
         None,
         None,
