@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.tenantwatch-installed
 LAKE   ?= lake
 
-.PHONY: demo test lint typecheck pytest soak bench eval clean sample-logs pictures
+.PHONY: demo test lint typecheck pytest soak fuzz bench eval clean sample-logs pictures
 
 # The C extension (pipeline/ingest/_ctscan.c, _credentials.c) is compiled by the install: a change to it reinstalls.
 $(STAMP): pyproject.toml pipeline/ingest/_ctscan.c pipeline/ingest/_credentials.c
@@ -43,6 +43,29 @@ pytest: $(STAMP)
 soak: $(STAMP)
 	$(BIN)/pytest -n 2 --dist loadfile -m soak
 
+## fuzz: the differential fuzzer (tests/fuzz/) for FUZZ_SECONDS (default 180) against a build of
+## the extension with AddressSanitizer and UndefinedBehaviorSanitizer (gcc; FUZZ_SEED to repeat a run)
+FUZZ_SECONDS ?= 180
+FUZZ_SEED ?=
+FUZZ_CC ?= gcc
+FUZZ_DIR := build/fuzz
+FUZZ_CFLAGS := -g -O1 -std=gnu11 -fPIC -fno-omit-frame-pointer \
+  -fsanitize=address,undefined -fno-sanitize-recover=all
+fuzz: $(STAMP)
+	@mkdir -p $(FUZZ_DIR)
+	$(FUZZ_CC) -c -O2 -fPIC tests/fuzz/coverage.c -o $(FUZZ_DIR)/coverage.o
+	$(FUZZ_CC) -shared $(FUZZ_CFLAGS) -fsanitize-coverage=trace-pc \
+	  -I"$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')" \
+	  pipeline/ingest/_ctscan.c pipeline/ingest/_credentials.c $(FUZZ_DIR)/coverage.o \
+	  -o $(FUZZ_DIR)/_ctscan.so
+	LD_PRELOAD="$$($(FUZZ_CC) -print-file-name=libasan.so)" PYTHONMALLOC=malloc \
+	  ASAN_OPTIONS=detect_leaks=0:exitcode=86 UBSAN_OPTIONS=print_stacktrace=1:exitcode=86 \
+	  $(BIN)/python -m tests.fuzz --extension $(FUZZ_DIR)/_ctscan.so --seconds $(FUZZ_SECONDS) \
+	  $(if $(FUZZ_SEED),--seed $(FUZZ_SEED)) \
+	  || { rc=$$?; [ $$rc != 86 ] || echo "make fuzz: a sanitizer stopped the run on the batch" \
+	       "in $(FUZZ_DIR)/last-batch/ (python -m tests.fuzz --replay ... decodes it again)"; \
+	       exit $$rc; }
+
 ## bench: speed and memory beside the peers, printed as tables
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
@@ -62,4 +85,4 @@ sample-logs: $(STAMP)
 	rm -rf sample_logs && mv sample_logs.tmp sample_logs
 
 clean:
-	rm -rf $(VENV) $(LAKE) .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) $(LAKE) build .pytest_cache .ruff_cache .mypy_cache

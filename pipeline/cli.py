@@ -5,8 +5,9 @@ call the stage, print a table (people) or one JSON object (``--json``, scripts).
 to stderr and only on a terminal, so stdout stays clean for pipes.
 
 Exit codes: 0 the run completed (even with quarantined records); 1 a run-time failure we
-understood; 2 bad usage or configuration; 75 another run held the lake's lease for too long
-(``LeaseBusy``: try again later). Anything else is a bug and keeps its traceback.
+understood (an error AWS answered among them); 2 bad usage or configuration (AWS credentials
+missing among them); 75 another run held the lake's lease for too long (``LeaseBusy``: try
+again later). Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from pipeline.errors import TenantwatchError
 
 
 class _Group(click.Group):
-    """Turns a deliberate ``TenantwatchError``, or the system's ``OSError``, into one line on
-    stderr and an exit code (``pipeline.errors``)."""
+    """Turns a deliberate ``TenantwatchError``, or the system's ``OSError``, or an error AWS
+    answered (run-time trouble as well, not a bug), into one line on stderr and an exit code
+    (``pipeline.errors``)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -39,6 +41,25 @@ class _Group(click.Group):
         except OSError as exc:
             click.echo(f"tenantwatch: error: {exc}", err=True)
             ctx.exit(1)
+        except Exception as exc:
+            from pipeline import aws
+
+            if not aws.error_from_aws(exc):
+                raise
+            click.echo(f"tenantwatch: error: AWS: {exc}", err=True)
+            ctx.exit(1)
+
+
+def _version(ctx: click.Context) -> None:
+    """The version, and the decoder ingest uses: without the compiled one (not built, or switched
+    off) ingest runs at less than half the speed, and nothing else would show why."""
+    from importlib.metadata import version
+
+    from pipeline.ingest import native
+
+    click.echo(f"tenantwatch, version {version('tenantwatch')}")
+    click.echo(f"decoder: {native.decoder()}")
+    ctx.exit()
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -49,7 +70,14 @@ class _Group(click.Group):
     envvar="TENANTWATCH_CONFIG",
     help="Configuration file (default: ./tenantwatch.toml if present, else built-in defaults).",
 )
-@click.version_option(package_name="tenantwatch")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=lambda ctx, _, value: _version(ctx) if value else None,
+    help="Show the version, and which CloudTrail decoder ingest uses, and exit.",
+)
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None) -> None:
     """tenantwatch: find cross-tenant access in multi-tenant SaaS logs on AWS."""
@@ -349,36 +377,18 @@ def _findings_table(rows: list[dict[str, Any]], start: str, end: str) -> None:
 
 
 def _print_incidents(sent: list[dict[str, Any]]) -> None:
-    """Each notification sent in this run, worst first, as the on-call engineer reads it. The
-    texts were sanitised when rendered; click.echo (not rich) so nothing in them is markup."""
-    from pipeline.schema import SEVERITIES
+    from pipeline.alert import console
 
-    order = sorted(sent, key=lambda r: (-SEVERITIES.index(r["severity"]), r["subject"]))
-    for row in order:
-        click.echo("=" * 100)
-        click.echo(f"Subject: {row['subject']}")
-        click.echo("")
-        click.echo(row["text"])
+    click.echo(console.notifications(sent), nl=False)
 
 
 def _alert_exit(ctx: click.Context, summary: Mapping[str, Any]) -> None:
-    from pipeline.alert.sanitize import clean
+    from pipeline.alert import console
 
-    n = summary["notifications"]
-    ids = summary["in_doubt_ids"]
-    if ids:
-        click.echo(
-            f"tenantwatch: warning: {len(ids)} notification(s) in doubt: the channel may or may"
-            " not have published them (an answer that never came, or a run that died while"
-            " publishing), so they are not sent again automatically. Check whether each arrived,"
-            " then `tenantwatch alert --resend ID` (it did not) or `--mark-sent ID` (it did): "
-            + ", ".join(ids),
-            err=True,
-        )
-    for error in n["errors"]:
-        click.echo(f"tenantwatch: warning: {clean(error)}", err=True)
-    if n["failed"] or n["in_doubt"] or summary["snapshot_errors"]:
-        ctx.exit(1)  # failed ones are retried by the next run; the scheduler should still know
+    for line in console.warnings(summary):
+        click.echo(line, err=True)
+    if console.failed(summary):
+        ctx.exit(1)
 
 
 _LEASE_WAIT = click.option(
@@ -520,6 +530,7 @@ def run_command(
             "snapshots_written": al["snapshots_written"],
             "notifications": al["notifications"],
             "channel": al["channel"],
+            "decoder": ing["decoder"],
             "seconds": s["seconds"],
         }
         emit_summary(f"ran the pipeline into {ing['lake']}", flat, as_json=False)

@@ -30,6 +30,12 @@ class InputError(TenantwatchError):
     exit_code = 2
 
 
+class AwsSetupError(TenantwatchError):
+    """AWS cannot be called at all: no credentials, or no region where one is needed."""
+
+    exit_code = 2
+
+
 class LakeError(TenantwatchError):
     """The lake cannot be written at all (its folder cannot be made, or is not writable)."""
 

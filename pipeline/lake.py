@@ -11,8 +11,11 @@ Layout (DESIGN.md "The lake")::
 Every name below the root is built here from constants, dates and content hashes: no value from a
 log ever becomes part of a path. ``AWS_ENDPOINT_URL`` (moto, LocalStack) is honoured for S3.
 
-Writes go to a temporary name and are then moved into place on local disks, and are single PUTs
-on S3, so a run that dies half way leaves whole files or none.
+Writes go to a temporary file in ``_tmp/`` and are then moved into place on local disks, and are
+single PUTs on S3, so a run that dies half way leaves whole files or none, and no reader (this
+package, a pyarrow dataset, DuckDB, Athena) ever meets a temporary where it reads. A temporary
+is named by its owner (``temporaries``); ``clean_temporaries`` removes those their writer left
+when it died.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import os
 import posixpath
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,18 +37,34 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from pipeline import aws, temporaries
 from pipeline.errors import InputError, LakeError
 
 if TYPE_CHECKING:
     import pandas as pd
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9._=-]+$")
+# Where writes are made before they are moved into place: a folder no reader of the lake's tables
+# looks in (on the lake's own disk, so the move is a rename).
+TEMPORARY = "_tmp"
+_TEMPORARY_NAME = re.compile(r"(?P<owner>[A-Za-z0-9-]+\.\d+)\.[0-9a-f]{32}\.tmp")
+# Earlier versions wrote a temporary beside its file, where readers look: "part-<batch>.parquet.
+# <uuid hex>.tmp". Only ingestion's own folders hold them, and looking costs a walk of the lake
+# (half a second for a few months of partitions): once a walk leaves none, _SWEPT says so.
+_BESIDE = re.compile(r"[A-Za-z0-9._=-]+\.parquet\.[0-9a-f]{32}\.tmp")
+_BESIDE_IN = ("events", "quarantine", "_state")
+_SWEPT = "no-temporaries-beside-files"
 
 
 def s3_filesystem() -> pafs.S3FileSystem:
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    kwargs: dict[str, object] = {"region": region}
+    kwargs: dict[str, object] = {
+        "region": region,
+        # The AWS SDK's standard retries (backoff with jitter), as boto3 gets: pyarrow's default
+        # of 3 attempts lets a throttled prefix fail the run.
+        "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=aws.S3_MAX_ATTEMPTS),
+    }
     if endpoint:
         scheme, _, host = endpoint.partition("://")
         kwargs.update(endpoint_override=host or scheme, scheme=scheme if host else "https")
@@ -155,11 +175,45 @@ class Lake:
         if sort_by:
             table = table.sort_by([(c, "ascending") for c in sort_by])
         if self.is_local:
-            tmp = f"{dest}.{uuid.uuid4().hex}.tmp"
+            tmp = self.path(TEMPORARY, f"{temporaries.owner()}.{uuid.uuid4().hex}.tmp")
+            self.fs.create_dir(self.path(TEMPORARY), recursive=True)
             pq.write_table(table, tmp, filesystem=self.fs, **options)
             self.fs.move(tmp, dest)
         else:
             pq.write_table(table, dest, filesystem=self.fs, **options)
+
+    def clean_temporaries(self) -> list[str]:
+        """Remove the temporaries that writers which died left (``temporaries.left_behind``),
+        and return them; a live writer's are kept. Nothing to do on S3, where a file is written
+        in one request."""
+        if not self.is_local:
+            return []
+        now = time.time()
+        folder = Path(self.base, TEMPORARY)
+        found: list[tuple[Path, str | None]] = []
+        if folder.is_dir():
+            for path in folder.iterdir():
+                m = _TEMPORARY_NAME.fullmatch(path.name)
+                if path.name != _SWEPT:
+                    found.append((path, m["owner"] if m else None))
+        sweep = not (folder / _SWEPT).exists()
+        beside: list[Path] = []
+        if sweep:
+            for top in _BESIDE_IN:
+                for parent, _, files in os.walk(Path(self.base, top)):
+                    beside += [Path(parent, f) for f in files if _BESIDE.fullmatch(f)]
+        removed = []
+        for path, owner in [*found, *((p, None) for p in beside)]:
+            try:
+                if temporaries.left_behind(owner, path.stat().st_mtime, now):
+                    path.unlink()
+                    removed.append(str(path.relative_to(self.base)))
+            except FileNotFoundError:
+                pass  # its writer moved it into place, or another run removed it
+        if sweep and not any(p.exists() for p in beside):
+            folder.mkdir(exist_ok=True)
+            (folder / _SWEPT).touch()
+        return removed
 
     def exists(self, rel: str) -> bool:
         return self.fs.get_file_info(self.path(rel)).type != pafs.FileType.NotFound

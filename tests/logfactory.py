@@ -200,3 +200,23 @@ def cwl_subscription(objs: list[dict[str, Any]]) -> dict[str, Any]:
     }
     data = base64.b64encode(gzip.compress(json.dumps(payload).encode())).decode()
     return {"awslogs": {"data": data}}
+
+
+def nested(depth: int) -> dict[str, Any]:
+    """A JSON object nested ``depth`` levels deep: {"a": {"a": ... 1}}."""
+    value: dict[str, Any] = {"a": 1}
+    for _ in range(depth - 1):
+        value = {"a": value}
+    return value
+
+
+def gzip_cut(whole: bytes, at: int) -> bytes:
+    """A gzip stream of ``whole`` that ends (no trailer) a little after its first ``at`` bytes:
+    they are flushed to a byte boundary first, so a reader gets them back whole, and then
+    the stream breaks off a few bytes into the rest (too few to hold another record)."""
+    import zlib
+
+    z = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    head = z.compress(whole[:at]) + z.flush(zlib.Z_FULL_FLUSH)
+    tail = z.compress(whole[at:]) + z.flush()
+    return head + tail[:8]

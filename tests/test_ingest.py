@@ -461,7 +461,7 @@ def test_a_flood_of_bad_lines_is_counted_line_by_line_and_kept_in_bounded_memory
     """A few kilobytes of gzip that inflate to 100,000 lines of garbage, beside a good file: every
     line is counted under its reason; the first lines of the input are entries one by one, the
     rest one entry that says how many it stands for, and decoding stays within megabytes."""
-    from pipeline.ingest import decode
+    from pipeline.ingest import decode, quarantine
     from pipeline.ingest.sources import list_inputs
 
     lines = 100_000
@@ -482,12 +482,12 @@ def test_a_flood_of_bad_lines_is_counted_line_by_line_and_kept_in_bounded_memory
     assert s["quarantined"] == {reason: lines} and s["ingested"] == 2
     entries = read_quarantine(str(tmp_path / "lake")).to_pylist()
     assert sum(e["records"] for e in entries) == lines
-    assert len(entries) == decode.KEPT_PER_INPUT + 1
+    assert len(entries) == quarantine.KEPT_PER_INPUT + 1
     assert [e["position"] for e in entries[:3]] == [1, 2, 3]
     gathered = entries[-1]
-    assert gathered["records"] == lines - decode.KEPT_PER_INPUT
-    assert gathered["position"] == decode.KEPT_PER_INPUT + 1
-    assert f"{lines - decode.KEPT_PER_INPUT:,} more records" in gathered["detail"]
+    assert gathered["records"] == lines - quarantine.KEPT_PER_INPUT
+    assert gathered["position"] == quarantine.KEPT_PER_INPUT + 1
+    assert f"{lines - quarantine.KEPT_PER_INPUT:,} more records" in gathered["detail"]
     assert gathered["raw"].startswith(b"x\nx\n")
     assert len(gathered["raw"]) <= IngestConfig().max_record_bytes
 
@@ -506,7 +506,7 @@ def test_a_quarantine_written_before_the_records_column_reads_as_one_record_an_e
 
 
 def test_a_batch_keeps_a_bounded_number_of_entries_one_by_one() -> None:
-    from pipeline.ingest.decode import KEPT_PER_BATCH, KEPT_PER_INPUT, QuarantineLog
+    from pipeline.ingest.quarantine import KEPT_PER_BATCH, KEPT_PER_INPUT, QuarantineLog
 
     log = QuarantineLog(keep=100)
     inputs = KEPT_PER_BATCH // KEPT_PER_INPUT + 3

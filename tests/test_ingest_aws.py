@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 from datetime import UTC, datetime
 from typing import Any
 
 import boto3
 import pytest
 
-from pipeline.config import Config
+from pipeline.config import Config, parse_config
 from pipeline.ingest import sources
 from pipeline.ingest.run import ingest
-from pipeline.lake import read_events
+from pipeline.lake import read_events, read_quarantine
 from tests import logfactory as lf
 
 pytestmark = pytest.mark.e2e
@@ -170,3 +171,142 @@ def test_cloudwatch_throttling_is_retried_by_botocore(aws: str) -> None:
         client.meta.events.unregister("before-send.cloudwatch-logs.FilterLogEvents", throttle)
     assert throttled["n"] == 2
     assert s["ingested"] == 4
+
+
+def _slowed_down(
+    aws: str, monkeypatch: pytest.MonkeyPatch, files: int, share: float, seed: int
+) -> None:
+    from tests.faultproxy import FaultProxy
+
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="trail")
+    s3.create_bucket(Bucket="lake")
+    for i in range(files):
+        _put_trail_file(s3, "2026/11/16", 3, f"20261116T10{i:02d}Z_{i}")
+    with FaultProxy(aws, share=share, burst=3, seed=seed) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        cfg = parse_config({"ingest": {"batch_input_bytes": 1}}, environ={})
+        s = ingest(["s3://trail/AWSLogs/"], "s3://lake/tw", cfg, workers=1)
+    assert (s["files"], s["ingested"]) == (files, 3 * files)
+    refused = {k.split("?")[0] for k in proxy.refused}
+    assert any(" /trail" in k for k in refused), refused  # a source request, through boto3
+    assert any(" /lake" in k for k in refused), refused  # a lake request, through pyarrow
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws)
+    assert read_events("s3://lake/tw").num_rows == 3 * files
+
+
+@pytest.mark.slow
+def test_s3_slowing_down_a_tenth_of_requests_is_retried_on_reads_and_writes(
+    aws: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Throttled S3 answers 503 SlowDown, often several times in a row for one request: the
+    sources (boto3) and the lake (pyarrow) retry with backoff, and the run ingests everything."""
+    _slowed_down(aws, monkeypatch, files=6, share=0.1, seed=4)
+
+
+@pytest.mark.soak
+@pytest.mark.parametrize("seed", range(3))
+def test_s3_slowing_down_a_fifth_of_requests_over_many_files(
+    aws: str, monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
+    _slowed_down(aws, monkeypatch, files=30, share=0.2, seed=seed)
+
+
+@pytest.fixture
+def no_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """An environment that gives AWS nothing: no keys, no profile files, no instance metadata
+    (so nothing is asked of the network), no region."""
+    import boto3
+
+    from pipeline import aws
+
+    for key in list(os.environ):
+        if key.startswith("AWS_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    aws.reset()
+
+
+@pytest.mark.parametrize(
+    ("source", "lake"),
+    [
+        ("s3://trail/AWSLogs/", "LOCAL"),
+        ("LOCAL", "s3://lake/tw"),
+        ("logs:///aws/lambda/tenant-authorizer", "LOCAL"),
+    ],
+)
+def test_no_aws_credentials_is_one_line_and_exit_code_2(
+    no_aws: None, tmp_path: Any, source: str, lake: str
+) -> None:
+    from click.testing import CliRunner
+
+    from pipeline.cli import cli
+
+    local = tmp_path / "in"
+    lf.delivery_file(local / "a.json.gz", [lf.ct()])
+    args = [source.replace("LOCAL", str(local)), "--lake", lake.replace("LOCAL", str(tmp_path))]
+    result = CliRunner().invoke(cli, ["ingest", *args, "--workers", "1"])
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert isinstance(result.exception, SystemExit)  # not an exception let through
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "no AWS credentials" in lines[0], result.output
+    assert "Traceback" not in result.output
+
+
+def test_no_aws_region_for_cloudwatch_logs_is_one_line_and_exit_code_2(
+    no_aws: None, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from pipeline.cli import cli
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    args = ["ingest", "logs:///aws/lambda/x", "--lake", str(tmp_path), "--workers", "1"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, (result.output, result.exception)
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "no AWS region" in lines[0], result.output
+
+
+def test_an_aws_error_during_a_run_is_one_line_and_exit_code_1(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Credentials that expire half way, a bucket policy that says no: AWS's answer in one line,
+    a run-time failure, not a traceback."""
+    from botocore.exceptions import ClientError
+    from click.testing import CliRunner
+
+    from pipeline.cli import cli
+    from pipeline.ingest import run
+
+    def expired(*_: Any, **__: Any) -> Any:
+        error = {"Code": "ExpiredToken", "Message": "The security token included is expired"}
+        raise ClientError({"Error": error}, "ListObjectsV2")
+
+    monkeypatch.setattr(run, "list_inputs", expired)
+    result = CliRunner().invoke(cli, ["ingest", str(tmp_path), "--lake", str(tmp_path / "l")])
+    assert result.exit_code == 1, (result.output, result.exception)
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "ExpiredToken" in lines[0], result.output
+
+
+def test_an_s3_object_that_cannot_be_read_is_quarantined_and_the_rest_ingested(aws: str) -> None:
+    """A lifecycle rule archives old CloudTrail files to Glacier: reading one is refused until it
+    is restored. It must not stop every run over the prefix; it is its own quarantine row."""
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="trail")
+    s3.create_bucket(Bucket="lake")
+    _put_trail_file(s3, "2026/11/16", 2, "20261116T1000Z_a")
+    archived = f"{PREFIX}/2026/11/15/{lf.ACCOUNT}_CloudTrail_us-east-1_20261115T1000Z_b.json.gz"
+    body = gzip.compress(json.dumps({"Records": [lf.ct()]}).encode())
+    s3.put_object(Bucket="trail", Key=archived, Body=body, StorageClass="GLACIER")
+    s = _run("s3://trail/AWSLogs/")
+    assert (s["files"], s["ingested"], s["quarantined"]) == (2, 2, {"unreadable_input": 1})
+    (entry,) = read_quarantine("s3://lake/tw").to_pylist()
+    assert entry["input_uri"] == f"s3://trail/{archived}"
+    assert "InvalidObjectState" in entry["detail"]

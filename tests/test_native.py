@@ -13,6 +13,7 @@ import gzip
 import json
 import os
 import random
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,45 @@ CFG = parse_config({}, environ={})
 def test_the_extension_is_built() -> None:
     # make installs the package, which compiles it; without it ingestion is 2x slower.
     assert native.available(), "pipeline/ingest/_ctscan.c is not built: run `make` (pip install)"
+
+
+def _without_extension(monkeypatch: pytest.MonkeyPatch) -> str:
+    """The state of a checkout whose extension was not built: its import fails as it would."""
+    monkeypatch.setitem(sys.modules, "pipeline.ingest._ctscan", None)
+    module, why = native._load()
+    assert module is None and "pipeline.ingest._ctscan" in why
+    monkeypatch.setattr(native, "_ctscan", None)
+    monkeypatch.setattr(native, "_missing", why)
+    return why
+
+
+@pytest.mark.parametrize("state", ["compiled", "switched off", "not built"])
+def test_the_summary_and_version_say_which_decoder_ingested(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, state: str
+) -> None:
+    from click.testing import CliRunner
+
+    from pipeline.cli import cli
+
+    want = "compiled"
+    if state == "switched off":
+        monkeypatch.setenv("TENANTWATCH_NATIVE", "0")
+        want = "python (TENANTWATCH_NATIVE=0)"
+    elif state == "not built":
+        want = f"python (extension not built: {_without_extension(monkeypatch)})"
+    lf.delivery_file(tmp_path / "in" / "1.json.gz", [lf.ct(), lf.ct()])
+    args = ["ingest", str(tmp_path / "in"), "--workers", "1"]
+    runs = [
+        CliRunner().invoke(cli, [*args, "--lake", str(tmp_path / f"lake{i}"), *extra])
+        for i, extra in enumerate([["--json"], []])
+    ]
+    assert all(r.exit_code == 0 for r in runs), runs[0].output + runs[1].output
+    summary = json.loads(runs[0].output)
+    assert summary["decoder"] == want and summary["ingested"] == 2
+    assert f"decoder {want}" in " ".join(runs[1].output.replace("│", " ").split())
+    version = CliRunner().invoke(cli, ["--version"])
+    assert version.exit_code == 0
+    assert version.output.splitlines()[1:] == [f"decoder: {want}"]
 
 
 def decode_both(
@@ -115,6 +155,21 @@ NO_PARAMS = json.dumps({k: v for k, v in lf.ct().items() if k != "requestParamet
 DUPLICATE_MEMBER = ', "requestParameters": {"tableName": "t", "key": {"a": "1", "a": "2"}}}'
 NUMBERS = ', "n": [0, -1, 2.5e-3, 1E+9, -0.0, 12345678901234567890]}'
 NO_AGENT = json.dumps({k: v for k, v in lf.ct().items() if k != "userAgent"})[1:-1]
+BIG = ["1e400", "-1E+400", "1.7976931348623159e308", "1" + "0" * 400 + ".5"]  # past a double
+
+
+def _spelt(recs: list[dict[str, Any]], number: str) -> str:
+    """A delivery file of ``recs`` with each "#" value written as ``number``."""
+    return _file(recs).replace('"#"', number)
+
+
+def _assume_role(**response: Any) -> dict[str, Any]:
+    rec = lf.assume_role(tenant="t0007", new_key_id="ASIANEWKEY000000001")
+    rec["requestParameters"]["tags"].append({"key": "n", "value": "#"})
+    rec["responseElements"]["credentials"].update(response)
+    return rec
+
+
 VARIANTS: list[tuple[str, str, bool]] = [
     ("plain", _file(_records()), True),
     ("pretty-printed", _file(_records(), indent=2), True),
@@ -280,6 +335,33 @@ VARIANTS: list[tuple[str, str, bool]] = [
     ("vendor network field", _file(_records(network={"client": {"ip": "1.2.3.4"}})), False),
     ("envelope key", _file(_records(detail={"a": 1})), False),
     ("numbers", _file("{" + RAW + NUMBERS), True),
+    # A number a double cannot hold is data like any other (pipeline/ingest/jsonnum.py).
+    *[
+        (f"number {n[:12]} as {name}", _spelt(_records(**where), n), True)
+        for n in BIG
+        for name, where in (
+            ("a DynamoDB key", {"requestParameters": {"tableName": "t", "key": "#"}}),
+            (
+                "an attribute value",
+                {
+                    "requestParameters": {
+                        "tableName": "t",
+                        "expressionAttributeValues": {"a": ["#"]},
+                    }
+                },
+            ),
+            ("ConsoleLogin", {"responseElements": {"ConsoleLogin": "#"}}),
+            ("an unread member", {"n": {"x": ["#"]}}),
+        )
+    ],
+    *[(f"number {n[:12]} in AssumeRole", _spelt([_assume_role(x=["#"])], n), True) for n in BIG],
+    ("number past a double where text belongs", _spelt(_records(awsRegion="#"), "1e400"), False),
+    (
+        "a number past a double in an ARN",
+        _spelt(_records(resources=[{"ARN": "#"}]), "1e400"),
+        False,
+    ),
+    *[(f"not JSON: {w}", _spelt(_records(n="#"), w), False) for w in ("NaN", "-Infinity", "+1")],
     ("bad number", _file("{" + RAW + ', "n": 01}'), False),
     ("bad literal", _file("{" + RAW + ', "n": nul}'), False),
     ("control character", _file("{" + RAW + ', "n": "a\tb"}'), False),
@@ -304,6 +386,21 @@ VARIANTS: list[tuple[str, str, bool]] = [
         ),
         True,
     ),
+    *[
+        (f"secret in a URL: {name}", _file([rec]), True)
+        for name, rec in [
+            (
+                "presigned URL",
+                lf.ct(responseElements={"location": "https://b/k?X-Amz-Signature=ab"}),
+            ),
+            ("fragment", lf.ct(additionalEventData={"to": "/cb#access_token=LEAKxx&state=1"})),
+            ("user agent", lf.ct(userAgent="bot (+https://x/?apikey=LEAKxx)")),
+            ("error message", lf.ct(errorCode="E", errorMessage="GET /a?b=1;sig=LEAKxx failed")),
+            ("random value", lf.ct(requestParameters={"u": "/x?c=Zk3mQ9vL2xR8pT4wN7yB1cD6"})),
+            ("no secret", lf.ct(requestParameters={"u": "/x?page=2&sort=name"})),
+            ("AssumeRole beside a URL", {**lf.assume_role(), "note": "/x?code=LEAKxx"}),
+        ]
+    ],
 ]
 
 
@@ -314,6 +411,20 @@ def test_a_variant_decodes_the_same_by_both_roads(
     _write(tmp_path, "f.json.gz", text)
     assert accepted(tmp_path / "f.json.gz") is fast
     assert_same(*decode_both(monkeypatch, [str(tmp_path)]))
+
+
+def test_secrets_in_urls_leave_both_roads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compiled road's pre-filter sends a record with a URL parameter to the redactor: no
+    secret is left in the raw text nor in a column, by either road."""
+    for i, (name, text, _) in enumerate(VARIANTS):
+        if name.startswith("secret in a URL"):
+            _write(tmp_path, f"{i:03d}.json.gz", text)
+    fast, slow = decode_both(monkeypatch, [str(tmp_path)])
+    assert_same(fast, slow)
+    for decoded in (*fast, *slow):
+        text = json.dumps(decoded.rows.to_pylist(), default=str)
+        assert "LEAKxx" not in text and "Zk3mQ9vL2xR8pT4wN7yB1cD6" not in text
+        assert "page=2&sort=name" in text and "X-Amz-Signature=redacted:sha256:" in text
 
 
 def test_all_variants_in_one_batch_keep_input_order(
@@ -337,6 +448,66 @@ def test_records_too_large_are_quarantined_the_same(
     assert_same(fast, slow)
     assert [q[2] for q in fast[0].quarantine] == ["record_too_large"]
     assert fast[0].rows.num_rows == 2
+
+
+def test_a_record_too_large_is_measured_before_redaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redaction re-spells a record it rewrites (\\u00e9, six bytes, becomes é, two): one over
+    the limit as it came is too large, however short its redacted text, by both roads, and is
+    quarantined as it came."""
+    text = _file([lf.ct(userAgent="é" * 1000, eventName="Bearer")])  # json: ensure_ascii
+    assert len(text) > 6000
+    _write(tmp_path, "f.json.gz", text)
+    ingest = IngestConfig(max_record_bytes=4000)
+    fast, slow = decode_both(monkeypatch, [str(tmp_path)], ingest)
+    assert_same(fast, slow)
+    assert [q.reason for q in fast[0].quarantine] == ["record_too_large"]
+    assert fast[0].quarantine[0].raw == text.encode()[len('{"Records": [') :][:4000]
+
+
+def test_a_number_past_a_double_costs_no_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """1e400 is data: ingested by both roads, kept in the lake's raw text as written, also
+    where redaction rewrites the record (a password beside it is still fingerprinted, whatever
+    its type), and read as its spelling where a text field holds it."""
+    recs = [
+        lf.ct(requestParameters={"tableName": "t", "key": "#"}),
+        lf.ct(requestParameters={"password": 12345, "limit": "#"}),
+        lf.ct(awsRegion="#"),
+    ]
+    _write(tmp_path, "f.json.gz", _spelt(recs, "1e400"))
+    fast, slow = decode_both(monkeypatch, [str(tmp_path)])
+    assert_same(fast, slow)
+    assert not slow[0].quarantine
+    raw = slow[0].rows["raw"].to_pylist()
+    assert len(raw) == 3 and all("1e400" in r for r in raw)
+    assert "12345" not in raw[1] and '"password":"redacted:sha256:' in raw[1]
+    assert slow[0].rows["region"].to_pylist()[2] == "1e400"
+
+
+def test_jsonnum_reads_as_orjson_does_and_numbers_past_a_double() -> None:
+    import orjson
+
+    from pipeline.ingest import jsonnum
+
+    plain = [b'{"a": [1, -0, 2.5e-3, -0.0, "\\u00e9\\ud83d\\ude00", null, true]}', b"1e308"]
+    plain += [b"[18446744073709551615, 18446744073709551616, -9223372036854775809, 1e-400]"]
+    for doc in plain:
+        assert jsonnum.loads(doc) == orjson.loads(doc)
+    big = b'{"a": 1e400, "b": [-1E+400, 123456789012345678901234567890, 1' + b"0" * 400 + b"]}"
+    value = jsonnum.loads(big)
+    want = b'{"a":1e400,"b":[-1E+400,1.2345678901234568e+29,1' + b"0" * 400 + b"]}"
+    assert orjson.dumps(value) == want  # written back as it came (orjson's double for the int)
+    for broken, error in [
+        (b"[1e400, nul]", "malformed"),
+        (b'[1e400, "\\ud800"]', "truncated"),
+        (b"[1e400, " + b"[" * 1024 + b"]" * 1024 + b"]", "depth limit exceeded"),
+    ]:
+        with pytest.raises(orjson.JSONDecodeError, match=error):
+            jsonnum.loads(broken)
+    assert jsonnum.loads(b"[1e400, " + b"[" * 1023 + b"]" * 1023 + b"]")  # orjson's 1,024 levels
 
 
 def test_random_mutations_decode_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -381,7 +552,8 @@ def test_the_secret_flag_is_might_hold_secret(tmp_path: Path) -> None:
     pieces = ["tok", "toke", "token", "TOKEN", "ToKeN", "secre", "SeCrEt", "passw", "password"]
     pieces += ["authorizatio", "AUTHORIZATION", "beare", "Bearer", "privatekey", "cooki", "cookie"]
     pieces += ["eyJ", "EYJ", "ey", "yj", "é", "\\", "u"]  # a JWT's start; a \\u escape (é)
-    pieces += ["x", "-", "0", " ", "en", "re", "ke", "ok"]
+    pieces += ["x", "-", "0", " ", "en", "re", "ke", "ok", "private", "PRIVATE_KEY", "privat"]
+    pieces += ["?", "#", "&", ";", "=", "=", '"', "\t", "a"]  # URL parameters, and what ends a name
     recs = []
     for _ in range(400):
         agent = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 6)))
@@ -493,6 +665,7 @@ def test_credential_spans_are_the_python_roads() -> None:
     pieces += [b'\\"', b"\\\\", b"{", b",", b":", b" ", b"\n", b'"token"', b'"Token" :', b"x"]
     pieces += [b'"PASSWORD"\t:', b"earer", b"asic", b"eyJ", b"\\u", b"\xc3\xa9", b'"idToken":']
     pieces += [b"EARER", b"eArEr", b"ASIC", b"aSiC", b"EyJ", b"eYj"]  # the schemes in any case
+    pieces += [b"?", b"#", b"&", b";", b"=", b"?a=", b"#x", b"\t"]  # URL parameters
     rng = random.Random(5)
     mutated = []
     for _ in range(20_000):

@@ -404,3 +404,15 @@ def test_secrets_reach_neither_lake_nor_quarantine_through_ingest(tmp_path: Path
     assert fp(token) in by_position[2]["raw"] and fp(token) in by_position[3]["raw"]
     assert fp(f"Bearer {bearer}") in by_position[1]["raw"]
     assert fp(f"Bearer {bearer}").decode() in by_position[1]["detail"]
+
+
+@pytest.mark.parametrize(
+    "key", ["access_token", "ID-Token", "client_secret", "private_key", "Set-Cookie", "auth_token"]
+)
+def test_a_secret_key_spelled_with_separators_is_a_secret_key(key: str) -> None:
+    # OAuth responses and HTTP headers spell the same keys with "_" or "-" between the words.
+    raw = orjson.dumps({"eventID": "q", "response": {key: PASSWORD}})
+    assert redact.might_hold_secret(raw)
+    out = redact.redact_many([raw])[0]
+    assert orjson.loads(out)["response"][key] == redact.fingerprint(PASSWORD)
+    assert fp(PASSWORD) in redact.scrub_bytes(raw[:-1] + b", bad")

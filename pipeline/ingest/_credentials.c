@@ -5,6 +5,7 @@
  * (redact._credential_spans) is the reference; this is the same search, a record at a time in C:
  * the value spans of those keys, or None when the record must take the walk. Hashing and
  * formatting the fingerprints stay in Python (hashlib), so what a secret becomes is written once.
+ * (Which decoder owns which rule, and what keeps them equal: the header comment of _ctscan.c.)
  *
  * Per record, exactly as the Python road:
  *   - not ASCII: None (str.lower() folds some non-ASCII letters onto ASCII key letters);
@@ -15,10 +16,13 @@
  *     before it), and the search goes on after that value either way;
  *   - no key counted: None;
  *   - the bytes outside the counted keys and values are checked for doubt, as the pattern
- *     (?i:"(?:<secret key>)"[ \t\n\r]*:)|(?i:earer|asic)|eyJ|\\[u"] does (the secret keys are
- *     given, lower case; a backslash before a quote is a string holding quotes, which the walk
- *     looks into): any match, None. The Python road joins those pieces with a NUL byte and runs
- *     RE2 once; no match can span a NUL, so each piece is checked alone here.
+ *     (?i:"(?:<secret key>)"[ \t\n\r]*:)|(?i:earer|asic)|eyJ|\\[u"]|<urlparams.HINT> does
+ *     (the secret keys are given, lower case; a backslash before a quote is a string holding
+ *     quotes, which the walk looks into; a URL parameter is "?", "#", "&" or ";", a name
+ *     without quote, white space, separator or "=", then "="): any match, None. The Python
+ *     road joins those pieces with a NUL byte and runs RE2 once; no match can span a NUL (a
+ *     piece after one starts with the quote that ended a value), so each piece is checked alone
+ *     here.
  *   - else a tuple (start, end, start, end, ...) of the counted values (between their quotes),
  *     in the order they appear. */
 
@@ -77,6 +81,20 @@ static inline int folded_is(const unsigned char *p, const char *w, Py_ssize_t le
 /* Does the doubt pattern match at p[i]? */
 static inline __attribute__((always_inline)) int doubt_at(const unsigned char *p, Py_ssize_t n, Py_ssize_t i, const Keys *keys) {
     switch (p[i]) {
+    case '?':
+    case '#':
+    case '&':
+    case ';':
+        while (++i < n) {
+            switch (p[i]) {
+            case '"': case '\t': case '\n': case '\v': case '\f': case '\r': case ' ':
+            case '?': case '#': case '&': case ';':
+                return 0;
+            case '=':
+                return 1;
+            }
+        }
+        return 0;
     case '"': {
         /* Only a key as long as the quoted text after this quote can match: find its end (keys
          * are short; most quotes here end a value or open a longer key) and compare just those. */
@@ -113,8 +131,8 @@ typedef unsigned char v16 __attribute__((vector_size(16)));
 
 /* Does the doubt pattern match anywhere in p[0 .. n)? Sixteen places at a time are tested for
  * where a match could start (a quote; "ea", "as" in either case, "ey" with the "e" in either; a
- * backslash before "u" or a quote: GCC/Clang vector extensions, SSE2 on x86-64, NEON on arm64),
- * and only there is it tested whole. */
+ * backslash before "u" or a quote; a URL parameter's separator: GCC/Clang vector extensions,
+ * SSE2 on x86-64, NEON on arm64), and only there is it tested whole. */
 static int doubtful(const unsigned char *p, Py_ssize_t n, const Keys *keys) {
     Py_ssize_t i = 0;
     for (; i + 17 <= n; i += 16) {
@@ -123,7 +141,8 @@ static int doubtful(const unsigned char *p, Py_ssize_t n, const Keys *keys) {
         memcpy(&b, p + i + 1, 16);
         v16 fa = a | 0x20, fb = b | 0x20;
         v16 m = (v16)(a == '"') | (v16)((fa == 'e') & ((fb == 'a') | (b == 'y'))) |
-                (v16)((fa == 'a') & (fb == 's')) | (v16)((a == '\\') & ((b == 'u') | (b == '"')));
+                (v16)((fa == 'a') & (fb == 's')) | (v16)((a == '\\') & ((b == 'u') | (b == '"'))) |
+                (v16)((a == '?') | (a == '#') | (a == '&') | (a == ';'));
         uint64_t lanes[2];
         memcpy(lanes, &m, 16);
         if (!(lanes[0] | lanes[1])) continue;

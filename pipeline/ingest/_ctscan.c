@@ -1,19 +1,53 @@
-/* CloudTrail delivery files straight into Arrow column buffers.
+/* CloudTrail delivery files straight into Arrow column buffers: the compiled decoder.
  *
- * The fast road of ingestion (pipeline/ingest/fastpath.py drives it). One pass over a decompressed
- * delivery file ({"Records": [...]}) splits it into records, copies each record's bytes into the
- * raw column and the fields a row needs into string columns laid out as Arrow lays them out
- * (validity bitmap, int32 offsets, data), so no Python object is made per record or per field.
+ * Ingestion reads CloudTrail by two decoders. The Python one (pipeline/ingest/cloudtrail.py,
+ * formats.py and decode.py, on msgspec and orjson) is the reference and takes every input. This
+ * one takes a whole delivery file ({"Records": [...]}, decompressed and checked to be UTF-8 by
+ * decode._Rows.native_file, through pipeline/ingest/native.py) in one pass: it splits it into
+ * records, copies each record's bytes into the raw column and the fields a row needs into string
+ * columns laid out as Arrow lays them out (validity bitmap, int32 offsets, data), so no Python
+ * object is made per record or per field.
  *
- * It is deliberately narrow. It accepts a file only when msgspec's typed decoding of
- * cloudtrail.Record would accept it and give the same values; anything else (a type it does not
- * expect, a duplicate or escaped key among those it reads, an envelope key, a vendor field, a
- * lone surrogate, nesting past MAX_DEPTH, invalid JSON) makes Builder.add return None having
- * added nothing, and the file takes the Python road, which is the reference. The input must be
- * valid UTF-8 (the caller checks it: Python's decoder does that faster than a loop here).
+ * It is deliberately narrow: it takes a file only when it reads it exactly as the Python decoder
+ * does. Anything else (a type it does not expect, a duplicate among the keys it reads, an escaped
+ * key anywhere, an envelope key or a vendor field, a lone surrogate, nesting past MAX_DEPTH,
+ * invalid JSON) makes Builder.add return None having added nothing, and the file takes the Python
+ * decoder.
  *
- * The per-record rules (_targets, first_string_value, as_text's blank rule) mirror
- * pipeline/ingest/cloudtrail.py; tests/test_fastpath.py compares both roads on every corpus.
+ * Who owns which rule. The owner is the reference; the other side copies it and must agree.
+ *   - Fields: which keys a row reads, their types (str | None; anything else hands the file
+ *     back), "" and "-" as no value, the resource and its hints, the role and session names of
+ *     an assumed-role ARN: cloudtrail.py (Record, values, _targets) and normalize.as_text /
+ *     first_string_value own them; record() and the functions it calls copy them. Coalescing,
+ *     outcomes and event kinds are Python's alone (cloudtrail.finish runs on both decoders'
+ *     columns), and so are AssumeRole sessions (read by cloudtrail.session_decoder from the raw
+ *     text of the records this decoder took).
+ *   - Numbers: this decoder checks a number's spelling against JSON's grammar (NaN, Infinity, 01,
+ *     1., +1 are not JSON: the file goes back, and Python quarantines the record as invalid_json)
+ *     and never its value. No row field is a number, and the raw column keeps every number as it
+ *     was written: 1e400, a 400-digit integer, -0, forty digits of fraction. The Python decoder
+ *     owns what a number means where it reads one (pipeline/ingest/jsonnum.py): one a double
+ *     cannot hold is kept as its own text rather than costing the record, since a record is data
+ *     and a caller must not keep its own calls out of the lake with one number in its request.
+ *   - Strings: escapes and surrogate pairs decode here as msgspec and orjson decode them; a lone
+ *     surrogate, which they refuse, hands the file back. UTF-8 (overlong forms, encoded
+ *     surrogates, past U+10FFFF) is checked before, by Python's codec.
+ *   - Secret pre-filter: redact.might_hold_secret owns the needles, and the flag here
+ *     (might_hold_secret_16 / _32, has_u_escape) must flag exactly its records. Redaction itself
+ *     is Python's on both roads (redact.redact_many), after the record-size check on both.
+ *   - Credential spans (_credentials.c): redact._credential_spans owns them; the fingerprints are
+ *     made in Python.
+ *   - Record hash: normalize.record_hashes owns it (XXH64 of the hashed fields joined by 0x1F, a
+ *     null as 0x00, as the xxhash package computes it); join_hash here gives the same digests.
+ *   - Depth: this decoder hands back anything nested past MAX_DEPTH (128); the Python decoder's
+ *     limit is orjson's (1,024 levels), past which a record is quarantined as too_deep.
+ *
+ * What keeps the two equal: tests/test_native.py (every corpus and hand-made variant by both
+ * decoders, credential spans, secret flags, hashes) and the differential fuzzer in tests/fuzz/:
+ * mutated real records through decode.decode_batch by both decoders, which must give the same
+ * rows (raw text, hashes and hints included), quarantine (reasons, details, raw text), sessions
+ * and counts, and never raise. make test runs a short pass of it; make fuzz runs it for minutes
+ * against a build of this file with AddressSanitizer and UndefinedBehaviorSanitizer.
  */
 #define _GNU_SOURCE
 #define PY_SSIZE_T_CLEAN
@@ -164,19 +198,20 @@ static const char *COL_NAMES[NCOLS] = {
 
 /* ---------------------------------------------------------------------------------------- */
 /* Secrets: redact.might_hold_secret over a record's bytes (any of its needles, ASCII letters in
- * either case, or a \\u escape: has_u_escape). Each needle has an anchor, a pair of its letters
- * that is rare in CloudTrail records (measured on simulator records: ~2 anchors a KB in all);
- * sixteen places at a time are tested for an anchor (GCC/Clang vector extensions: SSE2 on
- * x86-64, NEON on arm64), or 32 on x86-64 with AVX2 (chosen at run time: the wheel must run on
- * any x86-64), and only around an anchor is a needle compared whole. OR-ing 0x20 folds exactly
- * the ASCII letters onto lower case and makes a letter of nothing else. */
+ * either case, a \\u escape: has_u_escape, or a URL parameter: has_url_param). Each needle has
+ * an anchor, a pair of its letters that is rare in CloudTrail records (measured on simulator
+ * records: ~2 anchors a KB in all); sixteen places at a time are tested for an anchor (GCC/Clang
+ * vector extensions: SSE2 on x86-64, NEON on arm64), or 32 on x86-64 with AVX2 (chosen at run
+ * time: the wheel must run on any x86-64), and only around an anchor is a needle compared whole.
+ * OR-ing 0x20 folds exactly the ASCII letters onto lower case and makes a letter of nothing
+ * else. */
 
 static const struct {
     const char *word;
     int at; /* where its anchor pair starts */
 } NEEDLES[] = {
     {"token", 1},  {"secret", 2}, {"password", 4},   {"authorization", 7},
-    {"bearer", 0}, {"privatekey", 2}, {"cookie", 3},   {"eyj", 1},
+    {"bearer", 0}, {"private", 2},    {"cookie", 3},   {"eyj", 1},
 };
 #define NNEEDLES ((int)(sizeof NEEDLES / sizeof NEEDLES[0]))
 
@@ -325,11 +360,37 @@ static int has_u_escape(const unsigned char *p, Py_ssize_t n) {
     return 0;
 }
 
+/* A URL parameter, as urlparams.HINT: "?", "#", "&" or ";", then a name (no quote, white space,
+ * separator or "="), then "=". Each scan from a separator stops at the next one at the latest, so
+ * every byte is read once per separator (memchr: libc's SIMD; most records have none of them but
+ * a "#" or two in a user agent). */
+static inline int ends_url_name(unsigned char c) {
+    switch (c) {
+    case '"': case '\t': case '\n': case '\v': case '\f': case '\r': case ' ':
+    case '?': case '#': case '&': case ';': case '=':
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static int has_url_param(const unsigned char *p, Py_ssize_t n) {
+    static const char separators[] = "?#&;";
+    const unsigned char *end = p + n;
+    for (const char *sep = separators; *sep; sep++)
+        for (const unsigned char *q = p; (q = memchr(q, *sep, (size_t)(end - q)));) {
+            while (++q < end && !ends_url_name(*q)) {
+            }
+            if (q < end && *q == '=') return 1;
+        }
+    return 0;
+}
+
 static int might_hold_secret(const unsigned char *p, Py_ssize_t n) {
 #ifdef SECRETS_AVX2
-    if (use_avx2) return might_hold_secret_32(p, n) || has_u_escape(p, n);
+    if (use_avx2) return might_hold_secret_32(p, n) || has_u_escape(p, n) || has_url_param(p, n);
 #endif
-    return might_hold_secret_16(p, n) || has_u_escape(p, n);
+    return might_hold_secret_16(p, n) || has_u_escape(p, n) || has_url_param(p, n);
 }
 
 /* ---------------------------------------------------------------------------------------- */

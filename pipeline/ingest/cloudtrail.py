@@ -22,6 +22,7 @@ import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipeline.ingest import jsonnum
 from pipeline.ingest.normalize import as_object, as_text, first_string_value
 
 _S = pa.string()
@@ -37,6 +38,22 @@ ASSUME_ROLE_EVENTS = frozenset({"AssumeRole", "AssumeRoleWithWebIdentity", "Assu
 _S3_ARN = re.compile(r"^arn:[\w-]+:s3:::([^/]+)(?:/(.*))?$")
 # RE2 (Arrow) spelling of normalize's assumed-role pattern; [\w-] is ASCII here, as ARNs are.
 _ASSUMED = r"^arn:[\w-]+:sts::[^:]*:assumed-role/(?P<role>[^/]+)/(?P<session>.+)$"
+# IAM user names as IAM allows them, and account ids; CloudTrail writes this placeholder for the
+# name typed at a failed console sign-in that names no user.
+_IAM_USER_NAME = re.compile(r"[\w+=,.@-]{1,64}", re.ASCII)
+_ACCOUNT_ID = re.compile(r"\d{12}", re.ASCII)
+_HIDDEN = "HIDDEN_DUE_TO_SECURITY_REASONS"
+# The partition of a region: the standard one's region names, then the others' by prefix
+# (AWS publishes these with its endpoints). A region none of them names has no known partition.
+_STANDARD_REGION = re.compile(r"(us|eu|ap|sa|ca|me|af|il|mx)-[a-z]+-\d+", re.ASCII)
+_PARTITION_PREFIXES = (
+    ("cn-", "aws-cn"),
+    ("us-gov-", "aws-us-gov"),
+    ("us-isob-", "aws-iso-b"),
+    ("us-isof-", "aws-iso-f"),
+    ("us-iso-", "aws-iso"),
+    ("eu-isoe-", "aws-iso-e"),
+)
 _DENIED = re.compile(r"(?i)accessdenied|unauthori[sz]ed|forbidden|notauthori[sz]ed|not_authorized")
 
 # A key that makes a record something other than a plain CloudTrail record (a CloudWatch Logs
@@ -131,7 +148,9 @@ class _DeliveryFile(msgspec.Struct, gc=False):
     Records: list[Record]
 
 
-delivery_decoder = msgspec.json.Decoder(_DeliveryFile)
+# A number past a double in a field decoded as Any is kept (jsonnum), as the generic road keeps it.
+delivery_decoder = msgspec.json.Decoder(_DeliveryFile, float_hook=jsonnum.number)
+record_decoder = msgspec.json.Decoder(Record, float_hook=jsonnum.number)
 
 
 class _SessionParams(_Base, frozen=True, gc=False):
@@ -153,7 +172,7 @@ class SessionRecord(_Base, frozen=True, gc=False):
     responseElements: _SessionResponse | None = None
 
 
-session_decoder = msgspec.json.Decoder(SessionRecord)
+session_decoder = msgspec.json.Decoder(SessionRecord, float_hook=jsonnum.number)
 
 
 def from_dict(rec: dict[str, Any]) -> Record:
@@ -411,6 +430,13 @@ def finish(
         pa.scalar(None, _S),
     )
     has_error = pc.is_valid(c["error_code"])
+    # An IAM user is named by its ARN. Console sign-in events (CheckMfa, a failed ConsoleLogin)
+    # carry none, and their principal id would be a second name for the same user: they are
+    # named by ``name_users``, or stay unnamed.
+    unnamed_user = pc.fill_null(
+        pc.and_(pc.equal(c["actor_type"], "IAMUser"), pc.is_null(c["arn"])), False
+    )
+    actor = pc.coalesce(c["arn"], c["invoked_by"], c["principal_id"], typed)
     return {
         "event_id": c["event_id"],
         "event_time": pc.coalesce(c["event_time"], c["timestamp"]),
@@ -418,7 +444,7 @@ def finish(
         "event_kind": _per_value(c["event_type"], _kind),
         "service": c["service"],
         "action": c["action"],
-        "actor_principal": pc.coalesce(c["arn"], c["invoked_by"], c["principal_id"], typed),
+        "actor_principal": pc.if_else(unnamed_user, pa.scalar(None, _S), actor),
         "actor_type": c["actor_type"],
         "actor_session": c["actor_session"],
         "resource": hint["resource"],
@@ -443,7 +469,48 @@ def finish(
         "h_role_arn": c["h_role_arn"],
         "h_source_identity": pc.coalesce(c["session_source_identity"], c["source_identity"]),
         **{k: hint[k] for k in TARGET_FIELDS if k != "resource"},
+        "_unnamed_user": unnamed_user,
     }
+
+
+def name_users(cols: dict[str, pa.Array], raw: pa.Array) -> None:
+    """``actor_principal`` of the rows ``finish`` left unnamed (``_unnamed_user``, which it
+    takes out of ``cols``), from each record's text: both roads meet here."""
+    unnamed = cols.pop("_unnamed_user")
+    if not pc.any(unnamed).as_py():
+        return
+    which = pc.indices_nonzero(unnamed)
+    regions = cols["region"].take(which).to_pylist()
+    names = [
+        user_arn(jsonnum.loads(raw[i].as_py()), region)
+        for i, region in zip(which.to_pylist(), regions, strict=True)
+    ]
+    cols["actor_principal"] = pc.replace_with_mask(
+        cols["actor_principal"], unnamed, pa.array(names, _S)
+    )
+
+
+def user_arn(record: dict[str, Any], region: str | None) -> str | None:
+    """``arn:<partition>:iam::<account>:user/<userName>`` of a record's IAM user, when its user
+    name, account and region's partition are all known; otherwise None, unresolved: the name
+    of an identity is never guessed."""
+    identity = as_object(record.get("userIdentity"))
+    name, account = as_text(identity.get("userName")), as_text(identity.get("accountId"))
+    if name is None or name == _HIDDEN or not _IAM_USER_NAME.fullmatch(name):
+        return None
+    if account is None or not _ACCOUNT_ID.fullmatch(account):
+        return None
+    partition = _partition(region)
+    return None if partition is None else f"arn:{partition}:iam::{account}:user/{name}"
+
+
+def _partition(region: str | None) -> str | None:
+    if region is None:
+        return None
+    for prefix, partition in _PARTITION_PREFIXES:
+        if region.startswith(prefix):
+            return partition
+    return "aws" if _STANDARD_REGION.fullmatch(region) else None
 
 
 def assumed_session(

@@ -10,18 +10,22 @@ detail saying how many of how many: a gzip stream that broke or was stopped (the
 until then) and a record over ``max_record_bytes``. That is as much as any record the lake would
 take, and keeps a bomb's or a runaway record's megabytes out of memory and out of the quarantine;
 any other entry's text is at most its input, which ``max_decompressed_bytes`` bounds.
+
+Logs are hostile, and no list of rules foresees every value: whatever raises on a record (past the
+reasons the rules name) quarantines that record alone, with the error as its detail
+(``normalize.failure``). Records are handled a chunk at a time; when a chunk raises, its records
+are handled again one by one, so the one that raised is found and the others go on.
 """
 
 from __future__ import annotations
 
 import gc
 import hashlib
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import accumulate
-from typing import Any, NamedTuple
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -29,7 +33,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.config import IngestConfig
-from pipeline.ingest import cloudtrail, formats, gz, native, normalize, redact, tenancy, timeparse
+from pipeline.ingest import (
+    cloudtrail,
+    formats,
+    gz,
+    jsonnum,
+    native,
+    normalize,
+    redact,
+    tenancy,
+    timeparse,
+)
+from pipeline.ingest.quarantine import Quarantined, QuarantineLog, kept, too_large
 from pipeline.ingest.sources import InputRef, read_input
 
 CHUNK_RECORDS = 4096
@@ -37,78 +52,7 @@ CHUNK_BYTES = 64 << 20
 _S = pa.string()
 
 _Record = cloudtrail.Record | cloudtrail.SessionRecord
-
-# A quarantine entry is kept one by one while its input has had fewer than KEPT_PER_INPUT and its
-# batch fewer than KEPT_PER_BATCH; past either, an input's further entries of one reason are
-# gathered into one entry that says how many records it stands for, keeping their first bytes
-# (GATHERED_RAW_BYTES a batch in all). A few kilobytes of gzip can inflate to millions of bad
-# lines, and an entry a line costs a few hundred bytes: kept one by one, they would take
-# gigabytes; gathered, a batch's quarantine stays within some megabytes, and every record is
-# still counted, under its reason.
-KEPT_PER_INPUT = 1_000
-KEPT_PER_BATCH = 10_000
-GATHERED_RAW_BYTES = 8 << 20
-
-
-class Quarantined(NamedTuple):
-    input_uri: str
-    position: int  # record index / line number; -1: the whole input
-    reason: str
-    detail: str
-    raw: bytes
-    records: int = 1  # the input records it stands for (more than 1: gathered)
-
-
-@dataclass
-class _Gathered:
-    first: int
-    last: int = -1
-    records: int = 0
-    size: int = 0  # bytes of raw text the records had
-    raw: bytearray = field(default_factory=bytearray)
-
-
-class QuarantineLog:
-    """A batch's quarantine entries as they come (``append`` of a 5-tuple, as ``Quarantined``
-    without ``records``), bounded as ``KEPT_PER_INPUT`` says."""
-
-    def __init__(self, keep: int) -> None:
-        self.keep = keep  # ingest.max_record_bytes: the most raw text a gathered entry keeps
-        self.entries: list[Quarantined] = []
-        self._per_input: Counter[str] = Counter()
-        self._gathered: dict[tuple[str, str], _Gathered] = {}
-        self._raw_budget = GATHERED_RAW_BYTES
-
-    def append(self, entry: tuple[str, int, str, str, bytes] | Quarantined) -> None:
-        uri, position, reason, detail, raw = entry[:5]
-        seen = self._per_input[uri]
-        self._per_input[uri] = seen + 1
-        if seen < KEPT_PER_INPUT and len(self.entries) < KEPT_PER_BATCH:
-            self.entries.append(Quarantined(uri, position, reason, detail, raw))
-            return
-        g = self._gathered.get((uri, reason))
-        if g is None:
-            g = self._gathered[(uri, reason)] = _Gathered(position)
-        g.last, g.records, g.size = position, g.records + 1, g.size + len(raw)
-        room = min(self.keep - len(g.raw), self._raw_budget)
-        if room > 0:
-            piece = raw[:room] + b"\n"
-            g.raw += piece
-            self._raw_budget -= len(piece)
-
-    def finish(self) -> list[Quarantined]:
-        """The entries kept one by one, then one gathered entry per input and reason (the
-        caller puts them in input order)."""
-        out = list(self.entries)
-        for (uri, reason), g in self._gathered.items():
-            detail = (
-                f"{g.records:,} more records of this input quarantined as {reason} (positions "
-                f"{g.first}..{g.last}), gathered into one entry: a quarantine keeps "
-                f"{KEPT_PER_INPUT:,} entries an input ({KEPT_PER_BATCH:,} a batch) one by one; "
-                f"raw keeps the first {len(g.raw):,} bytes of their {g.size:,}, a line each"
-            )
-            out.append(Quarantined(uri, g.first, reason, detail, bytes(g.raw), g.records))
-        return out
+_CloudTrailRecord = cloudtrail.Record  # (inside _Rows, "cloudtrail" names its method)
 
 
 @dataclass(frozen=True)
@@ -178,12 +122,12 @@ def _decode_batch(batch: Batch, ingest: IngestConfig, claim_key: str) -> Decoded
                 else formats.split_cut(exc.partial, limit)
             )
             if cut is None:
-                q.append(_kept(ref.uri, -1, exc.reason, str(exc), exc.partial, keep))
+                q.append(kept(ref.uri, -1, exc.reason, str(exc), exc.partial, keep))
                 out.records_in += 1
                 continue
             items, text, before, position = cut
             detail = f"{exc}; the {before:,} records or lines before this rest were read"
-            rest = _kept(ref.uri, position, exc.reason, detail, text, keep)
+            rest = kept(ref.uri, position, exc.reason, detail, text, keep)
         except OSError as exc:
             q.append((ref.uri, -1, "unreadable_input", str(exc), b""))
             out.records_in += 1
@@ -204,7 +148,7 @@ def _decode_batch(batch: Batch, ingest: IngestConfig, claim_key: str) -> Decoded
             items = formats.split(data, limit)
         for item in items:
             if item.kind == formats.DIGEST:
-                listed = [lf for lf in item.obj.get("logFiles") or [] if isinstance(lf, dict)]
+                listed = [lf for lf in item.obj["logFiles"] if isinstance(lf, dict)]
                 # A digest that lists no file is still a link of the chain that integrity
                 # checks walk (CloudTrail writes one for every hour, files or not).
                 out.digests += [
@@ -216,21 +160,12 @@ def _decode_batch(batch: Batch, ingest: IngestConfig, claim_key: str) -> Decoded
             if item.kind == formats.QUARANTINE:
                 q.append((ref.uri, item.position, item.reason, item.detail, item.raw))
             elif len(item.raw) > keep:
-                q.append(_too_large(ref.uri, item.position, item.raw, keep))
-            elif item.kind == formats.CLOUDTRAIL:
-                rec = cloudtrail.from_dict(item.obj)
-                rows.cloudtrail([rec], [item.raw], ref.uri, (item.position,))
+                q.append(too_large(ref.uri, item.position, item.raw, keep))
             else:
-                raw = redact.redact_raw(item.raw)
                 try:
-                    if item.kind == formats.APIGATEWAY:
-                        row = normalize.access_log_row(item.obj, raw, claim_key)
-                    else:
-                        row = normalize.authorizer_row(item.obj, raw)
-                except normalize.Unusable as exc:
-                    q.append((ref.uri, item.position, exc.reason, str(exc), raw))
-                    continue
-                rows.row(row, ref.uri)
+                    _record(item, ref.uri, claim_key, rows)
+                except Exception as exc:
+                    q.append((ref.uri, item.position, *normalize.failure(exc), item.raw))
     table = rows.table()
     # Entries come from chunks as well as from files: put them back in input order.
     order = {ref.uri: i for i, ref in enumerate(batch.inputs)}
@@ -240,26 +175,27 @@ def _decode_batch(batch: Batch, ingest: IngestConfig, claim_key: str) -> Decoded
     return out
 
 
+def _record(item: formats.Item, uri: str, claim_key: str, rows: _Rows) -> None:
+    """One record that ``formats.split`` recognised, on its way to a row."""
+    if item.kind == formats.CLOUDTRAIL:
+        rec = cloudtrail.from_dict(item.obj)
+        rows.cloudtrail([rec], [item.raw], uri, (item.position,))
+        return
+    raw = redact.redact_raw(item.raw)
+    try:
+        if item.kind == formats.APIGATEWAY:
+            row = normalize.access_log_row(item.obj, raw, claim_key)
+        else:
+            row = normalize.authorizer_row(item.obj, raw)
+    except normalize.Unusable as exc:
+        rows.quarantine.append((uri, item.position, exc.reason, str(exc), raw))
+        return
+    rows.row(row, uri, item.position)
+
+
 def _text(value: Any) -> str | None:
     """A value as text, a missing one as None (not "None")."""
     return None if value is None else str(value)
-
-
-def _kept(
-    uri: str, position: int, reason: str, detail: str, raw: bytes | pa.Buffer, keep: int
-) -> Quarantined:
-    """A quarantine entry with the first ``keep`` bytes of ``raw`` (bytes or an Arrow buffer,
-    sliced before it is copied); the detail says what was cut."""
-    if len(raw) > keep:
-        detail = f"{detail}; raw keeps the first {keep:,} of {len(raw):,} bytes"
-        raw = raw[:keep]
-    return Quarantined(uri, position, reason, detail, bytes(raw))
-
-
-def _too_large(uri: str, position: int, raw: bytes | pa.Buffer, keep: int) -> Quarantined:
-    """A record over ``max_record_bytes`` (``keep``), alike by every road."""
-    detail = f"over ingest.max_record_bytes ({keep:,})"
-    return _kept(uri, position, "record_too_large", detail, raw, keep)
 
 
 def _with_times(t: pa.Table, q: QuarantineLog) -> pa.Table:
@@ -299,6 +235,7 @@ class _Rows:
         self.ct_bytes = 0
         self.rows: list[tuple[Any, ...]] = []
         self.row_uri: list[str] = []
+        self.row_pos: list[int] = []
         # (access key id, tags, start time as logged) of each AssumeRole, in input order
         self.sessions: list[tuple[str, dict[str, str], str | None]] = []
 
@@ -342,9 +279,10 @@ class _Rows:
         if len(self.ct) >= CHUNK_RECORDS or self.ct_bytes >= CHUNK_BYTES:
             self._flush_cloudtrail()
 
-    def row(self, row: tuple[Any, ...], uri: str) -> None:
+    def row(self, row: tuple[Any, ...], uri: str, position: int) -> None:
         self.rows.append(row)
         self.row_uri.append(uri)
+        self.row_pos.append(position)
         if len(self.rows) >= CHUNK_RECORDS:
             self._flush_rows()
 
@@ -354,36 +292,74 @@ class _Rows:
         self._flush_rows()
         return pa.concat_tables(self.tables) if self.tables else normalize.WIDE.empty_table()
 
-    def _add(self, cols: dict[str, pa.Array], uris: pa.Array) -> None:
-        cols["input_uri"] = uris
-        cols["record_hash"] = normalize.record_hashes(cols)
-        n = len(uris)
-        arrays = [cols[f] if f in cols else pa.nulls(n, _S) for f in normalize.WIDE.names]
-        self.tables.append(pa.Table.from_arrays(arrays, schema=normalize.WIDE))
+    def _one_by_one(
+        self,
+        n: int,
+        chunk: Callable[[list[int]], None],
+        entry: Callable[[int], tuple[str, int, bytes]],
+    ) -> None:
+        """``chunk(rows)`` for the chunk's rows ``0..n-1`` together; if that raises, for each
+        row alone, and a row that raises alone is quarantined (``entry``: its input, position
+        and raw text). ``chunk`` changes nothing unless it returns."""
+        if n > 1:
+            try:
+                chunk(list(range(n)))
+                return
+            except MemoryError:
+                raise
+            except Exception:  # noqa: S110 - one of its records raised: found below
+                pass
+        for i in range(n):
+            try:
+                chunk([i])
+            except MemoryError:
+                raise
+            except Exception as exc:
+                uri, position, raw = entry(i)
+                self.quarantine.append((uri, position, *normalize.failure(exc), raw))
 
     def _flush_rows(self) -> None:
         if not self.rows:
             return
-        columns = list(zip(*self.rows, strict=True))
-        cols = {
-            f.name: pa.array(col, pa.binary() if f.name == "raw" else f.type).cast(f.type)
-            for col, f in zip(columns, normalize.WIDE, strict=False)
-        }
-        redact.scrub_token_columns(cols)
-        self._add(cols, pa.array(self.row_uri, _S))
-        self.rows, self.row_uri = [], []
+        rows, uris, pos = self.rows, self.row_uri, self.row_pos
+        self.rows, self.row_uri, self.row_pos = [], [], []
+        raw_at = normalize.ROW_FIELDS.index("raw")
+
+        def chunk(which: list[int]) -> None:
+            columns = list(zip(*_pick(rows, which), strict=True))
+            cols = {
+                f.name: pa.array(col, pa.binary() if f.name == "raw" else f.type).cast(f.type)
+                for col, f in zip(columns, normalize.WIDE, strict=False)
+            }
+            redact.scrub_token_columns(cols)
+            self.tables.append(_table(cols, pa.array(_pick(uris, which), _S)))
+
+        self._one_by_one(len(rows), chunk, lambda i: (uris[i], pos[i], rows[i][raw_at]))
 
     def _flush_native(self) -> None:
         if not self.native_runs:
             return
+        runs, self.native_runs = self.native_runs, []
         # Secrets first: the builder writes the redacted text in place of the original as it
         # hands the raw column over (one copy, not a second pass over every record).
         rows, texts = self.native.secrets()
+        # A record over max_record_bytes is quarantined as it came, as the Python road does (it
+        # measures before it redacts): redaction can shorten a record (escapes re-spelt) and so
+        # would turn "record_too_large" into whatever the record's fields make of it.
+        small = [len(t) <= self.max_record_bytes for t in texts]
+        rows = [r for r, keep in zip(rows, small, strict=True) if keep]
+        texts = [t for t, keep in zip(texts, small, strict=True) if keep]
         originals: dict[int, bytes] = {}
-        if rows:
+        try:
+            redacted = redact.redact_many(texts) if rows else []
+        except MemoryError:
+            raise
+        except Exception:
+            redacted = None  # the chunk takes the Python road below, record by record
+        if redacted:
             changed = [
                 (row, text, new)
-                for row, text, new in zip(rows, texts, redact.redact_many(texts), strict=True)
+                for row, text, new in zip(rows, texts, redacted, strict=True)
                 if new != text
             ]
             originals = {row: text for row, text, _ in changed}
@@ -391,39 +367,84 @@ class _Rows:
         else:
             taken = self.native.take()
         n, buffers, flag_bytes = taken
-        runs, self.native_runs = self.native_runs, []
         arrays = {name: native.string_array(n, *bufs) for name, bufs in buffers.items()}
         raw = arrays.pop("raw")
-        flags = pa.Array.from_buffers(pa.uint8(), n, [None, pa.py_buffer(flag_bytes)])
-        cols = cloudtrail.finish(
-            {k: arrays[k] for k in cloudtrail.VALUE_FIELDS},
-            {k: arrays[k] for k in cloudtrail.TARGET_FIELDS},
-            pc.not_equal(pc.bit_wise_and(flags, 1), 0),
-            {k: arrays[k] for k in cloudtrail.NAME_FIELDS},
-        )
-
         counts = np.array([c for _, c in runs], np.int64)
         uris = pa.DictionaryArray.from_arrays(
             pa.array(np.repeat(np.arange(len(runs), dtype=np.int32), counts)),
             pa.array([u for u, _ in runs], _S),
         ).cast(_S)
-        pos = np.arange(n) - np.repeat(np.cumsum(counts) - counts, counts)
+        pos = (np.arange(n) - np.repeat(np.cumsum(counts) - counts, counts)).tolist()
+
+        def text(i: int) -> bytes:
+            return originals.get(i) or raw[i].as_py().encode()  # as it came: before redaction
 
         def record(i: int) -> cloudtrail.SessionRecord:
-            text = originals.get(i) or raw[i].as_py()  # as the Python road: before redaction
-            rec: cloudtrail.SessionRecord = cloudtrail.session_decoder.decode(text)
+            rec: cloudtrail.SessionRecord = cloudtrail.session_decoder.decode(text(i))
             return rec
 
-        secret_rows = pc.not_equal(pc.bit_wise_and(flags, 2), 0)
-        self._finish_cloudtrail(cols, raw, uris, pos.tolist(), record, secret_rows)
+        if redacted is not None:
+            try:
+                flags = pa.Array.from_buffers(pa.uint8(), n, [None, pa.py_buffer(flag_bytes)])
+                cols = cloudtrail.finish(
+                    {k: arrays[k] for k in cloudtrail.VALUE_FIELDS},
+                    {k: arrays[k] for k in cloudtrail.TARGET_FIELDS},
+                    pc.not_equal(pc.bit_wise_and(flags, 1), 0),
+                    {k: arrays[k] for k in cloudtrail.NAME_FIELDS},
+                )
+                secret_rows = pc.not_equal(pc.bit_wise_and(flags, 2), 0)
+                self._finish_cloudtrail(cols, raw, uris, pos, record, secret_rows)
+                return
+            except MemoryError:
+                raise
+            except Exception:  # noqa: S110 - one of its records raised: found below
+                pass
+        # The Python road gives what this one does (tests/test_native.py holds them equal), and
+        # finds the record that raised.
+        self._python_road([text(i) for i in range(n)], uris.to_pylist(), pos)
+
+    def _python_road(self, texts: list[bytes], uris: list[str], pos: list[int]) -> None:
+        """Records the compiled road had taken, decoded again by the Python road."""
+        recs, kept = [], []
+        for i, text in enumerate(texts):
+            try:
+                recs.append(cloudtrail.record_decoder.decode(text))
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                try:
+                    recs.append(cloudtrail.from_dict(jsonnum.loads(text)))
+                except Exception as exc:
+                    self.quarantine.append((uris[i], pos[i], *normalize.failure(exc), text))
+                    continue
+            kept.append(i)
+        self._cloudtrail_chunk(
+            recs, [texts[i] for i in kept], [uris[i] for i in kept], [pos[i] for i in kept]
+        )
 
     def _flush_cloudtrail(self) -> None:
         if not self.ct:
             return
         recs, raws, uris, pos = self.ct, self.ct_raw, self.ct_uri, self.ct_pos
         self.ct, self.ct_raw, self.ct_uri, self.ct_pos, self.ct_bytes = [], [], [], [], 0
-        cols = cloudtrail.columns(recs)
-        self._finish_cloudtrail(cols, _strings(raws), pa.array(uris, _S), pos, recs.__getitem__)
+        self._cloudtrail_chunk(recs, raws, uris, pos)
+
+    def _cloudtrail_chunk(
+        self,
+        recs: list[_CloudTrailRecord],
+        raws: list[bytes] | list[msgspec.Raw],
+        uris: list[str],
+        pos: list[int],
+    ) -> None:
+        def chunk(which: list[int]) -> None:
+            picked = _pick(recs, which)
+            self._finish_cloudtrail(
+                cloudtrail.columns(picked),
+                _strings(_pick(raws, which)),
+                pa.array(_pick(uris, which), _S),
+                _pick(pos, which),
+                picked.__getitem__,
+            )
+
+        self._one_by_one(len(recs), chunk, lambda i: (uris[i], pos[i], bytes(raws[i])))
 
     def _finish_cloudtrail(
         self,
@@ -437,14 +458,15 @@ class _Rows:
         """What both roads share: records too large, secrets (unless the caller redacted them
         already: then ``secret_rows`` says which records might have held one), tokens out of
         the free-text columns of those records, unusable records, missing ids, AssumeRole
-        sessions; then the chunk joins the batch."""
-        q = self.quarantine
+        sessions; then the chunk joins the batch. Nothing changes unless it returns: its
+        quarantine entries, sessions and rows are kept only then (``_one_by_one``)."""
+        entries: list[Quarantined] = []
         big = pc.greater(pc.binary_length(raw), self.max_record_bytes)
         if pc.any(big).as_py():
             texts = raw.cast(pa.binary())  # the same buffers: each record's slice, no copy
             for i in pc.indices_nonzero(big).to_pylist():
                 text = texts[i].as_buffer()
-                q.append(_too_large(uris[i].as_py(), pos[i], text, self.max_record_bytes))
+                entries.append(too_large(uris[i].as_py(), pos[i], text, self.max_record_bytes))
             small = pc.invert(big)
             cols = {k: v.filter(small) for k, v in cols.items()}
             raw, uris = raw.filter(small), uris.filter(small)
@@ -457,6 +479,7 @@ class _Rows:
 
             record = record_of
             if not len(raw):
+                self._keep(entries, [], None)
                 return
         if secret_rows is None:
             secret_rows = redact.flag_secrets(raw)
@@ -473,7 +496,7 @@ class _Rows:
                 entry = ("missing_event_time", "no eventTime (nor @timestamp)")
             else:
                 entry = ("missing_event_name", "neither eventName nor eventSource")
-            q.append((uris[i].as_py(), pos[i], *entry, raw[i].as_py().encode()))
+            entries.append(Quarantined(uris[i].as_py(), pos[i], *entry, raw[i].as_py().encode()))
         usable = pc.invert(unusable)
         no_id = pc.and_(pc.is_null(cols["event_id"]), usable)
         if pc.any(no_id).as_py():
@@ -489,18 +512,46 @@ class _Rows:
         )
         # Their times in one conversion (indexing an Arrow array costs a microsecond a value).
         times = cols["event_time"].take(assume).to_pylist()
+        sessions = []
         for i, when in zip(assume.to_pylist(), times, strict=True):
             s = cloudtrail.assumed_session(record(i))
             if s is not None:
-                self.sessions.append((s[0], s[1], when))
+                sessions.append((s[0], s[1], when))
+        cloudtrail.name_users(cols, raw)
         cols["raw"] = raw
         if pc.any(unusable).as_py():
             cols = {k: v.filter(usable) for k, v in cols.items()}
             uris = uris.filter(usable)
-        self._add(cols, uris)
+        self._keep(entries, sessions, _table(cols, uris))
+
+    def _keep(
+        self,
+        entries: list[Quarantined],
+        sessions: list[tuple[str, dict[str, str], str | None]],
+        table: pa.Table | None,
+    ) -> None:
+        for e in entries:
+            self.quarantine.append(e)
+        self.sessions += sessions
+        if table is not None:
+            self.tables.append(table)
 
 
 _ASSUME_ROLE = pa.array(sorted(cloudtrail.ASSUME_ROLE_EVENTS), _S)
+
+
+def _pick(items: list[Any], which: list[int]) -> list[Any]:
+    """``items`` at ``which``: all of them (no copy), or some when a chunk is retried."""
+    return items if len(which) == len(items) else [items[i] for i in which]
+
+
+def _table(cols: dict[str, pa.Array], uris: pa.Array) -> pa.Table:
+    """A chunk's columns as rows of ``normalize.WIDE``, with their inputs and content hashes."""
+    cols["input_uri"] = uris
+    cols["record_hash"] = normalize.record_hashes(cols)
+    n = len(uris)
+    arrays = [cols[f] if f in cols else pa.nulls(n, _S) for f in normalize.WIDE.names]
+    return pa.Table.from_arrays(arrays, schema=normalize.WIDE)
 
 
 def _strings(parts: list[bytes] | list[msgspec.Raw]) -> pa.Array:

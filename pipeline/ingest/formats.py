@@ -18,7 +18,6 @@ record's raw bytes. Any file it declines takes ``split``, with the same outcome 
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from pipeline.ingest import cloudtrail, gz
+from pipeline.ingest import cloudtrail, gz, jsonnum, normalize
 
 CLOUDTRAIL = "cloudtrail"
 APIGATEWAY = "apigateway"
@@ -76,7 +75,7 @@ def classify(obj: Any) -> str | None:
         return AUTHORIZER
     if "requestId" in obj and ("httpMethod" in obj or "routeKey" in obj or "status" in obj):
         return APIGATEWAY
-    if "digestStartTime" in obj and "logFiles" in obj:
+    if "digestStartTime" in obj and isinstance(obj.get("logFiles"), list):
         return DIGEST
     return None
 
@@ -91,7 +90,7 @@ def _unwrap(obj: Any, raw: bytes, position: int) -> Iterator[Item]:
         event = obj.get("CloudTrailEvent")
         if isinstance(event, str):
             try:
-                inner = orjson.loads(event)
+                inner = jsonnum.loads(event)
             except orjson.JSONDecodeError as exc:
                 yield Item(QUARANTINE, position, None, raw, _json_error(exc), str(exc))
                 return
@@ -137,9 +136,24 @@ def _json_error(exc: orjson.JSONDecodeError) -> str:
 
 
 def _one(raw: bytes, position: int, limit: int) -> Iterator[Item]:
-    """One JSON value that should be one record (or an envelope of records)."""
+    """One JSON value that should be one record (or an envelope of records). Whatever raises
+    while it is taken apart costs this value one entry (``normalize.failure``), not its input.
+    (Each record of an envelope is a value of its own, so one that raises costs only itself.)"""
+    items = _value(raw, position, limit)
+    while True:
+        try:
+            item = next(items)
+        except StopIteration:
+            return
+        except Exception as exc:
+            yield Item(QUARANTINE, position, None, raw, *normalize.failure(exc))
+            return
+        yield item
+
+
+def _value(raw: bytes, position: int, limit: int) -> Iterator[Item]:
     try:
-        obj = orjson.loads(raw)
+        obj = jsonnum.loads(raw)
     except orjson.JSONDecodeError as exc:
         yield Item(QUARANTINE, position, None, raw, _json_error(exc), str(exc))
         return
@@ -168,18 +182,27 @@ def _cloudwatch(obj: dict[str, Any], raw: bytes, position: int, limit: int) -> I
             yield Item(QUARANTINE, position, None, raw, "unrecognised_record", "awslogs.data")
             return
         try:
-            obj = orjson.loads(gz.decompress_bounded(base64.b64decode(data, validate=True), limit))
+            obj = jsonnum.loads(gz.decompress_bounded(base64.b64decode(data, validate=True), limit))
         except orjson.JSONDecodeError as exc:
             reason = "too_deep" if _json_error(exc) == "too_deep" else "bad_cloudwatch_payload"
             yield Item(QUARANTINE, position, None, raw, reason, str(exc))
             return
-        except (binascii.Error, gz.GzipError) as exc:
+        except ValueError as exc:  # not base64 (binascii.Error), not ASCII, not gzip
             yield Item(QUARANTINE, position, None, raw, "bad_cloudwatch_payload", str(exc))
+            return
+        if not isinstance(obj, dict):
+            detail = f"awslogs.data holds {_shape(obj)}, not a payload"
+            yield Item(QUARANTINE, position, None, raw, "bad_cloudwatch_payload", detail)
             return
     if obj.get("messageType") == "CONTROL_MESSAGE":
         yield Item(QUARANTINE, position, None, raw, "not_an_event", "CloudWatch Logs control")
         return
-    for i, ev in enumerate(obj.get("logEvents") or []):
+    events = obj.get("logEvents") or []
+    if not isinstance(events, list):
+        detail = f"logEvents is {_shape(events)}, not a list"
+        yield Item(QUARANTINE, position, None, raw, "bad_cloudwatch_payload", detail)
+        return
+    for i, ev in enumerate(events):
         msg = ev.get("message") if isinstance(ev, dict) else None
         if not isinstance(msg, str):
             text = _dumps(ev)
@@ -196,8 +219,8 @@ def _line(line: bytes, position: int, limit: int) -> Iterator[Item]:
     body = line.strip()
     if _CWL_EXPORT_LINE.match(body):
         body = body.split(b" ", 1)[1].lstrip()
-    if body.startswith(b"{"):
-        yield from _one(body, position, limit)
+    if body.startswith((b"{", b"[")):
+        yield from _one(body, position, limit)  # JSON, or meant to be: invalid_json if it fails
     elif body.startswith(_LAMBDA_PLATFORM):
         # The Lambda runtime's own lines between a function's log lines: known, not events.
         text = body[:60].decode("utf-8", "replace")
@@ -278,15 +301,26 @@ def split(data: bytes, limit: int) -> Iterator[Item]:
     if body.startswith(b"{") and b"\n" not in body.rstrip():
         yield from _one(body.rstrip(), 0, limit)
         return
-    if body.startswith(b"{"):
-        # Either pretty-printed JSON or NDJSON: a whole-document parse tells which.
+    if body.startswith((b"{", b"[")):
+        # Pretty-printed JSON (one document, or several one after another as jq prints them)
+        # or lines (arrays that parse were read above). A whole-document parse, then where the
+        # first value ends, tell which; split into lines, a document would be a row a line.
         try:
-            orjson.loads(body)
+            jsonnum.loads(body)
         except orjson.JSONDecodeError as exc:
             if _json_error(exc) == "too_deep" and exc.lineno > 1:
                 # Still inside the first value past its first line: one document across lines,
-                # too deep. Split into lines, each would be a fragment quarantined as invalid.
+                # too deep.
                 yield Item(QUARANTINE, -1, None, data, "too_deep", str(exc))
+                return
+            values = None if _lines_of_json(body) else _documents(body)
+            if values is not None and len(values) == 1:
+                # One document that does not parse and cannot be split: one entry.
+                yield Item(QUARANTINE, -1, None, data, _json_error(exc), str(exc))
+                return
+            if values is not None:
+                for i, value in enumerate(values):
+                    yield from _one(value, i, limit)
                 return
         else:
             yield from _one(body, 0, limit)
@@ -338,6 +372,50 @@ def _elements(body: bytes, at: int, closing: bytes) -> list[bytes] | None:
     return out if ended and body[end:].strip() == closing else None
 
 
+def _lines_of_json(body: bytes) -> bool:
+    """Is ``body`` (which starts with "{" or "[") lines of JSON, rather than JSON spread over
+    lines? Lines if its first value ends on its first line, or if another line is a whole
+    object: a pretty-printer puts no object but "{}" on one line. (A file whose first line was
+    cut short is still lines.)"""
+    first = body[: body.find(b"\n")].strip()
+    _, end, ended = _scan_values(first, 1)
+    if ended and not first[end:].strip():
+        return True
+    for line in _lines(body[len(first) :]):
+        line = line.strip()
+        if line.startswith(b"{") and len(line) > 2 and _parses(line):
+            return True
+    return False
+
+
+def _documents(body: bytes) -> list[bytes]:
+    """The JSON values of ``body`` one after another, by counting brackets (each still JSON to
+    parse); what follows the last that ends (one that never ends) is one more."""
+    values, end, _ = _scan_values(body)
+    rest = body[end:].strip()
+    return [*values, rest] if rest else values
+
+
+def _scan_values(body: bytes, most: int = -1) -> tuple[list[bytes], int, bool]:
+    """Up to ``most`` (-1: every) top-level values of ``body`` one after another, by counting
+    brackets: their texts, where the text after them starts, and whether the last one ended."""
+    depth, start, out = 0, 0, list[bytes]()
+    for m in _JSON_TOKEN.finditer(body):
+        c = body[m.start()]
+        if c in b"[{":
+            depth += 1
+        elif c in b"]}" and depth == 0:
+            continue  # closes nothing: part of the broken text of the next value
+        elif c in b"]}":
+            depth -= 1
+            if depth == 0:
+                out.append(body[start : m.end()].strip())
+                start = m.end()
+                if len(out) == most:
+                    return out, start, True
+    return out, start, depth == 0
+
+
 def split_cut(data: bytes, limit: int) -> tuple[Iterator[Item], bytes, int, int] | None:
     """What a stream cut short (a truncated or corrupt gzip) decompressed to, as the items of
     its complete records, the text after them, how many records (or lines) came before that
@@ -363,7 +441,7 @@ def split_cut(data: bytes, limit: int) -> tuple[Iterator[Item], bytes, int, int]
 
 def _parses(text: bytes) -> bool:
     try:
-        orjson.loads(text)
+        jsonnum.loads(text)
     except orjson.JSONDecodeError:
         return False
     return True

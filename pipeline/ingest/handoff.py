@@ -17,7 +17,9 @@ the decode it was given and the writes the parent sent since.
 Nothing here is state: the lake's all-or-nothing writes and the order of marking batches done
 (``run``) are unchanged. The scratch folder is removed when the run ends, also by an exception;
 a process killed outright (SIGKILL, out of memory) leaves it behind, holding at most the batches
-that were in flight.
+that were in flight, and the next run removes it (it is named by its owner, ``temporaries``).
+Workers stop when the main process is gone: each sees its pipe close (none keeps the main
+process's end of a pipe open), ends what it was doing, and exits.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import queue
+import re
 import shutil
 import signal
 import tempfile
@@ -37,6 +40,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from pipeline import temporaries
 from pipeline.config import IngestConfig, TenancyConfig
 from pipeline.ingest import prepare, write
 from pipeline.ingest.decode import Batch, Decoded, decode_batch
@@ -46,13 +50,39 @@ _SHARED_MEMORY = Path("/dev/shm")  # noqa: S108
 # Room for the columns of a few batches in flight (tens of MB each, the raw text not among them).
 _ROOM_NEEDED = 1 << 30
 _HELD = 2  # batches a worker holds at most: one waiting for its plan, one being decoded
+_SCRATCH = "tenantwatch-ingest-"
+_SCRATCH_NAME = re.compile(re.escape(_SCRATCH) + r"(?P<owner>[A-Za-z0-9-]+\.\d+)-\w+")
 
 
 def scratch_dir() -> tempfile.TemporaryDirectory[str]:
     """A folder for one run's hand-off files: in RAM (tmpfs) when the system has one with room
-    for the batches in flight (a container's is often 64 MB), else the temporary folder."""
+    for the batches in flight (a container's is often 64 MB), else the temporary folder. The
+    folders runs that died left there are removed first."""
     shm = _SHARED_MEMORY if _roomy(_SHARED_MEMORY) else None
-    return tempfile.TemporaryDirectory(prefix="tenantwatch-ingest-", dir=shm)
+    clean_scratch([_SHARED_MEMORY, Path(tempfile.gettempdir())])
+    prefix = f"{_SCRATCH}{temporaries.owner()}-"
+    return tempfile.TemporaryDirectory(prefix=prefix, dir=shm)
+
+
+def clean_scratch(folders: list[Path]) -> list[Path]:
+    """Remove the scratch folders in ``folders`` that runs which died left, and return them.
+    Only folders named by their owner are touched: a folder of unknown owner may be a live
+    run's."""
+    removed = []
+    for folder in folders:
+        try:
+            entries = list(folder.iterdir())
+        except OSError:
+            continue
+        for path in entries:
+            m = _SCRATCH_NAME.fullmatch(path.name)
+            try:
+                if m and temporaries.left_behind(m["owner"], path.stat().st_mtime):
+                    shutil.rmtree(path)
+                    removed.append(path)
+            except OSError:
+                pass  # gone already, or not ours to remove
+    return removed
 
 
 def _roomy(folder: Path) -> bool:
@@ -89,11 +119,17 @@ def _serve(
     tenancy: TenancyConfig,
     claim_key: str,
     lake_root: str,
+    parents: list[Connection],
 ) -> None:
     """A worker's loop: ("decode", i, batch, folder) and ("write", i, plan) messages in order,
     each answered with ("decoded", i, Decoded) / ("written", i, rows), or ("failed", i,
-    exception, traceback); None ends it."""
+    exception, traceback); None, or the parent's end closing, ends it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the workers on Ctrl-C
+    # A forked worker holds copies of the parent's ends of the pipes made so far, its own among
+    # them: while it does, its pipe never closes, and a worker whose parent was killed would wait
+    # for messages forever (holding its memory).
+    for parent_end in parents:
+        parent_end.close()
     # A thread takes the parent's messages as they come: the parent never waits on a send while
     # this worker is busy (a plan is megabytes, more than a pipe holds), and both sending at once
     # cannot block each other.
@@ -156,7 +192,7 @@ class Workers:
                 mine, theirs = ctx.Pipe()
                 p = ctx.Process(
                     target=_serve,
-                    args=(theirs, ingest, tenancy, claim_key, lake_root),
+                    args=(theirs, ingest, tenancy, claim_key, lake_root, [*self._conns, mine]),
                     daemon=True,
                 )
                 p.start()

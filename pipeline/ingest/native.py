@@ -1,9 +1,16 @@
-"""The compiled fast road (``_ctscan.c``), if it was built, and the switch to leave it.
+"""The compiled decoder (``_ctscan.c``), if it was built, and the switch to leave it.
 
-``make`` builds the extension with the package (``pip install -e .`` compiles it; a C compiler is
-part of the machine's set-up). Without it, or with ``TENANTWATCH_NATIVE=0`` in the environment,
-every file takes the Python road, which is the reference: both give the same lake, which
-``tests/test_native.py`` checks file by file.
+Ingestion reads CloudTrail delivery files by two decoders: the compiled one, and the Python one
+(``cloudtrail``, ``formats``, ``decode``), which is the reference and takes every input. The
+compiled one takes a file only when it reads it exactly as the Python one does, and hands anything
+unusual back. Which decoder owns which rule (fields, numbers, strings, the secret pre-filter,
+credential spans, the record hash, depth), and what keeps them equal (tests/test_native.py, the
+differential fuzzer in tests/fuzz/), is written in one place: the header comment of ``_ctscan.c``.
+
+``pip install`` compiles the extension (a C compiler is part of the machine's set-up). Without it,
+or with ``TENANTWATCH_NATIVE=0`` in the environment, every file takes the Python decoder, which
+gives the same lake, slower: ``decoder()`` says which is in use, and why, in the ingest summary
+and in ``tenantwatch --version``.
 """
 
 from __future__ import annotations
@@ -17,11 +24,16 @@ import pyarrow as pa
 
 _S = pa.string()
 
-_ctscan: ModuleType | None
-try:
-    _ctscan = importlib.import_module("pipeline.ingest._ctscan")
-except ImportError:  # not built (a source checkout without ``pip install``)
-    _ctscan = None
+
+def _load() -> tuple[ModuleType | None, str]:
+    """The extension, or None and why it could not be imported."""
+    try:
+        return importlib.import_module("pipeline.ingest._ctscan"), ""
+    except ImportError as exc:  # not built (no C compiler at install), or built for another Python
+        return None, str(exc)
+
+
+_ctscan, _missing = _load()
 
 
 def available() -> bool:
@@ -32,6 +44,16 @@ def available() -> bool:
 def enabled() -> bool:
     """Built and not switched off by ``TENANTWATCH_NATIVE=0``."""
     return _ctscan is not None and os.environ.get("TENANTWATCH_NATIVE", "1") != "0"
+
+
+def decoder() -> str:
+    """Which decoder ingestion uses for CloudTrail delivery files, and why when it is not the
+    compiled one: a silent fallback would only show as a slower ingest."""
+    if _ctscan is None:
+        return f"python (extension not built: {_missing})"
+    if not enabled():
+        return "python (TENANTWATCH_NATIVE=0)"
+    return "compiled"
 
 
 def builder() -> object | None:

@@ -6,7 +6,7 @@ then ``h_*`` hint columns (role session name, S3 key, API path, token claim ...)
 rows a chunk at a time, as columns (``cloudtrail``); API Gateway and authorizer lines one at a
 time here (``*_row`` returns a tuple in ``ROW_FIELDS`` order). Time stays text and is parsed per
 batch (``timeparse``). A record that cannot become a row raises ``Unusable`` with a stable reason
-code; the caller quarantines it.
+code; the caller quarantines it, as it does a record on which anything else raised (``failure``).
 
 Logs are hostile input: every value is read defensively (``as_text`` turns whatever JSON type a
 vendor put there into a string or None) and nothing here interprets a value as a path or markup.
@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
 
-from pipeline.ingest import native
+from pipeline.ingest import jsonnum, native
 
 ROW_FIELDS = (
     "event_id",
@@ -75,8 +75,24 @@ class Unusable(ValueError):
         self.reason = reason
 
 
+def failure(exc: Exception) -> tuple[str, str]:
+    """(reason, detail) of the quarantine entry for a record on which ``exc`` was raised:
+    an ``Unusable``'s own, ``too_deep`` for nesting, else ``unprocessable_record`` naming the
+    error (a log value no rule here foresaw must cost its record, not the run). Running out of
+    memory is the machine's trouble, not the record's: it is raised again."""
+    if isinstance(exc, MemoryError):
+        raise exc
+    if isinstance(exc, Unusable):
+        return exc.reason, str(exc)
+    if isinstance(exc, RecursionError):
+        return "too_deep", f"JSON nested too deeply to handle ({exc})"
+    return "unprocessable_record", f"reading it raised {type(exc).__name__}: {exc}"[:500]
+
+
 def as_text(value: Any) -> str | None:
-    """Any JSON scalar as a string; None for null, "" and the access-log placeholder "-"."""
+    """Any JSON value as a string; None for null, "" and the access-log placeholder "-". An object
+    or array is its JSON text; one nested too deeply to write as text (orjson writes 254 levels
+    and reads 1,024) makes its record ``Unusable``."""
     if value is None or value == "" or value == "-":
         return None
     if isinstance(value, str):
@@ -85,7 +101,13 @@ def as_text(value: Any) -> str | None:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return str(value)
-    return orjson.dumps(value).decode()
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError as exc:
+        if "recursion" not in str(exc).lower():
+            raise
+        detail = "a field read as text holds JSON nested too deeply to write (past 254 levels)"
+        raise Unusable("too_deep", detail) from None
 
 
 def as_object(value: Any) -> dict[str, Any]:
@@ -94,7 +116,7 @@ def as_object(value: Any) -> dict[str, Any]:
         return value
     if isinstance(value, str) and value.startswith("{"):
         try:
-            parsed = orjson.loads(value)
+            parsed = jsonnum.loads(value)
         except orjson.JSONDecodeError:
             return {}
         return parsed if isinstance(parsed, dict) else {}
@@ -142,6 +164,12 @@ def first_string_value(attrs: Any) -> str | None:
     return None
 
 
+def path_only(path: str | None) -> str | None:
+    """A request path without its query and fragment: tenant patterns read the path, and the
+    query may hold secrets that must not become a tenant id."""
+    return path.split("?", 1)[0].split("#", 1)[0] if path else path
+
+
 # --- API Gateway access logs -----------------------------------------------------------------
 
 
@@ -181,9 +209,9 @@ def access_log_row(
         outcome = "error"
     api, stage = as_text(rec.get("apiId")), as_text(rec.get("stage"))
     path = as_text(rec.get("path"))
-    api_path = path
-    if path and stage and path.startswith(f"/{stage}/"):
-        api_path = path[len(stage) + 1 :]
+    api_path = path_only(path)
+    if api_path and stage and api_path.startswith(f"/{stage}/"):
+        api_path = api_path[len(stage) + 1 :]
     method = as_text(rec.get("httpMethod"))
     route = as_text(rec.get("resourcePath")) or as_text(rec.get("routeKey"))
     principal = as_text(_authorizer_value(rec, "principalId")) or as_text(rec.get("user"))
@@ -276,7 +304,7 @@ def authorizer_row(rec: dict[str, Any], raw: bytes) -> tuple[Any, ...]:
         None,
         None,
         None,
-        path,
+        path_only(path),
         None,
         None,
         None,

@@ -22,11 +22,16 @@ string, and free text can quote ``"key": "value"`` pairs. The walk looks inside 
 holds a quote and a needle (``_redact_string``). Records that are not JSON at all (the
 quarantine) only get patterns (``scrub_bytes``), which fingerprint a value as the walk does, so an
 analyst can match one secret across the lake and the quarantine.
+
+URLs carry secrets in their query and fragment parameters (an OAuth token, a presigned URL's
+signature): every string the walk looks at, every free-text column and the quarantine's bytes
+have those fingerprinted by ``urlparams``, which also says what a record holding one looks like
+to the pre-filter.
 """
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import re
 from collections.abc import Sequence
 from itertools import accumulate
@@ -37,47 +42,53 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.ingest import native
+from pipeline.ingest import jsonnum, native, urlparams
+from pipeline.ingest.fingerprint import FINGERPRINT_BYTES, fingerprint
 
-# Keys whose values are secrets wherever they appear (compared lower-case).
-SECRET_KEYS = frozenset(
-    {
-        "sessiontoken",
-        "secretaccesskey",
-        "password",
-        "newpassword",
-        "oldpassword",
-        "passwordhash",
-        "authorization",
-        "token",
-        "idtoken",
-        "accesstoken",
-        "refreshtoken",
-        "clientsecret",
-        "privatekey",
-        "secretstring",
-        "secretbinary",
-        "x-amz-security-token",
-        "cookie",
-    }
+# Keys whose values are secrets wherever they appear (compared lower-case), as one word or with
+# "_" or "-" between the words (access_token, x-amz-security-token, set-cookie). Every one holds a
+# pre-filter needle (_NEEDLES), so a record holding one is always looked at.
+_SECRET_KEY_WORDS = (
+    ("session", "token"),
+    ("secret", "access", "key"),
+    ("password",),
+    ("new", "password"),
+    ("old", "password"),
+    ("password", "hash"),
+    ("authorization",),
+    ("token",),
+    ("id", "token"),
+    ("access", "token"),
+    ("refresh", "token"),
+    ("auth", "token"),
+    ("client", "secret"),
+    ("private", "key"),
+    ("secret", "string"),
+    ("secret", "binary"),
+    ("x", "amz", "security", "token"),
+    ("cookie",),
+    ("set", "cookie"),
 )
-# Cheap pre-filter over raw bytes: a record containing none of these, nor a \u escape, holds none
-# of the keys above nor a bearer token nor a JWT (compared on the lower-cased bytes). "eyj" is how
-# every JWT starts (base64 of '{"'), wherever it is, under a secret word or not (a path, a
-# principalId); a \u escape can spell a key's letters ("p\u0061ssword") that its bytes do not show.
+SECRET_KEYS = frozenset(sep.join(words) for words in _SECRET_KEY_WORDS for sep in ("", "_", "-"))
+# Cheap pre-filter over raw bytes: a record containing none of these, nor a \u escape, nor a URL
+# parameter (urlparams.HINT), holds none of the keys above nor a bearer token nor a JWT nor a
+# secret in a URL (compared on the lower-cased bytes). "eyj" is how every JWT starts (base64 of
+# '{"'), wherever it is, under a secret word or not (a path, a principalId); a \u escape can spell
+# a key's letters ("p\u0061ssword") that its bytes do not show. "private" and not "privatekey":
+# private_key and private-key hold it too.
 _NEEDLES = (
     b"token",
     b"secret",
     b"password",
     b"authorization",
     b"bearer",
-    b"privatekey",
+    b"private",
     b"cookie",
     b"eyj",
 )
 # RE2's case folding is Unicode's, a superset of bytes.lower(): it may flag a record for a closer
 # look that might_hold_secret then clears, never the other way round.
-_NEEDLE_PATTERN = "|".join(n.decode() for n in _NEEDLES) + r"|\\u"
+_NEEDLE_PATTERN = "|".join(n.decode() for n in _NEEDLES) + r"|\\u|" + urlparams.HINT
 # The same, for a string value the walk looks into (_redact_string).
 _TEXT_NEEDLES = tuple(n.decode() for n in _NEEDLES)
 # A token already fingerprinted is not matched again: the quarantine scrubs records the walk has
@@ -86,22 +97,24 @@ _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+(?!redacted:sha256:)[A-Za-z0-9._~+
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
 _BYTES_BEARER = re.compile(_BEARER.pattern.encode())
 _BYTES_JWT = re.compile(_JWT.pattern.encode())
-_FINGERPRINT = re.compile(rb"redacted:sha256:[0-9a-f]{16}")
+_FINGERPRINT = FINGERPRINT_BYTES
 # Credentials as compact JSON spells them (as CloudTrail and orjson write them). A key starts
 # right after "{" or "," (inside a string every quote is escaped, so neither pair occurs there).
 _CREDENTIAL_KEYS = (b'"sessionToken":"', b'"secretAccessKey":"')
 # What, outside the credentials, sends a record to the walk: any secret key, whatever the spaces
 # before its colon (RE2's case folding is a superset of str.lower()'s on ASCII); text
-# _scrub_tokens might rewrite (its own test); any \u escape, the one way a key or value can spell
-# letters its bytes do not show ("\u0074oken" is a token key once decoded); and any escaped
-# quote: only a string holding a quote can be one _redact_string rewrites (a JSON request,
-# "key": "value" text), and \" is how JSON spells that quote (\u0022 is caught as a \u). One RE2
-# pass does it all: bytes.find costs more per literal than RE2 for the lot.
+# _scrub_tokens might rewrite (a scheme, a JWT, a URL parameter); any \u escape, the one way a
+# key or value can spell letters its bytes do not show ("\u0074oken" is a token key once
+# decoded); and any escaped quote: only a string holding a quote can be one _redact_string
+# rewrites (a JSON request, "key": "value" text), and \" is how JSON spells that quote (\u0022 is
+# caught as a \u). One RE2 pass does it all: bytes.find costs more per literal than RE2 for the
+# lot.
 _SECRET_KEY_BYTES = tuple(k.encode() for k in sorted(SECRET_KEYS))
 _DOUBT_PATTERN = (
     '(?i:"(?:'
     + "|".join(re.escape(k) for k in sorted(SECRET_KEYS))
-    + r')"[ \t\n\r]*:)|(?i:earer|asic)|eyJ|\\[u"]'
+    + r')"[ \t\n\r]*:)|(?i:earer|asic)|eyJ|\\[u"]|'
+    + urlparams.HINT
 )
 
 
@@ -119,27 +132,34 @@ def _spelled(key: str) -> bytes:
 # JSON document: in any letter case, letters maybe escaped, and at any depth of nesting, the
 # quotes of key and value escaped by the same run of backslashes (group 1, the whole run: trying
 # it from inside a run would cost time quadratic in its length). Where the value ends is
-# _value_end's to say: no regex can count the backslash runs.
+# _value_end's to say: no regex can count the backslash runs. Compiled on first use: spelling
+# every key with escapes makes a pattern of some 13 KB, ~60 ms to compile, which most processes
+# (and a Lambda's cold start) never need.
 _SPACE = rb"(?:\s|\\+[nrt])*"
-_PAIR = re.compile(
-    rb'(?i)(?<!\\)(\\*)"(?:'
-    + b"|".join(_spelled(k) for k in sorted(SECRET_KEYS))
-    + rb')\1"'
-    + _SPACE
-    + b":"
-    + _SPACE
-    + rb'\1"'
-)
 
 
-def fingerprint(secret: str | bytes) -> str:
-    data = secret.encode("utf-8", "surrogatepass") if isinstance(secret, str) else secret
-    return "redacted:sha256:" + hashlib.sha256(data).hexdigest()[:16]
+@functools.cache
+def _pair() -> re.Pattern[bytes]:
+    return re.compile(
+        rb'(?i)(?<!\\)(\\*)"(?:'
+        + b"|".join(_spelled(k) for k in sorted(SECRET_KEYS))
+        + rb')\1"'
+        + _SPACE
+        + b":"
+        + _SPACE
+        + rb'\1"'
+    )
 
 
 def might_hold_secret(raw: bytes) -> bool:
     low = raw.lower()
-    return any(n in low for n in _NEEDLES) or b"\\u" in raw
+    return any(n in low for n in _NEEDLES) or b"\\u" in raw or _url_param(raw)
+
+
+def _url_param(raw: bytes) -> bool:
+    """Might ``raw`` hold a URL parameter (urlparams.HINT)? Every one has an "=": most records
+    have none, and ``in`` costs less than a search."""
+    return b"=" in raw and urlparams.holds_param(raw)
 
 
 def flag_secrets(raw: pa.Array) -> pa.Array:
@@ -148,17 +168,21 @@ def flag_secrets(raw: pa.Array) -> pa.Array:
 
 
 def _scrub_tokens(value: str) -> str:
-    """Bearer and Basic credentials (the scheme in any letter case, as HTTP allows) and JWTs."""
+    """Secret URL parameters (``urlparams``), then Bearer and Basic credentials (the scheme in any
+    letter case, as HTTP allows) and JWTs."""
+    value = urlparams.scrub_text(value)
     if "eyJ" in value or "earer" in (low := value.lower()) or "asic" in low:
         value = _BEARER.sub(lambda m: f"{m.group(1)} {fingerprint(m.group(0))}", value)
         value = _JWT.sub(lambda m: fingerprint(m.group(0)), value)
     return value
 
 
-# The normalized columns that copy free text out of a record (a path, an authorizer's reason, a
-# principalId, a User-Agent): a JWT or a bearer token can sit in any of them, as in the raw text.
+# The normalized columns that copy free text out of a record (a path with its query, an
+# authorizer's reason, a principalId, a User-Agent): a JWT, a bearer token or a URL with a secret
+# parameter can sit in any of them, as in the raw text.
 FREE_TEXT_COLUMNS = ("action", "actor_principal", "resource", "error_code", "user_agent")
-_SCHEME_OR_JWT = r"(?:bearer|basic)\s|eyj"  # what _scrub_tokens can rewrite, and more (any case)
+# What _scrub_tokens can rewrite, and more (any case).
+_SCHEME_OR_JWT = r"(?:bearer|basic)\s|eyj|" + urlparams.HINT + "|" + urlparams.ESCAPED_HINT
 
 
 def scrub_token_columns(cols: dict[str, pa.Array], where: pa.Array | None = None) -> None:
@@ -223,7 +247,7 @@ def _json_container(value: str) -> Any:
     if value.lstrip()[:1] not in ("{", "["):
         return None
     try:
-        return orjson.loads(value)
+        return jsonnum.loads(value)
     except orjson.JSONDecodeError:
         return None
 
@@ -233,7 +257,7 @@ def redact_raw(raw: bytes) -> bytes:
     if not might_hold_secret(raw):
         return raw
     try:
-        return orjson.dumps(redact(orjson.loads(raw)))
+        return orjson.dumps(redact(jsonnum.loads(raw)))
     except (orjson.JSONDecodeError, orjson.JSONEncodeError, RecursionError):
         return scrub_bytes(raw)
 
@@ -362,7 +386,7 @@ def scrub_bytes(raw: bytes) -> bytes:
     changes nothing, as a record the walk redacted may come here."""
     if not might_hold_secret(raw):
         return raw
-    raw = _scrub_pairs(raw)
+    raw = urlparams.scrub_bytes(_scrub_pairs(raw))
     raw = _BYTES_BEARER.sub(lambda m: m.group(1) + b" " + fingerprint(m.group(0)).encode(), raw)
     return _BYTES_JWT.sub(lambda m: fingerprint(m.group(0)).encode(), raw)
 
@@ -373,11 +397,12 @@ def scrub_text(text: str) -> str:
 
 
 def _scrub_pairs(data: bytes) -> bytes:
-    """``data`` with the string value of every secret key ``_PAIR`` finds fingerprinted: to the
+    """``data`` with the string value of every secret key ``_pair`` finds fingerprinted: to the
     end of the text when the value does not end (a truncated line keeps no part of it)."""
     out: list[bytes] = []
     pos = 0
-    while (m := _PAIR.search(data, pos)) is not None:
+    pair = _pair()
+    while (m := pair.search(data, pos)) is not None:
         escape, start = len(m.group(1)), m.end()
         end = _value_end(data, start, escape)
         body = data[start : len(data) if end is None else end]

@@ -277,12 +277,28 @@ def list_inputs(
     return sorted(refs), new_positions
 
 
+# What S3 says of one object that cannot be read as listed, however often it is asked: access
+# denied (a bucket policy, a KMS key not granted), archived (Glacier, until restored), gone, or
+# changed since it was listed (its new ETag is a new input, read by the next run).
+_OBJECT_REFUSED = frozenset({403, 404, 412})
+
+
+class UnreadableInput(OSError):
+    """An input that cannot be read; the run quarantines it and goes on with the others."""
+
+
 def read_input(ref: InputRef) -> bytes:
     if ref.data is not None:
         return ref.data
     if ref.uri.startswith("s3://"):
         bucket, _, key = ref.uri[len("s3://") :].partition("/")
-        # IfMatch: the object read is the object listed (its ETag is what marks it done).
-        obj = _client("s3").get_object(Bucket=bucket, Key=key, IfMatch=ref.etag)
+        client = _client("s3")
+        try:
+            # IfMatch: the object read is the object listed (its ETag is what marks it done).
+            obj = client.get_object(Bucket=bucket, Key=key, IfMatch=ref.etag)
+        except client.exceptions.ClientError as exc:
+            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") in _OBJECT_REFUSED:
+                raise UnreadableInput(f"{ref.uri}: {exc}") from None
+            raise  # throttling or an outage past the retries: the run stops, the next retries
         return bytes(obj["Body"].read())
     return Path(ref.uri).read_bytes()

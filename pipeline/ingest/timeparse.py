@@ -3,8 +3,9 @@
 CloudTrail's own format (``2026-11-16T09:12:44Z``) and epoch milliseconds are parsed by Arrow in
 one call per batch; everything else (fractions, a space instead of ``T``, no zone, API Gateway's
 ``16/Nov/2026:09:12:44 +0000``, Powertools' ``2026-11-16 09:12:44,123+0000``) falls back to Python
-per value. A value no format accepts becomes null and its record is quarantined by the caller.
-Times without a zone are taken as UTC: every AWS log here is written in UTC.
+per value. A value no format accepts, or one outside the bounds below, becomes null and its
+record is quarantined by the caller; no value raises. Times without a zone are taken as UTC: every
+AWS log here is written in UTC.
 """
 
 from __future__ import annotations
@@ -24,43 +25,46 @@ _MAX = datetime(2100, 1, 1, tzinfo=UTC)
 
 
 def parse_one(text: str) -> datetime | None:
-    s = text.strip()
+    try:
+        dt = _parse(text.strip())
+    except (ValueError, OverflowError, OSError):
+        # No such date, or one that only exists west of UTC (9999-12-31T23:59:59-01:00 is in
+        # year 10000 there), or a platform's time functions refusing it.
+        return None
+    return dt if dt is not None and _MIN <= dt < _MAX else None
+
+
+def _parse(s: str) -> datetime | None:
     if not s:
         return None
     dt: datetime
-    if s.isdigit() and 10 <= len(s) <= 13:
+    # ASCII digits only: str.isdigit is also true of superscripts, which int() refuses.
+    if s.isascii() and s.isdigit() and 10 <= len(s) <= 13:
         n = int(s)
         dt = datetime.fromtimestamp(n / 1000 if len(s) == 13 else n, tz=UTC)
+    elif "/" in s[:7]:
+        dt = datetime.strptime(s, _CLF)
     else:
-        if "/" in s[:7]:
-            try:
-                dt = datetime.strptime(s, _CLF)
-            except ValueError:
-                return None
-        else:
-            s = _FRACTION.sub(r"\1", s.replace(",", ".", 1) if "," in s else s)
-            try:
-                dt = datetime.fromisoformat(s)
-            except ValueError:
-                return None
+        dt = datetime.fromisoformat(_FRACTION.sub(r"\1", s.replace(",", ".", 1)))
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
-    dt = dt.astimezone(UTC)
-    return dt if _MIN <= dt < _MAX else None
+    return dt.astimezone(UTC)
 
 
-def parse_times(texts: pa.Array) -> pa.Array:
+def parse_times(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
     """timestamp[us, UTC] for each string; null where no known format applies."""
-    out = pc.strptime(texts, "%Y-%m-%dT%H:%M:%SZ", "us", error_is_null=True)
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks()
+    # Bounded before anything becomes a Python datetime: Arrow parses year 0, Python has none.
+    out = _bounded(pc.strptime(texts, "%Y-%m-%dT%H:%M:%SZ", "us", error_is_null=True).cast(TS))
     missing = pc.and_(pc.is_null(out), pc.is_valid(texts))
     if pc.any(missing).as_py():
-        values = out.to_pylist()
-        for i in pc.indices_nonzero(missing).to_pylist():
-            values[i] = parse_one(texts[i].as_py())
-        out = pa.array(values, TS)
-    else:
-        out = out.cast(TS)
-    # Out-of-range values from the fast path are nulled the same way as the slow path's.
+        slow = [parse_one(t) for t in texts.filter(missing).to_pylist()]
+        out = pc.replace_with_mask(out, missing, pa.array(slow, TS))
+    return out
+
+
+def _bounded(when: pa.Array) -> pa.Array:
     lo, hi = pa.scalar(_MIN, TS), pa.scalar(_MAX, TS)
-    in_range = pc.and_(pc.greater_equal(out, lo), pc.less(out, hi))
-    return pc.if_else(in_range, out, pa.scalar(None, TS))
+    in_range = pc.and_(pc.greater_equal(when, lo), pc.less(when, hi))
+    return pc.if_else(in_range, when, pa.scalar(None, TS))
