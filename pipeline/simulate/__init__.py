@@ -95,12 +95,18 @@ from pipeline.simulate.apigateway import Api
 from pipeline.simulate.cloudtrail import CloudTrail
 from pipeline.simulate.labels import Recorder
 from pipeline.simulate.scenarios import Scenarios, negatives
-from pipeline.simulate.spec import ALL_SCENARIOS, SimulationError, SimulationSpec, validate
+from pipeline.simulate.spec import (
+    ALL_SCENARIOS,
+    WORLDS,
+    SimulationError,
+    SimulationSpec,
+    validate,
+)
 from pipeline.simulate.traffic import Traffic
-from pipeline.simulate.world import build, relationships_toml
-from pipeline.simulate.writer import Sink, Writer
+from pipeline.simulate.world import build
+from pipeline.simulate.writer import TRUTH_FILE, Sink, Writer
 
-__all__ = ["ALL_SCENARIOS", "SimulationError", "SimulationSpec", "simulate"]
+__all__ = ["ALL_SCENARIOS", "TRUTH_FILE", "WORLDS", "SimulationError", "SimulationSpec", "simulate"]
 
 
 def simulate(
@@ -133,6 +139,7 @@ def simulate(
             writer.write_cloudtrail(day_index, pool.ct)
             writer.write_apigateway(day_index, pool.api)
             writer.write_authorizer(day_index, pool.auth)
+            writer.write_truth(pool.truth)
         if progress is not None:
             progress(d + 1, spec.days)
     writer.write_digests(start, end)
@@ -140,7 +147,8 @@ def simulate(
     writer.write_text(
         "labels.json", orjson.dumps(labels, option=orjson.OPT_INDENT_2).decode() + "\n"
     )
-    writer.write_text("tenantwatch.toml", relationships_toml(world))
+    for rel, text in world.style.files().items():
+        writer.write_text(rel, text)
     writer.close()
     c = writer.counts
     return {
@@ -152,6 +160,7 @@ def simulate(
         "authorizer_files": c["authorizer_files"],
         "authorizer_records": c["authorizer_records"],
         "labels": len(labels),
+        "truth_rows": c["truth_rows"],
         "bytes_written": c["bytes_written"],
         "elapsed_s": round(time.perf_counter() - started, 3),
         "out_dir": str(out_dir),
