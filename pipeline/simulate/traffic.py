@@ -228,12 +228,14 @@ class Traffic:
             if r.status >= 400 and r.status not in (500,):
                 continue
             ts = t // 1000
+            # The session itself, unless the world reaches another tenant's data through a role
+            # of that tenant's (silo's partners).
             acting = ident
             data = action in ("Query", "GetItem", "PutItem", "UpdateItem")
             if data or (action == "attachment" and r.status == 200):
                 acting, hop = self.style.acting_as(self.ct, rng, ts, ident, user, tenant)
                 self._mark(mark, hop, ts * 1000)
-            if action in ("Query", "GetItem", "PutItem", "UpdateItem"):
+            if data:
                 err = None
                 if r.status == 500:
                     err = _THROTTLE

@@ -129,7 +129,7 @@ class World:
 
     @property
     def ticket_expires(self) -> datetime:
-        # The ticket closes at midnight after the attack day: the day after, in the brief's words.
+        # The ticket closes at midnight after the attack day.
         nxt = self.spec.attack_day + timedelta(days=1)
         return datetime.combine(nxt, time(0, 0), tzinfo=UTC)
 
@@ -234,7 +234,7 @@ def build(spec: SimulationSpec) -> World:
         operator_ips=(public_ip(rng), public_ip(rng), public_ip(rng)),
     )
     world.scenario_tenants = _pick_scenario_tenants(world)
-    from pipeline.simulate.worlds import style_for
+    from pipeline.simulate.worlds import style_for  # the worlds import this module
 
     world.style = style_for(world)
     return world
