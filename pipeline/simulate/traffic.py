@@ -231,11 +231,11 @@ class Traffic:
             # The session itself, unless the world reaches another tenant's data through a role
             # of that tenant's (silo's partners).
             acting = ident
-            data = action in ("Query", "GetItem", "PutItem", "UpdateItem")
-            if data or (action == "attachment" and r.status == 200):
+            items = action in ("Query", "GetItem", "PutItem", "UpdateItem")
+            if items or (action == "attachment" and r.status == 200):
                 acting, hop = self.style.acting_as(self.ct, rng, ts, ident, user, tenant)
                 self._mark(mark, hop, ts * 1000)
-            if data:
+            if action in ("Query", "GetItem", "PutItem", "UpdateItem"):
                 err = None
                 if r.status == 500:
                     err = _THROTTLE
