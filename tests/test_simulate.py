@@ -124,6 +124,14 @@ def test_same_seed_gives_identical_bytes_and_another_seed_does_not(tmp_path: Pat
     assert set(a) != set(c)  # random file-name suffixes and export task ids change too
 
 
+def test_without_digests_only_the_digest_files_are_missing(tmp_path: Path) -> None:
+    simulate(tmp_path / "a", TINY)
+    simulate(tmp_path / "b", replace(TINY, digests=False))
+    full, lean = _files(tmp_path / "a"), _files(tmp_path / "b")
+    assert any("/CloudTrail-Digest/" in k for k in full)
+    assert lean == {k: v for k, v in full.items() if "/CloudTrail-Digest/" not in k}
+
+
 @pytest.mark.slow
 def test_sample_logs_are_the_default_spec_byte_for_byte(tmp_path: Path) -> None:
     if not (SAMPLE_LOGS / "labels.json").is_file():

@@ -149,7 +149,8 @@ def simulate(
             writer.write_truth(pool.truth)
         if progress is not None:
             progress(d + 1, spec.days)
-    writer.write_digests(start, end)
+    if spec.digests:
+        writer.write_digests(start, end)
     labels += negatives(world, rec)
     writer.write_text(
         "labels.json", orjson.dumps(labels, option=orjson.OPT_INDENT_2).decode() + "\n"

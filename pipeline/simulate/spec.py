@@ -39,6 +39,9 @@ class SimulationSpec:
     account: str = "111122223333"
     region: str = "us-east-1"
     world: str = "pooled"
+    # CloudTrail-Digest files, hourly per account: an organisation trail of 50 accounts writes as
+    # many of them as log files. What reads only the events (the evaluation) can do without.
+    digests: bool = True
 
     @property
     def attack_day(self) -> date:
