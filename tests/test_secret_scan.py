@@ -39,6 +39,7 @@ import pytest
 
 from pipeline.ingest.fingerprint import fingerprint
 from tests import logfactory as lf
+from tests.pooled import pooled_text
 
 pytestmark = pytest.mark.e2e
 
@@ -317,7 +318,7 @@ def run_and_scan(tmp_path: Path, topic_arn: str, queue_url: str, planted: Plante
     lake = tmp_path / "lake"
     config = tmp_path / "tenantwatch.toml"
     config.write_text(
-        "[ingest]\nmax_record_bytes = 16384\n"
+        pooled_text() + "\n[ingest]\nmax_record_bytes = 16384\n"
         f'[alerting]\nsns_topic_arn = "{topic_arn}"\ncloudwatch_namespace = "{NAMESPACE}"\n'
     )
     out = Outputs()
