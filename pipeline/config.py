@@ -1,13 +1,17 @@
 """The configuration: one TOML file, validated once at start into frozen objects.
 
-Every key is optional; the defaults below describe the SaaS that ``tenantwatch simulate`` models
-(and so ``sample_logs/``), which is why the demo needs no file. ``tenantwatch.toml`` at the top of
-the repository spells every default out as the documented example.
+Every key is optional and the defaults are neutral: no tenant strategies, lookups,
+relationships or tickets, and the field names API Gateway access logs and Powertools authorizer
+logs commonly use. Everything a SaaS chooses (where its tenant ids live, its log field names, its
+registries and tickets) is written in its own file; ``tenantwatch simulate`` writes one for the
+world it simulates (``sample_logs/tenantwatch.toml``), and ``tenantwatch.example.toml`` at the
+top of the repository is a commented starting point.
 
 Validation is msgspec's: unknown keys and wrong types are rejected with the key's path, which we
 reshape into one line such as ``tenantwatch.toml: tenancy.actor[1].pattern: expected a string,
 got an integer``. Checks msgspec cannot express (regexes that must compile and capture
-``tenant``) run right after, with the same message shape.
+``tenant``, lookups that exist, field paths that parse) run right after, with the same message
+shape. Relative file names in the file (lookup and ticket files) are relative to its folder.
 
 The environment is read here and nowhere else: ``TENANTWATCH_<SECTION>_<KEY>`` overrides a scalar
 key of a top-level section (for Lambda), e.g. ``TENANTWATCH_LAKE_ROOT=s3://bucket/lake`` or
@@ -53,18 +57,21 @@ class RoleSessionName(_Base, frozen=True, tag="role_session_name", tag_field="ki
 
     pattern: str
     roles: tuple[str, ...] = ()  # role names it applies to; empty: every role
+    lookup: str = ""
 
 
 class RoleArn(_Base, frozen=True, tag="role_arn", tag_field="kind"):
     """A regex with a ``tenant`` group over the role ARN (one role per tenant)."""
 
     pattern: str
+    lookup: str = ""
 
 
 class SourceIdentity(_Base, frozen=True, tag="source_identity", tag_field="kind"):
     """A regex with a ``tenant`` group over ``sourceIdentity``."""
 
     pattern: str
+    lookup: str = ""
 
 
 class AuthorizerContext(_Base, frozen=True, tag="authorizer_context", tag_field="kind"):
@@ -74,31 +81,79 @@ class AuthorizerContext(_Base, frozen=True, tag="authorizer_context", tag_field=
     key: str = "tenantId"
 
 
-ActorStrategy = SessionTag | RoleSessionName | RoleArn | SourceIdentity | AuthorizerContext
+class SessionOrigin(_Base, frozen=True, tag="session_origin", tag_field="kind"):
+    """The tenant of whoever called ``AssumeRole*`` to start this session, joined to later calls
+    by the session's access key id (as ``session_tag``). Across a cross-account ``AssumeRole``
+    the caller's tenant is kept; in a chain of roles, the first origin."""
+
+
+SOURCES = ("cloudtrail", "apigateway", "authorizer")
+SourceName = Literal["cloudtrail", "apigateway", "authorizer"]
+
+
+class Field(_Base, frozen=True, tag="field", tag_field="kind"):
+    """Any field of a record of ``source``, by a field path (``pipeline.ingest.paths``):
+    ``userIdentity.accountId``, ``resources[*].accountId``, ``claims.account``.
+
+    Without ``pattern`` the whole value is the candidate; ``when`` keeps the strategy to records
+    whose fields (paths) hold one of the listed values."""
+
+    source: SourceName
+    path: str
+    pattern: str = ""
+    lookup: str = ""
+    when: dict[str, tuple[str, ...]] = msgspec.field(default_factory=dict)
+
+
+ActorStrategy = (
+    SessionTag
+    | SessionOrigin
+    | RoleSessionName
+    | RoleArn
+    | SourceIdentity
+    | AuthorizerContext
+    | Field
+)
 
 
 class S3Key(_Base, frozen=True, tag="s3_key", tag_field="kind"):
     pattern: str
     buckets: tuple[str, ...] = ()  # empty: every bucket
+    lookup: str = ""
 
 
 class S3Bucket(_Base, frozen=True, tag="s3_bucket", tag_field="kind"):
-    pattern: str
+    """The bucket name: a regex with a ``tenant`` group, or (no pattern) the whole name, usually
+    through a ``lookup`` (a bucket per tenant with opaque names)."""
+
+    pattern: str = ""
+    lookup: str = ""
 
 
 class DynamoDBKey(_Base, frozen=True, tag="dynamodb_key", tag_field="kind"):
     pattern: str
     tables: tuple[str, ...] = ()
+    lookup: str = ""
+
+
+class DynamoDBTable(_Base, frozen=True, tag="dynamodb_table", tag_field="kind"):
+    """The table name (a table per tenant): a regex with a ``tenant`` group, or the whole name
+    through a ``lookup``."""
+
+    pattern: str = ""
+    lookup: str = ""
 
 
 class ResourceArn(_Base, frozen=True, tag="resource_arn", tag_field="kind"):
     pattern: str
+    lookup: str = ""
 
 
 class ApiPath(_Base, frozen=True, tag="api_path", tag_field="kind"):
     """A regex with a ``tenant`` group over the request path, stage prefix removed."""
 
     pattern: str
+    lookup: str = ""
 
 
 class Header(_Base, frozen=True, tag="header", tag_field="kind"):
@@ -109,24 +164,94 @@ class Header(_Base, frozen=True, tag="header", tag_field="kind"):
 
 class Subdomain(_Base, frozen=True, tag="subdomain", tag_field="kind"):
     pattern: str
+    lookup: str = ""
 
 
-TargetStrategy = S3Key | S3Bucket | DynamoDBKey | ResourceArn | ApiPath | Header | Subdomain
+TargetStrategy = (
+    S3Key | S3Bucket | DynamoDBKey | DynamoDBTable | ResourceArn | ApiPath | Header | Subdomain | Field
+)
+
+
+class Lookup(_Base, frozen=True):
+    """A table mapping values (account ids, bucket or table names, API key ids, domains, KMS key
+    ARNs, Cognito pool or client ids ...) to tenants, read once per run from exactly one of:
+    ``file`` (CSV, JSON or Parquet; a local path, relative to the configuration file, or
+    ``s3://``), ``dynamodb_table`` (the SaaS's tenant registry, scanned), or inline ``values``.
+    ``key`` and ``tenant`` name the columns (attributes) holding the value and its tenant."""
+
+    name: str
+    file: str = ""
+    dynamodb_table: str = ""
+    values: dict[str, str] = msgspec.field(default_factory=dict)
+    key: str = "key"
+    tenant: str = "tenant"
+    region: str = ""  # of the DynamoDB table; empty: the AWS default region
 
 
 class TenancyConfig(_Base, frozen=True):
     # STS sessions last at most 12 hours, so a session -> tenant mapping older than that is stale.
     session_ttl_hours: float = 12.0
-    actor: tuple[ActorStrategy, ...] = (
-        SessionTag(key="tenant_id"),
-        RoleSessionName(pattern=r"^tenant-(?P<tenant>t\d{4})-", roles=("tenant-reports",)),
-        AuthorizerContext(key="tenantId"),
+    # No strategy by default: where a SaaS keeps its tenant ids is its own choice, and a guess
+    # would resolve wrong tenants silently. ``tenantwatch tenancy report`` shows what is left.
+    actor: tuple[ActorStrategy, ...] = ()
+    target: tuple[TargetStrategy, ...] = ()
+    lookup: tuple[Lookup, ...] = ()
+
+
+# --- field mapping per source ------------------------------------------------------------------
+# Where each normalized column of a per-line source comes from: a field path, or several (the
+# first present wins). The defaults are the names these logs commonly use.
+
+Paths = str | tuple[str, ...]
+
+
+class AuthorizerFields(_Base, frozen=True):
+    """A Lambda authorizer's log lines (Powertools Logger JSON by default)."""
+
+    event_id: Paths = ("function_request_id", "request_id")
+    time: Paths = "timestamp"
+    decision: Paths = "decision"  # Allow / Deny, any case; anything else is an error outcome
+    reason: Paths = "reason"
+    method_arn: Paths = "method_arn"
+    principal: Paths = "principal_id"
+    token_fingerprint: Paths = "token_fingerprint"
+    tenant_claim: Paths = "tenant_claim"
+    requested_tenant: Paths = "requested_tenant"
+    request_id: Paths = "request_id"
+    source_ip: Paths = "source_ip"
+    user_agent: Paths = "user_agent"
+    function: Paths = ("function_name", "service")
+
+
+class AccessLogFields(_Base, frozen=True):
+    """API Gateway access logs (``$context`` variables, named as the log format chose)."""
+
+    request_id: Paths = "requestId"
+    time: Paths = ("requestTimeEpoch", "requestTime")
+    status: Paths = "status"
+    path: Paths = "path"
+    http_method: Paths = "httpMethod"
+    route: Paths = ("resourcePath", "routeKey")
+    api_id: Paths = "apiId"
+    stage: Paths = "stage"
+    domain: Paths = "domainName"
+    principal: Paths = (
+        "authorizerPrincipalId",
+        "authorizer.principalId",
+        "authorizer_principalId",
+        "user",
     )
-    target: tuple[TargetStrategy, ...] = (
-        S3Key(pattern=r"^tenants/(?P<tenant>[^/]+)/"),
-        DynamoDBKey(pattern=r"^TENANT#(?P<tenant>[^#]+)"),
-        ApiPath(pattern=r"^/tenants/(?P<tenant>[^/]+)"),
-    )
+    # Empty: the authorizer_context strategy's key, in the spellings above.
+    tenant_claim: Paths = ()
+    error: Paths = ("authorizerError", "authorizer.error", "authorizer_error")
+    source_ip: Paths = ("ip", "sourceIp")
+    user_agent: Paths = "userAgent"
+    account_id: Paths = "accountId"
+
+
+class SourcesConfig(_Base, frozen=True):
+    apigateway: AccessLogFields = AccessLogFields()
+    authorizer: AuthorizerFields = AuthorizerFields()
 
 
 # --- relationships that make cross-tenant access legitimate -----------------------------------
@@ -163,44 +288,29 @@ class Ticket(_Base, frozen=True):
     id: str
     tenants: tuple[str, ...]
     expires: datetime
+    approvers: tuple[str, ...] = ()
 
 
 class BreakGlass(_Base, frozen=True, tag="break_glass", tag_field="kind"):
-    """Support staff: principals matching the regex, with a ticket id in the role session name.
+    """Support staff: principals matching the regex, each use naming a ticket: the value of the
+    session tag ``ticket_tag`` (set at AssumeRole), else ``ticket_pattern`` over the role
+    session name.
 
     Access under an open ticket for one of its tenants is recorded at low severity; anything else
-    by this role pages.
+    by this role pages. Tickets come from ``tickets`` and, read once per run, ``tickets_file``
+    (CSV, JSON or Parquet, local or ``s3://``: columns id, tenants, expires, approvers) and
+    ``tickets_table`` (DynamoDB, attributes of the same names): a ticket system's export.
     """
 
     principal_pattern: str
     ticket_pattern: str = r"(?P<ticket>[A-Z]+-\d+)"
+    ticket_tag: str = ""
     tickets: tuple[Ticket, ...] = ()
+    tickets_file: str = ""
+    tickets_table: str = ""
 
 
 Relationship = Organisation | Reseller | Consultant | ServiceRole | BreakGlass
-
-SAAS_ACCOUNT = "111122223333"
-
-DEFAULT_RELATIONSHIPS: tuple[Relationship, ...] = (
-    Organisation(parent="t0010", children=("t0011", "t0012", "t0013")),
-    Consultant(principal="ext-consultant-ana", tenants=("t0020", "t0021", "t0022")),
-    Consultant(principal="ext-consultant-ben", tenants=("t0030", "t0031")),
-    ServiceRole(
-        principal_pattern=rf"^arn:aws:sts::{SAAS_ACCOUNT}:assumed-role/"
-        r"saas-(nightly-export|billing-aggregator)/"
-    ),
-    BreakGlass(
-        principal_pattern=rf"^arn:aws:sts::{SAAS_ACCOUNT}:assumed-role/support-break-glass/",
-        tickets=(
-            Ticket(
-                id="SUP-4821",
-                tenants=("t0031",),
-                expires=datetime.fromisoformat("2026-11-17T00:00:00+00:00"),
-            ),
-        ),
-    ),
-)
-
 
 class LakeConfig(_Base, frozen=True):
     root: str = "lake"
@@ -246,8 +356,9 @@ class AlertingConfig(_Base, frozen=True):
 class Config(_Base, frozen=True):
     lake: LakeConfig = LakeConfig()
     ingest: IngestConfig = IngestConfig()
+    sources: SourcesConfig = SourcesConfig()
     tenancy: TenancyConfig = TenancyConfig()
-    relationships: tuple[Relationship, ...] = DEFAULT_RELATIONSHIPS
+    relationships: tuple[Relationship, ...] = ()
     alerting: AlertingConfig = AlertingConfig()
     # Per-detector settings, keyed by detector id; each detector validates its own table.
     detectors: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
@@ -303,7 +414,10 @@ def _env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str
     return out
 
 
-def _check_patterns(cfg: Config, where: str) -> None:
+def _check(cfg: Config, where: str) -> None:
+    """What msgspec's types cannot say: patterns that compile (in RE2, where Arrow runs them)
+    with their group, lookups that exist, field paths that parse."""
+
     def compile_(path: str, pattern: str, group: str | None, re2: bool = False) -> None:
         try:
             rx = re.compile(pattern)
@@ -320,15 +434,59 @@ def _check_patterns(cfg: Config, where: str) -> None:
             except pa.ArrowInvalid as exc:
                 raise ConfigError(f"{where}: {path}: not supported by RE2 ({exc})") from None
 
+    lookups: set[str] = set()
+    for i, lk in enumerate(cfg.tenancy.lookup):
+        at = f"{where}: tenancy.lookup[{i}]"
+        if not lk.name.strip():
+            raise ConfigError(f"{at}.name: expected a name that strategies can refer to")
+        if lk.name in lookups:
+            raise ConfigError(f"{at}.name: {lk.name!r} is defined twice")
+        lookups.add(lk.name)
+        given = [k for k in ("file", "dynamodb_table", "values") if getattr(lk, k)]
+        if len(given) != 1:
+            raise ConfigError(
+                f"{at}: expected exactly one of file, dynamodb_table or values, got "
+                + (", ".join(given) if given else "none")
+            )
     for section in ("actor", "target"):
         for i, strat in enumerate(getattr(cfg.tenancy, section)):
-            if hasattr(strat, "pattern"):
-                compile_(f"tenancy.{section}[{i}].pattern", strat.pattern, "tenant", re2=True)
+            at = f"tenancy.{section}[{i}]"
+            if getattr(strat, "pattern", ""):
+                compile_(f"{at}.pattern", strat.pattern, "tenant", re2=True)
+            elif isinstance(strat, Field | S3Bucket | DynamoDBTable) and not strat.lookup:
+                # The whole value as a tenant id is allowed for a field, never silently for
+                # a bucket or table name: say so explicitly with a pattern.
+                if not isinstance(strat, Field):
+                    raise ConfigError(f"{where}: {at}: expected a pattern or a lookup")
+            lookup = getattr(strat, "lookup", "")
+            if lookup and lookup not in lookups:
+                raise ConfigError(f"{where}: {at}.lookup: no [[tenancy.lookup]] named {lookup!r}")
+            if isinstance(strat, Field):
+                _check_path(where, f"{at}.path", strat.path)
+                for j, key in enumerate(strat.when):
+                    _check_path(where, f"{at}.when[{j}]", key)
+    for source in ("apigateway", "authorizer"):
+        fields = getattr(cfg.sources, source)
+        for name in fields.__struct_fields__:
+            value = getattr(fields, name)
+            for j, path in enumerate((value,) if isinstance(value, str) else value):
+                _check_path(where, f"sources.{source}.{name}[{j}]", path)
+    claim_keys = {s.key for s in cfg.tenancy.actor if isinstance(s, AuthorizerContext)}
+    if len(claim_keys) > 1:
+        raise ConfigError(
+            f"{where}: tenancy.actor: authorizer_context strategies name different keys "
+            f"({', '.join(sorted(claim_keys))}); map the claim once with [sources.apigateway] "
+            "tenant_claim"
+        )
     for i, rel in enumerate(cfg.relationships):
         if isinstance(rel, ServiceRole | BreakGlass):
             compile_(f"relationships[{i}].principal_pattern", rel.principal_pattern, None)
         if isinstance(rel, BreakGlass):
             compile_(f"relationships[{i}].ticket_pattern", rel.ticket_pattern, "ticket")
+            if rel.tickets_file and rel.tickets_table:
+                raise ConfigError(
+                    f"{where}: relationships[{i}]: tickets_file and tickets_table: expected one"
+                )
             for j, t in enumerate(rel.tickets):
                 if t.expires.tzinfo is None:
                     raise ConfigError(
@@ -341,6 +499,15 @@ def _check_patterns(cfg: Config, where: str) -> None:
         raise ConfigError(f"{where}: tenancy.session_ttl_hours: expected a positive number")
 
 
+def _check_path(where: str, key: str, path: str) -> None:
+    from pipeline import fieldpath
+
+    try:
+        fieldpath.parse(path)
+    except fieldpath.PathError as exc:
+        raise ConfigError(f"{where}: {key}: {exc}") from None
+
+
 def parse_config(
     data: Mapping[str, Any], where: str = DEFAULT_FILE, environ: Mapping[str, str] | None = None
 ) -> Config:
@@ -351,7 +518,7 @@ def parse_config(
         cfg = msgspec.convert(merged, Config, strict=False)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"{where}: {_describe(str(exc))}") from None
-    _check_patterns(cfg, where)
+    _check(cfg, where)
     return cfg
 
 
@@ -378,4 +545,22 @@ def load_config(
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: not valid TOML ({exc})") from None
-    return parse_config(data, str(p), environ)
+    return _anchored(parse_config(data, str(p), environ), p.resolve().parent)
+
+
+def _anchored(cfg: Config, folder: Path) -> Config:
+    """``cfg`` with relative lookup and ticket file names made relative to ``folder`` (the
+    configuration file's), so a run behaves the same from any working directory."""
+
+    def at(name: str) -> str:
+        if not name or "://" in name or Path(name).is_absolute():
+            return name
+        return str(folder / name)
+
+    rep = msgspec.structs.replace
+    lookups = tuple(rep(lk, file=at(lk.file)) for lk in cfg.tenancy.lookup)
+    rels = tuple(
+        rep(r, tickets_file=at(r.tickets_file)) if isinstance(r, BreakGlass) else r
+        for r in cfg.relationships
+    )
+    return rep(cfg, tenancy=rep(cfg.tenancy, lookup=lookups), relationships=rels)
