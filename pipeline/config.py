@@ -168,7 +168,15 @@ class Subdomain(_Base, frozen=True, tag="subdomain", tag_field="kind"):
 
 
 TargetStrategy = (
-    S3Key | S3Bucket | DynamoDBKey | DynamoDBTable | ResourceArn | ApiPath | Header | Subdomain | Field
+    S3Key
+    | S3Bucket
+    | DynamoDBKey
+    | DynamoDBTable
+    | ResourceArn
+    | ApiPath
+    | Header
+    | Subdomain
+    | Field
 )
 
 
@@ -214,7 +222,7 @@ class AuthorizerFields(_Base, frozen=True):
     reason: Paths = "reason"
     method_arn: Paths = "method_arn"
     principal: Paths = "principal_id"
-    token_fingerprint: Paths = "token_fingerprint"
+    token_fingerprint: Paths = "token_fingerprint"  # noqa: S105 - a field name, not a secret
     tenant_claim: Paths = "tenant_claim"
     requested_tenant: Paths = "requested_tenant"
     request_id: Paths = "request_id"
@@ -311,6 +319,7 @@ class BreakGlass(_Base, frozen=True, tag="break_glass", tag_field="kind"):
 
 
 Relationship = Organisation | Reseller | Consultant | ServiceRole | BreakGlass
+
 
 class LakeConfig(_Base, frozen=True):
     root: str = "lake"
@@ -453,11 +462,10 @@ def _check(cfg: Config, where: str) -> None:
             at = f"tenancy.{section}[{i}]"
             if getattr(strat, "pattern", ""):
                 compile_(f"{at}.pattern", strat.pattern, "tenant", re2=True)
-            elif isinstance(strat, Field | S3Bucket | DynamoDBTable) and not strat.lookup:
+            elif isinstance(strat, S3Bucket | DynamoDBTable) and not strat.lookup:
                 # The whole value as a tenant id is allowed for a field, never silently for
                 # a bucket or table name: say so explicitly with a pattern.
-                if not isinstance(strat, Field):
-                    raise ConfigError(f"{where}: {at}: expected a pattern or a lookup")
+                raise ConfigError(f"{where}: {at}: expected a pattern or a lookup")
             lookup = getattr(strat, "lookup", "")
             if lookup and lookup not in lookups:
                 raise ConfigError(f"{where}: {at}.lookup: no [[tenancy.lookup]] named {lookup!r}")
