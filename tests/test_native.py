@@ -24,12 +24,14 @@ import xxhash
 from pipeline.config import IngestConfig, parse_config
 from pipeline.ingest import native
 from pipeline.ingest.decode import Decoded, decode_batch
+from pipeline.ingest.reading import Reading
 from pipeline.ingest.run import make_batches
 from pipeline.ingest.sources import list_inputs
 from tests import logfactory as lf
 
 REPO = Path(__file__).resolve().parent.parent
 CFG = parse_config({}, environ={})
+READING = Reading.of(CFG)
 
 
 def test_the_extension_is_built() -> None:
@@ -77,14 +79,17 @@ def test_the_summary_and_version_say_which_decoder_ingested(
 
 
 def decode_both(
-    monkeypatch: pytest.MonkeyPatch, sources: list[str], ingest: IngestConfig = CFG.ingest
+    monkeypatch: pytest.MonkeyPatch,
+    sources: list[str],
+    ingest: IngestConfig = CFG.ingest,
+    reading: Reading = READING,
 ) -> tuple[list[Decoded], list[Decoded]]:
     refs, _ = list_inputs(sources)
     batches = make_batches(refs, ingest.batch_input_bytes)
     out = []
     for flag in ("1", "0"):
         monkeypatch.setenv("TENANTWATCH_NATIVE", flag)
-        out.append([decode_batch(b, ingest, "tenantId") for b in batches])
+        out.append([decode_batch(b, ingest, reading) for b in batches])
     return out[0], out[1]
 
 
