@@ -302,10 +302,12 @@ class Diagnosis:
         if status == "session_unknown":
             return "session unknown (no AssumeRole seen in this input)"
         if status == "absent":
-            if isinstance(s, SESSION_KINDS):
-                what = "an origin" if isinstance(s, c.SessionOrigin) else f"the tag {s.key!r}"
-                return f"the session has no {what}"
-            return "field absent"
+            if not isinstance(s, SESSION_KINDS):
+                return "field absent"
+            if value is None:
+                return "no session (the record has no access key id)"
+            what = "origin" if isinstance(s, c.SessionOrigin) else f"tag {s.key!r}"
+            return f"the session has no {what}"
         if status == "no_match":
             return f"value {value!r} did not match pattern"
         return f"key {key!r} not in lookup {getattr(s, 'lookup', '')}"
