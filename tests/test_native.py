@@ -698,3 +698,57 @@ def test_credential_spans_refuses_what_it_cannot_compare() -> None:
         native._ctscan.credential_spans(["{}"], (b'"token":"',), (b"token",))
     with pytest.raises(TypeError, match="non-empty bytes"):
         native._ctscan.credential_spans([b"{}"], (b"",), (b"token",))
+
+
+# Field strategies over paths of every kind: the path columns come from each record's raw text
+# after either road made it, so both roads must give the same columns.
+FIELDS = Reading.of(
+    parse_config(
+        {
+            "tenancy": {
+                "actor": [
+                    {"kind": "field", "source": "cloudtrail", "path": "userIdentity.accountId"},
+                    {
+                        "kind": "field",
+                        "source": "cloudtrail",
+                        "path": "userIdentity.arn",
+                        "when": {"userIdentity.sessionContext.sessionIssuer.userName": ["x"]},
+                    },
+                ],
+                "target": [
+                    {"kind": "field", "source": "cloudtrail", "path": "resources[*].accountId"},
+                    {"kind": "field", "source": "cloudtrail", "path": "requestParameters.key.*"},
+                    {"kind": "field", "source": "cloudtrail", "path": "requestParameters"},
+                    {"kind": "field", "source": "cloudtrail", "path": "n[3]"},
+                ],
+            }
+        },
+        environ={},
+    )
+)
+
+
+def test_path_columns_are_the_same_by_both_roads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i, (_, text, _) in enumerate(VARIANTS):
+        _write(tmp_path, f"{i:03d}.json.gz", text)
+    fast, slow = decode_both(monkeypatch, [str(tmp_path)], reading=FIELDS)
+    assert_same(fast, slow)
+    columns = {c.text: c.name for c in FIELDS.columns}
+    rows = fast[0].rows
+    assert set(rows[columns["userIdentity.accountId"]].to_pylist()) >= {lf.ACCOUNT}
+    assert ["2"] in rows[columns["requestParameters.key.*"]].to_pylist()  # the last of two
+    assert "1E+9" not in str(rows[columns["n[3]"]].to_pylist())  # numbers are text by one rule
+    assert any(
+        v and v.startswith('{"bucketName"') for v in rows[columns["requestParameters"]].to_pylist()
+    )
+
+
+def test_the_real_world_corpus_gives_the_same_path_columns(
+    monkeypatch: pytest.MonkeyPatch, real_logs: Path
+) -> None:
+    fast, slow = decode_both(monkeypatch, [str(real_logs)], reading=FIELDS)
+    assert_same(fast, slow)
+    name = FIELDS.column("cloudtrail", "resources[*].accountId").name
+    assert sum(len(v or ()) for d in fast for v in d.rows[name].to_pylist()) > 10
