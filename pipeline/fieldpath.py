@@ -56,6 +56,10 @@ class FieldPath:
         """Whether the path can yield more than one value (it has a ``[*]`` or ``*``)."""
         return any(s.members or (s.name is None and s.index is None) for s in self.steps)
 
+    def nodes(self, record: Any) -> Iterator[Any]:
+        """The JSON values at this path in ``record``, as decoded, in document order."""
+        return _walk(record, self.steps, 0)
+
     def values(self, record: Any) -> list[str]:
         """The values at this path in ``record``, as text, in document order (no blanks)."""
         return _texts(_walk(record, self.steps, 0))

@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 import xxhash
 
 from pipeline import config as c
-from pipeline.fieldpath import FieldPath, first_of, parse_many
+from pipeline.fieldpath import FieldPath, parse_many
 from pipeline.ingest import jsonnum, native
 
 ROW_FIELDS = (
@@ -188,7 +188,19 @@ class Mapping:
     paths: dict[str, tuple[FieldPath, ...]]
 
     def get(self, column: str, rec: dict[str, Any]) -> str | None:
-        return first_of(self.paths[column], rec)
+        """The column's value: the first of its paths that holds one, by ``as_text``'s rules
+        (so a value nested too deeply to write makes the record ``Unusable``)."""
+        for path in self.paths[column]:
+            if len(path.steps) == 1 and path.steps[0].name is not None:  # the common case
+                text = as_text(rec.get(path.steps[0].name))
+                if text is not None:
+                    return text
+                continue
+            for node in path.nodes(rec):
+                text = as_text(node)
+                if text is not None:
+                    return text
+        return None
 
 
 def claim_spellings(key: str) -> tuple[str, ...]:
