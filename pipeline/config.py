@@ -488,6 +488,16 @@ def _check(cfg: Config, where: str) -> None:
             f"({', '.join(sorted(claim_keys))}); map the claim once with [sources.apigateway] "
             "tenant_claim"
         )
+    claim = cfg.sources.apigateway.tenant_claim
+    claim_paths = (claim,) if isinstance(claim, str) else claim
+    # The key is the mapping's default: both set must agree (a key left at its default is
+    # taken as not set: the mapping is then the one place the claim is named).
+    for key in claim_keys - {"tenantId"}:
+        if claim_paths and not set(claim_spellings(key)) & set(claim_paths):
+            raise ConfigError(
+                f"{where}: sources.apigateway.tenant_claim ({', '.join(claim_paths)}) and the "
+                f"authorizer_context key {key!r} name different fields; set one of them"
+            )
     for i, rel in enumerate(cfg.relationships):
         if isinstance(rel, ServiceRole | BreakGlass):
             compile_(f"relationships[{i}].principal_pattern", rel.principal_pattern, None)
@@ -507,6 +517,12 @@ def _check(cfg: Config, where: str) -> None:
         raise ConfigError(f"{where}: ingest.workers: expected 0 (all cores) or more")
     if cfg.tenancy.session_ttl_hours <= 0:
         raise ConfigError(f"{where}: tenancy.session_ttl_hours: expected a positive number")
+
+
+def claim_spellings(key: str) -> tuple[str, ...]:
+    """Where access-log formats commonly put the authorizer context value ``key``:
+    authorizerTenantId, authorizer.tenantId (a literal key, or nested) or authorizer_tenantId."""
+    return (f"authorizer{key[:1].upper()}{key[1:]}", f"authorizer.{key}", f"authorizer_{key}")
 
 
 def _check_field_path(where: str, key: str, path: str, source: str) -> None:

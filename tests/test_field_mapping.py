@@ -297,3 +297,20 @@ def test_a_secret_in_a_line_never_becomes_a_path_value(tmp_path: Path) -> None:
     )
     (row,) = run(tmp_path, [line], cfg)
     assert "hunter2" not in str(row["target_tenant"]) and "usr-1" in row["target_tenant"]
+
+
+def test_a_claim_mapping_and_an_authorizer_context_key_must_agree() -> None:
+    def both(claim: str, key: str) -> Config:
+        return parse_config(
+            {
+                "sources": {"apigateway": {"tenant_claim": claim}},
+                "tenancy": {"actor": [{"kind": "authorizer_context", "key": key}]},
+            },
+            environ={},
+        )
+
+    assert both("authorizer.orgId", "orgId").sources.apigateway.tenant_claim == "authorizer.orgId"
+    with pytest.raises(
+        ConfigError, match="tenant_claim \\(ctx.org\\) and the authorizer_context key 'orgId'"
+    ):
+        both("ctx.org", "orgId")

@@ -203,12 +203,6 @@ class Mapping:
         return None
 
 
-def claim_spellings(key: str) -> tuple[str, ...]:
-    """Where access-log formats commonly put the authorizer context value ``key``:
-    authorizerTenantId, authorizer.tenantId (a literal key, or nested) or authorizer_tenantId."""
-    return (f"authorizer{key[:1].upper()}{key[1:]}", f"authorizer.{key}", f"authorizer_{key}")
-
-
 def mapping(source: str, cfg: c.Config) -> Mapping:
     """The compiled mapping of ``source`` (apigateway or authorizer). An access-log mapping
     without ``tenant_claim`` reads the authorizer_context strategy's key (default tenantId)."""
@@ -218,7 +212,7 @@ def mapping(source: str, cfg: c.Config) -> Mapping:
         key = next(
             (s.key for s in cfg.tenancy.actor if isinstance(s, c.AuthorizerContext)), "tenantId"
         )
-        paths["tenant_claim"] = parse_many(claim_spellings(key))
+        paths["tenant_claim"] = parse_many(c.claim_spellings(key))
     return Mapping(paths)
 
 
