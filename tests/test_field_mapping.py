@@ -311,6 +311,6 @@ def test_a_claim_mapping_and_an_authorizer_context_key_must_agree() -> None:
 
     assert both("authorizer.orgId", "orgId").sources.apigateway.tenant_claim == "authorizer.orgId"
     with pytest.raises(
-        ConfigError, match="tenant_claim \\(ctx.org\\) and the authorizer_context key 'orgId'"
+        ConfigError, match=r"tenant_claim \(ctx\.org\) and the authorizer_context key 'orgId'"
     ):
         both("ctx.org", "orgId")
