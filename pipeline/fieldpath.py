@@ -24,7 +24,7 @@ Python object of it.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -236,6 +236,7 @@ class _Need:
     keys: dict[str, _Need] = field(default_factory=dict)
     items: _Need | None = None
     attrs: dict[str, str] = field(default_factory=dict)  # key -> struct attribute
+    struct: type | None = None  # the struct type decoding ``keys``
 
     def add(self, steps: tuple[Step, ...], at: int) -> None:
         if at == len(steps) or steps[at].members:
@@ -263,8 +264,71 @@ class _Need:
             obj = msgspec.defstruct(
                 f"_Fields{next(names)}", fields, rename=rename, frozen=True, gc=False
             )
+            self.struct = obj
         arr = list[self.items.type(names)] if self.items else list[msgspec.Raw]  # type: ignore[misc]
         return obj | arr | _SCALARS
+
+
+# Appends the values (as ``text``) a path reaches from a value decoded by its ``_Need``'s type.
+_Getter = Callable[[Any, list[str]], None]
+
+
+def _leaf(node: Any, out: list[str]) -> None:
+    if type(node) is str:  # the common case, by text()'s rule
+        if node and node != "-":
+            out.append(node)
+        return
+    t = text(node)
+    if t is not None:
+        out.append(t)
+
+
+def _getter(need: _Need, steps: tuple[Step, ...], at: int) -> _Getter:
+    """``_walk`` for one path, compiled against the struct tree: the keys to try at each level,
+    longest first, looked up once here rather than for every record."""
+    if at == len(steps):
+        return _leaf
+    if need.whole:
+        rest = steps[at:]
+
+        def generic(node: Any, out: list[str]) -> None:
+            out.extend(_texts(_walk(node, rest, 0)))
+
+        return generic
+    step = steps[at]
+    if step.name is None:
+        if need.items is None:  # pragma: no cover - add() gives every index step its items
+            return lambda node, out: None
+        inner = _getter(need.items, steps, at + 1)
+        index = step.index
+
+        def elements(node: Any, out: list[str]) -> None:
+            if type(node) is list:
+                if index is None:
+                    for item in node:
+                        inner(item, out)
+                elif index < len(node):
+                    inner(node[index], out)
+
+        return elements
+    struct = need.struct
+    tries = [
+        (
+            need.attrs[_key(steps, at, last)],
+            _getter(need.keys[_key(steps, at, last)], steps, last + 1),
+        )
+        for last in range(_run_end(steps, at), at - 1, -1)
+    ]
+
+    def member(node: Any, out: list[str]) -> None:
+        if type(node) is struct:  # anything else (text, a number, an array) has no members
+            for attr, inner in tries:
+                value = getattr(node, attr)
+                if value is not _UNSET:
+                    inner(value, out)
+                    return
+
+    return member
 
 
 class Extractor:
@@ -273,12 +337,12 @@ class Extractor:
 
     The struct tree is compiled on first use in each process: classes made at run time do not
     pickle, and an ``Extractor`` travels to the ingest workers. A record the tree cannot decode
-    (a type no alternative of a union takes) is decoded generically, to the same values."""
+    (a number past a double where an object is expected) is decoded generically, to the same
+    values."""
 
     def __init__(self, paths: tuple[FieldPath, ...]) -> None:
         self.paths = paths
-        self._root: _Need | None = None
-        self._decoder: msgspec.json.Decoder[Any] | None = None
+        self._compiled: tuple[msgspec.json.Decoder[Any], list[_Getter]] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         return {"paths": self.paths}
@@ -286,58 +350,34 @@ class Extractor:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["paths"])  # type: ignore[misc]
 
-    def _compile(self) -> tuple[_Need, msgspec.json.Decoder[Any]]:
-        if self._root is None or self._decoder is None:
+    def _compile(self) -> tuple[msgspec.json.Decoder[Any], list[_Getter]]:
+        if self._compiled is None:
             root = _Need()
             for p in self.paths:
                 root.add(p.steps, 0)
-            numbers = iter(range(1 << 30))
-            self._decoder = msgspec.json.Decoder(root.type(numbers), float_hook=_number)
-            self._root = root
-        return self._root, self._decoder
+            decoder = msgspec.json.Decoder(root.type(iter(range(1 << 30))), float_hook=_number)
+            self._compiled = decoder, [_getter(root, p.steps, 0) for p in self.paths]
+        return self._compiled
 
     def extract(self, texts: Iterable[bytes | memoryview | str]) -> list[list[list[str]]]:
         """Per path, per record: its values (``FieldPath.values``)."""
-        root, decoder = self._compile()
+        decoder, getters = self._compile()
         out: list[list[list[str]]] = [[] for _ in self.paths]
         generic = msgspec.json.Decoder(float_hook=_number)
+        jobs = list(zip(self.paths, getters, out, strict=True))
         for raw in texts:
             try:
                 rec = decoder.decode(raw)
-                need: _Need | None = root
             except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
                 try:
-                    rec, need = generic.decode(raw), None
+                    rec = generic.decode(raw)
                 except (msgspec.DecodeError, RecursionError):
-                    rec, need = None, None  # not JSON: no value at any path
-            for path, values in zip(self.paths, out, strict=True):
-                found = (
-                    _walk(rec, path.steps, 0) if need is None else _walk_typed(rec, need, path, 0)
-                )
-                values.append(_texts(found))
+                    rec = None  # not JSON: no value at any path
+                for path, _, values in jobs:
+                    values.append(path.values(rec))
+                continue
+            for _, get, values in jobs:
+                found: list[str] = []
+                get(rec, found)
+                values.append(found)
         return out
-
-
-def _walk_typed(node: Any, need: _Need, path: FieldPath, at: int) -> Iterator[Any]:
-    """``_walk`` over a value decoded by ``need``'s type: structs where only some keys were
-    kept (absent ones UNSET), lists, and plain values past the point a path ends."""
-    steps = path.steps
-    if at == len(steps) or need.whole:
-        yield from _walk(node, steps, at)
-        return
-    step = steps[at]
-    if step.name is None:
-        if not isinstance(node, list) or need.items is None:
-            return
-        items = node if step.index is None else node[step.index : step.index + 1]
-        for item in items:
-            yield from _walk_typed(item, need.items, path, at + 1)
-        return
-    if not isinstance(node, msgspec.Struct):
-        return
-    for last in range(_run_end(steps, at), at - 1, -1):
-        key = _key(steps, at, last)
-        value = getattr(node, need.attrs[key])
-        if value is not _UNSET:
-            yield from _walk_typed(value, need.keys[key], path, last + 1)
-            return

@@ -85,6 +85,7 @@ class SessionMap:
 
     ttl: timedelta
     tags: pa.Table = field(default_factory=STATE.empty_table)
+    origins: bool = False  # whether any row of ``tags`` is an origin
 
     def learn(self, rows: pa.Table) -> None:
         """Sessions (``SESSION_ROWS``, numbered in the order they started); those whose start
@@ -94,7 +95,7 @@ class SessionMap:
         if not rows.num_rows:
             return
         origin = _is_origin(rows)
-        if pc.any(origin).as_py():
+        if pc.any(origin).as_py():  # only state files hold them
             o = rows.filter(origin)
             self.learn_origins(o["access_key_id"], o["value"], o["started"])
             rows = rows.filter(pc.invert(origin))
@@ -105,10 +106,9 @@ class SessionMap:
         new = state_rows(rows)
         pair = pc.binary_join_element_wise(new["access_key_id"], new["tag"], "\x1f")
         new = new.filter(arrowops.occurrences(pair, last=True))  # a tag twice: the last holds
-        known = pc.and_(
-            pc.is_in(self.tags["access_key_id"], value_set=last["access_key_id"]),
-            pc.invert(_is_origin(self.tags)),
-        )
+        known = pc.is_in(self.tags["access_key_id"], value_set=last["access_key_id"])
+        if self.origins:  # a session learnt again keeps its origin
+            known = pc.and_(known, pc.invert(_is_origin(self.tags)))
         self.tags = pa.concat_tables([self.tags.filter(pc.invert(known)), new]).combine_chunks()
 
     def learn_origins(self, keys: _Column, tenants: _Column, started: _Column) -> pa.Table:
@@ -121,6 +121,7 @@ class SessionMap:
         rows = rows.filter(arrowops.occurrences(rows["access_key_id"]))
         if rows.num_rows:
             self.tags = pa.concat_tables([self.tags, rows]).combine_chunks()
+            self.origins = True
         return rows
 
     def expire(self, oldest_event_us: int) -> None:

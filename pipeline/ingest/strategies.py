@@ -88,11 +88,43 @@ class Trace:
     others: pa.Array | None = None  # list<string>: every tenant, where several differ
 
 
-def evaluate(t: pa.Table, s: Strategy, where: str, reading: Reading) -> Trace:
+class Sources:
+    """Which rows of a batch are of which sources, worked out once per batch: most batches hold
+    one source, and then a strategy applies to every row or to none."""
+
+    def __init__(self, t: pa.Table) -> None:
+        self.t = t
+        self.present = set(pc.unique(t["source"]).to_pylist()) if t.num_rows else set()
+        self._masks: dict[tuple[str, ...], pa.Array] = {}
+
+    def every(self, sources: tuple[str, ...]) -> bool:
+        return self.present <= set(sources)
+
+    def none(self, sources: tuple[str, ...]) -> bool:
+        return not self.present & set(sources)
+
+    def mask(self, sources: tuple[str, ...]) -> pa.Array:
+        if sources not in self._masks:
+            n = self.t.num_rows
+            if self.every(sources) or self.none(sources):
+                self._masks[sources] = pa.array(np.full(n, self.every(sources), np.bool_))
+            else:
+                self._masks[sources] = _of_sources(self.t, sources)
+        return self._masks[sources]
+
+
+def evaluate(
+    t: pa.Table, s: Strategy, where: str, reading: Reading, sources: Sources | None = None
+) -> Trace:
     """The trace of a strategy that needs no history (not ``SESSION_KINDS``) over ``t``, a
-    table of decoded rows (``reading.wide``)."""
+    table of decoded rows (``reading.wide``); ``sources``: ``t``'s, if known already."""
     n = t.num_rows
-    of_source = _of_sources(t, sources_of(s))
+    sources = sources or Sources(t)
+    mine = sources_of(s)
+    of_source = sources.mask(mine)
+    if sources.none(mine):  # nothing to read: the hints of other sources are null anyway
+        nothing = pa.nulls(n, _S)
+        return Trace(of_source, of_source, nothing, nothing, nothing)
     applies = of_source
     values: pa.Array
     if isinstance(s, c.Field):
@@ -108,10 +140,12 @@ def evaluate(t: pa.Table, s: Strategy, where: str, reading: Reading) -> Trace:
     pattern, lookup = getattr(s, "pattern", ""), getattr(s, "lookup", "")
     if pa.types.is_list(values.type):
         return _many(values, applies, of_source, pattern, lookup, where, reading)
-    values = pc.if_else(applies, values, pa.scalar(None, _S))
-    key = _blank_to_null(_extract(values, pattern, where) if pattern else values)
+    if applies is not of_source or not sources.every(mine):
+        values = pc.if_else(applies, values, pa.scalar(None, _S))
+    # A value is never blank (read by as_text's rule); a pattern's group may be.
+    key = _blank_to_null(_extract(values, pattern, where)) if pattern else values
     tenant = reading.lookups.apply(lookup, key) if lookup else key
-    return Trace(applies, of_source, values, key, _blank_to_null(tenant))
+    return Trace(applies, of_source, values, key, tenant)
 
 
 def _hint(t: pa.Table, s: Strategy, applies: pa.Array) -> tuple[pa.Array, pa.Array]:
@@ -157,7 +191,7 @@ def _many(
     flat = pc.list_flatten(values)
     parents = pc.list_parent_indices(values).to_numpy(zero_copy_only=False)
     key = _blank_to_null(_extract(flat, pattern, where) if pattern else flat)
-    tenant = _blank_to_null(reading.lookups.apply(lookup, key) if lookup else key)
+    tenant = reading.lookups.apply(lookup, key) if lookup else key
     resolved = pc.is_valid(tenant).to_numpy(zero_copy_only=False)
     pick = np.full(n, -1, np.int64)
     rows, first = np.unique(parents, return_index=True)

@@ -92,7 +92,7 @@ def _combine(
     """(winner, winning kind, conflict text per row) for one side."""
     if not candidates:
         return pa.nulls(n, _S), pa.nulls(n, _S), [None] * n
-    arrays = [pc.if_else(pc.equal(a, ""), pa.scalar(None, _S), a) for _, a, _ in candidates]
+    arrays = [a for _, a, _ in candidates]  # strategies give no blank tenant
     winner = pc.coalesce(*arrays)
     kind = pa.nulls(n, _S)
     for (name, _, _), arr in reversed(list(zip(candidates, arrays, strict=True))):
@@ -133,9 +133,10 @@ def prepare(t: pa.Table, reading: Reading) -> dict[str, pa.Array]:
     origins and tickets."""
     cfg = reading.cfg.tenancy
     n = t.num_rows
+    sources = strategies.Sources(t)
     target: list[Candidate] = []
     for i, ts in enumerate(cfg.target):
-        tr = strategies.evaluate(t, ts, f"tenancy.target[{i}]", reading)
+        tr = strategies.evaluate(t, ts, f"tenancy.target[{i}]", reading, sources)
         target.append((kind_of(ts), tr.tenant, tr.others))
     t_val, t_src, t_conf = _combine("target", target, n)
     out = {
@@ -145,7 +146,7 @@ def prepare(t: pa.Table, reading: Reading) -> dict[str, pa.Array]:
     }
     for i, s in enumerate(cfg.actor):
         if not isinstance(s, SESSION_KINDS):
-            tr = strategies.evaluate(t, s, f"tenancy.actor[{i}]", reading)
+            tr = strategies.evaluate(t, s, f"tenancy.actor[{i}]", reading, sources)
             out[_actor_column(i)] = tr.tenant
             if tr.others is not None:
                 out[_others_column(i)] = tr.others
