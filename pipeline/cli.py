@@ -539,41 +539,10 @@ def tenancy_explain(
         raise click.BadParameter("expected 1 or more", param_hint="--limit")
     result = explain(list(files), _config(ctx), limit)
     if as_json:
-        body = {
-            "records": [r.as_dict() for r in result.records],
-            "quarantined": result.quarantined,
-        }
-        emit_summary("", body, as_json=True)
-        return
-    for r in result.records:
-        click.echo(
-            _printable(f"{r.source} {r.event_time} {r.action or '-'} {r.event_id} ({r.input_uri})")
-        )
-        for side, tenant, by in (
-            ("actor", r.actor_tenant, r.actor_tenant_source),
-            ("target", r.target_tenant, r.target_tenant_source),
-        ):
-            click.echo(
-                _printable(f"  {side}: " + (f"{tenant} by {by}" if tenant else "unresolved"))
-            )
-        if r.tenant_conflict:
-            click.echo(_printable(f"  conflict: {r.tenant_conflict}"))
-        if r.actor_ticket:
-            click.echo(_printable(f"  ticket: {r.actor_ticket}"))
-        for v in r.verdicts:
-            click.echo(_printable(f"    {v.label}: {v.why}"))
-    for q in result.quarantined:
-        click.echo(
-            _printable(f"quarantined: {q['input_uri']} #{q['position']}: {q['reason']}")
-            + (f" ({q['records']} records)" if q["records"] > 1 else "")
-        )
-    if not result.records and not result.quarantined:
-        click.echo("no records")
-
-
-def _printable(text: str) -> str:
-    """Text from logs, shown as text: control characters escaped, never obeyed."""
-    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+        emit_summary("", result.as_dict(), as_json=True)
+    else:
+        for line in result.lines():
+            click.echo(line)
 
 
 def _warn_without_strategies(cfg: Config) -> None:

@@ -10,6 +10,7 @@ ingest would quarantine are listed with their reason.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -70,6 +71,37 @@ _RESOLVED = [
 class Explanation:
     records: list[Explained] = field(default_factory=list)
     quarantined: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"records": [r.as_dict() for r in self.records], "quarantined": self.quarantined}
+
+    def lines(self) -> Iterator[str]:
+        """As people read it: a record a paragraph, then the records ingest would quarantine.
+        Text from logs is shown as text (control characters escaped, never obeyed)."""
+        for r in self.records:
+            yield _printable(
+                f"{r.source} {r.event_time} {r.action or '-'} {r.event_id} ({r.input_uri})"
+            )
+            for side, tenant, by in (
+                ("actor", r.actor_tenant, r.actor_tenant_source),
+                ("target", r.target_tenant, r.target_tenant_source),
+            ):
+                yield _printable(f"  {side}: " + (f"{tenant} by {by}" if tenant else "unresolved"))
+            if r.tenant_conflict:
+                yield _printable(f"  conflict: {r.tenant_conflict}")
+            if r.actor_ticket:
+                yield _printable(f"  ticket: {r.actor_ticket}")
+            for v in r.verdicts:
+                yield _printable(f"    {v.label}: {v.why}")
+        for q in self.quarantined:
+            many = f" ({q['records']} records)" if q["records"] > 1 else ""
+            yield _printable(f"quarantined: {q['input_uri']} #{q['position']}: {q['reason']}{many}")
+        if not self.records and not self.quarantined:
+            yield "no records"
+
+
+def _printable(text: str) -> str:
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
 def explain(sources: list[str], cfg: c.Config, limit: int | None = None) -> Explanation:
