@@ -3,7 +3,8 @@
 The main test runs ``tenantwatch run`` on simulated logs with the lake and the snapshots on S3,
 and reads what subscribers got from SQS queues. The fault tests run the alert stage over a lake
 that already holds findings, and break SNS or CloudWatch through botocore hooks on the very
-clients the code uses, so that botocore's real retry path runs (its backoff is shortened).
+clients the code uses, so that the real retry paths run (their backoff is shortened). Faults on
+the wire, through a proxy, are in test_delivery_faults.py.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pipeline.alert.run import run_alert
 from pipeline.cli import cli
 from pipeline.config import AlertingConfig, Config
 from pipeline.lake import Lake
+from tests.alertsinks import write_findings_lake
 
 pytestmark = pytest.mark.e2e
 NAMESPACE = "Tenantwatch/Test"
@@ -50,47 +52,20 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def findings_lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small local lake with events and findings and no incidents yet (copied per test):
     14 findings, 12 of them medium or worse: 12 notifications, two PublishBatch calls (10 + 2)."""
-    import pyarrow as pa
-
-    from pipeline import schema
-    from tests import factories as f
-    from tests.alertfactory import finding
-
-    lake = Lake(str(tmp_path_factory.mktemp("template") / "lake"))
-    sevs = ["critical", "high", "high", "medium", "low"] * 3
-    rows, events = [], []
-    for i, sev in enumerate(sevs[:14]):
-        actor, victim = f"usr-{i:02d}", f"t{i + 100:04d}"
-        key = f"cross_tenant_access:cross_tenant|{actor}|t0001"
-        ids = [f"e{i:02d}-{j}" for j in range(3)]
-        evidence = json.dumps({"event_ids": ids, "top_actions": [["GetObject", 3]]})
-        rows.append(
-            finding(
-                dedup_key=key,
-                severity=sev,
-                actor=actor,
-                tenants=[victim],
-                title=f"Cross-tenant access: {actor} on {victim}",
-                evidence=evidence,
-            )
-        )
-        events += [
-            f.api(300 + 60 * j, event_id=e, actor_principal=actor, target_tenant=victim)
-            for j, e in enumerate(ids)
-        ]
-    lake.write_table("events/source=apigateway/date=2026-11-16/hour=10/p.parquet", f.events(events))
-    lake.write_table(
-        "findings/date=2026-11-16/p.parquet", pa.Table.from_pylist(rows, schema.FINDINGS)
-    )
-    return Path(lake.base)
+    root = tmp_path_factory.mktemp("template") / "lake"
+    write_findings_lake(str(root))
+    return Path(Lake(str(root)).base)
 
 
 @pytest.fixture
 def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    """botocore's standard retries, minus the waiting (throttling backs off for seconds)."""
+    """botocore's standard retries and the SNS channel's own, minus the waiting."""
     from botocore.retries import standard
 
+    from pipeline.alert import sns
+
     monkeypatch.setattr(standard.ExponentialBackoff, "delay_amount", lambda self, ctx: 0.01)
+    monkeypatch.setattr(sns, "BACKOFF_S", 0.01)
 
 
 @dataclass
@@ -278,12 +253,13 @@ class _Raw:
 
 
 def _hook(service: str, event: str, handler: Any) -> Any:
-    client = aws.client(service)
+    # SNS publishes through the client that never retries by itself (aws.publisher).
+    client = aws.publisher(service) if service == "sns" else aws.client(service)
     client.meta.events.register(event, handler)
     return lambda: client.meta.events.unregister(event, handler)
 
 
-def test_sns_throttling_is_retried_by_botocore(
+def test_sns_throttling_is_retried_within_the_run(
     findings_lake: Path, sinks: Sinks, tmp_path: Path, fast_retries: None
 ) -> None:
     from botocore.awsrequest import AWSResponse
