@@ -12,7 +12,6 @@ again later). Anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-import importlib.abc
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -222,32 +221,6 @@ def _when(value: str | None, option: str) -> datetime | None:
     return parsed
 
 
-class _NoPandas(importlib.abc.MetaPathFinder):
-    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
-        if name.partition(".")[0] == "pandas":
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-
-
-def _pyarrow_without_pandas() -> None:
-    """Let pyarrow find pandas missing, as where it is not installed, in a process about to
-    ingest (and the workers it forks). On its first conversion of any kind (``pa.scalar``,
-    ``pa.array``), pyarrow imports pandas to ask whether the value is a pandas object: 0.18 s
-    of imports and ~35 MB of peak RSS, before any work, for a question ingest never needs
-    answered (~3 % of a ``--workers 1`` bench run's CPU). pyarrow asks once per process, so this
-    hides pandas for that one question only: anything that wants pandas afterwards
-    (``to_pandas``) still imports it. Nothing to do where pandas is already imported."""
-    if "pandas" in sys.modules:
-        return
-    hidden = _NoPandas()
-    sys.meta_path.insert(0, hidden)
-    try:
-        import pyarrow as pa
-
-        pa.scalar(0)
-    finally:
-        sys.meta_path.remove(hidden)
-
-
 @cli.command()
 @click.argument("sources", nargs=-1, required=True)
 @click.option("--lake", default=None, help="Lake root: a folder or s3://bucket/prefix.")
@@ -274,7 +247,9 @@ def ingest(
     # numpy's OpenBLAS starts a thread per core that spins for a while: ingest does no linear
     # algebra, and the spinning cost ~1 % of a run's CPU. Only before numpy is first imported.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    _pyarrow_without_pandas()
+    from pipeline.ingest.startup import pyarrow_without_pandas
+
+    pyarrow_without_pandas()
     from pipeline.ingest.run import ingest as run_ingest
 
     cfg = _config(ctx)

@@ -832,7 +832,7 @@ def test_summary_keys_and_json_cli(tmp_path: Path) -> None:
 def test_the_ingest_command_does_not_import_pandas_and_pandas_still_works_after(
     tmp_path: Path,
 ) -> None:
-    """pyarrow would import pandas on its first conversion (``cli._pyarrow_without_pandas``).
+    """pyarrow would import pandas on its first conversion (``startup.pyarrow_without_pandas``).
     In a process of its own, as the command runs: ingest, then ask for pandas."""
     lf.delivery_file(tmp_path / "in" / "1.json.gz", [lf.ct(), lf.ct()])
     code = (

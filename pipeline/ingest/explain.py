@@ -101,7 +101,9 @@ class Explanation:
 
 
 def _printable(text: str) -> str:
-    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+    from pipeline.alert.sanitize import clean
+
+    return clean(text, 4000)
 
 
 def explain(sources: list[str], cfg: c.Config, limit: int | None = None) -> Explanation:
