@@ -175,12 +175,15 @@ def test_run_end_to_end(logs: Path, sinks: Sinks, tmp_path: Path) -> None:
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket="evidence", ObjectLockEnabledForBucket=True)
     lake = str(tmp_path / "lake")
+    # The simulated world's own configuration, with alerting added.
     config = tmp_path / "tenantwatch.toml"
     config.write_text(
-        f'[alerting]\nsns_topic_arn = "{sinks.topic_arn}"\n'
+        (logs / "tenantwatch.toml").read_text()
+        + f'\n[alerting]\nsns_topic_arn = "{sinks.topic_arn}"\n'
         f'cloudwatch_namespace = "{NAMESPACE}"\nsnapshot_uri = "s3://evidence/snapshots"\n'
     )
-    args = ["--config", str(config), "run", str(logs), "--lake", lake, "--json"]
+    sources = [str(logs / f) for f in ("AWSLogs", "apigateway", "authorizer")]
+    args = ["--config", str(config), "run", *sources, "--lake", lake, "--json"]
     first = CliRunner().invoke(cli, args)
     assert first.exit_code == 0, first.output
     summary = json.loads(first.output)["alert"]
