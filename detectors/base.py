@@ -107,12 +107,12 @@ class Detector(ABC):
         """Validate ``[detectors.<id>]`` into the frozen settings, or raise ``ConfigError`` with
         one line naming the key, e.g. ``detectors.x.min_count: expected an integer, got a
         string``."""
-        from pipeline.config import _describe
+        from pipeline.config_errors import describe
 
         try:
             return msgspec.convert(dict(data), cls.Settings)
         except msgspec.ValidationError as exc:
-            raise ConfigError(f"detectors.{cls.id}.{_describe(str(exc))}") from None
+            raise ConfigError(f"detectors.{cls.id}.{describe(str(exc))}") from None
 
     @classmethod
     def runbook(cls) -> str:
