@@ -15,6 +15,7 @@ from typing import Any
 
 import pyarrow.compute as pc
 
+from pipeline import tickets
 from pipeline.alert.run import AlertResult, run_alert
 from pipeline.config import Config
 from pipeline.lake import Lake, read_events
@@ -54,6 +55,9 @@ def run_all(
     from pipeline.ingest.run import ingest
 
     started = time.perf_counter()
+    # Tickets are read before anything is ingested: a file or table that cannot be read stops
+    # the run while nothing has happened yet.
+    cfg = tickets.resolve(cfg)
 
     def cb(stage: str) -> Callable[[int, int], None] | None:
         return progress(stage) if progress else None

@@ -37,6 +37,7 @@ from typing import Any, Protocol
 
 import msgspec
 
+from pipeline import tickets
 from pipeline.config import Config
 from pipeline.errors import ConfigError, TenantwatchError
 
@@ -449,7 +450,7 @@ def run_scheduled(
         mark = mark or first
         report.watermark_before = report.watermark_after = mark.isoformat()
         todo = windows(mark, floor_to(now - lag, settings.window_minutes), settings.window_minutes)
-        run_cfg = per_object(cfg)
+        run_cfg = tickets.resolve(per_object(cfg))  # read once, for every window
         try:
             # Objects are keyed by delivery day: from the day the oldest open window's late
             # events could have been delivered on, to now.
@@ -506,7 +507,7 @@ def run_objects(
     started = time.perf_counter()
     stages = stages or PipelineStages()
     report = Report(run_id, "objects")
-    run_cfg = per_object(cfg)
+    run_cfg = tickets.resolve(per_object(cfg))  # read once, for every window
     try:
         uris = sorted({f"s3://{o.bucket}/{o.key}" for o in objects})
         report.ingest = stages.ingest(uris, lake_root, run_cfg, None, None, budget.check)
