@@ -296,12 +296,53 @@ def read_events(
     """
     from pipeline import schema
 
-    lk = as_lake(lake)
     cols = list(columns) if columns is not None else schema.EVENTS.names
     target = pa.schema([schema.EVENTS.field(c) for c in cols])
+    found = _events_dataset(as_lake(lake), since, until, sources, tenants, where)
+    if found is None:
+        return target.empty_table()
+    dataset, expr = found
+    table = dataset.to_table(columns=cols, filter=expr)
+    return table.cast(target)
+
+
+def event_batches(
+    lake: LakeLike,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    *,
+    columns: list[str],
+    batch_size: int = 1 << 17,
+) -> Iterator[pa.RecordBatch]:
+    """``read_events``'s rows as record batches of ``columns``, a file at a time: for reading a
+    whole lake in bounded memory (aggregations)."""
+    found = _events_dataset(as_lake(lake), since, until, None, None, None)
+    if found is None:
+        return
+    dataset, expr = found
+    yield from dataset.to_batches(
+        columns=columns,
+        filter=expr,
+        batch_size=batch_size,
+        batch_readahead=1,
+        fragment_readahead=1,
+    )
+
+
+def _events_dataset(
+    lk: Lake,
+    since: datetime | None,
+    until: datetime | None,
+    sources: tuple[str, ...] | None,
+    tenants: tuple[str, ...] | None,
+    where: pc.Expression | None,
+) -> tuple[ds.Dataset, pc.Expression | None] | None:
+    """The events dataset and the filter selecting the rows asked for (None: no events yet)."""
+    from pipeline import schema
+
     base = lk.path("events")
     if lk.fs.get_file_info(base).type == pafs.FileType.NotFound:
-        return target.empty_table()
+        return None
     part_schema = pa.schema([("source", pa.string()), ("date", pa.string()), ("hour", pa.string())])
     dataset = ds.dataset(
         base,
@@ -328,8 +369,7 @@ def read_events(
         expr = e if expr is None else expr & e
     if where is not None:
         expr = where if expr is None else expr & where
-    table = dataset.to_table(columns=cols, filter=expr)
-    return table.cast(target)
+    return dataset, expr
 
 
 def read_quarantine(lake: LakeLike) -> pa.Table:
