@@ -41,13 +41,14 @@ pattern = '^/tenants/(?P<tenant>[^/]+)'
 
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """(configuration, lake) of twelve events:
+    """(configuration, lake) of thirteen events:
 
     CloudTrail (10:00-10:05): two AssumeRole calls by the token vendor (no tenant of its own),
     tagging sessions K1 and K3 with t0001; K1 reads three objects of t0001 and one shared
     object (no target tenant); an untagged ``reports`` role reads two objects of t0002 (no actor
     tenant); K3, whose session name says t0003, reads t0003's data (a conflict).
-    API Gateway (11:00): one request of t0001 on t0001, one without a tenant claim on t0002.
+    API Gateway (11:00): one request of t0001 on t0001, one without a tenant claim on t0002, one
+    of t0001 on a path that names no tenant.
     Authorizer (11:00): t0001 denied on t0002.
     """
     tmp = tmp_path_factory.mktemp("tenancy")
@@ -65,11 +66,14 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     ]
     delivery_file(tmp / "in" / "AWSLogs" / "ct.json.gz", records)
     hour = "16/Nov/2026:11:00:00 +0000"
+    health = access_log(when=hour)
+    health.update(path="/prod/health/42", resourcePath="/health/{id}")
     lines_file(
         tmp / "in" / "apigateway" / "access.log",
         [
             access_log(when=hour),
             access_log(when=hour, claim=None, principal="usr-bbbb", tenant_path="t0002"),
+            health,
         ],
     )
     decision = authorizer_log(claim="t0001", requested="t0002")
@@ -93,14 +97,14 @@ def report(lake: tuple[Path, str], *args: str) -> dict:
 
 def test_totals_per_source(lake: tuple[Path, str]) -> None:
     got = report(lake)
-    assert got["events"] == 12
+    assert got["events"] == 13
     shape = {
         s: (c["events"], c["actor_tenant"], c["target_tenant"], c["conflicts"])
         for s, c in got["sources"].items()
     }
     assert shape == {
         "cloudtrail": (9, 5, 6, 1),
-        "apigateway": (2, 1, 2, 0),
+        "apigateway": (3, 2, 2, 0),
         "authorizer": (1, 1, 1, 0),
     }
     ct_ = got["sources"]["cloudtrail"]
@@ -115,6 +119,7 @@ def test_per_action_counts_and_which_strategies_resolved_them(lake: tuple[Path, 
         ("cloudtrail", "s3.amazonaws.com", "GetObject"),
         ("cloudtrail", "sts.amazonaws.com", "AssumeRole"),
         ("apigateway", "execute-api:a1b2c3d4e5/prod", "GET /tenants/{tenantId}/invoices"),
+        ("apigateway", "execute-api:a1b2c3d4e5/prod", "GET /health/{id}"),
         # The authorizer names the request's own path: counted by its shape.
         ("authorizer", "lambda:tenant-authorizer", "authorize GET /tenants/{}/invoices"),
     ]
@@ -185,6 +190,15 @@ def test_unresolved_resources_with_samples_and_the_field_they_came_from(
             "samples": ["arn:aws:iam::111122223333:role/tenant-scoped-access"],
         },
         {
+            "source": "apigateway",
+            "column": "resource",
+            "field": "sources.apigateway.path (path)",
+            "value": "/prod/health/{}",
+            "events": 1,
+            "with_actor_tenant": 1,
+            "samples": ["/prod/health/42"],
+        },
+        {
             "source": "cloudtrail",
             "column": "resource",
             "field": "requestParameters.bucketName, requestParameters.key (or resources[*].ARN)",
@@ -228,12 +242,12 @@ def test_json_shape(lake: tuple[Path, str]) -> None:
 def test_top_limits_the_lists_and_says_how_many_were_left_off(lake: tuple[Path, str]) -> None:
     got = report(lake, "--top", "1")
     assert [u["value"] for u in got["unresolved_actors"]] == [f"{ROLE}/reports/*"]
-    assert got["unresolved_left_off"] == {"unresolved_actors": 2, "unresolved_resources": 1}
+    assert got["unresolved_left_off"] == {"unresolved_actors": 2, "unresolved_resources": 2}
 
 
 def test_a_window_counts_only_its_events(lake: tuple[Path, str]) -> None:
     got = report(lake, "--since", "2026-11-16T11:00:00Z", "--until", "2026-11-16T12:00:00Z")
-    assert (got["events"], sorted(got["sources"])) == (3, ["apigateway", "authorizer"])
+    assert (got["events"], sorted(got["sources"])) == (4, ["apigateway", "authorizer"])
     assert got["since"] == "2026-11-16T11:00:00+00:00"
 
 
@@ -255,7 +269,7 @@ def test_the_table_for_people(lake: tuple[Path, str]) -> None:
     result = CliRunner().invoke(cli, ["--config", str(cfg), "tenancy", "report", "--lake", root])
     assert result.exit_code == 0, result.output
     out = result.stdout
-    assert out.startswith(f"tenancy of {root}, first event .. last event: 12 events\n")
+    assert out.startswith(f"tenancy of {root}, first event .. last event: 13 events\n")
     for line in (
         "│ cloudtrail │      9 │    5 (55.6%) │     6 (66.7%) │         1 │ session_tag 5 ",
         "│ cloudtrail │ actor_principal <- userIdentity.arn",
