@@ -274,6 +274,7 @@ def ingest(
     cfg = _config(ctx)
     if workers is not None and workers < 1:
         raise click.BadParameter("expected 1 or more", param_hint="--workers")
+    _warn_without_strategies(cfg)
     with progress_bar("ingesting") as update:
         summary = run_ingest(
             list(sources),
@@ -464,6 +465,7 @@ def run_command(
     cfg = _config(ctx)
     if workers is not None and workers < 1:
         raise click.BadParameter("expected 1 or more", param_hint="--workers")
+    _warn_without_strategies(cfg)
     bars: list[Any] = []
 
     def progress(stage: str) -> Callable[[int, int], None]:
@@ -513,6 +515,74 @@ def run_command(
     _alert_exit(ctx, s["alert"])
     if s["detect"]["failed"]:
         ctx.exit(1)
+
+
+@cli.group()
+def tenancy() -> None:
+    """Tenant resolution: what the configured strategies make of the logs."""
+
+
+@tenancy.command("explain")
+@click.argument("files", nargs=-1, required=True)
+@click.option("--limit", type=int, default=None, help="Explain at most N records.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@click.pass_context
+def tenancy_explain(
+    ctx: click.Context, files: tuple[str, ...], limit: int | None, as_json: bool
+) -> None:
+    """For each record of FILES (files, folders, s3://; any format ingest reads): the actor and
+    target tenant it resolves to, which strategy gave each, and for every strategy that gave
+    none, why. Sessions are learnt from FILES alone; nothing is written."""
+    from pipeline.ingest.explain import explain
+
+    if limit is not None and limit < 1:
+        raise click.BadParameter("expected 1 or more", param_hint="--limit")
+    result = explain(list(files), _config(ctx), limit)
+    if as_json:
+        body = {
+            "records": [r.as_dict() for r in result.records],
+            "quarantined": result.quarantined,
+        }
+        emit_summary("", body, as_json=True)
+        return
+    for r in result.records:
+        click.echo(
+            _printable(f"{r.source} {r.event_time} {r.action or '-'} {r.event_id} ({r.input_uri})")
+        )
+        for side, tenant, by in (
+            ("actor", r.actor_tenant, r.actor_tenant_source),
+            ("target", r.target_tenant, r.target_tenant_source),
+        ):
+            click.echo(
+                _printable(f"  {side}: " + (f"{tenant} by {by}" if tenant else "unresolved"))
+            )
+        if r.tenant_conflict:
+            click.echo(_printable(f"  conflict: {r.tenant_conflict}"))
+        if r.actor_ticket:
+            click.echo(_printable(f"  ticket: {r.actor_ticket}"))
+        for v in r.verdicts:
+            click.echo(_printable(f"    {v.label}: {v.why}"))
+    for q in result.quarantined:
+        click.echo(
+            _printable(f"quarantined: {q['input_uri']} #{q['position']}: {q['reason']}")
+            + (f" ({q['records']} records)" if q["records"] > 1 else "")
+        )
+    if not result.records and not result.quarantined:
+        click.echo("no records")
+
+
+def _printable(text: str) -> str:
+    """Text from logs, shown as text: control characters escaped, never obeyed."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
+def _warn_without_strategies(cfg: Config) -> None:
+    if not cfg.tenancy.actor and not cfg.tenancy.target:
+        click.echo(
+            "tenantwatch: warning: no tenant strategy is configured ([[tenancy.actor]], "
+            "[[tenancy.target]]): no event will have a tenant",
+            err=True,
+        )
 
 
 @cli.group()

@@ -92,11 +92,13 @@ SourceName = Literal["cloudtrail", "apigateway", "authorizer"]
 
 
 class Field(_Base, frozen=True, tag="field", tag_field="kind"):
-    """Any field of a record of ``source``, by a field path (``pipeline.ingest.paths``):
-    ``userIdentity.accountId``, ``resources[*].accountId``, ``claims.account``.
+    """Any field of a record of ``source``, by a field path (``pipeline.fieldpath``):
+    ``userIdentity.accountId``, ``resources[*].accountId``, ``claims.account``. For
+    ``apigateway`` and ``authorizer``, ``$name`` is the column ``name`` of the source's
+    ``[sources.*]`` mapping (``$requested_tenant``).
 
     Without ``pattern`` the whole value is the candidate; ``when`` keeps the strategy to records
-    whose fields (paths) hold one of the listed values."""
+    whose fields (paths) hold one of the listed values (for a ``[*]`` path: one of them does)."""
 
     source: SourceName
     path: str
@@ -470,9 +472,9 @@ def _check(cfg: Config, where: str) -> None:
             if lookup and lookup not in lookups:
                 raise ConfigError(f"{where}: {at}.lookup: no [[tenancy.lookup]] named {lookup!r}")
             if isinstance(strat, Field):
-                _check_path(where, f"{at}.path", strat.path)
+                _check_field_path(where, f"{at}.path", strat.path, strat.source)
                 for j, key in enumerate(strat.when):
-                    _check_path(where, f"{at}.when[{j}]", key)
+                    _check_field_path(where, f"{at}.when[{j}]", key, strat.source)
     for source in ("apigateway", "authorizer"):
         fields = getattr(cfg.sources, source)
         for name in fields.__struct_fields__:
@@ -505,6 +507,18 @@ def _check(cfg: Config, where: str) -> None:
         raise ConfigError(f"{where}: ingest.workers: expected 0 (all cores) or more")
     if cfg.tenancy.session_ttl_hours <= 0:
         raise ConfigError(f"{where}: tenancy.session_ttl_hours: expected a positive number")
+
+
+def _check_field_path(where: str, key: str, path: str, source: str) -> None:
+    if not path.startswith("$"):
+        _check_path(where, key, path)
+        return
+    mapped = {"apigateway": AccessLogFields, "authorizer": AuthorizerFields}.get(source)
+    if mapped is None:
+        raise ConfigError(f"{where}: {key}: $names are columns of [sources.*], not of {source}")
+    if path[1:] not in mapped.__struct_fields__:
+        names = ", ".join(f"${n}" for n in mapped.__struct_fields__)
+        raise ConfigError(f"{where}: {key}: {path!r} is no column of [sources.{source}] ({names})")
 
 
 def _check_path(where: str, key: str, path: str) -> None:

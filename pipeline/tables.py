@@ -5,8 +5,8 @@ run reads each once, at start, before anything is ingested or detected: a run ne
 half a table. Rows come back as plain dicts of text (or lists of text), whatever the format:
 
 - a file, local or ``s3://``: ``.csv`` (a header row), ``.json`` (a list of objects, or one
-  object mapping keys to values, read as rows ``{"key": k, "value": v}``), ``.jsonl`` (an object
-  a line) or ``.parquet``; ``.gz`` after any of them is decompressed;
+  object mapping keys to values, read as rows of two columns that the caller names), ``.jsonl``
+  (an object a line) or ``.parquet``; ``.gz`` after any of them is decompressed;
 - a DynamoDB table, scanned whole (its items' attribute values turned into text).
 
 A file that is missing or cannot be parsed is the user's to fix: a ``ConfigError`` naming it
@@ -36,9 +36,10 @@ class TableError(TenantwatchError):
     """A table in AWS (an S3 object or a DynamoDB table) could not be read."""
 
 
-def read_file(name: str, where: str) -> list[Row]:
+def read_file(name: str, where: str, pair: tuple[str, str] = ("key", "value")) -> list[Row]:
     """The rows of the file ``name`` (local path or ``s3://bucket/key``); ``where`` names the
-    configuration key that named it, for messages."""
+    configuration key that named it, for messages. A JSON file holding one object of keys and
+    values gives a row per member, its key and value in the columns ``pair`` names."""
     data = _bytes(name, where)
     fmt = name.lower()
     if fmt.endswith(".gz"):
@@ -53,7 +54,7 @@ def read_file(name: str, where: str) -> list[Row]:
         if fmt.endswith(".jsonl"):
             return [_object(orjson.loads(line), name) for line in data.splitlines() if line.strip()]
         if fmt.endswith(".json"):
-            return _json(orjson.loads(data), name)
+            return _json(orjson.loads(data), name, pair)
         if fmt.endswith(".parquet"):
             import pyarrow.parquet as pq
 
@@ -124,14 +125,19 @@ def _setup(exc: BaseException, where: str) -> None:
 
 def _csv(data: bytes) -> list[Row]:
     text = data.decode("utf-8-sig")
-    return [dict(r) for r in csv.DictReader(io.StringIO(text))]
+    rows = []
+    for n, r in enumerate(csv.DictReader(io.StringIO(text)), 2):
+        if None in r:  # csv's place for the cells past the header's
+            raise ValueError(f"line {n} has more cells than the header")
+        rows.append(dict(r))
+    return rows
 
 
-def _json(doc: Any, name: str) -> list[Row]:
+def _json(doc: Any, name: str, pair: tuple[str, str]) -> list[Row]:
     if isinstance(doc, list):
         return [_object(r, name) for r in doc]
     if isinstance(doc, dict):
-        return [{"key": k, "value": _text(v)} for k, v in doc.items()]
+        return [{pair[0]: k, pair[1]: _text(v)} for k, v in doc.items()]
     raise ConfigError(f"{name}: expected a list of objects, or an object of keys and values")
 
 

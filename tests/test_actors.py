@@ -76,8 +76,9 @@ def test_an_iam_user_without_an_arn_is_named_by_its_user_name_or_left_unresolved
 
 
 def test_other_identities_keep_their_names(tmp_path: Path) -> None:
-    """Only IAM users are named so: an account acting across accounts keeps its principal id,
-    a service its name, an assumed role its ARN."""
+    """Only IAM users are named so: an account acting across accounts is named by the account
+    (its principal id names a session in the caller's account, and changes), a service by its
+    name, an assumed role by its ARN."""
     other_account = lf.ct(
         userIdentity={"type": "AWSAccount", "principalId": "AIDAOTHER", "accountId": "444455556666"}
     )
@@ -86,6 +87,6 @@ def test_other_identities_keep_their_names(tmp_path: Path) -> None:
     path = lf.delivery_file(tmp_path / "in" / "x.json.gz", [other_account, service, role])
     ingest([str(path)], str(tmp_path / "lake"), Config(), workers=1)
     by_id = {r["event_id"]: r for r in read_events(str(tmp_path / "lake")).to_pylist()}
-    assert by_id[other_account["eventID"]]["actor_principal"] == "AIDAOTHER"
+    assert by_id[other_account["eventID"]]["actor_principal"] == "aws-account:444455556666"
     assert by_id[service["eventID"]]["actor_principal"] == "s3.amazonaws.com"
     assert by_id[role["eventID"]]["actor_principal"] == role["userIdentity"]["arn"]

@@ -20,6 +20,7 @@ import pytest
 
 from pipeline.config import Config, IngestConfig, parse_config
 from pipeline.ingest import gz
+from pipeline.ingest.reading import Reading
 from pipeline.ingest.run import ingest
 from pipeline.lake import read_events, read_quarantine
 from tests import logfactory as lf
@@ -472,7 +473,9 @@ def test_a_flood_of_bad_lines_is_counted_line_by_line_and_kept_in_bounded_memory
 
     refs, _ = list_inputs([str(tmp_path / "in")])
     batch = decode.Batch(tuple(refs))
-    decoded, peak = _peak_traced(lambda: decode.decode_batch(batch, IngestConfig(), "tenant"))
+    decoded, peak = _peak_traced(
+        lambda: decode.decode_batch(batch, IngestConfig(), Reading.of(Config()))
+    )
     assert isinstance(decoded, decode.Decoded)
     # One by one, each entry of these would take ~250 bytes: ~25 MB for 100,000.
     assert peak < 8 << 20, f"{peak:,} bytes allocated to decode {lines:,} bad lines"

@@ -43,6 +43,9 @@ _ASSUMED = r"^arn:[\w-]+:sts::[^:]*:assumed-role/(?P<role>[^/]+)/(?P<session>.+)
 _IAM_USER_NAME = re.compile(r"[\w+=,.@-]{1,64}", re.ASCII)
 _ACCOUNT_ID = re.compile(r"\d{12}", re.ASCII)
 _HIDDEN = "HIDDEN_DUE_TO_SECURITY_REASONS"
+# ``actor_principal`` of an ``AWSAccount`` caller: "aws-account:" and its 12 digits. Never an ARN
+# (those start "arn:"), so no ARN pattern (service roles, break-glass) can match it by mistake.
+ACCOUNT_PREFIX = "aws-account:"
 # The partition of a region: the standard one's region names, then the others' by prefix
 # (AWS publishes these with its endpoints). A region none of them names has no known partition.
 _STANDARD_REGION = re.compile(r"(us|eu|ap|sa|ca|me|af|il|mx)-[a-z]+-\d+", re.ASCII)
@@ -436,7 +439,20 @@ def finish(
     unnamed_user = pc.fill_null(
         pc.and_(pc.equal(c["actor_type"], "IAMUser"), pc.is_null(c["arn"])), False
     )
-    actor = pc.coalesce(c["arn"], c["invoked_by"], c["principal_id"], typed)
+    # Another account acting here (a cross-account call, as the resource's account receives it)
+    # is named by the account: its principal id names a role session, or nothing, and changes.
+    account = pc.if_else(
+        pc.fill_null(
+            pc.and_(
+                pc.equal(c["actor_type"], "AWSAccount"),
+                pc.match_substring_regex(c["ident_account"], r"^\d{12}$"),
+            ),
+            False,
+        ),
+        pc.binary_join_element_wise(ACCOUNT_PREFIX, c["ident_account"], ""),
+        pa.scalar(None, _S),
+    )
+    actor = pc.coalesce(c["arn"], account, c["invoked_by"], c["principal_id"], typed)
     return {
         "event_id": c["event_id"],
         "event_time": pc.coalesce(c["event_time"], c["timestamp"]),
