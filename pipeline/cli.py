@@ -617,11 +617,6 @@ def snapshot_verify(ctx: click.Context, uri: str, expect: str | None, as_json: b
         ctx.exit(1)
 
 
-@cli.group()
-def tenancy() -> None:
-    """How events were attributed to tenants, for writing [tenancy]."""
-
-
 @tenancy.command("report")
 @click.option("--lake", default=None, help="Lake root: a folder or s3://bucket/prefix.")
 @click.option("--since", default=None, help="Only events at or after (default: the first).")
