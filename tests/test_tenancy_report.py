@@ -9,7 +9,7 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from pipeline import tenancy_report
+from pipeline import tenancy_counts, tenancy_report
 from pipeline.cli import cli
 from pipeline.config import load_config
 from tests.logfactory import access_log, assume_role, authorizer_log, ct, delivery_file, lines_file
@@ -258,9 +258,9 @@ def test_partial_aggregates_fold_to_the_same_report(
     # slice one row and fold after every second, and the report must not change.
     cfg, root = lake
     whole = tenancy_report.build(root, load_config(cfg)).as_dict()
-    monkeypatch.setattr(tenancy_report, "_ROWS", 1)
-    monkeypatch.setattr(tenancy_report, "_PARTIALS", 2)
-    monkeypatch.setattr(tenancy_report, "_BATCH", 1)
+    monkeypatch.setattr(tenancy_counts, "_ROWS", 1)
+    monkeypatch.setattr(tenancy_counts, "_PARTIALS", 2)
+    monkeypatch.setattr(tenancy_counts, "_BATCH", 1)
     assert tenancy_report.build(root, load_config(cfg)).as_dict() == whole
 
 
