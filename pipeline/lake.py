@@ -327,6 +327,40 @@ def event_batches(
         )
 
 
+def sample_events(
+    lake: LakeLike,
+    since: datetime | None,
+    until: datetime | None,
+    *,
+    source: str,
+    columns: list[str],
+    limit: int,
+    files: int = 1000,
+) -> pa.Table:
+    """At most ``limit`` events of ``source`` in [since, until), taken from at most ``files``
+    files spread evenly over the window (in path order: date, hour), an equal share from each:
+    a sample of the whole window that opens a bounded number of files."""
+    import math
+
+    from pipeline import schema
+
+    empty = pa.schema([schema.EVENTS.field(c) for c in columns]).empty_table()
+    found = _events_dataset(as_lake(lake), since, until, (source,), None, None)
+    if found is None or limit < 1:
+        return empty
+    dataset, expr = found
+    every = sorted(dataset.get_fragments(filter=expr), key=lambda f: f.path)
+    if len(every) > files:
+        step = len(every) / files
+        every = [every[int(i * step)] for i in range(files)]
+    share = math.ceil(limit / len(every)) if every else 0
+    parts = [
+        f.scanner(schema=dataset.schema, columns=columns, filter=expr).head(share) for f in every
+    ]
+    parts = [p for p in parts if p.num_rows]
+    return pa.concat_tables(parts).slice(0, limit) if parts else empty
+
+
 def _events_dataset(
     lk: Lake,
     since: datetime | None,

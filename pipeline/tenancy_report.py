@@ -15,10 +15,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipeline import schema, tenancy_counts
+from pipeline import schema, tenancy_counts, tenancy_sample
 from pipeline.config import Config
 from pipeline.errors import InputError
 from pipeline.lake import Lake
+from pipeline.tenancy_sample import StrategySample
 
 # Where each normalized column comes from in the raw record. CloudTrail's names are AWS's; the
 # per-line sources read through ``[sources.<source>]``, named by that key.
@@ -90,6 +91,8 @@ class TenancyReport:
     unresolved_actors: list[Unresolved]  # busiest first
     unresolved_resources: list[Unresolved]
     unresolved_left_off: dict[str, int]  # groups beyond ``top`` not listed, per list
+    # What each configured strategy made of a sample of the records (None: not asked for).
+    strategies: StrategySample | None = None
 
     @property
     def events(self) -> int:
@@ -119,6 +122,7 @@ class TenancyReport:
                 _unresolved(u, "actor_tenant") for u in self.unresolved_resources
             ],
             "unresolved_left_off": self.unresolved_left_off,
+            "strategies": self.strategies.as_dict() if self.strategies else None,
         }
 
 
@@ -138,9 +142,11 @@ def build(
     since: datetime | None = None,
     until: datetime | None = None,
     top: int = 20,
+    sample: int = tenancy_sample.SAMPLE,
 ) -> TenancyReport:
     """The report over the events of ``lake_root`` with ``since <= event_time < until`` (either
-    open: to the lake's first or last event); ``top`` groups per list of unresolved values."""
+    open: to the lake's first or last event); ``top`` groups per list of unresolved values;
+    the strategies evaluated on up to ``sample`` records per source (0: not at all)."""
     lake = Lake(lake_root)
     if not lake.exists("events"):
         raise InputError(f"lake {lake.root}: no events (run tenantwatch ingest first)")
@@ -165,6 +171,7 @@ def build(
             "unresolved_actors": max(0, len(actors) - top),
             "unresolved_resources": max(0, len(resources) - top),
         },
+        strategies=tenancy_sample.sample(lake, cfg, since, until, sample) if sample else None,
     )
 
 
@@ -388,3 +395,40 @@ def render(report: TenancyReport, top: int = 20, width: int = 160) -> None:
         console.print(t)
         if left:
             console.print(f"  ... {left} more (--top to list more)")
+    if report.strategies is not None:
+        _render_strategies(console, report.strategies, safe)
+
+
+def _render_strategies(console: Any, sample: StrategySample, safe: Any) -> None:
+    from rich.table import Table
+
+    sampled = ", ".join(f"{s} {n:,}" for s, n in sample.sampled.items())
+    t = Table(title=f"strategies, over sampled records ({sampled})", title_justify="left")
+    for name in ("strategy", "records", "filtered out", "field present", "matched", "tenant"):
+        t.add_column(name, overflow="fold", justify="left" if name == "strategy" else "right")
+    t.add_column("notes", overflow="fold")
+    for s in sample.strategies:
+        notes = []
+        if s.never_present:
+            notes.append(f"never present in {s.records - s.filtered:,} sampled records")
+        if s.session_unknown:
+            notes.append(f"session unknown in {s.session_unknown:,} (no AssumeRole* seen for it)")
+        if s.unmatched:
+            notes.append("not matched: " + ", ".join(safe(v, 60) for v in s.unmatched))
+        if s.not_in_lookup:
+            notes.append("not in its lookup: " + ", ".join(safe(v, 60) for v in s.not_in_lookup))
+        t.add_row(
+            safe(s.label, 120),
+            f"{s.records:,}",
+            f"{s.filtered:,}",
+            f"{s.present:,}",
+            f"{s.matched:,}",
+            f"{s.resolved:,}",
+            "\n".join(notes) or "-",
+        )
+    console.print(t)
+    for m in sample.missing_fields:
+        console.print(
+            f"  sources.{m.source}.{m.key} ({safe(', '.join(m.paths), 120)}): "
+            f"in none of {m.records:,} sampled {m.source} records"
+        )

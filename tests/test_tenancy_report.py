@@ -29,6 +29,11 @@ roles = ["tenant-scoped-access"]
 kind = "authorizer_context"
 key = "tenantId"
 
+[[tenancy.actor]]
+kind = "field"
+source = "cloudtrail"
+path = "userIdentity.acountId"        # misspelt: never present
+
 [[tenancy.target]]
 kind = "s3_key"
 pattern = '^tenants/(?P<tenant>[^/]+)/'
@@ -36,6 +41,14 @@ pattern = '^tenants/(?P<tenant>[^/]+)/'
 [[tenancy.target]]
 kind = "api_path"
 pattern = '^/tenants/(?P<tenant>[^/]+)'
+
+[[tenancy.target]]
+kind = "s3_bucket"
+lookup = "buckets"
+
+[[tenancy.lookup]]
+name = "buckets"
+values = { "other-bucket" = "t0009" }
 """
 
 
@@ -222,6 +235,7 @@ def test_json_shape(lake: tuple[Path, str]) -> None:
         "unresolved_actors",
         "unresolved_resources",
         "unresolved_left_off",
+        "strategies",
     }
     assert (got["lake"], got["since"], got["until"]) == (lake[1], None, None)
     counts = {
@@ -286,3 +300,65 @@ def test_a_lake_without_events_is_one_line_and_exit_code_2(tmp_path: Path) -> No
     assert result.output.strip() == (
         f"tenantwatch: error: lake {tmp_path / 'none'}: no events (run tenantwatch ingest first)"
     )
+
+
+def test_each_strategy_on_the_sampled_records(lake: tuple[Path, str]) -> None:
+    got = report(lake)["strategies"]
+    assert got["sampled"] == {"cloudtrail": 9, "apigateway": 3, "authorizer": 1}
+    shape = {
+        s["label"]: (
+            s["records"],
+            s["filtered"],
+            s["present"],
+            s["matched"],
+            s["resolved"],
+            s["session_unknown"],
+            s["unmatched"],
+            s["not_in_lookup"],
+            s["never_present"],
+        )
+        for s in got["strategies"]
+    }
+    assert shape == {
+        # The vendor's and the reports role's sessions never started in the lake.
+        "actor[0] session_tag tenant_id": (9, 0, 5, 5, 5, 4, [], [], False),
+        # Only the tenant-scoped-access role's sessions, and only one names its tenant.
+        "actor[1] role_session_name": (9, 4, 5, 1, 1, 0, ["usr-aaaa"], [], False),
+        "actor[2] authorizer_context": (4, 0, 3, 3, 3, 0, [], [], False),
+        "actor[3] field cloudtrail:userIdentity.acountId": (9, 0, 0, 0, 0, 0, [], [], True),
+        "target[0] s3_key": (9, 0, 7, 6, 6, 0, ["shared/logo.png"], [], False),
+        "target[1] api_path": (4, 0, 4, 3, 3, 0, ["/health/42"], [], False),
+        "target[2] s3_bucket -> lookup buckets": (
+            9,
+            0,
+            7,
+            7,
+            0,
+            0,
+            [],
+            ["acme-saas-tenant-data"],
+            False,
+        ),
+    }
+
+
+def test_mapped_fields_no_sampled_record_has(lake: tuple[Path, str]) -> None:
+    missing = report(lake)["strategies"]["missing_fields"]
+    assert [(m["source"], m["key"], m["paths"], m["records"]) for m in missing] == [
+        ("apigateway", "domain", ["domainName"], 3),
+        ("apigateway", "account_id", ["accountId"], 3),
+        ("authorizer", "source_ip", ["source_ip"], 1),
+        ("authorizer", "user_agent", ["user_agent"], 1),
+    ]
+
+
+def test_no_sample_no_strategies(lake: tuple[Path, str]) -> None:
+    assert report(lake, "--sample", "0")["strategies"] is None
+
+
+def test_the_strategies_for_people(lake: tuple[Path, str]) -> None:
+    cfg, root = lake
+    result = CliRunner().invoke(cli, ["--config", str(cfg), "tenancy", "report", "--lake", root])
+    out = result.stdout
+    assert "never present in 9 sampled records" in out, out
+    assert "sources.apigateway.account_id (accountId): in none of 3 sampled apigateway" in out
