@@ -335,11 +335,10 @@ def render(report: TenancyReport, top: int = 20, width: int = 160) -> None:
     console.print(t)
 
     t = Table(title=f"per action (the {top} busiest of each source)", title_justify="left")
-    for name in ("source", "service", "action", "events", "actor tenant", "target tenant"):
-        t.add_column(
-            name, overflow="fold", justify="right" if " " in name or name == "events" else "left"
-        )
-    t.add_column("conflicts", justify="right")
+    t.add_column("source")
+    t.add_column("service and action", overflow="fold")
+    for name in ("events", "actor tenant", "target tenant", "conflicts"):
+        t.add_column(name, justify="right", no_wrap=True)
     t.add_column("actor tenant from", overflow="fold")
     t.add_column("target tenant from", overflow="fold")
     shown: dict[str, int] = {}
@@ -348,10 +347,10 @@ def render(report: TenancyReport, top: int = 20, width: int = 160) -> None:
         if shown[a.source] > top:
             continue
         c = a.counts
+        service = (a.service or "-").removesuffix(".amazonaws.com")  # the JSON keeps it whole
         t.add_row(
             a.source,
-            safe(a.service, 40),
-            safe(a.action, 60),
+            safe(f"{service} {a.action or '-'}", 100),
             f"{c.events:,}",
             share(c.actor_tenant, c),
             share(c.target_tenant, c),
