@@ -147,11 +147,11 @@ def dataset(data: Path, events: int) -> tuple[Path, int]:
 # --- the peers ------------------------------------------------------------------------------------
 
 
-def run_tenantwatch(lake: str) -> dict[str, object]:
+def run_tenantwatch(lake: str, sample: int) -> dict[str, object]:
     from pipeline.config import Config
     from pipeline.tenancy_report import build
 
-    report = build(lake, Config())
+    report = build(lake, Config(), sample=sample)
     return {
         "records": report.events,
         "actions": len(report.actions),
@@ -215,6 +215,7 @@ def main(args: argparse.Namespace) -> None:
         ("duckdb: the same groups", "duckdb"),
         ("duckdb: the same groups, 1 thread", "duckdb-1"),
         ("tenantwatch tenancy report", "tenantwatch"),
+        ("tenantwatch tenancy report --sample 0", "tenantwatch-0"),
     ):
         r = measure(label, [*here, peer, str(lake)], n)
         rows.append(r)
@@ -234,7 +235,8 @@ def _child(argv: list[str]) -> None:
     if peer.startswith("duckdb"):
         result = run_duckdb(lake, int(peer.partition("-")[2] or 0))
     else:
-        result = run_tenantwatch(lake)
+        sample = peer.partition("-")[2]
+        result = run_tenantwatch(lake, int(sample) if sample else 20_000)
     print(json.dumps(result, default=str))
 
 
