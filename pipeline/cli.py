@@ -6,7 +6,8 @@ to stderr and only on a terminal, so stdout stays clean for pipes.
 
 Exit codes: 0 the run completed (even with quarantined records); 1 a run-time failure we
 understood (an error AWS answered among them); 2 bad usage or configuration (AWS credentials
-missing among them). Anything else is a bug and keeps its traceback.
+missing among them); 75 another run held the lake's lease for too long (``LeaseBusy``: try
+again later). Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -117,15 +118,20 @@ def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
 
 def emit_summary(title: str, summary: Mapping[str, Any], as_json: bool) -> None:
     """Print a run summary: one JSON object on stdout, or a two-column table."""
+    # Values can come from logs (a finding's actor, an error naming a key): escapes, bidi and
+    # zero-width characters are shown, not obeyed, in JSON as in the table.
+    from pipeline.alert.sanitize import clean, json_text
+
     if as_json:
         import orjson
 
-        click.echo(orjson.dumps(summary, option=orjson.OPT_SORT_KEYS).decode())
+        click.echo(json_text(orjson.dumps(summary, option=orjson.OPT_SORT_KEYS).decode()))
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=title, show_header=False, title_justify="left")
+    table = Table(title=escape(clean(title)), show_header=False, title_justify="left")
     table.add_column("key", style="bold")
     table.add_column("value", justify="right")
     for key, value in summary.items():
@@ -137,7 +143,7 @@ def emit_summary(title: str, summary: Mapping[str, Any], as_json: bool) -> None:
             shown = f"{value:,}"
         else:
             shown = str(value)
-        table.add_row(key, shown)
+        table.add_row(escape(clean(key)), escape(clean(shown, 2000)))
     # soft_wrap=False and a fixed width: the table looks the same in a pipe and a terminal.
     Console(width=100).print(table)
 
@@ -372,28 +378,28 @@ def _findings_table(rows: list[dict[str, Any]], start: str, end: str) -> None:
 
 
 def _print_incidents(sent: list[dict[str, Any]]) -> None:
-    """Each notification sent in this run, worst first, as the on-call engineer reads it. The
-    texts were sanitised when rendered; click.echo (not rich) so nothing in them is markup."""
-    from pipeline.schema import SEVERITIES
+    from pipeline.alert import console
 
-    order = sorted(sent, key=lambda r: (-SEVERITIES.index(r["severity"]), r["subject"]))
-    for row in order:
-        click.echo("=" * 100)
-        click.echo(f"Subject: {row['subject']}")
-        click.echo("")
-        click.echo(row["text"])
+    click.echo(console.notifications(sent), nl=False)
 
 
 def _alert_exit(ctx: click.Context, summary: Mapping[str, Any]) -> None:
-    n = summary["notifications"]
-    if summary["in_doubt_ids"]:
-        click.echo(
-            "tenantwatch: warning: notifications in doubt (a run died while publishing; not re-sent"
-            " automatically, check and use --resend): " + ", ".join(summary["in_doubt_ids"]),
-            err=True,
-        )
-    if n["failed"] or n["in_doubt"] or summary["snapshot_errors"]:
-        ctx.exit(1)  # failed ones are retried by the next run; the scheduler should still know
+    from pipeline.alert import console
+
+    for line in console.warnings(summary):
+        click.echo(line, err=True)
+    if console.failed(summary):
+        ctx.exit(1)
+
+
+_LEASE_WAIT = click.option(
+    "--lease-wait",
+    type=click.FloatRange(min=0),
+    default=300.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long to wait for another run that holds the lake's lease (exit code 75 after).",
+)
 
 
 @cli.command()
@@ -405,6 +411,13 @@ def _alert_exit(ctx: click.Context, summary: Mapping[str, Any]) -> None:
     metavar="NOTIFICATION_ID",
     help="Send an in-doubt notification again, once you checked it did not arrive (repeatable).",
 )
+@click.option(
+    "--mark-sent",
+    multiple=True,
+    metavar="NOTIFICATION_ID",
+    help="Record an in-doubt notification as sent, once you checked it arrived (repeatable).",
+)
+@_LEASE_WAIT
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @click.pass_context
 def alert(
@@ -412,6 +425,8 @@ def alert(
     lake: str | None,
     since: str | None,
     resend: tuple[str, ...],
+    mark_sent: tuple[str, ...],
+    lease_wait: float,
     as_json: bool,
 ) -> None:
     """Group findings into incidents, snapshot their evidence and send notifications.
@@ -419,18 +434,22 @@ def alert(
     Findings sharing a dedup key within the detector's dedup period make one incident; later ones
     update it instead of paging again. Notifications go to SNS when [alerting] names a topic,
     else to <lake>/incidents/notifications/; each is sent at most once, and failed ones are
-    retried by the next run. Exit code 1 when a notification failed or a snapshot could not be
-    written.
+    retried by the next run. One that may or may not have gone out is "in doubt": reported by
+    every run until --resend or --mark-sent resolves it. Exit code 1 when a notification failed
+    or is in doubt, or a snapshot could not be written; 75 when another run held the lake's
+    lease for longer than --lease-wait.
     """
-    from pipeline.alert.run import run_alert
+    from pipeline.pipeline_run import alert_all
 
     cfg = _config(ctx)
     with progress_bar("notifying") as update:
-        result = run_alert(
+        result = alert_all(
             lake or cfg.lake.root,
             cfg,
             since=_when(since, "--since"),
             resend=resend,
+            mark_sent=mark_sent,
+            lease_wait_s=lease_wait,
             progress=update,
         )
     if not as_json:
@@ -445,6 +464,7 @@ def alert(
 @click.option("--since", default=None, help="Detection window start (default: latest day).")
 @click.option("--until", default=None, help="Detection window end, exclusive.")
 @click.option("--workers", type=int, default=None, help="Ingest processes (default: all cores).")
+@_LEASE_WAIT
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @click.pass_context
 def run_command(
@@ -454,11 +474,14 @@ def run_command(
     since: str | None,
     until: str | None,
     workers: int | None,
+    lease_wait: float,
     as_json: bool,
 ) -> None:
     """Ingest SOURCES, detect and alert: the whole pipeline in one go.
 
     Prints each new incident as its notification reads, then a summary of the three stages.
+    Holds the lake's lease throughout, like alert (exit code 75 when another run held it for
+    longer than --lease-wait).
     """
     from pipeline.pipeline_run import run_all
 
@@ -484,6 +507,7 @@ def run_command(
             since=_when(since, "--since"),
             until=_when(until, "--until"),
             workers=workers,
+            lease_wait_s=lease_wait,
             progress=progress,
         )
     finally:
@@ -607,10 +631,13 @@ def snapshot_verify(ctx: click.Context, uri: str, expect: str | None, as_json: b
     if as_json:
         emit_summary("", asdict(result), as_json=True)
     else:
+        from pipeline.alert.sanitize import clean
+
+        # Names of files someone added to the snapshot are anybody's text: shown, not obeyed.
         for f in result.files:
-            click.echo(f"{f['status']:>10}  {f['name']}")
+            click.echo(f"{f['status']:>10}  {clean(f['name'], 1000)}")
         for p in result.problems:
-            click.echo(f"   problem  {p}")
+            click.echo(f"   problem  {clean(p, 1000)}")
         verdict = "OK: unchanged" if result.ok else "CHANGED: do not trust this snapshot"
         click.echo(f"{verdict} ({result.manifest_uri}, manifest SHA-256 {result.manifest_sha256})")
     if not result.ok:

@@ -1,41 +1,40 @@
-"""``run``: ingest, detect and alert in one go, plus the pipeline's health for the metrics.
+"""The CLI's runs: ``run`` (ingest, detect and alert in one go) and ``alert``, each under the
+lake's lease, each sending the pipeline's health once.
 
-The stages still hand off through the lake (DESIGN.md "Stages"); this only calls them in order
-and collects what the health metrics need: records read and quarantined (ingest), detectors
-that failed (detect), the lag of the newest event in the lake, and the whole run's duration.
+The stages still hand off through the lake (DESIGN.md "Stages"); this calls them in order, holds
+the lease (``pipeline.lease``: a CLI run waits up to ``lease_wait_s`` for a run that holds it,
+then gives up with ``LeaseBusy``) and measures the run's health (``pipeline.health``).
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import pyarrow.compute as pc
-
 from pipeline import tickets
 from pipeline.alert.run import AlertResult, run_alert
 from pipeline.config import Config
-from pipeline.lake import Lake, read_events
+from pipeline.health import RunHealth
+from pipeline.lake import Lake
+from pipeline.lease import CLI_WAIT_S, cli_owner, hold
 
 
 @dataclass(frozen=True)
 class RunResult:
-    summary: dict[str, Any]  # {"ingest": ..., "detect": ..., "alert": ..., "seconds": ...}
+    summary: dict[str, Any]  # {"ingest": ..., "detect": ..., "alert": ..., "health": ...}
     alert: AlertResult
 
 
-def newest_event(lake: Lake) -> datetime | None:
-    from pipeline.detect import latest_day
-
-    day = latest_day(lake)
-    if day is None:
+def send_health(lake_root: str, cfg: Config, health: RunHealth) -> dict[str, Any] | None:
+    """The run's health to CloudWatch (``PutMetricData``), when a namespace is configured."""
+    if not cfg.alerting.cloudwatch_namespace:
         return None
-    times = read_events(lake, since=day, columns=["event_time"])["event_time"]
-    newest: datetime | None = pc.max(times).as_py() if len(times) else None
-    return newest
+    from pipeline.alert import metrics
+
+    a = cfg.alerting
+    return metrics.put(Lake(lake_root), a.cloudwatch_namespace, health.data(), a.region)
 
 
 def run_all(
@@ -46,40 +45,68 @@ def run_all(
     since: datetime | None = None,
     until: datetime | None = None,
     workers: int | None = None,
-    in_lambda: bool = False,
+    lease_wait_s: float = CLI_WAIT_S,
     progress: Callable[[str], Callable[[int, int], None]] | None = None,
 ) -> RunResult:
     """Ingest ``sources`` into the lake, detect over [since, until) (default: the latest day),
-    and alert. ``progress(stage)`` returns the progress callback for that stage."""
+    and alert, holding the lake's lease throughout. ``progress(stage)`` returns the progress
+    callback for that stage."""
     from pipeline.detect import run_detect
     from pipeline.ingest.run import ingest
 
-    started = time.perf_counter()
-    # Tickets are read before anything is ingested: a file or table that cannot be read stops
-    # the run while nothing has happened yet.
+    started = datetime.now(UTC)
+    # Tickets are read before anything else: a file or table that cannot be read stops the run
+    # while nothing has happened yet.
     cfg = tickets.resolve(cfg)
 
     def cb(stage: str) -> Callable[[int, int], None] | None:
         return progress(stage) if progress else None
 
-    ingested = ingest(sources, lake_root, cfg, workers=workers, progress=cb("ingesting"))
-    detected = run_detect(lake_root, cfg, since, until, progress=cb("detecting"))
-    newest = newest_event(Lake(lake_root))
-    # Simulated or replayed logs can lie in the future: a negative lag is reported as 0.
-    lag = max(0.0, (datetime.now(UTC) - newest).total_seconds()) if newest else None
-    health = {
-        "records_in": ingested.get("records_in"),
-        "quarantined_total": ingested.get("quarantined_total"),
-        "lag_s": lag,
-        "detectors_failed": sorted(detected.summary.get("failed") or {}),
-        "duration_s": time.perf_counter() - started,  # so far; alert adds its own
-    }
-    alerted = run_alert(lake_root, cfg, health=health, in_lambda=in_lambda, progress=cb("alerting"))
-    summary = {
+    # The whole run, ingest included (as the scheduled Lambda run): a second run started
+    # meanwhile waits, then finds the inputs ingested and the notifications sent.
+    with hold(lake_root, cli_owner(), wait_s=lease_wait_s) as lease:
+        ingested = ingest(sources, lake_root, cfg, workers=workers, progress=cb("ingesting"))
+        detected = run_detect(lake_root, cfg, since, until, progress=cb("detecting"))
+        alerted = run_alert(lake_root, cfg, progress=cb("alerting"), may_publish=lease.ok)
+    health = RunHealth.measure(lake_root, started, ingested, [detected.summary])
+    summary: dict[str, Any] = {
         "ingest": ingested,
         "detect": detected.summary,
         "alert": alerted.summary,
-        "newest_event": newest.isoformat() if newest else None,
-        "seconds": round(time.perf_counter() - started, 3),
+        "health": health.as_dict(),
     }
+    sent = send_health(lake_root, cfg, health)
+    if sent is not None:
+        summary["health_metrics"] = sent
+    summary["seconds"] = round(health.duration_s, 3)
     return RunResult(summary, alerted)
+
+
+def alert_all(
+    lake_root: str,
+    cfg: Config,
+    *,
+    since: datetime | None = None,
+    resend: Sequence[str] = (),
+    mark_sent: Sequence[str] = (),
+    lease_wait_s: float = CLI_WAIT_S,
+    progress: Callable[[int, int], None] | None = None,
+) -> AlertResult:
+    """``tenantwatch alert``: the alert stage under the lake's lease, then the run's health."""
+    started = datetime.now(UTC)
+    with hold(lake_root, cli_owner(), wait_s=lease_wait_s) as lease:
+        result = run_alert(
+            lake_root,
+            cfg,
+            since=since,
+            resend=resend,
+            mark_sent=mark_sent,
+            progress=progress,
+            may_publish=lease.ok,
+        )
+    health = RunHealth.measure(lake_root, started)
+    result.summary["health"] = health.as_dict()
+    sent = send_health(lake_root, cfg, health)
+    if sent is not None:
+        result.summary["health_metrics"] = sent
+    return result

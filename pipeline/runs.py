@@ -14,9 +14,12 @@ Why the same result however often it runs:
 - every input object is ingested as its own batch, so an S3-triggered run and a scheduled run
   that race over one object write the same file (a batch's file is named by its inputs) instead
   of two copies;
-- detect and alert run under a lease (one small object in the lake, created only if absent), so
-  two overlapping runs never publish the same incident twice: the second one finds the lease
-  held and stops, and the next run does the work.
+- detect and alert run under the lake's lease (``pipeline.lease``, which the CLI's runs take
+  too), so two overlapping runs never publish the same incident twice: the second one finds the
+  lease held and stops, and the next run does the work.
+
+The pipeline's health (``pipeline.health``) is measured once per run, at its end, whatever
+number of windows it detected; the handler sends it.
 
 The stages are reached through ``Stages`` (ingest, detect, alert), the one seam a test or a later
 deployment (AWS Glue) can re-point.
@@ -25,24 +28,23 @@ deployment (AWS Glue) can re-point.
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
 from pipeline import tickets
 from pipeline.config import Config
 from pipeline.errors import ConfigError, TenantwatchError
+from pipeline.lease import Lease
+
+if TYPE_CHECKING:
+    from pipeline.health import RunHealth
 
 WATERMARK = "_state/watermark/scheduled.parquet"
-LEASE = "_state/lease.json"
 
 
 class RunError(TenantwatchError):
@@ -126,9 +128,7 @@ class Stages(Protocol):
         only: tuple[str, ...] | None,
     ) -> dict[str, Any]: ...
 
-    def alert(
-        self, lake_root: str, cfg: Config, since: datetime | None, health: dict[str, Any]
-    ) -> dict[str, Any]: ...
+    def alert(self, lake_root: str, cfg: Config, since: datetime | None) -> dict[str, Any]: ...
 
 
 class PipelineStages:
@@ -163,12 +163,10 @@ class PipelineStages:
 
         return run_detect(lake_root, cfg, since, until, only=only).summary
 
-    def alert(
-        self, lake_root: str, cfg: Config, since: datetime | None, health: dict[str, Any]
-    ) -> dict[str, Any]:
+    def alert(self, lake_root: str, cfg: Config, since: datetime | None) -> dict[str, Any]:
         from pipeline.alert.run import run_alert
 
-        return run_alert(lake_root, cfg, since=since, health=health, in_lambda=True).summary
+        return run_alert(lake_root, cfg, since=since, in_lambda=True).summary
 
 
 def rule_detectors() -> tuple[str, ...]:
@@ -217,7 +215,7 @@ def windows(start: datetime, end: datetime, minutes: int) -> list[tuple[datetime
     return out
 
 
-# --- state in the lake: the watermark and the lease ------------------------------------------
+# --- state in the lake: the watermark ----------------------------------------------------------
 
 
 def read_watermark(lake_root: str) -> datetime | None:
@@ -241,120 +239,6 @@ def write_watermark(lake_root: str, watermark: datetime, run_id: str) -> None:
     Lake(lake_root).write_table(WATERMARK, pa.Table.from_pylist([row], schema))
 
 
-class Lease:
-    """At most one holder per lake for detect + alert, with an expiry so a crashed holder's
-    lease lapses. On S3 a conditional PUT (``If-None-Match: *``; ``If-Match`` to take over an
-    expired one) makes acquiring atomic; on a local disk, ``O_EXCL``."""
-
-    def __init__(self, lake_root: str) -> None:
-        from pipeline.lake import Lake
-
-        lake = Lake(lake_root)
-        self.local = lake.is_local
-        self.path = lake.path(LEASE)  # "bucket/prefix/_state/lease.json" on S3
-        self.owner = ""
-
-    def acquire(self, owner: str, ttl_s: int, now: datetime | None = None) -> bool:
-        now = now or datetime.now(UTC)
-        body = json.dumps({"owner": owner, "expires": (now + timedelta(seconds=ttl_s)).isoformat()})
-        ok = self._acquire_local(body, now) if self.local else self._acquire_s3(body, now)
-        if ok:
-            self.owner = owner
-        return ok
-
-    def release(self) -> None:
-        if not self.owner:
-            return
-        if self.local:
-            Path(self.path).unlink(missing_ok=True)
-        else:
-            bucket, _, key = self.path.partition("/")
-            held = self._get_s3(bucket, key)
-            if held is not None and held[0].get("owner") == self.owner:
-                _s3().delete_object(Bucket=bucket, Key=key)
-        self.owner = ""
-
-    @staticmethod
-    def _expired(doc: Mapping[str, Any], now: datetime) -> bool:
-        try:
-            return datetime.fromisoformat(str(doc["expires"])) <= now
-        except (KeyError, ValueError):
-            return True  # unreadable: treat as lapsed rather than block every run forever
-
-    def _acquire_local(self, body: str, now: datetime) -> bool:
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                doc = json.loads(Path(self.path).read_text())
-            except (OSError, ValueError):
-                doc = {}
-            if not self._expired(doc, now):
-                return False
-            tmp = f"{self.path}.{uuid.uuid4().hex}"
-            Path(tmp).write_text(body)
-            Path(tmp).replace(self.path)
-            return True
-        with os.fdopen(fd, "w") as f:
-            f.write(body)
-        return True
-
-    def _get_s3(self, bucket: str, key: str) -> tuple[dict[str, Any], str] | None:
-        try:
-            obj = _s3().get_object(Bucket=bucket, Key=key)
-        except Exception as exc:
-            if _error_code(exc) in ("NoSuchKey", "404"):
-                return None
-            raise
-        try:
-            doc = json.loads(obj["Body"].read())
-        except ValueError:
-            doc = {}
-        return doc, str(obj["ETag"])
-
-    def _acquire_s3(self, body: str, now: datetime) -> bool:
-        bucket, _, key = self.path.partition("/")
-        client = _s3()
-        try:
-            client.put_object(Bucket=bucket, Key=key, Body=body.encode(), IfNoneMatch="*")
-            return True
-        except Exception as exc:
-            if _error_code(exc) not in ("PreconditionFailed", "ConditionalRequestConflict"):
-                raise
-        held = self._get_s3(bucket, key)
-        if held is None:  # released in between: one more try
-            try:
-                client.put_object(Bucket=bucket, Key=key, Body=body.encode(), IfNoneMatch="*")
-                return True
-            except Exception as exc:
-                if _error_code(exc) not in ("PreconditionFailed", "ConditionalRequestConflict"):
-                    raise
-                return False
-        doc, etag = held
-        if not self._expired(doc, now):
-            return False
-        try:  # take over the lapsed lease, unless someone else just did
-            client.put_object(Bucket=bucket, Key=key, Body=body.encode(), IfMatch=etag)
-            return True
-        except Exception as exc:
-            if _error_code(exc) not in ("PreconditionFailed", "ConditionalRequestConflict"):
-                raise
-            return False
-
-
-def _s3() -> Any:
-    from pipeline import aws
-
-    return aws.client("s3")
-
-
-def _error_code(exc: BaseException) -> str:
-    from pipeline import aws
-
-    return aws.error_code(exc)
-
-
 # --- the runs ----------------------------------------------------------------------------------
 
 
@@ -372,6 +256,8 @@ class Report:
     findings: int = 0
     alert: dict[str, int] = field(default_factory=dict)  # alert counts summed over windows
     seconds: float = 0.0
+    detected: list[dict[str, Any]] = field(default_factory=list)  # each window's detect summary
+    health: dict[str, Any] = field(default_factory=dict)  # RunHealth.as_dict(), once per run
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -384,16 +270,30 @@ class Report:
             "ingest": self.ingest,
             "findings": self.findings,
             "alert": self.alert,
+            "health": self.health,
             "seconds": round(self.seconds, 3),
         }
 
 
-def _health(ingested: Mapping[str, Any], detected: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "records_in": ingested.get("records_in"),
-        "quarantined_total": ingested.get("quarantined_total"),
-        "detectors_failed": sorted(detected.get("failed") or {}),
-    }
+HealthSink = Callable[["RunHealth"], None]
+
+
+def _measure(
+    lake_root: str, started_at: datetime, report: Report, on_health: HealthSink | None
+) -> None:
+    """The run's health, once, for a run that did anything (also one that failed half way)."""
+    if not report.ingest and not report.detected:
+        return
+    from pipeline.health import RunHealth
+
+    try:
+        health = RunHealth.measure(lake_root, started_at, report.ingest or None, report.detected)
+    except Exception as exc:  # in a ``finally``: must not hide why the run itself failed
+        report.health = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+        return
+    report.health = health.as_dict()
+    if on_health is not None:
+        on_health(health)
 
 
 def _detect_and_alert(
@@ -402,17 +302,17 @@ def _detect_and_alert(
     cfg: Config,
     window: tuple[datetime, datetime],
     only: tuple[str, ...] | None,
-    ingested: Mapping[str, Any],
     report: Report,
 ) -> None:
     start, end = window
     detected = stages.detect(lake_root, cfg, start, end, only)
+    report.detected.append(detected)
     failed = detected.get("failed") or {}
     if failed:
         # Not a success: no checkpoint; the next run repeats this window.
         raise RunError(f"window {start.isoformat()}: detectors failed: {failed}")
     report.findings += int(detected.get("findings") or 0)
-    alerted = stages.alert(lake_root, cfg, start, _health(ingested, detected))
+    alerted = stages.alert(lake_root, cfg, start)
     sent = alerted.get("notifications") or {}
     for key, value in (
         ("incidents_new", alerted.get("incidents_new")),
@@ -421,6 +321,8 @@ def _detect_and_alert(
         ("notifications_failed", sent.get("failed")),
     ):
         report.alert[key] = report.alert.get(key, 0) + int(value or 0)
+    # Not a sum: every window's alert reports all that is in doubt so far.
+    report.alert["notifications_in_doubt"] = int(sent.get("in_doubt") or 0)
     report.windows.append(f"{start.isoformat()}/{end.isoformat()}")
 
 
@@ -432,9 +334,12 @@ def run_scheduled(
     budget: Budget,
     run_id: str,
     stages: Stages | None = None,
+    on_health: HealthSink | None = None,
 ) -> Report:
-    """Ingest since the watermark (minus the lag), then detect + alert each finished window."""
+    """Ingest since the watermark (minus the lag), then detect + alert each finished window;
+    ``on_health`` gets the run's health once at its end."""
     started = time.perf_counter()
+    started_at = datetime.now(UTC)
     stages = stages or PipelineStages()
     report = Report(run_id, "scheduled")
     if not settings.sources:
@@ -465,7 +370,7 @@ def run_scheduled(
                 report.status = "checkpoint"
                 break
             t0 = time.perf_counter()
-            _detect_and_alert(stages, lake_root, run_cfg, window, None, report.ingest, report)
+            _detect_and_alert(stages, lake_root, run_cfg, window, None, report)
             write_watermark(lake_root, window[1], run_id)
             report.watermark_after = window[1].isoformat()
             budget.slowest_window_s = max(budget.slowest_window_s, time.perf_counter() - t0)
@@ -473,6 +378,7 @@ def run_scheduled(
             report.status = "nothing_to_do"
     finally:
         lease.release()
+        _measure(lake_root, started_at, report, on_health)
         report.seconds = time.perf_counter() - started
     return report
 
@@ -497,24 +403,45 @@ def run_objects(
     budget: Budget,
     run_id: str,
     stages: Stages | None = None,
+    on_health: HealthSink | None = None,
 ) -> Report:
     """Ingest just these objects; then, if no other run holds the lease, run the rule detectors
-    (no history needed) over the windows their events fall in, and alert.
+    (no history needed) over the windows their events fall in, and alert. ``on_health`` gets
+    the run's health once at its end.
 
     The baseline detectors are left to the scheduled run: reading two weeks of history for every
     object CloudTrail delivers would cost far more than it saves.
     """
     started = time.perf_counter()
+    started_at = datetime.now(UTC)
     stages = stages or PipelineStages()
     report = Report(run_id, "objects")
     run_cfg = tickets.resolve(per_object(cfg))  # read once, for every window
+    try:
+        _objects(objects, lake_root, run_cfg, cfg, settings, budget, run_id, stages, report)
+    finally:
+        _measure(lake_root, started_at, report, on_health)
+        report.seconds = time.perf_counter() - started
+    return report
+
+
+def _objects(
+    objects: Sequence[ObjectRef],
+    lake_root: str,
+    run_cfg: Config,
+    cfg: Config,
+    settings: RunSettings,
+    budget: Budget,
+    run_id: str,
+    stages: Stages,
+    report: Report,
+) -> None:
     try:
         uris = sorted({f"s3://{o.bucket}/{o.key}" for o in objects})
         report.ingest = stages.ingest(uris, lake_root, run_cfg, None, None, budget.check)
     except OutOfTime:
         report.status = "checkpoint"  # the scheduled run ingests what is left
-        report.seconds = time.perf_counter() - started
-        return report
+        return
     lag = timedelta(minutes=cfg.ingest.cloudtrail_lag_minutes)
     todo = sorted(
         {
@@ -529,19 +456,16 @@ def run_objects(
     lease = Lease(lake_root)
     if not lease.acquire(run_id, settings.lease_seconds):
         report.status = "busy"  # ingested; detection is left to the run holding the lease
-        report.seconds = time.perf_counter() - started
-        return report
+        return
     try:
         only = rule_detectors()
         for window in todo:
             if not budget.enough_for_window():
                 report.status = "checkpoint"
                 break
-            _detect_and_alert(stages, lake_root, run_cfg, window, only, report.ingest, report)
+            _detect_and_alert(stages, lake_root, run_cfg, window, only, report)
     finally:
         lease.release()
-        report.seconds = time.perf_counter() - started
-    return report
 
 
 def object_run_id(objects: Sequence[ObjectRef]) -> str:

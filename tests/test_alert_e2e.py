@@ -3,7 +3,8 @@
 The main test runs ``tenantwatch run`` on simulated logs with the lake and the snapshots on S3,
 and reads what subscribers got from SQS queues. The fault tests run the alert stage over a lake
 that already holds findings, and break SNS or CloudWatch through botocore hooks on the very
-clients the code uses, so that botocore's real retry path runs (its backoff is shortened).
+clients the code uses, so that the real retry paths run (their backoff is shortened). Faults on
+the wire, through a proxy, are in test_delivery_faults.py.
 """
 
 from __future__ import annotations
@@ -87,10 +88,13 @@ def findings_lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    """botocore's standard retries, minus the waiting (throttling backs off for seconds)."""
+    """botocore's standard retries and the SNS channel's own, minus the waiting."""
     from botocore.retries import standard
 
+    from pipeline.alert import sns
+
     monkeypatch.setattr(standard.ExponentialBackoff, "delay_amount", lambda self, ctx: 0.01)
+    monkeypatch.setattr(sns, "BACKOFF_S", 0.01)
 
 
 @dataclass
@@ -278,12 +282,13 @@ class _Raw:
 
 
 def _hook(service: str, event: str, handler: Any) -> Any:
-    client = aws.client(service)
+    # SNS publishes through the client that never retries by itself (aws.publisher).
+    client = aws.publisher(service) if service == "sns" else aws.client(service)
     client.meta.events.register(event, handler)
     return lambda: client.meta.events.unregister(event, handler)
 
 
-def test_sns_throttling_is_retried_by_botocore(
+def test_sns_throttling_is_retried_within_the_run(
     findings_lake: Path, sinks: Sinks, tmp_path: Path, fast_retries: None
 ) -> None:
     from botocore.awsrequest import AWSResponse

@@ -159,3 +159,18 @@ def test_values_from_logs_are_not_markup(tmp_path: Path) -> None:
     assert out.exit_code == 0, out.output
     assert "[bold red]x[/]" in out.stdout
     assert "\x1b" not in out.stdout
+
+
+def test_json_output_escapes_what_a_terminal_would_obey(tmp_path: Path) -> None:
+    # Right-to-left override, zero-width space, DEL, a C1 CSI: valid JSON as they are, so they
+    # must be written as \uXXXX to stay inert in a terminal piping --json.
+    hidden = "\u202e\u200b\x7f\x9b"
+    principal = f"usr-{hidden}-x\x1b[31m"
+    lk = Lake(str(tmp_path / "lake"))
+    write(lk, events([api(0, actor_principal=principal, target_tenant="t0002")]), "m")
+    out = CliRunner().invoke(cli, ["detect", "--lake", lk.root, "--json"])
+    assert out.exit_code == 0, out.output
+    assert not any(c in out.stdout for c in hidden + "\x1b")
+    assert all(e in out.stdout for e in ("\\u202e", "\\u200b", "\\u007f", "\\u009b", "\\u001b"))
+    doc = orjson.loads(out.stdout)
+    assert {f["actor"] for f in doc["findings"]} == {principal}  # the same values, written safely

@@ -28,3 +28,16 @@ def test_readme_starts_with_the_two_commands() -> None:
     head = (REPO / "README.md").read_text().split("\n\n", 3)[:3]
     text = "\n".join(head)
     assert "make demo" in text and "make test" in text
+
+
+def test_both_readmes_name_every_message_attribute_a_notification_carries() -> None:
+    from pipeline.alert import render
+    from tests.alertfactory import CTX, incident
+
+    names = set(render.message(incident(), "new", CTX, "n1").attributes)
+    assert {"severity", "detector", "tenant_id"} <= names
+    for doc in ("README.md", "infra/README.md"):
+        text = (REPO / doc).read_text()
+        missing = sorted(n for n in names if f"`{n}`" not in text)
+        assert not missing, f"{doc} does not name the attributes {missing}"
+        assert "`tenant` attribute" not in text and "and `tenant` " not in text

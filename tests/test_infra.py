@@ -324,3 +324,110 @@ def test_the_config_parameter_is_read_through_powertools(stack: dict[str, Any]) 
 def _keys(bucket: str) -> list[str]:
     pages = boto3.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket)
     return [o["Key"] for p in pages for o in p.get("Contents", [])]
+
+
+# --- alarms read metrics that exist ------------------------------------------------------------
+
+# Metrics of the scheduled handler itself (a run of the schedule, its watermark), which a CLI
+# run does not have; every other alarm reads a metric both paths send.
+LAMBDA_ONLY = {"RunCompleted", "WatermarkLagMinutes"}
+Metric = tuple[str, str, frozenset[tuple[str, str]]]  # namespace, name, dimensions
+
+
+def _alarm_metrics(template: dict[str, Any]) -> dict[str, list[Metric]]:
+    """alarm -> the metrics it reads (its own, or each MetricStat of its math)."""
+
+    def one(ns: str, name: str, dims: list[dict[str, Any]]) -> Metric:
+        assert all(isinstance(d["Value"], str) for d in dims), f"{name}: not a literal dimension"
+        return ns, name, frozenset((d["Name"], d["Value"]) for d in dims)
+
+    out: dict[str, list[Metric]] = {}
+    for name, r in template["Resources"].items():
+        if r["Type"] != "AWS::CloudWatch::Alarm":
+            continue
+        p = r["Properties"]
+        if p.get("Namespace", "").startswith("AWS/"):
+            continue  # AWS's own metrics (Lambda errors, the queue's depth)
+        if "MetricName" in p:
+            out[name] = [one(p["Namespace"], p["MetricName"], p.get("Dimensions", []))]
+        else:
+            stats = [m["MetricStat"]["Metric"] for m in p["Metrics"] if "MetricStat" in m]
+            out[name] = [
+                one(m["Namespace"], m["MetricName"], m.get("Dimensions", [])) for m in stats
+            ]
+    return out
+
+
+def _emf(stdout: str) -> set[Metric]:
+    """The metrics in the EMF lines among a Lambda's log lines."""
+    out = set()
+    for line in stdout.splitlines():
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(doc, dict) or "_aws" not in doc:
+            continue
+        for block in doc["_aws"]["CloudWatchMetrics"]:
+            for dims in block["Dimensions"]:
+                key = frozenset((d, str(doc[d])) for d in dims)
+                out |= {(block["Namespace"], m["Name"], key) for m in block["Metrics"]}
+    return out
+
+
+@pytest.mark.slow
+def test_every_alarm_reads_a_metric_that_lambda_and_the_cli_emit(
+    stack: dict[str, Any], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import importlib
+
+    from click.testing import CliRunner
+
+    from pipeline import handler
+    from pipeline.cli import cli
+
+    # A cold start: Lambda imports the handler with the stack's environment already set
+    # (Powertools reads the service name and namespace at import).
+    importlib.reload(handler)
+    alarms = _alarm_metrics(stack["template"])
+    watched = {name for metrics in alarms.values() for _, name, _ in metrics}
+    assert {
+        "RecordsRead",
+        "RecordsQuarantined",
+        "EventLagSeconds",
+        "NotificationsInDoubt",
+        "NotificationsFailed",
+    } <= watched
+    base = _recent_hour()
+    _put_trail(base + timedelta(minutes=5), 2)
+
+    # Lambda: the scheduled function, as deployed; its EMF lines are its metrics.
+    capsys.readouterr()
+    tick = base + timedelta(hours=1, minutes=20)
+    report = handler.scheduled(_scheduler_event(stack["template"], tick, "e-1"), FakeContext())
+    assert report["status"] == "done" and len(report["windows"]) >= 2  # a catch-up run
+    lines = capsys.readouterr().out
+    from_lambda = _emf(lines)
+    # The health is sent once per run, not once per window.
+    assert sum('"RecordsRead"' in x for x in lines.splitlines()) == 1
+
+    # The CLI: `tenantwatch run` with the stack's configuration (its environment), into a lake
+    # of its own; PutMetricData to moto's CloudWatch.
+    cw = boto3.client("cloudwatch")
+    assert not cw.list_metrics(Namespace="tenantwatch")["Metrics"]  # Lambda sent none by API
+    lake = str(tmp_path / "lake")
+    result = CliRunner().invoke(cli, ["run", f"s3://{TRAIL}/AWSLogs/", "--lake", lake, "--json"])
+    assert result.exit_code == 0, result.output
+    from_cli = {
+        (
+            m["Namespace"],
+            m["MetricName"],
+            frozenset((d["Name"], d["Value"]) for d in m["Dimensions"]),
+        )
+        for m in cw.get_paginator("list_metrics").paginate().build_full_result()["Metrics"]
+    }
+    for alarm, metrics in alarms.items():
+        for metric in metrics:
+            assert metric in from_lambda, f"{alarm}: {metric} is never sent from Lambda"
+            if metric[1] not in LAMBDA_ONLY:
+                assert metric in from_cli, f"{alarm}: {metric} is never sent from the CLI"

@@ -1,12 +1,18 @@
-"""CloudWatch data points: dimensions, health, the Lambda EMF path (pipeline/alert/metrics.py)."""
+"""CloudWatch data points: dimensions, the run's health, the Lambda EMF path
+(pipeline/alert/metrics.py, pipeline/health.py)."""
 
 from __future__ import annotations
 
 import json
+from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
 from pipeline.alert import metrics
+from pipeline.health import RunHealth
+from pipeline.lake import Lake, event_partition
+from tests import factories as f
 
 
 def test_counts_by_detector_and_severity_plus_a_total_never_by_tenant() -> None:
@@ -25,17 +31,15 @@ def test_counts_by_detector_and_severity_plus_a_total_never_by_tenant() -> None:
     assert metrics.by_detector("Findings", []) == [metrics.Datum("Findings", 0, "Count")]
 
 
-def test_health_metrics() -> None:
-    data = metrics.health(
-        {
-            "records_in": 10,
-            "quarantined_total": 2,
-            "lag_s": 60.0,
-            "duration_s": 1.5,
-            "detectors_failed": ["x"],
-        }
+def test_run_health_as_data_points() -> None:
+    health = RunHealth(
+        duration_s=1.5,
+        records_read=10,
+        records_quarantined=2,
+        event_lag_s=60.0,
+        detectors_failed=("x",),
     )
-    names = {d.name: d for d in data}
+    names = {d.name: d for d in health.data()}
     assert set(names) == {
         "RecordsRead",
         "RecordsQuarantined",
@@ -43,15 +47,55 @@ def test_health_metrics() -> None:
         "RunDurationSeconds",
         "DetectorFailures",
     }
-    assert names["EventLagSeconds"].unit == "Seconds"
+    assert names["EventLagSeconds"].unit == "Seconds" and names["RecordsRead"].value == 10
+    assert names["DetectorFailures"].dimensions == (("detector", "x"),)
+    assert all(d.dimensions == () for n, d in names.items() if n != "DetectorFailures")
+    # A run that ingested nothing (alert alone) sends no record counts, not zeros.
+    assert {d.name for d in RunHealth(duration_s=1.0).data()} == {"RunDurationSeconds"}
 
 
-def test_emf_in_lambda(capsys: pytest.CaptureFixture[str]) -> None:
-    data = [metrics.Datum("IncidentsNew", 2, "Count", (("detector", "a"), ("severity", "high")))]
+def test_run_health_measures_the_lag_of_the_newest_event(tmp_path: Path) -> None:
+    lake = Lake(str(tmp_path / "lake"))
+    rows = [f.event(0), f.event(1800), f.event(600)]  # the newest at 10:30
+    lake.write_table(
+        f"{event_partition('cloudtrail', '2026-11-16', '10')}/p.parquet", f.events(rows)
+    )
+    older = [f.event(-7200)]  # 08:00, in an older hour
+    lake.write_table(
+        f"{event_partition('cloudtrail', '2026-11-16', '08')}/p.parquet", f.events(older)
+    )
+    started = f.T0 + timedelta(hours=1)
+    # Now within the days searched first, and long after them (the whole lake is searched).
+    for now in (f.T0 + timedelta(hours=2), f.T0 + timedelta(days=30)):
+        health = RunHealth.measure(str(tmp_path / "lake"), started, {"records_in": 3}, [], now)
+        assert health.event_lag_s == (now - f.T0 - timedelta(minutes=30)).total_seconds()
+        assert health.duration_s == (now - started).total_seconds() and health.records_read == 3
+    empty = RunHealth.measure(str(tmp_path / "none"), started, None, [{"failed": {"d": "x"}}])
+    assert empty.event_lag_s is None and empty.detectors_failed == ("d",)
+
+
+def test_emf_in_lambda_has_the_dimensions_put_metric_data_has(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Set in the stack: Powertools would make it a dimension of every metric, which the CLI's
+    # PutMetricData does not send, and the stack's alarms would read another metric.
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "tenantwatch")
+    data = [
+        metrics.Datum("IncidentsNew", 2, "Count", (("detector", "a"), ("severity", "high"))),
+        metrics.Datum("IncidentsNew", 2, "Count"),
+        metrics.Datum("RecordsRead", 7, "Count"),
+    ]
     out = metrics.emit_emf("Tenantwatch/Test", data)
-    assert out["sent"] == 1
-    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    aws = line["_aws"]["CloudWatchMetrics"][0]
-    assert aws["Namespace"] == "Tenantwatch/Test"
-    assert line["IncidentsNew"] == [2.0] or line["IncidentsNew"] == 2.0
-    assert line["detector"] == "a" and line["severity"] == "high"
+    assert out["sent"] == 3
+    lines = [json.loads(x) for x in capsys.readouterr().out.strip().splitlines()]
+    seen = set()
+    for line in lines:
+        for block in line["_aws"]["CloudWatchMetrics"]:
+            assert block["Namespace"] == "Tenantwatch/Test"
+            for dims in block["Dimensions"]:
+                for m in block["Metrics"]:
+                    seen.add((m["Name"], tuple((d, line[d]) for d in dims)))
+        assert "service" not in line
+    assert seen == {(d.name, d.dimensions) for d in data}
+    by_dims = {tuple(x["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0]): x for x in lines}
+    assert by_dims[()]["RecordsRead"] in (7.0, [7.0])

@@ -140,3 +140,72 @@ def test_cli_verify(tmp_path: Path) -> None:
     assert bad.exit_code == 1 and "changed  events.parquet" in bad.output
     gone = runner.invoke(cli, ["snapshot", "verify", str(tmp_path / "nowhere")])
     assert gone.exit_code == 1 and "not found" in gone.output
+
+
+# Anything added under a snapshot's folder is reported: hidden names and sub-folders too, and
+# names that would act on a terminal are shown, not obeyed.
+ADDED = [".hidden", ".manifest.json.swp", "sub/evil.parquet", "r\u202egnp.exe", "a\u200bb\x7f\x9b"]
+
+
+def test_every_added_file_is_reported_locally(tmp_path: Path) -> None:
+    w = _take(_lake(tmp_path), tmp_path / "snaps")
+    folder = Path(w.manifest_uri).parent
+    for name in ADDED:
+        (folder / name).parent.mkdir(exist_ok=True)
+        (folder / name).write_bytes(b"planted")
+    result = snapshot.verify(w.manifest_uri, w.sha256)
+    statuses = {x["name"]: x["status"] for x in result.files}
+    assert not result.ok
+    assert statuses == {"events.parquet": "ok", "raw.parquet": "ok"} | dict.fromkeys(
+        ADDED, "unexpected"
+    )
+    shown = CliRunner().invoke(cli, ["snapshot", "verify", w.manifest_uri])
+    assert shown.exit_code == 1
+    assert "unexpected  .hidden" in shown.output and "unexpected  sub/evil.parquet" in shown.output
+    assert "r\\u202egnp.exe" in shown.output and "a\\u200bb\\x7f\\x9b" in shown.output
+    assert not any(c in shown.output for c in "\u202e\u200b\x7f\x9b")
+
+
+def test_a_crash_while_writing_leaves_nothing_in_the_snapshot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lake = _lake(tmp_path)
+    real_link = os.link
+
+    def crash_on_manifest(src: str, dst: str) -> None:
+        if str(dst).endswith(snapshot.MANIFEST):
+            raise KeyboardInterrupt  # the process stops between writing and linking
+        real_link(src, dst)
+
+    monkeypatch.setattr(os, "link", crash_on_manifest)
+    # A killed process cleans nothing up: its temporary file stays where it was written.
+    monkeypatch.setattr(Path, "unlink", lambda self, missing_ok=False: None)
+    with pytest.raises(KeyboardInterrupt):
+        _take(lake, tmp_path / "snaps")
+    monkeypatch.undo()
+    w = _take(lake, tmp_path / "snaps")  # the re-run completes the same snapshot
+    assert snapshot.verify(w.manifest_uri, w.sha256).ok
+
+
+@pytest.mark.e2e
+def test_every_added_object_is_reported_on_s3(aws: str, tmp_path: Path) -> None:
+    import boto3
+
+    from pipeline import aws as clients
+
+    clients.reset()
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="evidence")
+    store = snapshot.open_store("s3://evidence/snapshots")
+    inc = incident(evidence=json.dumps({"event_ids": ["ev-000001"]}))
+    w = snapshot.take(_lake(tmp_path), store, inc, HOUR, 1000, "SELECT 1")
+    folder = w.manifest_uri.removeprefix("s3://evidence/").rsplit("/", 1)[0]
+    for name in ADDED:
+        s3.put_object(Bucket="evidence", Key=f"{folder}/{name}", Body=b"planted")
+    result = snapshot.verify(w.manifest_uri, w.sha256)
+    assert not result.ok
+    assert {x["name"]: x["status"] for x in result.files} == {
+        "events.parquet": "ok",
+        "raw.parquet": "ok",
+    } | dict.fromkeys(ADDED, "unexpected")
+    clients.reset()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pipeline.alert import store
@@ -25,6 +25,9 @@ BATCH = 100
 
 class LocalChannel:
     name = "local"
+    # A batch is a file named by its rows' ids: a row re-sent in another batch would be a second
+    # line in another file, so what may have been written is not written again.
+    retry_window: timedelta | None = None
 
     def __init__(self, lake: Lake) -> None:
         self.lake = lake
@@ -33,7 +36,9 @@ class LocalChannel:
         for i in range(0, len(rows), BATCH):
             yield list(rows[i : i + BATCH])
 
-    def send(self, rows: Sequence[dict[str, Any]]) -> list[Outcome]:
+    def send(
+        self, rows: Sequence[dict[str, Any]], retry_until: datetime | None = None
+    ) -> list[Outcome]:
         ids = "\n".join(r["notification_id"] for r in rows)
         name = hashlib.sha256(ids.encode()).hexdigest()[:24]
         rel = f"{NOTIFICATIONS}/date={datetime.now(UTC):%Y-%m-%d}/{name}.jsonl"

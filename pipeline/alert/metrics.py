@@ -4,14 +4,18 @@ Dimensions are ``detector`` and ``severity`` and nothing else. Never a tenant: e
 dimension value is a separately billed custom metric, and thousands of tenants would be
 thousands of them (tenant-level questions are for Athena over the lake). Totals are also sent
 without dimensions, including zeros, so that an alarm can tell "nothing found" from "not running".
+The alert stage sends its counts here; the pipeline's health is ``pipeline.health``.
 
 From the CLI: ``PutMetricData``, batched within its limits. In Lambda: the embedded metric format
-through Powertools (one JSON log line per metric, turned into metrics by CloudWatch Logs, no API
-call in the hot path). A failing ``PutMetricData`` must not fail the run or touch notifications:
-the data points are spooled to ``_state/metrics/`` and sent with their original timestamps by the
-next run (CloudWatch accepts points up to two weeks old). A crash after a PUT but before the spool
-file is deleted re-sends that batch: for metrics we accept that (a doubled count on a graph) over
-losing a health signal.
+through Powertools (JSON log lines, one per set of dimensions, turned into metrics by CloudWatch
+Logs, no API call in the hot path), with exactly the dimensions ``PutMetricData`` would give: an
+alarm reads one metric whichever way it was sent.
+
+A failing ``PutMetricData`` must not fail the run or touch notifications: the data points are
+spooled to ``_state/metrics/`` and sent with their original timestamps by the next run
+(CloudWatch accepts points up to two weeks old). A crash after a PUT but before the spool file is
+deleted re-sends that batch: for metrics we accept that (a doubled count on a graph) over losing
+a health signal.
 """
 
 from __future__ import annotations
@@ -63,35 +67,34 @@ def by_detector(name: str, rows: Iterable[Mapping[str, Any]]) -> list[Datum]:
     return [*out, Datum(name, sum(counts.values()), "Count")]
 
 
-def health(summary: Mapping[str, Any]) -> list[Datum]:
-    """The pipeline's own health from a run summary (missing keys are simply not sent)."""
-    out = []
-    for key, name, unit in (
-        ("records_in", "RecordsRead", "Count"),
-        ("quarantined_total", "RecordsQuarantined", "Count"),
-        ("lag_s", "EventLagSeconds", "Seconds"),
-        ("duration_s", "RunDurationSeconds", "Seconds"),
-    ):
-        if summary.get(key) is not None:
-            out.append(Datum(name, float(summary[key]), unit))
-    for det in summary.get("detectors_failed") or ():
-        out.append(Datum("DetectorFailures", 1, "Count", (("detector", str(det)),)))
-    return out
-
-
 # --- sinks -------------------------------------------------------------------------------------
 
 
-def emit_emf(namespace: str, data: list[Datum]) -> dict[str, Any]:
-    """Lambda: one EMF line per data point on stdout (Powertools)."""
-    from aws_lambda_powertools.metrics import MetricUnit, single_metric
+def send(
+    lake: Lake, namespace: str, data: list[Datum], region: str = "", in_lambda: bool = False
+) -> dict[str, Any]:
+    """``data`` to CloudWatch the way this process can: EMF in Lambda, else ``PutMetricData``."""
+    if in_lambda:
+        return emit_emf(namespace, data)
+    return put(lake, namespace, data, region)
 
+
+def emit_emf(namespace: str, data: list[Datum]) -> dict[str, Any]:
+    """Lambda: EMF lines on stdout (Powertools), one per set of dimensions."""
+    from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+
+    groups: dict[tuple[tuple[str, str], ...], list[Datum]] = {}
     for d in data:
-        with single_metric(
-            name=d.name, unit=MetricUnit(d.unit), value=d.value, namespace=namespace
-        ) as m:
-            for k, v in d.dimensions:
-                m.add_dimension(name=k, value=v)
+        groups.setdefault(d.dimensions, []).append(d)
+    for dims, points in groups.items():
+        # service="": Powertools would add POWERTOOLS_SERVICE_NAME as a ``service`` dimension,
+        # which these metrics do not have when the CLI sends them.
+        emf = EphemeralMetrics(namespace=namespace, service="")
+        for k, v in dims:
+            emf.add_dimension(name=k, value=v)
+        for d in points:
+            emf.add_metric(name=d.name, unit=MetricUnit(d.unit), value=d.value)
+        emf.flush_metrics()
     return {"sent": len(data), "spooled": 0, "format": "emf"}
 
 

@@ -9,6 +9,10 @@ to the same result:
 4. write the incidents' new state (after 3: a stored incident always has its outbox row);
 5. send the outbox (``delivery``: at most once, failures retried next run);
 6. metrics (failures spooled, never fatal).
+
+Whoever calls ``run_alert`` holds the lake's lease (``pipeline.lease``): two runs alerting at
+once would both send what is pending. The pipeline's health metrics are not sent here but once
+per run by the caller (``pipeline.health``): a run can alert many windows.
 """
 
 from __future__ import annotations
@@ -58,7 +62,8 @@ def _detector_info() -> tuple[dict[str, timedelta], dict[str, str]]:
 
 
 def read_findings(lake: Lake, since: datetime | None) -> list[dict[str, Any]]:
-    table = lake.read_all("findings", schema.FINDINGS)
+    # Whole files: ``detect`` may be rewriting one of them (store.read_table says why).
+    table = store.read_folder(lake, "findings", schema.FINDINGS)
     if since is not None:
         table = table.filter(pc.field("window_start") >= since)
     return [r for r in table.to_pylist() if r["severity"] in schema.SEVERITIES]
@@ -163,19 +168,23 @@ def run_alert(
     *,
     since: datetime | None = None,
     resend: Sequence[str] = (),
-    health: Mapping[str, Any] | None = None,
+    mark_sent: Sequence[str] = (),
     in_lambda: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    may_publish: Callable[[], bool] | None = None,
 ) -> AlertResult:
     """Group findings into incidents and notify; see the module docstring.
 
     ``since`` limits the findings read to windows starting then or later (absorbed findings are
-    skipped anyway, so it only saves reading); ``resend`` names ``in_doubt`` notifications an
-    engineer has checked and wants sent; ``health`` is the ingest/detect summary for metrics.
+    skipped anyway, so it only saves reading); ``resend`` and ``mark_sent`` name ``in_doubt``
+    notifications an engineer has checked: to send (they did not arrive) or to record as sent
+    (they did). Any other id is an error, raised before anything is written. ``may_publish``:
+    whether the caller still holds the lease, asked before each batch is sent.
     """
     started = time.perf_counter()
     lake = Lake(lake_root)
     a = cfg.alerting
+    delivery.check_resolutions(store.load_outbox(lake), resend, mark_sent)
     periods, runbooks = _detector_info()
     findings = read_findings(lake, since)
     existing = store.load_incidents(lake)
@@ -204,7 +213,9 @@ def run_alert(
         from pipeline.alert.local import LocalChannel
 
         channel = LocalChannel(lake)
-    delivered = delivery.deliver(lake, channel, resend, progress)
+    delivered = delivery.deliver(
+        lake, channel, resend, progress, mark_sent=mark_sent, may_publish=may_publish
+    )
 
     new = [i for i in changed.values() if i.status == "new"]
     updated = [i for i in changed.values() if i.status == "updated"]
@@ -220,11 +231,10 @@ def run_alert(
         "channel": channel_name,
         "notifications_queued": len(rows),
         "notifications": delivered.as_dict(),
+        # Every notification in doubt, not only this run's: reported until resolved.
         "in_doubt_ids": delivered.in_doubt,
     }
-    duration = time.perf_counter() - started
     if a.cloudwatch_namespace:
-        h = dict(health or {})
         data = [
             *metrics.by_detector("Findings", grouped.absorbed),
             *metrics.by_detector("IncidentsNew", [dataclasses.asdict(i) for i in new]),
@@ -232,13 +242,8 @@ def run_alert(
             metrics.Datum("NotificationsSent", len(delivered.sent), "Count"),
             metrics.Datum("NotificationsFailed", delivered.failed, "Count"),
             metrics.Datum("NotificationsInDoubt", len(delivered.in_doubt), "Count"),
-            # ``run`` passes the time ingest and detect took as ``duration_s``: add ours.
-            *metrics.health({**h, "duration_s": float(h.get("duration_s") or 0) + duration}),
         ]
-        if in_lambda:
-            summary["metrics"] = metrics.emit_emf(a.cloudwatch_namespace, data)
-        else:
-            summary["metrics"] = metrics.put(lake, a.cloudwatch_namespace, data, a.region)
+        summary["metrics"] = metrics.send(lake, a.cloudwatch_namespace, data, a.region, in_lambda)
     summary["seconds"] = round(time.perf_counter() - started, 3)
     return AlertResult(summary, delivered.sent, list(changed.values()))
 

@@ -19,6 +19,9 @@ _UNSAFE = re.compile(
     r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\u200b-\u200f\ufeff]"
 )
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# The same characters, less the C0 controls that every JSON encoder escapes already: valid in a
+# JSON string as they are, so they reach a terminal through ``--json`` unless written as \uXXXX.
+_JSON_UNSAFE = re.compile(r"[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\u200b-\u200f\ufeff]")
 
 DEFAULT_MAX = 300
 
@@ -43,6 +46,13 @@ def clean(value: object, max_len: int = DEFAULT_MAX) -> str:
         cut = len(text) - max_len
         text = f"{text[:max_len]}…[+{cut} chars]"
     return text
+
+
+def json_text(text: str) -> str:
+    """JSON text with DEL, C1 controls, bidi and zero-width characters written as ``\\uXXXX``
+    escapes: the same JSON values, nothing a terminal would obey. (Outside its strings JSON
+    text is ASCII, so every such character is inside a string, where the escape is valid.)"""
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text)
 
 
 def ascii_line(value: object, max_len: int) -> str:

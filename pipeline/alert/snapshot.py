@@ -43,6 +43,7 @@ from pipeline.errors import TenantwatchError
 from pipeline.lake import Lake, read_events
 
 MANIFEST = "manifest.json"
+INCOMING = ".incoming"  # local stores: files being written, beside the incidents' folders
 FORMAT = "tenantwatch-snapshot/1"
 RAW_COLUMNS = ["event_id", "event_time", "source", "raw"]
 
@@ -78,7 +79,11 @@ class LocalStore:
     def put_new(self, rel: str, data: bytes, sha256: str) -> None:
         dest = self.root / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.tmp")
+        # Written beside the snapshots, not in one: every file in a snapshot's folder is
+        # accounted for by ``verify``, and a crash must not leave one there.
+        incoming = self.root / INCOMING
+        incoming.mkdir(parents=True, exist_ok=True)
+        tmp = incoming / f"{uuid.uuid4().hex}.tmp"
         tmp.write_bytes(data)
         try:
             # link() fails if ``dest`` exists: atomic create-if-absent, never a replace.
@@ -103,7 +108,8 @@ class LocalStore:
         base = self.root / rel
         if not base.is_dir():
             return []
-        return sorted(p.name for p in base.iterdir() if p.is_file() and not p.name.startswith("."))
+        # Every file below, hidden ones and those in sub-folders too: anything added counts.
+        return sorted(p.relative_to(base).as_posix() for p in base.rglob("*") if not p.is_dir())
 
 
 class S3Store:
@@ -178,7 +184,7 @@ class S3Store:
             Bucket=self.bucket, Prefix=prefix
         ):
             names += [o["Key"][len(prefix) :] for o in page.get("Contents", [])]
-        return sorted(n for n in names if n and "/" not in n)
+        return sorted(n for n in names if n)
 
 
 def _same_or_fail(uri: str, existing: bytes, sha256: str) -> None:
@@ -298,8 +304,9 @@ def verify(uri: str, expect_sha256: str | None = None, region: str = "") -> Veri
     """Re-hash a snapshot: ``uri`` is its ``manifest.json`` or its folder.
 
     Reports each file as ``ok``, ``changed`` (other bytes), ``missing``, or ``unexpected`` (in the
-    folder but not in the manifest); and the manifest itself as changed when ``expect_sha256``
-    (the hash the notification carried) differs.
+    folder or below it but not in the manifest: hidden files and sub-folders count); and the
+    manifest itself as changed when ``expect_sha256`` (the hash the notification carried)
+    differs.
     """
     folder_uri = uri[: -len(MANIFEST)].rstrip("/") if uri.endswith(MANIFEST) else uri.rstrip("/")
     store = open_store(folder_uri, region)

@@ -1,15 +1,33 @@
 """The SNS channel: ``Publish`` / ``PublishBatch`` with ``MessageStructure=json``.
 
-A failure is classified by whether SNS can have published the message (see ``delivery``): an
-error response, or an endpoint that could not be reached, means it did not (``failed``, retried
-next run); a connection that broke after the request was sent means we cannot know
-(``in_doubt``, never re-sent automatically).
+``Publish`` is not idempotent on a standard topic: a request SNS accepted whose answer was lost
+(a read timeout, a connection that broke, a 5xx from something in between) is a message sent,
+and sending it again is a second page. So the client never retries by itself
+(``aws.publisher``), and each failure is judged by what it proves:
+
+- SNS answered with an error (4xx), or could not be reached at all: nothing was published.
+  Throttling and a refused connection are tried again here, a few times with backoff; any
+  other error is ``failed``, and the next run sends it again.
+- No answer, or a 5xx (SNS, or a proxy, may have published before failing): nobody can know.
+  On a standard topic that is ``in_doubt``: never re-sent automatically (see ``delivery``).
+
+A FIFO topic (``.fifo``) is different: each message carries its notification id as
+``MessageDeduplicationId``, and SNS drops any message whose id it accepted in the last five
+minutes. Within that window an unanswered call can be repeated without a second page, so on a
+FIFO topic it is, until ``RETRY_WINDOW`` after the first attempt (a minute short of SNS's five,
+for clocks that differ between machines); after that it is ``in_doubt`` like elsewhere.
+``MessageGroupId`` is the detector: deterministic (a retry carries the same group, which matters
+where deduplication is scoped to the group, as on high-throughput topics), and it orders an
+incident's update after its first page without serialising unrelated detectors.
 """
 
 from __future__ import annotations
 
 import json
+import random
+import time
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pipeline import aws
@@ -17,6 +35,24 @@ from pipeline.alert.delivery import Outcome
 from pipeline.alert.render import MAX_MESSAGE_BYTES
 
 BATCH_ENTRIES = 10  # PublishBatch: at most 10 entries and 256 KB for all of them together
+ATTEMPTS = 5  # calls per batch within one run
+BACKOFF_S = 0.5  # the first wait between attempts; doubled each time, with full jitter
+MAX_BACKOFF_S = 20.0
+RETRY_WINDOW = timedelta(minutes=4)  # FIFO only: SNS deduplicates for 5 minutes
+
+# Error codes that mean "not now": SNS refused the request before doing anything with it.
+THROTTLED = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "Throttled",
+        "ThrottledException",
+        "RequestThrottled",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "SlowDown",
+    }
+)
 
 
 class SnsChannel:
@@ -25,7 +61,8 @@ class SnsChannel:
     def __init__(self, topic_arn: str, region: str = "") -> None:
         self.topic_arn = topic_arn
         self.fifo = topic_arn.endswith(".fifo")
-        self.client = aws.client("sns", region)
+        self.client = aws.publisher("sns", region)
+        self.retry_window = RETRY_WINDOW if self.fifo else None
 
     def batches(self, rows: Sequence[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
         batch: list[dict[str, Any]] = []
@@ -52,28 +89,78 @@ class SnsChannel:
             p["MessageDeduplicationId"] = row["notification_id"]
         return p
 
-    def send(self, rows: Sequence[dict[str, Any]]) -> list[Outcome]:
-        from botocore.exceptions import ClientError, NoCredentialsError, ParamValidationError
-        from botocore.exceptions import ConnectionError as BotoConnectionError
+    def send(
+        self, rows: Sequence[dict[str, Any]], retry_until: datetime | None = None
+    ) -> list[Outcome]:
+        """Publish ``rows`` (one call per attempt). ``retry_until``: on a FIFO topic, the time
+        after which an unanswered call is no longer repeated (``RETRY_WINDOW`` after the first
+        attempt; earlier for a message a dead run may already have sent)."""
+        until = retry_until or datetime.now(UTC) + RETRY_WINDOW
+        attempt = 0
+        while True:
+            attempt += 1
+            verdict, answer, error = self._call(rows)
+            if verdict == "answered":
+                return self._outcomes(rows, answer)
+            wait = random.random() * min(MAX_BACKOFF_S, BACKOFF_S * 2 ** (attempt - 1))
+            again = attempt < ATTEMPTS and (
+                verdict == "busy" or (verdict == "unknown" and self._may_repeat(until, wait))
+            )
+            if not again:
+                state = "in_doubt" if verdict == "unknown" else "failed"
+                return [Outcome(state, error=error) for _ in rows]
+            time.sleep(wait)
+
+    def _may_repeat(self, until: datetime, wait: float) -> bool:
+        """FIFO only: the repeat, however long it takes, reaches SNS while it still drops it."""
+        if not self.fifo:
+            return False
+        worst = timedelta(seconds=wait + aws.CONNECT_TIMEOUT_S + aws.READ_TIMEOUT_S)
+        return datetime.now(UTC) + worst < until
+
+    def _call(self, rows: Sequence[dict[str, Any]]) -> tuple[str, dict[str, Any], str]:
+        """One call: ``answered`` (with SNS's answer), ``refused`` (an error answer: nothing
+        published), ``busy`` (throttled or not reached: nothing published, worth another try
+        soon) or ``unknown`` (it may have been published)."""
+        from botocore.exceptions import (
+            ClientError,
+            ConnectTimeoutError,
+            EndpointConnectionError,
+            NoCredentialsError,
+            ParamValidationError,
+        )
 
         try:
             if len(rows) == 1:
                 r = self.client.publish(TopicArn=self.topic_arn, **self._params(rows[0]))
-                return [Outcome("sent", r["MessageId"])]
+                # In PublishBatch's shape, so that one reading serves both.
+                ok = {"Id": rows[0]["notification_id"], "MessageId": r["MessageId"]}
+                return "answered", {"Successful": [ok]}, ""
             entries = [{"Id": row["notification_id"], **self._params(row)} for row in rows]
             r = self.client.publish_batch(
                 TopicArn=self.topic_arn, PublishBatchRequestEntries=entries
             )
-        except (ClientError, BotoConnectionError, NoCredentialsError, ParamValidationError) as exc:
-            # SNS answered with an error, or was never reached: not published.
+            return "answered", r, ""
+        except ClientError as exc:
             err = f"{type(exc).__name__}: {exc}"[:500]
-            return [Outcome("failed", error=err) for _ in rows]
+            if aws.http_status(exc) >= 500:
+                return "unknown", {}, err  # SNS (or a proxy) may have published, then failed
+            return ("busy" if aws.error_code(exc) in THROTTLED else "refused"), {}, err
+        except (EndpointConnectionError, ConnectTimeoutError) as exc:
+            return "busy", {}, f"{type(exc).__name__}: {exc}"[:500]  # never connected
+        except (NoCredentialsError, ParamValidationError) as exc:
+            return "refused", {}, f"{type(exc).__name__}: {exc}"[:500]  # never sent
         except Exception as exc:
-            err = f"{type(exc).__name__}: {exc}"[:500]
-            return [Outcome("in_doubt", error=err) for _ in rows]
-        ok = {s["Id"]: s["MessageId"] for s in r.get("Successful", [])}
+            # A read timeout, a connection closed or reset after the request went out, or
+            # anything we did not foresee: the message may be out.
+            return "unknown", {}, f"{type(exc).__name__}: {exc}"[:500]
+
+    @staticmethod
+    def _outcomes(rows: Sequence[dict[str, Any]], answer: dict[str, Any]) -> list[Outcome]:
+        ok = {s["Id"]: s["MessageId"] for s in answer.get("Successful", [])}
         bad = {
-            f["Id"]: f"{f.get('Code')}: {f.get('Message', '')}"[:500] for f in r.get("Failed", [])
+            f["Id"]: f"{f.get('Code')}: {f.get('Message', '')}"[:500]
+            for f in answer.get("Failed", [])
         }
         out = []
         for row in rows:

@@ -4,8 +4,10 @@
     incidents/outbox/date=<created>/<notification id>.parquet      a message and its delivery state
 
 One small file per incident and per notification, rewritten in place when it changes: a single
-PUT on S3 and a rename locally, so a reader sees the old row or the new one, never half of each.
-Names are our own hashes; nothing from a log becomes part of a path.
+PUT on S3 and a rename locally. A reader takes each file whole in one request (``read_table``):
+pyarrow reads a Parquet file on S3 in several ranged GETs, and a file replaced between two of
+them would mix pages of two versions. So a reader sees the old row or the new one, never half of
+each. Names are our own hashes; nothing from a log becomes part of a path.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from pipeline import schema
+from pipeline import aws, schema
 from pipeline.alert.incidents import Incident
 from pipeline.lake import Lake
 
@@ -36,8 +39,22 @@ def incident_path(inc: Incident) -> str:
     return f"{STATE}/date={_day(inc.period_start)}/{inc.incident_id}.parquet"
 
 
+def read_table(lake: Lake, rel: str, columns: list[str] | None = None) -> pa.Table:
+    """The Parquet file at ``rel``, from one read of its bytes (see the module docstring)."""
+    return pq.read_table(pa.BufferReader(read_bytes(lake, rel)), columns=columns)
+
+
+def read_folder(lake: Lake, rel: str, table_schema: pa.Schema) -> pa.Table:
+    """Every Parquet file under the folder ``rel`` as one table of ``table_schema``."""
+    tables = [
+        read_table(lake, f, table_schema.names).select(table_schema.names).cast(table_schema)
+        for f in lake.files(rel)
+    ]
+    return pa.concat_tables(tables) if tables else table_schema.empty_table()
+
+
 def load_incidents(lake: Lake) -> list[Incident]:
-    table = lake.read_all(STATE, schema.INCIDENTS)
+    table = read_folder(lake, STATE, schema.INCIDENTS)
     latest: dict[str, Incident] = {}
     for row in table.to_pylist():
         inc = Incident.from_row(row)
@@ -65,14 +82,14 @@ def load_outbox(lake: Lake, full: bool = False) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     cols = None if full else STATE_COLUMNS
     for rel in lake.files(OUTBOX):
-        for row in lake.read_file(rel, cols).to_pylist():
+        for row in read_table(lake, rel, cols).to_pylist():
             row["_path"] = rel
             out[row["notification_id"]] = row
     return out
 
 
 def read_row(lake: Lake, rel: str) -> dict[str, Any]:
-    row: dict[str, Any] = lake.read_file(rel).cast(schema.OUTBOX).to_pylist()[0]
+    row: dict[str, Any] = read_table(lake, rel).cast(schema.OUTBOX).to_pylist()[0]
     row["_path"] = rel
     return row
 
@@ -138,9 +155,20 @@ def write_bytes(lake: Lake, rel: str, data: bytes) -> None:
 
 
 def read_bytes(lake: Lake, rel: str) -> bytes:
-    with lake.fs.open_input_stream(lake.path(rel)) as f:
-        data: bytes = f.read()
-    return data
+    """The file at ``rel`` in one request: one GET on S3 (pyarrow would ask for the size first
+    and then a range, which a replacement in between makes a mix of two versions), one open
+    file locally (a rename replaces the name, not what is open)."""
+    if lake.is_local:
+        with lake.fs.open_input_stream(lake.path(rel)) as f:
+            data: bytes = f.read()
+        return data
+    bucket, _, key = lake.path(rel).partition("/")
+    try:
+        body: bytes = aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    except Exception as exc:
+        # As pyarrow reports a lake it cannot read: an OSError, which the CLI prints as such.
+        raise OSError(f"{lake.uri(rel)}: {type(exc).__name__}: {exc}"[:500]) from exc
+    return body
 
 
 def delete(lake: Lake, rel: str) -> None:

@@ -1,0 +1,142 @@
+"""The pipeline's own health, measured once per run, the same way for the CLI and for Lambda.
+
+``RunHealth`` is built from what the stages handed back (ingest's summary, each detect's
+summary) and from the lake (the newest event in it), and turned into CloudWatch data points
+in one place, so the metrics the stack's alarms read exist under the same names and dimensions
+whichever way a run was started: ``PutMetricData`` from the CLI, the embedded metric format in
+Lambda (``pipeline.alert.metrics``). A run sends them once, however many windows it detected.
+
+| metric | from | alarm |
+|---|---|---|
+| ``RecordsRead``, ``RecordsQuarantined`` | ingest | ``QuarantineRatioAlarm`` |
+| ``EventLagSeconds`` | now minus the newest event in the lake | ``EventLagAlarm`` |
+| ``RunDurationSeconds`` | the whole run | |
+| ``DetectorFailures`` (``detector``) | detect | |
+
+Records are sent only by a run that ingested (a count of 0 is a run that found nothing new, and
+is sent); the lag whenever the lake has events.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pipeline.alert.metrics import Datum
+from pipeline.lake import Lake, read_events
+
+RECENT_DAYS = 3  # the newest event is looked for in the last few days' partitions first
+_HOUR = re.compile(r"/hour=(\d\d)/")
+
+
+@dataclass(frozen=True)
+class RunHealth:
+    duration_s: float
+    records_read: int | None = None  # None: this run ingested nothing (alert alone)
+    records_quarantined: int | None = None
+    event_lag_s: float | None = None  # None: the lake has no events
+    detectors_failed: tuple[str, ...] = ()
+
+    @classmethod
+    def measure(
+        cls,
+        lake_root: str,
+        started_at: datetime,
+        ingested: Mapping[str, Any] | None = None,
+        detected: Iterable[Mapping[str, Any]] = (),
+        now: datetime | None = None,
+    ) -> RunHealth:
+        """``started_at``: when the run began (wall clock); ``ingested``: ingest's summary, if
+        the run ingested; ``detected``: each detect summary of the run."""
+        now = now or datetime.now(UTC)
+        newest = newest_event(Lake(lake_root), now)
+        failed = sorted({d for s in detected for d in (s.get("failed") or {})})
+        ing = ingested or {}
+        return cls(
+            duration_s=max(0.0, (now - started_at).total_seconds()),
+            records_read=_int(ing.get("records_in")),
+            records_quarantined=_int(ing.get("quarantined_total")),
+            # Simulated or replayed logs can lie in the future: a negative lag is reported as 0.
+            event_lag_s=None if newest is None else max(0.0, (now - newest).total_seconds()),
+            detectors_failed=tuple(failed),
+        )
+
+    def data(self) -> list[Datum]:
+        out = [Datum("RunDurationSeconds", self.duration_s, "Seconds")]
+        if self.records_read is not None:
+            out.append(Datum("RecordsRead", self.records_read, "Count"))
+        if self.records_quarantined is not None:
+            out.append(Datum("RecordsQuarantined", self.records_quarantined, "Count"))
+        if self.event_lag_s is not None:
+            out.append(Datum("EventLagSeconds", self.event_lag_s, "Seconds"))
+        out += [
+            Datum("DetectorFailures", 1, "Count", (("detector", d),)) for d in self.detectors_failed
+        ]
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "duration_s": round(self.duration_s, 3),
+            "records_read": self.records_read,
+            "records_quarantined": self.records_quarantined,
+            "event_lag_s": None if self.event_lag_s is None else round(self.event_lag_s, 1),
+            "detectors_failed": list(self.detectors_failed),
+        }
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def newest_event(lake: Lake, now: datetime) -> datetime | None:
+    """The time of the newest event in the lake. The last ``RECENT_DAYS`` days' partitions are
+    listed first (a scheduled run must not list years of partitions every few minutes); only a
+    lake with nothing that recent is searched whole."""
+    from pipeline import schema
+
+    for back in range(RECENT_DAYS):
+        day = (now - timedelta(days=back)).strftime("%Y-%m-%d")
+        files = [f for s in schema.SOURCES for f in lake.files(f"events/source={s}/date={day}")]
+        hours = {m.group(1) for f in files if (m := _HOUR.search(f"/{f}"))}
+        if not hours:
+            continue
+        last = max(hours)
+        times = [_max_time(lake, f) for f in files if f"/hour={last}/" in f"/{f}"]
+        newest = [t for t in times if t is not None]
+        if newest:
+            return max(newest)
+    return _newest_anywhere(lake)
+
+
+def _max_time(lake: Lake, rel: str) -> datetime | None:
+    """The newest ``event_time`` of an event file, from its footer's statistics (the lake
+    writes them for ``event_time``); from the column itself where they are missing."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    meta = pq.read_metadata(lake.path(rel), filesystem=lake.fs)
+    if "event_time" in meta.schema.names and meta.num_row_groups:
+        col = meta.schema.names.index("event_time")
+        stats = [meta.row_group(i).column(col).statistics for i in range(meta.num_row_groups)]
+        if all(st is not None and st.has_min_max for st in stats):
+            newest = max(st.max for st in stats if st is not None)
+            return newest if newest.tzinfo else newest.replace(tzinfo=UTC)
+    times = lake.read_file(rel, ["event_time"])["event_time"]
+    value: datetime | None = pc.max(times).as_py() if len(times) else None
+    return value
+
+
+def _newest_anywhere(lake: Lake) -> datetime | None:
+    import pyarrow.compute as pc
+
+    from pipeline.detect import latest_day
+
+    day = latest_day(lake)
+    if day is None:
+        return None
+    times = read_events(lake, since=day, columns=["event_time"])["event_time"]
+    newest: datetime | None = pc.max(times).as_py() if len(times) else None
+    return newest

@@ -1,0 +1,76 @@
+"""The alert stage reads findings, incident state and the outbox whole, in one request each
+(pipeline/alert/store.py): a file replaced by another run while it is read is seen as the old
+version or the new one, never as pages of both. On S3 through the fault proxy, which replaces
+the object at the moment the read's request goes out."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline import aws, schema
+from pipeline.alert.run import read_findings
+from pipeline.lake import Lake
+from tests.alertfactory import finding
+from tests.alertsinks import direct
+from tests.httpfaults import Rule, RuleProxy
+
+pytestmark = pytest.mark.e2e
+KEY = "lake/findings/date=2026-11-16/part-cross_tenant_access.parquet"
+
+
+def _findings(n: int, tag: str) -> bytes:
+    """A findings file big enough that a Parquet reader fetches it in several ranges."""
+    rows = [
+        finding(
+            dedup_key=f"cross_tenant_access:{tag}|usr-{i:05d}|t0001",
+            actor=f"usr-{i:05d}-{tag}",
+            title=f"Cross-tenant access {tag} {i} " + "x" * 200,
+        )
+        for i in range(n)
+    ]
+    buf = io.BytesIO()
+    # No compression and small pages: many ranges, as a large file would have.
+    pq.write_table(
+        pa.Table.from_pylist(rows, schema.FINDINGS),
+        buf,
+        compression="none",
+        data_page_size=4096,
+        row_group_size=500,
+    )
+    return buf.getvalue()
+
+
+@pytest.fixture
+def proxy(aws: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[RuleProxy]:
+    with RuleProxy(aws) as p:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", p.url)
+        aws_reset()
+        yield p
+    aws_reset()
+
+
+def aws_reset() -> None:
+    aws.reset()
+
+
+def test_a_findings_file_replaced_while_it_is_read_is_read_whole(
+    aws: str, proxy: RuleProxy
+) -> None:
+    s3 = direct("s3", aws)
+    s3.create_bucket(Bucket="lake")
+    old, new = _findings(3000, "old"), _findings(2000, "new")
+    assert len(old) > 256 * 1024  # far past what one speculative read of the footer takes
+    s3.put_object(Bucket="lake", Key=KEY, Body=old)
+
+    def replace() -> None:  # another run's detect rewrites the file just now
+        s3.put_object(Bucket="lake", Key=KEY, Body=new)
+
+    rule = proxy.add(Rule("pass", method="GET", path="/findings/", before=replace, times=1))
+    rows = read_findings(Lake("s3://lake/lake"), None)
+    assert rule.applied == 1  # the file was replaced while it was being read
+    assert {r["actor"].rsplit("-", 1)[1] for r in rows} == {"new"} and len(rows) == 2000
