@@ -32,8 +32,6 @@ from pipeline import tables
 from pipeline.config import BreakGlass, Config, Ticket
 from pipeline.errors import ConfigError
 
-FIELDS = ("id", "tenants", "expires", "approvers")
-
 
 def resolve(cfg: Config) -> Config:
     """``cfg`` with each break-glass relationship's file or table tickets read in beside its
