@@ -100,6 +100,8 @@ class Detector(ABC):
         settings: DetectorSettings | None = None,
         relationships: tuple[Relationship, ...] = (),
     ) -> None:
+        """``relationships`` as configured, every break-glass ticket read in: a detector never
+        reads a file (``detectors.from_config`` and ``pipeline.tickets.resolve`` read them)."""
         self.settings = settings if settings is not None else self.Settings()
         if any(
             getattr(r, "tickets_file", "") or getattr(r, "tickets_table", "") for r in relationships
