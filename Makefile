@@ -18,12 +18,13 @@ $(STAMP): pyproject.toml pipeline/ingest/_ctscan.c pipeline/ingest/_credentials.
 	  || { tail -n 30 $(VENV)/install.log; exit 1; }
 	@touch $@
 
-## demo: the whole pipeline on sample_logs/ (nothing from AWS needed)
+## demo: the whole pipeline on sample_logs/ with its own configuration (nothing from AWS needed)
+DEMO_CONFIG := --config sample_logs/tenantwatch.toml
 demo: $(STAMP)
 	@rm -rf $(LAKE)
-	$(BIN)/tenantwatch ingest sample_logs/AWSLogs sample_logs/apigateway sample_logs/authorizer --lake $(LAKE)
-	$(BIN)/tenantwatch detect --lake $(LAKE)
-	$(BIN)/tenantwatch alert --lake $(LAKE)
+	$(BIN)/tenantwatch $(DEMO_CONFIG) ingest sample_logs/AWSLogs sample_logs/apigateway sample_logs/authorizer --lake $(LAKE)
+	$(BIN)/tenantwatch $(DEMO_CONFIG) detect --lake $(LAKE)
+	$(BIN)/tenantwatch $(DEMO_CONFIG) alert --lake $(LAKE)
 	$(BIN)/tenantwatch snapshot verify "$$(ls $(LAKE)/snapshots/*/*/manifest.json | head -n 1)"
 
 ## test: lint, type check and the whole test suite (slow tests included)
@@ -71,7 +72,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/simulate_speed.py
 
-## eval: precision and recall per detector on simulated months (several seeds)
+## eval: tenant resolution and detector precision/recall in every simulated world (several seeds)
 eval: $(STAMP)
 	$(BIN)/python eval/evaluate.py
 
@@ -79,7 +80,7 @@ eval: $(STAMP)
 pictures: $(STAMP)
 	$(BIN)/python notebooks/render_pictures.py --out docs/img
 
-## sample-logs: regenerate sample_logs/ byte for byte
+## sample-logs: regenerate sample_logs/ (the pooled world, seed 7) byte for byte
 sample-logs: $(STAMP)
 	rm -rf sample_logs.tmp && $(BIN)/tenantwatch simulate sample_logs.tmp --seed 7 >/dev/null
 	rm -rf sample_logs && mv sample_logs.tmp sample_logs

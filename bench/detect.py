@@ -255,7 +255,8 @@ def run_tenantwatch(lake: str, detector: str) -> dict[str, object]:
     from pipeline.config import load_config
     from pipeline.detect import run_detect
 
-    cfg = load_config(ROOT / "tenantwatch.toml")
+    # The pooled world's configuration: these events are shaped like its logs.
+    cfg = load_config(ROOT / "sample_logs" / "tenantwatch.toml")
     res = run_detect(lake, cfg, SINCE, SINCE + timedelta(hours=1), only=(detector,), write=False)
     if res.summary["failed"]:
         raise SystemExit(f"{detector} failed: {res.summary['failed']}")

@@ -47,7 +47,8 @@ def dataset(data: Path, records: int) -> tuple[Path, int]:
     """
     events_per_day = math.ceil(records / _DAYS / _CT_PER_EVENT)
     while True:
-        folder = data / f"sim-e{events_per_day}-d{_DAYS}-s7"
+        # "pooled": the world, whose tenantwatch.toml (beside the logs) the runs read.
+        folder = data / f"sim-e{events_per_day}-d{_DAYS}-s7-pooled"
         done = folder / "bench-summary.json"
         if not done.exists():
             shutil.rmtree(folder, ignore_errors=True)
@@ -149,10 +150,14 @@ def main(args: argparse.Namespace) -> None:
     pair = "2 x --workers 1, side by side"
     close: dict[str, list[Result]] = {name: [] for name in (*names, pair)}
 
+    # The simulated world's own configuration: tenant resolution is part of the work measured.
+    config = ["--config", str(trail.parents[2] / "tenantwatch.toml")]
+
     def ingest_cmd(lake: str, workers: int) -> list[str]:
         """The ingest command into ``work/lake``, emptied first (every run starts a new lake)."""
         shutil.rmtree(work / lake, ignore_errors=True)
-        return [tw, "ingest", str(trail), "--lake", str(work / lake), "--workers", str(workers)]
+        lake_path = str(work / lake)
+        return [tw, *config, "ingest", str(trail), "--lake", lake_path, "--workers", str(workers)]
 
     for _ in range(max(1, args.rounds)):
         for workers in (1, 2):
@@ -190,7 +195,7 @@ def main(args: argparse.Namespace) -> None:
     both.note = "; ".join(filter(None, [both.note, most]))
     results = [one, two, both]
     # What the compiled road (pipeline/ingest/_ctscan.c) buys: the same run on the Python road.
-    cmd = [tw, "ingest", str(trail), "--lake", str(work / "lake-py"), "--workers", "1", "--json"]
+    cmd = [*ingest_cmd("lake-py", 1), "--json"]
     python_road = measure("tenantwatch, Python road", cmd, n, env={"TENANTWATCH_NATIVE": "0"})
     python_road.note = "TENANTWATCH_NATIVE=0, --workers 1"
     results.append(python_road)

@@ -1,6 +1,6 @@
 """Simulator throughput: writes ~1,000,000 CloudTrail records and prints records per second.
 
-    .venv/bin/python bench/simulate_speed.py [--events-per-day N] [--days D] [--out DIR]
+    .venv/bin/python bench/simulate_speed.py [--events-per-day N] [--days D] [--world W] [--out DIR]
 
 A benchmark, not a test: it prints numbers and asserts nothing.
 """
@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipeline.simulate import SimulationSpec, simulate
+from pipeline.simulate import WORLDS, SimulationSpec, simulate
 
 
 def main() -> None:
@@ -21,10 +21,16 @@ def main() -> None:
     ap.add_argument("--events-per-day", type=int, default=100_000)
     ap.add_argument("--days", type=int, default=15)
     ap.add_argument("--tenants", type=int, default=50)
+    ap.add_argument("--world", choices=WORLDS, default="pooled")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="tw-sim-bench-"))
-    spec = SimulationSpec(tenants=args.tenants, days=args.days, events_per_day=args.events_per_day)
+    spec = SimulationSpec(
+        tenants=args.tenants,
+        days=args.days,
+        events_per_day=args.events_per_day,
+        world=args.world,
+    )
     t0 = time.perf_counter()
     summary = simulate(out, spec)
     dt = time.perf_counter() - t0

@@ -177,6 +177,15 @@ def emit_summary(title: str, summary: Mapping[str, Any], as_json: bool) -> None:
     default=None,
     help="First day (UTC), YYYY-MM-DD.",
 )
+@click.option(
+    "--world",
+    type=click.Choice(["pooled", "silo", "bridge"]),
+    default="pooled",
+    show_default=True,
+    help="How the SaaS encodes tenants: shared resources with tenant ids in the data (pooled), "
+    "an account per tenant (silo), or a bucket, table and role per tenant with opaque names "
+    "(bridge).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 def simulate(
     out_dir: Path,
@@ -186,13 +195,14 @@ def simulate(
     events_per_day: int | None,
     scenarios: str,
     start: Any,
+    world: str,
     as_json: bool,
 ) -> None:
     """Write a deterministic multi-tenant SaaS's logs, with labelled attacks, to OUT_DIR."""
     from pipeline.simulate import ALL_SCENARIOS, SimulationSpec
     from pipeline.simulate import simulate as run_simulation
 
-    kwargs: dict[str, Any] = {"seed": seed, "tenants": tenants, "days": days}
+    kwargs: dict[str, Any] = {"seed": seed, "tenants": tenants, "days": days, "world": world}
     if events_per_day is not None:
         kwargs["events_per_day"] = events_per_day
     if start is not None:

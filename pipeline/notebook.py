@@ -58,7 +58,7 @@ DAY = timedelta(days=1)
 
 
 def config(path: str | Path | None = None, logs: str | Path | None = None) -> Config:
-    """``path`` if given, else ``<logs>/tenantwatch.toml`` (the simulated world's relationships)
+    """``path`` if given, else ``<logs>/tenantwatch.toml`` (the simulated world's configuration)
     if there is one, else ``./tenantwatch.toml`` or the built-in defaults."""
     if not path and logs is not None and (Path(logs) / "tenantwatch.toml").is_file():
         path = Path(logs) / "tenantwatch.toml"

@@ -28,6 +28,7 @@ from pipeline.alert.run import run_alert
 from pipeline.cli import cli
 from pipeline.config import AlertingConfig, Config
 from pipeline.lake import Lake
+from tests.alertsinks import write_findings_lake
 
 pytestmark = pytest.mark.e2e
 NAMESPACE = "Tenantwatch/Test"
@@ -51,39 +52,9 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def findings_lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small local lake with events and findings and no incidents yet (copied per test):
     14 findings, 12 of them medium or worse: 12 notifications, two PublishBatch calls (10 + 2)."""
-    import pyarrow as pa
-
-    from pipeline import schema
-    from tests import factories as f
-    from tests.alertfactory import finding
-
-    lake = Lake(str(tmp_path_factory.mktemp("template") / "lake"))
-    sevs = ["critical", "high", "high", "medium", "low"] * 3
-    rows, events = [], []
-    for i, sev in enumerate(sevs[:14]):
-        actor, victim = f"usr-{i:02d}", f"t{i + 100:04d}"
-        key = f"cross_tenant_access:cross_tenant|{actor}|t0001"
-        ids = [f"e{i:02d}-{j}" for j in range(3)]
-        evidence = json.dumps({"event_ids": ids, "top_actions": [["GetObject", 3]]})
-        rows.append(
-            finding(
-                dedup_key=key,
-                severity=sev,
-                actor=actor,
-                tenants=[victim],
-                title=f"Cross-tenant access: {actor} on {victim}",
-                evidence=evidence,
-            )
-        )
-        events += [
-            f.api(300 + 60 * j, event_id=e, actor_principal=actor, target_tenant=victim)
-            for j, e in enumerate(ids)
-        ]
-    lake.write_table("events/source=apigateway/date=2026-11-16/hour=10/p.parquet", f.events(events))
-    lake.write_table(
-        "findings/date=2026-11-16/p.parquet", pa.Table.from_pylist(rows, schema.FINDINGS)
-    )
-    return Path(lake.base)
+    root = tmp_path_factory.mktemp("template") / "lake"
+    write_findings_lake(str(root))
+    return Path(Lake(str(root)).base)
 
 
 @pytest.fixture
@@ -204,12 +175,15 @@ def test_run_end_to_end(logs: Path, sinks: Sinks, tmp_path: Path) -> None:
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket="evidence", ObjectLockEnabledForBucket=True)
     lake = str(tmp_path / "lake")
+    # The simulated world's own configuration, with alerting added.
     config = tmp_path / "tenantwatch.toml"
     config.write_text(
-        f'[alerting]\nsns_topic_arn = "{sinks.topic_arn}"\n'
+        (logs / "tenantwatch.toml").read_text()
+        + f'\n[alerting]\nsns_topic_arn = "{sinks.topic_arn}"\n'
         f'cloudwatch_namespace = "{NAMESPACE}"\nsnapshot_uri = "s3://evidence/snapshots"\n'
     )
-    args = ["--config", str(config), "run", str(logs), "--lake", lake, "--json"]
+    sources = [str(logs / f) for f in ("AWSLogs", "apigateway", "authorizer")]
+    args = ["--config", str(config), "run", *sources, "--lake", lake, "--json"]
     first = CliRunner().invoke(cli, args)
     assert first.exit_code == 0, first.output
     summary = json.loads(first.output)["alert"]

@@ -1,17 +1,59 @@
 from __future__ import annotations
 
+import re
+import shutil
+import typing
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import cli
-from pipeline.config import Config, ConfigError, load_config, parse_config
+from pipeline.config import (
+    ActorStrategy,
+    BreakGlass,
+    Config,
+    ConfigError,
+    Relationship,
+    TargetStrategy,
+    load_config,
+    parse_config,
+)
 from tests.conftest import REPO
 
 
-def test_documented_example_file_equals_builtin_defaults() -> None:
-    assert load_config(REPO / "tenantwatch.toml", environ={}) == parse_config({}, environ={})
+def _kinds(union: object) -> set[str]:
+    return {t.__struct_config__.tag for t in typing.get_args(union)}
+
+
+def _kind(x: object) -> str:
+    return str(type(x).__struct_config__.tag)  # type: ignore[attr-defined]
+
+
+def test_example_file_loads_and_shows_every_kind_without_the_simulated_saas() -> None:
+    path = REPO / "tenantwatch.example.toml"
+    cfg = load_config(path, environ={})
+    assert {_kind(s) for s in cfg.tenancy.actor} == _kinds(ActorStrategy)
+    assert {_kind(s) for s in cfg.tenancy.target} == _kinds(TargetStrategy)
+    assert {_kind(r) for r in cfg.relationships} == _kinds(Relationship)
+    assert {
+        ("file" if lk.file else "dynamodb_table" if lk.dynamodb_table else "values")
+        for lk in cfg.tenancy.lookup
+    } == {"file", "dynamodb_table", "values"}
+    bg = next(r for r in cfg.relationships if isinstance(r, BreakGlass))
+    assert bg.ticket_tag and bg.tickets and bg.tickets_file
+    # Neutral: none of the simulated SaaS's tenants, accounts, roles or tickets.
+    text = path.read_text()
+    for simulated in (r"\bt\d{4}\b", "111122223333", "SUP-4821", "acme-saas", "usr-"):
+        assert not re.search(simulated, text), simulated
+
+
+def test_the_example_file_is_not_picked_up_from_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shutil.copy(REPO / "tenantwatch.example.toml", tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert load_config(environ={}) == parse_config({}, environ={})
 
 
 @pytest.mark.parametrize(

@@ -15,15 +15,16 @@ import pytest
 import detectors
 from detectors.base import Detector, DetectorInputError
 from pipeline import schema
-from pipeline.config import DEFAULT_RELATIONSHIPS, parse_config
+from pipeline.config import parse_config
 from pipeline.errors import ConfigError
 from tests.factories import T0, api, event, events, role
+from tests.pooled import pooled_config
 
 IDS = list(detectors.REGISTRY)
 
 
 def make(detector_id: str) -> Detector:
-    return detectors.load(detector_id)(None, DEFAULT_RELATIONSHIPS)
+    return detectors.load(detector_id)(None, pooled_config().relationships)
 
 
 def mixed_window() -> list[dict]:

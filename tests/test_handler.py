@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 
 from pipeline import handler, runs
-from pipeline.config import Config
 from pipeline.errors import ConfigError
 from pipeline.runs import Budget, Lease, PipelineStages, RunSettings, run_scheduled
 from tests import logfactory as lf
 from tests.conftest import REPO
+from tests.pooled import pooled_config
 
 DAY = "2026/11/16"
 T0 = datetime(2026, 11, 16, 10, tzinfo=UTC)
@@ -259,7 +259,7 @@ def _run(tmp: Path, lake: str, budget_s: float, now: datetime, stages: Any = Non
         stages.clock = clock
     settings = RunSettings(sources=(str(tmp / "trail"),), backfill_hours=4, reserve_seconds=30)
     budget = Budget(lambda: int((budget_s - clock[0]) * 1000), settings.reserve_seconds)
-    return run_scheduled(now, lake, Config(), settings, budget, f"run-{budget_s}", stages)
+    return run_scheduled(now, lake, pooled_config(), settings, budget, f"run-{budget_s}", stages)
 
 
 @pytest.mark.slow

@@ -28,6 +28,7 @@ from pipeline import schema
 from pipeline.lake import event_partition
 from tests import logfactory as lf
 from tests.conftest import REPO
+from tests.pooled import pooled_text
 from tests.test_handler import FakeContext, object_created
 
 TEMPLATE = REPO / "infra" / "template.yaml"
@@ -158,6 +159,17 @@ def stack(aws: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]
     yield {"outputs": outputs, "env": env, "template": template}
 
 
+def _configure(stack: dict[str, Any]) -> None:
+    """What a deployer does after the first deploy: put the SaaS's tenancy into the stack's
+    configuration parameter (the one the stack creates is neutral). The trail files of these
+    tests are pooled-shaped."""
+    from aws_lambda_powertools.utilities import parameters
+
+    name = stack["outputs"]["ConfigParameterName"]
+    boto3.client("ssm").put_parameter(Name=name, Value=pooled_text(), Type="String", Overwrite=True)
+    parameters.clear_caches()
+
+
 def _subscribe(topic_arn: str) -> str:
     sqs = boto3.client("sqs")
     url = sqs.create_queue(QueueName="oncall")["QueueUrl"]
@@ -241,6 +253,7 @@ def test_scheduled_handler_against_the_stack_publishes_once(stack: dict[str, Any
     from pipeline import handler
 
     out = stack["outputs"]
+    _configure(stack)
     queue = _subscribe(out["IncidentTopicArn"])
     base = _recent_hour()
     _put_trail(base + timedelta(minutes=5), 2)
@@ -274,6 +287,7 @@ def test_s3_object_handler_against_the_stack_publishes_once(stack: dict[str, Any
     from pipeline import handler
 
     out = stack["outputs"]
+    _configure(stack)
     queue = _subscribe(out["IncidentTopicArn"])
     base = _recent_hour()
     keys = _put_trail(base + timedelta(minutes=5), 2)

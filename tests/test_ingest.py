@@ -18,17 +18,18 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.config import Config, IngestConfig, parse_config
+from pipeline.config import Config, IngestConfig
 from pipeline.ingest import gz
 from pipeline.ingest.reading import Reading
 from pipeline.ingest.run import ingest
 from pipeline.lake import read_events, read_quarantine
 from tests import logfactory as lf
 from tests.conftest import REPO
+from tests.pooled import pooled_config
 
 
 def run(lake: Path, *sources: Path | str, cfg: Config | None = None, **kw: Any) -> dict[str, Any]:
-    summary = ingest([str(s) for s in sources], str(lake), cfg or Config(), workers=1, **kw)
+    summary = ingest([str(s) for s in sources], str(lake), cfg or pooled_config(), workers=1, **kw)
     total = summary["ingested"] + summary["duplicates"] + summary["quarantined_total"]
     assert summary["records_in"] == total, summary  # nothing lost, ever
     return summary
@@ -194,7 +195,7 @@ def test_session_tag_join_across_files(tmp_path: Path) -> None:
     lf.delivery_file(tmp_path / "in" / "1.json.gz", [lf.assume_role(tenant="t0007")])
     lf.delivery_file(tmp_path / "in" / "2.json.gz", [lf.ct(key="tenants/t0008/invoices/9.pdf")])
     # One file per batch, so the join has to cross batches (and the parent's ordering).
-    cfg = parse_config({"ingest": {"batch_input_bytes": 1}}, environ={})
+    cfg = pooled_config(ingest={"batch_input_bytes": 1})
     run(tmp_path / "lake", tmp_path / "in", cfg=cfg)
     call = next(r for r in rows(tmp_path / "lake") if r["action"] == "GetObject")
     assert (call["actor_tenant"], call["actor_tenant_source"]) == ("t0007", "session_tag")
@@ -242,17 +243,14 @@ def test_role_session_name_strategy_and_conflict_is_kept(tmp_path: Path) -> None
 def test_conflicts_on_both_sides_are_kept_alike_with_and_without_workers(tmp_path: Path) -> None:
     # Target strategies are resolved where a batch is decoded, the session tag where it is
     # planned: the row still records both sides' disagreements, whichever process did what.
-    cfg = parse_config(
-        {
-            "ingest": {"batch_input_bytes": 1},
-            "tenancy": {
-                "target": [
-                    {"kind": "s3_key", "pattern": r"^tenants/(?P<tenant>[^/]+)/"},
-                    {"kind": "s3_bucket", "pattern": r"^tenant-(?P<tenant>t\d{4})-"},
-                ]
-            },
+    cfg = pooled_config(
+        ingest={"batch_input_bytes": 1},
+        tenancy={
+            "target": [
+                {"kind": "s3_key", "pattern": r"^tenants/(?P<tenant>[^/]+)/"},
+                {"kind": "s3_bucket", "pattern": r"^tenant-(?P<tenant>t\d{4})-"},
+            ]
         },
-        environ={},
     )
     lf.delivery_file(
         tmp_path / "in" / "1.json.gz",
@@ -336,7 +334,7 @@ def test_run_that_dies_half_way_is_rerun_to_the_same_lake(
             tmp_path / "in" / f"{i}.json.gz",
             [lf.assume_role(new_key_id=f"ASIAKEY{i:011d}"), lf.ct(key_id=f"ASIAKEY{i:011d}")],
         )
-    cfg = parse_config({"ingest": {"batch_input_bytes": 1}}, environ={})
+    cfg = pooled_config(ingest={"batch_input_bytes": 1})
     run(tmp_path / "clean", tmp_path / "in", cfg=cfg)
 
     from pipeline.lake import Lake
@@ -367,7 +365,7 @@ def test_workers_give_the_same_lake_as_one_process(tmp_path: Path) -> None:
             [lf.assume_role(tenant=f"t000{i}", new_key_id=f"ASIAKEY{i:011d}")]
             + [lf.ct(key_id=f"ASIAKEY{(i + 5) % 6:011d}") for _ in range(3)],
         )
-    cfg = parse_config({"ingest": {"batch_input_bytes": 1}}, environ={})
+    cfg = pooled_config(ingest={"batch_input_bytes": 1})
     ingest([str(tmp_path / "in")], str(tmp_path / "one"), cfg, workers=1)
     ingest([str(tmp_path / "in")], str(tmp_path / "two"), cfg, workers=2)
     assert lake_files(tmp_path / "one") == lake_files(tmp_path / "two")
@@ -397,7 +395,7 @@ def test_bad_inputs_are_quarantined_with_reasons(tmp_path: Path) -> None:
     (d / "huge.json").write_text(json.dumps({"Records": [big, lf.ct()]}))
     (d / "notjson.txt").write_text("Traceback (most recent call last):\n")
     (d / "platform.log").write_text("START RequestId: 1 Version: $LATEST\n")
-    cfg = parse_config({"ingest": {"max_decompressed_bytes": 32 << 20}}, environ={})
+    cfg = pooled_config(ingest={"max_decompressed_bytes": 32 << 20})
     s = run(tmp_path / "lake", d, cfg=cfg)
     reasons = _reasons(tmp_path / "lake")
     assert reasons["truncated.json.gz"] == "truncated_gzip"
@@ -568,7 +566,7 @@ def test_bombs_stop_at_the_configured_limit_in_a_file_and_in_a_cloudwatch_payloa
     good = lf.cwl_subscription([lf.authorizer_log()])
     lines = [{"awslogs": {"data": payload}}, good]
     (d / "cwl.json").write_text("".join(json.dumps(o) + "\n" for o in lines))
-    cfg = parse_config({"ingest": {"max_decompressed_bytes": 1 << 20}}, environ={})
+    cfg = pooled_config(ingest={"max_decompressed_bytes": 1 << 20})
     s = run(tmp_path / "lake", d, cfg=cfg)
     assert (s["records_in"], s["ingested"], s["quarantined_total"]) == (3, 1, 2)
     q = _entries(tmp_path / "lake")
@@ -602,7 +600,7 @@ def test_a_truncated_gzip_gives_its_whole_records_and_keeps_the_rest(
     (d / "access.log.gz").write_bytes(packed[: len(packed) // 2])
     pretty = json.dumps(records[0], indent=2).encode()  # one record, pretty-printed
     (d / "pretty.json.gz").write_bytes(gzip.compress(pretty)[:-30])
-    cfg = parse_config({"ingest": {"max_record_bytes": 4096}}, environ={})
+    cfg = pooled_config(ingest={"max_record_bytes": 4096})
     s = run(tmp_path / "lake", d, cfg=cfg)
     assert s["quarantined"] == {"truncated_gzip": 3}
 
@@ -637,7 +635,7 @@ def test_a_record_too_large_keeps_its_first_bytes(
     text = json.dumps(big).encode()
     lf.delivery_file(tmp_path / "in" / "delivery.json.gz", [lf.ct(), big])
     lf.lines_file(tmp_path / "in" / "lines.log", [big, lf.ct()])
-    cfg = parse_config({"ingest": {"max_record_bytes": 4096}}, environ={})
+    cfg = pooled_config(ingest={"max_record_bytes": 4096})
     s = run(tmp_path / "lake", tmp_path / "in", cfg=cfg)
     assert (s["records_in"], s["ingested"], s["quarantined"]) == (4, 2, {"record_too_large": 2})
     entries = read_quarantine(str(tmp_path / "lake")).to_pylist()
@@ -980,7 +978,7 @@ def test_one_batch_mixing_sources_equals_one_batch_per_file(tmp_path: Path) -> N
     )
     lf.lines_file(tmp_path / "in" / "auth.log", [lf.authorizer_log(), lf.authorizer_log()])
     run(tmp_path / "mixed", tmp_path / "in")
-    per_file = parse_config({"ingest": {"batch_input_bytes": 1}}, environ={})
+    per_file = pooled_config(ingest={"batch_input_bytes": 1})
     run(tmp_path / "split", tmp_path / "in", cfg=per_file)
 
     def table(lake: Path) -> list[tuple[Any, ...]]:

@@ -11,16 +11,31 @@ import json
 import re
 from collections import Counter
 from dataclasses import replace
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 
-from pipeline.config import load_config, parse_config
+from pipeline.config import (
+    ApiPath,
+    AuthorizerContext,
+    BreakGlass,
+    Consultant,
+    DynamoDBKey,
+    Organisation,
+    RoleSessionName,
+    S3Key,
+    ServiceRole,
+    SessionTag,
+    Ticket,
+    load_config,
+    parse_config,
+)
 from pipeline.errors import TenantwatchError
-from pipeline.simulate import ALL_SCENARIOS, SimulationSpec, simulate
-from pipeline.simulate.world import build, relationships_toml
+from pipeline.simulate import ALL_SCENARIOS, TRUTH_FILE, SimulationSpec, simulate
+from pipeline.simulate.world import build
 from tests.conftest import SAMPLE_LOGS
 
 # Small, but with a full week of baseline before a Monday attack day.
@@ -109,13 +124,24 @@ def test_same_seed_gives_identical_bytes_and_another_seed_does_not(tmp_path: Pat
     assert set(a) != set(c)  # random file-name suffixes and export task ids change too
 
 
+def test_without_digests_only_the_digest_files_are_missing(tmp_path: Path) -> None:
+    simulate(tmp_path / "a", TINY)
+    simulate(tmp_path / "b", replace(TINY, digests=False))
+    full, lean = _files(tmp_path / "a"), _files(tmp_path / "b")
+    assert any("/CloudTrail-Digest/" in k for k in full)
+    assert lean == {k: v for k, v in full.items() if "/CloudTrail-Digest/" not in k}
+
+
 @pytest.mark.slow
 def test_sample_logs_are_the_default_spec_byte_for_byte(tmp_path: Path) -> None:
     if not (SAMPLE_LOGS / "labels.json").is_file():
         pytest.skip("sample_logs/ has not been generated")
     simulate(tmp_path, SimulationSpec())
-    assert _files(tmp_path) == {
-        k: v for k, v in _files(SAMPLE_LOGS).items() if not k.endswith(".md")
+    made, kept = _files(tmp_path), _files(SAMPLE_LOGS)
+    # The ground truth is compared as data: Parquet names its writer's version in the file.
+    assert pq.read_table(tmp_path / TRUTH_FILE).equals(pq.read_table(SAMPLE_LOGS / TRUTH_FILE))
+    assert {k: v for k, v in made.items() if k != TRUTH_FILE} == {
+        k: v for k, v in kept.items() if not k.endswith(".md") and k != TRUTH_FILE
     }
 
 
@@ -411,10 +437,33 @@ def test_monday_surge_doubles_the_tenants_morning(small: Logs) -> None:
 # --- configuration and validation ---------------------------------------------------------------
 
 
-def test_default_world_relationships_equal_the_config_defaults(tmp_path: Path) -> None:
+def test_default_world_configuration_describes_its_layout_and_relationships(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "tenantwatch.toml"
-    path.write_text(relationships_toml(build(SimulationSpec())))
-    assert load_config(path, environ={}) == parse_config({}, environ={})
+    path.write_text(build(SimulationSpec()).style.files()["tenantwatch.toml"])
+    cfg = load_config(path, environ={})
+    assert [type(s) for s in cfg.tenancy.actor] == [SessionTag, RoleSessionName, AuthorizerContext]
+    assert [type(s) for s in cfg.tenancy.target] == [S3Key, DynamoDBKey, ApiPath]
+    assert cfg.relationships == (
+        Organisation(parent="t0010", children=("t0011", "t0012", "t0013")),
+        Consultant(principal="ext-consultant-ana", tenants=("t0020", "t0021", "t0022")),
+        Consultant(principal="ext-consultant-ben", tenants=("t0030", "t0031")),
+        ServiceRole(
+            principal_pattern=r"^arn:aws:sts::111122223333:assumed-role/"
+            r"saas-(nightly-export|billing-aggregator)/"
+        ),
+        BreakGlass(
+            principal_pattern=r"^arn:aws:sts::111122223333:assumed-role/support-break-glass/",
+            tickets=(
+                Ticket(
+                    id="SUP-4821",
+                    tenants=("t0031",),
+                    expires=datetime(2026, 11, 17, tzinfo=UTC),
+                ),
+            ),
+        ),
+    )
 
 
 def test_small_world_relationships_load_and_name_its_own_tenants(small: Logs) -> None:
@@ -433,6 +482,7 @@ def test_small_world_relationships_load_and_name_its_own_tenants(small: Logs) ->
         ({"days": 1}, "days: expected 2 or more"),
         ({"events_per_day": 99}, "events_per_day: expected 100 or more"),
         ({"account": "12345"}, "account: expected 12 digits"),
+        ({"world": "mesh"}, "world: expected one of pooled, silo, bridge, got 'mesh'"),
     ],
 )
 def test_bad_spec_is_refused_with_a_clear_message(

@@ -2,12 +2,17 @@
 
 ``simulate(out_dir, SimulationSpec())`` writes, under ``out_dir``, exactly what AWS would deliver
 (CloudTrail and its digests to S3; API Gateway access logs and the Lambda authorizer's logs
-exported from CloudWatch Logs to S3), plus ``labels.json`` (ground truth) and
-``tenantwatch.toml`` (the relationships of the world simulated). Output is a pure function of
+exported from CloudWatch Logs to S3), plus ``labels.json`` (the attacks and labelled negatives),
+``truth.parquet`` (every event's true actor and target tenant, ``writer.TRUTH``) and the world's
+``tenantwatch.toml`` with any registry or ticket export it names. Output is a pure function of
 the spec, byte for byte.
 
-The world
----------
+``spec.world`` picks how the SaaS encodes its tenants: ``pooled`` (below), ``silo`` or
+``bridge``; ``pipeline.simulate.worlds`` and its modules say what differs. The business (tenants,
+users, relationships, traffic, scenarios) is the same in all three.
+
+The pooled world
+----------------
 - Account ``spec.account``, region ``spec.region``. Tenants ``t0001``..``tNNNN``, each with a
   time zone (UTC-8, -5, 0, +1, +5:30, +9) and 2-40 users (Zipf: few big, many small). User ids
   are opaque (``usr-3f9a1c2e``) and never contain the tenant id.
@@ -17,8 +22,8 @@ The world
   POST, no authorizer), ``/invoices``, ``/invoices/{id}``, ``/users``, ``/reports``,
   ``/attachments/{id}``, behind the Lambda authorizer ``tenant-authorizer`` (cache TTL 300 s; see
   ``apigateway`` for the cache keys and the one mis-keyed route).
-- Relationships (== ``pipeline.config.DEFAULT_RELATIONSHIPS`` for >= 50 tenants; smaller worlds
-  spread the same roles over their tenants and ``tenantwatch.toml`` says where): parent
+- Relationships (for >= 50 tenants; smaller worlds spread the same roles over their tenants and
+  ``tenantwatch.toml`` says where): parent
   ``t0010`` of ``t0011-t0013``; consultants ``ext-consultant-ana`` (``t0020-t0022``) and
   ``ext-consultant-ben`` (``t0030-t0031``), both from partner tenant ``t0049``; service roles
   ``saas-nightly-export`` and ``saas-billing-aggregator``; break-glass role
@@ -72,10 +77,12 @@ users (403 from the backend with an Allow from the authorizer), stale tabs (401 
 Labels (``labels.json``)
 ------------------------
 One object per injected attack and per labelled negative: ``id``, ``kind`` (attack|negative),
-``scenario``, ``expected_detector``, ``expected_severity``, ``actor`` (what a detector would name:
-an assumed-role ARN, an API principalId or a source IP; null when the group is a tenant),
-``actor_tenant``, ``tenants`` (targets), ``start``/``end``, ``event_ids`` (CloudTrail eventIDs
-and API requestIds, which are also the authorizer log's ``request_id``) and ``description``.
+``scenario``, ``expected_detector``, ``expected_severity``, ``actor`` (what a detector would name,
+in the world's own terms: an assumed-role ARN in the account the session lives in, an API
+principalId or a source IP; null when the group is a tenant), ``actor_tenant``, ``tenants``
+(targets), ``start``/``end``, ``event_ids`` (CloudTrail eventIDs, every copy of a call AWS
+delivered to two accounts, and API requestIds, which are also the authorizer log's request id)
+and ``description``.
 For a negative, ``expected_detector`` names the detector that could wrongly fire and
 ``expected_severity`` the most it may say: ``none``, or ``low`` for the ticketed break-glass
 access (recorded, not paged). Negatives' event ids cover the attack day only.
@@ -95,12 +102,18 @@ from pipeline.simulate.apigateway import Api
 from pipeline.simulate.cloudtrail import CloudTrail
 from pipeline.simulate.labels import Recorder
 from pipeline.simulate.scenarios import Scenarios, negatives
-from pipeline.simulate.spec import ALL_SCENARIOS, SimulationError, SimulationSpec, validate
+from pipeline.simulate.spec import (
+    ALL_SCENARIOS,
+    WORLDS,
+    SimulationError,
+    SimulationSpec,
+    validate,
+)
 from pipeline.simulate.traffic import Traffic
-from pipeline.simulate.world import build, relationships_toml
-from pipeline.simulate.writer import Sink, Writer
+from pipeline.simulate.world import build
+from pipeline.simulate.writer import TRUTH_FILE, Sink, Writer
 
-__all__ = ["ALL_SCENARIOS", "SimulationError", "SimulationSpec", "simulate"]
+__all__ = ["ALL_SCENARIOS", "TRUTH_FILE", "WORLDS", "SimulationError", "SimulationSpec", "simulate"]
 
 
 def simulate(
@@ -133,14 +146,17 @@ def simulate(
             writer.write_cloudtrail(day_index, pool.ct)
             writer.write_apigateway(day_index, pool.api)
             writer.write_authorizer(day_index, pool.auth)
+            writer.write_truth(pool.truth)
         if progress is not None:
             progress(d + 1, spec.days)
-    writer.write_digests(start, end)
+    if spec.digests:
+        writer.write_digests(start, end)
     labels += negatives(world, rec)
     writer.write_text(
         "labels.json", orjson.dumps(labels, option=orjson.OPT_INDENT_2).decode() + "\n"
     )
-    writer.write_text("tenantwatch.toml", relationships_toml(world))
+    for rel, text in world.style.files().items():
+        writer.write_text(rel, text)
     writer.close()
     c = writer.counts
     return {
@@ -152,6 +168,7 @@ def simulate(
         "authorizer_files": c["authorizer_files"],
         "authorizer_records": c["authorizer_records"],
         "labels": len(labels),
+        "truth_rows": c["truth_rows"],
         "bytes_written": c["bytes_written"],
         "elapsed_s": round(time.perf_counter() - started, 3),
         "out_dir": str(out_dir),

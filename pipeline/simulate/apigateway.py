@@ -20,9 +20,11 @@ import random
 from dataclasses import dataclass, field
 
 from pipeline.simulate import clock, ids
-from pipeline.simulate.world import API_ID, CACHE_TTL_S, STAGE, World
+from pipeline.simulate.world import CACHE_TTL_S, World
 from pipeline.simulate.writer import Invocation, Sink
 
+# Routes are named here in the pooled API's spelling; each world's ``Style`` says how its own API
+# spells them (``route``) and what a request's path and host look like (``path``, ``domain``).
 LOGIN = "/tenants/{tenantId}/session"
 INVOICES = "/tenants/{tenantId}/invoices"
 INVOICE = "/tenants/{tenantId}/invoices/{id}"
@@ -67,10 +69,11 @@ class Result:
 class Api:
     def __init__(self, world: World, sink: Sink) -> None:
         self.world = world
+        self.style = world.style
         self.sink = sink
         spec = world.spec
-        self.domain = f"{API_ID}.execute-api.{spec.region}.amazonaws.com"
-        self.arn_prefix = f"arn:aws:execute-api:{spec.region}:{spec.account}:{API_ID}/{STAGE}"
+        api, stage = self.style.api_id, self.style.stage
+        self.arn_prefix = f"arn:aws:execute-api:{spec.region}:{spec.account}:{api}/{stage}"
 
     def session(
         self,
@@ -136,41 +139,41 @@ class Api:
                 auth_status = "200" if ok else "403"
                 if not ok:
                     status = 403
-        path = route.replace("{tenantId}", tenant).replace("{id}", item or "0")
         if status == 200:
             length = rng.randrange(1200, 24_000) if item is None else rng.randrange(300, 2400)
         else:
             length = _BODY_LEN.get(status, 40)
         latency = rng.randrange(18, 260) if status in (200, 201) else rng.randrange(2, 30)
         s = ts_ms // 1000
-        self.sink.apigateway(
-            ts_ms,
-            {
-                "requestId": request_id,
-                "extendedRequestId": ids.extended_request_id(rng),
-                "ip": sess.ip,
-                "caller": "-",
-                "user": "-",
-                "requestTime": clock.clf(s),
-                "requestTimeEpoch": str(ts_ms),
-                "httpMethod": method,
-                "resourcePath": route,
-                "path": f"/{STAGE}{path}",
-                "status": str(status),
-                "protocol": "HTTP/1.1",
-                "responseLength": str(length),
-                "responseLatency": str(latency),
-                "userAgent": sess.ua,
-                "apiId": API_ID,
-                "stage": STAGE,
-                "domainName": self.domain,
-                "authorizerPrincipalId": principal,
-                "authorizerError": auth_error,
-                "authorizerLatency": auth_latency,
-                "authorizerStatus": auth_status,
-                "authorizerTenantId": claim,
-            },
-        )
+        style = self.style
+        message = {
+            "requestId": request_id,
+            "extendedRequestId": ids.extended_request_id(rng),
+            "ip": sess.ip,
+            "caller": "-",
+            "user": "-",
+            "requestTime": clock.clf(s),
+            "requestTimeEpoch": str(ts_ms),
+            "httpMethod": method,
+            "resourcePath": style.route(route),
+            "path": style.path(route, tenant, item or "0"),
+            "status": str(status),
+            "protocol": "HTTP/1.1",
+            "responseLength": str(length),
+            "responseLatency": str(latency),
+            "userAgent": sess.ua,
+            "apiId": style.api_id,
+            "stage": style.stage,
+            "domainName": style.domain(tenant),
+            "authorizerPrincipalId": principal,
+            "authorizerError": auth_error,
+            "authorizerLatency": auth_latency,
+            "authorizerStatus": auth_status,
+            "authorizerTenantId": claim,
+        }
+        # The actor is whoever the authorizer's context names (a cached one included).
+        truth = (None if claim == "-" else claim, tenant)
+        self.sink.apigateway(ts_ms, style.access_log(message, tenant), request_id, truth)
         return Result(request_id, status, ran)
 
     def _authorize(
@@ -194,28 +197,33 @@ class Api:
             reason = "tenant claim matches path"
         else:
             reason = "delegated access grant"
-        resource = route.replace("{tenantId}", tenant).replace("{id}", "*")
-        self.sink.authorizer(
-            Invocation(
-                ts_ms=ts_ms,
-                # Two execution environments per 4-hour block: each one's first run is cold.
-                env=(ts_ms // 14_400_000) * 2 + rng.randrange(2),
-                duration_ms=rng.uniform(1.5, 30.0),
-                fields={
-                    "function_request_id": ids.uuid4(rng),
-                    "xray_trace_id": f"1-{ts_ms // 1000:08x}-{ids.hex_id(rng, 24)}",
-                    "decision": "Allow" if ok else "Deny",
-                    "principal_id": "-" if expired else sess.principal,
-                    "token_fingerprint": sess.token_fp,
-                    "tenant_claim": "-" if expired else sess.claim,
-                    "requested_tenant": tenant,
-                    "cache_key": cache_key,
-                    "reason": reason,
-                    "method_arn": f"{self.arn_prefix}/{method}{resource}",
-                    "request_id": request_id,
-                },
-            )
+        resource = self.style.arn_path(route, tenant)
+        # Two execution environments per 4-hour block: each one's first run is cold.
+        env = (ts_ms // 14_400_000) * 2 + rng.randrange(2)
+        duration_ms = rng.uniform(1.5, 30.0)
+        function_request_id = ids.uuid4(rng)
+        inv = Invocation(
+            ts_ms=ts_ms,
+            env=env,
+            duration_ms=duration_ms,
+            function_request_id=function_request_id,
+            fields={
+                "function_request_id": function_request_id,
+                "xray_trace_id": f"1-{ts_ms // 1000:08x}-{ids.hex_id(rng, 24)}",
+                "decision": "Allow" if ok else "Deny",
+                "principal_id": "-" if expired else sess.principal,
+                "token_fingerprint": sess.token_fp,
+                "tenant_claim": "-" if expired else sess.claim,
+                "requested_tenant": tenant,
+                "cache_key": cache_key,
+                "reason": reason,
+                "method_arn": f"{self.arn_prefix}/{method}{resource}",
+                "request_id": request_id,
+            },
         )
+        inv.fields = self.style.authorizer_fields(inv.fields, tenant)
+        truth = (None if expired else sess.claim, tenant)
+        self.sink.authorizer(inv, function_request_id, truth)
         return ok
 
 

@@ -1,8 +1,5 @@
-"""CloudTrail records, shaped like the ones AWS writes, built from shared pieces.
-
-A session's ``userIdentity`` dict is built once and shared by all of its records (orjson encodes
-it each time), so the per-record work is one small dict and a few RNG draws.
-"""
+"""CloudTrail records, shaped like the ones AWS writes: STS, S3 and DynamoDB data events, and
+management calls (``trail.Trail`` delivers them)."""
 
 from __future__ import annotations
 
@@ -10,12 +7,10 @@ import random
 import time
 from typing import Any
 
-from pipeline.simulate import clock, ids
-from pipeline.simulate.world import BUCKET, LAMBDA_UA, SESSION_S, TABLE, Role, World
-from pipeline.simulate.writer import Sink
+from pipeline.simulate import ids
+from pipeline.simulate.trail import CIPHER, Identity, Trail
+from pipeline.simulate.world import SESSION_S, Role
 
-Identity = dict[str, Any]
-_CIPHER = "TLS_AES_128_GCM_SHA256"
 # A function's execution role credentials are refreshed by Lambda about this often.
 SERVICE_CRED_S = 6 * 3600
 _MON = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -31,71 +26,7 @@ def sts_expiration(epoch: int) -> str:
     )
 
 
-class CloudTrail:
-    def __init__(self, world: World, sink: Sink) -> None:
-        self.world = world
-        self.sink = sink
-        spec = world.spec
-        self.acct = spec.account
-        self.region = spec.region
-        self.table_arn = f"arn:aws:dynamodb:{spec.region}:{spec.account}:table/{TABLE}"
-        self.s3_host = f"{BUCKET}.s3.{spec.region}.amazonaws.com"
-        self._tls: dict[str, dict[str, str]] = {}
-        self._bucket_res = {
-            "accountId": self.acct,
-            "type": "AWS::S3::Bucket",
-            "ARN": f"arn:aws:s3:::{BUCKET}",
-        }
-        self._table_res = [
-            {"accountId": self.acct, "type": "AWS::DynamoDB::Table", "ARN": self.table_arn}
-        ]
-        self._service_ids: dict[tuple[str, int], Identity] = {}
-
-    def tls(self, host: str) -> dict[str, str]:
-        got = self._tls.get(host)
-        if got is None:
-            got = self._tls[host] = {
-                "tlsVersion": "TLSv1.3",
-                "cipherSuite": _CIPHER,
-                "clientProvidedHostHeader": host,
-            }
-        return got
-
-    @staticmethod
-    def lag(rng: random.Random) -> int:
-        # CloudTrail delivers within about 5 minutes on average, now and then up to 15.
-        return rng.randrange(30, 420) if rng.random() < 0.97 else rng.randrange(420, 900)
-
-    def emit(self, rng: random.Random, ts: int, rec: dict[str, Any]) -> str:
-        self.sink.cloudtrail(ts, ts + self.lag(rng), rec)
-        return str(rec["eventID"])
-
-    # --- identities ---------------------------------------------------------------------------
-
-    def assumed(
-        self, role: Role, session: str, akid: str, created: int, mfa: bool = False
-    ) -> Identity:
-        return {
-            "type": "AssumedRole",
-            "principalId": f"{role.role_id}:{session}",
-            "arn": f"arn:aws:sts::{self.acct}:assumed-role/{role.name}/{session}",
-            "accountId": self.acct,
-            "accessKeyId": akid,
-            "sessionContext": {
-                "sessionIssuer": {
-                    "type": "Role",
-                    "principalId": role.role_id,
-                    "arn": role.arn,
-                    "accountId": self.acct,
-                    "userName": role.name,
-                },
-                "attributes": {
-                    "creationDate": clock.iso(created),
-                    "mfaAuthenticated": "true" if mfa else "false",
-                },
-            },
-        }
-
+class CloudTrail(Trail):
     def function_identity(self, rng: random.Random, role_name: str, ts: int) -> Identity:
         """A Lambda function's own credentials; the first use in a refresh period also logs the
         AssumeRole that Lambda made for it (type AWSService, source lambda.amazonaws.com)."""
@@ -124,28 +55,6 @@ class CloudTrail:
 
     # --- records ------------------------------------------------------------------------------
 
-    def _base(
-        self,
-        rng: random.Random,
-        ts: int,
-        ident: Identity,
-        source: str,
-        name: str,
-        ip: str,
-        ua: str,
-        version: str = "1.08",
-    ) -> dict[str, Any]:
-        return {
-            "eventVersion": version,
-            "userIdentity": ident,
-            "eventTime": clock.iso(ts),
-            "eventSource": source,
-            "eventName": name,
-            "awsRegion": self.region,
-            "sourceIPAddress": ip,
-            "userAgent": ua,
-        }
-
     def assume_role(
         self,
         rng: random.Random,
@@ -159,9 +68,10 @@ class CloudTrail:
         duration: int | None = SESSION_S,
         akid: str | None = None,
         error: tuple[str, str] | None = None,
-    ) -> tuple[str, str]:
-        """Log an sts:AssumeRole; returns (eventID, the new session's access key id)."""
+    ) -> tuple[list[str], str]:
+        """Log an sts:AssumeRole; returns (its eventIDs, the new session's access key id)."""
         akid = akid or ids.access_key(rng)
+        acct = role.account
         params: dict[str, Any] = {"roleArn": role.arn, "roleSessionName": session}
         if duration is not None:
             params["durationSeconds"] = duration
@@ -181,7 +91,7 @@ class CloudTrail:
                 },
                 "assumedRoleUser": {
                     "assumedRoleId": f"{role.role_id}:{session}",
-                    "arn": f"arn:aws:sts::{self.acct}:assumed-role/{role.name}/{session}",
+                    "arn": f"arn:aws:sts::{acct}:assumed-role/{role.name}/{session}",
                 },
                 **({"packedPolicySize": 4 + len(tags or {})} if tags else {}),
             }
@@ -189,15 +99,28 @@ class CloudTrail:
             requestID=ids.uuid4(rng),
             eventID=ids.uuid4(rng),
             readOnly=True,
-            resources=[{"accountId": self.acct, "type": "AWS::IAM::Role", "ARN": role.arn}],
+            resources=[{"accountId": acct, "type": "AWS::IAM::Role", "ARN": role.arn}],
             eventType="AwsApiCall",
             managementEvent=True,
-            recipientAccountId=self.acct,
+            recipientAccountId=acct,
             eventCategory="Management",
         )
         if "invokedBy" not in caller:
             rec["tlsDetails"] = self.tls(f"sts.{self.region}.amazonaws.com")
-        return self.emit(rng, ts, rec), akid
+        return self.deliver(rng, ts, rec, caller, acct, self.style.role_target(role)), akid
+
+    def _bucket(self, tenant: str) -> tuple[str, str, str, dict[str, str]]:
+        """(bucket, owner account, S3 host, bucket resource) of the tenant's data."""
+        bucket = self.style.bucket(tenant)
+        res = self._bucket_res.get(bucket)
+        if res is None:
+            owner = self.style.account_of(tenant)
+            res = self._bucket_res[bucket] = {
+                "accountId": owner,
+                "type": "AWS::S3::Bucket",
+                "ARN": f"arn:aws:s3:::{bucket}",
+            }
+        return bucket, res["accountId"], f"{bucket}.s3.{self.region}.amazonaws.com", res
 
     def s3_object(
         self,
@@ -207,13 +130,16 @@ class CloudTrail:
         ip: str,
         ua: str,
         name: str,
-        key: str,
+        tenant: str,
+        rel: str,
         presigned: bool = False,
         error: tuple[str, str] | None = None,
-    ) -> str:
-        """GetObject / PutObject / HeadObject / DeleteObject on the tenant-data bucket."""
+    ) -> list[str]:
+        """GetObject / PutObject / HeadObject / DeleteObject on ``rel`` in the tenant's data."""
+        bucket, owner, host, bucket_res = self._bucket(tenant)
+        key = self.style.object_key(tenant, rel)
         rec = self._base(rng, ts, ident, "s3.amazonaws.com", name, ip, ua, "1.10")
-        rec["requestParameters"] = {"bucketName": BUCKET, "Host": self.s3_host, "key": key}
+        rec["requestParameters"] = {"bucketName": bucket, "Host": host, "key": key}
         write = name in ("PutObject", "DeleteObject")
         if error:
             rec["errorCode"], rec["errorMessage"] = error
@@ -222,7 +148,7 @@ class CloudTrail:
             rec["responseElements"] = {
                 "x-amz-server-side-encryption": "aws:kms",
                 "x-amz-server-side-encryption-aws-kms-key-id": (
-                    f"arn:aws:kms:{self.region}:{self.acct}:key/5e1c2b7a-0f3d-4c8e-9a61-3b2d7f4e8c10"
+                    f"arn:aws:kms:{self.region}:{owner}:key/5e1c2b7a-0f3d-4c8e-9a61-3b2d7f4e8c10"
                 ),
             }
         else:
@@ -230,7 +156,7 @@ class CloudTrail:
         out = 0 if (write or error) else rng.randrange(900, 400_000)
         rec["additionalEventData"] = {
             "SignatureVersion": "SigV4",
-            "CipherSuite": _CIPHER,
+            "CipherSuite": CIPHER,
             "bytesTransferredIn": rng.randrange(900, 250_000) if name == "PutObject" else 0,
             "AuthenticationMethod": "QueryString" if presigned else "AuthHeader",
             "x-amz-id-2": ids.b64(rng, 76),
@@ -241,16 +167,16 @@ class CloudTrail:
             eventID=ids.uuid4(rng),
             readOnly=not write,
             resources=[
-                {"type": "AWS::S3::Object", "ARN": f"arn:aws:s3:::{BUCKET}/{key}"},
-                self._bucket_res,
+                {"type": "AWS::S3::Object", "ARN": f"arn:aws:s3:::{bucket}/{key}"},
+                bucket_res,
             ],
             eventType="AwsApiCall",
             managementEvent=False,
-            recipientAccountId=self.acct,
+            recipientAccountId=owner,
             eventCategory="Data",
-            tlsDetails=self.tls(self.s3_host),
+            tlsDetails=self.tls(host),
         )
-        return self.emit(rng, ts, rec)
+        return self.deliver(rng, ts, rec, ident, owner, tenant)
 
     def s3_list(
         self,
@@ -259,23 +185,27 @@ class CloudTrail:
         ident: Identity,
         ip: str,
         ua: str,
-        prefix: str,
+        tenant: str,
+        rel: str,
         error: tuple[str, str] | None = None,
-    ) -> str:
+    ) -> list[str]:
+        """ListObjects under ``rel`` (a prefix) in the tenant's data."""
+        bucket, owner, host, bucket_res = self._bucket(tenant)
+        prefix = self.style.object_key(tenant, rel)
         rec = self._base(rng, ts, ident, "s3.amazonaws.com", "ListObjects", ip, ua, "1.10")
         rec["requestParameters"] = {
             "list-type": "2",
-            "bucketName": BUCKET,
+            "bucketName": bucket,
             "encoding-type": "url",
             "prefix": prefix,
-            "Host": self.s3_host,
+            "Host": host,
         }
         if error:
             rec["errorCode"], rec["errorMessage"] = error
         rec["responseElements"] = None
         rec["additionalEventData"] = {
             "SignatureVersion": "SigV4",
-            "CipherSuite": _CIPHER,
+            "CipherSuite": CIPHER,
             "bytesTransferredIn": 0,
             "AuthenticationMethod": "AuthHeader",
             "x-amz-id-2": ids.b64(rng, 76),
@@ -286,16 +216,16 @@ class CloudTrail:
             eventID=ids.uuid4(rng),
             readOnly=True,
             resources=[
-                {"type": "AWS::S3::Object", "ARNPrefix": f"arn:aws:s3:::{BUCKET}/{prefix}"},
-                self._bucket_res,
+                {"type": "AWS::S3::Object", "ARNPrefix": f"arn:aws:s3:::{bucket}/{prefix}"},
+                bucket_res,
             ],
             eventType="AwsApiCall",
             managementEvent=False,
-            recipientAccountId=self.acct,
+            recipientAccountId=owner,
             eventCategory="Data",
-            tlsDetails=self.tls(self.s3_host),
+            tlsDetails=self.tls(host),
         )
-        return self.emit(rng, ts, rec)
+        return self.deliver(rng, ts, rec, ident, owner, tenant)
 
     def dynamodb(
         self,
@@ -308,20 +238,29 @@ class CloudTrail:
         tenant: str,
         sk: str | None,
         error: tuple[str, str] | None = None,
-    ) -> str:
-        """GetItem / PutItem / UpdateItem / Query on the tenant-data table.
+    ) -> list[str]:
+        """GetItem / PutItem / UpdateItem / Query on the tenant's items.
 
         CloudTrail logs the primary key of item operations; for Query we log the partition key
         under ``key`` too (beside the key condition), so one target-tenant rule covers all four.
+        A caller in another account names the table by its ARN, as the SDK must.
         """
-        key: dict[str, Any] = {"pk": {"S": f"TENANT#{tenant}"}}
-        params: dict[str, Any] = {"tableName": TABLE}
-        if name == "Query":
+        table = self.style.table(tenant)
+        owner = self.style.account_of(tenant)
+        arn = f"arn:aws:dynamodb:{self.region}:{owner}:table/{table}"
+        resources = self._table_res.get(arn)
+        if resources is None:
+            resources = self._table_res[arn] = [
+                {"accountId": owner, "type": "AWS::DynamoDB::Table", "ARN": arn}
+            ]
+        query = name == "Query"
+        key = self.style.item_key(tenant, None if query else sk or "PROFILE")
+        params: dict[str, Any] = {"tableName": table if ident.get("accountId") == owner else arn}
+        if query:
             params["keyConditionExpression"] = "pk = :pk AND begins_with(sk, :sk)"
             params["key"] = key
             params["limit"] = 50
         else:
-            key["sk"] = {"S": sk or "PROFILE"}
             params["key"] = key
             if name == "GetItem":
                 params["consistentRead"] = False
@@ -337,14 +276,14 @@ class CloudTrail:
             requestID=ids.ddb_request_id(rng),
             eventID=ids.uuid4(rng),
             readOnly=not write,
-            resources=self._table_res,
+            resources=resources,
             eventType="AwsApiCall",
             managementEvent=False,
-            recipientAccountId=self.acct,
+            recipientAccountId=owner,
             eventCategory="Data",
             tlsDetails=self.tls(f"dynamodb.{self.region}.amazonaws.com"),
         )
-        return self.emit(rng, ts, rec)
+        return self.deliver(rng, ts, rec, ident, owner, tenant)
 
     def management(
         self,
@@ -387,7 +326,8 @@ class CloudTrail:
             rec["tlsDetails"] = self.tls(
                 host.replace(".amazonaws.com", f".{self.region}.amazonaws.com")
             )
-        return self.emit(rng, ts, rec)
+        # The platform's own operations: no tenant acts, no tenant's resource is touched.
+        return self.emit(rng, ts, rec, (None, None))
 
 
-__all__ = ["LAMBDA_UA", "CloudTrail", "Identity"]
+__all__ = ["CloudTrail", "Identity", "sts_expiration"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,8 +17,12 @@ class Evidence:
     first: int | None = None
     last: int | None = None
 
-    def add(self, event_id: str, ts: int) -> None:
-        self.ids.append(event_id)
+    def add(self, event_ids: str | Sequence[str], ts: int) -> None:
+        """One event, or every copy of one (an event delivered to two accounts)."""
+        if isinstance(event_ids, str):
+            self.ids.append(event_ids)
+        else:
+            self.ids.extend(event_ids)
         self.first = ts if self.first is None else min(self.first, ts)
         self.last = ts if self.last is None else max(self.last, ts)
 
@@ -29,9 +34,9 @@ class Recorder:
         self.start, self.end = start, end
         self.evidence: dict[str, Evidence] = {}
 
-    def __call__(self, label: str, event_id: str, ts: int) -> None:
-        if self.start <= ts < self.end:
-            self.evidence.setdefault(label, Evidence()).add(event_id, ts)
+    def __call__(self, label: str, event_ids: str | Sequence[str], ts: int) -> None:
+        if self.start <= ts < self.end and event_ids:
+            self.evidence.setdefault(label, Evidence()).add(event_ids, ts)
 
     def get(self, label: str) -> Evidence:
         return self.evidence.get(label, Evidence())

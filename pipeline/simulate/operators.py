@@ -27,32 +27,41 @@ KMS_KEY = "key/5e1c2b7a-0f3d-4c8e-9a61-3b2d7f4e8c10"
 JWT_KEY_ARN_TAIL = "secret:prod/tenant-api/jwt-signing-key-Ab12Cd"
 ADMINS = ("alice@acme-saas.example", "bob@acme-saas.example", "chen@acme-saas.example")
 
-# (eventSource, eventName, requestParameters) read-only calls people and tools make all day.
-READS: tuple[tuple[str, str, dict[str, Any] | None], ...] = (
-    ("ec2.amazonaws.com", "DescribeInstances", {"instancesSet": {}, "filterSet": {}}),
-    ("ec2.amazonaws.com", "DescribeSecurityGroups", {"securityGroupSet": {}, "filterSet": {}}),
-    ("ec2.amazonaws.com", "DescribeVpcs", {"vpcSet": {}, "filterSet": {}}),
-    ("lambda.amazonaws.com", "ListFunctions20150331", None),
-    ("lambda.amazonaws.com", "GetFunction20150331v2", {"functionName": "tenant-authorizer"}),
-    ("iam.amazonaws.com", "ListRoles", None),
-    ("iam.amazonaws.com", "GetRole", {"roleName": "tenant-scoped-access"}),
-    ("iam.amazonaws.com", "ListAttachedRolePolicies", {"roleName": "tenant-analytics"}),
-    ("logs.amazonaws.com", "DescribeLogGroups", None),
-    ("logs.amazonaws.com", "FilterLogEvents", {"logGroupName": "/aws/lambda/tenant-authorizer"}),
-    ("cloudformation.amazonaws.com", "DescribeStacks", {"stackName": "saas-platform"}),
-    ("kms.amazonaws.com", "ListAliases", None),
-    ("s3.amazonaws.com", "ListBuckets", {"Host": "s3.amazonaws.com"}),
-    ("s3.amazonaws.com", "GetBucketPolicy", {"bucketName": "acme-saas-tenant-data", "policy": ""}),
-    ("dynamodb.amazonaws.com", "DescribeTable", {"tableName": "tenant-data"}),
-    ("apigateway.amazonaws.com", "GetRestApis", None),
-    ("sts.amazonaws.com", "GetCallerIdentity", None),
-    ("cloudtrail.amazonaws.com", "LookupEvents", {"maxResults": 50}),
-    (
-        "ssm.amazonaws.com",
-        "GetParameters",
-        {"names": ["/saas/prod/feature-flags"], "withDecryption": False},
-    ),
-)
+Read = tuple[str, str, dict[str, Any] | None]
+
+
+def reads(bucket: str, table: str) -> tuple[Read, ...]:
+    """(eventSource, eventName, requestParameters) read-only calls people and tools make all day,
+    on the platform's own bucket and table."""
+    return (
+        ("ec2.amazonaws.com", "DescribeInstances", {"instancesSet": {}, "filterSet": {}}),
+        ("ec2.amazonaws.com", "DescribeSecurityGroups", {"securityGroupSet": {}, "filterSet": {}}),
+        ("ec2.amazonaws.com", "DescribeVpcs", {"vpcSet": {}, "filterSet": {}}),
+        ("lambda.amazonaws.com", "ListFunctions20150331", None),
+        ("lambda.amazonaws.com", "GetFunction20150331v2", {"functionName": "tenant-authorizer"}),
+        ("iam.amazonaws.com", "ListRoles", None),
+        ("iam.amazonaws.com", "GetRole", {"roleName": "tenant-scoped-access"}),
+        ("iam.amazonaws.com", "ListAttachedRolePolicies", {"roleName": "tenant-analytics"}),
+        ("logs.amazonaws.com", "DescribeLogGroups", None),
+        (
+            "logs.amazonaws.com",
+            "FilterLogEvents",
+            {"logGroupName": "/aws/lambda/tenant-authorizer"},
+        ),
+        ("cloudformation.amazonaws.com", "DescribeStacks", {"stackName": "saas-platform"}),
+        ("kms.amazonaws.com", "ListAliases", None),
+        ("s3.amazonaws.com", "ListBuckets", {"Host": "s3.amazonaws.com"}),
+        ("s3.amazonaws.com", "GetBucketPolicy", {"bucketName": bucket, "policy": ""}),
+        ("dynamodb.amazonaws.com", "DescribeTable", {"tableName": table}),
+        ("apigateway.amazonaws.com", "GetRestApis", None),
+        ("sts.amazonaws.com", "GetCallerIdentity", None),
+        ("cloudtrail.amazonaws.com", "LookupEvents", {"maxResults": 50}),
+        (
+            "ssm.amazonaws.com",
+            "GetParameters",
+            {"names": ["/saas/prod/feature-flags"], "withDecryption": False},
+        ),
+    )
 
 
 class Operators:
@@ -61,6 +70,7 @@ class Operators:
         self.ct = ct
         self.acct = world.spec.account
         self.region = world.spec.region
+        self.reads = reads(world.style.ops_bucket, world.style.ops_table)
 
     def day(self, rng: random.Random, base: int, day: date) -> None:
         weekday = day.weekday() < 5
@@ -87,7 +97,7 @@ class Operators:
                 rng, ts, caller, "44.192.28.46", DATADOG_UA, role, f"datadog-{ts}", duration=None
             )
             ident = self.ct.assumed(role, f"datadog-{ts}", akid, ts)
-            for src, name, params in rng.sample(READS[:11], 3):
+            for src, name, params in rng.sample(self.reads[:11], 3):
                 ts += rng.randrange(1, 5)
                 self.ct.management(rng, ts, ident, "44.192.28.46", DATADOG_UA, src, name, params)
 
@@ -118,7 +128,7 @@ class Operators:
         )
         for _ in range(rng.randrange(8, 30)):
             ts += int(rng.expovariate(1 / 40)) + 1
-            src, name, params = rng.choice(READS)
+            src, name, params = rng.choice(self.reads)
             err = None
             if name == "GetBucketPolicy" and i > 0:
                 err = ("AccessDenied", "Access Denied")

@@ -14,7 +14,7 @@ from pipeline.simulate import apigateway as ag
 from pipeline.simulate import ids
 from pipeline.simulate.labels import Evidence, Recorder, label
 from pipeline.simulate.traffic import Traffic
-from pipeline.simulate.world import CLI_UA, LAMBDA_UA, TICKET, World, public_ip, tid
+from pipeline.simulate.world import CLI_UA, LAMBDA_UA, World, public_ip, tid
 
 Label = dict[str, Any]
 SCRIPT_UA = "python-requests/2.32.3"
@@ -31,6 +31,7 @@ class Scenarios:
         self.base = base  # 00:00 UTC of the attack day
         self.acct = self.world.spec.account
         self.st = self.world.scenario_tenants
+        self.style = self.world.style
 
     def run(self, names: tuple[str, ...]) -> list[Label]:
         registry: dict[str, Callable[[random.Random], list[Label]]] = {
@@ -46,29 +47,22 @@ class Scenarios:
             out += registry[name](ids.stream(self.world.spec.seed, "scenario", name))
         return out
 
-    def _arn(self, role: str, session: str) -> str:
-        return f"arn:aws:sts::{self.acct}:assumed-role/{role}/{session}"
-
     # 1 ------------------------------------------------------------------------------------------
     def s3_prefix_cross_tenant(self, rng: random.Random) -> list[Label]:
         a, b = self.st["s3_a"], self.st["s3_b"]
         user = self.world.by_id[a].users[0]
         ts = self.base + 14 * 3600 + 600 + rng.randrange(600)
-        vendor = self.ct.function_identity(rng, "tenant-token-vendor", ts)
-        role = self.world.roles["tenant-analytics"]
-        _, akid = self.ct.assume_role(
-            rng, ts, vendor, self.tr.lambda_ip, LAMBDA_UA, role, user.id, tags={"tenant_id": a}
-        )
-        ident = self.ct.assumed(role, user.id, akid, ts)
+        _, ident = self.style.user_creds(self.ct, rng, ts, user, analytics=True)
         ev = Evidence()
         ts += rng.randrange(60, 180)
-        for prefix in (f"tenants/{b}/", f"tenants/{b}/invoices/"):
+        ip = user.home_ip
+        for prefix in ("", "invoices/"):
             ts += rng.randrange(2, 8)
-            ev.add(self.ct.s3_list(rng, ts, ident, user.home_ip, CLI_UA, prefix), ts)
+            ev.add(self.ct.s3_list(rng, ts, ident, ip, CLI_UA, b, prefix), ts)
         for i in range(12):
             ts += rng.randrange(1, 4)
-            key = f"tenants/{b}/invoices/2026-{10 + i % 2:02d}/inv-{rng.randrange(10**6):06d}.pdf"
-            ev.add(self.ct.s3_object(rng, ts, ident, user.home_ip, CLI_UA, "GetObject", key), ts)
+            rel = f"invoices/2026-{10 + i % 2:02d}/inv-{rng.randrange(10**6):06d}.pdf"
+            ev.add(self.ct.s3_object(rng, ts, ident, ip, CLI_UA, "GetObject", b, rel), ts)
         return [
             label(
                 "attack-s3-prefix-cross-tenant",
@@ -76,13 +70,11 @@ class Scenarios:
                 "s3_prefix_cross_tenant",
                 "cross_tenant_access",
                 "critical",
-                self._arn(role.name, user.id),
+                ident["arn"],
                 a,
                 [b],
                 ev,
-                f"A user of {a} got tenant-analytics credentials (session tag tenant_id={a}); "
-                f"the role's policy lacks the tenant condition, so the user listed and read "
-                f"{b}'s prefix with the AWS CLI from {user.home_ip}.",
+                self.style.describe("s3", a=a, b=b, ip=ip),
             )
         ]
 
@@ -98,8 +90,6 @@ class Scenarios:
         s2 = self.api.session(rng, t, u2.id, c, (), ip2, SCRIPT_UA, SHARED_CLIENT_ID)
         s2.cache = s1.cache  # one API Gateway cache, keyed only by the shared client id
         ev = Evidence()
-        role = self.world.roles["tenant-reports"]
-        session = f"tenant-{a}-{u1.id}"
         reports_ident = None
         for _ in range(6):
             t += rng.randrange(15_000, 45_000)
@@ -107,18 +97,16 @@ class Scenarios:
             ev.add(r.request_id, t // 1000)
             ts = t // 1000
             if reports_ident is None:
-                caller = self.ct.function_identity(rng, "reports-service", ts)
-                _, akid = self.ct.assume_role(
-                    rng, ts, caller, self.tr.lambda_ip, LAMBDA_UA, role, session
-                )
-                reports_ident = self.ct.assumed(role, session, akid, ts)
-            # The backend trusts the path for the data and the context for the session name.
+                reports_ident = self.style.reports_creds(self.ct, rng, ts, u1)
+            # The backend trusts the path for the data and the context for the session.
             ev.add(
                 self.ct.s3_list(
-                    rng, ts, reports_ident, self.tr.lambda_ip, LAMBDA_UA, f"tenants/{b}/exports/"
+                    rng, ts, reports_ident, self.tr.lambda_ip, LAMBDA_UA, b, "exports/"
                 ),
                 ts,
             )
+        # The session as "<role>/<session name>", for the description.
+        session = "/".join(str(reports_ident["arn"]).split("/")[1:]) if reports_ident else ""
         return [
             label(
                 "attack-authorizer-cache-reuse",
@@ -134,8 +122,8 @@ class Scenarios:
                 f"({a}) was allowed through a shared reporting app; within the 300 s TTL a "
                 f"user of {c} ({u2.id}, {ip2}, {SCRIPT_UA}) read {b}'s reports under the cached "
                 f"Allow: access logs show principal {u1.id}, tenant {a}, path {b}, status 200, "
-                "authorizerLatency '-'. The backend's S3 reads appear in CloudTrail as "
-                f"tenant-reports/{session} on tenants/{b}/exports/.",
+                "authorizerLatency '-'. "
+                + self.style.describe("cache_tail", session=session, a=a, b=b),
             )
         ]
 
@@ -247,8 +235,7 @@ class Scenarios:
                 None,
                 [target],
                 ev1,
-                f"About 20 minutes of failed logins (401 on POST /tenants/{target}/session) from "
-                f"{len(ips)} addresses: a spike in {target}'s authorization failures.",
+                self.style.describe("stuffing", target=target, n=len(ips)),
             ),
             label(
                 "attack-credential-stuffing-ip",
@@ -267,31 +254,32 @@ class Scenarios:
 
     # 6 ------------------------------------------------------------------------------------------
     def break_glass(self, rng: random.Random) -> list[Label]:
-        role = self.world.roles["support-break-glass"]
         sso = self.world.roles["AWSReservedSSO_ReadOnlyAccess_0c4d6e8f1a2b3c4d"]
         ip = self.world.operator_ips[2]
         out = []
+        ticket = self.style.ticket
         cases = (
-            ("dana", f"{TICKET}.dana", self.world.ticket_tenant, 11 * 3600 + 1800),
-            ("erik", "erik", self.st["erik_target"], 22 * 3600 + 2400),
+            ("dana", ticket, self.world.ticket_tenant, 11 * 3600 + 1800),
+            ("erik", None, self.st["erik_target"], 22 * 3600 + 2400),
         )
-        for person, session, tenant, at in cases:
+        for person, held, tenant, at in cases:
             ts = self.base + at + rng.randrange(300)
             caller = self.ct.assumed(
                 sso, f"{person}@acme-saas.example", ids.access_key(rng), ts - 900, mfa=True
             )
-            _, akid = self.ct.assume_role(rng, ts, caller, ip, CLI_UA, role, session)
-            ident = self.ct.assumed(role, session, akid, ts, mfa=True)
+            ident = self.style.support_creds(
+                self.ct, rng, ts, caller, person, held, tenant, ip, CLI_UA
+            )
             ev = Evidence()
             ts += rng.randrange(30, 90)
-            ev.add(self.ct.s3_list(rng, ts, ident, ip, CLI_UA, f"tenants/{tenant}/invoices/"), ts)
+            ev.add(self.ct.s3_list(rng, ts, ident, ip, CLI_UA, tenant, "invoices/"), ts)
             for _ in range(4):
                 ts += rng.randrange(3, 20)
-                key = f"tenants/{tenant}/invoices/2026-11/inv-{rng.randrange(10**6):06d}.pdf"
-                ev.add(self.ct.s3_object(rng, ts, ident, ip, CLI_UA, "GetObject", key), ts)
+                rel = f"invoices/2026-11/inv-{rng.randrange(10**6):06d}.pdf"
+                ev.add(self.ct.s3_object(rng, ts, ident, ip, CLI_UA, "GetObject", tenant, rel), ts)
             ts += rng.randrange(3, 20)
             ev.add(self.ct.dynamodb(rng, ts, ident, ip, CLI_UA, "Query", tenant, None), ts)
-            arn = self._arn(role.name, session)
+            arn = str(ident["arn"])
             if person == "dana":
                 out.append(
                     label(
@@ -305,7 +293,7 @@ class Scenarios:
                         [tenant],
                         ev,
                         f"Support engineer dana used support-break-glass under open ticket "
-                        f"{TICKET} for {tenant}: recorded at low severity, not paged.",
+                        f"{ticket} for {tenant}: recorded at low severity, not paged.",
                     )
                 )
             else:
@@ -320,8 +308,7 @@ class Scenarios:
                         None,
                         [tenant],
                         ev,
-                        f"Support engineer erik used support-break-glass with no ticket in the "
-                        f"session name and read {tenant}'s data.",
+                        self.style.describe("no_ticket", tenant=tenant),
                     )
                 )
         return out
@@ -343,8 +330,9 @@ def negatives(world: World, rec: Recorder) -> list[Label]:
                 c.tenant,
                 list(c.acts_on),
                 rec.get(f"consultant:{c.id}"),
-                f"{c.id} (home tenant claim {c.tenant}) works for its declared clients "
-                f"{', '.join(c.acts_on)}: API principalId {c.id}; CloudTrail session name {c.id}.",
+                world.style.describe(
+                    "consultant", name=c.id, home=c.tenant, clients=", ".join(c.acts_on)
+                ),
             )
         )
     out.append(
@@ -374,7 +362,7 @@ def negatives(world: World, rec: Recorder) -> list[Label]:
                 None,
                 [t.id for t in world.tenants],
                 rec.get(f"background:{job}"),
-                f"{job} touches every tenant on schedule (declared service role).",
+                world.style.describe("job", job=job),
             )
         )
     surge = world.scenario_tenants["surge"]

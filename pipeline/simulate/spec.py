@@ -16,6 +16,8 @@ ALL_SCENARIOS: tuple[str, ...] = (
     "credential_stuffing",
     "break_glass",
 )
+# How the SaaS encodes its tenants (``pipeline.simulate.worlds``): one business, three layouts.
+WORLDS: tuple[str, ...] = ("pooled", "silo", "bridge")
 
 
 class SimulationError(TenantwatchError):
@@ -36,6 +38,10 @@ class SimulationSpec:
     start: date = date(2026, 11, 2)  # a Monday; attack day = start + days - 1
     account: str = "111122223333"
     region: str = "us-east-1"
+    world: str = "pooled"
+    # CloudTrail-Digest files, hourly per account: an organisation trail of 50 accounts writes as
+    # many of them as log files. What reads only the events (the evaluation) can do without.
+    digests: bool = True
 
     @property
     def attack_day(self) -> date:
@@ -64,6 +70,8 @@ def validate(spec: SimulationSpec) -> None:
         )
     if len(set(spec.scenarios)) != len(spec.scenarios):
         raise SimulationError("scenarios: a scenario is listed twice")
+    if spec.world not in WORLDS:
+        raise SimulationError(f"world: expected one of {', '.join(WORLDS)}, got {spec.world!r}")
     if not re.fullmatch(r"\d{12}", spec.account):
         raise SimulationError(f"account: expected 12 digits, got {spec.account!r}")
     if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", spec.region):

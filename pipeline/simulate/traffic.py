@@ -10,6 +10,7 @@ real services show (a few per cent), and so are the small denials a detector mus
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -96,10 +97,7 @@ class Traffic:
         self.api = api
         self.rec = rec
         self.plan = plan(world)
-        self.vendor = world.roles["tenant-token-vendor"]
-        self.scoped = world.roles["tenant-scoped-access"]
-        self.analytics = world.roles["tenant-analytics"]
-        self.reports = world.roles["tenant-reports"]
+        self.style = world.style
         self.lambda_ip = world.lambda_ips[0]
 
     # --- one day ---------------------------------------------------------------------------
@@ -175,26 +173,16 @@ class Traffic:
         r = self.api.request(rng, ts_ms, sess, "POST", ag.LOGIN, user.tenant)
         self._mark(label, r.request_id, ts_ms)
         ts = ts_ms // 1000 + 1
-        vendor = self.ct.function_identity(rng, "tenant-token-vendor", ts)
-        eid, akid = self.ct.assume_role(
-            rng,
-            ts,
-            vendor,
-            self.lambda_ip,
-            LAMBDA_UA,
-            self.scoped,
-            user.id,
-            tags={"tenant_id": user.tenant},
-        )
-        self._mark(label, eid, ts * 1000)
-        return sess, self.ct.assumed(self.scoped, user.id, akid, ts), ts
+        eids, ident = self.style.user_creds(self.ct, rng, ts, user)
+        self._mark(label, eids, ts * 1000)
+        return sess, ident, ts
 
     def _anon(self, rng: random.Random, ts_ms: int, user: User, ip: str, ua: str) -> ApiSession:
         return self.api.session(rng, ts_ms, "-", user.tenant, (), ip, ua, "-")
 
-    def _mark(self, label: str | None, event_id: str, ts_ms: int) -> None:
+    def _mark(self, label: str | None, event_ids: str | Sequence[str], ts_ms: int) -> None:
         if label:
-            self.rec(label, event_id, ts_ms // 1000)
+            self.rec(label, event_ids, ts_ms // 1000)
 
     def user_session(
         self,
@@ -240,6 +228,13 @@ class Traffic:
             if r.status >= 400 and r.status not in (500,):
                 continue
             ts = t // 1000
+            # The session itself, unless the world reaches another tenant's data through a role
+            # of that tenant's (silo's partners).
+            acting = ident
+            items = action in ("Query", "GetItem", "PutItem", "UpdateItem")
+            if items or (action == "attachment" and r.status == 200):
+                acting, hop = self.style.acting_as(self.ct, rng, ts, ident, user, tenant)
+                self._mark(mark, hop, ts * 1000)
             if action in ("Query", "GetItem", "PutItem", "UpdateItem"):
                 err = None
                 if r.status == 500:
@@ -251,7 +246,7 @@ class Traffic:
                     eid = self.ct.dynamodb(
                         rng,
                         ts,
-                        ident,
+                        acting,
                         self.lambda_ip,
                         LAMBDA_UA,
                         action,
@@ -262,16 +257,17 @@ class Traffic:
                     self._mark(mark, eid, ts * 1000)
                 sk = f"INVOICE#{item}" if item else f"INVOICE#{rng.randrange(10**6):06d}"
                 eid = self.ct.dynamodb(
-                    rng, ts, ident, self.lambda_ip, LAMBDA_UA, action, tenant, sk, err
+                    rng, ts, acting, self.lambda_ip, LAMBDA_UA, action, tenant, sk, err
                 )
                 self._mark(mark, eid, ts * 1000)
             elif action == "reports" and r.status == 200:
                 if reports_ident is None:
-                    reports_ident = self._reports_identity(rng, ts, user, tenant)
-                prefix = f"tenants/{tenant}/exports/"
-                eid = self.ct.s3_list(rng, ts, reports_ident, self.lambda_ip, LAMBDA_UA, prefix)
+                    reports_ident = self.style.reports_creds(self.ct, rng, ts, user)
+                eid = self.ct.s3_list(
+                    rng, ts, reports_ident, self.lambda_ip, LAMBDA_UA, tenant, "exports/"
+                )
                 self._mark(mark, eid, ts * 1000)
-                key = f"{prefix}{clock.iso(ts)[:10]}/report-{rng.randrange(100):02d}.csv.gz"
+                rel = f"exports/{clock.iso(ts)[:10]}/report-{rng.randrange(100):02d}.csv.gz"
                 err = _NO_KEY if rng.random() < 0.02 else None
                 eid = self.ct.s3_object(
                     rng,
@@ -280,19 +276,20 @@ class Traffic:
                     self.lambda_ip,
                     LAMBDA_UA,
                     "GetObject",
-                    key,
+                    tenant,
+                    rel,
                     error=err,
                 )
                 self._mark(mark, eid, (ts + 1) * 1000)
             elif action == "attachment" and r.status == 200:
                 # The API hands back a URL presigned with the user's session; the browser
                 # fetches it straight from S3, from the user's own address.
-                key = f"tenants/{tenant}/attachments/{item}/scan-{rng.randrange(10):d}.pdf"
+                rel = f"attachments/{item}/scan-{rng.randrange(10):d}.pdf"
                 roll = rng.random()
                 err = _NO_KEY if roll < 0.015 else _S3_DENIED if roll < 0.02 else None
                 ts2 = ts + rng.randrange(1, 3)
                 eid = self.ct.s3_object(
-                    rng, ts2, ident, ip, ua, "GetObject", key, presigned=True, error=err
+                    rng, ts2, acting, ip, ua, "GetObject", tenant, rel, presigned=True, error=err
                 )
                 self._mark(mark, eid, ts2 * 1000)
 
@@ -311,32 +308,11 @@ class Traffic:
             return 404
         return 201 if method == "POST" else 200
 
-    def _reports_identity(self, rng: random.Random, ts: int, user: User, tenant: str) -> Identity:
-        """The reports service runs as tenant-reports, naming the tenant in the session name."""
-        session = f"tenant-{user.tenant}-{user.id}"[:64]
-        caller = self.ct.function_identity(rng, "reports-service", ts)
-        _, akid = self.ct.assume_role(
-            rng, ts, caller, self.lambda_ip, LAMBDA_UA, self.reports, session
-        )
-        return self.ct.assumed(self.reports, session, akid, ts)
-
     def analytics_session(self, rng: random.Random, ts: int, user: User, ip: str) -> None:
         """An admin pulls the tenant's analytics exports with the AWS CLI (vended creds)."""
-        vendor = self.ct.function_identity(rng, "tenant-token-vendor", ts)
-        _, akid = self.ct.assume_role(
-            rng,
-            ts,
-            vendor,
-            self.lambda_ip,
-            LAMBDA_UA,
-            self.analytics,
-            user.id,
-            tags={"tenant_id": user.tenant},
-        )
-        ident = self.ct.assumed(self.analytics, user.id, akid, ts)
+        _, ident = self.style.user_creds(self.ct, rng, ts, user, analytics=True)
         ts += rng.randrange(20, 120)
-        prefix = f"tenants/{user.tenant}/analytics/"
-        self.ct.s3_list(rng, ts, ident, ip, CLI_UA, prefix)
+        self.ct.s3_list(rng, ts, ident, ip, CLI_UA, user.tenant, "analytics/")
         for i in range(rng.randrange(1, 5)):
             self.ct.s3_object(
                 rng,
@@ -345,7 +321,8 @@ class Traffic:
                 ip,
                 CLI_UA,
                 "GetObject",
-                f"{prefix}usage-2026-{i + 1:02d}.parquet",
+                user.tenant,
+                f"analytics/usage-2026-{i + 1:02d}.parquet",
             )
 
     # --- consultants --------------------------------------------------------------------------
@@ -366,33 +343,41 @@ class Traffic:
         world = self.world
         ip = world.lambda_ips[1]
         # Nightly export at 02:00 UTC: every tenant's invoices to exports/.
+        style, job = self.style, "saas-nightly-export"
+        label = f"background:{job}"
         ts = base + 2 * 3600 + rng.randrange(60)
-        ident = self.ct.function_identity(rng, "saas-nightly-export", ts)
+        fn = self.ct.function_identity(rng, job, ts)
         for t in world.tenants:
             ts += rng.randrange(1, 4)
-            eid = self.ct.s3_list(rng, ts, ident, ip, LAMBDA_UA, f"tenants/{t.id}/invoices/")
-            self.rec("background:saas-nightly-export", eid, ts)
-            key = f"tenants/{t.id}/invoices/{clock.iso(ts)[:10]}/batch-{rng.randrange(50):02d}.json"
-            eid = self.ct.s3_object(rng, ts + 1, ident, ip, LAMBDA_UA, "GetObject", key)
-            self.rec("background:saas-nightly-export", eid, ts + 1)
-            key = f"tenants/{t.id}/exports/{clock.iso(ts)[:10]}/invoices.csv.gz"
-            eid = self.ct.s3_object(rng, ts + 2, ident, ip, LAMBDA_UA, "PutObject", key)
-            self.rec("background:saas-nightly-export", eid, ts + 2)
+            ident, hop = style.job_creds(self.ct, rng, ts, job, fn, t.id)
+            self.rec(label, hop, ts)
+            eid = self.ct.s3_list(rng, ts, ident, ip, LAMBDA_UA, t.id, "invoices/")
+            self.rec(label, eid, ts)
+            rel = f"invoices/{clock.iso(ts)[:10]}/batch-{rng.randrange(50):02d}.json"
+            eid = self.ct.s3_object(rng, ts + 1, ident, ip, LAMBDA_UA, "GetObject", t.id, rel)
+            self.rec(label, eid, ts + 1)
+            rel = f"exports/{clock.iso(ts)[:10]}/invoices.csv.gz"
+            eid = self.ct.s3_object(rng, ts + 2, ident, ip, LAMBDA_UA, "PutObject", t.id, rel)
+            self.rec(label, eid, ts + 2)
         # Billing aggregation every hour at about :05, one Query per tenant.
+        job = "saas-billing-aggregator"
+        label = f"background:{job}"
         for h in range(24):
             ts = base + h * 3600 + 300 + rng.randrange(30)
-            ident = self.ct.function_identity(rng, "saas-billing-aggregator", ts)
+            fn = self.ct.function_identity(rng, job, ts)
             for t in world.tenants:
                 ts += rng.randrange(0, 2)
+                ident, hop = style.job_creds(self.ct, rng, ts, job, fn, t.id)
+                self.rec(label, hop, ts)
                 if rng.random() < 0.03:
                     # A sweep over every tenant trips the table's throughput now and then; the
                     # SDK backs off and the retry succeeds.
                     eid = self.ct.dynamodb(
                         rng, ts, ident, ip, LAMBDA_UA, "Query", t.id, None, _THROTTLE
                     )
-                    self.rec("background:saas-billing-aggregator", eid, ts)
+                    self.rec(label, eid, ts)
                 eid = self.ct.dynamodb(rng, ts, ident, ip, LAMBDA_UA, "Query", t.id, None)
-                self.rec("background:saas-billing-aggregator", eid, ts)
+                self.rec(label, eid, ts)
 
     # --- operators and AWS services -------------------------------------------------------------
 

@@ -8,9 +8,13 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
+from typing import TYPE_CHECKING
 
 from pipeline.simulate import ids
 from pipeline.simulate.spec import SimulationSpec
+
+if TYPE_CHECKING:
+    from pipeline.simulate.worlds.base import Style
 
 BUCKET = "acme-saas-tenant-data"
 TABLE = "tenant-data"
@@ -81,6 +85,10 @@ class Role:
     arn: str
     role_id: str  # AROA...
 
+    @property
+    def account(self) -> str:
+        return self.arn.split(":")[4]
+
 
 @dataclass
 class World:
@@ -97,6 +105,8 @@ class World:
     operator_ips: tuple[str, ...]
     scenario_tenants: dict[str, str] = field(default_factory=dict)
     by_id: dict[str, Tenant] = field(default_factory=dict)
+    style: Style = field(init=False)  # how this world encodes tenants in its logs
+    _roles_elsewhere: dict[tuple[str, str], Role] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.by_id = {t.id: t for t in self.tenants}
@@ -104,9 +114,22 @@ class World:
     def role_arn(self, name: str) -> str:
         return self.roles[name].arn
 
+    def role_in(self, name: str, account: str, path: str = "") -> Role:
+        """A role of the application outside the SaaS's own account list (in a tenant's account,
+        or one per tenant); its id comes from a stream of its own, so adding one never shifts
+        the rest of the world."""
+        if account == self.spec.account and name in self.roles:
+            return self.roles[name]
+        got = self._roles_elsewhere.get((name, account))
+        if got is None:
+            rng = ids.stream(self.spec.seed, "role", name, account)
+            arn = f"arn:aws:iam::{account}:role/{path}{name}"
+            got = self._roles_elsewhere[(name, account)] = Role(name, arn, ids.role_id(rng))
+        return got
+
     @property
     def ticket_expires(self) -> datetime:
-        # The ticket closes at midnight after the attack day: the day after, in the brief's words.
+        # The ticket closes at midnight after the attack day.
         nxt = self.spec.attack_day + timedelta(days=1)
         return datetime.combine(nxt, time(0, 0), tzinfo=UTC)
 
@@ -211,6 +234,9 @@ def build(spec: SimulationSpec) -> World:
         operator_ips=(public_ip(rng), public_ip(rng), public_ip(rng)),
     )
     world.scenario_tenants = _pick_scenario_tenants(world)
+    from pipeline.simulate.worlds import style_for  # the worlds import this module
+
+    world.style = style_for(world)
     return world
 
 
@@ -236,34 +262,3 @@ def _pick_scenario_tenants(world: World) -> dict[str, str]:
         if out[a] == out[b]:
             out[b] = tid(1 + int(out[a][1:]) % n)
     return out
-
-
-def relationships_toml(world: World) -> str:
-    """The ``[[relationships]]`` of this world, as ``pipeline.config.load_config`` reads them."""
-    acct = world.spec.account
-
-    def lst(xs: tuple[str, ...]) -> str:
-        return "[" + ", ".join(f'"{x}"' for x in xs) + "]"
-
-    expires = world.ticket_expires.strftime("%Y-%m-%dT%H:%M:%SZ")
-    parts = [
-        "# Written by `tenantwatch simulate`: the relationships of the simulated world.\n",
-        f'[[relationships]]\nkind = "organisation"\nparent = "{world.parent}"\n'
-        f"children = {lst(world.children)}\n",
-    ]
-    for name, ts in world.consultant_tenants.items():
-        parts.append(
-            f'[[relationships]]\nkind = "consultant"\nprincipal = "{name}"\ntenants = {lst(ts)}\n'
-        )
-    parts.append(
-        '[[relationships]]\nkind = "service_role"\n'
-        f"principal_pattern = '^arn:aws:sts::{acct}:assumed-role/"
-        "saas-(nightly-export|billing-aggregator)/'\n"
-    )
-    parts.append(
-        '[[relationships]]\nkind = "break_glass"\n'
-        f"principal_pattern = '^arn:aws:sts::{acct}:assumed-role/support-break-glass/'\n"
-        f'tickets = [{{ id = "{TICKET}", tenants = {lst((world.ticket_tenant,))}, '
-        f"expires = {expires} }}]\n"
-    )
-    return "\n".join(parts)

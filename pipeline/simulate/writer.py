@@ -7,6 +7,10 @@
   each log file's uncompressed content, as CloudTrail's validation defines it.
 - API Gateway access logs and authorizer logs: one CloudWatch Logs export task per UTC day,
   ``<task id>/<log stream>/000000.gz`` with ``<ISO timestamp> <message>`` lines.
+- ``truth.parquet``: every event's true actor and target tenant (``TRUTH``), a row group per day.
+
+An organisation trail writes each account's files under ``AWSLogs/<org id>/<account>/`` with a
+digest chain per account; a quiet account's files cover longer (as CloudTrail's do).
 
 gzip uses mtime 0 and a fixed level, so the bytes are a pure function of the spec. It is the
 standard library's zlib, not ISA-L: ISA-L once compressed the same content to different bytes
@@ -26,12 +30,29 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from pipeline.simulate import clock, ids
-from pipeline.simulate.world import AUTHORIZER, BUCKET, TRAIL, World
+from pipeline.simulate.world import TRAIL, World
 
 GZIP_LEVEL = 1  # ~8x smaller than the JSON at ~270 MB/s
 CT_BUCKET_SUFFIX = "-cloudtrail-logs"
+TRUTH_FILE = "truth.parquet"
+# The ground truth of every event. ``event_id`` is the id the lake gives it (CloudTrail eventID,
+# access-log requestId, the authorizer invocation's request id); ``tenant_scoped``: a tenant acts
+# or a tenant's resource is acted on (either tenant is known).
+_DICT = pa.dictionary(pa.int8(), pa.string())
+TRUTH = pa.schema(
+    [
+        ("source", _DICT),
+        ("event_id", pa.string()),
+        ("actor_tenant", pa.dictionary(pa.int16(), pa.string())),
+        ("target_tenant", pa.dictionary(pa.int16(), pa.string())),
+        ("tenant_scoped", pa.bool_()),
+    ]
+)
+Truth = tuple[str | None, str | None]  # (actor tenant, target tenant)
 
 
 def gzip(data: bytes) -> bytes:
@@ -45,15 +66,18 @@ class Invocation:
 
     ts_ms: int
     env: int
-    fields: dict[str, Any]
     duration_ms: float
+    function_request_id: str  # the Lambda invocation's request id (START/END/REPORT lines)
+    fields: dict[str, Any]
 
 
 @dataclass
 class DaySink:
-    ct: list[tuple[int, int, bytes]] = field(default_factory=list)  # (delivered, eventTime, json)
+    # (delivered, eventTime, json, recipient account)
+    ct: list[tuple[int, int, bytes, str]] = field(default_factory=list)
     api: list[tuple[int, bytes]] = field(default_factory=list)  # (ms, json message)
     auth: list[Invocation] = field(default_factory=list)
+    truth: list[tuple[str, str, str | None, str | None]] = field(default_factory=list)
 
 
 @dataclass
@@ -62,7 +86,7 @@ class LogFile:
     sha256: str
     oldest: int
     newest: int
-    slot: int
+    start: int  # of its delivery slot
 
 
 class Sink:
@@ -78,26 +102,30 @@ class Sink:
             return None  # a session that runs past the end of the simulation is cut off
         return self.days[ts // clock.DAY]
 
-    def cloudtrail(self, ts: int, delivered: int, record: dict[str, Any]) -> None:
+    def cloudtrail(self, ts: int, delivered: int, record: dict[str, Any], truth: Truth) -> None:
         day = self._day(ts)
         if day is not None:
-            day.ct.append((delivered, ts, orjson.dumps(record)))
+            day.ct.append((delivered, ts, orjson.dumps(record), record["recipientAccountId"]))
+            day.truth.append(("cloudtrail", record["eventID"], *truth))
 
-    def apigateway(self, ts_ms: int, message: dict[str, Any]) -> None:
+    def apigateway(self, ts_ms: int, message: dict[str, Any], event_id: str, truth: Truth) -> None:
         day = self._day(ts_ms // 1000)
         if day is not None:
             day.api.append((ts_ms, orjson.dumps(message)))
+            day.truth.append(("apigateway", event_id, *truth))
 
-    def authorizer(self, inv: Invocation) -> None:
+    def authorizer(self, inv: Invocation, event_id: str, truth: Truth) -> None:
         day = self._day(inv.ts_ms // 1000)
         if day is not None:
             day.auth.append(inv)
+            day.truth.append(("authorizer", event_id, *truth))
 
 
 class Writer:
     def __init__(self, out_dir: Path, world: World) -> None:
         self.out = out_dir
         self.world = world
+        self.style = world.style
         spec = world.spec
         self.seed = spec.seed
         self.acct = spec.account
@@ -111,10 +139,12 @@ class Writer:
         rng = ids.stream(spec.seed, "log-streams")
         # API Gateway spreads a stage's access log over a handful of long-lived streams.
         self.api_streams = tuple(ids.hex_id(rng, 32) for _ in range(4))
-        self.function_arn = f"arn:aws:lambda:{spec.region}:{spec.account}:function:{AUTHORIZER}"
+        fn = self.style.function_name
+        self.function_arn = f"arn:aws:lambda:{spec.region}:{spec.account}:function:{fn}"
         # One thread: files are written in order, and generation keeps the other core.
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="simulate-io")
         self._pending: list[Future[int]] = []
+        self._truth: pq.ParquetWriter | None = None
 
     def _put(self, rel: str, data: bytes, *, compress: bool = False) -> None:
         path = self.out / rel
@@ -123,56 +153,111 @@ class Writer:
 
     def close(self) -> None:
         """Wait for every file to be on disk (and raise the first write error, if any)."""
+        self._pending.append(self._io.submit(self._close_truth))
         self._io.shutdown(wait=True)
         self.counts["bytes_written"] += sum(f.result() for f in self._pending)
         self._pending.clear()
 
+    # --- ground truth ---------------------------------------------------------------------------
+
+    def write_truth(self, rows: list[tuple[str, str, str | None, str | None]]) -> None:
+        if not rows:
+            return
+        source, event_id, actor, target = zip(*rows, strict=True)
+        scoped = [a is not None or t is not None for a, t in zip(actor, target, strict=True)]
+        table = pa.Table.from_arrays(
+            [
+                pa.array(source, pa.string()).dictionary_encode().cast(TRUTH.field(0).type),
+                pa.array(event_id, pa.string()),
+                pa.array(actor, pa.string()).dictionary_encode().cast(TRUTH.field(2).type),
+                pa.array(target, pa.string()).dictionary_encode().cast(TRUTH.field(3).type),
+                pa.array(scoped, pa.bool_()),
+            ],
+            schema=TRUTH,
+        )
+        self.counts["truth_rows"] += len(rows)
+        self._pending.append(self._io.submit(self._append_truth, table))
+
+    def _append_truth(self, table: pa.Table) -> int:
+        if self._truth is None:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self._truth = pq.ParquetWriter(
+                self.out / TRUTH_FILE,
+                TRUTH,
+                compression="zstd",
+                use_dictionary=["source", "actor_tenant", "target_tenant"],
+            )
+        self._truth.write_table(table)
+        return 0
+
+    def _close_truth(self) -> int:
+        if self._truth is None:
+            return 0
+        self._truth.close()
+        return (self.out / TRUTH_FILE).stat().st_size
+
     # --- CloudTrail ---------------------------------------------------------------------------
 
-    def write_cloudtrail(self, day_index: int, recs: list[tuple[int, int, bytes]]) -> None:
+    def write_cloudtrail(self, day_index: int, recs: list[tuple[int, int, bytes, str]]) -> None:
+        by_account: dict[str, list[tuple[int, int, bytes]]] = defaultdict(list)
+        for delivered, ts, body, account in recs:
+            by_account[account].append((delivered, ts, body))
+        for account in sorted(by_account):
+            self._write_account(day_index, account, by_account[account])
+
+    def _write_account(self, day_index: int, acct: str, recs: list[tuple[int, int, bytes]]) -> None:
+        slot_s = self.style.slot_seconds(acct, self.slot_s)
         first = day_index * clock.DAY
-        last_slot = (first + clock.DAY) // self.slot_s - 1
+        last_slot = (first + clock.DAY) // slot_s - 1
         slots: dict[int, list[tuple[int, bytes]]] = defaultdict(list)
         for delivered, ts, body in recs:
-            slots[min(delivered // self.slot_s, last_slot)].append((ts, body))
+            slots[min(delivered // slot_s, last_slot)].append((ts, body))
+        prefix = self.style.trail_prefix(acct)
         for slot in sorted(slots):
             items = sorted(slots[slot], key=lambda x: x[0])
             body = b'{"Records":[' + b",".join(b for _, b in items) + b"]}"
-            when = slot * self.slot_s
-            rng = ids.stream(self.seed, "ct-file", slot)
+            when = slot * slot_s
+            rng = ids.stream(self.seed, *self.style.ct_file_stream(slot, acct))
             key = (
-                f"AWSLogs/{self.acct}/CloudTrail/{self.region}/{clock.ymd_path(when)}/"
-                f"{self.acct}_CloudTrail_{self.region}_{clock.compact(when)}_{ids.alnum(rng, 16)}"
+                f"{prefix}CloudTrail/{self.region}/{clock.ymd_path(when)}/"
+                f"{acct}_CloudTrail_{self.region}_{clock.compact(when)}_{ids.alnum(rng, 16)}"
                 ".json.gz"
             )
             self._put(key, body, compress=True)
             self.ct_files.append(
-                LogFile(key, hashlib.sha256(body).hexdigest(), items[0][0], items[-1][0], slot)
+                LogFile(key, hashlib.sha256(body).hexdigest(), items[0][0], items[-1][0], when)
             )
             self.counts["cloudtrail_files"] += 1
             self.counts["cloudtrail_records"] += len(items)
 
     def write_digests(self, start: int, end: int) -> None:
-        """Hourly digests over the whole run, chained; an hour without files still gets one."""
-        rng = ids.stream(self.seed, "digest")
+        """Hourly digests over the whole run, chained per account; an hour without files still
+        gets one."""
+        for acct in self.style.accounts():
+            prefix = self.style.trail_prefix(acct)
+            mine = [f for f in self.ct_files if f.key.startswith(f"{prefix}CloudTrail/")]
+            self._digests(acct, prefix, mine, start, end)
+
+    def _digests(self, acct: str, prefix: str, files: list[LogFile], start: int, end: int) -> None:
+        rng = ids.stream(self.seed, *self.style.digest_stream(acct))
         offset = 60 + rng.randrange(120)  # CloudTrail digests end a minute or two past the hour
         fingerprint = ids.hex_id(rng, 32)
-        files = sorted(self.ct_files, key=lambda f: f.slot)
+        files = sorted(files, key=lambda f: f.start)
         i = 0
         prev: tuple[str, str, str] | None = None  # key, sha256 of content, signature
         digest_end = start + offset
         while True:
             in_window: list[LogFile] = []
-            while i < len(files) and files[i].slot * self.slot_s < digest_end:
+            while i < len(files) and files[i].start < digest_end:
                 in_window.append(files[i])
                 i += 1
             key = (
-                f"AWSLogs/{self.acct}/CloudTrail-Digest/{self.region}/"
-                f"{clock.ymd_path(digest_end)}/{self.acct}_CloudTrail-Digest_{self.region}_"
+                f"{prefix}CloudTrail-Digest/{self.region}/"
+                f"{clock.ymd_path(digest_end)}/{acct}_CloudTrail-Digest_{self.region}_"
                 f"{TRAIL}_{self.region}_{clock.compact(digest_end, seconds=True)}.json.gz"
             )
             doc = {
-                "awsAccountId": self.acct,
+                "awsAccountId": acct,
                 "digestStartTime": clock.iso(digest_end - 3600),
                 "digestEndTime": clock.iso(digest_end),
                 "digestS3Bucket": self.ct_bucket,
@@ -248,20 +333,8 @@ class Writer:
             stream = f"{day_path}/[$LATEST]{ids.hex_id(rng, 32)}"
             out: list[bytes] = []
             for n, inv in enumerate(items):
-                f = inv.fields
-                rid = f["function_request_id"]
-                line: dict[str, Any] = {
-                    "level": "INFO" if f["decision"] == "Allow" else "WARNING",
-                    "location": "lambda_handler:71",
-                    "message": "authorization decision",
-                    "timestamp": clock.powertools(inv.ts_ms + 2),
-                    "service": AUTHORIZER,
-                    "cold_start": n == 0,
-                    "function_name": AUTHORIZER,
-                    "function_memory_size": 256,
-                    "function_arn": self.function_arn,
-                    **f,
-                }
+                rid = inv.function_request_id
+                line = self.style.authorizer_line(inv, n == 0, self.function_arn)
                 t = inv.ts_ms
                 out.append(f"{clock.iso_ms(t)} START RequestId: {rid} Version: $LATEST\n".encode())
                 out.append(clock.iso_ms(t + 2).encode() + b" " + orjson.dumps(line) + b"\n")
@@ -283,7 +356,7 @@ class Writer:
         self._put(rel, text.encode())
 
 
-__all__ = ["BUCKET", "Invocation", "Sink", "Writer"]
+__all__ = ["TRUTH", "TRUTH_FILE", "Invocation", "Sink", "Writer"]
 
 
 def _write(path: Path, data: bytes, compress: bool) -> int:

@@ -1,0 +1,73 @@
+"""The evaluation's tenant-resolution score: what counts as resolved, unresolved and wrong."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from eval.evaluate import Run, WorldResult, resolution
+from pipeline.simulate.writer import TRUTH
+
+
+def _truth(path: Path, rows: list[tuple[str, str, str | None, str | None]]) -> Path:
+    cols = list(zip(*rows, strict=True))
+    scoped = [a is not None or t is not None for _, _, a, t in rows]
+    table = pa.Table.from_arrays(
+        [
+            pa.array(cols[0]).dictionary_encode().cast(TRUTH.field(0).type),
+            pa.array(cols[1]),
+            pa.array(cols[2], pa.string()).dictionary_encode().cast(TRUTH.field(2).type),
+            pa.array(cols[3], pa.string()).dictionary_encode().cast(TRUTH.field(3).type),
+            pa.array(scoped),
+        ],
+        schema=TRUTH,
+    )
+    pq.write_table(table, path)
+    return path
+
+
+def _held(source: str, event_id: str, actor: str | None, target: str | None) -> dict:
+    return {"source": source, "event_id": event_id, "action": "GetObject",
+            "actor_tenant": actor, "target_tenant": target}  # fmt: skip
+
+
+def test_resolution_counts_each_side_the_truth_names(tmp_path: Path) -> None:
+    truth = _truth(
+        tmp_path / "truth.parquet",
+        [
+            ("cloudtrail", "e1", "t1", "t2"),  # both resolved
+            ("cloudtrail", "e2", None, "t2"),  # only a target to find: found
+            ("cloudtrail", "e3", "t1", "t1"),  # actor missing: unresolved
+            ("apigateway", "e4", None, "t3"),  # not in the lake: unresolved
+            ("cloudtrail", "e5", None, None),  # no tenant anywhere, and the lake guessed one
+            ("authorizer", "e6", "t1", "t2"),  # resolved, but the target is another tenant
+        ],
+    )
+    held = {
+        (r["source"], r["event_id"]): r
+        for r in (
+            _held("cloudtrail", "e1", "t1", "t2"),
+            _held("cloudtrail", "e2", None, "t2"),
+            _held("cloudtrail", "e3", None, "t1"),
+            _held("cloudtrail", "e5", None, "t9"),
+            _held("authorizer", "e6", "t1", "t3"),
+        )
+    }
+    r = resolution(held, truth)
+    assert (r.events, r.in_lake, r.scoped, r.resolved, r.wrong) == (6, 5, 5, 3, 2)
+    assert r.coverage == 3 / 5
+    assert r.unresolved == {
+        "cloudtrail GetObject: actor": 1,
+        "apigateway (not in the lake): target": 1,
+    }
+
+
+def test_a_world_that_cannot_be_ingested_misses_its_targets(tmp_path: Path) -> None:
+    truth = _truth(tmp_path / "truth.parquet", [("cloudtrail", "e1", "t1", "t1")])
+    world = WorldResult()
+    world.add(7, Run(resolution({}, truth), None, "ingest failed: unsupported kind"))
+    misses = world.misses()
+    assert "seed 7: ingest failed: unsupported kind" in misses
+    assert "coverage 0.00% < 99%" in misses
