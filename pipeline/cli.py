@@ -598,6 +598,54 @@ def snapshot_verify(ctx: click.Context, uri: str, expect: str | None, as_json: b
         ctx.exit(1)
 
 
+@tenancy.command("report")
+@click.option("--lake", default=None, help="Lake root: a folder or s3://bucket/prefix.")
+@click.option("--since", default=None, help="Only events at or after (default: the first).")
+@click.option("--until", default=None, help="Only events before (default: after the last).")
+@click.option("--top", type=int, default=20, show_default=True, help="Rows per list.")
+@click.option(
+    "--sample",
+    type=int,
+    default=20_000,
+    show_default=True,
+    help="Records per source the strategies are tried on (0: none).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@click.pass_context
+def tenancy_report(
+    ctx: click.Context,
+    lake: str | None,
+    since: str | None,
+    until: str | None,
+    top: int,
+    sample: int,
+    as_json: bool,
+) -> None:
+    """Per source, service and action: how many events have an actor and a target tenant,
+    which strategies resolved them, conflicts; the actors and resources left without a tenant,
+    busiest first, with samples and the field they came from; and what each configured
+    strategy makes of a sample of the stored records (a field never present is a typo)."""
+    from pipeline import tenancy_report as report
+
+    cfg = _config(ctx)
+    if top < 1:
+        raise click.BadParameter("expected 1 or more", param_hint="--top")
+    if sample < 0:
+        raise click.BadParameter("expected 0 or more", param_hint="--sample")
+    built = report.build(
+        lake or cfg.lake.root,
+        cfg,
+        _when(since, "--since"),
+        _when(until, "--until"),
+        top,
+        sample,
+    )
+    if as_json:
+        emit_summary("", built.as_dict(), as_json=True)
+    else:
+        report.render(built, top)
+
+
 def main() -> None:
     cli(prog_name="tenantwatch")
 
