@@ -25,7 +25,7 @@ from pipeline.ingest.run import ingest
 from pipeline.lake import read_events, read_quarantine
 from tests import logfactory as lf
 from tests.conftest import REPO
-from tests.pooled import pooled_config
+from tests.pooled import pooled_config, pooled_file
 
 
 def run(lake: Path, *sources: Path | str, cfg: Config | None = None, **kw: Any) -> dict[str, Any]:
@@ -803,6 +803,8 @@ def test_summary_keys_and_json_cli(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         cli,
         [
+            "--config",
+            pooled_file(tmp_path / "cfg"),
             "ingest",
             str(tmp_path / "in"),
             "--lake",
@@ -897,7 +899,11 @@ def test_a_lake_that_cannot_be_written_is_one_line_and_exit_code_2(tmp_path: Pat
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     result = CliRunner().invoke(
-        cli, ["ingest", str(tmp_path / "in"), "--lake", str(blocker / "lake"), "--workers", "1"]
+        cli,
+        [
+            *("--config", pooled_file(tmp_path / "cfg"), "ingest", str(tmp_path / "in")),
+            *("--lake", str(blocker / "lake"), "--workers", "1"),
+        ],
     )
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()

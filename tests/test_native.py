@@ -28,6 +28,7 @@ from pipeline.ingest.reading import Reading
 from pipeline.ingest.run import make_batches
 from pipeline.ingest.sources import list_inputs
 from tests import logfactory as lf
+from tests.pooled import pooled_file
 
 REPO = Path(__file__).resolve().parent.parent
 CFG = parse_config({}, environ={})
@@ -64,7 +65,8 @@ def test_the_summary_and_version_say_which_decoder_ingested(
     elif state == "not built":
         want = f"python (extension not built: {_without_extension(monkeypatch)})"
     lf.delivery_file(tmp_path / "in" / "1.json.gz", [lf.ct(), lf.ct()])
-    args = ["ingest", str(tmp_path / "in"), "--workers", "1"]
+    config = pooled_file(tmp_path / "cfg")
+    args = ["--config", config, "ingest", str(tmp_path / "in"), "--workers", "1"]
     runs = [
         CliRunner().invoke(cli, [*args, "--lake", str(tmp_path / f"lake{i}"), *extra])
         for i, extra in enumerate([["--json"], []])
