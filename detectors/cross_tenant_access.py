@@ -14,10 +14,13 @@ One row at a time, no history needed. For every event with a target tenant:
 - ``cross_tenant``: the actor's tenant differs from the target and no relationship in
   ``[[relationships]]`` (organisation parent -> children, reseller -> clients, consultant ->
   its tenants, matched on the API principal or on the role session name, which may carry a
-  prefix such as ``tenant-t0049-ext-consultant-ana``) allows the pair. A success
+  prefix such as ``tenant-t0049-ext-consultant-ana``; another account's caller is matched on
+  the session its principal id names, ``aws-account:<id>/<session>``) allows the pair. A success
   is critical (data left its tenant); a denied or failed attempt is high.
 - ``tenant_conflict``: two trusted sources for one side disagree (``tenant_conflict`` is set by
-  ingestion, e.g. session tag says A, role session name says B): high. Ambiguity fails secure.
+  ingestion, e.g. session tag says A, role session name says B): high, unless a relationship
+  allows the actor on the target (a consultant's token names the client it works for while its
+  session is its own tenant's). Ambiguity otherwise fails secure.
 - ``unresolved_actor``: a named actor whose tenant cannot be resolved, and which is no service
   role, acted (not merely was denied) on a tenant's resource: low (usually a gap in tenant
   resolution; anonymous requests such as a login page are not reported).
@@ -94,7 +97,9 @@ from detectors.base import (
 )
 from pipeline.config import BreakGlass, Consultant, Organisation, Reseller, ServiceRole, Ticket
 
-_SESSION_NAME = r"^arn:[\w-]+:sts::[^:]*:assumed-role/[^/]+/(?P<s>.+)$"
+# The role session an actor names: an assumed role's ARN, or another account's caller as ingest
+# names it ("aws-account:<id>/<session>").
+_SESSION_NAME = r"^(?:arn:[\w-]+:sts::[^:]*:assumed-role/[^/]+|aws-account:\d{12})/(?P<s>.+)$"
 _SEP = "\x1f"
 
 
@@ -215,7 +220,9 @@ class CrossTenantAccess(Detector):
         quiet = service | bg | allowed
         outcome = text(w["outcome"])
         cross = has_target & actor_t.notna() & (actor_t != target) & ~quiet
-        conflict = w["tenant_conflict"].notna() & ~service & ~bg & ~cross
+        # A declared relationship explains two tenants in one event's context (a consultant's
+        # token naming the client it works for, in a session of its own tenant).
+        conflict = w["tenant_conflict"].notna() & ~quiet & ~cross
         # Anonymous requests (a login page) have no actor to name; a denied one did nothing.
         unresolved = (
             has_target

@@ -270,7 +270,7 @@ def origin(source: str, column: str, value: str, cfg: Config) -> str:
             if value.startswith("arn:"):
                 return "userIdentity.arn"
             if value.startswith("aws-account:"):  # another account calling: named by it
-                return "userIdentity.accountId"
+                return "userIdentity.accountId (and the session in userIdentity.principalId)"
             if value.endswith(".amazonaws.com"):
                 return "userIdentity.invokedBy"
             return "userIdentity.principalId"

@@ -241,6 +241,26 @@ def test_one_finding_per_actor_lists_every_target_tenant() -> None:
             id="service-role",
         ),
         pytest.param(
+            event(
+                0,
+                actor_principal="aws-account:444455556666/ext-consultant-ana",
+                actor_type="AWSAccount",
+                actor_tenant="t0049",
+                target_tenant="t0020",
+            ),
+            id="consultant-from-another-account",
+        ),
+        pytest.param(
+            event(
+                0,
+                actor_principal=role("app-reports", "ext-consultant-ana"),
+                actor_tenant="t0049",
+                target_tenant="t0020",
+                tenant_conflict="actor:accountId=t0049,claim=t0020",
+            ),
+            id="consultant-token-naming-its-client",
+        ),
+        pytest.param(
             api(0, actor_principal=None, actor_tenant=None, target_tenant="t0005"),
             id="anonymous-login",
         ),
@@ -275,3 +295,29 @@ def test_findings_have_the_fixed_schema() -> None:
 
     assert table.schema == FINDINGS
     assert isinstance(table, pa.Table)
+
+
+@pytest.mark.parametrize(
+    "principal",
+    [
+        "aws-account:444455556666/ext-consultant-ana-evil",
+        "aws-account:444455556666",  # no session: nothing to match a consultant on
+    ],
+)
+def test_another_accounts_caller_is_a_consultant_only_by_its_session(principal: str) -> None:
+    rows = [event(0, actor_principal=principal, actor_tenant="t0049", target_tenant="t0020")]
+    assert only(detect(rows))["severity"] == "critical"
+
+
+def test_a_conflict_outside_the_consultants_tenants_still_pages() -> None:
+    rows = [
+        event(
+            0,
+            actor_principal=role("app-reports", "ext-consultant-ana"),
+            actor_tenant="t0049",
+            target_tenant="t0049",
+            tenant_conflict="actor:accountId=t0049,claim=t0030",
+        )
+    ]
+    f = only(detect(rows))
+    assert (f["severity"], orjson.loads(f["evidence"])["kind"]) == ("high", "tenant_conflict")

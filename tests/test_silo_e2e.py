@@ -166,7 +166,7 @@ def test_a_silo_world_resolves_and_the_cross_account_read_is_reported(tmp_path: 
         "globex",
     )
     assert got["leak-requester"] == (acme_role, "acme", "globex")
-    assert got["leak-owner"] == (f"aws-account:{ACME}", "acme", "globex")
+    assert got["leak-owner"] == (f"aws-account:{ACME}/usr-1", "acme", "globex")
     # The partner's session in globex acts for initech, which started it.
     assert got["partner-read"][1:] == ("initech", "globex")
 
@@ -191,6 +191,7 @@ def test_a_silo_world_resolves_and_the_cross_account_read_is_reported(tmp_path: 
         for f in findings
         if f["evidence"]["kind"] == "cross_tenant"
     )
-    assert cross == [(acme_role, "acme", ("globex",)), (f"aws-account:{ACME}", "acme", ("globex",))]
+    owner_copy = f"aws-account:{ACME}/usr-1"
+    assert cross == [(acme_role, "acme", ("globex",)), (owner_copy, "acme", ("globex",))]
     # The partner is a declared consultant of globex: its read is no finding.
     assert all("partner-ana" not in str(f["actor"]) for f in findings)
