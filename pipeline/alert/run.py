@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 
 from pipeline import schema
 from pipeline.alert import delivery, incidents, metrics, render, snapshot, store
+from pipeline.alert.entities import Egress
 from pipeline.alert.incidents import Incident
 from pipeline.config import Config
 from pipeline.lake import Lake
@@ -39,6 +40,11 @@ class AlertResult:
     summary: dict[str, Any]  # JSON-able
     sent: list[dict[str, Any]]  # outbox rows sent in this run (subject, text, ...)
     incidents: list[Incident]  # the incidents changed in this run
+
+
+# The kinds of notification that page someone; ``update`` and ``digest`` inform (a pager's
+# subscription filters on the ``kind`` attribute).
+PAGES = ("new", "escalation")
 
 
 def notification_id(*parts: str) -> str:
@@ -83,15 +89,36 @@ def _snapshots(
     )
     for inc in todo:
         sql = render.evidence_query(inc, margin).sql(a.athena_table)
+        previous = (
+            (inc.snapshot_uri, inc.snapshot_sha256)
+            if inc.snapshot_uri and inc.snapshot_sha256
+            else None
+        )
         try:
-            w = snapshot.take(lake, snap_store, inc, margin, a.snapshot_max_events, sql)
+            w = snapshot.take(
+                lake, snap_store, inc, margin, a.snapshot_max_events, sql, previous=previous
+            )
         except Exception as exc:
             errors.append(f"{inc.incident_id}: {type(exc).__name__}: {exc}"[:300])
             continue
         out[inc.incident_id] = dataclasses.replace(
-            inc, snapshot_uri=w.manifest_uri, snapshot_sha256=w.sha256
+            inc,
+            snapshot_uri=w.manifest_uri,
+            snapshot_sha256=w.sha256,
+            snapshot_revision=inc.revision,
         )
     return out
+
+
+def _needs_snapshot(inc: Incident, changed: bool) -> bool:
+    """No snapshot yet, or the story grew since its latest part (a later signal adds a part).
+    An incident stored before parts were counted has ``snapshot_revision`` null: its snapshot
+    covers it until the story changes."""
+    if not inc.snapshot_uri:
+        return True
+    if inc.snapshot_revision is None:
+        return changed and inc.status == "updated"
+    return inc.snapshot_revision < inc.revision
 
 
 def _outbox_rows(
@@ -110,15 +137,29 @@ def _outbox_rows(
     def ctx(det: str) -> render.Context:
         return render.Context(runbooks.get(det, ""), lake.root, a.athena_table, margin)
 
+    paged: dict[str, str] = {}  # incident id -> the worst severity it has paged with
+    for row in existing.values():
+        if row["kind"] in PAGES and row["incident_id"]:
+            cur = paged.get(row["incident_id"])
+            paged[row["incident_id"]] = (
+                row["severity"] if cur is None else incidents.worst(cur, row["severity"])
+            )
     rows: list[dict[str, Any]] = []
     digest: list[Incident] = []
     for inc in changed:
         if incidents.RANK[inc.severity] < floor:
             continue
         first = notification_id(inc.incident_id, "new")
+        before = paged.get(inc.incident_id)
         if first not in existing:
             # Also when an incident first crosses the bar through an update: its first page.
             nid, kind = first, "new"
+        elif before is not None and incidents.RANK[inc.severity] > incidents.RANK[before]:
+            # A later signal made it worse: page again, once per severity it rises to.
+            nid = notification_id(inc.incident_id, "escalation", inc.severity)
+            kind = "escalation"
+            if nid in existing:
+                continue
         elif inc.status == "updated" and a.updates == "each":
             nid, kind = notification_id(inc.incident_id, "update", str(inc.revision)), "update"
             if nid in existing:
@@ -127,7 +168,7 @@ def _outbox_rows(
             if inc.status == "updated" and a.updates == "digest":
                 digest.append(inc)
             continue
-        m = render.message(inc, kind, ctx(inc.detector), nid)
+        m = render.message(inc, kind, ctx(inc.detector), nid, previous=before)
         rows.append(_row(m, inc.incident_id, inc.detector, inc.severity, inc, channel))
     if digest:
         key = sorted(f"{i.incident_id}:{i.revision}" for i in digest)
@@ -188,11 +229,19 @@ def run_alert(
     periods, runbooks = _detector_info()
     findings = read_findings(lake, since)
     existing = store.load_incidents(lake)
-    grouped = incidents.group(findings, existing, periods, timedelta(hours=a.dedup_period_hours))
+    grouped = incidents.group(
+        findings,
+        existing,
+        periods,
+        timedelta(hours=a.dedup_period_hours),
+        timedelta(minutes=a.correlation_gap_minutes),
+        Egress.of(a.shared_egress),
+    )
     changed = {i.incident_id: i for i in grouped.changed}
-    # Snapshot what has none: new incidents, and older ones whose snapshot failed before.
-    lacking = [i for i in changed.values() if not i.snapshot_uri]
-    lacking += [i for i in existing if not i.snapshot_uri and i.incident_id not in changed]
+    # Snapshot what has none or has grown since (new incidents, stories with new signals), and
+    # older ones whose snapshot failed before.
+    lacking = [i for i in changed.values() if _needs_snapshot(i, True)]
+    lacking += [i for i in existing if i.incident_id not in changed and _needs_snapshot(i, False)]
     snap_errors: list[str] = []
     snapped = _snapshots(lake, cfg, lacking, snap_errors)
     changed.update({k: v for k, v in snapped.items() if k in changed})
@@ -230,6 +279,8 @@ def run_alert(
         "snapshot_errors": snap_errors[:5],
         "channel": channel_name,
         "notifications_queued": len(rows),
+        "pages_queued": sum(r["kind"] in PAGES for r in rows),
+        "escalations_queued": sum(r["kind"] == "escalation" for r in rows),
         "notifications": delivered.as_dict(),
         # Every notification in doubt, not only this run's: reported until resolved.
         "in_doubt_ids": delivered.in_doubt,

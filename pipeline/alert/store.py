@@ -28,7 +28,15 @@ from pipeline.lake import Lake
 STATE = "incidents/state"
 OUTBOX = "incidents/outbox"
 # The outbox columns needed to decide what to send; the payload is read only for those.
-STATE_COLUMNS = ["notification_id", "incident_id", "kind", "state", "attempts", "channel"]
+STATE_COLUMNS = [
+    "notification_id",
+    "incident_id",
+    "kind",
+    "severity",
+    "state",
+    "attempts",
+    "channel",
+]
 
 
 def _day(ts: datetime) -> str:
@@ -45,12 +53,18 @@ def read_table(lake: Lake, rel: str, columns: list[str] | None = None) -> pa.Tab
 
 
 def read_folder(lake: Lake, rel: str, table_schema: pa.Schema) -> pa.Table:
-    """Every Parquet file under the folder ``rel`` as one table of ``table_schema``."""
-    tables = [
-        read_table(lake, f, table_schema.names).select(table_schema.names).cast(table_schema)
-        for f in lake.files(rel)
-    ]
+    """Every Parquet file under the folder ``rel`` as one table of ``table_schema``; a column a
+    file written before it existed lacks is read as null."""
+    tables = [_conform(read_table(lake, f), table_schema) for f in lake.files(rel)]
     return pa.concat_tables(tables) if tables else table_schema.empty_table()
+
+
+def _conform(table: pa.Table, table_schema: pa.Schema) -> pa.Table:
+    columns = [
+        table[f.name] if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
+        for f in table_schema
+    ]
+    return pa.Table.from_arrays(columns, names=table_schema.names).cast(table_schema)
 
 
 def load_incidents(lake: Lake) -> list[Incident]:
