@@ -106,6 +106,7 @@ class Incident:
     entities: tuple[str, ...] = ()  # "principal:...", "session:...", "address:...", "egress:..."
     links: tuple[str, ...] = ()  # what later findings are joined by (entities.profile)
     snapshot_revision: int | None = None  # the revision the snapshot covers
+    paged_severity: str | None = None  # the worst severity it has paged with (None: not yet)
 
     def as_row(self) -> dict[str, Any]:
         row = dataclasses.asdict(self)

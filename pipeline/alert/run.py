@@ -127,8 +127,15 @@ def _outbox_rows(
     changed: Sequence[Incident],
     runbooks: Mapping[str, str],
     channel: str,
-) -> list[dict[str, Any]]:
-    """New outbox rows for what ``changed`` calls for (none for what already has a row)."""
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """New outbox rows for what ``changed`` calls for (none for what already has a row), and
+    the severity each incident has now paged with (saved with its state).
+
+    Whether a rise in severity pages is judged against the severity the stored state says was
+    paged: a run that dies after writing an escalation's row but before saving the state finds
+    the same rise again, and the same notification id, so it neither pages twice nor takes its
+    own escalation for an update. Incidents stored before that was kept fall back on the pages
+    in the outbox."""
     a = cfg.alerting
     existing = store.load_outbox(lake)
     floor = incidents.RANK[a.notify_min_severity]
@@ -146,18 +153,21 @@ def _outbox_rows(
             )
     rows: list[dict[str, Any]] = []
     digest: list[Incident] = []
+    now_paged: dict[str, str] = {}
     for inc in changed:
         if incidents.RANK[inc.severity] < floor:
             continue
         first = notification_id(inc.incident_id, "new")
-        before = paged.get(inc.incident_id)
+        before = inc.paged_severity or paged.get(inc.incident_id)
         if first not in existing:
             # Also when an incident first crosses the bar through an update: its first page.
             nid, kind = first, "new"
+            now_paged[inc.incident_id] = inc.severity
         elif before is not None and incidents.RANK[inc.severity] > incidents.RANK[before]:
             # A later signal made it worse: page again, once per severity it rises to.
             nid = notification_id(inc.incident_id, "escalation", inc.severity)
             kind = "escalation"
+            now_paged[inc.incident_id] = inc.severity
             if nid in existing:
                 continue
         elif inc.status == "updated" and a.updates == "each":
@@ -179,7 +189,7 @@ def _outbox_rows(
             dets = {i.detector for i in digest}
             det = dets.pop() if len(dets) == 1 else "multiple"
             rows.append(_row(m, None, det, worst.severity, worst, channel))
-    return rows
+    return rows, now_paged
 
 
 def _row(
@@ -248,9 +258,11 @@ def run_alert(
     retried = [v for k, v in snapped.items() if k not in changed]
 
     channel_name = "sns" if a.sns_topic_arn else "local"
-    rows = _outbox_rows(lake, cfg, list(changed.values()), runbooks, channel_name)
+    rows, now_paged = _outbox_rows(lake, cfg, list(changed.values()), runbooks, channel_name)
     for row in rows:
         store.write_row(lake, row)
+    for iid, sev in now_paged.items():
+        changed[iid] = dataclasses.replace(changed[iid], paged_severity=sev)
     store.save_incidents(lake, [*changed.values(), *retried])
 
     channel: delivery.Channel
