@@ -35,7 +35,16 @@ PRODUCT = {"name": "tenantwatch", "vendor_name": "tenantwatch", "version": "0.1.
 SEVERITY_ID = {"info": 1, "low": 2, "medium": 3, "high": 4, "critical": 5}
 # How much of the evidence survives at each level: (longest string, longest list).
 LEVELS: tuple[tuple[int, int | None], ...] = ((1000, None), (300, 20), (120, 5), (60, 0))
-STANDARD_KEYS = ("top_actions", "source_ips", "user_agents", "outcomes", "sources", "event_ids")
+# Evidence shown under its own heading, or (ids) only in the snapshot and the OCSF body.
+STANDARD_KEYS = (
+    "top_actions",
+    "source_ips",
+    "user_agents",
+    "outcomes",
+    "sources",
+    "event_ids",
+    "request_ids",
+)
 # Protocols that get the machine body; the rest (email, sms, ...) fall back to "default".
 MACHINE_PROTOCOLS = ("sqs", "lambda", "https")
 
@@ -136,6 +145,18 @@ def affected_tenants(inc: Incident) -> list[str]:
     return out
 
 
+def _events(inc: Incident, findings: str) -> str:
+    if len(inc.signals) <= 1:
+        return f"{inc.event_count:,} in {findings}"
+    # Signals count the same events in their own ways (a denial is a cross-tenant attempt and
+    # a failure): their sum is not a number of requests.
+    largest = max(x.event_count for x in inc.signals)
+    return (
+        f"{largest:,} in the largest signal; {inc.event_count:,} counted by its"
+        f" {len(inc.signals)} signals (which may count the same events)"
+    )
+
+
 def _timeline(inc: Incident, max_items: int | None) -> list[str]:
     """The story's signals in the order they began: what each detector saw, when, how much."""
     shown = inc.signals if max_items is None else inc.signals[: max(max_items, 3)]
@@ -214,8 +235,9 @@ def text(
         f"  Actor:          {clean(inc.actor, 300)}",
         f"  Actor tenant:   {clean(inc.actor_tenant, 64)}",
         f"  Tenants:        {shown_tenants or '-'}  ({len(tenants)})",
-        f"  Events:         {inc.event_count:,} in {findings}"
-        + (f" ({outcome_text})" if outcome_text else ""),
+        f"  Events:         {_events(inc, findings)}"
+        + (f" ({outcome_text} in the worst signal)" if outcome_text and n > 1 else "")
+        + (f" ({outcome_text})" if outcome_text and n <= 1 else ""),
         f"  First seen:     {_t(inc.first_seen)}",
         f"  Last seen:      {_t(inc.last_seen)}"
         + (f"  ({_span(inc.first_seen, inc.last_seen)})" if inc.first_seen else ""),
@@ -248,6 +270,13 @@ def text(
     lines += ["", "WHAT TO DO"]
     runbook = ctx.runbook.strip() or "1. Open the snapshot and review the evidence events."
     lines += [f"  {line}" if line.strip() else "" for line in runbook.splitlines()]
+    others = sorted({x.detector for x in inc.signals} - {inc.detector})
+    if others:
+        lines.append(
+            f"  (The runbook of {inc.detector}, the worst signal; those of "
+            + ", ".join(others)
+            + " are in their detectors' documentation.)"
+        )
     lines += ["", "EVIDENCE"]
     if inc.snapshot_uri:
         lines += [
