@@ -152,8 +152,8 @@ def _events(inc: Incident, findings: str) -> str:
     # a failure): their sum is not a number of requests.
     largest = max(x.event_count for x in inc.signals)
     return (
-        f"{largest:,} in the largest signal; {inc.event_count:,} counted by its"
-        f" {len(inc.signals)} signals (which may count the same events)"
+        f"{largest:,} in the largest of {len(inc.signals)} signals"
+        f" ({inc.event_count:,} counted in all; signals overlap)"
     )
 
 
@@ -236,7 +236,7 @@ def text(
         f"  Actor tenant:   {clean(inc.actor_tenant, 64)}",
         f"  Tenants:        {shown_tenants or '-'}  ({len(tenants)})",
         f"  Events:         {_events(inc, findings)}"
-        + (f" ({outcome_text} in the worst signal)" if outcome_text and n > 1 else "")
+        + (f"; worst signal: {outcome_text}" if outcome_text and n > 1 else "")
         + (f" ({outcome_text})" if outcome_text and n <= 1 else ""),
         f"  First seen:     {_t(inc.first_seen)}",
         f"  Last seen:      {_t(inc.last_seen)}"
