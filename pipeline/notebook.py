@@ -249,7 +249,7 @@ class Snapshot:
 
 
 def snapshot(lake: LakeLike, incident_or_id: Incident | str) -> Snapshot:
-    """The forensic snapshot written when the incident opened."""
+    """The incident's forensic snapshot: its latest part (``verify`` checks the earlier ones)."""
     from pipeline.alert.snapshot import MANIFEST, open_store
 
     inc = incident(lake, incident_or_id) if isinstance(incident_or_id, str) else incident_or_id

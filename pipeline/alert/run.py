@@ -3,10 +3,14 @@
 Order matters for crash safety; each step is idempotent, so a run that dies anywhere is re-run
 to the same result:
 
-1. fold the findings into incidents (pure, ``incidents.group``);
-2. snapshot each incident that has none (same evidence -> same files, never overwritten);
-3. write the outbox rows for the messages those changes call for (a row that exists is kept);
-4. write the incidents' new state (after 3: a stored incident always has its outbox row);
+1. fold the findings into incidents, one per attacker's story (pure, ``incidents.group``);
+2. snapshot each incident that has none, and add a part to each whose story grew (same
+   evidence -> same files, never overwritten);
+3. write the outbox rows for the messages those changes call for (a row that exists is kept):
+   a page when an incident opens, an escalation page when its severity rises above what it
+   paged with, otherwise an update or the digest;
+4. write the incidents' new state, with the severity paged (after 3: a stored incident always
+   has its outbox row, and a re-run finds the same rows to write);
 5. send the outbox (``delivery``: at most once, failures retried next run);
 6. metrics (failures spooled, never fatal).
 

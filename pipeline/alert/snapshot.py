@@ -9,7 +9,10 @@ A snapshot is a folder ``<root>/<incident id>/<content hash>/`` holding
   size of each file. It is written last, so a folder without one is an interrupted write.
 
 The notification carries the manifest's location and its SHA-256; since the manifest pins every
-file's hash, that one hash vouches for the whole snapshot. There is no wall-clock time in it: the
+file's hash, that one hash vouches for the whole snapshot. When an incident's story grows (a later
+signal), a new part is written beside the first: the whole story's evidence so far, its manifest
+naming the earlier part's folder and SHA-256 (``previous``, ``part``). So the latest hash vouches
+for every part before it, and ``verify`` follows the chain back to the first part. There is no wall-clock time in it: the
 same evidence gives the same bytes, so a re-run after a crash finds its own files and goes on.
 
 Written once: on S3 every object is put with ``IfNoneMatch="*"`` (the PUT fails if the key
