@@ -318,6 +318,7 @@ def detect(
             until=_when(until, "--until"),
             only=only or None,
             progress=update,
+            warn=_warning,
         )
     rows = result.findings.to_pylist()
     if as_json:
@@ -350,8 +351,10 @@ def _findings_table(rows: list[dict[str, Any]], start: str, end: str) -> None:
         table.add_column(name, overflow="fold")
     for r in rows:
         tenants = r["tenants"] or []
+        # A suppressed finding is listed (it is in the lake) but says it will not page.
+        muted = f" (suppressed: {safe(r['suppressed_by'])})" if r.get("suppressed_by") else ""
         table.add_row(
-            f"[{colour.get(r['severity'], 'white')}]{r['severity']}[/]",
+            f"[{colour.get(r['severity'], 'white')}]{r['severity']}[/]{muted}",
             r["detector"],
             safe(str(r["actor"] or "-")),
             safe(", ".join(tenants[:4]) + (f" +{len(tenants) - 4}" if len(tenants) > 4 else "")),
@@ -494,6 +497,7 @@ def run_command(
             workers=workers,
             lease_wait_s=lease_wait,
             progress=progress,
+            warn=_warning,
         )
     finally:
         for cm in reversed(bars):
@@ -510,6 +514,7 @@ def run_command(
             "quarantined": ing["quarantined_total"],
             "window": f"{det['window_start']} .. {det['window_end']}",
             "findings": det["findings"],
+            "suppressed": det["suppressed"],
             "detectors_failed": ", ".join(det["failed"]) or "-",
             "incidents_new": al["incidents_new"],
             "incidents_updated": al["incidents_updated"],
@@ -552,6 +557,10 @@ def tenancy_explain(
     else:
         for line in result.lines():
             click.echo(line)
+
+
+def _warning(line: str) -> None:
+    click.echo(f"tenantwatch: warning: {line}", err=True)
 
 
 def _warn_without_strategies(cfg: Config) -> None:

@@ -96,6 +96,9 @@ FINDINGS = pa.schema(
         # JSON: top actions, source IPs, outcomes, sample event ids (back into the lake), and
         # what the detector found unusual.
         pa.field("evidence", _S, nullable=False),
+        # The id of the suppression that matched: the finding is kept, and never paged. A lake
+        # written before this column existed reads it as null.
+        pa.field("suppressed_by", _S),
     ]
 )
 
