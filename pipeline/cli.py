@@ -22,6 +22,7 @@ from typing import Any
 
 import click
 
+from pipeline.cli_incident import incident
 from pipeline.config import Config, load_config
 from pipeline.errors import TenantwatchError
 
@@ -82,6 +83,9 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
     """tenantwatch: find cross-tenant access in multi-tenant SaaS logs on AWS."""
     # Validated here, before any command runs, so a bad key fails fast with exit code 2.
     ctx.obj = load_config(config_path)
+
+
+cli.add_command(incident)
 
 
 def _config(ctx: click.Context) -> Config:
