@@ -65,6 +65,8 @@ def test_close_records_the_verdict_with_who_and_when_and_list_shows_it(lake: Lak
     states = {i["incident_id"]: i["verdict"] for i in json.loads(listed.stdout)["incidents"]}
     other = incident_of(lake, vl.USR_B).incident_id
     assert states == {rec.incident_id: "false_positive", other: None}
+    later = tw("incident", "list", "--lake", lake.root, "--since", "2026-11-17", "--json")
+    assert json.loads(later.stdout)["incidents"] == []  # both were last seen on 2026-11-16
     table = tw("incident", "list", "--lake", lake.root)
     assert f"{rec.incident_id[:12]}" in table.stdout and "false_positive" in table.stdout
     assert "open" in table.stdout
