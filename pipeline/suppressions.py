@@ -22,7 +22,8 @@ import msgspec
 import orjson
 import pyarrow as pa
 
-from pipeline.config import SUPPRESSION_PATTERNS, Config, Suppression, check_suppression
+from pipeline.config import Config
+from pipeline.config_suppressions import SUPPRESSION_PATTERNS, Suppression, check_suppression
 from pipeline.errors import ConfigError
 from pipeline.lake import SUPPRESSIONS, Lake
 
