@@ -12,8 +12,9 @@ The notification carries the manifest's location and its SHA-256; since the mani
 file's hash, that one hash vouches for the whole snapshot. When an incident's story grows (a later
 signal), a new part is written beside the first: the whole story's evidence so far, its manifest
 naming the earlier part's folder and SHA-256 (``previous``, ``part``). So the latest hash vouches
-for every part before it, and ``verify`` follows the chain back to the first part. There is no wall-clock time in it: the
-same evidence gives the same bytes, so a re-run after a crash finds its own files and goes on.
+for every part before it, and ``verify`` follows the chain back to the first part. There is no
+wall-clock time in a manifest: the same evidence gives the same bytes, so a re-run after a crash
+finds its own files and goes on.
 
 Written once: on S3 every object is put with ``IfNoneMatch="*"`` (the PUT fails if the key
 exists) and, when the bucket has Object Lock, under retention; locally files are linked into
