@@ -462,13 +462,18 @@ def digest(
     subj = ascii_line(
         f"[{worst.severity.upper()}] tenantwatch: {n} open incident(s) updated", SUBJECT_MAX
     )
-    lines = [f"{n} open incident(s) received new findings in this run (no new page for them).", ""]
+    lines = [
+        f"{n} open incident(s) received new findings in this run, none of them raising its"
+        " severity (no new page for them).",
+        "",
+    ]
     for inc in incs[:limit]:
         lines += [
             f"- [{inc.severity.upper()}] {clean(inc.title, 200)}",
             f"    incident {inc.incident_id}, revision {inc.revision}: "
-            f"{inc.event_count:,} events in {inc.finding_count} findings, "
-            f"last seen {_t(inc.last_seen)}",
+            f"{len(inc.signals)} signal(s) ("
+            + ", ".join(sorted({f"{x.detector}/{clean(x.kind, 40)}" for x in inc.signals}))
+            + f"), {inc.finding_count} findings, last seen {_t(inc.last_seen)}",
             f"    snapshot: {inc.snapshot_uri or '-'}",
         ]
     if n > limit:
