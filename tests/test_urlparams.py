@@ -19,12 +19,12 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.config import Config
 from pipeline.ingest import redact, urlparams
 from pipeline.ingest.fingerprint import fingerprint
 from pipeline.ingest.run import ingest
 from pipeline.lake import read_events, read_quarantine
 from tests import logfactory as lf
+from tests.pooled import pooled_config
 
 SECRET = "Zk3mQ9vL2xR8pT4wN7yB1cD6hJ0s"  # random-looking: a secret under any name
 WORD = "LEAKplainword"  # looks like nothing: a secret only by its name
@@ -281,7 +281,7 @@ def test_urls_in_every_source_reach_neither_raw_nor_columns(
     lf.lines_file(tmp_path / "in" / "authz.log", [authz])
     lf.delivery_file(tmp_path / "in" / "ct.json.gz", [ct])
     (tmp_path / "in" / "bad.log").write_text(f'{{"u": "/x?token={secrets[11]}", broken\n')
-    summary = ingest([str(tmp_path / "in")], str(tmp_path / "lake"), Config(), workers=1)
+    summary = ingest([str(tmp_path / "in")], str(tmp_path / "lake"), pooled_config(), workers=1)
     assert (summary["ingested"], summary["quarantined_total"]) == (3, 1)
 
     lake = tmp_path / "lake"
@@ -323,7 +323,7 @@ def test_a_query_after_the_tenant_never_becomes_the_tenant(tmp_path: Path) -> No
     authz["method_arn"] = authz["method_arn"].replace("/invoices", f"#code={WORD}")
     lf.lines_file(tmp_path / "in" / "api.log", [api])
     lf.lines_file(tmp_path / "in" / "authz.log", [authz])
-    ingest([str(tmp_path / "in")], str(tmp_path / "lake"), Config(), workers=1)
+    ingest([str(tmp_path / "in")], str(tmp_path / "lake"), pooled_config(), workers=1)
     rows = {r["source"]: r for r in read_events(str(tmp_path / "lake")).to_pylist()}
     assert rows["apigateway"]["target_tenant"] == "t0002"
     assert rows["authorizer"]["target_tenant"] == "t0003"
