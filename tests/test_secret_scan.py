@@ -39,6 +39,7 @@ import pytest
 
 from pipeline.ingest.fingerprint import fingerprint
 from tests import logfactory as lf
+from tests.pooled import pooled_text
 
 pytestmark = pytest.mark.e2e
 
@@ -316,9 +317,12 @@ _RUNS = re.compile(f"[A-Za-z0-9]{{{PIECE},}}")
 def run_and_scan(tmp_path: Path, topic_arn: str, queue_url: str, planted: Planted) -> Outputs:
     lake = tmp_path / "lake"
     config = tmp_path / "tenantwatch.toml"
+    # The pooled world's tenancy (the logs are pooled-shaped): cross-tenant requests make the
+    # findings, incidents and snapshots the scan must look into.
     config.write_text(
         "[ingest]\nmax_record_bytes = 16384\n"
         f'[alerting]\nsns_topic_arn = "{topic_arn}"\ncloudwatch_namespace = "{NAMESPACE}"\n'
+        + pooled_text()
     )
     out = Outputs()
     common = ["--config", str(config)]
