@@ -714,8 +714,8 @@ def test_credential_spans_are_the_python_roads() -> None:
     pieces += [b'"PASSWORD"\t:', b"earer", b"asic", b"eyJ", b"\\u", b"\xc3\xa9", b'"idToken":']
     pieces += [b"EARER", b"eArEr", b"ASIC", b"aSiC", b"EyJ", b"eYj"]  # the schemes in any case
     pieces += [b"?", b"#", b"&", b";", b"=", b"?a=", b"#x", b"\t"]  # URL parameters
-    # Secret keys and their look-alikes, header lines, passwords in URLs, PEM blocks, strings of
-    # 40 base64 characters.
+    # Secret keys and their look-alikes, header lines, settings, passwords in URLs, PEM blocks,
+    # strings of 40 base64 characters.
     pieces += [b'"apiKey":', b'"x-api-key" :', b'"API_KEY":', b'"accessKey":', b'"accessKeyId":']
     pieces += [b'"access_key_i":', b'"ACCESS-KEY-ID":', b'"credentials":{', b'"credentials": "']
     pieces += [b'"Credential":[', b'"pwd":', b'"queryString":', b'"query_param":', b'"Query":']
@@ -723,6 +723,7 @@ def test_credential_spans_are_the_python_roads() -> None:
     pieces += [b"----BEGIN", b"://u:p@", b":\\/\\/u:p@", b"://u@", b"@", b"api", b"key", b"id"]
     pieces += [b'"' + _B64.encode() + b'"', b'"' + _B64.encode().replace(b"/", b"\\/") + b'"']
     pieces += [_B64.encode(), b'"' + _B64.encode()[:39] + b'"', b"{", b'":{']
+    pieces += [b"Pwd =", b"api.key=", b"token=", b"db.password \t=", b"=", b"x=", b"pw d="]
     rng = random.Random(5)
     mutated = []
     for _ in range(20_000):

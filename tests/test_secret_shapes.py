@@ -1,7 +1,7 @@
 """Secrets known by their shape or by a parameter's name, wherever logs write them.
 
 Named positive cases (query parameters logged as an object, as API Gateway does, or as a query
-string without its "?"; a password in a URL, connection URLs included; PEM private keys)
+string without its "?"; a password in a URL; connection strings and settings; PEM private keys)
 and named negative cases that only look like them, each carried in every place logs write a key
 and its value (``tests/secretplaces.py``), by both decoding roads. A secret is a value of its own
 per case, so a hit names its case.
@@ -76,6 +76,26 @@ SECRET: dict[str, tuple[str, Any, Any]] = {
         f"cannot reach mongodb+srv://svc:{S[8]}@cluster0.example.net/db?retryWrites=true",
         f"cannot reach mongodb+srv://svc:{fp(S[8])}@cluster0.example.net/db?retryWrites=true",
     ),
+    "an ADO.NET connection string": (
+        "connectionString",
+        f"Server=tcp:db.example.net,1433;Database=app;User ID=svc;Password={S[9]};Encrypt=True",
+        f"Server=tcp:db.example.net,1433;Database=app;User ID=svc;Password={fp(S[9])};Encrypt=True",
+    ),
+    "an ODBC connection string with blanks": (
+        "detail",
+        f"Driver={{ODBC}}; Uid = svc; Pwd = {S[12]} ; Database=app",
+        f"Driver={{ODBC}}; Uid = svc; Pwd = {fp(S[12])}; Database=app",
+    ),
+    "a password setting with spaces": (
+        "detail",
+        f"User Id=svc;Password=two {S[13]} words",
+        f"User Id=svc;Password={fp('two ' + S[13] + ' words')}",
+    ),
+    "a properties line": (
+        "errorMessage",
+        f"bad config: spring.datasource.password={S[14]}",
+        f"bad config: spring.datasource.password={fp(S[14])}",
+    ),
     "a PEM private key": (
         "errorMessage",
         f"cannot load -----BEGIN RSA PRIVATE KEY-----\n{PEM_BODY}\n-----END RSA PRIVATE KEY-----",
@@ -107,6 +127,8 @@ KEPT: dict[str, tuple[str, Any]] = {
     "a SQL query": ("queryString", "SELECT * FROM t WHERE a = 1"),
     "a URL with a user and no password": ("endpoint", "ssh://git@git.example.com/acme/app.git"),
     "a URL with a port": ("endpoint", "https://api.example.com:8443/v1/users@example.com"),
+    "a connection string without a password": ("detail", "Server=db;Database=app;Encrypt=True"),
+    "a pagination setting": ("detail", "nextToken=page-0002"),
     "a certificate": ("certificate", CERT),
     "a PEM public key": (
         "detail",

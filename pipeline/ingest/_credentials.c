@@ -20,7 +20,8 @@
  *     secret key (but "subjectFromWebIdentityToken" as CloudTrail spells it, which Python
  *     blanks before its pass) (_secrets.c: secrets_key_words; "credential", and "access" then "key" not
  *     followed by "id", only when the value does not open an object: the walk looks into an
- *     object under those); a header line ("x-api-key: ..."); a Bearer or Basic scheme; a JWT;
+ *     object under those); a header line ("x-api-key: ...") or a setting ("Password=...") whose
+ *     name holds such a word; a Bearer or Basic scheme; a JWT;
  *     a \u escape or an escaped quote (a string holding quotes, which the walk looks into); a
  *     URL parameter or password; a PEM block; a string of 40 base64 characters. Any of them:
  *     None. The Python road joins those pieces with a NUL byte and runs RE2 once; no match can
@@ -122,6 +123,8 @@ static inline __attribute__((always_inline)) int doubt_at(const unsigned char *p
         return doubt_at_quote(p, n, i);
     case ':':
         return i + 1 < n && (p[i + 1] == ' ' || p[i + 1] == '\t') && secrets_header_words(p, i);
+    case '=':
+        return secrets_setting_words(p, i);
     case '-':
         return i + 10 <= n && !memcmp(p + i, "-----BEGIN", 10);
     case 'e':
@@ -143,7 +146,7 @@ typedef unsigned char v16 __attribute__((vector_size(16)));
 
 /* Does the doubt pattern match anywhere in p[0 .. n)? A password in a URL is looked for from
  * each "@"; for the rest, sixteen places at a time are tested for where a match could start (a
- * quote; a colon; "--"; "ea", "as" in either case, "ey" with the "e" in either; a backslash
+ * quote; a colon; "="; "--"; "ea", "as" in either case, "ey" with the "e" in either; a backslash
  * before "u" or a quote; a URL parameter's separator: GCC/Clang vector extensions, SSE2 on
  * x86-64, NEON on arm64), and only there is it tested whole. */
 static int doubtful(const unsigned char *p, Py_ssize_t n) {
@@ -154,7 +157,8 @@ static int doubtful(const unsigned char *p, Py_ssize_t n) {
         memcpy(&a, p + i, 16);
         memcpy(&b, p + i + 1, 16);
         v16 fa = a | 0x20, fb = b | 0x20;
-        v16 m = (v16)(a == '"') | (v16)(a == ':') | (v16)((a == '-') & (b == '-')) |
+        v16 m = (v16)(a == '"') | (v16)(a == ':') | (v16)(a == '=') |
+                (v16)((a == '-') & (b == '-')) |
                 (v16)((fa == 'e') & ((fb == 'a') | (b == 'y'))) |
                 (v16)((fa == 'a') & (fb == 's')) | (v16)((a == '\\') & ((b == 'u') | (b == '"'))) |
                 (v16)((a == '?') | (a == '#') | (a == '&') | (a == ';'));

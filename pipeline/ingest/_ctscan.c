@@ -38,7 +38,7 @@
  *     redactor asks of access-log and authorizer lines, too. Redaction itself is Python's on
  *     both roads (redact.redact_many), after the record-size check on both.
  *   - Credential spans (_credentials.c): redact._credential_spans owns them, its doubt pattern
- *     included (_DOUBT_PATTERN; the key and header words are in _secrets.c); the
+ *     included (_DOUBT_PATTERN; the key, header and setting words are in _secrets.c); the
  *     fingerprints are made in Python.
  *   - Record hash: normalize.record_hashes owns it (XXH64 of the hashed fields joined by 0x1F, a
  *     null as 0x00, as the xxhash package computes it); join_hash here gives the same digests.

@@ -21,7 +21,7 @@
 #include <stdint.h>
 #include <string.h>
 
-enum { WORD, API_KEY, ACCESS_KEY, KEY_END, QUERY_KEY };
+enum { WORD, API_KEY, ACCESS_KEY, KEY_OR_SETTING_END, QUERY_KEY };
 
 static const struct {
     const char *word;
@@ -32,7 +32,7 @@ static const struct {
     {"authorization", 7, WORD}, {"bearer", 0, WORD},   {"basic", 0, WORD},
     {"private", 2, WORD},      {"cookie", 3, WORD},   {"credential", 0, WORD},
     {"eyj", 1, WORD},          {"api", 0, API_KEY},   {"access", 1, ACCESS_KEY},
-    {"pwd", 0, KEY_END},       {"query", 3, QUERY_KEY},
+    {"pwd", 0, KEY_OR_SETTING_END},       {"query", 3, QUERY_KEY},
 };
 #define NNEEDLES ((int)(sizeof NEEDLES / sizeof NEEDLES[0]))
 static Py_ssize_t NEEDLE_LEN[NNEEDLES];
@@ -62,6 +62,14 @@ static int key_end(const unsigned char *p, Py_ssize_t n, Py_ssize_t i) {
     return i < n && p[i] == ':';
 }
 
+/* prefilter._SETTING_END at p[i]: the rest of a name (letters, digits, "_", ".", "-"), blanks,
+ * "=". */
+static int setting_end(const unsigned char *p, Py_ssize_t n, Py_ssize_t i) {
+    while (i < n && (Py_ISALNUM(p[i]) || p[i] == '_' || p[i] == '.' || p[i] == '-')) i++;
+    while (i < n && (p[i] == ' ' || p[i] == '\t')) i++;
+    return i < n && p[i] == '=';
+}
+
 /* "access" then "key" at i (after the word): the separators, "key", and no separators then
  * "id" after it. */
 static inline int key_not_id(const unsigned char *p, Py_ssize_t n, Py_ssize_t i) {
@@ -81,8 +89,8 @@ static int needle_at(const unsigned char *p, Py_ssize_t n, Py_ssize_t start, int
         return word_at(p, n, skip_seps(p, n, i), "key", 3);
     case ACCESS_KEY:
         return key_not_id(p, n, i);
-    case KEY_END:
-        return key_end(p, n, i);
+    case KEY_OR_SETTING_END:
+        return key_end(p, n, i) || setting_end(p, n, i);
     case QUERY_KEY:
         i = skip_seps(p, n, i);
         if (word_at(p, n, i, "string", 6)) return key_end(p, n, i + 6);
@@ -378,4 +386,20 @@ int secrets_header_words(const unsigned char *s, Py_ssize_t n) {
     for (size_t k = 0; k < sizeof HEADER_WORDS / sizeof HEADER_WORDS[0]; k++)
         if (holds_word(s, n, HEADER_WORDS[k], 0, NULL)) return 1;
     return holds_word(s, n, "api", 1, "-_") || holds_word(s, n, "access", 1, "-_");
+}
+
+static const char *const SETTING_WORDS[] = {"token",  "secret",        "pass",   "pwd",
+                                            "authorization", "cookie", "private"};
+
+int secrets_setting_words(const unsigned char *s, Py_ssize_t n) {
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t')) n--;
+    Py_ssize_t start = n;
+    while (start > 0 && (Py_ISALNUM(s[start - 1]) || s[start - 1] == '_' || s[start - 1] == '.' ||
+                         s[start - 1] == '-'))
+        start--;
+    s += start;
+    n -= start;
+    for (size_t k = 0; k < sizeof SETTING_WORDS / sizeof SETTING_WORDS[0]; k++)
+        if (holds_word(s, n, SETTING_WORDS[k], 0, NULL)) return 1;
+    return holds_word(s, n, "api", 1, "-_.");
 }

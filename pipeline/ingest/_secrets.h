@@ -47,6 +47,11 @@ int secrets_key_words(const unsigned char *s, Py_ssize_t n);
  * at s[n - 1] holds a secret key's word ("api" or "access" then "key" with "-" or "_"). */
 int secrets_header_words(const unsigned char *s, Py_ssize_t n);
 
+/* The doubt words of a setting's name (shapes.SETTING_WORD): the run of letters, digits, "_",
+ * "." and "-" that ends at s[n - 1], blanks after it aside, holds a strong secret key's word
+ * ("api" then "key" with "-", "_" or "."). s[n] is the setting's "=". */
+int secrets_setting_words(const unsigned char *s, Py_ssize_t n);
+
 /* A password in a URL (urlparams.USERINFO_HINT). */
 int secrets_userinfo(const unsigned char *p, Py_ssize_t n);
 

@@ -11,9 +11,10 @@ secret (``urlparams``) unless it holds, in ASCII letters of any case,
 - ``api`` then ``key`` (``apiKey``, ``x-api-key``), or ``access`` then ``key`` not followed by
   ``id`` (``accessKeyId`` is in nearly every CloudTrail record and names an identifier), with
   separators between the words as keys have them (``secretkeys.SEP``);
-- ``pwd``, or ``query`` then ``string`` or ``param``, in a key: the rest of the key, its closing
-  quote and its colon follow (``pwd`` is common in random base64, and ``Query`` and
-  ``QueryString`` are an event name and an S3 authentication method);
+- ``pwd`` in a key or a setting: the rest of the key, its closing quote and its colon follow,
+  or the rest of the name and "=" (``Pwd=...;``); ``query`` then ``string`` or ``param`` in a
+  key (``pwd`` is common in random base64, and ``Query`` and ``QueryString`` are an event name
+  and an S3 authentication method);
 - a ``\\u`` escape, which can spell a key's letters its bytes do not show (``p\\u0061ssword``);
 - a URL parameter (``urlparams.HINT``) or a password in a URL (``urlparams.USERINFO_HINT``);
 - a JSON string of 40 base64 characters (an AWS secret access key's shape: slashes maybe
@@ -51,7 +52,8 @@ WORDS = (
 _KEY_END = r'[^"]*"[ \t\n\r]*:'  # the rest of a key: its closing quote, white space, a colon
 API_KEY = "api" + SEP + "key"
 ACCESS_KEY = "access" + SEP + "key(?!" + SEP + "id)"
-PWD_KEY = "pwd" + _KEY_END
+_SETTING_END = r"[\w.-]*[ \t]*="  # the rest of a setting's name, blanks, "="
+PWD_KEY = "pwd(?:" + _KEY_END + "|" + _SETTING_END + ")"
 QUERY_KEY = "query" + SEP + "(?:string|param)" + _KEY_END
 # RE2 has no lookahead: "not followed by id" spelled out (end of text, a letter other than i,
 # an i that ends the text or is followed by no d), in any case.

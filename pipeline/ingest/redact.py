@@ -55,7 +55,8 @@ _CREDENTIAL_KEYS = (b'"sessionToken":"', b'"secretAccessKey":"')
 #   open an object (AssumeRole's "credentials" holds the key id and the two values edited here;
 #   RE2 has no lookahead: "not followed by id" is spelled out, the key ending after "key" or
 #   after an "i", or going on with neither "i" nor "id");
-# - a header line whose name holds such a word ("x-api-key: ...", shapes._HEADER_NAME);
+# - a header line or a setting whose name holds such a word ("x-api-key: ...", shapes._HEADER_NAME;
+#   "Password=...", shapes._SETTING);
 # - text _scrub_tokens might rewrite (a scheme, a JWT, a URL parameter or password, a PEM
 #   block, a string of 40 base64 characters);
 # - any \u escape, the one way a key or value can spell letters its bytes do not show
@@ -84,6 +85,7 @@ _DOUBT_PATTERN = "|".join(
         '"[^"]*' + _WEAK_KEY_WORD + '[^"]*"' + _NOT_AN_OBJECT,
         '"[^"]*' + _WEAK_KEY_END + '"' + _NOT_AN_OBJECT,
         _HEADER_WORD,
+        shapes.SETTING_WORD,
         r"(?i:earer|asic)|eyJ|\\[u\"]",
         urlparams.HINT,
         urlparams.USERINFO_HINT,
@@ -116,9 +118,9 @@ _WEB_IDENTITY_SUBJECT = b'"subjectFromWebIdentityToken":'
 
 
 def _scrub_tokens(value: str) -> str:
-    """Secret URL parameters and passwords (``urlparams``), then secrets of a known shape
-    (``shapes``)."""
-    return shapes.scrub_text(urlparams.scrub_text(value))
+    """Settings of secret keys (``Password=...;``), secret URL parameters and passwords
+    (``urlparams``), then secrets of a known shape (``shapes``)."""
+    return shapes.scrub_text(urlparams.scrub_text(shapes.scrub_settings(value)))
 
 
 # The normalized columns that copy free text out of a record (a path with its query, an
@@ -133,6 +135,7 @@ _COLUMN_HINT = "|".join(
         urlparams.ESCAPED_HINT,
         urlparams.USERINFO_HINT,
         _HEADER_WORD,
+        shapes.SETTING_WORD,
     ]
 )
 
@@ -377,7 +380,8 @@ def scrub_bytes(raw: bytes) -> bytes:
     may come here."""
     if not prefilter.flagged(raw):
         return raw
-    return shapes.scrub_bytes(urlparams.scrub_bytes(_scrub_pairs(raw)))
+    raw = shapes.scrub_settings_bytes(_scrub_pairs(raw))
+    return shapes.scrub_bytes(urlparams.scrub_bytes(raw))
 
 
 def scrub_text(text: str) -> str:

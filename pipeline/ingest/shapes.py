@@ -8,13 +8,18 @@
 - a string that is, whole, an AWS secret access key: 40 characters of base64 with upper- and
   lower-case letters and digits that read as random (``urlparams.looks_random``), as no id or
   hash spelled in hex does;
+- a setting whose name is a secret key, as connection strings and configuration text spell
+  them (``Server=db;User Id=app;Password=...;``, ``Pwd = ...``, ``db.password=...``): the value,
+  to a ";", "&", quote, backslash or the end of the line (``scrub_settings``, which the redactor
+  runs before ``urlparams``: a password may hold a space, which ends a URL parameter's value);
 - an HTTP header line whose name is a secret key (``Authorization: Token ...``,
   ``x-api-key: ...``, ``Cookie: ...`` in an error message or a curl command line): the value,
   to the end of the line.
 
 A value already fingerprinted is not matched again, so scrubbing twice changes nothing (the
-quarantine scrubs records the walk has redacted). ``scrub_text`` works on decoded text (the
-walk's strings, the normalized columns), ``scrub_bytes`` on bytes that may not be JSON (the
+quarantine scrubs records the walk has redacted). ``scrub_text`` and ``scrub_settings`` work on
+decoded text (the walk's strings, the normalized columns), ``scrub_bytes`` and
+``scrub_settings_bytes`` on bytes that may not be JSON (the
 quarantine), where a value is fingerprinted as its text decoded once: the same fingerprint as
 the walk gives it.
 """
@@ -59,6 +64,20 @@ _HEADER_WORDS = re.compile(
 )
 
 
+# A setting: a name (not the tail of a longer name, nor a URL parameter's: urlparams judges
+# those), "=" maybe between blanks, and its value without the blanks that end it (none of it a
+# fingerprint already). Settings are scrubbed before URL parameters: a password may hold
+# spaces, which end a parameter's value.
+_SETTING = re.compile(
+    r"(?<![\w.?#&-])([A-Za-z][\w.-]*)[ \t]*=[ \t]*([^;&\"\\\r\n]*?)[ \t]*(?=[;&\"\\\r\n]|\Z)"
+)
+_BYTES_SETTING = re.compile(_SETTING.pattern.encode())
+# What a setting's name must hold to be a secret key's, to its "=" (a cheap test before the
+# search; redact's doubt pattern asks it too): every STRONG word holds one of these.
+SETTING_WORD = r"(?i:token|secret|pass|pwd|authorization|cookie|private|api[-_.]*key)[\w.-]*[ \t]*="
+_SETTING_WORDS = re.compile(SETTING_WORD)
+
+
 def is_aws_secret_key(value: str) -> bool:
     """Is ``value``, whole, shaped as an AWS secret access key?"""
     return (
@@ -81,6 +100,39 @@ def scrub_text(value: str) -> str:
     if ":" in value and _HEADER_WORDS.search(value):
         value = _headers(value)
     return value
+
+
+def scrub_settings(value: str) -> str:
+    """``value`` with the value of every setting whose name is a secret key fingerprinted."""
+    if "=" in value and _SETTING_WORDS.search(value):
+        value = _SETTING.sub(_setting, value)
+    return value
+
+
+def scrub_settings_bytes(raw: bytes) -> bytes:
+    """``scrub_settings`` for bytes that may not be JSON (the quarantine)."""
+    if b"=" in raw and _SETTING_WORDS.search(raw.decode("latin-1")):
+        raw = _BYTES_SETTING.sub(_setting_bytes, raw)
+    return raw
+
+
+def _setting(m: re.Match[str]) -> str:
+    name, found = m.groups()
+    if not found or FINGERPRINT.search(found):
+        return m.group(0)
+    if secretkeys.kind(name) is not secretkeys.Kind.STRONG:
+        return m.group(0)
+    return m.group(0)[: m.start(2) - m.start()] + fingerprint(found)
+
+
+def _setting_bytes(m: re.Match[bytes]) -> bytes:
+    """``_setting`` for bytes: a value fingerprinted as written (it holds no escape)."""
+    name, found = m.groups()
+    if not found or FINGERPRINT_BYTES.search(found):
+        return m.group(0)
+    if secretkeys.kind(name.decode("latin-1")) is not secretkeys.Kind.STRONG:
+        return m.group(0)
+    return m.group(0)[: m.start(2) - m.start()] + fingerprint(found).encode()
 
 
 def _pem(m: re.Match[str]) -> str:
