@@ -97,7 +97,8 @@ def scrub_text(value: str) -> str:
         value = _JWT.sub(lambda m: fingerprint(m.group(0)), value)
     if "PRIVATE KEY" in value:
         value = _PEM.sub(_pem, value)
-    if ":" in value and _HEADER_WORDS.search(value):
+    # A header's colon is followed by a blank; an ARN's, a time's and a URL's are not.
+    if (": " in value or ":\t" in value) and _HEADER_WORDS.search(value):
         value = _headers(value)
     return value
 
@@ -170,7 +171,7 @@ def scrub_bytes(raw: bytes) -> bytes:
         raw = _BYTES_PEM.sub(_pem_bytes, raw)
     if b'"' in raw:
         raw = _BYTES_AWS_SECRET_KEY.sub(_aws_secret_key_bytes, raw)
-    if b":" in raw and _HEADER_WORDS.search(raw.decode("latin-1")):
+    if (b": " in raw or b":\t" in raw) and _HEADER_WORDS.search(raw.decode("latin-1")):
         raw = _headers_bytes(raw)
     return raw
 
