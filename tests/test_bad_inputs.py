@@ -23,15 +23,15 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.config import parse_config
 from pipeline.ingest.quarantine import KEPT_PER_INPUT
 from pipeline.ingest.run import ingest
 from pipeline.lake import read_events, read_quarantine
 from tests import logfactory as lf
+from tests.pooled import pooled_config
 
-CFG = parse_config(
-    {"ingest": {"max_record_bytes": 8192, "max_decompressed_bytes": 1 << 20}}, environ={}
-)
+# The pooled world's tenancy: the logs are pooled-shaped, and a learnt session must give a
+# call its tenant.
+CFG = pooled_config(ingest={"max_record_bytes": 8192, "max_decompressed_bytes": 1 << 20})
 SECRET = "LEAKEDSECRETVALUExxxxxx0"
 DEEP = 300  # past what orjson writes (254 levels), short of what it reads (1,024)
 TOO_DEEP = 3000  # past what any parser here reads

@@ -36,6 +36,7 @@ from tests.alertsinks import (
     write_findings_lake,
 )
 from tests.conftest import REPO
+from tests.pooled import pooled_text
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 T0 = datetime(2026, 11, 16, 10, tzinfo=UTC)
@@ -133,7 +134,8 @@ def together(args: Sequence[str], n: int, endpoint: str) -> list[Finished]:
 
 def _config(tmp_path: Path, s: Sinks) -> str:
     path = tmp_path / "tenantwatch.toml"
-    path.write_text(f'[alerting]\nsns_topic_arn = "{s.topic_arn}"\n')
+    # The pooled world's tenancy: the trail's cross-tenant calls make the pages counted here.
+    path.write_text(f'[alerting]\nsns_topic_arn = "{s.topic_arn}"\n' + pooled_text())
     return str(path)
 
 
