@@ -15,11 +15,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import detect, ingest  # noqa: E402  (the repository root is on the path only from here)
+from bench import detect, ingest, tenancy  # noqa: E402  (the repository root is on the path only from here)
 
 BENCHMARKS: dict[str, Callable[[argparse.Namespace], None]] = {
     "ingest": ingest.main,
     "detect": detect.main,
+    "tenancy": tenancy.main,
 }
 
 
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
         "--events",
         type=int,
         default=10_000_000,
-        help="events in the detect benchmark's lake (default 10,000,000: issue 4's target size)",
+        help="events in the detect and tenancy benchmarks' lakes (default 10,000,000)",
     )
     ap.add_argument(
         "--rounds",

@@ -29,11 +29,15 @@ def load(detector_id: str) -> type[Detector]:
 
 
 def from_config(cfg: Config, only: tuple[str, ...] | None = None) -> dict[str, Detector]:
-    """Every enabled detector (or those in ``only``), built from ``cfg.detectors``.
+    """Every enabled detector (or those in ``only``), built from ``cfg.detectors`` and
+    ``cfg.relationships``.
 
     Validates every ``[detectors.<id>]`` table first, so a bad key fails the run before any data
-    is read: an unknown detector id or setting, or a wrong type, raises ``ConfigError``.
+    is read: an unknown detector id or setting, or a wrong type, raises ``ConfigError``. Then
+    reads the break-glass tickets ``cfg`` names in files or tables, once for every detector
+    (nothing, if the caller resolved ``cfg`` already: ``pipeline.tickets.resolve``).
     """
+    from pipeline import tickets
     from pipeline.errors import ConfigError
 
     unknown = sorted(set(cfg.detectors) - set(REGISTRY))
@@ -42,7 +46,7 @@ def from_config(cfg: Config, only: tuple[str, ...] | None = None) -> dict[str, D
     bad = sorted(set(only or ()) - set(REGISTRY))
     if bad:
         raise ConfigError(f"unknown detector {bad[0]!r}; valid: {', '.join(REGISTRY)}")
-    out: dict[str, Detector] = {}
+    chosen: dict[str, tuple[type[Detector], Any]] = {}
     for detector_id in REGISTRY:
         cls = load(detector_id)
         raw: Any = cfg.detectors.get(detector_id, {})
@@ -50,5 +54,6 @@ def from_config(cfg: Config, only: tuple[str, ...] | None = None) -> dict[str, D
             raise ConfigError(f"detectors.{detector_id}: expected a table")
         settings = cls.parse_settings(raw)
         if (only is None and settings.enabled) or (only is not None and detector_id in only):
-            out[detector_id] = cls(settings, cfg.relationships)
-    return out
+            chosen[detector_id] = (cls, settings)
+    relationships = tickets.resolve(cfg).relationships
+    return {d: cls(settings, relationships) for d, (cls, settings) in chosen.items()}

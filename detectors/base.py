@@ -79,6 +79,9 @@ class Detector(ABC):
     severity: ClassVar[Severity]  # default severity; a detector may raise or lower it per group
     sources: ClassVar[tuple[str, ...]]  # event sources it reads
     columns: ClassVar[tuple[str, ...]]  # columns it needs in the window
+    # Columns it uses when the window has them: a window without one (a lake written before the
+    # column existed) reads it as null, and the detector falls back on what it did before.
+    optional_columns: ClassVar[tuple[str, ...]] = ()
     baseline_columns: ClassVar[tuple[str, ...]]  # columns it needs in the baseline (a subset)
     # Rows of the baseline it can use, as (column, allowed values): a hint the lake reader pushes
     # down to Parquet. ``fit`` must still filter for itself (it may be given any frame).
@@ -97,7 +100,17 @@ class Detector(ABC):
         settings: DetectorSettings | None = None,
         relationships: tuple[Relationship, ...] = (),
     ) -> None:
+        """``relationships`` as configured, every break-glass ticket read in: a detector never
+        reads a file (``detectors.from_config`` and ``pipeline.tickets.resolve`` read them)."""
         self.settings = settings if settings is not None else self.Settings()
+        if any(
+            getattr(r, "tickets_file", "") or getattr(r, "tickets_table", "") for r in relationships
+        ):
+            # A ticket file not read would page on every legitimate break-glass access.
+            raise TypeError(
+                f"{self.id}: break-glass tickets not read; build detectors with "
+                "detectors.from_config, or pass pipeline.tickets.resolve(cfg).relationships"
+            )
         self.relationships = relationships
 
     # --- configuration ------------------------------------------------------------------------
@@ -107,12 +120,12 @@ class Detector(ABC):
         """Validate ``[detectors.<id>]`` into the frozen settings, or raise ``ConfigError`` with
         one line naming the key, e.g. ``detectors.x.min_count: expected an integer, got a
         string``."""
-        from pipeline.config import _describe
+        from pipeline.config_errors import describe
 
         try:
             return msgspec.convert(dict(data), cls.Settings)
         except msgspec.ValidationError as exc:
-            raise ConfigError(f"detectors.{cls.id}.{_describe(str(exc))}") from None
+            raise ConfigError(f"detectors.{cls.id}.{describe(str(exc))}") from None
 
     @classmethod
     def runbook(cls) -> str:
@@ -149,7 +162,7 @@ class Detector(ABC):
         finding ids; ``baseline_start`` is where the history begins (default: its first event),
         so that quiet hours at its start still count as history. Neither input is modified.
         """
-        win = self._frame(window, self.columns, "window")
+        win = self._frame(window, self.columns, "window", self.optional_columns)
         win = win[win["source"].isin(self.sources)].reset_index(drop=True)
         if win.empty:
             return schema.empty(schema.FINDINGS)
@@ -212,15 +225,27 @@ class Detector(ABC):
         mine = pc.is_in(source, ours)
         return table if pc.all(mine).as_py() is not False else table.filter(mine)
 
-    def _frame(self, data: pa.Table | pd.DataFrame, columns: tuple[str, ...], what: str) -> Any:
+    def _frame(
+        self,
+        data: pa.Table | pd.DataFrame,
+        columns: tuple[str, ...],
+        what: str,
+        optional: tuple[str, ...] = (),
+    ) -> Any:
         names = list(data.column_names if isinstance(data, pa.Table) else data.columns)
         missing = [c for c in columns if c not in names]
         if missing:
             raise DetectorInputError(f"{self.id}: the {what} lacks the columns {missing}")
+        present = [c for c in optional if c in names]
         if isinstance(data, pd.DataFrame):
             # A shallow copy: detectors add columns to their frame, never to the caller's.
-            return data[list(columns)].copy(deep=False)
-        return to_frame(data.select(list(columns)))
+            frame = data[[*columns, *present]].copy(deep=False)
+        else:
+            frame = to_frame(data.select([*columns, *present]))
+        for c in optional:
+            if c not in present:
+                frame[c] = pd.Series(None, index=frame.index, dtype=object)
+        return frame
 
     def _findings(
         self, win: pd.DataFrame, flagged: pd.DataFrame, start: datetime, end: datetime

@@ -14,16 +14,22 @@ One row at a time, no history needed. For every event with a target tenant:
 - ``cross_tenant``: the actor's tenant differs from the target and no relationship in
   ``[[relationships]]`` (organisation parent -> children, reseller -> clients, consultant ->
   its tenants, matched on the API principal or on the role session name, which may carry a
-  prefix such as ``tenant-t0049-ext-consultant-ana``) allows the pair. A success
+  prefix such as ``tenant-t0049-ext-consultant-ana``; another account's caller is matched on
+  the session its principal id names, ``aws-account:<id>/<session>``) allows the pair. A success
   is critical (data left its tenant); a denied or failed attempt is high.
 - ``tenant_conflict``: two trusted sources for one side disagree (``tenant_conflict`` is set by
-  ingestion, e.g. session tag says A, role session name says B): high. Ambiguity fails secure.
+  ingestion, e.g. session tag says A, role session name says B): high, unless a relationship
+  allows the actor on the target (a consultant's token names the client it works for while its
+  session is its own tenant's). Ambiguity otherwise fails secure.
 - ``unresolved_actor``: a named actor whose tenant cannot be resolved, and which is no service
   role, acted (not merely was denied) on a tenant's resource: low (usually a gap in tenant
   resolution; anonymous requests such as a login page are not reported).
-- ``break_glass``: the break-glass role on a tenant's data. With an open ticket (ticket id in the
-  role session name, the tenant on the ticket, before its expiry): low, recorded and not paged.
-  Without: high.
+- ``break_glass``: the break-glass role on a tenant's data. With an open ticket (the tenant on
+  the ticket, before its expiry): low, recorded and not paged. Without: high. The ticket an event
+  names is ``actor_ticket`` (resolved at ingest from the relationship's ``ticket_tag`` session
+  tag or its ``ticket_pattern``); where that column is null or absent (lakes written before it
+  existed), ``ticket_pattern`` over the role session name. The evidence lists each ticket named,
+  with its tenants, expiry and approvers.
 
 Service roles (background jobs) may act on every tenant and are never reported. One finding per
 (kind, actor, actor tenant) and window, listing every target tenant; its severity is the worst of
@@ -32,7 +38,9 @@ its events.
 Data needed
 -----------
 All three sources; ``actor_principal``, ``actor_session``, ``actor_tenant``, ``target_tenant``,
-``tenant_conflict``, ``outcome`` (plus action, address, user agent, resource for the evidence).
+``tenant_conflict``, ``outcome``, ``actor_ticket`` when the lake has it (plus action, address,
+user agent, resource for the evidence). Tickets from ``[[relationships]]``, read once per run
+(``pipeline.tickets``).
 
 Known false positives
 ---------------------
@@ -49,7 +57,9 @@ Runbook
    urgency. Any ``success``: treat as a possible data exposure from here on.
 2. Check ``[[relationships]]`` and the CRM: is there a parent/child, reseller or consultant
    relationship (or a break-glass ticket) that should have allowed this? If so, add it to the
-   configuration, note it on the incident and close it as a false positive.
+   configuration, note it on the incident and close it as a false positive. For break-glass,
+   the evidence's ``tickets`` shows each ticket named (tenants, expiry, approvers) and
+   ``tickets_unknown`` the ids no ticket source has: ask the approvers.
 3. Pull the evidence events from the lake by the ``event_ids`` in the evidence (``raw`` holds the
    original records): note the resources read, the source IP and the user agent.
 4. For an assumed role: find the ``AssumeRole`` that issued the access key (same
@@ -85,9 +95,11 @@ from detectors.base import (
     severity_max,
     text,
 )
-from pipeline.config import BreakGlass, Consultant, Organisation, Reseller, ServiceRole
+from pipeline.config import BreakGlass, Consultant, Organisation, Reseller, ServiceRole, Ticket
 
-_SESSION_NAME = r"^arn:[\w-]+:sts::[^:]*:assumed-role/[^/]+/(?P<s>.+)$"
+# The role session an actor names: an assumed role's ARN, or another account's caller as ingest
+# names it ("aws-account:<id>/<session>").
+_SESSION_NAME = r"^(?:arn:[\w-]+:sts::[^:]*:assumed-role/[^/]+|aws-account:\d{12})/(?P<s>.+)$"
 _SEP = "\x1f"
 
 
@@ -146,6 +158,7 @@ class CrossTenantAccess(Detector):
         "user_agent",
         "request_id",
     )
+    optional_columns = ("actor_ticket",)
     baseline_columns = ("event_time", "source")
     group_by = ("kind", "actor", "actor_tenant")
     lookback = timedelta(0)  # a rule: no history needed
@@ -190,17 +203,26 @@ class CrossTenantAccess(Detector):
 
         bg = pd.Series(False, index=w.index)
         ticketed = pd.Series(False, index=w.index)
+        # The ticket each event names: the one resolved at ingest, else the session name's.
+        named = text(w["actor_ticket"])
+        named = named.where(named.fillna("") != "", None)
+        used = pd.Series(None, index=w.index, dtype=object)  # the Ticket, or the id if unknown
         for rel in self.break_glass_:
             mine = match(w["actor_principal"], rel.principal_pattern) & has_target
-            ticket = match(session_name.fillna(""), rel.ticket_pattern, "ticket")
-            for t in rel.tickets:
-                ok = (ticket == t.id) & target.isin(t.tenants) & (w["event_time"] < t.expires)
-                ticketed |= mine & ok
+            ticket = named.fillna(match(session_name.fillna(""), rel.ticket_pattern, "ticket"))
+            known = {t.id: t for t in rel.tickets}
+            for i in np.flatnonzero((mine & ticket.notna()).to_numpy()):  # break-glass uses: few
+                t = known.get(ticket.iat[i])
+                used.iat[i] = t or ticket.iat[i]
+                if t is not None and target.iat[i] in t.tenants:
+                    ticketed.iat[i] |= bool(w["event_time"].iat[i] < t.expires)
             bg |= mine
         quiet = service | bg | allowed
         outcome = text(w["outcome"])
         cross = has_target & actor_t.notna() & (actor_t != target) & ~quiet
-        conflict = w["tenant_conflict"].notna() & ~service & ~bg & ~cross
+        # A declared relationship explains two tenants in one event's context (a consultant's
+        # token naming the client it works for, in a session of its own tenant).
+        conflict = w["tenant_conflict"].notna() & ~quiet & ~cross
         # Anonymous requests (a login page) have no actor to name; a denied one did nothing.
         unresolved = (
             has_target
@@ -242,6 +264,7 @@ class CrossTenantAccess(Detector):
                 "actor": actor.fillna("unknown"),
                 "actor_tenant": actor_t,
                 "target": target,
+                "ticket": used,
             },
             index=w.index,
         )
@@ -276,6 +299,8 @@ class CrossTenantAccess(Detector):
                 "succeeded": int(outcomes.get("success", 0)),
                 "denied": int(outcomes.get("denied", 0)),
             }
+            if kind.startswith("break_glass"):
+                details |= _tickets(g["ticket"])
             out.append(
                 {
                     "key": key,
@@ -294,3 +319,22 @@ class CrossTenantAccess(Detector):
             )
         out.sort(key=lambda r: (-RANK[str(r["severity"])], str(r["key"])))
         return pd.DataFrame(out, columns=list(SCORED))
+
+
+def _tickets(named: pd.Series) -> dict[str, list]:
+    """The tickets a group's events named (what approvers to ask), and the ids no ticket source
+    has."""
+    tickets = {t.id: t for t in named if isinstance(t, Ticket)}
+    unknown = sorted({str(t) for t in named if isinstance(t, str)})
+    return {
+        "tickets": [
+            {
+                "id": t.id,
+                "tenants": list(t.tenants),
+                "expires": t.expires.isoformat(),
+                "approvers": list(t.approvers),
+            }
+            for _, t in sorted(tickets.items())
+        ],
+        "tickets_unknown": unknown,
+    }

@@ -12,7 +12,6 @@ again later). Anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-import importlib.abc
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -232,32 +231,6 @@ def _when(value: str | None, option: str) -> datetime | None:
     return parsed
 
 
-class _NoPandas(importlib.abc.MetaPathFinder):
-    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
-        if name.partition(".")[0] == "pandas":
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-
-
-def _pyarrow_without_pandas() -> None:
-    """Let pyarrow find pandas missing, as where it is not installed, in a process about to
-    ingest (and the workers it forks). On its first conversion of any kind (``pa.scalar``,
-    ``pa.array``), pyarrow imports pandas to ask whether the value is a pandas object: 0.18 s
-    of imports and ~35 MB of peak RSS, before any work, for a question ingest never needs
-    answered (~3 % of a ``--workers 1`` bench run's CPU). pyarrow asks once per process, so this
-    hides pandas for that one question only: anything that wants pandas afterwards
-    (``to_pandas``) still imports it. Nothing to do where pandas is already imported."""
-    if "pandas" in sys.modules:
-        return
-    hidden = _NoPandas()
-    sys.meta_path.insert(0, hidden)
-    try:
-        import pyarrow as pa
-
-        pa.scalar(0)
-    finally:
-        sys.meta_path.remove(hidden)
-
-
 @cli.command()
 @click.argument("sources", nargs=-1, required=True)
 @click.option("--lake", default=None, help="Lake root: a folder or s3://bucket/prefix.")
@@ -284,12 +257,15 @@ def ingest(
     # numpy's OpenBLAS starts a thread per core that spins for a while: ingest does no linear
     # algebra, and the spinning cost ~1 % of a run's CPU. Only before numpy is first imported.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    _pyarrow_without_pandas()
+    from pipeline.ingest.startup import pyarrow_without_pandas
+
+    pyarrow_without_pandas()
     from pipeline.ingest.run import ingest as run_ingest
 
     cfg = _config(ctx)
     if workers is not None and workers < 1:
         raise click.BadParameter("expected 1 or more", param_hint="--workers")
+    _warn_without_strategies(cfg)
     with progress_bar("ingesting") as update:
         summary = run_ingest(
             list(sources),
@@ -497,6 +473,7 @@ def run_command(
     cfg = _config(ctx)
     if workers is not None and workers < 1:
         raise click.BadParameter("expected 1 or more", param_hint="--workers")
+    _warn_without_strategies(cfg)
     bars: list[Any] = []
 
     def progress(stage: str) -> Callable[[int, int], None]:
@@ -550,6 +527,43 @@ def run_command(
 
 
 @cli.group()
+def tenancy() -> None:
+    """Tenant resolution: what the configured strategies make of the logs."""
+
+
+@tenancy.command("explain")
+@click.argument("files", nargs=-1, required=True)
+@click.option("--limit", type=int, default=None, help="Explain at most N records.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@click.pass_context
+def tenancy_explain(
+    ctx: click.Context, files: tuple[str, ...], limit: int | None, as_json: bool
+) -> None:
+    """For each record of FILES (files, folders, s3://; any format ingest reads): the actor and
+    target tenant it resolves to, which strategy gave each, and for every strategy that gave
+    none, why. Sessions are learnt from FILES alone; nothing is written."""
+    from pipeline.ingest.explain import explain
+
+    if limit is not None and limit < 1:
+        raise click.BadParameter("expected 1 or more", param_hint="--limit")
+    result = explain(list(files), _config(ctx), limit)
+    if as_json:
+        emit_summary("", result.as_dict(), as_json=True)
+    else:
+        for line in result.lines():
+            click.echo(line)
+
+
+def _warn_without_strategies(cfg: Config) -> None:
+    if not cfg.tenancy.actor and not cfg.tenancy.target:
+        click.echo(
+            "tenantwatch: warning: no tenant strategy is configured ([[tenancy.actor]], "
+            "[[tenancy.target]]): no event will have a tenant",
+            err=True,
+        )
+
+
+@cli.group()
 def snapshot() -> None:
     """Forensic snapshots of incident evidence."""
 
@@ -582,6 +596,54 @@ def snapshot_verify(ctx: click.Context, uri: str, expect: str | None, as_json: b
         click.echo(f"{verdict} ({result.manifest_uri}, manifest SHA-256 {result.manifest_sha256})")
     if not result.ok:
         ctx.exit(1)
+
+
+@tenancy.command("report")
+@click.option("--lake", default=None, help="Lake root: a folder or s3://bucket/prefix.")
+@click.option("--since", default=None, help="Only events at or after (default: the first).")
+@click.option("--until", default=None, help="Only events before (default: after the last).")
+@click.option("--top", type=int, default=20, show_default=True, help="Rows per list.")
+@click.option(
+    "--sample",
+    type=int,
+    default=20_000,
+    show_default=True,
+    help="Records per source the strategies are tried on (0: none).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@click.pass_context
+def tenancy_report(
+    ctx: click.Context,
+    lake: str | None,
+    since: str | None,
+    until: str | None,
+    top: int,
+    sample: int,
+    as_json: bool,
+) -> None:
+    """Per source, service and action: how many events have an actor and a target tenant,
+    which strategies resolved them, conflicts; the actors and resources left without a tenant,
+    busiest first, with samples and the field they came from; and what each configured
+    strategy makes of a sample of the stored records (a field never present is a typo)."""
+    from pipeline import tenancy_report as report
+
+    cfg = _config(ctx)
+    if top < 1:
+        raise click.BadParameter("expected 1 or more", param_hint="--top")
+    if sample < 0:
+        raise click.BadParameter("expected 0 or more", param_hint="--sample")
+    built = report.build(
+        lake or cfg.lake.root,
+        cfg,
+        _when(since, "--since"),
+        _when(until, "--until"),
+        top,
+        sample,
+    )
+    if as_json:
+        emit_summary("", built.as_dict(), as_json=True)
+    else:
+        report.render(built, top)
 
 
 def main() -> None:

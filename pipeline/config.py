@@ -92,11 +92,13 @@ SourceName = Literal["cloudtrail", "apigateway", "authorizer"]
 
 
 class Field(_Base, frozen=True, tag="field", tag_field="kind"):
-    """Any field of a record of ``source``, by a field path (``pipeline.ingest.paths``):
-    ``userIdentity.accountId``, ``resources[*].accountId``, ``claims.account``.
+    """Any field of a record of ``source``, by a field path (``pipeline.fieldpath``):
+    ``userIdentity.accountId``, ``resources[*].accountId``, ``claims.account``. For
+    ``apigateway`` and ``authorizer``, ``$name`` is the column ``name`` of the source's
+    ``[sources.*]`` mapping (``$requested_tenant``).
 
     Without ``pattern`` the whole value is the candidate; ``when`` keeps the strategy to records
-    whose fields (paths) hold one of the listed values."""
+    whose fields (paths) hold one of the listed values (for a ``[*]`` path: one of them does)."""
 
     source: SourceName
     path: str
@@ -375,41 +377,6 @@ class Config(_Base, frozen=True):
 
 # --- loading ---------------------------------------------------------------------------------
 
-_MSGSPEC_TYPES = {
-    "`str`": "a string",
-    "`int`": "an integer",
-    "`float`": "a number",
-    "`bool`": "true or false",
-    "`array`": "a list",
-    "`object`": "a table",
-    "`datetime`": "a date-time with a time zone",
-    "`null`": "nothing",
-}
-
-
-def _describe(msg: str) -> str:
-    """Turn msgspec's ``Expected `int`, got `str` - at `$.a.b` `` into ``a.b: expected ...``."""
-    path = ""
-    m = re.search(r" - at `\$\.?(.*)`$", msg)
-    if m:
-        path, msg = m.group(1), msg[: m.start()]
-    m2 = re.match(r"Expected (.+?), got (.+)$", msg)
-    if m2:
-        expected = " or ".join(_MSGSPEC_TYPES.get(t, t) for t in m2.group(1).split(" | "))
-        msg = f"expected {expected}, got {_MSGSPEC_TYPES.get(m2.group(2), m2.group(2))}"
-    m3 = re.match(r"Object contains unknown field `(.+)`$", msg)
-    if m3:
-        path = f"{path}.{m3.group(1)}" if path else m3.group(1)
-        msg = "unknown key"
-    m4 = re.match(r"Object missing required field `(.+)`$", msg)
-    if m4:
-        path = f"{path}.{m4.group(1)}" if path else m4.group(1)
-        msg = "required key is missing"
-    m5 = re.match(r"Invalid value '(.+)'$", msg)
-    if m5 and path.endswith("kind"):
-        msg = f"unknown kind {m5.group(1)!r}"
-    return f"{path}: {msg}" if path else msg
-
 
 def _env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
     """Apply ``TENANTWATCH_<SECTION>_<KEY>`` to scalar keys of the top-level sections."""
@@ -470,9 +437,9 @@ def _check(cfg: Config, where: str) -> None:
             if lookup and lookup not in lookups:
                 raise ConfigError(f"{where}: {at}.lookup: no [[tenancy.lookup]] named {lookup!r}")
             if isinstance(strat, Field):
-                _check_path(where, f"{at}.path", strat.path)
+                _check_field_path(where, f"{at}.path", strat.path, strat.source)
                 for j, key in enumerate(strat.when):
-                    _check_path(where, f"{at}.when[{j}]", key)
+                    _check_field_path(where, f"{at}.when[{j}]", key, strat.source)
     for source in ("apigateway", "authorizer"):
         fields = getattr(cfg.sources, source)
         for name in fields.__struct_fields__:
@@ -486,6 +453,16 @@ def _check(cfg: Config, where: str) -> None:
             f"({', '.join(sorted(claim_keys))}); map the claim once with [sources.apigateway] "
             "tenant_claim"
         )
+    claim = cfg.sources.apigateway.tenant_claim
+    claim_paths = (claim,) if isinstance(claim, str) else claim
+    # The key is the mapping's default: both set must agree (a key left at its default is
+    # taken as not set: the mapping is then the one place the claim is named).
+    for key in claim_keys - {"tenantId"}:
+        if claim_paths and not set(claim_spellings(key)) & set(claim_paths):
+            raise ConfigError(
+                f"{where}: sources.apigateway.tenant_claim ({', '.join(claim_paths)}) and the "
+                f"authorizer_context key {key!r} name different fields; set one of them"
+            )
     for i, rel in enumerate(cfg.relationships):
         if isinstance(rel, ServiceRole | BreakGlass):
             compile_(f"relationships[{i}].principal_pattern", rel.principal_pattern, None)
@@ -507,6 +484,24 @@ def _check(cfg: Config, where: str) -> None:
         raise ConfigError(f"{where}: tenancy.session_ttl_hours: expected a positive number")
 
 
+def claim_spellings(key: str) -> tuple[str, ...]:
+    """Where access-log formats commonly put the authorizer context value ``key``:
+    authorizerTenantId, authorizer.tenantId (a literal key, or nested) or authorizer_tenantId."""
+    return (f"authorizer{key[:1].upper()}{key[1:]}", f"authorizer.{key}", f"authorizer_{key}")
+
+
+def _check_field_path(where: str, key: str, path: str, source: str) -> None:
+    if not path.startswith("$"):
+        _check_path(where, key, path)
+        return
+    mapped = {"apigateway": AccessLogFields, "authorizer": AuthorizerFields}.get(source)
+    if mapped is None:
+        raise ConfigError(f"{where}: {key}: $names are columns of [sources.*], not of {source}")
+    if path[1:] not in mapped.__struct_fields__:
+        names = ", ".join(f"${n}" for n in mapped.__struct_fields__)
+        raise ConfigError(f"{where}: {key}: {path!r} is no column of [sources.{source}] ({names})")
+
+
 def _check_path(where: str, key: str, path: str) -> None:
     from pipeline import fieldpath
 
@@ -525,7 +520,9 @@ def parse_config(
         # strict=False lets environment strings such as "4" become integers.
         cfg = msgspec.convert(merged, Config, strict=False)
     except msgspec.ValidationError as exc:
-        raise ConfigError(f"{where}: {_describe(str(exc))}") from None
+        from pipeline.config_errors import describe
+
+        raise ConfigError(f"{where}: {describe(str(exc))}") from None
     _check(cfg, where)
     return cfg
 

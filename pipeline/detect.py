@@ -75,6 +75,14 @@ def _utc(ts: datetime) -> datetime:
     return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 
+def window_columns(det: Detector) -> list[str]:
+    """The columns ``det`` reads of a window: its own, and those of its optional ones that events
+    have (a column a later version adds is read once the schema names it; older files then read
+    it as null)."""
+    optional = [c for c in det.optional_columns if c in schema.EVENTS.names]
+    return [*det.columns, *optional]
+
+
 def read_baseline(lake: Lake, det: Detector, start: datetime, end: datetime) -> pa.Table:
     """The detector's baseline columns over [start, end), one day at a time, strings
     dictionary-encoded (a 14-day history is mostly repeated principals, tenants, addresses)."""
@@ -122,7 +130,8 @@ def run_detect(
     import detectors
 
     started = time.perf_counter()
-    dets = detectors.from_config(cfg, only)  # validates settings before any data is read
+    # Validates settings and reads the break-glass tickets before any data is read.
+    dets = detectors.from_config(cfg, only)
     lake = Lake(lake_root)
     since, until = resolve_window(lake, since, until)
     tables, failed, counts = [], {}, {}
@@ -130,7 +139,9 @@ def run_detect(
         if progress:
             progress(i, len(dets))
         try:
-            window = read_events(lake, since, until, sources=det.sources, columns=list(det.columns))
+            window = read_events(
+                lake, since, until, sources=det.sources, columns=window_columns(det)
+            )
             base_start = since - det.lookback
             baseline = read_baseline(lake, det, base_start, since) if det.lookback else None
             found = det.detect(baseline, window, start=since, end=until, baseline_start=base_start)

@@ -296,12 +296,85 @@ def read_events(
     """
     from pipeline import schema
 
-    lk = as_lake(lake)
     cols = list(columns) if columns is not None else schema.EVENTS.names
     target = pa.schema([schema.EVENTS.field(c) for c in cols])
+    found = _events_dataset(as_lake(lake), since, until, sources, tenants, where)
+    if found is None:
+        return target.empty_table()
+    dataset, expr = found
+    table = dataset.to_table(columns=cols, filter=expr)
+    return table.cast(target)
+
+
+def event_batches(
+    lake: LakeLike,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    *,
+    columns: list[str],
+    batch_size: int = 1 << 17,
+) -> Iterator[pa.RecordBatch]:
+    """``read_events``'s rows as record batches of ``columns``, a file at a time in path order
+    (source, date, hour): for reading a whole lake in bounded memory. (A dataset scan reads
+    ahead as far as its consumer lags: with a slow one, hundreds of MB.)"""
+    found = _events_dataset(as_lake(lake), since, until, None, None, None)
+    if found is None:
+        return
+    dataset, expr = found
+    for fragment in sorted(dataset.get_fragments(filter=expr), key=lambda f: f.path):
+        yield from fragment.to_batches(
+            schema=dataset.schema, columns=columns, filter=expr, batch_size=batch_size
+        )
+
+
+def sample_events(
+    lake: LakeLike,
+    since: datetime | None,
+    until: datetime | None,
+    *,
+    source: str,
+    columns: list[str],
+    limit: int,
+    files: int = 1000,
+) -> pa.Table:
+    """At most ``limit`` events of ``source`` in [since, until), taken from at most ``files``
+    files spread evenly over the window (in path order: date, hour), an equal share from each:
+    a sample of the whole window that opens a bounded number of files."""
+    import math
+
+    from pipeline import schema
+
+    empty = pa.schema([schema.EVENTS.field(c) for c in columns]).empty_table()
+    found = _events_dataset(as_lake(lake), since, until, (source,), None, None)
+    if found is None or limit < 1:
+        return empty
+    dataset, expr = found
+    every = sorted(dataset.get_fragments(filter=expr), key=lambda f: f.path)
+    if len(every) > files:
+        step = len(every) / files
+        every = [every[int(i * step)] for i in range(files)]
+    share = math.ceil(limit / len(every)) if every else 0
+    parts = [
+        f.scanner(schema=dataset.schema, columns=columns, filter=expr).head(share) for f in every
+    ]
+    parts = [p for p in parts if p.num_rows]
+    return pa.concat_tables(parts).slice(0, limit) if parts else empty
+
+
+def _events_dataset(
+    lk: Lake,
+    since: datetime | None,
+    until: datetime | None,
+    sources: tuple[str, ...] | None,
+    tenants: tuple[str, ...] | None,
+    where: pc.Expression | None,
+) -> tuple[ds.Dataset, pc.Expression | None] | None:
+    """The events dataset and the filter selecting the rows asked for (None: no events yet)."""
+    from pipeline import schema
+
     base = lk.path("events")
     if lk.fs.get_file_info(base).type == pafs.FileType.NotFound:
-        return target.empty_table()
+        return None
     part_schema = pa.schema([("source", pa.string()), ("date", pa.string()), ("hour", pa.string())])
     dataset = ds.dataset(
         base,
@@ -328,8 +401,7 @@ def read_events(
         expr = e if expr is None else expr & e
     if where is not None:
         expr = where if expr is None else expr & where
-    table = dataset.to_table(columns=cols, filter=expr)
-    return table.cast(target)
+    return dataset, expr
 
 
 def read_quarantine(lake: LakeLike) -> pa.Table:

@@ -265,7 +265,8 @@ def snapshot(lake: LakeLike, incident_or_id: Incident | str) -> Snapshot:
 
 def detector(detector_id: str, cfg: Config | None = None, **overrides: Any) -> Detector:
     """A detector built from ``cfg``'s ``[detectors.<id>]`` with ``overrides`` on top, validated
-    as at start (a wrong key or type raises ``ConfigError``)."""
+    as at start (a wrong key or type raises ``ConfigError``), with the break-glass tickets of
+    ``cfg``'s files and tables read in."""
     import detectors
 
     cfg = cfg or config()
@@ -273,9 +274,11 @@ def detector(detector_id: str, cfg: Config | None = None, **overrides: Any) -> D
         raise InputError(
             f"unknown detector {detector_id!r}; valid: {', '.join(detectors.REGISTRY)}"
         )
+    from pipeline import tickets
+
     cls = detectors.load(detector_id)
     settings = cls.parse_settings({**cfg.detectors.get(detector_id, {}), **overrides})
-    return cls(settings, cfg.relationships)
+    return cls(settings, tickets.resolve(cfg).relationships)
 
 
 @dataclass
@@ -297,12 +300,12 @@ def inputs(
     cfg: Config | None = None,
 ) -> Inputs:
     """Read a detector's window (default: the latest day) and baseline, as ``detect`` does."""
-    from pipeline.detect import read_baseline, resolve_window
+    from pipeline.detect import read_baseline, resolve_window, window_columns
 
     lk = as_lake(lake)
     det = detector(detector_id, cfg)
     t0, t1 = resolve_window(lk, _as_time(since), _as_time(until))
-    window = read_events(lk, t0, t1, sources=det.sources, columns=list(det.columns))
+    window = read_events(lk, t0, t1, sources=det.sources, columns=window_columns(det))
     base_start = t0 - det.lookback
     baseline = read_baseline(lk, det, base_start, t0) if det.lookback else None
     return Inputs(t0, t1, window, baseline, base_start)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from pipeline import tickets
 from pipeline.alert.run import AlertResult, run_alert
 from pipeline.config import Config
 from pipeline.health import RunHealth
@@ -54,6 +55,9 @@ def run_all(
     from pipeline.ingest.run import ingest
 
     started = datetime.now(UTC)
+    # Tickets are read before anything else: a file or table that cannot be read stops the run
+    # while nothing has happened yet.
+    cfg = tickets.resolve(cfg)
 
     def cb(stage: str) -> Callable[[int, int], None] | None:
         return progress(stage) if progress else None

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
+from pipeline import tickets
 from pipeline.config import Config
 from pipeline.errors import ConfigError, TenantwatchError
 from pipeline.lease import Lease
@@ -354,7 +355,7 @@ def run_scheduled(
         mark = mark or first
         report.watermark_before = report.watermark_after = mark.isoformat()
         todo = windows(mark, floor_to(now - lag, settings.window_minutes), settings.window_minutes)
-        run_cfg = per_object(cfg)
+        run_cfg = tickets.resolve(per_object(cfg))  # read once, for every window
         try:
             # Objects are keyed by delivery day: from the day the oldest open window's late
             # events could have been delivered on, to now.
@@ -415,7 +416,7 @@ def run_objects(
     started_at = datetime.now(UTC)
     stages = stages or PipelineStages()
     report = Report(run_id, "objects")
-    run_cfg = per_object(cfg)
+    run_cfg = tickets.resolve(per_object(cfg))  # read once, for every window
     try:
         _objects(objects, lake_root, run_cfg, cfg, settings, budget, run_id, stages, report)
     finally:

@@ -32,6 +32,9 @@ EVENTS = pa.schema(
         pa.field("target_tenant_source", _S),
         # Fail secure: a second, disagreeing candidate is kept, never silently resolved.
         pa.field("tenant_conflict", _S),  # e.g. "actor:session_tag=t0001,role_session_name=t0002"
+        # A break-glass principal's ticket id (session tag or role session name); a lake written
+        # before this column existed reads it as null.
+        pa.field("actor_ticket", _S),
         pa.field("resource", _S),  # resource ARN, s3://bucket/key, table/key, or API path
         pa.field("outcome", _S),  # one of OUTCOMES
         pa.field("error_code", _S),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import tomllib
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from pipeline.config import Config, parse_config
@@ -30,3 +31,11 @@ def pooled_config(**sections: Any) -> Config:
     for name, keys in sections.items():
         data[name] = {**data.get(name, {}), **keys} if isinstance(keys, dict) else keys
     return parse_config(data, environ={})
+
+
+def pooled_file(directory: Path) -> str:
+    """The pooled world's configuration as ``directory/tenantwatch.toml``, for ``--config``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "tenantwatch.toml"
+    path.write_text(pooled_text())
+    return str(path)

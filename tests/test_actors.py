@@ -76,16 +76,27 @@ def test_an_iam_user_without_an_arn_is_named_by_its_user_name_or_left_unresolved
 
 
 def test_other_identities_keep_their_names(tmp_path: Path) -> None:
-    """Only IAM users are named so: an account acting across accounts keeps its principal id,
-    a service its name, an assumed role its ARN."""
+    """Only IAM users are named so: an account acting across accounts is named by the account
+    and the role session its principal id names, a service by its name, an assumed role by its
+    ARN."""
     other_account = lf.ct(
         userIdentity={"type": "AWSAccount", "principalId": "AIDAOTHER", "accountId": "444455556666"}
     )
+    session = lf.ct(
+        userIdentity={
+            "type": "AWSAccount",
+            "principalId": "AROAOTHER000000000001:ext-consultant-ana",
+            "accountId": "444455556666",
+        }
+    )
     service = lf.ct(userIdentity={"type": "AWSService", "invokedBy": "s3.amazonaws.com"})
     role = lf.ct()
-    path = lf.delivery_file(tmp_path / "in" / "x.json.gz", [other_account, service, role])
+    path = lf.delivery_file(tmp_path / "in" / "x.json.gz", [other_account, session, service, role])
     ingest([str(path)], str(tmp_path / "lake"), Config(), workers=1)
     by_id = {r["event_id"]: r for r in read_events(str(tmp_path / "lake")).to_pylist()}
-    assert by_id[other_account["eventID"]]["actor_principal"] == "AIDAOTHER"
+    assert by_id[other_account["eventID"]]["actor_principal"] == "aws-account:444455556666"
+    # A role session of the other account is named by the session, not by the role's id.
+    named = by_id[session["eventID"]]["actor_principal"]
+    assert named == "aws-account:444455556666/ext-consultant-ana"
     assert by_id[service["eventID"]]["actor_principal"] == "s3.amazonaws.com"
     assert by_id[role["eventID"]]["actor_principal"] == role["userIdentity"]["arn"]

@@ -29,8 +29,6 @@ from pipeline.lake import read_events, read_quarantine
 from tests import logfactory as lf
 from tests.pooled import pooled_config
 
-# The pooled world's tenancy: the logs are pooled-shaped, and a learnt session must give a
-# call its tenant.
 CFG = pooled_config(ingest={"max_record_bytes": 8192, "max_decompressed_bytes": 1 << 20})
 SECRET = "LEAKEDSECRETVALUExxxxxx0"
 DEEP = 300  # past what orjson writes (254 levels), short of what it reads (1,024)

@@ -27,7 +27,12 @@ RELATIONSHIPS = (
     BreakGlass(
         principal_pattern=rf"^arn:aws:sts::{ACCOUNT}:assumed-role/support-break-glass/",
         tickets=(
-            Ticket(id="SUP-4821", tenants=("t0031",), expires=datetime(2026, 11, 17, tzinfo=UTC)),
+            Ticket(
+                id="SUP-4821",
+                tenants=("t0031",),
+                expires=datetime(2026, 11, 17, tzinfo=UTC),
+                approvers=("alice@example.com",),
+            ),
         ),
     ),
 )
@@ -36,6 +41,15 @@ RELATIONSHIPS = (
 def detect(rows: list[dict], **settings: object) -> list[dict]:
     det = CrossTenantAccess(Settings(**settings), RELATIONSHIPS)  # type: ignore[arg-type]
     return det.detect(None, events(rows)).to_pylist()
+
+
+def detect_tickets(rows: list[dict], tickets: list[str | None]) -> list[dict]:
+    """``rows`` with ``actor_ticket`` (the ticket resolved at ingest) set to ``tickets``."""
+    table = events(rows)
+    if "actor_ticket" in table.column_names:
+        table = table.drop_columns(["actor_ticket"])
+    table = table.append_column("actor_ticket", pa.array(tickets, pa.string()))
+    return CrossTenantAccess(None, RELATIONSHIPS).detect(None, table).to_pylist()
 
 
 def only(findings: list[dict]) -> dict:
@@ -110,6 +124,61 @@ def test_break_glass_with_open_ticket_is_recorded_low() -> None:
     assert orjson.loads(f["evidence"])["kind"] == "break_glass_ticket"
 
 
+def test_break_glass_ticket_from_the_session_tag_column_is_recorded_low() -> None:
+    bg = role("support-break-glass", "dana")  # the session name names no ticket
+    row = event(0, actor_principal=bg, actor_tenant=None, target_tenant="t0031")
+    f = only(detect_tickets([row], ["SUP-4821"]))
+    assert (f["severity"], orjson.loads(f["evidence"])["kind"]) == ("low", "break_glass_ticket")
+
+
+def test_break_glass_evidence_names_the_ticket_and_its_approvers() -> None:
+    bg = role("support-break-glass", "SUP-4821.dana")
+    f = only(detect([event(0, actor_principal=bg, actor_tenant=None, target_tenant="t0031")]))
+    ev = orjson.loads(f["evidence"])
+    assert ev["tickets"] == [
+        {
+            "id": "SUP-4821",
+            "tenants": ["t0031"],
+            "expires": "2026-11-17T00:00:00+00:00",
+            "approvers": ["alice@example.com"],
+        }
+    ]
+    assert ev["tickets_unknown"] == []
+
+
+def test_the_session_tag_ticket_wins_over_the_session_name() -> None:
+    bg = role("support-break-glass", "SUP-4821.dana")
+    row = event(0, actor_principal=bg, actor_tenant=None, target_tenant="t0031")
+    f = only(detect_tickets([row], ["SUP-9999"]))
+    ev = orjson.loads(f["evidence"])
+    assert (f["severity"], ev["tickets"], ev["tickets_unknown"]) == ("high", [], ["SUP-9999"])
+
+
+def test_a_null_ticket_column_falls_back_to_the_session_name() -> None:
+    bg = role("support-break-glass", "SUP-4821.dana")
+    row = event(0, actor_principal=bg, actor_tenant=None, target_tenant="t0031")
+    assert only(detect_tickets([row], [None]))["severity"] == "low"
+
+
+@pytest.mark.parametrize(
+    ("target", "when"),
+    [
+        pytest.param("t0042", datetime(2026, 11, 16, 10, tzinfo=UTC), id="wrong-tenant"),
+        pytest.param("t0031", datetime(2026, 11, 17, 0, 5, tzinfo=UTC), id="expired"),
+    ],
+)
+def test_a_session_tag_ticket_for_another_tenant_or_expired_pages(
+    target: str, when: datetime
+) -> None:
+    bg = role("support-break-glass", "dana")
+    row = event(actor_principal=bg, actor_tenant=None, target_tenant=target, event_time=when)
+    f = only(detect_tickets([row], ["SUP-4821"]))
+    assert (f["severity"], orjson.loads(f["evidence"])["kind"]) == (
+        "high",
+        "break_glass_no_ticket",
+    )
+
+
 def test_tenant_context_conflict_is_its_own_finding() -> None:
     rows = [event(0, tenant_conflict="actor:session_tag=t0001,role_session_name=t0002")]
     f = only(detect(rows))
@@ -172,6 +241,26 @@ def test_one_finding_per_actor_lists_every_target_tenant() -> None:
             id="service-role",
         ),
         pytest.param(
+            event(
+                0,
+                actor_principal="aws-account:444455556666/ext-consultant-ana",
+                actor_type="AWSAccount",
+                actor_tenant="t0049",
+                target_tenant="t0020",
+            ),
+            id="consultant-from-another-account",
+        ),
+        pytest.param(
+            event(
+                0,
+                actor_principal=role("app-reports", "ext-consultant-ana"),
+                actor_tenant="t0049",
+                target_tenant="t0020",
+                tenant_conflict="actor:accountId=t0049,claim=t0020",
+            ),
+            id="consultant-token-naming-its-client",
+        ),
+        pytest.param(
             api(0, actor_principal=None, actor_tenant=None, target_tenant="t0005"),
             id="anonymous-login",
         ),
@@ -206,3 +295,29 @@ def test_findings_have_the_fixed_schema() -> None:
 
     assert table.schema == FINDINGS
     assert isinstance(table, pa.Table)
+
+
+@pytest.mark.parametrize(
+    "principal",
+    [
+        "aws-account:444455556666/ext-consultant-ana-evil",
+        "aws-account:444455556666",  # no session: nothing to match a consultant on
+    ],
+)
+def test_another_accounts_caller_is_a_consultant_only_by_its_session(principal: str) -> None:
+    rows = [event(0, actor_principal=principal, actor_tenant="t0049", target_tenant="t0020")]
+    assert only(detect(rows))["severity"] == "critical"
+
+
+def test_a_conflict_outside_the_consultants_tenants_still_pages() -> None:
+    rows = [
+        event(
+            0,
+            actor_principal=role("app-reports", "ext-consultant-ana"),
+            actor_tenant="t0049",
+            target_tenant="t0049",
+            tenant_conflict="actor:accountId=t0049,claim=t0030",
+        )
+    ]
+    f = only(detect(rows))
+    assert (f["severity"], orjson.loads(f["evidence"])["kind"]) == ("high", "tenant_conflict")

@@ -20,11 +20,12 @@ import pytest
 
 from pipeline.config import Config, IngestConfig
 from pipeline.ingest import gz
+from pipeline.ingest.reading import Reading
 from pipeline.ingest.run import ingest
 from pipeline.lake import read_events, read_quarantine
 from tests import logfactory as lf
 from tests.conftest import REPO
-from tests.pooled import pooled_config
+from tests.pooled import pooled_config, pooled_file
 
 
 def run(lake: Path, *sources: Path | str, cfg: Config | None = None, **kw: Any) -> dict[str, Any]:
@@ -470,7 +471,9 @@ def test_a_flood_of_bad_lines_is_counted_line_by_line_and_kept_in_bounded_memory
 
     refs, _ = list_inputs([str(tmp_path / "in")])
     batch = decode.Batch(tuple(refs))
-    decoded, peak = _peak_traced(lambda: decode.decode_batch(batch, IngestConfig(), "tenant"))
+    decoded, peak = _peak_traced(
+        lambda: decode.decode_batch(batch, IngestConfig(), Reading.of(Config()))
+    )
     assert isinstance(decoded, decode.Decoded)
     # One by one, each entry of these would take ~250 bytes: ~25 MB for 100,000.
     assert peak < 8 << 20, f"{peak:,} bytes allocated to decode {lines:,} bad lines"
@@ -800,6 +803,8 @@ def test_summary_keys_and_json_cli(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         cli,
         [
+            "--config",
+            pooled_file(tmp_path / "cfg"),
             "ingest",
             str(tmp_path / "in"),
             "--lake",
@@ -827,7 +832,7 @@ def test_summary_keys_and_json_cli(tmp_path: Path) -> None:
 def test_the_ingest_command_does_not_import_pandas_and_pandas_still_works_after(
     tmp_path: Path,
 ) -> None:
-    """pyarrow would import pandas on its first conversion (``cli._pyarrow_without_pandas``).
+    """pyarrow would import pandas on its first conversion (``startup.pyarrow_without_pandas``).
     In a process of its own, as the command runs: ingest, then ask for pandas."""
     lf.delivery_file(tmp_path / "in" / "1.json.gz", [lf.ct(), lf.ct()])
     code = (
@@ -894,7 +899,11 @@ def test_a_lake_that_cannot_be_written_is_one_line_and_exit_code_2(tmp_path: Pat
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     result = CliRunner().invoke(
-        cli, ["ingest", str(tmp_path / "in"), "--lake", str(blocker / "lake"), "--workers", "1"]
+        cli,
+        [
+            *("--config", pooled_file(tmp_path / "cfg"), "ingest", str(tmp_path / "in")),
+            *("--lake", str(blocker / "lake"), "--workers", "1"),
+        ],
     )
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()

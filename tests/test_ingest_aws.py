@@ -17,6 +17,7 @@ from pipeline.ingest import sources
 from pipeline.ingest.run import ingest
 from pipeline.lake import read_events, read_quarantine
 from tests import logfactory as lf
+from tests.pooled import pooled_file
 
 pytestmark = pytest.mark.e2e
 PREFIX = f"AWSLogs/{lf.ACCOUNT}/CloudTrail/us-east-1"
@@ -250,7 +251,9 @@ def test_no_aws_credentials_is_one_line_and_exit_code_2(
     local = tmp_path / "in"
     lf.delivery_file(local / "a.json.gz", [lf.ct()])
     args = [source.replace("LOCAL", str(local)), "--lake", lake.replace("LOCAL", str(tmp_path))]
-    result = CliRunner().invoke(cli, ["ingest", *args, "--workers", "1"])
+    result = CliRunner().invoke(
+        cli, ["--config", pooled_file(tmp_path / "cfg"), "ingest", *args, "--workers", "1"]
+    )
     assert result.exit_code == 2, (result.output, result.exception)
     assert isinstance(result.exception, SystemExit)  # not an exception let through
     lines = result.output.strip().splitlines()
@@ -267,7 +270,8 @@ def test_no_aws_region_for_cloudwatch_logs_is_one_line_and_exit_code_2(
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    args = ["ingest", "logs:///aws/lambda/x", "--lake", str(tmp_path), "--workers", "1"]
+    args = ["--config", pooled_file(tmp_path / "cfg"), "ingest", "logs:///aws/lambda/x"]
+    args += ["--lake", str(tmp_path), "--workers", "1"]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2, (result.output, result.exception)
     lines = result.output.strip().splitlines()
@@ -290,7 +294,10 @@ def test_an_aws_error_during_a_run_is_one_line_and_exit_code_1(
         raise ClientError({"Error": error}, "ListObjectsV2")
 
     monkeypatch.setattr(run, "list_inputs", expired)
-    result = CliRunner().invoke(cli, ["ingest", str(tmp_path), "--lake", str(tmp_path / "l")])
+    cfg = pooled_file(tmp_path.parent / f"{tmp_path.name}-cfg")
+    result = CliRunner().invoke(
+        cli, ["--config", cfg, "ingest", str(tmp_path), "--lake", str(tmp_path / "l")]
+    )
     assert result.exit_code == 1, (result.output, result.exception)
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "ExpiredToken" in lines[0], result.output

@@ -14,6 +14,7 @@ import pytest
 
 from pipeline.config import parse_config
 from pipeline.ingest import handoff, prepare, run
+from pipeline.ingest.reading import Reading
 from pipeline.ingest.run import decode_batch, ingest, make_batches
 from pipeline.ingest.sources import list_inputs
 from tests import logfactory as lf
@@ -35,11 +36,11 @@ def test_a_batch_through_a_file_is_the_batch_decoded_in_process_as_the_plan_read
     cfg = parse_config({}, environ={})
     refs, _ = list_inputs([str(inputs(tmp_path / "in"))])
     (batch,) = make_batches(refs, cfg.ingest.batch_input_bytes)
-    here = decode_batch(batch, cfg.ingest, "tenantId")
-    sent = handoff.to_file(here, str(tmp_path), cfg.tenancy)
+    here = decode_batch(batch, cfg.ingest, Reading.of(cfg))
+    sent = handoff.to_file(here, str(tmp_path), Reading.of(cfg))
     assert sent.rows.num_rows == 0 and sent.rows_file is not None
     got = handoff.load_rows(sent)
-    assert got.rows.equals(prepare.plan_rows(here.rows, cfg.tenancy))
+    assert got.rows.equals(prepare.plan_rows(here.rows, Reading.of(cfg)))
     assert "raw" not in got.rows.column_names
     assert (got.sessions, got.quarantine, got.records_in) == (
         here.sessions,

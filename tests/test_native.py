@@ -24,12 +24,15 @@ import xxhash
 from pipeline.config import IngestConfig, parse_config
 from pipeline.ingest import native
 from pipeline.ingest.decode import Decoded, decode_batch
+from pipeline.ingest.reading import Reading
 from pipeline.ingest.run import make_batches
 from pipeline.ingest.sources import list_inputs
 from tests import logfactory as lf
+from tests.pooled import pooled_file
 
 REPO = Path(__file__).resolve().parent.parent
 CFG = parse_config({}, environ={})
+READING = Reading.of(CFG)
 
 
 def test_the_extension_is_built() -> None:
@@ -62,7 +65,8 @@ def test_the_summary_and_version_say_which_decoder_ingested(
     elif state == "not built":
         want = f"python (extension not built: {_without_extension(monkeypatch)})"
     lf.delivery_file(tmp_path / "in" / "1.json.gz", [lf.ct(), lf.ct()])
-    args = ["ingest", str(tmp_path / "in"), "--workers", "1"]
+    config = pooled_file(tmp_path / "cfg")
+    args = ["--config", config, "ingest", str(tmp_path / "in"), "--workers", "1"]
     runs = [
         CliRunner().invoke(cli, [*args, "--lake", str(tmp_path / f"lake{i}"), *extra])
         for i, extra in enumerate([["--json"], []])
@@ -77,14 +81,17 @@ def test_the_summary_and_version_say_which_decoder_ingested(
 
 
 def decode_both(
-    monkeypatch: pytest.MonkeyPatch, sources: list[str], ingest: IngestConfig = CFG.ingest
+    monkeypatch: pytest.MonkeyPatch,
+    sources: list[str],
+    ingest: IngestConfig = CFG.ingest,
+    reading: Reading = READING,
 ) -> tuple[list[Decoded], list[Decoded]]:
     refs, _ = list_inputs(sources)
     batches = make_batches(refs, ingest.batch_input_bytes)
     out = []
     for flag in ("1", "0"):
         monkeypatch.setenv("TENANTWATCH_NATIVE", flag)
-        out.append([decode_batch(b, ingest, "tenantId") for b in batches])
+        out.append([decode_batch(b, ingest, reading) for b in batches])
     return out[0], out[1]
 
 
@@ -749,3 +756,57 @@ def test_credential_spans_refuses_what_it_cannot_compare() -> None:
         native._ctscan.credential_spans(["{}"], (b'"token":"',))
     with pytest.raises(TypeError, match="non-empty bytes"):
         native._ctscan.credential_spans([b"{}"], (b"",))
+
+
+# Field strategies over paths of every kind: the path columns come from each record's raw text
+# after either road made it, so both roads must give the same columns.
+FIELDS = Reading.of(
+    parse_config(
+        {
+            "tenancy": {
+                "actor": [
+                    {"kind": "field", "source": "cloudtrail", "path": "userIdentity.accountId"},
+                    {
+                        "kind": "field",
+                        "source": "cloudtrail",
+                        "path": "userIdentity.arn",
+                        "when": {"userIdentity.sessionContext.sessionIssuer.userName": ["x"]},
+                    },
+                ],
+                "target": [
+                    {"kind": "field", "source": "cloudtrail", "path": "resources[*].accountId"},
+                    {"kind": "field", "source": "cloudtrail", "path": "requestParameters.key.*"},
+                    {"kind": "field", "source": "cloudtrail", "path": "requestParameters"},
+                    {"kind": "field", "source": "cloudtrail", "path": "n[3]"},
+                ],
+            }
+        },
+        environ={},
+    )
+)
+
+
+def test_path_columns_are_the_same_by_both_roads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i, (_, text, _) in enumerate(VARIANTS):
+        _write(tmp_path, f"{i:03d}.json.gz", text)
+    fast, slow = decode_both(monkeypatch, [str(tmp_path)], reading=FIELDS)
+    assert_same(fast, slow)
+    columns = {c.text: c.name for c in FIELDS.columns}
+    rows = fast[0].rows
+    assert set(rows[columns["userIdentity.accountId"]].to_pylist()) >= {lf.ACCOUNT}
+    assert ["2"] in rows[columns["requestParameters.key.*"]].to_pylist()  # the last of two
+    assert "1E+9" not in str(rows[columns["n[3]"]].to_pylist())  # numbers are text by one rule
+    assert any(
+        v and v.startswith('{"bucketName"') for v in rows[columns["requestParameters"]].to_pylist()
+    )
+
+
+def test_the_real_world_corpus_gives_the_same_path_columns(
+    monkeypatch: pytest.MonkeyPatch, real_logs: Path
+) -> None:
+    fast, slow = decode_both(monkeypatch, [str(real_logs)], reading=FIELDS)
+    assert_same(fast, slow)
+    name = FIELDS.column("cloudtrail", "resources[*].accountId").name
+    assert sum(len(v or ()) for d in fast for v in d.rows[name].to_pylist()) > 10

@@ -11,7 +11,8 @@ own, random, so a hit names the place it was planted.
 
 ``tenantwatch run`` (a separate process, as an operator runs it) takes them into a local lake
 and alerts through SNS on a moto server on 127.0.0.1, with an SQS queue subscribed; then
-``detect --json``, ``alert --json`` and ``snapshot verify`` run over the lake. Every byte of every
+``detect --json``, ``alert --json``, ``tenancy report`` and ``snapshot verify`` run over the
+lake. Every byte of every
 output is searched for every secret, and for pieces of it (a secret cut short leaves a piece):
 each lake file as bytes and, for Parquet, every value of every column read back with pyarrow;
 every SNS message as SQS received it; CloudWatch metrics; the CLI's stdout and stderr. Some of
@@ -346,12 +347,9 @@ _RUNS = re.compile(f"[A-Za-z0-9]{{{PIECE},}}")
 def run_and_scan(tmp_path: Path, topic_arn: str, queue_url: str, planted: Planted) -> Outputs:
     lake = tmp_path / "lake"
     config = tmp_path / "tenantwatch.toml"
-    # The pooled world's tenancy (the logs are pooled-shaped): cross-tenant requests make the
-    # findings, incidents and snapshots the scan must look into.
     config.write_text(
-        "[ingest]\nmax_record_bytes = 16384\n"
+        pooled_text() + "\n[ingest]\nmax_record_bytes = 16384\n"
         f'[alerting]\nsns_topic_arn = "{topic_arn}"\ncloudwatch_namespace = "{NAMESPACE}"\n'
-        + pooled_text()
     )
     out = Outputs()
     common = ["--config", str(config)]
@@ -360,6 +358,8 @@ def run_and_scan(tmp_path: Path, topic_arn: str, queue_url: str, planted: Plante
         [*common, "detect", "--lake", str(lake), "--json"],
         [*common, "alert", "--lake", str(lake), "--json"],
         [*common, "detect", "--lake", str(lake)],
+        [*common, "tenancy", "report", "--lake", str(lake), "--json"],
+        [*common, "tenancy", "report", "--lake", str(lake)],
     ]
     for i, args in enumerate(steps):
         done = _cli(args)

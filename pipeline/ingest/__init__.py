@@ -4,6 +4,9 @@
 ``formats`` splits an input into records by content; ``cloudtrail`` decodes clean CloudTrail
 delivery files in one typed pass and ``normalize`` turns any other record into a row (one field
 extraction serves both); ``redact`` replaces secrets; ``decode`` is the worker side of a batch;
-``tenancy`` resolves tenants with Arrow kernels; ``run`` drives batches into the lake and is the
-stage (``run.ingest``).
+``reading`` is what the configuration asks to be read of each record (field mappings, the paths
+``field`` strategies read, ``lookups``); ``tenancy`` resolves tenants with Arrow kernels
+(``strategies`` one strategy at a time, ``sessions`` what AssumeRole calls started); ``run``
+drives batches into the lake and is the stage (``run.ingest``); ``explain`` is ``tenantwatch
+tenancy explain``.
 """

@@ -43,6 +43,10 @@ _ASSUMED = r"^arn:[\w-]+:sts::[^:]*:assumed-role/(?P<role>[^/]+)/(?P<session>.+)
 _IAM_USER_NAME = re.compile(r"[\w+=,.@-]{1,64}", re.ASCII)
 _ACCOUNT_ID = re.compile(r"\d{12}", re.ASCII)
 _HIDDEN = "HIDDEN_DUE_TO_SECURITY_REASONS"
+# ``actor_principal`` of an ``AWSAccount`` caller: "aws-account:" and its 12 digits, then
+# "/<role session>" when its principal id names one. Never an ARN
+# (those start "arn:"), so no ARN pattern (service roles, break-glass) can match it by mistake.
+ACCOUNT_PREFIX = "aws-account:"
 # The partition of a region: the standard one's region names, then the others' by prefix
 # (AWS publishes these with its endpoints). A region none of them names has no known partition.
 _STANDARD_REGION = re.compile(r"(us|eu|ap|sa|ca|me|af|il|mx)-[a-z]+-\d+", re.ASCII)
@@ -436,7 +440,31 @@ def finish(
     unnamed_user = pc.fill_null(
         pc.and_(pc.equal(c["actor_type"], "IAMUser"), pc.is_null(c["arn"])), False
     )
-    actor = pc.coalesce(c["arn"], c["invoked_by"], c["principal_id"], typed)
+    # Another account acting here (a cross-account call, as the resource's account receives it)
+    # is named by the account, and by the role session its principal id names
+    # ("AROA...:<session>"): "aws-account:<id>/<session>". The role's id part is left off: it is
+    # no name a person or a relationship uses.
+    other = pc.fill_null(
+        pc.and_(
+            pc.equal(c["actor_type"], "AWSAccount"),
+            pc.match_substring_regex(c["ident_account"], r"^\d{12}$"),
+        ),
+        False,
+    )
+    named = pc.extract_regex(
+        pc.if_else(other, c["principal_id"], pa.scalar(None, _S)), r"^[A-Z0-9]+:(?P<s>.+)$"
+    )
+    suffix = pc.if_else(
+        pc.is_valid(named),
+        pc.binary_join_element_wise("/", pc.struct_field(named, [0]), ""),
+        pa.scalar("", _S),
+    )
+    account = pc.if_else(
+        other,
+        pc.binary_join_element_wise(ACCOUNT_PREFIX, c["ident_account"], suffix, ""),
+        pa.scalar(None, _S),
+    )
+    actor = pc.coalesce(c["arn"], account, c["invoked_by"], c["principal_id"], typed)
     return {
         "event_id": c["event_id"],
         "event_time": pc.coalesce(c["event_time"], c["timestamp"]),

@@ -46,6 +46,7 @@ from pipeline.ingest import (
     timeparse,
 )
 from pipeline.ingest.quarantine import Quarantined, QuarantineLog, kept, too_large
+from pipeline.ingest.reading import Reading
 from pipeline.ingest.sources import InputRef, read_input
 
 CHUNK_RECORDS = 4096
@@ -71,7 +72,7 @@ class Decoded:
     """What a worker hands back for one batch (picklable)."""
 
     batch: Batch
-    rows: pa.Table  # normalize.WIDE, but event_time parsed (timestamp[us, UTC])
+    rows: pa.Table  # Reading.wide, but event_time parsed (timestamp[us, UTC])
     quarantine: list[Quarantined] = field(default_factory=list)  # as QuarantineLog bounds it
     sessions: pa.Table = field(default_factory=tenancy.SESSION_ROWS.empty_table)
     # (digest uri, log file, hash); a digest listing no file has one row with neither
@@ -80,10 +81,10 @@ class Decoded:
     rows_file: str | None = None  # rows left in a file by a worker (``handoff``), not yet read
 
 
-def decode_batch(batch: Batch, ingest: IngestConfig, claim_key: str) -> Decoded:
-    """Read, decompress, split and normalize every input of a batch."""
+def decode_batch(batch: Batch, ingest: IngestConfig, reading: Reading) -> Decoded:
+    """Read, decompress, split and normalize every input of a batch, as ``reading`` says."""
     with _no_cyclic_gc():
-        return _decode_batch(batch, ingest, claim_key)
+        return _decode_batch(batch, ingest, reading)
 
 
 @contextmanager
@@ -100,10 +101,10 @@ def _no_cyclic_gc() -> Iterator[None]:
             gc.enable()
 
 
-def _decode_batch(batch: Batch, ingest: IngestConfig, claim_key: str) -> Decoded:
+def _decode_batch(batch: Batch, ingest: IngestConfig, reading: Reading) -> Decoded:
     out = Decoded(batch, normalize.WIDE.empty_table())
     q = QuarantineLog(ingest.max_record_bytes)
-    rows = _Rows(ingest.max_record_bytes, out, q)
+    rows = _Rows(ingest.max_record_bytes, out, q, reading)
     keep = ingest.max_record_bytes
     limit = ingest.max_decompressed_bytes
     for ref in batch.inputs:
@@ -120,7 +121,7 @@ def _decode_batch(batch: Batch, ingest: IngestConfig, claim_key: str) -> Decoded
             cut = (
                 None
                 if exc.reason == "decompressed_too_large"
-                else formats.split_cut(exc.partial, limit)
+                else formats.split_cut(exc.partial, limit, reading.line_kind)
             )
             if cut is None:
                 q.append(kept(ref.uri, -1, exc.reason, str(exc), exc.partial, keep))
@@ -146,7 +147,7 @@ def _decode_batch(batch: Batch, ingest: IngestConfig, claim_key: str) -> Decoded
                 out.records_in += len(typed[0])
                 rows.cloudtrail(typed[0], typed[1], ref.uri, range(len(typed[0])))
                 continue
-            items = formats.split(data, limit)
+            items = formats.split(data, limit, reading.line_kind)
         for item in items:
             if item.kind == formats.DIGEST:
                 listed = [lf for lf in item.obj["logFiles"] if isinstance(lf, dict)]
@@ -164,7 +165,7 @@ def _decode_batch(batch: Batch, ingest: IngestConfig, claim_key: str) -> Decoded
                 q.append(too_large(ref.uri, item.position, item.raw, keep))
             else:
                 try:
-                    _record(item, ref.uri, claim_key, rows)
+                    _record(item, ref.uri, reading, rows)
                 except Exception as exc:
                     q.append((ref.uri, item.position, *normalize.failure(exc), item.raw))
     table = rows.table()
@@ -176,7 +177,7 @@ def _decode_batch(batch: Batch, ingest: IngestConfig, claim_key: str) -> Decoded
     return out
 
 
-def _record(item: formats.Item, uri: str, claim_key: str, rows: _Rows) -> None:
+def _record(item: formats.Item, uri: str, reading: Reading, rows: _Rows) -> None:
     """One record that ``formats.split`` recognised, on its way to a row."""
     if item.kind == formats.CLOUDTRAIL:
         rec = cloudtrail.from_dict(item.obj)
@@ -185,12 +186,16 @@ def _record(item: formats.Item, uri: str, claim_key: str, rows: _Rows) -> None:
     raw = redact.redact_raw(item.raw)
     try:
         if item.kind == formats.APIGATEWAY:
-            row = normalize.access_log_row(item.obj, raw, claim_key)
+            row = normalize.access_log_row(item.obj, raw, reading.apigateway)
         else:
-            row = normalize.authorizer_row(item.obj, raw)
+            row = normalize.authorizer_row(item.obj, raw, reading.authorizer)
     except normalize.Unusable as exc:
         rows.quarantine.append((uri, item.position, exc.reason, str(exc), raw))
         return
+    if reading.columns:
+        # Path columns are read from the text the lake keeps: a secret never becomes a hint.
+        obj = item.obj if raw is item.raw or raw == item.raw else redact.redact(item.obj)
+        row += reading.line_values(item.kind, obj)
     rows.row(row, uri, item.position)
 
 
@@ -222,8 +227,12 @@ class _Rows:
     pending rows; switching roads flushes the other first, so rows stay in input order (the
     first of two copies of an event is the one kept)."""
 
-    def __init__(self, max_record_bytes: int, out: Decoded, quarantine: QuarantineLog) -> None:
+    def __init__(
+        self, max_record_bytes: int, out: Decoded, quarantine: QuarantineLog, reading: Reading
+    ) -> None:
         self.max_record_bytes = max_record_bytes
+        self.reading = reading
+        self.wide = reading.wide
         self.out = out
         self.quarantine = quarantine
         self.tables: list[pa.Table] = []
@@ -291,7 +300,7 @@ class _Rows:
         self._flush_native()
         self._flush_cloudtrail()
         self._flush_rows()
-        return pa.concat_tables(self.tables) if self.tables else normalize.WIDE.empty_table()
+        return pa.concat_tables(self.tables) if self.tables else self.wide.empty_table()
 
     def _one_by_one(
         self,
@@ -325,15 +334,19 @@ class _Rows:
         rows, uris, pos = self.rows, self.row_uri, self.row_pos
         self.rows, self.row_uri, self.row_pos = [], [], []
         raw_at = normalize.ROW_FIELDS.index("raw")
+        # A row: the ROW_FIELDS, then the path columns (or none, when the run reads none).
+        fields = [self.wide.field(name) for name in normalize.ROW_FIELDS]
+        if len(rows[0]) > len(fields):
+            fields += [self.wide.field(col.name) for col in self.reading.columns]
 
         def chunk(which: list[int]) -> None:
             columns = list(zip(*_pick(rows, which), strict=True))
             cols = {
                 f.name: pa.array(col, pa.binary() if f.name == "raw" else f.type).cast(f.type)
-                for col, f in zip(columns, normalize.WIDE, strict=False)
+                for col, f in zip(columns, fields, strict=True)
             }
             redact.scrub_token_columns(cols)
-            self.tables.append(_table(cols, pa.array(_pick(uris, which), _S)))
+            self.tables.append(_table(cols, pa.array(_pick(uris, which), _S), self.wide))
 
         self._one_by_one(len(rows), chunk, lambda i: (uris[i], pos[i], rows[i][raw_at]))
 
@@ -514,16 +527,20 @@ class _Rows:
         # Their times in one conversion (indexing an Arrow array costs a microsecond a value).
         times = cols["event_time"].take(assume).to_pylist()
         sessions = []
+        started: dict[int, str] = {}  # row -> the access key id its AssumeRole* returned
         for i, when in zip(assume.to_pylist(), times, strict=True):
             s = cloudtrail.assumed_session(record(i))
             if s is not None:
                 sessions.append((s[0], s[1], when))
+                started[i] = s[0]
+        cols["h_new_session"] = _at(started, len(raw))
         cloudtrail.name_users(cols, raw)
         cols["raw"] = raw
         if pc.any(unusable).as_py():
             cols = {k: v.filter(usable) for k, v in cols.items()}
             uris = uris.filter(usable)
-        self._keep(entries, sessions, _table(cols, uris))
+        cols.update(self.reading.cloudtrail_columns(cols["raw"]))
+        self._keep(entries, sessions, _table(cols, uris, self.wide))
 
     def _keep(
         self,
@@ -546,13 +563,24 @@ def _pick(items: list[Any], which: list[int]) -> list[Any]:
     return items if len(which) == len(items) else [items[i] for i in which]
 
 
-def _table(cols: dict[str, pa.Array], uris: pa.Array) -> pa.Table:
-    """A chunk's columns as rows of ``normalize.WIDE``, with their inputs and content hashes."""
+def _table(cols: dict[str, pa.Array], uris: pa.Array, wide: pa.Schema) -> pa.Table:
+    """A chunk's columns as rows of ``wide`` (``Reading.wide``), with their inputs and content
+    hashes; a column the chunk lacks is null."""
     cols["input_uri"] = uris
     cols["record_hash"] = normalize.record_hashes(cols)
     n = len(uris)
-    arrays = [cols[f] if f in cols else pa.nulls(n, _S) for f in normalize.WIDE.names]
-    return pa.Table.from_arrays(arrays, schema=normalize.WIDE)
+    arrays = [cols[f.name] if f.name in cols else pa.nulls(n, f.type) for f in wide]
+    return pa.Table.from_arrays(arrays, schema=wide)
+
+
+def _at(values: dict[int, str], n: int) -> pa.Array:
+    """A string column of ``n`` rows holding ``values`` at their rows, null elsewhere."""
+    if not values:
+        return pa.nulls(n, _S)
+    column: list[str | None] = [None] * n
+    for i, v in values.items():
+        column[i] = v
+    return pa.array(column, _S)
 
 
 def _strings(parts: list[bytes] | list[msgspec.Raw]) -> pa.Array:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,24 +63,39 @@ _LAMBDA_PLATFORM = (b"START RequestId:", b"END RequestId:", b"REPORT RequestId:"
 _CWL_EXPORT_LINE = re.compile(rb"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z ")
 
 
-def classify(obj: Any) -> str | None:
-    """The kind of one decoded record, or None when it is none we know."""
+# Which per-line source a decoded line is (APIGATEWAY, AUTHORIZER or None), by the field names
+# its source's mapping gives (``Reading.line_kind``): a SaaS names its log fields as it likes.
+LineKind = Callable[[dict[str, Any]], str | None]
+
+
+def default_line_kind(obj: dict[str, Any]) -> str | None:
+    """``line_kind`` for the default field names (Powertools authorizer logs, API Gateway's
+    ``$context`` names)."""
+    if "decision" in obj and ("service" in obj or "principal_id" in obj):
+        return AUTHORIZER
+    if "requestId" in obj and ("httpMethod" in obj or "routeKey" in obj or "status" in obj):
+        return APIGATEWAY
+    return None
+
+
+def classify(obj: Any, line_kind: LineKind = default_line_kind) -> str | None:
+    """The kind of one decoded record, or None when it is none we know. CloudTrail and its
+    digests are told by AWS's own field names; the per-line sources by ``line_kind``."""
     if not isinstance(obj, dict):
         return None
     if "eventName" in obj or "eventSource" in obj or ("eventID" in obj and "userIdentity" in obj):
         return CLOUDTRAIL
     if "eventVersion" in obj and ("eventTime" in obj or "@timestamp" in obj):
         return CLOUDTRAIL
-    if "decision" in obj and ("service" in obj or "principal_id" in obj):
-        return AUTHORIZER
-    if "requestId" in obj and ("httpMethod" in obj or "routeKey" in obj or "status" in obj):
-        return APIGATEWAY
+    kind = line_kind(obj)
+    if kind is not None:
+        return kind
     if "digestStartTime" in obj and isinstance(obj.get("logFiles"), list):
         return DIGEST
     return None
 
 
-def _unwrap(obj: Any, raw: bytes, position: int) -> Iterator[Item]:
+def _unwrap(obj: Any, raw: bytes, position: int, kind_of: LineKind) -> Iterator[Item]:
     """Envelopes around records: EventBridge, LookupEvents, GCP LogEntry."""
     if isinstance(obj, dict):
         detail = obj.get("detail")
@@ -94,13 +109,13 @@ def _unwrap(obj: Any, raw: bytes, position: int) -> Iterator[Item]:
             except orjson.JSONDecodeError as exc:
                 yield Item(QUARANTINE, position, None, raw, _json_error(exc), str(exc))
                 return
-            yield from _unwrap(inner, event.encode(), position)
+            yield from _unwrap(inner, event.encode(), position, kind_of)
             return
         payload = obj.get("jsonPayload")
         if isinstance(payload, dict) and classify(payload) == CLOUDTRAIL:
             yield _taken(payload, raw, position)
             return
-    kind = classify(obj)
+    kind = classify(obj, kind_of)
     if kind is None:
         yield Item(QUARANTINE, position, None, raw, "unrecognised_record", _shape(obj))
     else:
@@ -135,11 +150,11 @@ def _json_error(exc: orjson.JSONDecodeError) -> str:
     return "too_deep" if str(exc).startswith("depth limit exceeded") else "invalid_json"
 
 
-def _one(raw: bytes, position: int, limit: int) -> Iterator[Item]:
+def _one(raw: bytes, position: int, limit: int, kind_of: LineKind) -> Iterator[Item]:
     """One JSON value that should be one record (or an envelope of records). Whatever raises
     while it is taken apart costs this value one entry (``normalize.failure``), not its input.
     (Each record of an envelope is a value of its own, so one that raises costs only itself.)"""
-    items = _value(raw, position, limit)
+    items = _value(raw, position, limit, kind_of)
     while True:
         try:
             item = next(items)
@@ -151,14 +166,14 @@ def _one(raw: bytes, position: int, limit: int) -> Iterator[Item]:
         yield item
 
 
-def _value(raw: bytes, position: int, limit: int) -> Iterator[Item]:
+def _value(raw: bytes, position: int, limit: int, kind_of: LineKind) -> Iterator[Item]:
     try:
         obj = jsonnum.loads(raw)
     except orjson.JSONDecodeError as exc:
         yield Item(QUARANTINE, position, None, raw, _json_error(exc), str(exc))
         return
     if isinstance(obj, dict) and ("awslogs" in obj or "logEvents" in obj):
-        yield from _cloudwatch(obj, raw, position, limit)
+        yield from _cloudwatch(obj, raw, position, limit, kind_of)
         return
     if isinstance(obj, dict) and isinstance(obj.get("Events"), list):
         # LookupEvents export: {"Events": [{"CloudTrailEvent": "..."}]}
@@ -167,12 +182,14 @@ def _value(raw: bytes, position: int, limit: int) -> Iterator[Item]:
             if text is None:
                 yield Item(QUARANTINE, i, None, raw, "too_deep", _TOO_DEEP_TO_WRITE)
             else:
-                yield from _unwrap(ev, text, i)
+                yield from _unwrap(ev, text, i, kind_of)
         return
-    yield from _unwrap(obj, raw, position)
+    yield from _unwrap(obj, raw, position, kind_of)
 
 
-def _cloudwatch(obj: dict[str, Any], raw: bytes, position: int, limit: int) -> Iterator[Item]:
+def _cloudwatch(
+    obj: dict[str, Any], raw: bytes, position: int, limit: int, kind_of: LineKind
+) -> Iterator[Item]:
     """A CloudWatch Logs subscription payload, encoded (``awslogs.data``) or decoded. The encoded
     payload inflates within ``limit`` (``ingest.max_decompressed_bytes``) like a whole input: a
     bomb can hide in one line as well as in a file."""
@@ -211,16 +228,16 @@ def _cloudwatch(obj: dict[str, Any], raw: bytes, position: int, limit: int) -> I
             else:
                 yield Item(QUARANTINE, i, None, text, "unrecognised_record", "no message")
             continue
-        yield from _line(msg.encode(), i, limit)
+        yield from _line(msg.encode(), i, limit, kind_of)
 
 
-def _line(line: bytes, position: int, limit: int) -> Iterator[Item]:
+def _line(line: bytes, position: int, limit: int, kind_of: LineKind) -> Iterator[Item]:
     """One line of a line-oriented file."""
     body = line.strip()
     if _CWL_EXPORT_LINE.match(body):
         body = body.split(b" ", 1)[1].lstrip()
     if body.startswith((b"{", b"[")):
-        yield from _one(body, position, limit)  # JSON, or meant to be: invalid_json if it fails
+        yield from _one(body, position, limit, kind_of)  # JSON, or meant to be
     elif body.startswith(_LAMBDA_PLATFORM):
         # The Lambda runtime's own lines between a function's log lines: known, not events.
         text = body[:60].decode("utf-8", "replace")
@@ -250,9 +267,9 @@ def typed_cloudtrail(data: bytes) -> tuple[list[cloudtrail.Record], list[msgspec
     return records, raws
 
 
-def split(data: bytes, limit: int) -> Iterator[Item]:
+def split(data: bytes, limit: int, kind_of: LineKind = default_line_kind) -> Iterator[Item]:
     """All items of one input's (already decompressed) bytes; ``limit`` bounds what a CloudWatch
-    Logs payload inside it may inflate to."""
+    Logs payload inside it may inflate to, ``kind_of`` tells the per-line sources apart."""
     body = data.lstrip(b"\xef\xbb\xbf \t\r\n")
     if not body:
         yield Item(QUARANTINE, -1, None, data, "empty_input", "no bytes after decompression")
@@ -281,7 +298,7 @@ def split(data: bytes, limit: int) -> Iterator[Item]:
         if records is not None:
             for i, rec in enumerate(records):
                 raw = bytes(rec)
-                yield from _one(raw, i, limit)
+                yield from _one(raw, i, limit, kind_of)
             return
     if body.startswith(b"["):
         items: list[msgspec.Raw] | list[bytes] | None
@@ -296,10 +313,10 @@ def split(data: bytes, limit: int) -> Iterator[Item]:
             items = None
         if items is not None:
             for i, rec in enumerate(items):
-                yield from _one(bytes(rec), i, limit)
+                yield from _one(bytes(rec), i, limit, kind_of)
             return
     if body.startswith(b"{") and b"\n" not in body.rstrip():
-        yield from _one(body.rstrip(), 0, limit)
+        yield from _one(body.rstrip(), 0, limit, kind_of)
         return
     if body.startswith((b"{", b"[")):
         # Pretty-printed JSON (one document, or several one after another as jq prints them)
@@ -320,10 +337,10 @@ def split(data: bytes, limit: int) -> Iterator[Item]:
                 return
             if values is not None:
                 for i, value in enumerate(values):
-                    yield from _one(value, i, limit)
+                    yield from _one(value, i, limit, kind_of)
                 return
         else:
-            yield from _one(body, 0, limit)
+            yield from _one(body, 0, limit, kind_of)
             return
     for n, line in enumerate(_lines(data), start=1):
         if line.strip():
@@ -332,7 +349,7 @@ def split(data: bytes, limit: int) -> Iterator[Item]:
             except UnicodeDecodeError as exc:
                 yield Item(QUARANTINE, n, None, line, "invalid_utf8", str(exc))
                 continue
-            yield from _line(line, n, limit)
+            yield from _line(line, n, limit, kind_of)
 
 
 # A delivery file as CloudTrail writes it, up to the "[" of its records.
@@ -416,7 +433,9 @@ def _scan_values(body: bytes, most: int = -1) -> tuple[list[bytes], int, bool]:
     return out, start, depth == 0
 
 
-def split_cut(data: bytes, limit: int) -> tuple[Iterator[Item], bytes, int, int] | None:
+def split_cut(
+    data: bytes, limit: int, kind_of: LineKind = default_line_kind
+) -> tuple[Iterator[Item], bytes, int, int] | None:
     """What a stream cut short (a truncated or corrupt gzip) decompressed to, as the items of
     its complete records, the text after them, how many records (or lines) came before that
     text, and its position as ``split`` numbers them (an array index, a line number); None when
@@ -427,7 +446,7 @@ def split_cut(data: bytes, limit: int) -> tuple[Iterator[Item], bytes, int, int]
     if opening is not None:
         # Every element a comma ended is whole; the rest starts with the one the cut is in.
         records, end, _ended = _scan_array(body, opening.end() - 1)
-        items = (item for i, raw in enumerate(records) for item in _one(raw, i, limit))
+        items = (item for i, raw in enumerate(records) for item in _one(raw, i, limit, kind_of))
         return items, body[end:], len(records), len(records)
     cut = data.rfind(b"\n")
     first = data[: data.find(b"\n")].strip()
@@ -436,7 +455,7 @@ def split_cut(data: bytes, limit: int) -> tuple[Iterator[Item], bytes, int, int]
     complete = data[: cut + 1]
     # Items one at a time, as split gives them (a cut file can be a flood of short lines).
     lines = sum(1 for _ in _lines(complete)) if b"\r" in complete else complete.count(b"\n")
-    return split(complete, limit), data[cut + 1 :], lines, lines + 1
+    return split(complete, limit, kind_of), data[cut + 1 :], lines, lines + 1
 
 
 def _parses(text: bytes) -> bool:

@@ -41,9 +41,10 @@ from typing import Any
 import pyarrow as pa
 
 from pipeline import temporaries
-from pipeline.config import IngestConfig, TenancyConfig
+from pipeline.config import IngestConfig
 from pipeline.ingest import prepare, write
 from pipeline.ingest.decode import Batch, Decoded, decode_batch
+from pipeline.ingest.reading import Reading
 
 # Only ever the parent of a private folder made by mkdtemp (mode 0700, unpredictable name).
 _SHARED_MEMORY = Path("/dev/shm")  # noqa: S108
@@ -89,10 +90,10 @@ def _roomy(folder: Path) -> bool:
     return folder.is_dir() and shutil.disk_usage(folder).free >= _ROOM_NEEDED
 
 
-def to_file(d: Decoded, folder: str, tenancy: TenancyConfig) -> Decoded:
+def to_file(d: Decoded, folder: str, reading: Reading) -> Decoded:
     """``d`` with what the plan reads of its rows (``prepare.plan_rows``) left in a file in
     ``folder`` (``rows_file``)."""
-    rows = prepare.plan_rows(d.rows, tenancy)
+    rows = prepare.plan_rows(d.rows, reading)
     path = Path(folder) / f"{d.batch.id}.arrow"
     with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, rows.schema) as writer:
         writer.write_table(rows)
@@ -116,8 +117,7 @@ class RemoteTraceback(Exception):
 def _serve(
     conn: Connection,
     ingest: IngestConfig,
-    tenancy: TenancyConfig,
-    claim_key: str,
+    reading: Reading,
     lake_root: str,
     parents: list[Connection],
 ) -> None:
@@ -141,9 +141,9 @@ def _serve(
         reply: tuple[Any, ...]
         try:
             if kind == "decode":
-                d = decode_batch(msg[2], ingest, claim_key)
+                d = decode_batch(msg[2], ingest, reading)
                 held[i] = d.rows
-                reply = ("decoded", i, to_file(d, msg[3], tenancy))
+                reply = ("decoded", i, to_file(d, msg[3], reading))
             else:
                 reply = ("written", i, write.write(lake_root, msg[2], held.pop(i)))
         except Exception as e:  # every failure goes to the parent, which raises it
@@ -176,8 +176,7 @@ class Workers:
         self,
         n: int,
         ingest: IngestConfig,
-        tenancy: TenancyConfig,
-        claim_key: str,
+        reading: Reading,
         lake_root: str,
     ) -> None:
         self._scratch = scratch_dir()
@@ -192,7 +191,7 @@ class Workers:
                 mine, theirs = ctx.Pipe()
                 p = ctx.Process(
                     target=_serve,
-                    args=(theirs, ingest, tenancy, claim_key, lake_root, [*self._conns, mine]),
+                    args=(theirs, ingest, reading, lake_root, [*self._conns, mine]),
                     daemon=True,
                 )
                 p.start()

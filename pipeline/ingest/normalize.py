@@ -8,6 +8,9 @@ time here (``*_row`` returns a tuple in ``ROW_FIELDS`` order). Time stays text a
 batch (``timeparse``). A record that cannot become a row raises ``Unusable`` with a stable reason
 code; the caller quarantines it, as it does a record on which anything else raised (``failure``).
 
+API Gateway and authorizer lines are read through the source's field mapping (``[sources.*]``,
+``Mapping``): every column comes from the first of its field paths present in the line.
+
 Logs are hostile input: every value is read defensively (``as_text`` turns whatever JSON type a
 vendor put there into a string or None) and nothing here interprets a value as a path or markup.
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -23,6 +27,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
 
+from pipeline import config as c
+from pipeline.fieldpath import FieldPath, json_text, parse_many
 from pipeline.ingest import jsonnum, native
 
 ROW_FIELDS = (
@@ -58,7 +64,8 @@ ROW_FIELDS = (
     "h_api_path",
     "h_host",
     "h_arns",
-    "h_headers",
+    "h_requested_tenant",  # the tenant an authorizer request asked for
+    "h_new_session",  # the access key id an AssumeRole* returned
 )
 HINT_FIELDS = tuple(f for f in ROW_FIELDS if f.startswith("h_"))
 # The normalized fields a record's content hash covers: everything but the raw text and hints.
@@ -93,16 +100,8 @@ def as_text(value: Any) -> str | None:
     """Any JSON value as a string; None for null, "" and the access-log placeholder "-". An object
     or array is its JSON text; one nested too deeply to write as text (orjson writes 254 levels
     and reads 1,024) makes its record ``Unusable``."""
-    if value is None or value == "" or value == "-":
-        return None
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
     try:
-        return orjson.dumps(value).decode()
+        return json_text(value)
     except orjson.JSONEncodeError as exc:
         if "recursion" not in str(exc).lower():
             raise
@@ -170,29 +169,56 @@ def path_only(path: str | None) -> str | None:
     return path.split("?", 1)[0].split("#", 1)[0] if path else path
 
 
+# --- field mappings of the per-line sources --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """The field paths of each column of one per-line source (``[sources.<source>]``), parsed
+    once per run; picklable, it goes to the ingest workers."""
+
+    paths: dict[str, tuple[FieldPath, ...]]
+
+    def get(self, column: str, rec: dict[str, Any]) -> str | None:
+        """The column's value: the first of its paths that holds one, by ``as_text``'s rules
+        (so a value nested too deeply to write makes the record ``Unusable``)."""
+        for path in self.paths[column]:
+            if len(path.steps) == 1 and path.steps[0].name is not None:  # the common case
+                text = as_text(rec.get(path.steps[0].name))
+                if text is not None:
+                    return text
+                continue
+            for node in path.nodes(rec):
+                text = as_text(node)
+                if text is not None:
+                    return text
+        return None
+
+
+def mapping(source: str, cfg: c.Config) -> Mapping:
+    """The compiled mapping of ``source`` (apigateway or authorizer). An access-log mapping
+    without ``tenant_claim`` reads the authorizer_context strategy's key (default tenantId)."""
+    fields = getattr(cfg.sources, source)
+    paths = {name: parse_many(getattr(fields, name)) for name in fields.__struct_fields__}
+    if source == "apigateway" and not paths["tenant_claim"]:
+        key = next(
+            (s.key for s in cfg.tenancy.actor if isinstance(s, c.AuthorizerContext)), "tenantId"
+        )
+        paths["tenant_claim"] = parse_many(c.claim_spellings(key))
+    return Mapping(paths)
+
+
 # --- API Gateway access logs -----------------------------------------------------------------
 
 
-def _authorizer_value(rec: dict[str, Any], key: str) -> Any:
-    """A context value as access-log formats commonly name it: authorizerTenantId,
-    authorizer.tenantId or authorizer_tenantId (the name is whatever the format chose)."""
-    for name in (f"authorizer{key[:1].upper()}{key[1:]}", f"authorizer.{key}", f"authorizer_{key}"):
-        if name in rec:
-            return rec[name]
-    nested = rec.get("authorizer")
-    return nested.get(key) if isinstance(nested, dict) else None
-
-
-def access_log_row(
-    rec: dict[str, Any], raw: bytes, claim_key: str, headers: tuple[str, ...] = ()
-) -> tuple[Any, ...]:
-    event_id = as_text(rec.get("requestId"))
+def access_log_row(rec: dict[str, Any], raw: bytes, m: Mapping) -> tuple[Any, ...]:
+    event_id = m.get("request_id", rec)
     if event_id is None:
-        raise Unusable("missing_request_id", "access-log line without requestId")
-    time_text = as_text(rec.get("requestTimeEpoch")) or as_text(rec.get("requestTime"))
+        raise Unusable("missing_request_id", "access-log line without a request id")
+    time_text = m.get("time", rec)
     if time_text is None:
-        raise Unusable("missing_event_time", "access-log line without requestTime")
-    status_text = as_text(rec.get("status"))
+        raise Unusable("missing_event_time", "access-log line without a request time")
+    status_text = m.get("status", rec)
     try:
         status = int(status_text) if status_text is not None else None
     except ValueError:
@@ -207,15 +233,15 @@ def access_log_row(
         outcome = "success"
     else:
         outcome = "error"
-    api, stage = as_text(rec.get("apiId")), as_text(rec.get("stage"))
-    path = as_text(rec.get("path"))
+    api, stage = m.get("api_id", rec), m.get("stage", rec)
+    path = m.get("path", rec)
     api_path = path_only(path)
     if api_path and stage and api_path.startswith(f"/{stage}/"):
         api_path = api_path[len(stage) + 1 :]
-    method = as_text(rec.get("httpMethod"))
-    route = as_text(rec.get("resourcePath")) or as_text(rec.get("routeKey"))
-    principal = as_text(_authorizer_value(rec, "principalId")) or as_text(rec.get("user"))
-    error_code = as_text(_authorizer_value(rec, "error"))
+    method = m.get("http_method", rec)
+    route = m.get("route", rec)
+    principal = m.get("principal", rec)
+    error_code = m.get("error", rec)
     if error_code is None and status is not None and status >= 400:
         error_code = str(status)
     return (
@@ -232,9 +258,9 @@ def access_log_row(
         outcome,
         error_code,
         status,
-        as_text(rec.get("ip")) or as_text(rec.get("sourceIp")),
-        as_text(rec.get("userAgent")),
-        as_text(rec.get("accountId")),
+        m.get("source_ip", rec),
+        m.get("user_agent", rec),
+        m.get("account_id", rec),
         None,
         event_id,
         raw,
@@ -242,39 +268,39 @@ def access_log_row(
         None,
         None,
         None,
-        as_text(_authorizer_value(rec, claim_key)),
+        m.get("tenant_claim", rec),
         None,
         None,
         None,
         None,
         api_path,
-        as_text(rec.get("domainName")),
+        m.get("domain", rec),
         None,
-        next((as_text(rec[h]) for h in headers if as_text(rec.get(h))), None),
+        None,
+        None,
     )
 
 
-# --- Lambda authorizer logs (Powertools Logger JSON) -----------------------------------------
+# --- Lambda authorizer logs (Powertools Logger JSON by default) ------------------------------
 
 _METHOD_ARN = re.compile(
     r"^arn:[\w-]+:execute-api:([^:]*):([^:]*):([^/]+)/([^/]+)/([A-Z*]+)(/.*)?$"
 )
 
 
-def authorizer_row(rec: dict[str, Any], raw: bytes) -> tuple[Any, ...]:
-    event_id = as_text(rec.get("function_request_id")) or as_text(rec.get("request_id"))
-    event_id = event_id or synthetic_id(raw)
-    time_text = as_text(rec.get("timestamp"))
+def authorizer_row(rec: dict[str, Any], raw: bytes, m: Mapping) -> tuple[Any, ...]:
+    event_id = m.get("event_id", rec) or synthetic_id(raw)
+    time_text = m.get("time", rec)
     if time_text is None:
-        raise Unusable("missing_event_time", "authorizer log line without timestamp")
-    decision = (as_text(rec.get("decision")) or "").lower()
-    method_arn = as_text(rec.get("method_arn"))
+        raise Unusable("missing_event_time", "authorizer log line without a time")
+    decision = (m.get("decision", rec) or "").lower()
+    method_arn = m.get("method_arn", rec)
     region = account = method = path = None
     if method_arn:
-        m = _METHOD_ARN.match(method_arn)
-        if m:
-            region, account, _api, _stage, method, path = m.groups()
-    function = as_text(rec.get("function_name")) or as_text(rec.get("service")) or "authorizer"
+        found = _METHOD_ARN.match(method_arn)
+        if found:
+            region, account, _api, _stage, method, path = found.groups()
+    function = m.get("function", rec) or "authorizer"
     return (
         event_id,
         time_text,
@@ -282,24 +308,24 @@ def authorizer_row(rec: dict[str, Any], raw: bytes) -> tuple[Any, ...]:
         "authorizer_decision",
         f"lambda:{function}",
         f"authorize {method} {path}" if method and path else "authorize",
-        as_text(rec.get("principal_id")),
+        m.get("principal", rec),
         "token",
-        as_text(rec.get("token_fingerprint")),
+        m.get("token_fingerprint", rec),
         path or method_arn,
         "success" if decision == "allow" else "denied" if decision == "deny" else "error",
-        None if decision == "allow" else (as_text(rec.get("reason")) or decision or None),
+        None if decision == "allow" else (m.get("reason", rec) or decision or None),
         None,
-        as_text(rec.get("source_ip")),
-        as_text(rec.get("user_agent")),
+        m.get("source_ip", rec),
+        m.get("user_agent", rec),
         account,
         region,
-        as_text(rec.get("request_id")),
+        m.get("request_id", rec),
         raw,
         None,
         None,
         None,
         None,
-        as_text(rec.get("tenant_claim")),
+        m.get("tenant_claim", rec),
         None,
         None,
         None,
@@ -307,5 +333,6 @@ def authorizer_row(rec: dict[str, Any], raw: bytes) -> tuple[Any, ...]:
         path_only(path),
         None,
         None,
+        m.get("requested_tenant", rec),
         None,
     )

@@ -9,7 +9,9 @@ they come from:
 - the dedup key (``dedup_key``) and the partition hour of every row (``hours``);
 - whether a row is the first in the batch with its key (``_first``);
 - the target tenant, its source and any conflict (``tenancy.prepare``: no target strategy needs
-  history), and the actor candidates of every actor strategy but the session tag's.
+  history), the actor candidates of every actor strategy but the session ones, and what the
+  session origins and break-glass tickets need (the session an ``AssumeRole*`` started, the
+  ticket named in the role session name).
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.config import TenancyConfig
 from pipeline.ingest import arrowops, tenancy
+from pipeline.ingest.reading import Reading
 
 _S = pa.string()
 _US_PER_HOUR = 3_600_000_000
@@ -39,7 +41,7 @@ def hours(when: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
     return pc.divide(when.cast(pa.int64()), _US_PER_HOUR)
 
 
-def plan_rows(rows: pa.Table, cfg: TenancyConfig) -> pa.Table:
+def plan_rows(rows: pa.Table, reading: Reading) -> pa.Table:
     """The columns of a batch's decoded ``rows`` that its plan reads, row for row."""
     key = dedup_key(rows)
     t = pa.table(
@@ -52,6 +54,6 @@ def plan_rows(rows: pa.Table, cfg: TenancyConfig) -> pa.Table:
             "_first": arrowops.occurrences(key),
         }
     )
-    for name, col in tenancy.prepare(rows, cfg).items():
+    for name, col in tenancy.prepare(rows, reading).items():
         t = t.append_column(name, col)
     return t

@@ -36,10 +36,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline import aws, schema
-from pipeline.config import AuthorizerContext, Config, IngestConfig
+from pipeline.config import Config, IngestConfig
 from pipeline.ingest import handoff, native, prepare, redact, tenancy, write
 from pipeline.ingest.decode import Batch, Decoded, decode_batch
+from pipeline.ingest.lookups import load_lookups
 from pipeline.ingest.quarantine import Quarantined
+from pipeline.ingest.reading import Reading
 from pipeline.ingest.sources import InputRef, LogPosition, list_inputs
 from pipeline.lake import Lake, event_partition
 
@@ -106,9 +108,10 @@ class Summary:
 class Ingestor:
     """The parent's side: state, session map, dedup index, writing."""
 
-    def __init__(self, lake: Lake, cfg: Config) -> None:
+    def __init__(self, lake: Lake, cfg: Config, reading: Reading | None = None) -> None:
         self.lake = lake
         self.cfg = cfg
+        self.reading = reading if reading is not None else Reading.of(cfg)
         self.sessions = tenancy.SessionMap(timedelta(hours=cfg.tenancy.session_ttl_hours))
         self.done: set[str] = set()
         self.seen = SeenIndex(lake)
@@ -148,7 +151,7 @@ class Ingestor:
         when = t["event_time"]  # parsed by the decoder, which quarantined what did not parse
         if t.num_rows:
             self.sessions.expire(pc.min(when).value)
-        t = tenancy.finish(t, self.cfg.tenancy, self.sessions)
+        t, origins = tenancy.finish(t, self.reading, self.sessions)
         order = _file_order(t)
         dup_in_batch = t.num_rows - len(order)
         # File order, of the columns the rest needs. Only these are put in order here: the
@@ -192,7 +195,7 @@ class Ingestor:
             t.select(write.EXTRA),
             tuple(files),
         )
-        return Planned(plan, d, quarantine, t.num_rows, dup_in_batch + dup_lake)
+        return Planned(plan, d, quarantine, t.num_rows, dup_in_batch + dup_lake, origins)
 
     def commit(self, p: Planned, written: int) -> None:
         """After the plan's files are written: the batch's quarantine and state, the inputs
@@ -210,8 +213,9 @@ class Ingestor:
                     [dict(zip(DIGESTS.names, x, strict=True)) for x in d.digests], DIGESTS
                 ),
             )
-        if d.sessions.num_rows:
-            state = tenancy.state_rows(d.sessions)
+        # What the batch's AssumeRole* calls taught: the sessions' tags and their origins.
+        state = pa.concat_tables([tenancy.state_rows(d.sessions), p.origins])
+        if state.num_rows:
             self.lake.write_table(f"_state/sessions/{batch_id}.parquet", state)
         self.lake.write_table(
             f"_state/ingested/{batch_id}.parquet",
@@ -234,7 +238,7 @@ class Ingestor:
 
     def absorb(self, d: Decoded, summary: Summary) -> None:
         """``plan``, write and ``commit`` one batch in this process."""
-        p = self.plan(replace(d, rows=prepare.plan_rows(d.rows, self.cfg.tenancy)), summary)
+        p = self.plan(replace(d, rows=prepare.plan_rows(d.rows, self.reading)), summary)
         self.commit(p, write.write(self.lake.root, p.plan, d.rows))
 
 
@@ -247,6 +251,7 @@ class Planned:
     quarantine: list[Quarantined]
     ingested: int
     duplicates: int
+    origins: pa.Table  # sessions.STATE rows: the session origins its AssumeRole* calls taught
 
     def __post_init__(self) -> None:
         self.decoded = replace(self.decoded, rows=self.decoded.rows.schema.empty_table())
@@ -401,11 +406,11 @@ def _worker_count(requested: int | None, cfg: IngestConfig) -> int:
 
 
 def _in_process(
-    ing: Ingestor, batches: list[Batch], ingest: IngestConfig, claim_key: str, summary: Summary
+    ing: Ingestor, batches: list[Batch], ingest: IngestConfig, summary: Summary
 ) -> Iterator[Batch]:
     """One process: decode, plan, write and commit each batch in turn."""
     for b in batches:
-        ing.absorb(decode_batch(b, ingest, claim_key), summary)
+        ing.absorb(decode_batch(b, ingest, ing.reading), summary)
         yield b
 
 
@@ -414,7 +419,6 @@ def _with_workers(
     batches: list[Batch],
     workers: int,
     ingest: IngestConfig,
-    claim_key: str,
     summary: Summary,
 ) -> Iterator[Batch]:
     """N processes decode batches and write their files (``handoff``); this one plans each
@@ -426,7 +430,7 @@ def _with_workers(
     committed: list[Batch] = []
     todo = iter(enumerate(batches))
     next_plan = next_commit = 0
-    with handoff.Workers(workers, ingest, ing.cfg.tenancy, claim_key, ing.lake.root) as pool:
+    with handoff.Workers(workers, ingest, ing.reading, ing.lake.root) as pool:
 
         def feed() -> None:
             while pool.room() and (b := next(todo, None)) is not None:
@@ -477,10 +481,12 @@ def ingest(
     started = time.perf_counter()
     cpu_before = _cpu_times()
     aws.require([*sources, lake_root])
+    # The lookups first: a run never starts on half a registry, nor ends half way for one.
+    reading = Reading.of(cfg, load_lookups(cfg))
     lake = Lake(lake_root)
     lake.ensure_writable()
     lake.clean_temporaries()  # what runs that were killed left (a live run's stay)
-    ing = Ingestor(lake, cfg)
+    ing = Ingestor(lake, cfg, reading)
     summary = Summary()
     positions = _load_positions(lake)
     inputs, new_positions = list_inputs(sources, since, until, positions)
@@ -489,15 +495,12 @@ def ingest(
     summary.files_skipped = len(inputs) - len(pending)
     batches = make_batches(pending, cfg.ingest.batch_input_bytes)
     ing.seen.mine.update(b.id for b in batches)
-    claim_key = next(
-        (s.key for s in cfg.tenancy.actor if isinstance(s, AuthorizerContext)), "tenantId"
-    )
     n = _worker_count(workers, cfg.ingest)
     done_files = 0
     if n <= 1 or len(batches) <= 1:
-        done = _in_process(ing, batches, cfg.ingest, claim_key, summary)
+        done = _in_process(ing, batches, cfg.ingest, summary)
     else:
-        done = _with_workers(ing, batches, n, cfg.ingest, claim_key, summary)
+        done = _with_workers(ing, batches, n, cfg.ingest, summary)
     for b in done:
         done_files += len(b.inputs)
         if progress:

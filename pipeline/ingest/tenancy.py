@@ -2,138 +2,75 @@
 
 Strategies are tried in the configured order of trust; the first that yields a value wins and
 the row records its kind (``actor_tenant_source``). When a later strategy yields a *different*
-value the row keeps the winner and records the disagreement in ``tenant_conflict``: ambiguity is
-never silently resolved (DESIGN.md "Tenant resolution").
+value, or one ``[*]`` path yields two, the row keeps the winner and records the disagreement in
+``tenant_conflict``: ambiguity is never silently resolved (DESIGN.md "Tenant resolution").
 
-Regexes run as Arrow compute kernels (RE2) over whole columns: no per-row Python. Only the
-session-tag strategy needs the run's history, so resolution comes in two steps: ``prepare``,
-where a batch was decoded, for everything else, and ``finish``, in batch order, for the sessions
-and for combining the actor side.
+What each strategy makes of a column is ``strategies``. Only the session strategies need the
+run's history, so resolution comes in two steps: ``prepare``, where a batch was decoded, for
+everything else, and ``finish``, in batch order, for the sessions and for combining the actor
+side. ``session_tag`` reads the tags of the ``AssumeRole*`` that started the session (joined by
+access key id, ``sessions.SessionMap``); ``session_origin`` the tenant resolved for that
+``AssumeRole*`` call itself, which ``finish`` learns as it goes: a batch's ``AssumeRole*`` calls
+are resolved in rounds, a call only once the session that made it is settled, so a chain of roles
+keeps its first origin whatever the order of its calls in the batch.
 
-The session-tag strategy needs the ``AssumeRole`` that created the session: CloudTrail records the
-tags only on that call. ``SessionMap`` holds access key id -> tags (as Arrow rows), fed batch by
-batch in time order and persisted in the lake's state between runs, and forgets a session after
-``session_ttl_hours``.
+Break-glass tickets are resolved here too (``actor_ticket``): for rows of a break-glass
+principal, the ticket is the session tag ``ticket_tag`` if set, else what ``ticket_pattern``
+finds in the role session name. Whether the ticket is valid is the detector's question.
+
+``diagnose`` says, per strategy and row, what the strategy made of the row and why it gave no
+tenant (``tenantwatch tenancy explain`` and ``report``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass
 from datetime import timedelta
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline import config as c
-from pipeline.errors import ConfigError
-from pipeline.ingest import arrowops, timeparse
+from pipeline.ingest import strategies
+from pipeline.ingest.reading import Reading
+from pipeline.ingest.sessions import (
+    ORIGIN,
+    SESSION_ROWS,
+    STATE,
+    SessionMap,
+    session_rows,
+    state_rows,
+)
+from pipeline.ingest.strategies import SESSION_KINDS, Trace, kind_of
+
+__all__ = [
+    "ORIGIN",
+    "SESSION_ROWS",
+    "STATE",
+    "Diagnosis",
+    "SessionMap",
+    "diagnose",
+    "finish",
+    "kind_of",
+    "prepare",
+    "session_rows",
+    "state_rows",
+]
 
 _S = pa.string()
-_TS = pa.timestamp("us", tz="UTC")
 _SKEW = timedelta(minutes=5)
-_US = timedelta(microseconds=1)
-
-# What the sessions' state files hold (``_state/sessions``): a row per tag of a session.
-STATE = pa.schema([("access_key_id", _S), ("tag", _S), ("value", _S), ("started", _TS)])
-# The sessions a batch started, as decoded: a row per tag (a session without tags: one row, its
-# tag null), ``session`` numbering them in the order they started.
-SESSION_ROWS = pa.schema([*STATE, ("session", pa.int32())])
 
 
-def session_rows(sessions: list[tuple[str, dict[str, str], str | None]]) -> pa.Table:
-    """``SESSION_ROWS`` from (access key id, tags, start time as logged) per session."""
-    keys: list[str] = []
-    tags: list[str | None] = []
-    values: list[str | None] = []
-    session: list[int] = []
-    for i, (key, tag_map, _) in enumerate(sessions):
-        for tag, value in tag_map.items() or [(None, None)]:
-            keys.append(key)
-            tags.append(tag)
-            values.append(value)
-            session.append(i)
-    numbers = pa.array(session, pa.int32())
-    started = timeparse.parse_times(pa.array([s[2] for s in sessions], _S)).take(numbers)
-    columns = [pa.array(keys, _S), pa.array(tags, _S), pa.array(values, _S), started, numbers]
-    return pa.Table.from_arrays(columns, schema=SESSION_ROWS)
-
-
-def state_rows(rows: pa.Table) -> pa.Table:
-    """What is learnt of ``SESSION_ROWS``, as ``STATE``: the tags of the sessions whose start
-    time parsed."""
-    learnt = pc.and_(pc.is_valid(rows["started"]), pc.is_valid(rows["tag"]))
-    return rows.filter(learnt).select(STATE.names)
-
-
-@dataclass
-class SessionMap:
-    """The live sessions, a row per tag (``STATE``), in Arrow: a run learns tens of thousands
-    of sessions and looks them up for every batch.
-
-    As a map from access key id to tags: the last session learnt for a key replaces what was
-    known of it, and a session is forgotten once expired."""
-
-    ttl: timedelta
-    tags: pa.Table = field(default_factory=STATE.empty_table)
-
-    def learn(self, rows: pa.Table) -> None:
-        """Sessions (``SESSION_ROWS``, numbered in the order they started); those whose start
-        time did not parse are left out."""
-        rows = rows.filter(pc.is_valid(rows["started"]))
-        if not rows.num_rows:
-            return
-        last = rows.group_by("access_key_id", use_threads=False).aggregate([("session", "max")])
-        rows = rows.filter(pc.is_in(rows["session"], value_set=last["session_max"]))
-        new = state_rows(rows)
-        pair = pc.binary_join_element_wise(new["access_key_id"], new["tag"], "\x1f")
-        new = new.filter(arrowops.occurrences(pair, last=True))  # a tag twice: the last holds
-        known = pc.is_in(self.tags["access_key_id"], value_set=last["access_key_id"])
-        self.tags = pa.concat_tables([self.tags.filter(pc.invert(known)), new]).combine_chunks()
-
-    def expire(self, oldest_event_us: int) -> None:
-        """Forget sessions that ended before the oldest event still to be resolved."""
-        cutoff = pa.scalar(oldest_event_us - self.ttl // _US, pa.int64()).cast(_TS)
-        live = pc.greater_equal(self.tags["started"], cutoff)
-        if not pc.all(live).as_py():
-            self.tags = self.tags.filter(live)
-
-    def lookup(self, tag: str) -> tuple[pa.Array, pa.Array, pa.Array]:
-        """(access key ids, the tag's values, session start times) for sessions with ``tag``."""
-        rows = self.tags.filter(pc.equal(self.tags["tag"], tag))
-        keys, values, started = (
-            rows[c].combine_chunks() for c in ("access_key_id", "value", "started")
-        )
-        return keys, values, started
-
-
-def kind_of(strategy: object) -> str:
-    """The ``kind`` tag of a configured strategy (msgspec keeps tags on the class)."""
-    return str(type(strategy).__struct_config__.tag)  # type: ignore[attr-defined]
-
-
-def _extract(values: pa.Array, pattern: str, where: str) -> pa.Array:
-    try:
-        groups = pc.extract_regex(values, pattern=pattern)
-    except pa.ArrowInvalid as exc:
-        # Arrow's regex engine is RE2: no look-arounds or back-references.
-        raise ConfigError(f"{where}: the pattern is not supported by RE2 ({exc})") from None
-    return pc.struct_field(groups, "tenant")
-
-
-def _mask(values: pa.Array, allowed_in: pa.Array, allowed: tuple[str, ...]) -> pa.Array:
-    if not allowed:
-        return values
-    keep = pc.fill_null(pc.is_in(allowed_in, value_set=pa.array(allowed, _S)), False)
-    return pc.if_else(keep, values, pa.scalar(None, _S))
-
-
-def _session_candidate(t: pa.Table, s: c.SessionTag, sessions: SessionMap) -> pa.Array:
-    keys, values, started = sessions.lookup(s.key)
-    if not len(keys):
+def _session_values(t: pa.Table, tag: str, sessions: SessionMap) -> pa.Array:
+    """Per row, the value of ``tag`` of the session it belongs to (by ``actor_session``), while
+    the session lives: from its start (less some clock skew between services) until the longest
+    session could have ended."""
+    keys, values, started = sessions.lookup(tag)
+    if not len(keys) or not t.num_rows:
         return pa.nulls(t.num_rows, _S)
     idx = pc.index_in(t["actor_session"], value_set=keys)
-    # Only while the session lives: from its AssumeRole (less some clock skew between
-    # services) until the longest session could have ended.
     start = pc.take(started, idx)
     live = pc.and_(
         pc.greater_equal(t["event_time"], pc.subtract(start, pa.scalar(_SKEW, pa.duration("us")))),
@@ -142,63 +79,41 @@ def _session_candidate(t: pa.Table, s: c.SessionTag, sessions: SessionMap) -> pa
     return pc.if_else(pc.fill_null(live, False), pc.take(values, idx), pa.scalar(None, _S))
 
 
-def _actor_candidate(t: pa.Table, i: int, s: c.ActorStrategy) -> pa.Array:
-    """The candidates of an actor strategy that needs no history (not ``SessionTag``)."""
-    where = f"tenancy.actor[{i}]"
-    if isinstance(s, c.RoleSessionName):
-        cand = _extract(t["h_session_name"], s.pattern, where)
-        return _mask(cand, t["h_role_name"], s.roles)
-    if isinstance(s, c.RoleArn):
-        return _extract(pc.coalesce(t["h_role_arn"], t["actor_principal"]), s.pattern, where)
-    if isinstance(s, c.SourceIdentity):
-        return _extract(t["h_source_identity"], s.pattern, where)
-    if isinstance(s, c.AuthorizerContext):
-        return t["h_claim"]
-    raise ConfigError(f"{where}: unsupported kind")  # pragma: no cover - SessionTag is apart
+def _session_tag(s: c.SessionTag | c.SessionOrigin) -> str:
+    return s.key if isinstance(s, c.SessionTag) else ORIGIN
 
 
-def _target_candidate(t: pa.Table, i: int, s: c.TargetStrategy) -> pa.Array:
-    where = f"tenancy.target[{i}]"
-    if isinstance(s, c.S3Key):
-        return _mask(_extract(t["h_s3_key"], s.pattern, where), t["h_s3_bucket"], s.buckets)
-    if isinstance(s, c.S3Bucket):
-        return _extract(t["h_s3_bucket"], s.pattern, where)
-    if isinstance(s, c.DynamoDBKey):
-        return _mask(_extract(t["h_ddb_key"], s.pattern, where), t["h_ddb_table"], s.tables)
-    if isinstance(s, c.ResourceArn):
-        return _extract(t["h_arns"], s.pattern, where)
-    if isinstance(s, c.ApiPath):
-        return _extract(t["h_api_path"], s.pattern, where)
-    if isinstance(s, c.Header):
-        return t["h_headers"]
-    if isinstance(s, c.Subdomain):
-        return _extract(t["h_host"], s.pattern, where)
-    raise ConfigError(f"{where}: unsupported kind")  # pragma: no cover
+Candidate = tuple[str, pa.Array, pa.Array | None]  # (kind, tenant, every tenant where several)
 
 
 def _combine(
-    side: str, candidates: list[tuple[str, pa.Array]], n: int
+    side: str, candidates: list[Candidate], n: int
 ) -> tuple[pa.Array, pa.Array, list[str | None]]:
     """(winner, winning kind, conflict text per row) for one side."""
     if not candidates:
         return pa.nulls(n, _S), pa.nulls(n, _S), [None] * n
-    arrays = [pc.if_else(pc.equal(a, ""), pa.scalar(None, _S), a) for _, a in candidates]
+    arrays = [a for _, a, _ in candidates]  # strategies give no blank tenant
     winner = pc.coalesce(*arrays)
     kind = pa.nulls(n, _S)
-    for (name, _), arr in reversed(list(zip(candidates, arrays, strict=True))):
+    for (name, _, _), arr in reversed(list(zip(candidates, arrays, strict=True))):
         kind = pc.if_else(pc.is_valid(arr), pa.scalar(name, _S), kind)
-    any_conflict = pa.array([False] * n, pa.bool_())
+    any_conflict = pa.array(np.zeros(n, np.bool_))
     for arr in arrays[1:]:
         differs = pc.fill_null(pc.not_equal(arr, winner), False)
         any_conflict = pc.or_(any_conflict, differs)
+    for _, _, others in candidates:
+        if others is not None:
+            any_conflict = pc.or_(any_conflict, pc.is_valid(others))
     conflicts: list[str | None] = [None] * n
     if pc.any(any_conflict).as_py():
         for row in pc.indices_nonzero(any_conflict).to_pylist():
-            seen = [
-                f"{name}={arr[row].as_py()}"
-                for (name, _), arr in zip(candidates, arrays, strict=True)
-                if arr[row].is_valid
-            ]
+            seen = []
+            for (name, _, others), arr in zip(candidates, arrays, strict=True):
+                several = others[row].as_py() if others is not None else None
+                if several:
+                    seen += [f"{name}={v}" for v in several]
+                elif arr[row].is_valid:
+                    seen.append(f"{name}={arr[row].as_py()}")
             conflicts[row] = f"{side}:" + ",".join(seen)
     return winner, kind, conflicts
 
@@ -207,12 +122,22 @@ def _actor_column(i: int) -> str:
     return f"_actor{i}"
 
 
-def prepare(t: pa.Table, cfg: c.TenancyConfig) -> dict[str, pa.Array]:
+def _others_column(i: int) -> str:
+    return f"_actor{i}_others"
+
+
+def prepare(t: pa.Table, reading: Reading) -> dict[str, pa.Array]:
     """All of the resolution that needs no history, from a batch's decoded rows: the target
-    tenant, its source and the target side's conflicts (``_target_conflict``), and the candidates
-    of every actor strategy but the session tag's (``_actor<i>``), for ``finish``."""
+    tenant, its source and the target side's conflicts (``_target_conflict``), the candidates of
+    every actor strategy but the session ones (``_actor<i>``), and what ``finish`` needs for
+    origins and tickets."""
+    cfg = reading.cfg.tenancy
     n = t.num_rows
-    target = [(kind_of(s), _target_candidate(t, i, s)) for i, s in enumerate(cfg.target)]
+    sources = strategies.Sources(t)
+    target: list[Candidate] = []
+    for i, ts in enumerate(cfg.target):
+        tr = strategies.evaluate(t, ts, f"tenancy.target[{i}]", reading, sources)
+        target.append((kind_of(ts), tr.tenant, tr.others))
     t_val, t_src, t_conf = _combine("target", target, n)
     out = {
         "target_tenant": t_val,
@@ -220,36 +145,237 @@ def prepare(t: pa.Table, cfg: c.TenancyConfig) -> dict[str, pa.Array]:
         "_target_conflict": pa.array(t_conf, _S) if any(t_conf) else pa.nulls(n, _S),
     }
     for i, s in enumerate(cfg.actor):
-        if not isinstance(s, c.SessionTag):
-            out[_actor_column(i)] = _actor_candidate(t, i, s)
+        if not isinstance(s, SESSION_KINDS):
+            tr = strategies.evaluate(t, s, f"tenancy.actor[{i}]", reading, sources)
+            out[_actor_column(i)] = tr.tenant
+            if tr.others is not None:
+                out[_others_column(i)] = tr.others
+    if any(isinstance(s, c.SessionOrigin) for s in cfg.actor):
+        out["_new_session"] = t["h_new_session"]
+    out.update(_ticket_hints(t, reading.cfg))
     return out
 
 
-def finish(t: pa.Table, cfg: c.TenancyConfig, sessions: SessionMap) -> pa.Table:
-    """``t``, a table with ``prepare``'s columns and ``actor_session`` and ``event_time``, with
-    the actor tenant, its source and the conflicts of both sides (``tenant_conflict``) in place
-    of ``prepare``'s working columns."""
+def _break_glass(cfg: c.Config) -> list[c.BreakGlass]:
+    return [r for r in cfg.relationships if isinstance(r, c.BreakGlass)]
+
+
+def _ticket_hints(t: pa.Table, cfg: c.Config) -> dict[str, pa.Array]:
+    """``_bg``: the break-glass relationship (by position) whose principal pattern the row's
+    principal matches; ``_ticket``: its ticket pattern's ticket in the role session name."""
+    rels = _break_glass(cfg)
+    if not rels:
+        return {}
     n = t.num_rows
-    actor = [
-        (
-            kind_of(s),
-            _session_candidate(t, s, sessions)
-            if isinstance(s, c.SessionTag)
-            else t[_actor_column(i)],
-        )
-        for i, s in enumerate(cfg.actor)
-    ]
-    a_val, a_src, a_conf = _combine("actor", actor, n)
+    principals = pc.dictionary_encode(_chunk(t["actor_principal"]))
+    names = principals.dictionary.to_pylist()
+    codes = pc.fill_null(principals.indices, -1).to_numpy(zero_copy_only=False)
+    which = np.full(len(names) + 1, -1, np.int64)  # the last slot (code -1): no principal
+    for j, rel in reversed(list(enumerate(rels))):  # the first relationship that matches wins
+        rx = re.compile(rel.principal_pattern)
+        hits = np.array([bool(rx.search(name)) for name in names] + [False], np.bool_)
+        which[hits] = j
+    bg = which[codes]
+    ticket: list[str | None] = [None] * n
+    rows = np.flatnonzero(bg >= 0)
+    sessions = t["h_session_name"].take(pa.array(rows)).to_pylist() if len(rows) else []
+    for row, name in zip(rows.tolist(), sessions, strict=True):
+        found = re.search(rels[bg[row]].ticket_pattern, name) if name else None
+        ticket[row] = found.group("ticket") if found and found.group("ticket") else None
+    return {"_bg": pa.array(bg, mask=bg < 0).cast(pa.int32()), "_ticket": pa.array(ticket, _S)}
+
+
+def finish(t: pa.Table, reading: Reading, sessions: SessionMap) -> tuple[pa.Table, pa.Table]:
+    """``t``, a table with ``prepare``'s columns and ``actor_session`` and ``event_time``, with
+    the actor tenant, its source, the conflicts of both sides (``tenant_conflict``) and the
+    ticket (``actor_ticket``) in place of ``prepare``'s working columns; and the session origins
+    learnt from its ``AssumeRole*`` calls (``STATE`` rows, which ``sessions`` has learnt)."""
+    cfg = reading.cfg.tenancy
+    n = t.num_rows
+    learnt = _learn_origins(t, cfg, sessions)
+    a_val, a_src, a_conf = _combine("actor", _actor_candidates(t, cfg, sessions), n)
     t_conf = t["_target_conflict"]
     if any(a_conf) or t_conf.null_count < n:
         pairs = zip(a_conf, t_conf.to_pylist(), strict=True)
         conflict = pa.array([";".join(x for x in p if x) or None for p in pairs], _S)
     else:  # the common case, without a Python step per row
         conflict = pa.nulls(n, _S)
-    working = [_actor_column(i) for i, s in enumerate(cfg.actor) if not isinstance(s, c.SessionTag)]
-    return (
-        t.drop_columns([*working, "_target_conflict"])
+    working = [
+        name
+        for name in t.column_names
+        if name.startswith("_actor") or name in ("_target_conflict", "_new_session")
+    ]
+    ticket = _tickets(t, reading.cfg, sessions)
+    out = (
+        t.drop_columns([*working, "_bg", "_ticket"] if "_bg" in t.column_names else working)
         .append_column("actor_tenant", a_val)
         .append_column("actor_tenant_source", a_src)
         .append_column("tenant_conflict", conflict)
+        .append_column("actor_ticket", ticket)
     )
+    return out, learnt
+
+
+def _actor_candidates(t: pa.Table, cfg: c.TenancyConfig, sessions: SessionMap) -> list[Candidate]:
+    out: list[Candidate] = []
+    for i, s in enumerate(cfg.actor):
+        if isinstance(s, SESSION_KINDS):
+            out.append((kind_of(s), _session_values(t, _session_tag(s), sessions), None))
+        else:
+            others = t[_others_column(i)] if _others_column(i) in t.column_names else None
+            out.append((kind_of(s), _chunk(t[_actor_column(i)]), _chunk(others)))
+    return out
+
+
+def _chunk(col: pa.ChunkedArray | pa.Array | None) -> pa.Array | None:
+    return col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+
+
+def _learn_origins(t: pa.Table, cfg: c.TenancyConfig, sessions: SessionMap) -> pa.Table:
+    """Learn the origin of every session an ``AssumeRole*`` of ``t`` started: the actor tenant
+    resolved for that call. In rounds: a call waits while the session that made it was itself
+    started by a call still waiting, so its origin is known first (a chain keeps its first)."""
+    if "_new_session" not in t.column_names or t["_new_session"].null_count == t.num_rows:
+        return STATE.empty_table()
+    calls = t.filter(pc.is_valid(t["_new_session"]))
+    calls = calls.take(pc.sort_indices(calls["event_time"]))  # stable: input order breaks ties
+    pending = np.ones(calls.num_rows, np.bool_)
+    learnt = []
+    while pending.any():
+        waiting = calls.filter(pa.array(pending))
+        made_by_waiting = pc.is_in(calls["actor_session"], value_set=waiting["_new_session"])
+        ready = pending & ~pc.fill_null(made_by_waiting, False).to_numpy(zero_copy_only=False)
+        if not ready.any():
+            ready = pending.copy()  # calls that started each other: no log can hold that
+        part = calls.filter(pa.array(ready))
+        winner, _, _ = _combine("actor", _actor_candidates(part, cfg, sessions), part.num_rows)
+        learnt.append(sessions.learn_origins(part["_new_session"], winner, part["event_time"]))
+        pending &= ~ready
+    return pa.concat_tables(learnt)
+
+
+def _tickets(t: pa.Table, cfg: c.Config, sessions: SessionMap) -> pa.Array:
+    if "_bg" not in t.column_names:
+        return pa.nulls(t.num_rows, _S)
+    ticket = _chunk(t["_ticket"])
+    bg = _chunk(t["_bg"])
+    for j, rel in enumerate(_break_glass(cfg)):
+        if rel.ticket_tag:
+            tagged = _session_values(t, rel.ticket_tag, sessions)
+            mine = pc.and_(pc.fill_null(pc.equal(bg, j), False), pc.is_valid(tagged))
+            ticket = pc.if_else(mine, tagged, ticket)
+    return ticket
+
+
+# --- why a strategy gave no tenant -------------------------------------------------------------
+
+STATUSES = ("resolved", "absent", "no_match", "not_in_lookup", "not_applicable", "session_unknown")
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """What one strategy made of each row: ``status`` (one of ``STATUSES``), the value it read,
+    the key it looked up and the tenant it gave."""
+
+    side: str  # actor | target
+    index: int  # its position in [[tenancy.<side>]]
+    strategy: c.ActorStrategy | c.TargetStrategy
+    status: pa.Array
+    value: pa.Array
+    key: pa.Array
+    tenant: pa.Array
+    of_source: pa.Array  # bool: not_applicable rows of its sources were filtered out
+
+    @property
+    def label(self) -> str:
+        return f"{self.side}[{self.index}] {strategies.label(self.strategy)}"
+
+    def why(self, row: int) -> str:
+        """The row's status in words: what was read, and what came of it."""
+        s, status = self.strategy, self.status[row].as_py()
+        value, key = self.value[row].as_py(), self.key[row].as_py()
+        if status == "resolved":
+            return f"{self.tenant[row].as_py()} (from {value!r})"
+        if status == "not_applicable":
+            if not self.of_source[row].as_py():
+                return "not for this source"
+            return "filtered out (" + _filters(s) + ")"
+        if status == "session_unknown":
+            return "session unknown (no AssumeRole seen in this input)"
+        if status == "absent":
+            if not isinstance(s, SESSION_KINDS):
+                return "field absent"
+            if value is None:
+                return "no session (the record has no access key id)"
+            what = "origin" if isinstance(s, c.SessionOrigin) else f"tag {s.key!r}"
+            return f"the session has no {what}"
+        if status == "no_match":
+            return f"value {value!r} did not match pattern"
+        return f"key {key!r} not in lookup {getattr(s, 'lookup', '')}"
+
+
+def _filters(s: object) -> str:
+    if isinstance(s, c.Field):
+        return "when " + "; ".join(f"{p} in {list(v)}" for p, v in s.when.items())
+    if isinstance(s, c.RoleSessionName):
+        return f"roles {list(s.roles)}"
+    if isinstance(s, c.S3Key):
+        return f"buckets {list(s.buckets)}"
+    if isinstance(s, c.DynamoDBKey):
+        return f"tables {list(s.tables)}"
+    return "filters"  # pragma: no cover - the kinds above are the ones with filters
+
+
+def diagnose(
+    rows: pa.Table, reading: Reading, sessions: SessionMap | None = None
+) -> list[Diagnosis]:
+    """Per configured strategy (actor ones first, then target ones, each in order of trust),
+    its status on each of ``rows``, decoded rows of any source (``reading.wide``, ``event_time``
+    parsed). The session strategies consult ``sessions`` (as ``finish`` left it), and call a
+    session unknown when no ``AssumeRole*`` among ``rows`` started it."""
+    cfg = reading.cfg.tenancy
+    out = []
+    for side, listed in (("actor", cfg.actor), ("target", cfg.target)):
+        for i, s in enumerate(listed):
+            if isinstance(s, SESSION_KINDS):
+                tr = _session_trace(rows, s, sessions)
+                started = pc.is_in(rows["actor_session"], value_set=rows["h_new_session"])
+                unknown = pc.and_(pc.is_null(tr.tenant), pc.invert(pc.fill_null(started, False)))
+            else:
+                tr = strategies.evaluate(rows, s, f"tenancy.{side}[{i}]", reading)
+                unknown = pa.array(np.zeros(rows.num_rows, np.bool_))
+            no_tenant = "absent" if isinstance(s, SESSION_KINDS) else "not_in_lookup"
+            status = _status(tr, unknown, no_tenant)
+            out.append(Diagnosis(side, i, s, status, tr.value, tr.key, tr.tenant, tr.of_source))
+    return out
+
+
+def _session_trace(
+    rows: pa.Table, s: c.SessionTag | c.SessionOrigin, sessions: SessionMap | None
+) -> Trace:
+    of_source = pc.fill_null(pc.equal(rows["source"], "cloudtrail"), False)
+    value = pc.if_else(of_source, rows["actor_session"], pa.scalar(None, _S))
+    tenant = (
+        _session_values(rows, _session_tag(s), sessions)
+        if sessions is not None
+        else pa.nulls(rows.num_rows, _S)
+    )
+    return Trace(of_source, of_source, _chunk(value), _chunk(value), tenant)
+
+
+def _status(tr: Trace, unknown: pa.Array, no_tenant: str) -> pa.Array:
+    """The ``STATUSES`` of a trace, by the first step that gave nothing (``no_tenant``: what
+    a key without a tenant means)."""
+    n = len(tr.value)
+    status = np.full(n, "resolved", object)
+    has = pc.is_valid
+    fails = [
+        (no_tenant, pc.invert(has(tr.tenant))),
+        ("no_match", pc.invert(has(tr.key))),
+        ("absent", pc.invert(has(tr.value))),
+        ("session_unknown", unknown),
+        ("not_applicable", pc.invert(tr.applies)),
+    ]
+    for name, mask in fails:  # later ones are earlier steps: they win
+        status[pc.fill_null(mask, False).to_numpy(zero_copy_only=False)] = name
+    return pa.array(status.tolist(), _S)

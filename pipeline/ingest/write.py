@@ -22,8 +22,9 @@ from pipeline import schema
 from pipeline.ingest import native
 from pipeline.lake import Lake
 
-# What the plan gives the writer for each row it writes, in file order: the parsed time and the
-# resolved tenants (the target's were worked out where the batch was decoded, ``prepare``).
+# What the plan gives the writer for each row it writes, in file order: the parsed time, the
+# resolved tenants (the target's were worked out where the batch was decoded, ``prepare``) and
+# the break-glass ticket (a session tag, joined in the plan).
 EXTRA = (
     "event_time",
     "actor_tenant",
@@ -31,6 +32,7 @@ EXTRA = (
     "target_tenant",
     "target_tenant_source",
     "tenant_conflict",
+    "actor_ticket",
 )
 
 

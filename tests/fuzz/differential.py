@@ -26,10 +26,25 @@ import pyarrow as pa
 from pipeline.config import parse_config
 from pipeline.ingest import native, prefilter, redact
 from pipeline.ingest.decode import Batch, Decoded, decode_batch
+from pipeline.ingest.reading import Reading
 from pipeline.ingest.sources import InputRef
 from tests.fuzz.mutate import Mutator, load_seeds
 
-INGEST = parse_config({}, environ={}).ingest
+# A field strategy over a few paths, so that the path columns are compared too.
+_CFG = parse_config(
+    {
+        "tenancy": {
+            "actor": [{"kind": "field", "source": "cloudtrail", "path": "userIdentity.accountId"}],
+            "target": [
+                {"kind": "field", "source": "cloudtrail", "path": "resources[*].accountId"},
+                {"kind": "field", "source": "cloudtrail", "path": "requestParameters.*"},
+            ],
+        }
+    },
+    environ={},
+)
+INGEST = _CFG.ingest
+READING = Reading.of(_CFG)
 
 
 @dataclass(frozen=True)
@@ -60,7 +75,7 @@ def decode(files: list[bytes] | tuple[bytes, ...], compiled: bool) -> Decoded | 
     before = os.environ.get("TENANTWATCH_NATIVE")
     os.environ["TENANTWATCH_NATIVE"] = "1" if compiled else "0"
     try:
-        return decode_batch(Batch(refs), INGEST, "tenantId")
+        return decode_batch(Batch(refs), INGEST, READING)
     except (Exception, RecursionError) as exc:
         return exc
     finally:

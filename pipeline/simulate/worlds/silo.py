@@ -278,7 +278,9 @@ class Silo(Style):
         approvers = '["ops-lead@acme-saas.example"]'
         rels = relationships_toml(
             self.world,
-            service=f"^arn:aws:sts::\\d{{12}}:assumed-role/({services})/",
+            # The platform's roles, and the platform's account as a tenant account sees it.
+            service=f"^(?:arn:aws:sts::\\d{{12}}:assumed-role/({services})/"
+            f"|aws-account:{self.platform}(?:/|$))",
             break_glass="^arn:aws:sts::\\d{12}:assumed-role/support-break-glass/",
             tickets='ticket_tag = "change_request"\n'
             f'tickets = [{{ id = "{self.ticket}", tenants = ["{self.world.ticket_tenant}"], '
