@@ -21,11 +21,13 @@ import pytest
 
 from pipeline.config import parse_config
 from pipeline.ingest.decode import Decoded, decode_batch
+from pipeline.ingest.reading import Reading
 from pipeline.ingest.run import _quarantine_table, make_batches
 from pipeline.ingest.sources import list_inputs
 from tests import logfactory as lf
 
 CFG = parse_config({}, environ={})
+READING = Reading.of(CFG)
 ROADS = ("compiled", "python")
 MISSING = object()  # the value is not where it was put (the record has no such member)
 
@@ -134,7 +136,7 @@ class Carried:
 def _decode(folder: Path, road: str, monkeypatch: pytest.MonkeyPatch) -> list[Decoded]:
     monkeypatch.setenv("TENANTWATCH_NATIVE", "1" if road == "compiled" else "0")
     refs, _ = list_inputs([str(folder)])
-    return [decode_batch(b, CFG.ingest, "tenantId") for b in make_batches(refs, 1 << 30)]
+    return [decode_batch(b, CFG.ingest, READING) for b in make_batches(refs, 1 << 30)]
 
 
 def _texts(decoded: list[Decoded]) -> Iterator[tuple[str, str, Any]]:
