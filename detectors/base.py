@@ -273,6 +273,7 @@ class Detector(ABC):
             cols["baseline"].append(str(g.baseline))
             cols["dedup_key"].append(f"{self.id}:{g.key}")
             cols["evidence"].append(_evidence(rows, g.details))
+            cols["suppressed_by"].append(None)  # decided by the detect stage, not a detector
         table = pa.Table.from_pydict(cols, schema=schema.FINDINGS)
         order = [
             ("severity_rank", "descending"),

@@ -22,6 +22,7 @@ from typing import Any
 
 import click
 
+from pipeline.cli_incident import incident
 from pipeline.config import Config, load_config
 from pipeline.errors import TenantwatchError
 
@@ -82,6 +83,9 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
     """tenantwatch: find cross-tenant access in multi-tenant SaaS logs on AWS."""
     # Validated here, before any command runs, so a bad key fails fast with exit code 2.
     ctx.obj = load_config(config_path)
+
+
+cli.add_command(incident)
 
 
 def _config(ctx: click.Context) -> Config:
@@ -318,6 +322,7 @@ def detect(
             until=_when(until, "--until"),
             only=only or None,
             progress=update,
+            warn=_warning,
         )
     rows = result.findings.to_pylist()
     if as_json:
@@ -350,8 +355,10 @@ def _findings_table(rows: list[dict[str, Any]], start: str, end: str) -> None:
         table.add_column(name, overflow="fold")
     for r in rows:
         tenants = r["tenants"] or []
+        # A suppressed finding is listed (it is in the lake) but says it will not page.
+        muted = f" (suppressed: {safe(r['suppressed_by'])})" if r.get("suppressed_by") else ""
         table.add_row(
-            f"[{colour.get(r['severity'], 'white')}]{r['severity']}[/]",
+            f"[{colour.get(r['severity'], 'white')}]{r['severity']}[/]{muted}",
             r["detector"],
             safe(str(r["actor"] or "-")),
             safe(", ".join(tenants[:4]) + (f" +{len(tenants) - 4}" if len(tenants) > 4 else "")),
@@ -494,6 +501,7 @@ def run_command(
             workers=workers,
             lease_wait_s=lease_wait,
             progress=progress,
+            warn=_warning,
         )
     finally:
         for cm in reversed(bars):
@@ -510,6 +518,7 @@ def run_command(
             "quarantined": ing["quarantined_total"],
             "window": f"{det['window_start']} .. {det['window_end']}",
             "findings": det["findings"],
+            "suppressed": det["suppressed"],
             "detectors_failed": ", ".join(det["failed"]) or "-",
             "incidents_new": al["incidents_new"],
             "incidents_updated": al["incidents_updated"],
@@ -552,6 +561,10 @@ def tenancy_explain(
     else:
         for line in result.lines():
             click.echo(line)
+
+
+def _warning(line: str) -> None:
+    click.echo(f"tenantwatch: warning: {line}", err=True)
 
 
 def _warn_without_strategies(cfg: Config) -> None:

@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from pipeline.config_suppressions import Suppression, check_suppression
 from pipeline.errors import ConfigError
 
 DEFAULT_FILE = "tenantwatch.toml"
@@ -373,6 +374,9 @@ class Config(_Base, frozen=True):
     alerting: AlertingConfig = AlertingConfig()
     # Per-detector settings, keyed by detector id; each detector validates its own table.
     detectors: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+    # Findings recorded without paging (``Suppression``); ``incident close --suppress`` adds
+    # more, kept in the lake.
+    suppressions: tuple[Suppression, ...] = ()
 
 
 # --- loading ---------------------------------------------------------------------------------
@@ -478,6 +482,12 @@ def _check(cfg: Config, where: str) -> None:
                         f"{where}: relationships[{i}].tickets[{j}].expires: "
                         "expected a date-time with a time zone, e.g. 2026-11-17T00:00:00Z"
                     )
+    ids: set[str] = set()
+    for i, sup in enumerate(cfg.suppressions):
+        check_suppression(sup, f"{where}: suppressions[{i}]")
+        if sup.id in ids:
+            raise ConfigError(f"{where}: suppressions[{i}].id: {sup.id!r} is defined twice")
+        ids.add(sup.id)
     if cfg.ingest.workers < 0:
         raise ConfigError(f"{where}: ingest.workers: expected 0 (all cores) or more")
     if cfg.tenancy.session_ttl_hours <= 0:

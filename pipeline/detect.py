@@ -157,15 +157,26 @@ def run_detect(
     only: tuple[str, ...] | None = None,
     write: bool = True,
     progress: Callable[[int, int], None] | None = None,
+    warn: Callable[[str], None] | None = None,
+    now: datetime | None = None,
 ) -> DetectResult:
-    """Run every enabled detector (or ``only`` these) over [since, until)."""
+    """Run every enabled detector (or ``only`` these) over [since, until).
+
+    Findings a suppression matches are written with its id in ``suppressed_by``. ``warn`` is
+    told, before any detector runs, of each suppression that expired (by ``now``, default the
+    clock) and so no longer applies; the summary lists them too."""
     import detectors
+    from pipeline import suppressions
 
     started = time.perf_counter()
     # Validates settings and reads the break-glass tickets before any data is read.
     dets = detectors.from_config(cfg, only)
     lake = Lake(lake_root)
     since, until = resolve_window(lake, since, until)
+    sups = suppressions.in_force(cfg, lake, now)
+    if warn is not None:
+        for line in sups.warnings():
+            warn(line)
     tables, failed, counts = [], {}, {}
     # History starts where the lake's first event is, not a lookback before the window: hours
     # before it are not "quiet", they are unknown, and the detectors say so.
@@ -185,6 +196,7 @@ def run_detect(
         except Exception as exc:  # one broken detector must not stop the rest
             failed[det_id] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
             continue
+        found = suppressions.mark(found, sups.active)
         counts[det_id] = {
             "window_events": window.num_rows,
             "baseline_events": baseline.num_rows if baseline is not None else 0,
@@ -204,6 +216,10 @@ def run_detect(
         "detectors": counts,
         "findings": findings.num_rows,
         "by_severity": {s: severities[s] for s in reversed(schema.SEVERITIES) if severities[s]},
+        # Written, and never paged.
+        "suppressed": findings.num_rows - findings["suppressed_by"].null_count,
+        "suppressions_active": len(sups.active),
+        "suppressions_expired": [s.id for s, _ in sups.expired],
         "failed": failed,
         "seconds": round(time.perf_counter() - started, 3),
     }
@@ -220,4 +236,4 @@ def _worst_first(t: pa.Table) -> pa.Table:
 def read_findings(lake: LakeLike) -> pa.Table:
     """Every finding in the lake (schema.FINDINGS)."""
     lk = as_lake(lake)
-    return lk.read_all("findings", schema.FINDINGS)
+    return lk.read_all("findings", schema.FINDINGS, {"suppressed_by": pa.scalar(None, pa.string())})

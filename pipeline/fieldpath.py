@@ -143,8 +143,10 @@ def first_of(paths: tuple[FieldPath, ...], record: Any) -> str | None:
     return None
 
 
-def text(value: Any) -> str | None:
-    """Any JSON value as text; None for null, "" and the access-log placeholder "-"."""
+def json_text(value: Any) -> str | None:
+    """Any JSON value as text; None for null, "" and the access-log placeholder "-". An object or
+    array is its JSON text; one nested past what orjson writes (254 levels) raises
+    ``orjson.JSONEncodeError``."""
     if value is None or value == "" or value == "-":
         return None
     if isinstance(value, str):
@@ -153,10 +155,15 @@ def text(value: Any) -> str | None:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return str(value)
+    return orjson.dumps(value).decode()
+
+
+def text(value: Any) -> str | None:
+    """``json_text``, with None for a value nested past what a record may hold."""
     try:
-        return orjson.dumps(value).decode()
+        return json_text(value)
     except (TypeError, orjson.JSONEncodeError):
-        return None  # nested past what a record may hold: no usable value
+        return None
 
 
 def _texts(found: Iterable[Any]) -> list[str]:

@@ -7,6 +7,8 @@ Layout (DESIGN.md "The lake")::
     _state/ingested/<batch id>.parquet     inputs done (uri, etag, size) and their counts
     _state/sessions/<batch id>.parquet     access key id -> session tags learned from AssumeRole
     _state/digests/<batch id>.parquet      CloudTrail-Digest files seen, for integrity checks
+    incidents/verdicts/date=YYYY-MM-DD/<verdict id>.parquet   verdicts people gave incidents
+    suppressions/<suppression id>.json     suppressions written by ``incident close --suppress``
 
 Every name below the root is built here from constants, dates and content hashes: no value from a
 log ever becomes part of a path. ``AWS_ENDPOINT_URL`` (moto, LocalStack) is honoured for S3.
@@ -54,6 +56,12 @@ _TEMPORARY_NAME = re.compile(r"(?P<owner>[A-Za-z0-9-]+\.\d+)\.[0-9a-f]{32}\.tmp"
 _BESIDE = re.compile(r"[A-Za-z0-9._=-]+\.parquet\.[0-9a-f]{32}\.tmp")
 _BESIDE_IN = ("events", "quarantine", "_state")
 _SWEPT = "no-temporaries-beside-files"
+
+# Written by ``tenantwatch incident close``: one file per verdict and per suppression, each
+# written once under a name of its own, so closes made at the same time never overwrite each
+# other.
+VERDICTS = "incidents/verdicts"
+SUPPRESSIONS = "suppressions"
 
 
 def s3_filesystem() -> pafs.S3FileSystem:

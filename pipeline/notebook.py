@@ -9,6 +9,7 @@
     snap = tw.snapshot(lake, "bc4ccf3c")                # an incident id, or its first characters
     snap.events(), snap.verify().ok
     tw.compare_findings(lake, "authz_failure_spike", "2026-11-16", threshold=3.0)
+    tw.verdict_precision(lake)                          # precision per detector from verdicts
     run = tw.run_detector(lake, "authz_failure_spike")  # the fitted detector, for pictures
 
 A lake is a folder or ``s3://bucket/prefix`` (``pyarrow.fs`` underneath, as for the pipeline).
@@ -189,6 +190,29 @@ def incidents(
     if status is not None:
         frame = frame[frame["status"] == status]
     return _keep(frame, detector, min_severity, tenant, actor).reset_index(drop=True)
+
+
+def verdicts(lake: LakeLike) -> pd.DataFrame:
+    """Every verdict given on an incident (``tenantwatch incident close``), oldest first."""
+    import pandas as pd
+
+    from pipeline import verdicts as v
+
+    rows = [x.as_row() for x in v.read_verdicts(as_lake(lake))]
+    return pd.DataFrame(rows, columns=schema.VERDICTS.names)
+
+
+def verdict_precision(lake: LakeLike) -> pd.DataFrame:
+    """Per detector, the closed incidents by their latest verdict, and the precision of its
+    pages: true positives over closed incidents (a benign one was real but needed nobody)."""
+    import pandas as pd
+
+    from pipeline import verdicts as v
+
+    lk = as_lake(lake)
+    rows = v.precision(v.read_incidents(lk), v.read_verdicts(lk))
+    columns = ["detector", "closed", *schema.VERDICT_KINDS, "precision"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def incident(lake: LakeLike, incident_id: str) -> Incident:

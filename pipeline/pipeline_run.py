@@ -47,10 +47,11 @@ def run_all(
     workers: int | None = None,
     lease_wait_s: float = CLI_WAIT_S,
     progress: Callable[[str], Callable[[int, int], None]] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Ingest ``sources`` into the lake, detect over [since, until) (default: the latest day),
     and alert, holding the lake's lease throughout. ``progress(stage)`` returns the progress
-    callback for that stage."""
+    callback for that stage; ``warn`` hears of expired suppressions (``run_detect``)."""
     from pipeline.detect import run_detect
     from pipeline.ingest.run import ingest
 
@@ -66,7 +67,7 @@ def run_all(
     # meanwhile waits, then finds the inputs ingested and the notifications sent.
     with hold(lake_root, cli_owner(), wait_s=lease_wait_s) as lease:
         ingested = ingest(sources, lake_root, cfg, workers=workers, progress=cb("ingesting"))
-        detected = run_detect(lake_root, cfg, since, until, progress=cb("detecting"))
+        detected = run_detect(lake_root, cfg, since, until, progress=cb("detecting"), warn=warn)
         alerted = run_alert(lake_root, cfg, progress=cb("alerting"), may_publish=lease.ok)
     health = RunHealth.measure(lake_root, started, ingested, [detected.summary])
     summary: dict[str, Any] = {

@@ -96,6 +96,9 @@ FINDINGS = pa.schema(
         # JSON: top actions, source IPs, outcomes, sample event ids (back into the lake), and
         # what the detector found unusual.
         pa.field("evidence", _S, nullable=False),
+        # The id of the suppression that matched: the finding is kept, and never paged. A lake
+        # written before this column existed reads it as null.
+        pa.field("suppressed_by", _S),
     ]
 )
 
@@ -160,5 +163,24 @@ OUTBOX = pa.schema(
         pa.field("last_error", _S),
         pa.field("message_id", _S),  # SNS MessageId, or the local file it went to
         pa.field("updated_at", _TS, nullable=False),
+    ]
+)
+
+VERDICT_KINDS = ("true_positive", "false_positive", "benign")
+
+# One row per verdict a person gave an incident (``tenantwatch incident close``), in its own file
+# (incidents/verdicts/date=<day closed>/<verdict id>.parquet), never rewritten: an incident's
+# latest verdict is the one that counts, the earlier ones stay as its history.
+VERDICTS = pa.schema(
+    [
+        pa.field("verdict_id", _S, nullable=False),
+        pa.field("incident_id", _S, nullable=False),
+        pa.field("incident_revision", pa.int32()),  # the revision the verdict was given on
+        pa.field("detectors", pa.list_(_S)),  # the incident's, when it was closed
+        pa.field("verdict", _S, nullable=False),  # one of VERDICT_KINDS
+        pa.field("note", _S, nullable=False),
+        pa.field("closed_by", _S, nullable=False),
+        pa.field("closed_at", _TS, nullable=False),
+        pa.field("suppression_id", _S),  # the suppression written with it (close --suppress)
     ]
 )

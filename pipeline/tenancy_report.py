@@ -310,6 +310,16 @@ def render(report: TenancyReport, top: int = 20, width: int = 160) -> None:
     def by(kinds: dict[str, int]) -> str:
         return ", ".join(f"{k} {v:,}" for k, v in kinds.items()) or "-"
 
+    def cells(c: Counts) -> tuple[str, ...]:
+        return (
+            f"{c.events:,}",
+            share(c.actor_tenant, c),
+            share(c.target_tenant, c),
+            f"{c.conflicts:,}",
+            by(c.actor_tenant_source),
+            by(c.target_tenant_source),
+        )
+
     console = Console(width=width)
     window = (
         f"{report.since.isoformat() if report.since else 'first event'} .. "
@@ -323,15 +333,7 @@ def render(report: TenancyReport, top: int = 20, width: int = 160) -> None:
     t.add_column("actor tenant from", overflow="fold")
     t.add_column("target tenant from", overflow="fold")
     for source, c in report.sources.items():
-        t.add_row(
-            source,
-            f"{c.events:,}",
-            share(c.actor_tenant, c),
-            share(c.target_tenant, c),
-            f"{c.conflicts:,}",
-            by(c.actor_tenant_source),
-            by(c.target_tenant_source),
-        )
+        t.add_row(source, *cells(c))
     console.print(t)
 
     t = Table(title=f"per action (the {top} busiest of each source)", title_justify="left")
@@ -348,16 +350,7 @@ def render(report: TenancyReport, top: int = 20, width: int = 160) -> None:
             continue
         c = a.counts
         service = (a.service or "-").removesuffix(".amazonaws.com")  # the JSON keeps it whole
-        t.add_row(
-            a.source,
-            safe(f"{service} {a.action or '-'}", 100),
-            f"{c.events:,}",
-            share(c.actor_tenant, c),
-            share(c.target_tenant, c),
-            f"{c.conflicts:,}",
-            by(c.actor_tenant_source),
-            by(c.target_tenant_source),
-        )
+        t.add_row(a.source, safe(f"{service} {a.action or '-'}", 100), *cells(c))
     console.print(t)
     for source, n in shown.items():
         if n > top:

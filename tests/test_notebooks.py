@@ -7,6 +7,7 @@ assigns the test's values. Any cell that raises fails the test with the cell's t
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -123,3 +124,27 @@ def test_tune_detectors_runs_and_writes_a_loadable_snippet(
     # On the sample every attack is found at the configured settings, so the chosen values must
     # keep that.
     assert "recall 1.00" in snippet.read_text()
+
+
+@pytest.mark.slow
+def test_tune_detectors_measures_precision_from_verdicts(sample_lake: str, tmp_path: Path) -> None:
+    from pipeline import verdicts
+    from pipeline.lake import Lake
+
+    # On a copy: the other notebooks read the shared lake.
+    shutil.copytree(sample_lake, tmp_path / "lake")
+    lake = Lake(str(tmp_path / "lake"))
+    cross = [r for r in verdicts.read_incidents(lake) if "cross_tenant_access" in r.detectors]
+    verdicts.close(lake, cross[0], "true_positive", "confirmed with the tenant", "alice")
+    verdicts.close(lake, cross[1], "benign", "a migration", "bob")
+    verdicts.close(lake, cross[1], "false_positive", "not cross-tenant after all", "bob")
+    nb = execute(
+        REPO / "notebooks" / "tune_detectors.ipynb",
+        {"lake": lake.root, "logs": "", "config_path": str(SAMPLE_LOGS / "tenantwatch.toml"),
+         "steps": 2},
+    )  # fmt: skip
+    text = _outputs(nb)
+    assert (
+        "cross_tenant_access: precision 0.50 from 2 closed incidents "
+        "(1 true positive, 1 false positive, 0 benign)"
+    ) in text

@@ -66,6 +66,8 @@ def read_findings(lake: Lake, since: datetime | None) -> list[dict[str, Any]]:
     table = store.read_folder(lake, "findings", schema.FINDINGS)
     if since is not None:
         table = table.filter(pc.field("window_start") >= since)
+    # A suppressed finding stays in the lake for the record; it never becomes part of a page.
+    table = table.filter(pc.field("suppressed_by").is_null())
     return [r for r in table.to_pylist() if r["severity"] in schema.SEVERITIES]
 
 

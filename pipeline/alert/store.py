@@ -45,11 +45,17 @@ def read_table(lake: Lake, rel: str, columns: list[str] | None = None) -> pa.Tab
 
 
 def read_folder(lake: Lake, rel: str, table_schema: pa.Schema) -> pa.Table:
-    """Every Parquet file under the folder ``rel`` as one table of ``table_schema``."""
-    tables = [
-        read_table(lake, f, table_schema.names).select(table_schema.names).cast(table_schema)
-        for f in lake.files(rel)
-    ]
+    """Every Parquet file under the folder ``rel`` as one table of ``table_schema``. A nullable
+    column the schema gained after a file was written reads as null for that file."""
+    tables = []
+    for f in lake.files(rel):
+        file = pq.ParquetFile(pa.BufferReader(read_bytes(lake, f)))
+        have = set(file.schema_arrow.names)
+        t = file.read(columns=[n for n in table_schema.names if n in have])
+        for field in table_schema:
+            if field.name not in have and field.nullable:
+                t = t.append_column(field.name, pa.nulls(t.num_rows, field.type))
+        tables.append(t.select(table_schema.names).cast(table_schema))
     return pa.concat_tables(tables) if tables else table_schema.empty_table()
 
 

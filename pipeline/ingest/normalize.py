@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 import xxhash
 
 from pipeline import config as c
-from pipeline.fieldpath import FieldPath, parse_many
+from pipeline.fieldpath import FieldPath, json_text, parse_many
 from pipeline.ingest import jsonnum, native
 
 ROW_FIELDS = (
@@ -100,16 +100,8 @@ def as_text(value: Any) -> str | None:
     """Any JSON value as a string; None for null, "" and the access-log placeholder "-". An object
     or array is its JSON text; one nested too deeply to write as text (orjson writes 254 levels
     and reads 1,024) makes its record ``Unusable``."""
-    if value is None or value == "" or value == "-":
-        return None
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
     try:
-        return orjson.dumps(value).decode()
+        return json_text(value)
     except orjson.JSONEncodeError as exc:
         if "recursion" not in str(exc).lower():
             raise
