@@ -8,8 +8,9 @@ LAKE   ?= lake
 
 .PHONY: demo test lint typecheck pytest soak fuzz bench eval clean sample-logs pictures
 
-# The C extension (pipeline/ingest/_ctscan.c, _credentials.c) is compiled by the install: a change to it reinstalls.
-$(STAMP): pyproject.toml pipeline/ingest/_ctscan.c pipeline/ingest/_credentials.c
+# The C extension (pipeline/ingest/_ctscan.c, _credentials.c, _secrets.c) is compiled by the install: a change to it reinstalls.
+EXTENSION := pipeline/ingest/_ctscan.c pipeline/ingest/_credentials.c pipeline/ingest/_secrets.c
+$(STAMP): pyproject.toml $(EXTENSION) pipeline/ingest/_secrets.h
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "tenantwatch needs Python >= 3.11 (set PYTHON=...)")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "installing tenantwatch and its dependencies into $(VENV) (log: $(VENV)/install.log)"
@@ -57,7 +58,7 @@ fuzz: $(STAMP)
 	$(FUZZ_CC) -c -O2 -fPIC tests/fuzz/coverage.c -o $(FUZZ_DIR)/coverage.o
 	$(FUZZ_CC) -shared $(FUZZ_CFLAGS) -fsanitize-coverage=trace-pc \
 	  -I"$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')" \
-	  pipeline/ingest/_ctscan.c pipeline/ingest/_credentials.c $(FUZZ_DIR)/coverage.o \
+	  $(EXTENSION) $(FUZZ_DIR)/coverage.o \
 	  -o $(FUZZ_DIR)/_ctscan.so
 	LD_PRELOAD="$$($(FUZZ_CC) -print-file-name=libasan.so)" PYTHONMALLOC=malloc \
 	  ASAN_OPTIONS=detect_leaks=0:exitcode=86 UBSAN_OPTIONS=print_stacktrace=1:exitcode=86 \

@@ -9,9 +9,25 @@ Signal
 ------
 Denied events (``outcome == "denied"``: CloudTrail ``AccessDenied`` / ``Unauthorized*``, API
 Gateway 401/403, which includes every authorizer Deny) are counted in one-hour buckets per
-group, for three kinds of group: the tenant (target, else the actor's), the actor (principal)
-and the source address.
-Each bucket is compared with the same group's history over the lookback:
+group, for three kinds of group, each counted by its own cause of alarm:
+
+- the tenant (target, else the actor's): its *distinct failing actors or addresses* (the
+  principal, else the session, else the source address). A tenant-level spike is many callers
+  failing; one caller's repeats, however many, are one (that is the actor's group's business);
+- the actor (principal): every denial, its own repeats included;
+- the source address: every authorizer *decision* once. API Gateway caches an authorizer's
+  result (``cache_ttl_s``, 300 s by default): a Deny makes each request of the same token in
+  the next minutes a 403 without the authorizer running (``authorizerLatency`` ``-``, no
+  authorizer log line). Such a 403, within the TTL after a Deny the authorizer logged for the
+  same principal, is that one decision repeated and adds nothing to the address's count.
+
+AWS services acting for themselves (``delivery.logs.amazonaws.com``, any ``AWSService``
+identity; ``pipeline.principals``) are no actor: their denials are left out
+(``include_service_principals`` puts them back) and ``pipeline.health`` counts them as
+``ServicePrincipalDenials``, so a log delivery that lost its bucket permission shows as the
+pipeline's health, not as an attack.
+
+Each bucket is compared with the same group's history, counted the same way, over the lookback:
 
 - level = median count of the comparable history buckets: the same hour of the week when the
   history covers ``seasonal_min_weeks`` weeks (Monday mornings compare with Monday mornings),
@@ -20,20 +36,25 @@ Each bucket is compared with the same group's history over the lookback:
   are Poisson-like) and ``mad_floor``;
 - score = 0.6745 * (count - level) / spread (PyOD's MAD score, a robust z).
 
-A bucket is a spike when its score reaches ``threshold`` *and* its count reaches ``min_count``:
-the floor stops 2 -> 6 failures from paging. Buckets are also counted shifted by half an hour so
+A bucket is a spike when its score reaches ``threshold`` *and* its count reaches the floor
+(``min_actors`` for a tenant, ``min_count`` for an actor or address): the floor stops 2 -> 6
+failures from paging. Buckets are also counted shifted by half an hour so
 a burst across the hour boundary is not cut in two. One group gives at most one finding per
 window (the whole burst); a finding whose events lie mostly (``overlap``) inside a larger one
 (the token's failures inside its address's) is folded into it as ``also``.
-Severity: high when the count reaches ``high_count`` and the score twice the threshold, else
-medium.
+Severity: high when the count reaches ``high_actors`` (tenant) or ``high_count`` and the score
+twice the threshold, else medium. When the lake holds no history before the window, the
+baseline says so ("no history before <time>: baseline unknown") and the finding is
+``severity_no_history`` (medium): the floor alone made it, and nothing says what is usual, so
+it pages for a look but never claims high.
 
 Data needed
 -----------
-CloudTrail and API Gateway access logs (the authorizer's decisions are already in the access
-log: counting them too would count a request twice); ``event_time``, ``outcome``,
-``actor_principal``, ``actor_tenant``, ``target_tenant``, ``source_ip``. 14 days of history,
-of which only the denied events are read.
+CloudTrail and API Gateway access logs; the Lambda authorizer's log, where ingested, to tell
+its fresh decisions from cached ones (its decisions are not counted themselves: each is also
+an access-log line). ``event_time``, ``outcome``, ``status_code``, ``request_id``,
+``actor_principal``, ``actor_type``, ``actor_session``, ``actor_tenant``, ``target_tenant``,
+``source_ip``. 14 days of history, of which only the denied events are read.
 
 Known false positives
 ---------------------
@@ -42,6 +63,8 @@ Known false positives
 - A customer's integration with a revoked key retrying in a loop: one actor, one tenant, the
   same action over and over.
 - A new tenant or a new address with no history: the floor (``min_count``) is what protects it.
+- One user refused by the authorizer, clicking on while the Deny is cached: the actor's group
+  counts every 403 and pages only past ``min_count``; the tenant and the address count it once.
 
 Runbook
 -------
@@ -79,16 +102,27 @@ from detectors.base import (
     epoch_us,
     fold,
     request_keys,
+    service_principals,
     text,
 )
 
 # group kind -> how its value is read from the events
 DIMENSIONS = ("tenant", "actor", "ip")
+# What one unit of a group's hourly count is (evidence and plots say it).
+COUNTS = {
+    "tenant": "distinct failing actors or addresses",
+    "actor": "denials",
+    "ip": "denials, a cached authorizer decision once",
+}
+# The sources whose denials count. The authorizer's log is read only to tell fresh decisions from
+# cached ones: each of its Deny decisions is also an access-log line (401/403) of the same request.
+COUNTED = ("cloudtrail", "apigateway")
 _HALF = HOUR_US // 2
 
 
 class Settings(DetectorSettings, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    min_count: int = 20  # failures in one hour before a group can page
+    min_count: int = 20  # failures in one hour before an actor or an address can page
+    min_actors: int = 10  # distinct failing actors or addresses in one hour before a tenant can
     threshold: float = 5.0  # robust z of the hour against the group's history
     mad_floor: float = 1.0
     seasonal_min_weeks: int = 2
@@ -96,8 +130,17 @@ class Settings(DetectorSettings, frozen=True, forbid_unknown_fields=True, kw_onl
     dimensions: tuple[str, ...] = DIMENSIONS
     overlap: float = 0.8
     high_count: int = 50
+    high_actors: int = 25
+    # API Gateway's authorizer result TTL (its default): a 403 without an authorizer decision this
+    # soon after a Deny for the same principal is that Deny served again from the cache.
+    cache_ttl_s: int = 300
+    # AWS services acting for themselves (delivery.logs.amazonaws.com) are pipeline health, not
+    # actors: ``pipeline.health`` counts their denials.
+    include_service_principals: bool = False
     severity: Severity = "medium"
     severity_high: Severity = "high"
+    # With no history at all nothing says what is usual: the floor alone decided.
+    severity_no_history: Severity = "medium"
 
 
 def _values(frame: pd.DataFrame, dim: str) -> pd.Series:
@@ -108,23 +151,83 @@ def _values(frame: pd.DataFrame, dim: str) -> pd.Series:
     return text(frame["source_ip"])
 
 
+def cached_repeats(frame: pd.DataFrame, ttl_s: int) -> np.ndarray:
+    """Per row: an API Gateway 403 that is an authorizer Deny served again from the cache.
+
+    Such a request has no authorizer decision of its own (the authorizer did not run: the access
+    log's ``authorizerLatency`` is ``-``) and follows, within the cache TTL, a Deny the authorizer
+    logged for the same principal. Without the authorizer's log nothing can be told apart, and
+    every denial counts (as before the log was read)."""
+    out = np.zeros(len(frame), dtype=bool)
+    src = text(frame["source"]).to_numpy(dtype=object)
+    is_auth = src == "authorizer"
+    if not is_auth.any():
+        return out
+    principal = text(frame["actor_principal"])
+    known = principal.notna().to_numpy(dtype=bool)
+    request = text(frame["request_id"])
+    decided = request[is_auth].dropna()
+    status = pd.to_numeric(frame["status_code"], errors="coerce").to_numpy(dtype=float)
+    candidate = (src == "apigateway") & (status == 403) & known
+    candidate &= ~request.isin(decided).to_numpy(dtype=bool)
+    denies = is_auth & known & (text(frame["outcome"]) == "denied").to_numpy(dtype=bool)
+    if not candidate.any() or not denies.any():
+        return out
+    t = epoch_us(frame["event_time"])
+    p = principal.to_numpy(dtype=object)
+    left = pd.DataFrame({"t": t[candidate], "p": p[candidate], "row": np.flatnonzero(candidate)})
+    right = pd.DataFrame({"t": t[denies], "p": p[denies]})
+    right["deny"] = right["t"]
+    joined = pd.merge_asof(
+        left.sort_values("t", kind="stable"),
+        right.sort_values("t", kind="stable"),
+        on="t",
+        by="p",
+        direction="backward",
+        tolerance=ttl_s * 1_000_000,
+    )
+    out[joined["row"].to_numpy()[joined["deny"].notna().to_numpy()]] = True
+    return out
+
+
+def _units(denied: pd.DataFrame, dim: str, repeat: np.ndarray) -> pd.Series:
+    """What each denial adds to its group's count (nulls add nothing): a tenant counts its
+    distinct failing actors (principal, else session, else address), an address each decision
+    (a cached repeat adds nothing), an actor every denial (its own repeats are its business)."""
+    if dim == "tenant":
+        return (
+            text(denied["actor_principal"])
+            .fillna(text(denied["actor_session"]))
+            .fillna(text(denied["source_ip"]))
+        )
+    units = pd.Series(np.arange(len(denied), dtype=np.float64), index=denied.index)
+    return units.where(~repeat) if dim == "ip" else units
+
+
+def _measure(frame: pd.DataFrame, dim: str, keys: list[str]) -> pd.Series:
+    grouped = frame.groupby(keys)["unit"]
+    return grouped.nunique() if dim == "tenant" else grouped.count()
+
+
 class AuthzFailureSpike(Detector):
     id = "authz_failure_spike"
     title = "Authorization-failure spike"
     severity = "medium"
-    # Not "authorizer": each of its Deny decisions is also an access-log line (401/403) of the
-    # same request, and a failure must count once.
-    sources = ("cloudtrail", "apigateway")
+    # The authorizer's log only tells fresh decisions from cached ones (``COUNTED``).
+    sources = ("cloudtrail", "apigateway", "authorizer")
     columns = (
         "event_id",
         "event_time",
         "source",
         "action",
         "actor_principal",
+        "actor_type",
+        "actor_session",
         "actor_tenant",
         "target_tenant",
         "outcome",
         "error_code",
+        "status_code",
         "source_ip",
         "user_agent",
         "request_id",
@@ -133,16 +236,32 @@ class AuthzFailureSpike(Detector):
         "event_time",
         "source",
         "actor_principal",
+        "actor_type",
+        "actor_session",
         "actor_tenant",
         "target_tenant",
         "outcome",
+        "status_code",
         "source_ip",
+        "request_id",
     )
     baseline_only = (("outcome", ("denied",)),)  # a few per cent of 14 days of events
     group_by = ("dimension", "value")
     lookback = timedelta(days=14)
     dedup_period = timedelta(hours=6)
     Settings: ClassVar[type[DetectorSettings]] = Settings
+
+    def _denials(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+        """The denials that count (``COUNTED`` sources, service principals left out unless
+        included), and which of them are cached repeats."""
+        s: Settings = self.settings  # type: ignore[assignment]
+        denied = (text(frame["outcome"]) == "denied").to_numpy(dtype=bool)
+        frame = frame[denied]
+        repeat = cached_repeats(frame, s.cache_ttl_s)
+        keep = text(frame["source"]).isin(COUNTED).to_numpy(dtype=bool, copy=True)
+        if not s.include_service_principals:
+            keep &= ~service_principals(frame)
+        return frame[keep], repeat[keep]
 
     def fit(self, baseline: pd.DataFrame) -> Self:
         s: Settings = self.settings  # type: ignore[assignment]
@@ -151,19 +270,22 @@ class AuthzFailureSpike(Detector):
             # Settings are validated at start; this guards objects built by hand.
             raise ValueError(f"{self.id}: unknown dimension {bad[0]!r}")
         p0, p1 = baseline.attrs.get("period", (None, None))
+        self.history_end_ = None if p1 is None else pd.Timestamp(p1)
         if p0 is None or p1 is None or p1 <= p0:
             self.first_hour_, self.hours_ = 0, 0
         else:
             self.first_hour_ = int(pd.Timestamp(p0).floor("h").value // 1000 // HOUR_US)
             self.hours_ = max(int(pd.Timestamp(p1).value // 1000 // HOUR_US) - self.first_hour_, 0)
         # Only denials are kept: a 14-day history is a few per cent of the events.
-        denied = baseline[baseline["outcome"] == "denied"]
+        denied, repeat = self._denials(baseline)
         hour = epoch_us(denied["event_time"]) // HOUR_US - self.first_hour_
         self.counts_: dict[str, pd.Series] = {}
         for dim in s.dimensions:
-            frame = pd.DataFrame({"value": _values(denied, dim), "hour": hour}).dropna()
+            frame = pd.DataFrame(
+                {"value": _values(denied, dim), "hour": hour, "unit": _units(denied, dim, repeat)}
+            ).dropna(subset=["value"])
             frame = frame[(frame["hour"] >= 0) & (frame["hour"] < self.hours_)]
-            self.counts_[dim] = frame.groupby(["value", "hour"]).size()
+            self.counts_[dim] = _measure(frame, dim, ["value", "hour"])
         if self.hours_ >= s.seasonal_min_weeks * 168:
             self.season_, self.slots_ = "hour-of-week", 168
         elif self.hours_ >= s.daily_min_days * 24:
@@ -199,13 +321,31 @@ class AuthzFailureSpike(Detector):
         spread = max(mad, mad_all, float(np.sqrt(level)), s.mad_floor)
         return level, spread, len(sample)
 
+    def _floor(self, dim: str) -> tuple[int, int]:
+        """(floor, count from which a spike is high) in the dimension's unit."""
+        s: Settings = self.settings  # type: ignore[assignment]
+        if dim == "tenant":
+            return s.min_actors, s.high_actors
+        return s.min_count, s.high_count
+
+    def _baseline_text(self, dim: str, level: float, spread: float, samples: int) -> str:
+        floor = f"floor {self._floor(dim)[0]}/h"
+        if self.hours_ == 0:
+            since = "the window" if self.history_end_ is None else _when(self.history_end_)
+            return f"no history before {since}: baseline unknown; {floor} ({COUNTS[dim]})"
+        return (
+            f"median {level:.1f}/h, spread {spread:.1f} ({self.season_}, {samples} samples) "
+            f"over {describe_hours(self.hours_)}; {floor} ({COUNTS[dim]})"
+        )
+
     def hourly(self, window: pd.DataFrame, dimension: str, value: str) -> pd.DataFrame:
-        """One group's denials per hour, history and window, with what each window hour was
-        compared with (for plots and notebooks; call after ``fit``).
+        """One group's hourly count, history and window, with what each window hour was
+        compared with (for plots and notebooks; call after ``fit``). The count is in the
+        dimension's unit (``COUNTS``): distinct failing actors for a tenant, denials otherwise.
 
         Columns: ``hour`` (start, UTC), ``part`` (``history`` or ``window``), ``count``, and for
         window hours ``level``, ``spread``, ``samples``, ``alert_at`` (the count at which the
-        hour pages: the robust z reaches ``threshold`` and the count ``min_count``) and
+        hour pages: the robust z reaches ``threshold`` and the count its floor) and
         ``flagged``. Only the on-the-hour buckets are shown; ``score`` also looks at buckets
         shifted by half an hour, so a burst cut by the hour can page while no hour here does.
         """
@@ -218,9 +358,15 @@ class AuthzFailureSpike(Detector):
             for i, n in enumerate(history)
         ]
         frame = window[text(window["source"]).isin(self.sources).to_numpy()]
-        denied = frame[text(frame["outcome"]) == "denied"]
-        mine = denied[(_values(denied, dimension) == value).to_numpy()]
-        per_hour = pd.Series(epoch_us(mine["event_time"]) // HOUR_US).value_counts()
+        denied, repeat = self._denials(frame)
+        mine = (_values(denied, dimension) == value).to_numpy(dtype=bool)
+        units = pd.DataFrame(
+            {
+                "bucket": epoch_us(denied["event_time"])[mine] // HOUR_US,
+                "unit": _units(denied, dimension, repeat)[mine].to_numpy(),
+            }
+        )
+        per_hour = _measure(units, dimension, ["bucket"])
         p0, p1 = window.attrs.get("period", (None, None))
         if p0 is not None and p1 is not None:
             first = int(pd.Timestamp(p0).value // 1000 // HOUR_US)
@@ -229,10 +375,11 @@ class AuthzFailureSpike(Detector):
             first, last = int(per_hour.index.min()), int(per_hour.index.max()) + 1
         else:
             first = last = 0
+        floor = self._floor(dimension)[0]
         for b in range(first, last):
             n = int(per_hour.get(b, 0))
             level, spread, samples = self._level(history, b)
-            alert_at = max(float(s.min_count), level + s.threshold * spread / 0.6745)
+            alert_at = max(float(floor), level + s.threshold * spread / 0.6745)
             rows.append(
                 {
                     "hour": b,
@@ -264,17 +411,21 @@ class AuthzFailureSpike(Detector):
 
     def score(self, window: pd.DataFrame) -> pd.DataFrame:
         s: Settings = self.settings  # type: ignore[assignment]
-        denied = window[text(window["outcome"]) == "denied"]
+        denied, repeat = self._denials(window)
         t_us = epoch_us(denied["event_time"])
         found = []
         for rank, dim in enumerate(s.dimensions):
             value = _values(denied, dim)
+            unit = _units(denied, dim, repeat)
+            floor = self._floor(dim)[0]
             for phase in (0, _HALF):
                 bucket = (t_us - phase) // HOUR_US
-                frame = pd.DataFrame({"value": value, "bucket": bucket}, index=denied.index)
+                frame = pd.DataFrame(
+                    {"value": value, "bucket": bucket, "unit": unit}, index=denied.index
+                )
                 frame = frame.dropna(subset=["value"])
-                sizes = frame.groupby(["value", "bucket"]).size()
-                cand = sizes[sizes >= s.min_count]
+                sizes = _measure(frame, dim, ["value", "bucket"])
+                cand = sizes[sizes >= floor]
                 if cand.empty:
                     continue
                 values = sorted(set(cand.index.get_level_values("value")))
@@ -289,9 +440,12 @@ class AuthzFailureSpike(Detector):
                     z = 0.6745 * (n - level) / spread
                     mine = frame.index[(frame["value"] == v) & (frame["bucket"] == b)]
                     found.append((rank, dim, v, int(n), z, level, spread, samples, mine))
-        return self._findings_from(window, found)
+        repeats = pd.Series(repeat, index=denied.index)
+        return self._findings_from(window, found, repeats)
 
-    def _findings_from(self, window: pd.DataFrame, found: list[tuple]) -> pd.DataFrame:
+    def _findings_from(
+        self, window: pd.DataFrame, found: list[tuple], repeats: pd.Series
+    ) -> pd.DataFrame:
         s: Settings = self.settings  # type: ignore[assignment]
         spikes = [f for f in found if f[4] >= s.threshold]
         by_group: dict[tuple[str, str], list[tuple]] = {}
@@ -311,8 +465,16 @@ class AuthzFailureSpike(Detector):
                 set(text(sub["target_tenant"]).dropna()) | ({v} if dim == "tenant" else set())
             )
             actor_tenants = text(sub["actor_tenant"]).dropna()
-            sev = s.severity_high if n >= s.high_count and z >= 2 * s.threshold else s.severity
+            high = self._floor(dim)[1]
+            if self.hours_ == 0:
+                sev = s.severity_no_history
+            elif n >= high and z >= 2 * s.threshold:
+                sev = s.severity_high
+            else:
+                sev = s.severity
             what = {"tenant": "tenant", "actor": "actor", "ip": "address"}[dim]
+            unit = "actors or addresses failing" if dim == "tenant" else "failures"
+            usual = "no history" if self.hours_ == 0 else f"usually {level:.0f}"
             out.append(
                 {
                     "key": f"{dim}|{v}",
@@ -322,22 +484,27 @@ class AuthzFailureSpike(Detector):
                     "actor": None if dim == "tenant" else v,
                     "actor_tenant": actor_tenants.mode().iloc[0] if len(actor_tenants) else None,
                     "tenants": tenants,
-                    "baseline": f"median {level:.1f}/h, spread {spread:.1f} ({self.season_}, "
-                    f"{samples} samples) over {describe_hours(self.hours_)}; "
-                    f"floor {s.min_count}/h",
+                    "baseline": self._baseline_text(dim, level, spread, samples),
                     "rows": rows,
                     "details": {
                         "dimension": dim,
                         "value": v,
+                        "counts": COUNTS[dim],
                         "peak_count": n,
                         "peak_score": round(float(z), 3),
+                        "history": self.hours_ > 0,
+                        "cached_repeats": int(repeats.reindex(rows, fill_value=False).sum()),
                         "error_codes": text(sub["error_code"]).value_counts().head(5).to_dict(),
                         "also": [],
                     },
-                    "title": f"Authorization failures spike for {what} {v}: {n} in an hour "
-                    f"(usually {level:.0f})",
+                    "title": f"Authorization failures spike for {what} {v}: {n} {unit} in an "
+                    f"hour ({usual})",
                 }
             )
         # Largest first; a group mostly inside a kept one is folded into it, not paged again.
         kept = fold(out, request_keys(window), s.overlap)
         return pd.DataFrame(kept, columns=list(SCORED))
+
+
+def _when(ts: pd.Timestamp) -> str:
+    return ts.tz_convert("UTC").strftime("%Y-%m-%d %H:%M UTC")

@@ -37,6 +37,7 @@ import pyarrow.compute as pc
 from pipeline import schema
 from pipeline.config import Relationship
 from pipeline.errors import ConfigError, TenantwatchError
+from pipeline.principals import SERVICE_NAME, SERVICE_TYPE
 
 Severity = Literal["info", "low", "medium", "high", "critical"]
 RANK = {s: i for i, s in enumerate(schema.SEVERITIES)}
@@ -333,6 +334,15 @@ def match(series: pd.Series, pattern: str | None, group: str | None = None) -> p
         found.append(m.group(group) if m else None)
     arr = np.array([*found, None], dtype=object)
     return pd.Series(arr[values.cat.codes.to_numpy()], index=series.index)
+
+
+def service_principals(frame: pd.DataFrame) -> np.ndarray:
+    """Rows whose actor is an AWS service acting for itself (``pipeline.principals``): by
+    identity type where the frame has ``actor_type``, else by the principal's name."""
+    hits = match(frame["actor_principal"], SERVICE_NAME).to_numpy(dtype=bool)
+    if "actor_type" in frame:
+        hits = hits | (text(frame["actor_type"]) == SERVICE_TYPE).to_numpy(dtype=bool)
+    return hits
 
 
 def any_of(patterns: list[str]) -> str | None:

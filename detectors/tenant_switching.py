@@ -47,6 +47,8 @@ Known false positives
   the address finding is folded away when a principal explains it; otherwise add the address to
   ``exclude_ips``.
 - An admin of a newly created organisation (children not yet configured).
+- AWS services acting for themselves (``delivery.logs.amazonaws.com`` delivering into every
+  tenant's prefix) are left out like service roles (``include_service_principals``).
 - A session with no ``actor_principal`` (or whose principal is new) has no history to inherit:
   every foreign tenant it touches is new. A principal's history counts for its sessions only
   where it has a target tenant and is not a service role, and its busiest hour only with the
@@ -99,6 +101,7 @@ from detectors.base import (
 )
 from detectors.cross_tenant_access import consultant_allowed
 from pipeline.config import Consultant, Organisation, Reseller, ServiceRole
+from pipeline.principals import SERVICE_NAME
 
 ACTOR_KINDS = {"principal": "actor_principal", "session": "actor_session", "ip": "source_ip"}
 FEATURES = (
@@ -127,6 +130,9 @@ class Settings(DetectorSettings, frozen=True, forbid_unknown_fields=True, kw_onl
     random_state: int = 0
     overlap: float = 0.8
     exclude_ips: tuple[str, ...] = ()
+    # AWS services acting for themselves (delivery.logs.amazonaws.com writing to every tenant's
+    # prefix) are no actor; ``pipeline.health`` counts their denials.
+    include_service_principals: bool = False
     severity_enumeration: Severity = "high"
     severity_new_tenants: Severity = "medium"
     severity_model: Severity = "medium"
@@ -257,7 +263,9 @@ class TenantSwitching(Detector):
         )
 
     def _service_patterns(self) -> list[str]:
-        return [r.principal_pattern for r in self.relationships if isinstance(r, ServiceRole)]
+        s: Settings = self.settings  # type: ignore[assignment]
+        roles = [r.principal_pattern for r in self.relationships if isinstance(r, ServiceRole)]
+        return roles if s.include_service_principals else [*roles, SERVICE_NAME]
 
     @staticmethod
     def _features(

@@ -52,6 +52,38 @@ def latest_day(lake: Lake) -> datetime | None:
     return datetime.fromisoformat(max(days)).replace(tzinfo=UTC)
 
 
+def earliest_event(lake: Lake) -> datetime | None:
+    """The time of the oldest event in the lake: where its history really begins (from the
+    footers of the first day's files; their ``event_time`` column where statistics are
+    missing)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    dated = [(m.group(1), f) for f in lake.files("events") if (m := _DATE.search(f"/{f}"))]
+    if not dated:
+        return None
+    first = min(day for day, _ in dated)
+    times = []
+    for day, rel in dated:
+        if day != first:
+            continue
+        meta = pq.read_metadata(lake.path(rel), filesystem=lake.fs)
+        names = meta.schema.names
+        stats = [
+            meta.row_group(i).column(names.index("event_time")).statistics
+            for i in range(meta.num_row_groups)
+            if "event_time" in names
+        ]
+        if stats and all(st is not None and st.has_min_max for st in stats):
+            times.append(min(st.min for st in stats if st is not None))
+        else:
+            col = lake.read_file(rel, ["event_time"])["event_time"]
+            if len(col):
+                times.append(pc.min(col).as_py())
+    found = [t if t.tzinfo else t.replace(tzinfo=UTC) for t in times if t is not None]
+    return min(found) if found else None
+
+
 def resolve_window(
     lake: Lake, since: datetime | None, until: datetime | None
 ) -> tuple[datetime, datetime]:
@@ -146,6 +178,9 @@ def run_detect(
         for line in sups.warnings():
             warn(line)
     tables, failed, counts = [], {}, {}
+    # History starts where the lake's first event is, not a lookback before the window: hours
+    # before it are not "quiet", they are unknown, and the detectors say so.
+    history_from = earliest_event(lake)
     for i, (det_id, det) in enumerate(dets.items()):
         if progress:
             progress(i, len(dets))
@@ -154,6 +189,8 @@ def run_detect(
                 lake, since, until, sources=det.sources, columns=window_columns(det)
             )
             base_start = since - det.lookback
+            if history_from is not None:
+                base_start = max(base_start, min(history_from, since))
             baseline = read_baseline(lake, det, base_start, since) if det.lookback else None
             found = det.detect(baseline, window, start=since, end=until, baseline_start=base_start)
         except Exception as exc:  # one broken detector must not stop the rest

@@ -12,14 +12,19 @@ Lambda (``pipeline.alert.metrics``). A run sends them once, however many windows
 | ``EventLagSeconds`` | now minus the newest event in the lake | ``EventLagAlarm`` |
 | ``RunDurationSeconds`` | the whole run | |
 | ``DetectorFailures`` (``detector``) | detect | |
+| ``ServicePrincipalDenials`` (``principal``) | detect windows: AWS services denied | |
 
 Records are sent only by a run that ingested (a count of 0 is a run that found nothing new, and
-is sent); the lag whenever the lake has events.
+is sent); the lag whenever the lake has events. ``ServicePrincipalDenials`` is sent per service
+that was denied in the windows the run detected (``pipeline.principals``): the detectors leave
+those services out of their actors, so a log delivery that lost its bucket permission shows
+here, as the pipeline's health, rather than as an attack.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -39,6 +44,8 @@ class RunHealth:
     records_quarantined: int | None = None
     event_lag_s: float | None = None  # None: the lake has no events
     detectors_failed: tuple[str, ...] = ()
+    # (service principal, denials) in the windows detected, most first
+    service_denials: tuple[tuple[str, int], ...] = ()
 
     @classmethod
     def measure(
@@ -53,6 +60,7 @@ class RunHealth:
         the run ingested; ``detected``: each detect summary of the run."""
         now = now or datetime.now(UTC)
         newest = newest_event(Lake(lake_root), now)
+        detected = list(detected)
         failed = sorted({d for s in detected for d in (s.get("failed") or {})})
         ing = ingested or {}
         return cls(
@@ -62,6 +70,7 @@ class RunHealth:
             # Simulated or replayed logs can lie in the future: a negative lag is reported as 0.
             event_lag_s=None if newest is None else max(0.0, (now - newest).total_seconds()),
             detectors_failed=tuple(failed),
+            service_denials=service_denials(Lake(lake_root), detected),
         )
 
     def data(self) -> list[Datum]:
@@ -75,6 +84,10 @@ class RunHealth:
         out += [
             Datum("DetectorFailures", 1, "Count", (("detector", d),)) for d in self.detectors_failed
         ]
+        out += [
+            Datum("ServicePrincipalDenials", n, "Count", (("principal", p),))
+            for p, n in self.service_denials
+        ]
         return out
 
     def as_dict(self) -> dict[str, Any]:
@@ -84,11 +97,50 @@ class RunHealth:
             "records_quarantined": self.records_quarantined,
             "event_lag_s": None if self.event_lag_s is None else round(self.event_lag_s, 1),
             "detectors_failed": list(self.detectors_failed),
+            "service_denials": dict(self.service_denials),
         }
 
 
 def _int(value: Any) -> int | None:
     return None if value is None else int(value)
+
+
+def service_denials(
+    lake: Lake, detected: Iterable[Mapping[str, Any]]
+) -> tuple[tuple[str, int], ...]:
+    """Denials by AWS services acting for themselves in each distinct window detected, per
+    service, most first (CloudTrail is the only log that names them)."""
+    import pyarrow.compute as pc
+
+    from pipeline.principals import is_service
+
+    windows = {
+        (s["window_start"], s["window_end"])
+        for s in detected
+        if s.get("window_start") and s.get("window_end")
+    }
+    counts: Counter[str] = Counter()
+    for start, end in sorted(windows):
+        t = read_events(
+            lake,
+            datetime.fromisoformat(start),
+            datetime.fromisoformat(end),
+            sources=("cloudtrail",),
+            columns=["actor_type", "actor_principal"],
+            where=pc.field("outcome") == "denied",
+        )
+        if not t.num_rows:
+            continue
+        grouped = t.group_by(["actor_type", "actor_principal"]).aggregate([([], "count_all")])
+        for kind, who, n in zip(
+            grouped["actor_type"].to_pylist(),
+            grouped["actor_principal"].to_pylist(),
+            grouped["count_all"].to_pylist(),
+            strict=True,
+        ):
+            if is_service(kind, who):
+                counts[who or kind] += n
+    return tuple(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def newest_event(lake: Lake, now: datetime) -> datetime | None:

@@ -21,6 +21,13 @@ A rule matches on any of ``method``, ``path`` (a regular expression searched in 
 query), ``target`` (the ``X-Amz-Target`` header of JSON protocols) and ``body`` (a regular
 expression over the request body: query protocols such as SNS name the action there). ``skip``
 lets that many matching requests through first; ``times`` bounds how many it then breaks.
+
+A rule with a ``share`` breaks that share of distinct requests, as a throttled S3 does
+(``Rule.throttled_s3``): a request is chosen by its method, path and query (a seeded hash; an
+upload's random id left out), not by arrival order, so a run breaks the same requests whatever
+the threads do, and a chosen request is broken its first ``burst`` attempts and then let through
+(S3 keeps throttling a hot prefix for a while, so a client sees the same request refused several
+times in a row). ``rule.refused`` counts the breaks per request.
 ``before``, if given, is called just before the request would be forwarded (to change the
 world behind the proxy at that very moment, e.g. replace an object between two reads).
 ``proxy.log`` records every request and what was done with it.
@@ -28,17 +35,19 @@ world behind the proxy at that very moment, e.g. replace an object between two r
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import re
 import socket
 import struct
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 ACTIONS = (
     "pass",
@@ -75,12 +84,41 @@ class Rule:
     skip: int = 0
     times: int | None = None  # None: every matching request
     before: Callable[[], None] | None = None
+    share: float | None = None  # break this share of distinct requests (None: every one)
+    burst: int = 1  # with a share: attempts of a chosen request broken before it passes
+    seed: int = 0  # with a share: which requests are chosen
+    s3: bool = False  # answer errors as S3 does (<Error> at the root), not as query protocols
     seen: int = field(default=0, init=False)
     applied: int = field(default=0, init=False)
+    refused: Counter[str] = field(default_factory=Counter, init=False)  # request key -> breaks
 
     def __post_init__(self) -> None:
         if self.action not in ACTIONS:
             raise ValueError(f"unknown action {self.action!r}; one of {ACTIONS}")
+
+    @classmethod
+    def throttled_s3(cls, share: float, burst: int = 1, seed: int = 0) -> Rule:
+        """``503 SlowDown`` for ``share`` of distinct requests, ``burst`` times each."""
+        return cls("error-before", status=503, code="SlowDown", share=share, burst=burst,
+                   seed=seed, s3=True)  # fmt: skip
+
+    @staticmethod
+    def key(method: str, path: str) -> str:
+        """A request as the share chooses it: method, path and query, an upload's id left out."""
+        parts = urlsplit(path)
+        query = sorted((k, v) for k, v in parse_qsl(parts.query, True) if k != "uploadId")
+        return f"{method} {parts.path}?{urlencode(query)}"
+
+    def takes(self, method: str, path: str) -> bool:
+        """With a share: is this request one to break now (and count it)?"""
+        key = self.key(method, path)
+        digest = hashlib.sha256(f"{self.seed}\n{key}".encode()).digest()
+        if self.share is None or int.from_bytes(digest[:8], "big") / 2**64 >= self.share:
+            return False
+        if self.refused[key] >= self.burst:
+            return False
+        self.refused[key] += 1
+        return True
 
     def matches(self, method: str, path: str, target: str, body: bytes) -> bool:
         return (
@@ -92,6 +130,11 @@ class Rule:
 
     def error_body(self) -> bytes:
         code = self.code or _CODES.get(self.status, "InternalFailure")
+        if self.s3:
+            return (
+                f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
+                "<Message>injected by the fault proxy</Message></Error>"
+            ).encode()
         kind = "Sender" if self.status < 500 else "Receiver"
         return (
             f"<ErrorResponse><Error><Type>{kind}</Type><Code>{code}</Code>"
@@ -153,6 +196,8 @@ class RuleProxy:
                 if rule.seen <= rule.skip:
                     continue
                 if rule.times is not None and rule.applied >= rule.times:
+                    continue
+                if rule.share is not None and not rule.takes(method, path):
                     continue
                 rule.applied += 1
                 chosen = rule

@@ -236,7 +236,13 @@ def test_run_end_to_end(logs: Path, sinks: Sinks, tmp_path: Path) -> None:
     assert _metric_sum("IncidentsNew", {"detector": "cross_tenant_access", "severity": "critical"})
     assert _metric_sum("RecordsRead") > 0
     names = boto3.client("cloudwatch").list_metrics(Namespace=NAMESPACE)["Metrics"]
-    assert {d["Name"] for m in names for d in m.get("Dimensions", [])} <= {"detector", "severity"}
+    dims = {(d["Name"], d["Value"]) for m in names for d in m.get("Dimensions", [])}
+    assert {n for n, _ in dims} <= {"detector", "severity", "principal"}
+    # The failing log delivery is the pipeline's health, under the service's own name.
+    assert {v for n, v in dims if n == "principal"} == {"delivery.logs.amazonaws.com"}
+    assert (
+        _metric_sum("ServicePrincipalDenials", {"principal": "delivery.logs.amazonaws.com"}) > 1000
+    )
 
     # A second run publishes nothing new.
     second = CliRunner().invoke(cli, args)

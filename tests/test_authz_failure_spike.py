@@ -9,7 +9,7 @@ import orjson
 import pyarrow as pa
 
 from detectors.authz_failure_spike import AuthzFailureSpike, Settings
-from tests.factories import T0, api, events
+from tests.factories import T0, api, event, events
 
 WEEKS = 2
 
@@ -94,7 +94,8 @@ def test_credential_stuffing_on_one_tenant_is_one_high_finding() -> None:
         60,
     )
     ev = orjson.loads(f[0]["evidence"])
-    assert (ev["dimension"], ev["peak_count"]) == ("tenant", 60)
+    # A tenant counts its distinct failing actors or addresses: 60 failures from 40 addresses.
+    assert (ev["dimension"], ev["peak_count"]) == ("tenant", 40)
     # One denial at this hour of the week in both weeks of history.
     assert f[0]["baseline"].startswith("median 1.0/h, spread 1.0 (hour-of-week, 2 samples)")
 
@@ -182,5 +183,122 @@ def test_successes_are_not_counted() -> None:
 
 
 def test_floor_is_a_setting() -> None:
-    assert detect(stuffing(12), min_count=20) == []
-    assert len(detect(stuffing(12), min_count=10)) == 1
+    # 12 failures from 12 addresses: 12 failing callers for the tenant, 1 failure per address.
+    assert detect(stuffing(12), min_actors=15) == []
+    assert len(detect(stuffing(12), min_actors=10)) == 1
+    one_address = [{**row, "source_ip": "192.0.2.1"} for row in stuffing(12)]
+    assert detect(one_address, min_count=20) == []
+    assert [x["actor"] for x in detect(one_address, min_count=10)] == ["192.0.2.1"]
+
+
+# --- denials by cause ----------------------------------------------------------------------------
+
+
+def refused(
+    user: str, at: float, repeats: int, tenant: str = "t0002", ip: str = "198.51.100.20"
+) -> list[dict]:
+    """One authorizer Deny for ``user`` (its decision in the authorizer log and its 403 in the
+    access log), then ``repeats`` 403s served from the cached Deny: no authorizer line, every
+    few seconds inside the 300 s TTL."""
+    common = {
+        "actor_principal": user,
+        "actor_tenant": tenant,
+        "target_tenant": tenant,
+        "outcome": "denied",
+        "source_ip": ip,
+    }
+    rows = [
+        api(at, status_code=403, request_id=f"req-{user}-{at}-0", **common),
+        api(at, source="authorizer", request_id=f"req-{user}-{at}-0", **common),
+    ]
+    rows += [
+        api(at + 10 * (i + 1), status_code=403, request_id=f"req-{user}-{at}-{i + 1}", **common)
+        for i in range(repeats)
+    ]
+    return rows
+
+
+def dims(found: list[dict]) -> list[tuple[str, str]]:
+    return [
+        (orjson.loads(f["evidence"])["dimension"], orjson.loads(f["evidence"])["value"])
+        for f in found
+    ]
+
+
+def test_two_users_cached_denials_are_no_tenant_spike() -> None:
+    # 3 authorizer decisions of 2 users became 30 denials in the hour: each user under the floor.
+    rows = refused("usr-c1", 0, 9) + refused("usr-c1", 400, 5) + refused("usr-c2", 600, 13)
+    assert detect(rows) == []
+
+
+def test_one_users_cached_denials_page_as_that_actor_not_as_its_tenant() -> None:
+    found = detect(refused("usr-c1", 0, 25))
+    assert dims(found) == [("actor", "usr-c1")]
+    ev = orjson.loads(found[0]["evidence"])
+    assert (ev["peak_count"], ev["cached_repeats"]) == (26, 25)
+
+
+def test_many_users_failing_at_once_are_a_tenant_spike() -> None:
+    rows = [r for u in range(12) for r in refused(f"usr-m{u}", 60 * u, 2, ip=f"198.51.100.{u}")]
+    found = detect(rows)
+    assert dims(found) == [("tenant", "t0002")]
+    assert found[0]["title"].startswith(
+        "Authorization failures spike for tenant t0002: 12 actors or addresses failing"
+    )
+
+
+def test_an_address_counts_a_cached_decision_once() -> None:
+    rows = refused("usr-c1", 0, 25)
+    assert detect(rows, dimensions=("ip",)) == []
+    # Without the authorizer's log nothing tells a cached 403 from a fresh one: all count.
+    unseen = [r for r in rows if r["source"] != "authorizer"]
+    assert dims(detect(unseen, dimensions=("ip",))) == [("ip", "198.51.100.20")]
+
+
+def test_a_403_past_the_cache_ttl_or_of_another_user_is_no_repeat() -> None:
+    from detectors.authz_failure_spike import cached_repeats
+    from detectors.base import to_frame
+
+    rows = refused("usr-c1", 0, 2)
+    rows.append({**rows[-1], "event_time": T0 + timedelta(seconds=400), "request_id": "late"})
+    rows.append({**rows[-1], "actor_principal": "usr-other", "request_id": "other"})
+    frame = to_frame(events(rows))
+    assert cached_repeats(frame, 300).tolist() == [False, False, True, True, False, False]
+
+
+def delivery_failures(n: int) -> list[dict]:
+    return [
+        event(
+            10 * i,
+            actor_principal="delivery.logs.amazonaws.com",
+            actor_type="AWSService",
+            actor_session=None,
+            actor_tenant=None,
+            target_tenant=f"t{1 + i % 4:04d}",
+            action="PutObject",
+            outcome="denied",
+            error_code="AccessDenied",
+            source_ip="delivery.logs.amazonaws.com",
+            user_agent="delivery.logs.amazonaws.com",
+        )
+        for i in range(n)
+    ]
+
+
+def test_service_principals_are_no_actors_unless_included() -> None:
+    assert detect(delivery_failures(300)) == []
+    found = detect(delivery_failures(300), include_service_principals=True)
+    assert ("actor", "delivery.logs.amazonaws.com") in dims(found)
+
+
+def test_no_history_is_said_plainly_and_never_high() -> None:
+    det = AuthzFailureSpike(Settings())
+    found = det.detect(
+        None, events(stuffing(60)), start=T0, end=T0 + timedelta(hours=2), baseline_start=T0
+    ).to_pylist()
+    assert len(found) == 1
+    f = found[0]
+    assert f["baseline"].startswith("no history before 2026-11-16 10:00 UTC: baseline unknown")
+    assert f["title"].endswith("in an hour (no history)")
+    assert f["severity"] == "medium"  # the same burst with history is high
+    assert orjson.loads(f["evidence"])["history"] is False

@@ -174,3 +174,36 @@ def test_json_output_escapes_what_a_terminal_would_obey(tmp_path: Path) -> None:
     assert all(e in out.stdout for e in ("\\u202e", "\\u200b", "\\u007f", "\\u009b", "\\u001b"))
     doc = orjson.loads(out.stdout)
     assert {f["actor"] for f in doc["findings"]} == {principal}  # the same values, written safely
+
+
+def test_a_lake_with_nothing_before_the_window_has_no_history(tmp_path: Path) -> None:
+    lk = Lake(str(tmp_path / "lake"))
+    stuffing = [
+        api(
+            20 * i,
+            actor_principal=None,
+            actor_tenant=None,
+            target_tenant="t0002",
+            outcome="denied",
+            status_code=401,
+            source_ip=f"192.0.2.{i % 40}",
+        )
+        for i in range(60)
+    ]
+    write(lk, events(stuffing), "a")
+    found = run_detect(lk.root, CFG, only=("authz_failure_spike",), write=False).findings
+    assert found["baseline"].to_pylist() == [
+        "no history before 2026-11-16 00:00 UTC: baseline unknown; floor 10/h "
+        "(distinct failing actors or addresses)"
+    ]
+    assert found["severity"].to_pylist() == ["medium"]
+    # One earlier event is history: its quiet hours are data from then on, not before.
+    write(lk, events([api(timedelta(hours=-24 * 3))], prefix="old"), "b")
+    again = run_detect(lk.root, CFG, only=("authz_failure_spike",), write=False).findings
+    assert (
+        again["baseline"]
+        .to_pylist()[0]
+        .endswith(
+            "(all hours, 62 samples) over 3 d; floor 10/h (distinct failing actors or addresses)"
+        )
+    )

@@ -177,19 +177,20 @@ def test_cloudwatch_throttling_is_retried_by_botocore(aws: str) -> None:
 def _slowed_down(
     aws: str, monkeypatch: pytest.MonkeyPatch, files: int, share: float, seed: int
 ) -> None:
-    from tests.faultproxy import FaultProxy
+    from tests.httpfaults import Rule, RuleProxy
 
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket="trail")
     s3.create_bucket(Bucket="lake")
     for i in range(files):
         _put_trail_file(s3, "2026/11/16", 3, f"20261116T10{i:02d}Z_{i}")
-    with FaultProxy(aws, share=share, burst=3, seed=seed) as proxy:
+    with RuleProxy(aws) as proxy:
+        throttle = proxy.add(Rule.throttled_s3(share, burst=3, seed=seed))
         monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
         cfg = parse_config({"ingest": {"batch_input_bytes": 1}}, environ={})
         s = ingest(["s3://trail/AWSLogs/"], "s3://lake/tw", cfg, workers=1)
     assert (s["files"], s["ingested"]) == (files, 3 * files)
-    refused = {k.split("?")[0] for k in proxy.refused}
+    refused = {k.split("?")[0] for k in throttle.refused}
     assert any(" /trail" in k for k in refused), refused  # a source request, through boto3
     assert any(" /lake" in k for k in refused), refused  # a lake request, through pyarrow
     monkeypatch.setenv("AWS_ENDPOINT_URL", aws)

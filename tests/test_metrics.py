@@ -74,6 +74,42 @@ def test_run_health_measures_the_lag_of_the_newest_event(tmp_path: Path) -> None
     assert empty.event_lag_s is None and empty.detectors_failed == ("d",)
 
 
+def test_run_health_counts_denials_of_aws_services_per_service(tmp_path: Path) -> None:
+    lake = Lake(str(tmp_path / "lake"))
+    delivery = {
+        "actor_principal": "delivery.logs.amazonaws.com",
+        "actor_type": "AWSService",
+        "outcome": "denied",
+        "error_code": "AccessDenied",
+    }
+    rows = [f.event(10 * i, **delivery) for i in range(30)]
+    rows += [f.event(5, actor_principal="config.amazonaws.com", outcome="denied")]
+    rows += [f.event(6, outcome="denied"), f.event(7, **{**delivery, "outcome": "success"})]
+    lake.write_table(
+        f"{event_partition('cloudtrail', '2026-11-16', '10')}/p.parquet", f.events(rows)
+    )
+    window = {
+        "window_start": "2026-11-16T00:00:00+00:00",
+        "window_end": "2026-11-17T00:00:00+00:00",
+    }
+    # The same window detected twice in one run counts once; a user's denial is no service's.
+    health = RunHealth.measure(lake.root, f.T0, None, [window, dict(window)], f.T0)
+    assert health.service_denials == (
+        ("delivery.logs.amazonaws.com", 30),
+        ("config.amazonaws.com", 1),
+    )
+    sent = [d for d in health.data() if d.name == "ServicePrincipalDenials"]
+    assert [(d.value, d.dimensions) for d in sent] == [
+        (30, (("principal", "delivery.logs.amazonaws.com"),)),
+        (1, (("principal", "config.amazonaws.com"),)),
+    ]
+    assert health.as_dict()["service_denials"] == {
+        "delivery.logs.amazonaws.com": 30,
+        "config.amazonaws.com": 1,
+    }
+    assert RunHealth.measure(lake.root, f.T0, None, [], f.T0).service_denials == ()
+
+
 def test_emf_in_lambda_has_the_dimensions_put_metric_data_has(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -89,14 +89,21 @@ def test_timeline_caps_the_tenants_shown() -> None:
 
 def _spike_hourly() -> pd.DataFrame:
     """A fitted spike detector's view of t0002: 1 denial every other hour for two weeks, then
-    a window hour with 40 denials."""
+    a window hour with 40 denials from 40 addresses (a tenant counts its failing callers)."""
     base = []
     for h in range(14 * 24):
         if h % 2 == 0:
             at = timedelta(hours=h - 14 * 24, minutes=3)
             base.append(api(at, actor_tenant="t0002", target_tenant="t0002", outcome="denied"))
     window = [
-        api(60 * i, actor_tenant=None, target_tenant="t0002", outcome="denied", source_ip="1.2.3.4")
+        api(
+            60 * i,
+            actor_principal=None,
+            actor_tenant=None,
+            target_tenant="t0002",
+            outcome="denied",
+            source_ip=f"192.0.2.{i}",
+        )
         for i in range(40)
     ]
     det = AuthzFailureSpike(Settings())
@@ -118,9 +125,9 @@ def test_spike_detector_exposes_its_hourly_baseline() -> None:
     assert len(hist) == 14 * 24 and hist["count"].sum() == 14 * 12
     assert list(win["count"]) == [40, 0, 0]
     assert list(win["flagged"]) == [True, False, False]
-    # hour-of-week history (two weeks): the same hour twice; floor min_count=20 beats the z line
+    # hour-of-week history (two weeks): the same hour twice; a tenant's floor is min_actors=10
     assert (win["samples"] == 2).all()
-    assert (win["alert_at"] >= 20).all()
+    assert (win["alert_at"] >= 10).all()
 
 
 def test_denials_band_matches_the_detector() -> None:

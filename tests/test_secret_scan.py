@@ -4,7 +4,9 @@ Inputs of every kind ingestion reads (CloudTrail delivery files, EventBridge env
 Gateway access logs, their CloudWatch Logs export, Lambda-authorizer lines in a CloudWatch Logs
 subscription payload) carry secrets in every place one can hide: credentials, headers, query
 strings and fragments, JSON strings inside JSON strings, keys spelled with escapes, error
-messages, user agents, and records that end up in the quarantine. Each secret is a value of its
+messages, user agents, query parameters as objects and as strings without their "?", URLs with
+passwords, connection strings, PEM private keys, keys such as x-api-key or passwd, and records
+that end up in the quarantine. Each secret is a value of its
 own, random, so a hit names the place it was planted.
 
 ``tenantwatch run`` (a separate process, as an operator runs it) takes them into a local lake
@@ -121,6 +123,23 @@ def cloudtrail_records(p: Planted, n: int) -> list[dict[str, Any]]:
             ),
         ),
         lf.ct(
+            "CreateConnection",
+            time=minute,
+            error="ValidationException",
+            errorMessage="cannot load -----BEGIN RSA PRIVATE KEY-----\n"
+            f"{p.secret(at + ' PEM private key')}\n-----END RSA PRIVATE KEY-----",
+            requestParameters={
+                "apiKey": p.secret(f"{at} apiKey"),
+                "connectionString": "Server=db;Database=app;User ID=svc;"
+                f"Password={p.secret(at + ' ADO connection string')};Encrypt=True",
+                "endpoint": f"https://deploy:{p.secret(at + ' basic auth in a URL')}@git.example",
+            },
+            additionalEventData={
+                "passwd": p.secret(f"{at} passwd in additionalEventData"),
+                "db": f"mongodb+srv://svc:{p.secret(at + ' mongodb+srv URL')}@c0.example.net/x",
+            },
+        ),
+        lf.ct(
             time=minute,
             requestParameters={
                 "bucketName": "acme-saas-tenant-data",
@@ -160,6 +179,9 @@ def access_logs(p: Planted, n: int) -> list[dict[str, Any]]:
         rec["userAgent"] = f"scanbot/1.0 (+https://b.example/?key={p.secret(at + ' UA')})"
         rec["authorization"] = f"Bearer {p.jwt(at + ' authorization header')}"
         rec["cookie"] = f"sid={p.secret(at + ' cookie header')}"
+        rec["x-api-key"] = p.secret(f"{at} x-api-key field")
+        rec["querystring"] = f"page=2&api_key={p.secret(at + ' query string without ?')}"
+        rec["queryStringParameters"] = {"sig": p.secret(f"{at} query parameters object")}
         out.append(rec)
     return out
 
@@ -171,6 +193,10 @@ def authorizer_lines(p: Planted, n: int) -> list[dict[str, Any]]:
     rec["reason"] = f"denied: https://idp.example/authorize?client_secret={secret}"
     rec["method_arn"] += f"?password={p.secret(at + ' method ARN query')}"
     rec["headers"] = {"authorization": f"Bearer {p.secret(at + ' headers')}"}
+    rec["context"] = {
+        "X-Api-Key": p.secret(f"{at} context API key"),
+        "db": f"postgres://app:{p.secret(at + ' context postgres URL')}@db:5432/t",
+    }
     return [rec]
 
 
@@ -187,6 +213,9 @@ def quarantined_lines(p: Planted, n: int) -> list[str]:
         f'curl -H "Authorization: Bearer {p.secret(at + " curl bearer")}" '
         f"https://x.example/?token={p.secret(at + ' curl query')}",
         json.dumps({"unknown": f"https://x.example/?sig={p.secret(at + ' unrecognised')}"}),
+        f"db=Data Source=x; Pwd = {p.secret(at + ' ODBC password')} ; client_secret: "
+        f"{p.secret(at + ' header line')}",
+        json.dumps({"multiValueQueryStringParameters": {"code": [p.secret(at + " multi")]}})[:-1],
         '{"u": "/x?a=1\\u0026signature=' + p.secret(at + " escaped ampersand") + '", broken',
         json.dumps(big),
         json.dumps(no_time),

@@ -11,7 +11,7 @@ import json
 import re
 from collections import Counter
 from dataclasses import replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -382,8 +382,13 @@ def test_negatives_are_legitimate_relationships(small: Logs) -> None:
 
 
 def test_ordinary_error_rates_are_a_few_percent(small: Logs) -> None:
+    # The injected cases are not ordinary noise: the attacks and the benign look-alikes.
+    injected = ("cached_deny", "new_hire", "log_delivery")
     attack_ids = {
-        e for lab in small.labels.values() if lab["kind"] == "attack" for e in lab["event_ids"]
+        e
+        for lab in small.labels.values()
+        if lab["kind"] == "attack" or lab["scenario"] in injected
+        for e in lab["event_ids"]
     }
     ct = [r for r in small.ct if r["eventID"] not in attack_ids]
     api = [m for m in small.api if m["requestId"] not in attack_ids]
@@ -432,6 +437,44 @@ def test_monday_surge_doubles_the_tenants_morning(small: Logs) -> None:
         return n
 
     assert morning("2026-11-16") >= 1.5 * max(1, morning("2026-11-09"))
+
+
+def test_cached_deny_is_three_decisions_of_two_users_repeated_from_the_cache(small: Logs) -> None:
+    lab = small.labels["negative-cached-deny"]
+    assert (lab["kind"], lab["actor"], lab["tenants"]) == ("negative", None, [lab["actor_tenant"]])
+    msgs = [small.api_by_id[i] for i in lab["event_ids"]]
+    assert {m["status"] for m in msgs} == {"403"}
+    decided = {a["request_id"]: a for a in small.auth if a["request_id"] in set(lab["event_ids"])}
+    assert len(decided) == 3
+    assert {(a["decision"], a["reason"].split(":")[0]) for a in decided.values()} == {
+        ("Deny", "insufficient_role")
+    }
+    repeats = [m for m in msgs if m["requestId"] not in decided]
+    assert len(repeats) >= 20 and {m["authorizerLatency"] for m in repeats} == {"-"}
+    per_user = Counter(m["authorizerPrincipalId"] for m in msgs)
+    assert len(per_user) == 2 and max(per_user.values()) < 20  # each under the actor floor
+
+
+def test_new_hire_is_first_seen_two_days_before_the_attack_day(small: Logs) -> None:
+    lab = small.labels["negative-new-hire"]
+    days = {
+        datetime.fromtimestamp(int(m["requestTimeEpoch"]) / 1000, UTC).date()
+        for m in small.api
+        if m["authorizerPrincipalId"] == lab["actor"]
+    }
+    assert days == {SMALL.attack_day - timedelta(days=d) for d in range(3)}
+    refused = [
+        a for a in small.auth if a["principal_id"] == lab["actor"] and a["decision"] == "Deny"
+    ]
+    assert refused and all(a["reason"].startswith("insufficient_role") for a in refused)
+
+
+def test_log_delivery_fails_thousands_of_times_as_an_aws_service(small: Logs) -> None:
+    lab = small.labels["negative-log-delivery"]
+    recs = [small.ct_by_id[i] for i in lab["event_ids"]]
+    assert len(recs) >= 1000 and lab["actor"] == "delivery.logs.amazonaws.com"
+    assert {r["userIdentity"]["type"] for r in recs} == {"AWSService"}
+    assert {(r["eventName"], r["errorCode"]) for r in recs} == {("PutObject", "AccessDenied")}
 
 
 # --- configuration and validation ---------------------------------------------------------------

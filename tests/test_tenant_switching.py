@@ -206,6 +206,27 @@ def test_service_role_touching_every_tenant_is_not_reported() -> None:
     assert detect(rows) == []
 
 
+def test_aws_service_delivering_to_every_tenant_is_no_actor_unless_included() -> None:
+    rows = [
+        event(
+            10 * i,
+            actor_principal="delivery.logs.amazonaws.com",
+            actor_type="AWSService",
+            actor_session=None,
+            actor_tenant=None,
+            target_tenant=f"t{1 + i % 30:04d}",
+            action="PutObject",
+            outcome="denied",
+            error_code="AccessDenied",
+            source_ip="delivery.logs.amazonaws.com",
+        )
+        for i in range(120)
+    ]
+    assert detect(rows) == []
+    found = detect(rows, include_service_principals=True)
+    assert "delivery.logs.amazonaws.com" in {f["actor"] for f in found}
+
+
 def test_two_foreign_tenants_are_below_the_floor() -> None:
     assert detect(walk(2, 3)) == []
 

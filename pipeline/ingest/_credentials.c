@@ -15,19 +15,24 @@
  *     not JSON, None); the key counts only where it opens or follows a member ('{' or ','
  *     before it), and the search goes on after that value either way;
  *   - no key counted: None;
- *   - the bytes outside the counted keys and values are checked for doubt, as the pattern
- *     (?i:"(?:<secret key>)"[ \t\n\r]*:)|(?i:earer|asic)|eyJ|\\[u"]|<urlparams.HINT> does
- *     (the secret keys are given, lower case; a backslash before a quote is a string holding
- *     quotes, which the walk looks into; a URL parameter is "?", "#", "&" or ";", a name
- *     without quote, white space, separator or "=", then "="): any match, None. The Python
- *     road joins those pieces with a NUL byte and runs RE2 once; no match can span a NUL (a
- *     piece after one starts with the quote that ended a value), so each piece is checked alone
- *     here.
+ *   - the bytes outside the counted keys and values are checked for doubt, as
+ *     redact._DOUBT_PATTERN does: a key (quoted text, white space, a colon) holding a word of a
+ *     secret key (but "subjectFromWebIdentityToken" as CloudTrail spells it, which Python
+ *     blanks before its pass) (_secrets.c: secrets_key_words; "credential", and "access" then "key" not
+ *     followed by "id", only when the value does not open an object: the walk looks into an
+ *     object under those); a header line ("x-api-key: ...") or a setting ("Password=...") whose
+ *     name holds such a word; a Bearer or Basic scheme; a JWT;
+ *     a \u escape or an escaped quote (a string holding quotes, which the walk looks into); a
+ *     URL parameter or password; a PEM block; a string of 40 base64 characters. Any of them:
+ *     None. The Python road joins those pieces with a NUL byte and runs RE2 once; no match can
+ *     span a NUL (a piece after one starts with the quote that ended a value, and the bytes
+ *     before one are "{" or "," after a quote), so each piece is checked alone here.
  *   - else a tuple (start, end, start, end, ...) of the counted values (between their quotes),
  *     in the order they appear. */
 
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#define _GNU_SOURCE
+#include "_secrets.h"
+
 #include <stdint.h>
 #include <string.h>
 
@@ -66,8 +71,6 @@ typedef struct {
     const unsigned char **keys; /* bytes objects' contents, borrowed */
     Py_ssize_t *lens;
     Py_ssize_t n;
-    Py_ssize_t longest;
-    uint64_t len_mask; /* bit L: a key L bytes long */
 } Keys;
 
 /* Are the len bytes at p the lower-case letters w, in either case? (OR-ing 0x20 folds exactly
@@ -78,8 +81,29 @@ static inline int folded_is(const unsigned char *p, const char *w, Py_ssize_t le
     return 1;
 }
 
+static inline int blank(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+/* The doubt at a quote: a key holding a secret key's word, or a string of 40 base64
+ * characters (the bytes to the next quote are both the key's text and that string's body). */
+static int doubt_at_quote(const unsigned char *p, Py_ssize_t n, Py_ssize_t i) {
+    const unsigned char *close = memchr(p + i + 1, '"', (size_t)(n - i - 1));
+    if (!close) return 0;
+    Py_ssize_t len = close - p - i - 1, c = close - p + 1;
+    if (secrets_base64_body(p + i + 1, len)) return 1;
+    /* As CloudTrail spells it, the web identity token's subject (redact._WEB_IDENTITY_SUBJECT) */
+    if (len == 27 && c < n && p[c] == ':' && !memcmp(p + i + 1, "subjectFromWebIdentityToken", 27))
+        return 0;
+    while (c < n && blank(p[c])) c++;
+    if (c >= n || p[c] != ':') return 0;
+    int words = secrets_key_words(p + i + 1, len);
+    if (words != 1) return words;
+    for (c++; c < n && blank(p[c]);) c++;
+    return c < n && p[c] != '{';
+}
+
 /* Does the doubt pattern match at p[i]? */
-static inline __attribute__((always_inline)) int doubt_at(const unsigned char *p, Py_ssize_t n, Py_ssize_t i, const Keys *keys) {
+static inline __attribute__((always_inline)) int doubt_at(const unsigned char *p, Py_ssize_t n,
+                                                          Py_ssize_t i) {
     switch (p[i]) {
     case '?':
     case '#':
@@ -95,23 +119,14 @@ static inline __attribute__((always_inline)) int doubt_at(const unsigned char *p
             }
         }
         return 0;
-    case '"': {
-        /* Only a key as long as the quoted text after this quote can match: find its end (keys
-         * are short; most quotes here end a value or open a longer key) and compare just those. */
-        Py_ssize_t len = 0, limit = n - i - 1 < keys->longest + 1 ? n - i - 1 : keys->longest + 1;
-        while (len < limit && p[i + 1 + len] != '"') len++;
-        if (len == limit || !(keys->len_mask >> len & 1)) return 0;
-        for (Py_ssize_t k = 0; k < keys->n; k++) {
-            Py_ssize_t j = 0;
-            if (keys->lens[k] != len) continue;
-            while (j < len && Py_TOLOWER(p[i + 1 + j]) == keys->keys[k][j]) j++;
-            if (j < len) continue;
-            Py_ssize_t c = i + 2 + len;
-            while (c < n && (p[c] == ' ' || p[c] == '\t' || p[c] == '\n' || p[c] == '\r')) c++;
-            if (c < n && p[c] == ':') return 1;
-        }
-        return 0;
-    }
+    case '"':
+        return doubt_at_quote(p, n, i);
+    case ':':
+        return i + 1 < n && (p[i + 1] == ' ' || p[i + 1] == '\t') && secrets_header_words(p, i);
+    case '=':
+        return secrets_setting_words(p, i);
+    case '-':
+        return i + 10 <= n && !memcmp(p + i, "-----BEGIN", 10);
     case 'e':
         if (i + 3 <= n && !memcmp(p + i, "eyJ", 3)) return 1;
         /* fall through */
@@ -129,18 +144,22 @@ static inline __attribute__((always_inline)) int doubt_at(const unsigned char *p
 
 typedef unsigned char v16 __attribute__((vector_size(16)));
 
-/* Does the doubt pattern match anywhere in p[0 .. n)? Sixteen places at a time are tested for
- * where a match could start (a quote; "ea", "as" in either case, "ey" with the "e" in either; a
- * backslash before "u" or a quote; a URL parameter's separator: GCC/Clang vector extensions,
- * SSE2 on x86-64, NEON on arm64), and only there is it tested whole. */
-static int doubtful(const unsigned char *p, Py_ssize_t n, const Keys *keys) {
+/* Does the doubt pattern match anywhere in p[0 .. n)? A password in a URL is looked for from
+ * each "@"; for the rest, sixteen places at a time are tested for where a match could start (a
+ * quote; a colon; "="; "--"; "ea", "as" in either case, "ey" with the "e" in either; a backslash
+ * before "u" or a quote; a URL parameter's separator: GCC/Clang vector extensions, SSE2 on
+ * x86-64, NEON on arm64), and only there is it tested whole. */
+static int doubtful(const unsigned char *p, Py_ssize_t n) {
+    if (secrets_userinfo(p, n)) return 1; /* from each "@" (memchr), once for the whole piece */
     Py_ssize_t i = 0;
     for (; i + 17 <= n; i += 16) {
         v16 a, b;
         memcpy(&a, p + i, 16);
         memcpy(&b, p + i + 1, 16);
         v16 fa = a | 0x20, fb = b | 0x20;
-        v16 m = (v16)(a == '"') | (v16)((fa == 'e') & ((fb == 'a') | (b == 'y'))) |
+        v16 m = (v16)(a == '"') | (v16)(a == ':') | (v16)(a == '=') |
+                (v16)((a == '-') & (b == '-')) |
+                (v16)((fa == 'e') & ((fb == 'a') | (b == 'y'))) |
                 (v16)((fa == 'a') & (fb == 's')) | (v16)((a == '\\') & ((b == 'u') | (b == '"'))) |
                 (v16)((a == '?') | (a == '#') | (a == '&') | (a == ';'));
         uint64_t lanes[2];
@@ -151,16 +170,16 @@ static int doubtful(const unsigned char *p, Py_ssize_t n, const Keys *keys) {
         for (int h = 0; h < 2; h++)
             for (uint64_t w = lanes[h]; w;) {
                 int j = __builtin_ctzll(w) >> 3;
-                if (doubt_at(p, n, i + 8 * h + j, keys)) return 1;
+                if (doubt_at(p, n, i + 8 * h + j)) return 1;
                 w &= ~((uint64_t)0xff << (8 * j));
             }
 #else
         for (int j = 0; j < 16; j++)
-            if (m[j] && doubt_at(p, n, i + j, keys)) return 1;
+            if (m[j] && doubt_at(p, n, i + j)) return 1;
 #endif
     }
     for (; i < n; i++)
-        if (doubt_at(p, n, i, keys)) return 1;
+        if (doubt_at(p, n, i)) return 1;
     return 0;
 }
 
@@ -176,8 +195,7 @@ static int by_key(const void *a, const void *b) {
 }
 
 /* The record's spans as a tuple, or None (a new reference either way; NULL on a Python error). */
-static PyObject *record_spans(const unsigned char *p, Py_ssize_t n, const Keys *creds,
-                              const Keys *keys) {
+static PyObject *record_spans(const unsigned char *p, Py_ssize_t n, const Keys *creds) {
     Span spans[MAX_SPANS];
     int count = 0;
     if (!is_ascii(p, n)) Py_RETURN_NONE;
@@ -198,10 +216,10 @@ static PyObject *record_spans(const unsigned char *p, Py_ssize_t n, const Keys *
     qsort(spans, (size_t)count, sizeof spans[0], by_key);
     Py_ssize_t pos = 0;
     for (int s = 0; s < count; s++) {
-        if (doubtful(p + pos, spans[s].key - pos, keys)) Py_RETURN_NONE;
+        if (doubtful(p + pos, spans[s].key - pos)) Py_RETURN_NONE;
         pos = spans[s].end;
     }
-    if (doubtful(p + pos, n - pos, keys)) Py_RETURN_NONE;
+    if (doubtful(p + pos, n - pos)) Py_RETURN_NONE;
     PyObject *out = PyTuple_New(2 * count);
     if (!out) return NULL;
     for (int s = 0; s < count; s++) {
@@ -218,12 +236,11 @@ static PyObject *record_spans(const unsigned char *p, Py_ssize_t n, const Keys *
     return out;
 }
 
-/* ``objs`` (a tuple of bytes) as Keys; secret keys must be lower-case ASCII, under 63 bytes
- * (a bit each in len_mask). 0, or -1 with a Python error set. */
-static int read_keys(PyObject *objs, Keys *out, int secret) {
+/* ``objs`` (a tuple of bytes) as Keys. 0, or -1 with a Python error set. */
+static int read_keys(PyObject *objs, Keys *out) {
     Py_ssize_t n = PyTuple_GET_SIZE(objs);
     *out = (Keys){PyMem_Malloc(sizeof(unsigned char *) * (size_t)(n + 1)),
-                  PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(n + 1)), n, 0, 0};
+                  PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(n + 1)), n};
     if (!out->keys || !out->lens) {
         PyErr_NoMemory();
         return -1;
@@ -234,35 +251,20 @@ static int read_keys(PyObject *objs, Keys *out, int secret) {
             PyErr_SetString(PyExc_TypeError, "keys must be non-empty bytes");
             return -1;
         }
-        const unsigned char *text = (const unsigned char *)PyBytes_AS_STRING(key);
-        Py_ssize_t len = PyBytes_GET_SIZE(key);
-        out->keys[k] = text;
-        out->lens[k] = len;
-        if (!secret) continue;
-        if (len > 62) {
-            PyErr_SetString(PyExc_ValueError, "secret keys must be under 63 bytes");
-            return -1;
-        }
-        for (Py_ssize_t j = 0; j < len; j++)
-            if (text[j] & 0x80 || Py_TOLOWER(text[j]) != text[j]) {
-                PyErr_SetString(PyExc_ValueError, "secret keys must be lower-case ASCII");
-                return -1;
-            }
-        if (len > out->longest) out->longest = len;
-        out->len_mask |= (uint64_t)1 << len;
+        out->keys[k] = (const unsigned char *)PyBytes_AS_STRING(key);
+        out->lens[k] = PyBytes_GET_SIZE(key);
     }
     return 0;
 }
 
-/* credential_spans(raws: list[bytes], credential_keys: tuple[bytes, ...],
- *                  secret_keys: tuple[bytes, ...]) -> list[tuple | None] */
+/* credential_spans(raws: list[bytes], credential_keys: tuple[bytes, ...]) -> list[tuple | None] */
 PyObject *credential_spans(PyObject *self, PyObject *args) {
-    PyObject *raws, *cred_objs, *key_objs, *out = NULL;
-    Keys creds = {0}, keys = {0};
-    if (!PyArg_ParseTuple(args, "O!O!O!:credential_spans", &PyList_Type, &raws, &PyTuple_Type,
-                          &cred_objs, &PyTuple_Type, &key_objs))
+    PyObject *raws, *cred_objs, *out = NULL;
+    Keys creds = {0};
+    if (!PyArg_ParseTuple(args, "O!O!:credential_spans", &PyList_Type, &raws, &PyTuple_Type,
+                          &cred_objs))
         return NULL;
-    if (read_keys(cred_objs, &creds, 0) < 0 || read_keys(key_objs, &keys, 1) < 0) goto done;
+    if (read_keys(cred_objs, &creds) < 0) goto done;
     Py_ssize_t n = PyList_GET_SIZE(raws);
     out = PyList_New(n);
     if (!out) goto done;
@@ -274,7 +276,7 @@ PyObject *credential_spans(PyObject *self, PyObject *args) {
             goto done;
         }
         PyObject *spans = record_spans((const unsigned char *)PyBytes_AS_STRING(raw),
-                                       PyBytes_GET_SIZE(raw), &creds, &keys);
+                                       PyBytes_GET_SIZE(raw), &creds);
         if (!spans) {
             Py_CLEAR(out);
             goto done;
@@ -284,7 +286,15 @@ PyObject *credential_spans(PyObject *self, PyObject *args) {
 done:
     PyMem_Free(creds.keys);
     PyMem_Free(creds.lens);
-    PyMem_Free(keys.keys);
-    PyMem_Free(keys.lens);
     return out;
+}
+
+/* might_hold_secret(raw: bytes) -> bool: prefilter.might_hold_secret. */
+PyObject *might_hold_secret(PyObject *self, PyObject *arg) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
+    const unsigned char *p = view.buf;
+    int found = secrets_needles(p, view.len) || secrets_base64_string(p, view.len);
+    PyBuffer_Release(&view);
+    return PyBool_FromLong(found);
 }

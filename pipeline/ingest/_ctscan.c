@@ -32,11 +32,14 @@
  *   - Strings: escapes and surrogate pairs decode here as msgspec and orjson decode them; a lone
  *     surrogate, which they refuse, hands the file back. UTF-8 (overlong forms, encoded
  *     surrogates, past U+10FFFF) is checked before, by Python's codec.
- *   - Secret pre-filter: redact.might_hold_secret owns the needles, and the flag here
- *     (might_hold_secret_16 / _32, has_u_escape) must flag exactly its records. Redaction itself
- *     is Python's on both roads (redact.redact_many), after the record-size check on both.
- *   - Credential spans (_credentials.c): redact._credential_spans owns them; the fingerprints are
- *     made in Python.
+ *   - Secret pre-filter: prefilter.might_hold_secret owns the needles, and the flag here
+ *     (_secrets.c: secrets_needles, and the 40-base64-character rule asked of every string
+ *     string() reads) must flag exactly its records; _ctscan.might_hold_secret, which the
+ *     redactor asks of access-log and authorizer lines, too. Redaction itself is Python's on
+ *     both roads (redact.redact_many), after the record-size check on both.
+ *   - Credential spans (_credentials.c): redact._credential_spans owns them, its doubt pattern
+ *     included (_DOUBT_PATTERN; the key, header and setting words are in _secrets.c); the
+ *     fingerprints are made in Python.
  *   - Record hash: normalize.record_hashes owns it (XXH64 of the hashed fields joined by 0x1F, a
  *     null as 0x00, as the xxhash package computes it); join_hash here gives the same digests.
  *   - Depth: this decoder hands back anything nested past MAX_DEPTH (128); the Python decoder's
@@ -54,6 +57,8 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+
+#include "_secrets.h"
 
 #define MAX_DEPTH 128
 #define MAX_MAP_MEMBERS 64
@@ -197,209 +202,14 @@ static const char *COL_NAMES[NCOLS] = {
 };
 
 /* ---------------------------------------------------------------------------------------- */
-/* Secrets: redact.might_hold_secret over a record's bytes (any of its needles, ASCII letters in
- * either case, a \\u escape: has_u_escape, or a URL parameter: has_url_param). Each needle has
- * an anchor, a pair of its letters that is rare in CloudTrail records (measured on simulator
- * records: ~2 anchors a KB in all); sixteen places at a time are tested for an anchor (GCC/Clang
- * vector extensions: SSE2 on x86-64, NEON on arm64), or 32 on x86-64 with AVX2 (chosen at run
- * time: the wheel must run on any x86-64), and only around an anchor is a needle compared whole.
- * OR-ing 0x20 folds exactly the ASCII letters onto lower case and makes a letter of nothing
- * else. */
-
-static const struct {
-    const char *word;
-    int at; /* where its anchor pair starts */
-} NEEDLES[] = {
-    {"token", 1},  {"secret", 2}, {"password", 4},   {"authorization", 7},
-    {"bearer", 0}, {"private", 2},    {"cookie", 3},   {"eyj", 1},
-};
-#define NNEEDLES ((int)(sizeof NEEDLES / sizeof NEEDLES[0]))
-
-typedef unsigned char v16 __attribute__((vector_size(16)));
-#ifdef __SSE2__
-#include <emmintrin.h>
-#endif
-
-static inline v16 folded16(const unsigned char *p) {
-    v16 v;
-    memcpy(&v, p, 16);
-    return v | 0x20;
-}
-
-/* Is a needle anchored at p[pos], p[pos + 1]? */
-static int needle_around(const unsigned char *p, Py_ssize_t n, Py_ssize_t pos) {
-    unsigned char a = p[pos] | 0x20, b = p[pos + 1] | 0x20;
-    for (int k = 0; k < NNEEDLES; k++) {
-        const char *w = NEEDLES[k].word;
-        Py_ssize_t start = pos - NEEDLES[k].at, len = (Py_ssize_t)strlen(w), j = 0;
-        if (a != (unsigned char)w[NEEDLES[k].at] || b != (unsigned char)w[NEEDLES[k].at + 1] ||
-            start < 0 || start + len > n)
-            continue;
-        while (j < len && (p[start + j] | 0x20) == (unsigned char)w[j]) j++;
-        if (j == len) return 1;
-    }
-    return 0;
-}
-
-/* The portable road: every machine, and x86-64 without AVX2. */
-static int might_hold_secret_16(const unsigned char *p, Py_ssize_t n) {
-    Py_ssize_t i = 0;
-    for (; i + 17 <= n; i += 16) {
-        v16 a = folded16(p + i), b = folded16(p + i + 1);
-        v16 m = (v16)((a == 'o') & (b == 'k')) | (v16)((a == 'c') & (b == 'r')) |
-                (v16)((a == 'w') & (b == 'o')) | (v16)((a == 'z') & (b == 'a')) |
-                (v16)((a == 'b') & (b == 'e')) | (v16)((a == 'i') & (b == 'v')) |
-                (v16)((a == 'k') & (b == 'i')) | (v16)((a == 'y') & (b == 'j'));
-        uint64_t lanes[2];
-        memcpy(lanes, &m, 16);
-        if (!(lanes[0] | lanes[1])) continue;
-        for (int j = 0; j < 16; j++)
-            if (m[j] && needle_around(p, n, i + j)) return 1;
-    }
-    for (; i + 1 < n; i++)
-        if (needle_around(p, n, i)) return 1;
-    return 0;
-}
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#include <immintrin.h>
-#define SECRETS_AVX2 1
-
-/* The AVX2 road ("Teddy", as in Hyperscan and Rust's aho-corasick, about 4x faster here): each
- * needle k owns bit k of a byte, and four 16-entry tables, looked up by the low and the high half
- * of a byte (pshufb), give the needles whose first anchor letter (lo1, hi1) or second (lo2, hi2)
- * that half allows. A byte's two lookups ANDed are exactly the needles whose letter it is
- * folded: a bit stands for one letter, the high-half tables take 4 and 5 as well as 6 and 7 (an
- * upper-case letter is 0x20 less; an anchor letter's 0x20-less twin is always that letter), and a
- * byte of 0x80 or more looks up nothing (pshufb gives 0 for it; the high half 8-f has no entry).
- * ANDing that for 32 places with the same for the 32 places one further on leaves bit k where
- * needle k's anchor starts: about 14 instructions for 32 places, where the 16-place test above
- * takes some 30 for 16. Built once from NEEDLES by secrets_init (module init); it needs at most
- * 8 needles and lower-case letters for anchors. */
-_Static_assert(NNEEDLES <= 8, "a needle is a bit of a byte");
-static unsigned char TEDDY[4][16] __attribute__((aligned(16)));
-
-static void secrets_init_avx2(void) {
-    for (int k = 0; k < NNEEDLES; k++)
-        for (int half = 0; half < 2; half++) {
-            unsigned char c = (unsigned char)NEEDLES[k].word[NEEDLES[k].at + half];
-            TEDDY[2 * half][c & 15] |= (unsigned char)(1 << k);
-            TEDDY[2 * half + 1][c >> 4] |= (unsigned char)(1 << k);
-            TEDDY[2 * half + 1][(c >> 4) - 2] |= (unsigned char)(1 << k); /* upper case */
-        }
-}
-
-/* Is needle k, anchored at p[pos], whole within the n bytes? (needle_around for the one needle
- * the tables named.) */
-static inline int needle_at(const unsigned char *p, Py_ssize_t n, Py_ssize_t pos, int k) {
-    const char *w = NEEDLES[k].word;
-    Py_ssize_t start = pos - NEEDLES[k].at, len = (Py_ssize_t)strlen(w), j = 0;
-    if (start < 0 || start + len > n) return 0;
-    while (j < len && (p[start + j] | 0x20) == (unsigned char)w[j]) j++;
-    return j == len;
-}
-
-__attribute__((target("avx2"))) static int might_hold_secret_32(const unsigned char *p,
-                                                                 Py_ssize_t n) {
-    /* Under 33 bytes there is no whole step (its second load reads p[i + 1 .. i + 32]). */
-    if (n < 33) return might_hold_secret_16(p, n);
-    const __m256i lo1 = _mm256_broadcastsi128_si256(_mm_load_si128((const __m128i *)TEDDY[0]));
-    const __m256i hi1 = _mm256_broadcastsi128_si256(_mm_load_si128((const __m128i *)TEDDY[1]));
-    const __m256i lo2 = _mm256_broadcastsi128_si256(_mm_load_si128((const __m128i *)TEDDY[2]));
-    const __m256i hi2 = _mm256_broadcastsi128_si256(_mm_load_si128((const __m128i *)TEDDY[3]));
-    const __m256i nibble = _mm256_set1_epi8(0x0f), zero = _mm256_setzero_si256();
-    Py_ssize_t i = 0;
-    for (;;) {
-        /* The last step is the last 33 bytes, overlapping the one before (a place tested twice
-         * gives the same answer), so no load ever passes p[n - 1]. */
-        if (i + 33 > n) {
-            if (i + 1 >= n) return 0;
-            i = n - 33;
-        }
-        __m256i a = _mm256_loadu_si256((const __m256i *)(p + i));
-        __m256i b = _mm256_loadu_si256((const __m256i *)(p + i + 1));
-        __m256i ma = _mm256_and_si256(
-            _mm256_shuffle_epi8(lo1, a),
-            _mm256_shuffle_epi8(hi1, _mm256_and_si256(_mm256_srli_epi16(a, 4), nibble)));
-        __m256i mb = _mm256_and_si256(
-            _mm256_shuffle_epi8(lo2, b),
-            _mm256_shuffle_epi8(hi2, _mm256_and_si256(_mm256_srli_epi16(b, 4), nibble)));
-        __m256i m = _mm256_and_si256(ma, mb);
-        if (!_mm256_testz_si256(m, m)) {
-            unsigned char bits[32];
-            _mm256_storeu_si256((__m256i *)bits, m);
-            uint32_t at = ~(uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(m, zero));
-            for (; at; at &= at - 1) {
-                int j = __builtin_ctz(at);
-                /* A bit a needle (one at most today: no two anchors share their first letter). */
-                for (unsigned k = bits[j]; k; k &= k - 1)
-                    if (needle_at(p, n, i + j, __builtin_ctz(k))) return 1;
-            }
-        }
-        i += 32;
-    }
-}
-
-static int use_avx2; /* chosen once, by secrets_init */
-#endif
-
-/* At module init: pick the road for this machine. */
-static void secrets_init(void) {
-#ifdef SECRETS_AVX2
-    __builtin_cpu_init();
-    use_avx2 = __builtin_cpu_supports("avx2") != 0;
-    if (use_avx2) secrets_init_avx2();
-#endif
-}
-
-/* A \\u escape, which can spell a key's letters its bytes do not show (memchr: libc's SIMD). */
-static int has_u_escape(const unsigned char *p, Py_ssize_t n) {
-    for (const unsigned char *q = p, *end = p + n; (q = memchr(q, '\\', (size_t)(end - q)));) {
-        if (++q < end && *q == 'u') return 1;
-    }
-    return 0;
-}
-
-/* A URL parameter, as urlparams.HINT: "?", "#", "&" or ";", then a name (no quote, white space,
- * separator or "="), then "=". Each scan from a separator stops at the next one at the latest, so
- * every byte is read once per separator (memchr: libc's SIMD; most records have none of them but
- * a "#" or two in a user agent). */
-static inline int ends_url_name(unsigned char c) {
-    switch (c) {
-    case '"': case '\t': case '\n': case '\v': case '\f': case '\r': case ' ':
-    case '?': case '#': case '&': case ';': case '=':
-        return 1;
-    default:
-        return 0;
-    }
-}
-
-static int has_url_param(const unsigned char *p, Py_ssize_t n) {
-    static const char separators[] = "?#&;";
-    const unsigned char *end = p + n;
-    for (const char *sep = separators; *sep; sep++)
-        for (const unsigned char *q = p; (q = memchr(q, *sep, (size_t)(end - q)));) {
-            while (++q < end && !ends_url_name(*q)) {
-            }
-            if (q < end && *q == '=') return 1;
-        }
-    return 0;
-}
-
-static int might_hold_secret(const unsigned char *p, Py_ssize_t n) {
-#ifdef SECRETS_AVX2
-    if (use_avx2) return might_hold_secret_32(p, n) || has_u_escape(p, n) || has_url_param(p, n);
-#endif
-    return might_hold_secret_16(p, n) || has_u_escape(p, n) || has_url_param(p, n);
-}
-
-/* ---------------------------------------------------------------------------------------- */
 /* The scanner                                                                               */
 
 typedef struct {
     const unsigned char *p, *end;
     Buf *scratch; /* unescaped strings of the current record; reserved up front, never moves */
     int bail;     /* 1: not for this road (the file goes to Python); -1: a Python error is set */
+    Py_ssize_t base64; /* strings read so far whose body is 40 base64 characters (the
+                          pre-filter's last rule, asked where every string is read anyway) */
 } Scan;
 
 static inline void ws(Scan *s) {
@@ -428,6 +238,11 @@ static int hex4(const unsigned char *q) {
     }
     return v;
 }
+
+typedef unsigned char v16 __attribute__((vector_size(16)));
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 /* Might one of eight bytes be a quote, a backslash or a control character? (No false
  * negatives; a false positive only sends the caller to its byte loop.) */
@@ -497,6 +312,7 @@ static int string(Scan *s, Str *out, int want, int *escaped) {
         out->p = (const char *)start;
         out->n = q - start;
         if (escaped) *escaped = 0;
+        if (q - start == 40) s->base64 += secrets_base64_body(start, 40);
         s->p = q + 1;
         return 0;
     }
@@ -575,6 +391,7 @@ static int string(Scan *s, Str *out, int want, int *escaped) {
     out->p = want ? sc->p + first : "";
     out->n = want ? sc->len - first : 0;
     if (escaped) *escaped = 1;
+    s->base64 += secrets_base64_body(start, q - start);
     s->p = q + 1;
     return 0;
 }
@@ -1070,6 +887,7 @@ static int resources(Scan *s, Builder *b, int depth, Str *bucket, Str *s3key,
 /* One record (s->p at its '{'): its values appended as row b->rows. */
 static int record(Scan *s, Builder *b) {
     const unsigned char *start = s->p;
+    Py_ssize_t base64 = s->base64;
     Rec r;
     memset(&r, 0, sizeof r);
     s->scratch->len = 0;
@@ -1214,7 +1032,8 @@ static int record(Scan *s, Builder *b) {
         col_append(&b->cols[H_SESSION_NAME], row, session) < 0 ||
         col_append(&b->cols[RAW], row, raw) < 0)
         return -1;
-    char flags = (char)(r.login_failed | might_hold_secret(start, raw.n) << 1);
+    int secret = s->base64 != base64 || secrets_needles(start, raw.n);
+    char flags = (char)(r.login_failed | secret << 1);
     if (buf_put(&b->flags, &flags, 1) < 0) return -1;
     b->rows++;
     return 0;
@@ -1282,7 +1101,7 @@ static PyObject *Builder_add(Builder *b, PyObject *arg) {
     }
     b->scratch.len = 0;
     Scan s = {(const unsigned char *)view.buf, (const unsigned char *)view.buf + view.len,
-              &b->scratch, 0};
+              &b->scratch, 0, 0};
     PyObject *result = NULL;
     if (buf_reserve(&b->scratch, view.len + 16) < 0) goto done;
     ws(&s);
@@ -1759,12 +1578,16 @@ done:
     return out;
 }
 
-/* In _credentials.c: AssumeRole credentials in a record's own bytes (redact.redact_many). */
+/* In _credentials.c: AssumeRole credentials in a record's own bytes (redact.redact_many), and
+ * the pre-filter over any bytes. */
 PyObject *credential_spans(PyObject *self, PyObject *args);
+PyObject *might_hold_secret(PyObject *self, PyObject *arg);
 
 static PyMethodDef module_methods[] = {
     {"credential_spans", credential_spans, METH_VARARGS,
-     "credential_spans(raws, secret_keys) -> [spans | None]: redact._credential_spans."},
+     "credential_spans(raws, credential_keys) -> [spans | None]: redact._credential_spans."},
+    {"might_hold_secret", might_hold_secret, METH_O,
+     "might_hold_secret(raw) -> bool: prefilter.might_hold_secret."},
     {"join_hash", join_hash, METH_VARARGS,
      "join_hash(columns, n) -> bytes: XXH64 hex of each row's values joined (0x1F, null 0x00)."},
     {"gather", gather, METH_VARARGS,

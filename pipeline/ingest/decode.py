@@ -40,6 +40,7 @@ from pipeline.ingest import (
     jsonnum,
     native,
     normalize,
+    prefilter,
     redact,
     tenancy,
     timeparse,
@@ -495,7 +496,7 @@ class _Rows:
                 self._keep(entries, [], None)
                 return
         if secret_rows is None:
-            secret_rows = redact.flag_secrets(raw)
+            secret_rows = prefilter.flag_secrets(raw)
             if pc.any(secret_rows).as_py():
                 which = pc.indices_nonzero(secret_rows)
                 texts = redact.redact_many([r.encode() for r in raw.take(which).to_pylist()])

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Callable
 from types import ModuleType
 
 import numpy as np
@@ -101,12 +102,21 @@ def join_hash(columns: list[pa.Array]) -> bytes | None:
 
 
 def credential_spans(
-    raws: list[bytes], credential_keys: tuple[bytes, ...], secret_keys: tuple[bytes, ...]
+    raws: list[bytes], credential_keys: tuple[bytes, ...]
 ) -> list[tuple[int, ...] | None] | None:
     """``redact._credential_spans`` compiled (``_credentials.c``), or None when the compiled road
     is off."""
     if _ctscan is None or not enabled():
         return None
     spans: list[tuple[int, ...] | None]
-    spans = _ctscan.credential_spans(raws, credential_keys, secret_keys)
+    spans = _ctscan.credential_spans(raws, credential_keys)
     return spans
+
+
+def might_hold_secret(raw: bytes, reference: Callable[[bytes], bool]) -> bool:
+    """``prefilter.might_hold_secret`` compiled (``_secrets.c``); ``reference`` (the Python one)
+    when the compiled road is off."""
+    if _ctscan is None or not enabled():
+        return reference(raw)
+    found: bool = _ctscan.might_hold_secret(raw)
+    return found

@@ -5,35 +5,32 @@ the same secret, without the secret. Access key ids are kept: CloudTrail logs th
 identifiers and tenant attribution joins on them; what unlocks them (secret key, session token)
 does not survive.
 
-Most records carry no secret at all, so the fast path is a search for a few key names; only a
-record that contains one is parsed and walked. Over a chunk of records that search is one RE2 pass
-per record in Arrow (``flag_secrets``): a multi-literal DFA reads each byte once, where Python's
-``re`` with IGNORECASE costs ~70 us per 1.8 KB record and seven ``bytes.find`` calls ~5 us.
+What is a secret: a value under a secret key (``secretkeys``: ``password``, ``x-api-key``,
+``client_secret``, ``Cookie``...), a URL's secret parameters and password (``urlparams``; also
+parameters logged as an object or a bare query string under a query key), and text of a
+secret's shape wherever it is (``shapes``: Bearer credentials, JWTs, PEM private keys, AWS
+secret keys, header lines).
 
-The commonest flagged record is an ``AssumeRole`` whose response carries a session token and a
-secret key. Walking its decoded tree in Python costs ~25 us; ``_credentials_only`` instead edits
-the two values in the record's own bytes and proves, with one RE2 pass per chunk, that the walk
-would have changed nothing else, falling back to the walk whenever it cannot (``redact_many``).
-The edited record keeps its original spelling (spaces, escapes) where the walk would re-spell it
-as orjson does: the two decode to the same value, and that is what the tests hold it to.
+Most records carry no secret at all, so only a record the pre-filter flags (``prefilter``) is
+parsed and walked. The commonest flagged record is an ``AssumeRole`` whose response carries a
+session token and a secret key. Walking its decoded tree in Python costs ~25 us;
+``_credentials_only`` instead edits the two values in the record's own bytes and proves, with
+one RE2 pass per chunk, that the walk would have changed nothing else, falling back to the walk
+whenever it cannot (``redact_many``). The edited record keeps its original spelling (spaces,
+escapes) where the walk would re-spell it as orjson does: the two decode to the same value, and
+that is what the tests hold it to.
 
 Secrets also hide inside string values: some pipelines deliver ``requestParameters`` as a JSON
 string, and free text can quote ``"key": "value"`` pairs. The walk looks inside a string that
-holds a quote and a needle (``_redact_string``). Records that are not JSON at all (the
-quarantine) only get patterns (``scrub_bytes``), which fingerprint a value as the walk does, so an
-analyst can match one secret across the lake and the quarantine.
-
-URLs carry secrets in their query and fragment parameters (an OAuth token, a presigned URL's
-signature): every string the walk looks at, every free-text column and the quarantine's bytes
-have those fingerprinted by ``urlparams``, which also says what a record holding one looks like
-to the pre-filter.
+holds a quote and that the pre-filter flags (``_redact_string``). Records that are not JSON at
+all (the quarantine) only get patterns (``scrub_bytes``), which fingerprint a value as the walk
+does, so an analyst can match one secret across the lake and the quarantine.
 """
 
 from __future__ import annotations
 
-import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from itertools import accumulate
 from typing import Any
 
@@ -42,139 +39,88 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.ingest import jsonnum, native, urlparams
+from pipeline.ingest import jsonnum, native, prefilter, secretkeys, shapes, urlparams
 from pipeline.ingest.fingerprint import FINGERPRINT_BYTES, fingerprint
+from pipeline.ingest.secretkeys import SEP, Kind
 
-# Keys whose values are secrets wherever they appear (compared lower-case), as one word or with
-# "_" or "-" between the words (access_token, x-amz-security-token, set-cookie). Every one holds a
-# pre-filter needle (_NEEDLES), so a record holding one is always looked at.
-_SECRET_KEY_WORDS = (
-    ("session", "token"),
-    ("secret", "access", "key"),
-    ("password",),
-    ("new", "password"),
-    ("old", "password"),
-    ("password", "hash"),
-    ("authorization",),
-    ("token",),
-    ("id", "token"),
-    ("access", "token"),
-    ("refresh", "token"),
-    ("auth", "token"),
-    ("client", "secret"),
-    ("private", "key"),
-    ("secret", "string"),
-    ("secret", "binary"),
-    ("x", "amz", "security", "token"),
-    ("cookie",),
-    ("set", "cookie"),
-)
-SECRET_KEYS = frozenset(sep.join(words) for words in _SECRET_KEY_WORDS for sep in ("", "_", "-"))
-# Cheap pre-filter over raw bytes: a record containing none of these, nor a \u escape, nor a URL
-# parameter (urlparams.HINT), holds none of the keys above nor a bearer token nor a JWT nor a
-# secret in a URL (compared on the lower-cased bytes). "eyj" is how every JWT starts (base64 of
-# '{"'), wherever it is, under a secret word or not (a path, a principalId); a \u escape can spell
-# a key's letters ("p\u0061ssword") that its bytes do not show. "private" and not "privatekey":
-# private_key and private-key hold it too.
-_NEEDLES = (
-    b"token",
-    b"secret",
-    b"password",
-    b"authorization",
-    b"bearer",
-    b"private",
-    b"cookie",
-    b"eyj",
-)
-# RE2's case folding is Unicode's, a superset of bytes.lower(): it may flag a record for a closer
-# look that might_hold_secret then clears, never the other way round.
-_NEEDLE_PATTERN = "|".join(n.decode() for n in _NEEDLES) + r"|\\u|" + urlparams.HINT
-# The same, for a string value the walk looks into (_redact_string).
-_TEXT_NEEDLES = tuple(n.decode() for n in _NEEDLES)
-# A token already fingerprinted is not matched again: the quarantine scrubs records the walk has
-# redacted (one with no eventTime), and must leave their fingerprints as the walk wrote them.
-_BEARER = re.compile(r"(?i)\b(bearer|basic)\s+(?!redacted:sha256:)[A-Za-z0-9._~+/=-]{8,}")
-_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
-_BYTES_BEARER = re.compile(_BEARER.pattern.encode())
-_BYTES_JWT = re.compile(_JWT.pattern.encode())
 _FINGERPRINT = FINGERPRINT_BYTES
 # Credentials as compact JSON spells them (as CloudTrail and orjson write them). A key starts
 # right after "{" or "," (inside a string every quote is escaped, so neither pair occurs there).
 _CREDENTIAL_KEYS = (b'"sessionToken":"', b'"secretAccessKey":"')
-# What, outside the credentials, sends a record to the walk: any secret key, whatever the spaces
-# before its colon (RE2's case folding is a superset of str.lower()'s on ASCII); text
-# _scrub_tokens might rewrite (a scheme, a JWT, a URL parameter); any \u escape, the one way a
-# key or value can spell letters its bytes do not show ("\u0074oken" is a token key once
-# decoded); and any escaped quote: only a string holding a quote can be one _redact_string
-# rewrites (a JSON request, "key": "value" text), and \" is how JSON spells that quote (\u0022 is
-# caught as a \u). One RE2 pass does it all: bytes.find costs more per literal than RE2 for the
-# lot.
-_SECRET_KEY_BYTES = tuple(k.encode() for k in sorted(SECRET_KEYS))
-_DOUBT_PATTERN = (
-    '(?i:"(?:'
-    + "|".join(re.escape(k) for k in sorted(SECRET_KEYS))
-    + r')"[ \t\n\r]*:)|(?i:earer|asic)|eyJ|\\[u"]|'
-    + urlparams.HINT
+# What, outside the credentials, sends a record to the walk (a superset of what the walk would
+# change; RE2's case folding is a superset of str.lower()'s on ASCII, and the records here are
+# ASCII):
+# - a key (quoted text, white space, a colon) holding a word of a secret key or a query key;
+#   "credential", and "access" then "key" not followed by "id", only where the value does not
+#   open an object (AssumeRole's "credentials" holds the key id and the two values edited here;
+#   RE2 has no lookahead: "not followed by id" is spelled out, the key ending after "key" or
+#   after an "i", or going on with neither "i" nor "id");
+# - a header line or a setting whose name holds such a word ("x-api-key: ...", shapes._HEADER_NAME;
+#   "Password=...", shapes._SETTING);
+# - text _scrub_tokens might rewrite (a scheme, a JWT, a URL parameter or password, a PEM
+#   block, a string of 40 base64 characters);
+# - any \u escape, the one way a key or value can spell letters its bytes do not show
+#   ("\u0074oken" is a token key once decoded), and any escaped quote: only a string holding a
+#   quote can be one _redact_string rewrites (a JSON request, "key": "value" text), and \" is
+#   how JSON spells that quote (\u0022 is caught as a \u).
+# One RE2 pass does it all. _credentials.c (with _secrets.c's words) is the same in C.
+_WS = r"[ \t\n\r]*"
+_STRONG_KEY_WORD = (
+    "(?i:token|secret|pass|pwd|authorization|private|cookie|api"
+    + SEP
+    + "key|query"
+    + SEP
+    + "(?:string|param))"
 )
-
-
-def _spelled(key: str) -> bytes:
-    """A pattern for ``key`` as JSON may spell it: each character itself or its \\u escape,
-    behind any run of backslashes (a string inside a string escapes its escapes)."""
-    out = []
-    for c in key:
-        escapes = (rb"\\+u00%02x" % ord(x) for x in sorted({c.lower(), c.upper()}))
-        out.append(b"(?:" + re.escape(c).encode() + b"|" + b"|".join(escapes) + b")")
-    return b"".join(out)
-
-
-# A secret key and the opening quote of its string value, in text that is not (or no longer) a
-# JSON document: in any letter case, letters maybe escaped, and at any depth of nesting, the
-# quotes of key and value escaped by the same run of backslashes (group 1, the whole run: trying
-# it from inside a run would cost time quadratic in its length). Where the value ends is
-# _value_end's to say: no regex can count the backslash runs. Compiled on first use: spelling
-# every key with escapes makes a pattern of some 13 KB, ~60 ms to compile, which most processes
-# (and a Lambda's cold start) never need.
+_WEAK_KEY_WORD = "(?i:credential|access" + SEP + "key" + SEP + '(?:[^-_. i"]|i[^d"]))'
+_WEAK_KEY_END = "(?i:access" + SEP + "key" + SEP + "i?)"
+_NOT_AN_OBJECT = _WS + ":" + _WS + "[^{ \t\n\r]"
+_HEADER_WORD = (
+    r"(?i:token|secret|pass|pwd|authorization|cookie|private|credential|api[-_]*key|"
+    r"access[-_]*key)[\w-]*:[ \t]"
+)
+_DOUBT_PATTERN = "|".join(
+    [
+        '"[^"]*' + _STRONG_KEY_WORD + '[^"]*"' + _WS + ":",
+        '"[^"]*' + _WEAK_KEY_WORD + '[^"]*"' + _NOT_AN_OBJECT,
+        '"[^"]*' + _WEAK_KEY_END + '"' + _NOT_AN_OBJECT,
+        _HEADER_WORD,
+        shapes.SETTING_WORD,
+        r"(?i:earer|asic)|eyJ|\\[u\"]",
+        urlparams.HINT,
+        urlparams.USERINFO_HINT,
+        "-----BEGIN",
+        '"(?:[A-Za-z0-9+/]|\\\\/){40}"',
+    ]
+)
+# A key and the opening quote of its string value, in text that is not (or no longer) a JSON
+# document: in any letter case, letters maybe \u-escaped, at any depth of nesting, the quotes of
+# key and value escaped by the same run of backslashes (group 1, the whole run: trying it from
+# inside a run would cost time quadratic in its length). Whether the key is a secret's is
+# secretkeys.kind's to say, of its decoded text; where the value ends is _value_end's (no regex
+# can count the backslash runs).
 _SPACE = rb"(?:\s|\\+[nrt])*"
-
-
-@functools.cache
-def _pair() -> re.Pattern[bytes]:
-    return re.compile(
-        rb'(?i)(?<!\\)(\\*)"(?:'
-        + b"|".join(_spelled(k) for k in sorted(SECRET_KEYS))
-        + rb')\1"'
-        + _SPACE
-        + b":"
-        + _SPACE
-        + rb'\1"'
-    )
-
-
-def might_hold_secret(raw: bytes) -> bool:
-    low = raw.lower()
-    return any(n in low for n in _NEEDLES) or b"\\u" in raw or _url_param(raw)
-
-
-def _url_param(raw: bytes) -> bool:
-    """Might ``raw`` hold a URL parameter (urlparams.HINT)? Every one has an "=": most records
-    have none, and ``in`` costs less than a search."""
-    return b"=" in raw and urlparams.holds_param(raw)
-
-
-def flag_secrets(raw: pa.Array) -> pa.Array:
-    """Per record of a string column: might it hold a secret (might_hold_secret, vectorised)."""
-    return pc.match_substring_regex(raw, _NEEDLE_PATTERN, ignore_case=True)
+_PAIR = re.compile(
+    rb'(?<!\\)(\\*)"((?:[^"\\]|\\+u[0-9a-fA-F]{4})+)\1"'
+    + _SPACE
+    + b":"
+    + _SPACE
+    + rb'(?:\1"|([\[{]))'
+)
+# In a list or object whose text _container_values reads: a quote (with the backslashes before
+# it) or a bracket.
+_QUOTE_OR_BRACKET = re.compile(rb'(\\*)"|[\[\]{}]')
+_COLON_AFTER = re.compile(_SPACE + b":")
+_KEY_ESCAPE = re.compile(rb"\\+u([0-9a-fA-F]{4})")
+# AssumeRoleWithWebIdentity's response names the token's subject (a repository, a user): no
+# secret, and as CloudTrail spells it no doubt (secretkeys.PLAIN_WORDS has it too).
+_WEB_IDENTITY_SUBJECT = b'"subjectFromWebIdentityToken":'
 
 
 def _scrub_tokens(value: str) -> str:
-    """Secret URL parameters (``urlparams``), then Bearer and Basic credentials (the scheme in any
-    letter case, as HTTP allows) and JWTs."""
-    value = urlparams.scrub_text(value)
-    if "eyJ" in value or "earer" in (low := value.lower()) or "asic" in low:
-        value = _BEARER.sub(lambda m: f"{m.group(1)} {fingerprint(m.group(0))}", value)
-        value = _JWT.sub(lambda m: fingerprint(m.group(0)), value)
-    return value
+    """Settings of secret keys (``Password=...;``), secret URL parameters and passwords
+    (``urlparams``), then secrets of a known shape (``shapes``)."""
+    return shapes.scrub_text(urlparams.scrub_text(shapes.scrub_settings(value)))
 
 
 # The normalized columns that copy free text out of a record (a path with its query, an
@@ -182,13 +128,23 @@ def _scrub_tokens(value: str) -> str:
 # parameter can sit in any of them, as in the raw text.
 FREE_TEXT_COLUMNS = ("action", "actor_principal", "resource", "error_code", "user_agent")
 # What _scrub_tokens can rewrite, and more (any case).
-_SCHEME_OR_JWT = r"(?:bearer|basic)\s|eyj|" + urlparams.HINT + "|" + urlparams.ESCAPED_HINT
+_COLUMN_HINT = "|".join(
+    [
+        r"(?:bearer|basic)\s|eyj|private key|^[A-Za-z0-9+/]{40}$",
+        urlparams.HINT,
+        urlparams.ESCAPED_HINT,
+        urlparams.USERINFO_HINT,
+        _HEADER_WORD,
+        shapes.SETTING_WORD,
+    ]
+)
 
 
 def scrub_token_columns(cols: dict[str, pa.Array], where: pa.Array | None = None) -> None:
     """``_scrub_tokens`` over ``cols``' free-text columns, in place, so a column holds the
     fingerprint the raw text holds, never the token: in the rows ``where`` says (a boolean mask,
-    the records the needles flagged; a column's token is in its record's text too), or in all."""
+    the records the pre-filter flagged; a column's token is in its record's text too), or in
+    all."""
     rows = None
     if where is not None:
         rows = pc.indices_nonzero(where)
@@ -197,7 +153,7 @@ def scrub_token_columns(cols: dict[str, pa.Array], where: pa.Array | None = None
     for name in FREE_TEXT_COLUMNS:
         values = cols[name]
         some = values if rows is None else values.take(rows)
-        hint = pc.fill_null(pc.match_substring_regex(some, _SCHEME_OR_JWT, ignore_case=True), False)
+        hint = pc.fill_null(pc.match_substring_regex(some, _COLUMN_HINT, ignore_case=True), False)
         if not pc.any(hint).as_py():
             continue
         hit = pc.indices_nonzero(hint) if rows is None else rows.filter(hint)
@@ -210,15 +166,7 @@ def scrub_token_columns(cols: dict[str, pa.Array], where: pa.Array | None = None
 def redact(obj: Any) -> Any:
     """A copy of a decoded JSON value with secrets replaced by fingerprints."""
     if isinstance(obj, dict):
-        out: dict[str, Any] = {}
-        for key, value in obj.items():
-            if isinstance(key, str) and key.lower() in SECRET_KEYS and value not in (None, ""):
-                out[key] = fingerprint(
-                    value if isinstance(value, str) else orjson.dumps(value, option=0)
-                )
-            else:
-                out[key] = redact(value)
-        return out
+        return {key: _member(key, value) for key, value in obj.items()}
     if isinstance(obj, list):
         return [redact(v) for v in obj]
     if isinstance(obj, str):
@@ -226,13 +174,58 @@ def redact(obj: Any) -> Any:
     return obj
 
 
+def _member(key: str, value: Any) -> Any:
+    """A member's value, redacted as its key says (``secretkeys.kind``)."""
+    kind = secretkeys.kind(key)
+    if kind is None or value is None or value == "":
+        return redact(value)
+    if kind is Kind.STRONG:
+        return fingerprint(value if isinstance(value, str) else orjson.dumps(value, option=0))
+    if kind is Kind.WEAK:
+        return _weak(value)
+    return _query(value)
+
+
+def _weak(value: Any) -> Any:
+    """Under a WEAK key: strings are secrets, except access key ids; objects are walked."""
+    if isinstance(value, str):
+        if not value or urlparams.ACCESS_KEY_ID.match(value):
+            return value
+        return fingerprint(value)
+    if isinstance(value, list):
+        return [_weak(v) for v in value]
+    return redact(value)
+
+
+def _query(value: Any) -> Any:
+    """Under a QUERY key: a query string without its "?", or parameters as an object (of
+    values or, as API Gateway logs multi-value parameters, of lists of values)."""
+    if isinstance(value, str):
+        return _redact_string(urlparams.scrub_query(value))
+    if isinstance(value, list):
+        return [_query(v) for v in value]
+    if isinstance(value, dict):
+        return {name: _param(name, v) for name, v in value.items()}
+    return value
+
+
+def _param(name: str, value: Any) -> Any:
+    if secretkeys.kind(name) is not None:
+        return _member(name, value)
+    if isinstance(value, str):
+        return fingerprint(value) if urlparams.secret_param(name, value) else _redact_string(value)
+    if isinstance(value, list):
+        return [_param(name, v) for v in value]
+    return redact(value)
+
+
 def _redact_string(value: str) -> str:
-    """A string value with its secrets fingerprinted. One that holds a quote and a needle (or a
-    \\u escape) may hold secret keys: a JSON object or array (a request delivered as a JSON
+    """A string value with its secrets fingerprinted. One that holds a quote and that the
+    pre-filter flags may hold secret keys: a JSON object or array (a request delivered as a JSON
     string) is redacted as a record is and, when that changed it, re-serialised by orjson, so its
     spelling (spaces, escapes) may change; other text has its secret pairs scrubbed by pattern
-    (``_scrub_pairs``). Then bearer tokens and JWTs."""
-    if '"' in value and ("\\u" in value or any(n in value.lower() for n in _TEXT_NEEDLES)):
+    (``_scrub_pairs``). Then URL secrets and secrets of a known shape (``_scrub_tokens``)."""
+    if '"' in value and prefilter.flagged(value.encode("utf-8", "surrogatepass")):
         nested = _json_container(value)
         if nested is not None:
             redacted = redact(nested)
@@ -254,7 +247,7 @@ def _json_container(value: str) -> Any:
 
 def redact_raw(raw: bytes) -> bytes:
     """Redacted JSON bytes for one record (unchanged bytes when no secret can be in it)."""
-    if not might_hold_secret(raw):
+    if not prefilter.flagged(raw):
         return raw
     try:
         return orjson.dumps(redact(jsonnum.loads(raw)))
@@ -273,7 +266,7 @@ def redact_many(raws: Sequence[bytes]) -> list[bytes]:
     always as ``redact_raw``'s.)
     """
     raws = list(raws)
-    found = native.credential_spans(raws, _CREDENTIAL_KEYS, _SECRET_KEY_BYTES)
+    found = native.credential_spans(raws, _CREDENTIAL_KEYS)
     if found is None:
         found = _credential_spans(raws)
     return [
@@ -302,8 +295,8 @@ def _credential_spans(raws: list[bytes]) -> list[tuple[int, ...] | None]:
     out: list[tuple[int, ...] | None] = [None] * len(raws)
     found: list[tuple[int, tuple[int, ...], bytes]] = []  # (index, spans, the bytes outside)
     for i, raw in enumerate(raws):
-        # No might_hold_secret first: a record with a credential holds a secret, and redact_raw
-        # asks it of the others.
+        # No pre-filter first: a record with a credential holds a secret, and redact_raw asks
+        # it of the others.
         located = _credentials_only(raw)
         if located is not None:
             found.append((i, *located))
@@ -353,7 +346,8 @@ def _credentials_only(raw: bytes) -> tuple[tuple[int, ...], bytes] | None:
         rest.append(raw[pos:key_start])
         pos = end
     rest.append(raw[pos:])
-    return tuple(x for _, start, end in spans for x in (start, end)), b"\x00".join(rest)
+    outside = b"\x00".join(rest).replace(_WEB_IDENTITY_SUBJECT, b'"":')
+    return tuple(x for _, start, end in spans for x in (start, end)), outside
 
 
 def _string_end(raw: bytes, start: int) -> int:
@@ -381,14 +375,13 @@ def _fingerprint_json_string(body: bytes) -> bytes:
 
 def scrub_bytes(raw: bytes) -> bytes:
     """Best effort for bytes that may not be JSON (quarantined records): the string values of
-    secret keys (``_scrub_pairs``), then bearer tokens and JWTs, fingerprinted by pattern as the
-    walk would (``might_hold_secret`` looks for \\u escapes and JWTs too). Scrubbing twice
-    changes nothing, as a record the walk redacted may come here."""
-    if not might_hold_secret(raw):
+    secret keys (``_scrub_pairs``), URL secrets, then secrets of a known shape, fingerprinted by
+    pattern as the walk would. Scrubbing twice changes nothing, as a record the walk redacted
+    may come here."""
+    if not prefilter.flagged(raw):
         return raw
-    raw = urlparams.scrub_bytes(_scrub_pairs(raw))
-    raw = _BYTES_BEARER.sub(lambda m: m.group(1) + b" " + fingerprint(m.group(0)).encode(), raw)
-    return _BYTES_JWT.sub(lambda m: fingerprint(m.group(0)).encode(), raw)
+    raw = shapes.scrub_settings_bytes(_scrub_pairs(raw))
+    return shapes.scrub_bytes(urlparams.scrub_bytes(raw))
 
 
 def scrub_text(text: str) -> str:
@@ -397,19 +390,115 @@ def scrub_text(text: str) -> str:
 
 
 def _scrub_pairs(data: bytes) -> bytes:
-    """``data`` with the string value of every secret key ``_pair`` finds fingerprinted: to the
-    end of the text when the value does not end (a truncated line keeps no part of it)."""
+    """``data`` with the string value of every key ``_PAIR`` finds that holds a secret
+    fingerprinted (to the end of the text when the value does not end: a truncated line keeps
+    no part of it), and the parameters of every query key's string value scrubbed."""
     out: list[bytes] = []
-    pos = 0
-    pair = _pair()
-    while (m := pair.search(data, pos)) is not None:
+    pos = at = 0
+    while (m := _PAIR.search(data, at)) is not None:
         escape, start = len(m.group(1)), m.end()
+        # The next key may start at this value's opening quote ("a": "b": "c" is no JSON, but
+        # text): search on from there.
+        at = start - escape - 1
+        kind = secretkeys.kind(_key_text(m.group(2)))
+        if kind is None:
+            continue
+        if m.group(3) is not None:
+            at = start
+            if kind is Kind.WEAK and m.group(3) == b"{":
+                continue  # walked key by key, as the walk does: the search goes on inside
+            found, stop = _scrub_container(data, start, escape, kind)
+            out += (data[pos:start], found)
+            pos = at = stop
+            continue
         end = _value_end(data, start, escape)
         body = data[start : len(data) if end is None else end]
-        out += (data[pos:start], _fingerprint_found(body, escape, end is not None))
-        pos = start + len(body)
+        if kind is Kind.QUERY:
+            found = urlparams.scrub_bytes(b"?" + body)[1:]
+        elif kind is Kind.WEAK and urlparams.ACCESS_KEY_ID.match(body.decode("latin-1")):
+            continue
+        else:
+            found = _fingerprint_found(body, escape, end is not None)
+        out += (data[pos:start], found)
+        pos = at = start + len(body)
     out.append(data[pos:])
     return b"".join(out)
+
+
+def _scrub_container(data: bytes, start: int, escape: int, kind: Kind) -> tuple[bytes, int]:
+    """The list or object whose text starts at ``start`` (after its bracket) under a secret or
+    query key, with the string values the walk would not leave fingerprinted, and where it ends
+    (the end of the text when it does not). The walk fingerprints a STRONG key's list or object
+    whole, as orjson spells it; bytes spelled otherwise cannot give that fingerprint, so here
+    each string in it gets its own: the secret is gone either way."""
+    out: list[bytes] = []
+    pos = start
+    for body_start, body_end, name in _container_values(data, start, escape):
+        body = data[body_start:body_end]
+        text = shapes.decoded_once(body)
+        if kind is Kind.QUERY:
+            named = secretkeys.kind(name) is not None
+            if not (named or urlparams.secret_param(name, text)):
+                continue
+        if kind is not Kind.STRONG and urlparams.ACCESS_KEY_ID.match(text):
+            continue
+        out += (data[pos:body_start], _fingerprint_found(body, escape, body_end < len(data)))
+        pos = body_end
+    stop = _container_end(data, start, escape)
+    out.append(data[pos:stop])
+    return b"".join(out), stop
+
+
+def _container_values(data: bytes, start: int, escape: int) -> Iterator[tuple[int, int, str]]:
+    """(start, end, key) of each string value (not a key) of the list or object whose text
+    starts at ``start``, at any depth inside it; key is the last key read before it ("" in a
+    list of the top). A value that does not end runs to the end of the text."""
+    depth, at, name = 1, start, ""
+    while depth and (m := _QUOTE_OR_BRACKET.search(data, at)) is not None:
+        if m.group(1) is None:
+            depth += 1 if data[m.start()] in b"[{" else -1
+            at = m.end()
+            continue
+        if len(m.group(1)) != escape:  # a quote of a deeper string: no value of this level
+            at = m.end()
+            continue
+        end = _value_end(data, m.end(), escape)
+        stop = len(data) if end is None else end
+        after = stop + escape + 1
+        if _COLON_AFTER.match(data, after):
+            name = _key_text(data[m.end() : stop])
+        else:
+            yield m.end(), stop, name
+        if end is None:
+            return
+        at = after
+
+
+def _container_end(data: bytes, start: int, escape: int) -> int:
+    """Where the list or object whose text starts at ``start`` ends (after its closing
+    bracket), or the end of the text."""
+    depth, at = 1, start
+    while depth and (m := _QUOTE_OR_BRACKET.search(data, at)) is not None:
+        if m.group(1) is None:
+            depth += 1 if data[m.start()] in b"[{" else -1
+            at = m.end()
+        elif len(m.group(1)) == escape:
+            end = _value_end(data, m.end(), escape)
+            if end is None:
+                return len(data)
+            at = end + escape + 1
+        else:
+            at = m.end()
+    return at if not depth else len(data)
+
+
+def _key_text(spelled: bytes) -> str:
+    """A key's text as _PAIR found it, its \\u escapes (at any depth) undone."""
+    text = _KEY_ESCAPE.sub(
+        lambda m: chr(int(m.group(1), 16)).encode("utf-8", "surrogatepass"), spelled
+    )
+    # Bytes that are no UTF-8 (a quarantined line may hold any) spell no ASCII letter of a word.
+    return text.decode("utf-8", "replace")
 
 
 def _value_end(data: bytes, start: int, escape: int) -> int | None:

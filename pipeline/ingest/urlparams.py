@@ -14,16 +14,21 @@ is a name and a value after ``?``, ``&``, ``;`` or ``#``, and its value becomes 
   URL whose own parameters hold a secret (``redirect=https%3A%2F%2F...%3Ftoken%3D...``), or
   random text (``looks_random``): an AWS secret key, a session token, a hex signature.
 
+A URL's user information (``https://user:password@host/``, and connection strings such as
+``postgres://app:password@db:5432/x``) has its password fingerprinted and its user kept.
+Parameters logged without their URL, as a query string without its ``?`` or as an object of
+names and values, are judged the same way (``scrub_query``, ``secret_param``).
+
 Everything else stays readable (``?page=2&sort=name``), and so do the ids the product joins and
 searches on: an access key id (``AKIA...``/``ASIA...``, also as ``X-Amz-Credential``, whose value
 is the key id and the signing scope: date, region, service, neither a secret), UUIDs (request and
 event ids), resource ids (``i-0abc...``), ARNs, dates, words.
 
-The pattern that finds a parameter in a record's bytes (``HINT``) is the pre-filter's share of
-it: ``redact.might_hold_secret`` and the compiled decoder (``has_url_param`` in ``_ctscan.c``)
-send a record to the redactor when it holds one, so a parameter this module could rewrite is never
-left unseen. Its name class takes in every byte a parameter name found here can be written with
-in JSON (a ``\\u`` escape is flagged on its own).
+The patterns that find a parameter (``HINT``) and a password in a URL (``USERINFO_HINT``) in a
+record's bytes are the pre-filter's share of it: ``prefilter.might_hold_secret`` and the compiled
+decoder (``_secrets.c``) send a record to the redactor when it holds one, so a parameter this
+module could rewrite is never left unseen. Their classes take in every byte a name or password
+found here can be written with in JSON (a ``\\u`` escape is flagged on its own).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from urllib.parse import unquote
 
 import orjson
 
-from pipeline.ingest.fingerprint import FINGERPRINT, fingerprint
+from pipeline.ingest.fingerprint import FINGERPRINT, FINGERPRINT_BYTES, fingerprint
 
 # A separator, a name and "=": what the pre-filters look for (RE2 and Python alike; \x0b is the
 # vertical tab, which Python's \s holds and RE2's does not).
@@ -42,6 +47,16 @@ HINT = "[?#&;]" + _NAME_THEN_EQUALS
 # A separator or "=" spelled as a JSON escape, in text (the raw pre-filters flag any \u escape).
 ESCAPED_HINT = r"\\u00(?:3[fFbBdD]|2[36])"
 _NAME_THEN_EQUALS_BYTES = re.compile(_NAME_THEN_EQUALS.encode())
+# "://", a user, ":", a password and "@" (slashes maybe escaped, as some JSON writers do): the
+# user information ends at the first "/", "?", "#", "@", quote, backslash or white space.
+_USERINFO_CHAR = r'[^/?#@"\\\t\n\x0b\f\r ]'
+USERINFO_HINT = r":(?:\\?/){2}" + _USERINFO_CHAR + "*:" + _USERINFO_CHAR + "*@"
+_USERINFO_HINT_BYTES = re.compile(USERINFO_HINT.encode())
+# The user (no ":") and the password (the rest, up to "@").
+_USERINFO = re.compile(
+    r"(:(?:\\?/){2}" + _USERINFO_CHAR.replace("[^", "[^:") + "*:)(" + _USERINFO_CHAR + "*)@"
+)
+_USERINFO_BYTES = re.compile(_USERINFO.pattern.encode())
 
 
 def holds_param(raw: bytes) -> bool:
@@ -56,6 +71,11 @@ def holds_param(raw: bytes) -> bool:
                 return True
             at = raw.find(sep, at + 1)
     return False
+
+
+def holds_userinfo(raw: bytes) -> bool:
+    """Does ``raw`` match ``USERINFO_HINT`` (a password in a URL)? Every one has an "@"."""
+    return b"@" in raw and _USERINFO_HINT_BYTES.search(raw) is not None
 
 
 # Names (lower case, percent-decoded, "-" and "_" dropped) whose value is a secret, whole...
@@ -109,12 +129,16 @@ _SCHEME = re.compile(r"(?i)\s*(?:bearer|basic)\s+\S{8}")
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.")
 _TOKEN_TEXT = re.compile(r"[A-Za-z0-9+/=_.~-]+")
 _HEX = re.compile(r"[0-9a-fA-F]+")
-# Ids that look random and are not secrets: UUIDs, AWS resource ids, access key ids (alone, or
-# leading a signing scope as in X-Amz-Credential).
+# An access key id (or another IAM unique id), alone or leading a signing scope as in
+# X-Amz-Credential: an identifier, whatever name it is logged under.
+ACCESS_KEY_ID = re.compile(
+    r"(?:AKIA|ASIA|AROA|AIDA|AGPA|ANPA|ANVA|APKA|ABIA|ACCA)[A-Z0-9]{12,}(?:/|\Z)"
+)
+# Ids that look random and are not secrets: UUIDs, AWS resource ids, access key ids.
 _KEPT_ID = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z"
     r"|[a-z]+-[0-9a-f]{8,32}\Z"
-    r"|(?:AKIA|ASIA|AROA|AIDA|AGPA|ANPA|ANVA|APKA|ABIA|ACCA)[A-Z0-9]{12,}(?:/|\Z)"
+    r"|" + ACCESS_KEY_ID.pattern
 )
 # A word or a number: camelCase and Title words are one run each.
 _RUN = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|[0-9]+")
@@ -128,6 +152,8 @@ def scrub_text(text: str, depth: int = 0) -> str:
     escaped JSON: ``/x\\u003fsig=...``) is read as bytes are."""
     if "\\u00" in text:
         text = scrub_bytes(text.encode("utf-8", "surrogatepass")).decode("utf-8", "surrogatepass")
+    if "@" in text:
+        text = _USERINFO.sub(_replace_password, text)
     if "=" not in text:
         return text
 
@@ -140,12 +166,41 @@ def scrub_text(text: str, depth: int = 0) -> str:
     return _PARAM.sub(replace, text)
 
 
+def _replace_password(m: re.Match[str]) -> str:
+    user, password = m.groups()
+    if not password or FINGERPRINT.fullmatch(password):
+        return m.group(0)
+    return f"{user}{fingerprint(password)}@"
+
+
+def scrub_query(text: str) -> str:
+    """A query string logged without its ``?`` (``a=1&token=...``), scrubbed as in a URL: its
+    first parameter too. Text with white space is no query string (a SQL query, prose)."""
+    if "=" not in text or any(c.isspace() for c in text):
+        return text
+    return scrub_text("?" + text)[1:]
+
+
+def secret_param(name: str, value: str) -> bool:
+    """Is ``value``, logged as the parameter ``name`` apart from its URL, a secret?"""
+    return _is_secret(name, value, 0)
+
+
 def scrub_bytes(data: bytes) -> bytes:
     """``scrub_text`` for bytes that may not be JSON, escapes and all. A value is fingerprinted
     as its text decoded once: the walk's fingerprint for a record's own strings."""
+    if b"@" in data:
+        data = _USERINFO_BYTES.sub(_replace_password_bytes, data)
     if b"=" not in data and b"\\u003" not in data:
         return data
     return _B_PARAM.sub(_replace_bytes, data)
+
+
+def _replace_password_bytes(m: re.Match[bytes]) -> bytes:
+    user, password = m.groups()
+    if not password or FINGERPRINT_BYTES.fullmatch(password):
+        return m.group(0)
+    return user + fingerprint(password).encode() + b"@"
 
 
 def _replace_bytes(m: re.Match[bytes]) -> bytes:

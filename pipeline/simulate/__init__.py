@@ -85,7 +85,11 @@ delivered to two accounts, and API requestIds, which are also the authorizer log
 and ``description``.
 For a negative, ``expected_detector`` names the detector that could wrongly fire and
 ``expected_severity`` the most it may say: ``none``, or ``low`` for the ticketed break-glass
-access (recorded, not paged). Negatives' event ids cover the attack day only.
+access (recorded, not paged). Negatives' event ids cover the attack day only. Besides the
+relationships, background jobs and the surge tenant's Monday morning (traffic tripled), the
+negatives include the ``benign`` cases: one tenant's users refused by the authorizer and clicking
+on while the Deny is cached, a new employee's first days, and a log delivery that lost its
+permission (``delivery.logs.amazonaws.com``, thousands of ``AccessDenied``).
 """
 
 from __future__ import annotations
@@ -99,6 +103,7 @@ import orjson
 
 from pipeline.simulate import clock
 from pipeline.simulate.apigateway import Api
+from pipeline.simulate.benign import Benign
 from pipeline.simulate.cloudtrail import CloudTrail
 from pipeline.simulate.labels import Recorder
 from pipeline.simulate.scenarios import Scenarios, negatives
@@ -134,9 +139,11 @@ def simulate(
     rec = Recorder(attack, end)
     traffic = Traffic(world, ct, api, rec)
     writer = Writer(out_dir, world)
+    benign = Benign(traffic)
     labels: list[dict[str, Any]] = []
     for d in range(spec.days):
         traffic.day(d)
+        benign.day(d)
         if d == spec.days - 1:
             labels = Scenarios(traffic, attack).run(spec.scenarios)
         # Nothing generated later lands on an earlier day, so this day is complete.
@@ -151,7 +158,7 @@ def simulate(
             progress(d + 1, spec.days)
     if spec.digests:
         writer.write_digests(start, end)
-    labels += negatives(world, rec)
+    labels += negatives(world, rec) + benign.labels()
     writer.write_text(
         "labels.json", orjson.dumps(labels, option=orjson.OPT_INDENT_2).decode() + "\n"
     )

@@ -108,9 +108,12 @@ class Api:
         tenant: str,
         item: str | None = None,
         status: int = 200,
+        role_denied: bool = False,
     ) -> Result:
         """One request; ``status`` is what the backend would answer if the authorizer lets it
-        through. Returns the request id and the status the caller really got."""
+        through; ``role_denied``: the route needs a role the caller lacks, so the authorizer
+        denies it (``insufficient_role``), and API Gateway caches that Deny for the token like
+        any result. Returns the request id and the status the caller really got."""
         request_id = ids.uuid4(rng)
         principal = claim = auth_error = auth_latency = auth_status = "-"
         ran = False
@@ -124,7 +127,9 @@ class Api:
             else:
                 ran = True
                 auth_latency = str(rng.randrange(3, 40))
-                ok = self._authorize(rng, ts_ms, sess, key, method, route, tenant, request_id)
+                ok = self._authorize(
+                    rng, ts_ms, sess, key, method, route, tenant, request_id, role_denied
+                )
                 unauthorized = ts_ms >= sess.expires_ms
                 if not unauthorized:
                     # An exception ("Unauthorized") is not cached and carries no context.
@@ -186,11 +191,14 @@ class Api:
         route: str,
         tenant: str,
         request_id: str,
+        role_denied: bool = False,
     ) -> bool:
         expired = ts_ms >= sess.expires_ms
-        ok = not expired and tenant in sess.allowed
+        ok = not expired and tenant in sess.allowed and not role_denied
         if expired:
             reason = "token expired"
+        elif role_denied:
+            reason = "insufficient_role: the route needs tenant-admin"
         elif not ok:
             reason = f"tenant claim {sess.claim} does not match requested tenant {tenant}"
         elif tenant == sess.claim:

@@ -377,7 +377,7 @@ def negatives(world: World, rec: Recorder) -> list[Label]:
             surge,
             [surge],
             rec.get("monday_surge"),
-            f"{surge}'s traffic more than doubles on the attack day's (Monday) morning, local "
+            f"{surge}'s traffic triples on the attack day's (Monday) morning, local "
             "07:00-13:00, with its ordinary share of errors and denials.",
         )
     )

@@ -30,7 +30,7 @@ HOURLY = (
 )  # fmt: skip
 WEEKEND = 0.12
 EVENTS_PER_SESSION = 19.0  # measured average (API + CloudTrail); calibrates the session rate
-SURGE_FACTOR = 2.6  # the surge tenant's Monday morning (local 07-12), roughly doubling its day
+SURGE_FACTOR = 3.0  # the surge tenant's Monday morning (local 07-12): its traffic triples
 SURGE_HOURS = range(7, 13)
 
 # (weight, method, route, backend action)

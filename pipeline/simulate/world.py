@@ -261,4 +261,9 @@ def _pick_scenario_tenants(world: World) -> dict[str, str]:
     for a, b in (("s3_a", "s3_b"), ("cache_a", "cache_b"), ("mismatch_a", "mismatch_b")):
         if out[a] == out[b]:
             out[b] = tid(1 + int(out[a][1:]) % n)
+    # The benign cases' tenants come from those left, so the attacks' tenants stay where they
+    # were before these cases existed.
+    left = [t for t in free if t not in out.values()] or free or [tid(1)]
+    for i, benign in enumerate(("cached_deny", "new_hire")):
+        out[benign] = left[(2 * i + 1) * len(left) // 4]
     return out

@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline.config import parse_config
-from pipeline.ingest import native, redact
+from pipeline.ingest import native, prefilter, redact
 from pipeline.ingest.decode import Batch, Decoded, decode_batch
 from pipeline.ingest.reading import Reading
 from pipeline.ingest.sources import InputRef
@@ -143,11 +143,15 @@ def helpers_differ(files: list[bytes] | tuple[bytes, ...], decoded: Any) -> tupl
     a chunked column (what writing the lake does). ('', '') when they agree."""
     rows = decoded.rows if isinstance(decoded, Decoded) else None
     raws = [*files, *(r.encode() for r in rows["raw"].to_pylist()[:64])] if rows else [*files]
-    keys = (redact._CREDENTIAL_KEYS, redact._SECRET_KEY_BYTES)
-    got, want = native._ctscan.credential_spans(raws, *keys), redact._credential_spans(raws)
+    got = native._ctscan.credential_spans(raws, redact._CREDENTIAL_KEYS)
+    want = redact._credential_spans(raws)
     if got != want:
         i = next(i for i, (a, b) in enumerate(zip(got, want, strict=True)) if a != b)
         return "credential_spans", f"text {i}: compiled {got[i]}; python {want[i]}"
+    for i, raw in enumerate(raws):
+        flag, python = native._ctscan.might_hold_secret(raw), prefilter.might_hold_secret(raw)
+        if flag != python:
+            return "might_hold_secret", f"text {i}: compiled {flag}; python {python}"
     if rows is not None and rows.num_rows:
         raw = rows["raw"].combine_chunks()
         cut = len(raw) // 2

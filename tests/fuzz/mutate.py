@@ -98,7 +98,11 @@ STRINGS = [
     "password=hunter2", "token", "SeCrEt", "cookie: a=b", "PrivateKey", '{"password": "hunter2"}',
     '{"sessionToken": "IQoJb3JpZ2lu", "a": 1e400}', '["token", {"secret": 1}]',
     "IQoJb3JpZ2luX2VjSECRET", "AKIAIOSFODNN7EXAMPLE", "ASIAEXAMPLE0000001",
-    "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "https://u:p4ss@h.example/x", ":\\/\\/u:p@h",
+    "postgres://app:pw@db:5432/x", "mongodb+srv://a:b@c.example/d", "Server=db;Password=pw;",
+    "Pwd = x ;", "db.password=x", "api.key=y", "x-api-key: k", "page=2&api_key=k",
+    "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----",
+    "-----BEGIN PRIVATE KEY-----", '{"code": ["a", "b"]}',
 ]  # fmt: skip
 # String literals as JSON text: escapes a Python string cannot carry, and broken ones.
 JSON_STRINGS = [
@@ -118,7 +122,9 @@ KEYS = [
     "principalTags", "ConsoleLogin", "credentials", "sessionToken", "secretAccessKey",
     "expiration", "ARN", "S", "N", "value", "Key", "Value", "password", "token",
     "Authorization", "privateKey", "x-amz-security-token", "PASSWORD", "client", "ip",
-    "useragent", "request_id", "state",
+    "useragent", "request_id", "state", "x-api-key", "apiKey", "API_KEY", "passwd", "pwd",
+    "accessKey", "access_key_id", "credential", "queryStringParameters", "querystring",
+    "multiValueQueryStringParameters", "subjectFromWebIdentityToken", "nextToken", "context",
 ]  # fmt: skip
 DEPTHS = [60, 126, 127, 128, 129, 130, 200, 253, 254, 255, 256, 500, 997, 1000, 1022, 1023, 1024,
           1025, 1100]  # fmt: skip
