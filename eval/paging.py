@@ -129,9 +129,8 @@ def score_pages(
         elif not on_attack and row["kind"] == "new":
             out.negatives_paged.append(f"{', '.join(sorted(hit))}: {row['subject']}")
         for a in on_attack:
-            for b in hit - {a}:
-                if (b, a) not in merged:
-                    merged.add((a, b))
+            for b in hit - {a}:  # two attacks are one pair whichever is named first
+                merged.add((min(a, b), max(a, b)) if b in on_attack else (a, b))
     out.merged = sorted(f"{a} + {b}" for a, b in merged)
     for lb in attacks:
         n = first.get(lb["id"], 0)
