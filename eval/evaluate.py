@@ -27,14 +27,21 @@ names the label's actor (or, for a tenant-level label, one of its tenants) and o
   paged) are counted separately;
 - negatives: findings above low severity that match a labelled negative (must be none).
 
+Paging (``eval/paging.py``): the day's findings are alerted hour by hour, as a scheduled
+deployment would see them; per labelled attack, the pages it caused (goal: exactly one, plus an
+escalation only where the severity rose), attacks wrongly merged with another label into one
+incident (goal: none), and pages of labelled negatives (goal: none).
+
 Targets: coverage >= 99 %, no wrong tenant, recall >= 0.95 and precision >= 0.9 per detector, no
-labelled negative paged, in every world. The exit code is 1 when one is missed. A world whose
-logs cannot be ingested with its configuration is reported with the error and misses them all.
+labelled negative paged, every attack paged exactly once and none merged, in every world. The
+exit code is 1 when one is missed. A world whose logs cannot be ingested with its configuration
+is reported with the error and misses them all.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 import sys
 import tempfile
@@ -50,6 +57,7 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from detectors import REGISTRY
+from eval.paging import Paging, replay, score_pages
 from pipeline.config import load_config
 from pipeline.detect import run_detect
 from pipeline.errors import TenantwatchError
@@ -198,6 +206,7 @@ class Run:
     resolution: Resolution
     detection: dict[str, Any] | None  # score(); None when the logs could not be ingested
     error: str = ""
+    paging: Paging | None = None
 
 
 def run_one(world: str, seed: int, days: int, tenants: int, workdir: Path) -> Run:
@@ -225,9 +234,12 @@ def _score(spec: SimulationSpec, logs: Path, lake: Path) -> Run:
     labels = orjson.loads((logs / "labels.json").read_bytes())
     day = spec.attack_day
     since = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    result = run_detect(str(lake), cfg, since, since + timedelta(days=1))
+    result = run_detect(str(lake), cfg, since, since + timedelta(days=1), write=False)
     error = f"detectors failed: {result.summary['failed']}" if result.summary["failed"] else ""
-    return Run(res, score(result.findings.to_pylist(), labels), error)
+    findings = result.findings.to_pylist()
+    replay(str(lake), cfg, result.findings, since)
+    paging = score_pages(str(lake), cfg, findings, labels, matches)
+    return Run(res, score(findings, labels), error, paging)
 
 
 def _blank() -> dict[str, Any]:
@@ -240,9 +252,12 @@ class WorldResult:
     detectors: dict[str, dict[str, Any]] = field(default_factory=lambda: defaultdict(_blank))
     violations: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    paging: Paging = field(default_factory=Paging)
 
     def add(self, seed: int, run: Run) -> None:
         self.resolution.add(run.resolution)
+        if run.paging is not None:
+            self.paging.add(run.paging, f"seed {seed}: ")
         if run.error:
             self.errors.append(f"seed {seed}: {run.error}")
         if run.detection is None:
@@ -279,6 +294,15 @@ class WorldResult:
                 out.append(f"{row['detector']} precision {row['precision']:.3f}")
         if self.violations:
             out.append(f"{len(self.violations)} labelled negatives paged")
+        p = self.paging
+        if p.repaged or p.unpaged:
+            out.append(f"{p.attacks - p.paged_once} of {p.attacks} attacks not paged exactly once")
+        if p.merged:
+            out.append(f"{len(p.merged)} attacks wrongly merged")
+        if p.negatives_paged:
+            out.append(f"{len(p.negatives_paged)} pages of labelled negatives")
+        if p.bad_escalations:
+            out.append(f"{p.bad_escalations} escalations without a rise in severity")
         return out
 
 
@@ -316,6 +340,22 @@ def _print(results: dict[str, WorldResult], args: argparse.Namespace) -> None:
     print(f"\n{'world':<8}labelled negatives paged")
     for w, res in results.items():
         print(f"{w:<8}{len(res.violations)}")
+    print(
+        "\npaging, findings alerted hour by hour (targets: each attack paged exactly once, "
+        "escalations only where severity rose, none merged, no negative paged)"
+    )
+    print(
+        f"{'world':<8}{'attacks':>8}{'pages':>7}{'per attack':>11}{'once':>6}{'escalations':>12}"
+        f"{'merged':>8}{'negatives':>10}{'unlabelled':>11}"
+    )
+    for w, res in results.items():
+        p = res.paging
+        per = (p.pages + p.escalations) / p.attacks if p.attacks else float("nan")
+        print(
+            f"{w:<8}{p.attacks:>8}{p.pages + p.escalations:>7}{per:>11.2f}{p.paged_once:>6}"
+            f"{p.escalations:>12}{len(p.merged):>8}{len(p.negatives_paged):>10}"
+            f"{len(p.unlabelled):>11}"
+        )
     for w, res in results.items():
         lines = list(res.errors)
         lines += [f"unresolved: {n:,} {k}" for k, n in res.resolution.unresolved.most_common(6)]
@@ -324,6 +364,12 @@ def _print(results: dict[str, WorldResult], args: argparse.Namespace) -> None:
             lines += [f"missed ({r['detector']}): {m}" for m in r["missed"]]
             lines += [f"false positive ({r['detector']}): {m}" for m in r["false"]]
         lines += [f"negative paged: {v}" for v in res.violations]
+        p = res.paging
+        lines += [f"not paged: {x}" for x in p.unpaged]
+        lines += [f"paged more than once: {x}" for x in p.repaged]
+        lines += [f"wrongly merged: {x}" for x in p.merged]
+        lines += [f"negative's incident paged: {x}" for x in p.negatives_paged]
+        lines += [f"unlabelled page: {x}" for x in p.unlabelled]
         if lines:
             print(f"\n{w}:")
             for line in lines:
@@ -369,6 +415,7 @@ def main(argv: list[str] | None = None) -> int:
                     },
                     "detectors": r.rows(),
                     "negative_violations": r.violations,
+                    "paging": dataclasses.asdict(r.paging),
                     "errors": r.errors,
                     "misses": r.misses(),
                 }

@@ -601,12 +601,19 @@ def snapshot_verify(ctx: click.Context, uri: str, expect: str | None, as_json: b
         from pipeline.alert.sanitize import clean
 
         # Names of files someone added to the snapshot are anybody's text: shown, not obeyed.
-        for f in result.files:
-            click.echo(f"{f['status']:>10}  {clean(f['name'], 1000)}")
-        for p in result.problems:
-            click.echo(f"   problem  {clean(p, 1000)}")
+        chained = bool(result.earlier)
+        for part in (result, *result.earlier):
+            if chained:
+                click.echo(f"part {part.part}: {part.manifest_uri}")
+            for f in part.files:
+                click.echo(f"{f['status']:>10}  {clean(f['name'], 1000)}")
+            for p in part.problems:
+                click.echo(f"   problem  {clean(p, 1000)}")
         verdict = "OK: unchanged" if result.ok else "CHANGED: do not trust this snapshot"
-        click.echo(f"{verdict} ({result.manifest_uri}, manifest SHA-256 {result.manifest_sha256})")
+        parts = f", {len(result.earlier) + 1} parts chained" if chained else ""
+        click.echo(
+            f"{verdict} ({result.manifest_uri}, manifest SHA-256 {result.manifest_sha256}{parts})"
+        )
     if not result.ok:
         ctx.exit(1)
 

@@ -363,6 +363,13 @@ class AlertingConfig(_Base, frozen=True):
     snapshot_retention_days: int = 365
     snapshot_lock_mode: Literal["GOVERNANCE", "COMPLIANCE"] = "GOVERNANCE"
     athena_table: str = "tenantwatch.events"  # named in the query each notification carries
+    # Findings that share an entity (principal, session, token, address, request, or an API
+    # principal and the role session acting for it) and lie within this many minutes of each
+    # other make one incident: one attack, one page.
+    correlation_gap_minutes: int = 60
+    # Addresses and CIDR blocks many people share (NAT gateways, corporate proxies): sharing one
+    # of these says nothing about being the same actor, so it never joins two findings.
+    shared_egress: tuple[str, ...] = ()
 
 
 class Config(_Base, frozen=True):
@@ -467,6 +474,18 @@ def _check(cfg: Config, where: str) -> None:
                 f"{where}: sources.apigateway.tenant_claim ({', '.join(claim_paths)}) and the "
                 f"authorizer_context key {key!r} name different fields; set one of them"
             )
+    import ipaddress
+
+    for i, net in enumerate(cfg.alerting.shared_egress):
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"{where}: alerting.shared_egress[{i}]: expected an IP address or CIDR block, "
+                f"got {net!r}"
+            ) from None
+    if cfg.alerting.correlation_gap_minutes < 0:
+        raise ConfigError(f"{where}: alerting.correlation_gap_minutes: expected 0 or more")
     for i, rel in enumerate(cfg.relationships):
         if isinstance(rel, ServiceRole | BreakGlass):
             compile_(f"relationships[{i}].principal_pattern", rel.principal_pattern, None)

@@ -115,7 +115,9 @@ def _keep(
     if frame.empty:
         return frame
     keep = frame["severity"].map(RANK) >= RANK[min_severity or "info"]
-    if detector is not None:
+    if detector is not None and "detectors" in frame.columns:  # an incident: any of its signals
+        keep &= frame["detectors"].map(lambda ds: detector in ds)
+    elif detector is not None:
         keep &= frame["detector"] == detector
     if actor is not None:
         keep &= frame["actor"] == actor
@@ -177,11 +179,13 @@ def incidents(
     status: str | None = None,
 ) -> pd.DataFrame:
     """The latest revision of each incident whose activity overlaps [since, until), worst
-    first. (Incidents are few: their state is read whole, then filtered.)"""
+    first, with the ``detectors`` of all its signals (``detector`` picks an incident by any of
+    them). (Incidents are few: their state is read whole, then filtered.)"""
     from pipeline.alert.store import load_incidents
 
     rows = [i.as_row() for i in load_incidents(as_lake(lake))]
     frame = pa.Table.from_pylist(rows, schema=schema.INCIDENTS).to_pandas()
+    frame["detectors"] = [_detectors(r) for r in rows]
     t0, t1 = _as_time(since), _as_time(until)
     if t0 is not None:
         frame = frame[frame["last_seen"].fillna(frame["window_end"]) >= t0]
@@ -190,6 +194,12 @@ def incidents(
     if status is not None:
         frame = frame[frame["status"] == status]
     return _keep(frame, detector, min_severity, tenant, actor).reset_index(drop=True)
+
+
+def _detectors(incident: dict[str, Any]) -> list[str]:
+    """The detectors of every signal of an incident's story, the lead one included."""
+    signals = orjson.loads(incident.get("signals") or "[]")
+    return sorted({incident["detector"], *(str(s["detector"]) for s in signals)})
 
 
 def verdicts(lake: LakeLike) -> pd.DataFrame:
@@ -273,7 +283,7 @@ class Snapshot:
 
 
 def snapshot(lake: LakeLike, incident_or_id: Incident | str) -> Snapshot:
-    """The forensic snapshot written when the incident opened."""
+    """The incident's forensic snapshot: its latest part (``verify`` checks the earlier ones)."""
     from pipeline.alert.snapshot import MANIFEST, open_store
 
     inc = incident(lake, incident_or_id) if isinstance(incident_or_id, str) else incident_or_id

@@ -109,8 +109,10 @@ INCIDENT_STATUSES = ("new", "updated")
 # the publish and the state write: never re-sent automatically, see pipeline/alert/delivery.py).
 DELIVERY_STATES = ("pending", "publishing", "sent", "failed", "in_doubt")
 
-# One row per incident, its latest revision (incidents/state/date=<period start>/<id>.parquet).
-# ``incident_id`` is a hash of dedup key + the first window of its dedup period.
+# One row per incident (an attack story: the findings of one actor, joined by shared entities),
+# its latest revision (incidents/state/date=<period start>/<id>.parquet). ``incident_id`` is a
+# hash of the first finding's dedup key + window. The last five columns came later: a lake
+# written before reads them as null (pipeline/alert/incidents.py fills them in).
 INCIDENTS = pa.schema(
     [
         pa.field("incident_id", _S, nullable=False),
@@ -138,6 +140,13 @@ INCIDENTS = pa.schema(
         pa.field("evidence", _S, nullable=False),  # the lead finding's evidence JSON
         pa.field("snapshot_uri", _S),  # manifest.json of the forensic snapshot
         pa.field("snapshot_sha256", _S),  # SHA-256 of that manifest (it pins every file)
+        # JSON list, in order of first seen: detector, kind, dedup key, severity, title, first
+        # and last seen, finding and event counts, dedup period of each signal of the story.
+        pa.field("signals", _S),
+        pa.field("entities", pa.list_(_S)),  # principal:, session:, address:, egress: values
+        pa.field("links", pa.list_(_S)),  # what joins later findings (pipeline/alert/entities.py)
+        pa.field("snapshot_revision", pa.int32()),  # the revision the latest snapshot part covers
+        pa.field("paged_severity", _S),  # the worst severity it has paged with; null: not paged
     ]
 )
 

@@ -51,8 +51,8 @@ def findings_lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def trail(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Six hours of CloudTrail, each with one session of t0001 reading another tenant's data:
-    six critical incidents, six pages."""
+    """Six hours of CloudTrail, each with one session of t0001 reading another tenant's data
+    from an address of its own (six actors: six critical incidents, six pages)."""
     root = tmp_path_factory.mktemp("trail")
     for h in range(6):
         at = T0 + timedelta(hours=h)
@@ -67,6 +67,7 @@ def trail(tmp_path_factory: pytest.TempPathFactory) -> Path:
                     session=f"u{h}",
                     key_id=key_id,
                     key=f"tenants/t000{h + 2}/invoices/9.pdf",
+                    sourceIPAddress=f"198.51.100.{10 + h}",
                 ),
             ],
         )

@@ -148,3 +148,18 @@ def test_cli_reports_bad_config_with_exit_code_2(
     assert result.output.count("\n") == 1
     assert result.output.startswith("tenantwatch: error: ")
     assert needle in result.output
+
+
+def test_shared_egress_takes_addresses_and_cidr_blocks_and_refuses_anything_else() -> None:
+    cfg = parse_config(
+        {"alerting": {"shared_egress": ["203.0.113.10", "198.51.100.0/24", "2001:db8::/32"]}},
+        environ={},
+    )
+    assert cfg.alerting.shared_egress[1] == "198.51.100.0/24"
+    assert (
+        cfg.alerting.correlation_gap_minutes == 60 and parse_config({}).alerting.shared_egress == ()
+    )
+    with pytest.raises(ConfigError, match=r"alerting.shared_egress\[1\]: expected an IP address"):
+        parse_config({"alerting": {"shared_egress": ["203.0.113.10", "office-proxy"]}}, environ={})
+    with pytest.raises(ConfigError, match="correlation_gap_minutes"):
+        parse_config({"alerting": {"correlation_gap_minutes": -5}}, environ={})

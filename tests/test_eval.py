@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from eval.evaluate import Run, WorldResult, resolution
+from eval.evaluate import Run, WorldResult, matches, resolution
+from eval.paging import Paging, replay, score_pages
 from pipeline.simulate.writer import TRUTH
+from tests.alertfactory import T0, finding
 
 
 def _truth(path: Path, rows: list[tuple[str, str, str | None, str | None]]) -> Path:
@@ -71,3 +74,57 @@ def test_a_world_that_cannot_be_ingested_misses_its_targets(tmp_path: Path) -> N
     misses = world.misses()
     assert "seed 7: ingest failed: unsupported kind" in misses
     assert "coverage 0.00% < 99%" in misses
+
+
+def _label(lid: str, kind: str, actor: str, severity: str = "high") -> dict:
+    return {"id": lid, "kind": kind, "expected_detector": "cross_tenant_access",
+            "expected_severity": severity, "actor": actor, "tenants": ["t0002"],
+            "start": "2026-11-16T10:00:00Z", "end": "2026-11-16T11:00:00Z",
+            "event_ids": []}  # fmt: skip
+
+
+def _replayed(tmp_path: Path, findings: list[dict], labels: list[dict]) -> Paging:
+    from pipeline import schema
+    from pipeline.config import Config
+
+    lake, cfg = str(tmp_path / "lake"), Config()
+    replay(lake, cfg, pa.Table.from_pylist(findings, schema=schema.FINDINGS), T0)
+    return score_pages(lake, cfg, findings, labels, matches)
+
+
+def _seen(actor: str, detector: str, ip: str, severity: str = "high") -> dict:
+    return finding(
+        actor=actor,
+        detector=detector,
+        severity=severity,
+        dedup_key=f"{detector}:x|{actor}",
+        evidence=json.dumps({"source_ips": [[ip, 1]], "event_ids": [f"{actor}-{detector}"]}),
+    )
+
+
+def test_pages_per_attack_count_one_story_once_and_a_negatives_page(tmp_path: Path) -> None:
+    labels = [
+        _label("attack-a", "attack", "usr-a"),
+        _label("attack-b", "attack", "usr-b"),
+        _label("negative-n", "negative", "usr-n"),
+    ]
+    findings = [
+        _seen("usr-a", "cross_tenant_access", "203.0.113.1"),
+        _seen("usr-a", "tenant_switching", "203.0.113.1"),  # same attacker: no second page
+        _seen("usr-b", "cross_tenant_access", "203.0.113.2"),
+        _seen("usr-n", "cross_tenant_access", "203.0.113.3"),
+    ]
+    p = _replayed(tmp_path, findings, labels)
+    assert (p.attacks, p.paged_once, p.pages, p.escalations) == (2, 2, 2, 0)
+    assert p.merged == [] and p.repaged == [] and p.unpaged == []
+    assert len(p.negatives_paged) == 1 and p.negatives_paged[0].startswith("negative-n:")
+
+
+def test_two_attackers_in_one_incident_are_counted_as_wrongly_merged(tmp_path: Path) -> None:
+    labels = [_label("attack-a", "attack", "usr-a"), _label("attack-b", "attack", "usr-b")]
+    findings = [  # one address, not declared as shared egress: told as one story
+        _seen("usr-a", "cross_tenant_access", "203.0.113.1"),
+        _seen("usr-b", "cross_tenant_access", "203.0.113.1"),
+    ]
+    p = _replayed(tmp_path, findings, labels)
+    assert p.merged == ["attack-a + attack-b"] and p.pages == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
@@ -84,8 +85,13 @@ def test_rerunning_over_absorbed_findings_changes_nothing() -> None:
     assert again.changed == [] and again.absorbed == []
 
 
-def test_different_dedup_keys_are_different_incidents() -> None:
-    incs = _group([finding(), finding(dedup_key="cross_tenant_access:cross_tenant|usr-b|t0001")])
+def test_different_dedup_keys_of_different_actors_are_different_incidents() -> None:
+    other = finding(
+        dedup_key="cross_tenant_access:cross_tenant|usr-b|t0001",
+        actor="usr-b",
+        evidence=json.dumps({"source_ips": [["203.0.113.9", 1]], "event_ids": ["e9"]}),
+    )
+    incs = _group([finding(), other])
     assert len({i.incident_id for i in incs.changed}) == 2
 
 

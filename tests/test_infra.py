@@ -191,7 +191,8 @@ def _drain(url: str) -> list[dict[str, Any]]:
 
 
 def _put_trail(base: datetime, n: int) -> list[str]:
-    """``n`` CloudTrail files: in each, a session of tenant t0001 reads another tenant's data."""
+    """``n`` CloudTrail files: in each, a session of tenant t0001 reads another tenant's data
+    from an address of its own."""
     s3 = boto3.client("s3")
     keys = []
     for i in range(n):
@@ -204,6 +205,7 @@ def _put_trail(base: datetime, n: int) -> list[str]:
                 session=f"u{i}",
                 key_id=key_id,
                 key=f"tenants/t000{i + 2}/invoices/9.pdf",
+                sourceIPAddress=f"198.51.100.{10 + i}",  # two actors, two stories
             ),
         ]
         key = (

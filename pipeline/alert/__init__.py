@@ -1,6 +1,7 @@
 """Alerting: findings -> incidents -> forensic snapshots, notifications and metrics.
 
-Pure core: ``incidents`` (grouping, ids), ``query`` (which events are evidence), ``render``
+Pure core: ``incidents`` (findings joined into attack stories, ids), ``entities`` (what joins
+them), ``query`` (which events are evidence), ``render``
 (subject, text, OCSF body, limits), ``sanitize``, ``console`` (what the CLI prints). Edges:
 ``store`` (incident state and outbox in the lake), ``snapshot`` (write once, verify),
 ``delivery`` (the at-most-once protocol) with its channels ``sns`` and ``local``, ``metrics``

@@ -35,7 +35,16 @@ PRODUCT = {"name": "tenantwatch", "vendor_name": "tenantwatch", "version": "0.1.
 SEVERITY_ID = {"info": 1, "low": 2, "medium": 3, "high": 4, "critical": 5}
 # How much of the evidence survives at each level: (longest string, longest list).
 LEVELS: tuple[tuple[int, int | None], ...] = ((1000, None), (300, 20), (120, 5), (60, 0))
-STANDARD_KEYS = ("top_actions", "source_ips", "user_agents", "outcomes", "sources", "event_ids")
+# Evidence shown under its own heading, or (ids) only in the snapshot and the OCSF body.
+STANDARD_KEYS = (
+    "top_actions",
+    "source_ips",
+    "user_agents",
+    "outcomes",
+    "sources",
+    "event_ids",
+    "request_ids",
+)
 # Protocols that get the machine body; the rest (email, sms, ...) fall back to "default".
 MACHINE_PROTOCOLS = ("sqs", "lambda", "https")
 
@@ -53,7 +62,7 @@ class Context:
 @dataclass(frozen=True)
 class Message:
     notification_id: str
-    kind: str  # new | update | digest
+    kind: str  # new | escalation | update | digest
     subject: str
     text: str
     body: dict[str, Any]  # OCSF (or a list of them for a digest, under "findings")
@@ -104,8 +113,12 @@ def _counted(rows: Any, limit: int) -> list[str]:
 
 
 def subject(inc: Incident, kind: str) -> str:
-    prefix = f"[{inc.severity.upper()}] " + ("Updated: " if kind == "update" else "")
-    return ascii_line(prefix + inc.title, SUBJECT_MAX)
+    label = {"update": "Updated: ", "escalation": "Escalated: "}.get(kind, "")
+    more = len(inc.signals) - 1
+    tail = f" (+{more} signal{'s' if more != 1 else ''})" if more > 0 else ""
+    # The tail is kept whole: a title is cut before it is.
+    title = ascii_line(f"[{inc.severity.upper()}] {label}{inc.title}", SUBJECT_MAX - len(tail))
+    return title + tail
 
 
 def attributes(
@@ -132,7 +145,63 @@ def affected_tenants(inc: Incident) -> list[str]:
     return out
 
 
-def text(inc: Incident, kind: str, ctx: Context, level: int = 0) -> str:
+def _events(inc: Incident, findings: str) -> str:
+    if len(inc.signals) <= 1:
+        return f"{inc.event_count:,} in {findings}"
+    # Signals count the same events in their own ways (a denial is a cross-tenant attempt and
+    # a failure): their sum is not a number of requests.
+    largest = max(x.event_count for x in inc.signals)
+    return (
+        f"{largest:,} in the largest of {len(inc.signals)} signals"
+        f" ({inc.event_count:,} counted in all; signals overlap)"
+    )
+
+
+def _timeline(inc: Incident, max_items: int | None) -> list[str]:
+    """The story's signals in the order they began: what each detector saw, when, how much."""
+    shown = inc.signals if max_items is None else inc.signals[: max(max_items, 3)]
+    lines = ["", f"SIGNALS (in order; {len(inc.signals)} in this incident)"]
+    for i, x in enumerate(shown, 1):
+        span = _span(x.first_seen, x.last_seen)
+        lines.append(
+            f"  {i}. {x.first_seen.astimezone(UTC):%H:%M:%S}-{x.last_seen.astimezone(UTC):%H:%M:%S}"
+            f" UTC  {x.severity.upper():<8} {x.detector} / {clean(x.kind, 40)}"
+            f"  {x.event_count:,} events, {x.finding_count} finding"
+            + ("s" if x.finding_count != 1 else "")
+            + (f", {span}" if span else "")
+        )
+        lines.append(f"       {clean(x.title, 200)}")
+    if len(shown) < len(inc.signals):
+        lines.append(f"  ... and {len(inc.signals) - len(shown)} more (in the OCSF body)")
+    return lines
+
+
+ENTITY_LABELS = {
+    "principal": "Principal",
+    "session": "Session/token",
+    "address": "Address",
+    "egress": "Shared egress",
+}
+
+
+def _entities(inc: Incident, max_items: int | None) -> list[str]:
+    """Who the story is about: every principal, session and address its signals name."""
+    if not inc.entities:
+        return []
+    cap = 20 if max_items is None else max(max_items, 3)
+    lines = ["", "ENTITIES"]
+    for e in inc.entities[:cap]:
+        kind, _, value = e.partition(":")
+        note = "  (shared: never joins findings)" if kind == "egress" else ""
+        lines.append(f"  {ENTITY_LABELS.get(kind, kind) + ':':<15} {clean(value, 300)}{note}")
+    if len(inc.entities) > cap:
+        lines.append(f"  ... and {len(inc.entities) - cap} more (in the OCSF body)")
+    return lines
+
+
+def text(
+    inc: Incident, kind: str, ctx: Context, level: int = 0, previous: str | None = None
+) -> str:
     max_str, max_items = LEVELS[level]
     ev = _evidence(inc)
     outcomes = ev.get("outcomes") or {}
@@ -142,21 +211,39 @@ def text(inc: Incident, kind: str, ctx: Context, level: int = 0) -> str:
     shown_tenants = ", ".join(tenants[:20]) + (
         f", … (+{len(tenants) - 20})" if len(tenants) > 20 else ""
     )
-    state = f"updated, revision {inc.revision}" if kind == "update" else "new"
+    state = {
+        "update": f"updated, revision {inc.revision}",
+        "escalation": f"ESCALATED from {previous or '-'} to {inc.severity}, "
+        f"revision {inc.revision}",
+    }.get(kind, "new")
+    n = len(inc.signals)
     lines = [
         f"{inc.severity.upper()}: {clean(inc.title, 300)}",
-        f"Incident {inc.incident_id} ({state}) - detector {inc.detector} - severity {inc.severity}",
+        f"Incident {inc.incident_id} ({state}) - {n} signal{'s' if n != 1 else ''}"
+        f" - severity {inc.severity}",
+    ]
+    if kind == "escalation":
+        worse = [x for x in inc.signals if x.severity == inc.severity]
+        lines.append(
+            f"  Severity rose from {previous or '-'} to {inc.severity} with "
+            + ", ".join(f"{x.detector} ({x.kind})" for x in worse[-3:])
+            + ". This is the same attack as the earlier page, not a new one."
+        )
+    lines += [
         "",
         "WHAT HAPPENED",
         f"  Actor:          {clean(inc.actor, 300)}",
         f"  Actor tenant:   {clean(inc.actor_tenant, 64)}",
         f"  Tenants:        {shown_tenants or '-'}  ({len(tenants)})",
-        f"  Events:         {inc.event_count:,} in {findings}"
-        + (f" ({outcome_text})" if outcome_text else ""),
+        f"  Events:         {_events(inc, findings)}"
+        + (f"; worst signal: {outcome_text}" if outcome_text and n > 1 else "")
+        + (f" ({outcome_text})" if outcome_text and n <= 1 else ""),
         f"  First seen:     {_t(inc.first_seen)}",
         f"  Last seen:      {_t(inc.last_seen)}"
         + (f"  ({_span(inc.first_seen, inc.last_seen)})" if inc.first_seen else ""),
     ]
+    lines += _timeline(inc, max_items)
+    lines += _entities(inc, max_items)
     limit = 5 if max_items is None else min(5, max_items)
     for title, key in (
         ("TOP ACTIONS", "top_actions"),
@@ -169,7 +256,8 @@ def text(inc: Incident, kind: str, ctx: Context, level: int = 0) -> str:
     lines += [
         "",
         "WHY IT WAS FLAGGED",
-        f"  Score {inc.score:g} >= threshold {inc.threshold:g} ({inc.detector}).",
+        f"  Score {inc.score:g} >= threshold {inc.threshold:g} ({inc.detector}, the worst signal;"
+        " every signal is in the snapshot).",
         f"  Baseline: {clean(inc.baseline, 500)}",
     ]
     details = {k: v for k, v in ev.items() if k not in STANDARD_KEYS and v not in (None, [], {})}
@@ -182,6 +270,13 @@ def text(inc: Incident, kind: str, ctx: Context, level: int = 0) -> str:
     lines += ["", "WHAT TO DO"]
     runbook = ctx.runbook.strip() or "1. Open the snapshot and review the evidence events."
     lines += [f"  {line}" if line.strip() else "" for line in runbook.splitlines()]
+    others = sorted({x.detector for x in inc.signals} - {inc.detector})
+    if others:
+        lines.append(
+            f"  (The runbook of {inc.detector}, the worst signal; those of "
+            + ", ".join(others)
+            + " are in their detectors' documentation.)"
+        )
     lines += ["", "EVIDENCE"]
     if inc.snapshot_uri:
         lines += [
@@ -198,7 +293,10 @@ def text(inc: Incident, kind: str, ctx: Context, level: int = 0) -> str:
         "REPRODUCE",
         f"  tenantwatch detect --lake {shlex.quote(ctx.lake_root)}"
         f" --since {inc.window_start.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
-        f" --until {inc.window_end.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ} --detector {inc.detector}",
+        f" --until {inc.window_end.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ} "
+        + " ".join(
+            f"--detector {d}" for d in sorted({x.detector for x in inc.signals} or {inc.detector})
+        ),
         "  Athena (the snapshot's query):",
         *[f"    {line}" for line in q.sql(ctx.athena_table).splitlines()],
     ]
@@ -212,6 +310,7 @@ def ocsf(
     max_str, max_items = LEVELS[level]
     ev = _evidence(inc)
     activity = 1 if kind == "new" else 2
+    cap = 100 if max_items is None else max(max_items, 3)
     ids = [clean(e, 100) for e in (ev.get("event_ids") or [])]
     if max_items is not None:
         ids = ids[:max_items]
@@ -224,6 +323,13 @@ def ocsf(
         observables.append(
             {"name": "actor", "type_id": 4, "type": "User Name", "value": clean(inc.actor, 300)}
         )
+    for e in inc.entities[:cap]:
+        k, _, value = e.partition(":")
+        if k in ("address", "egress"):
+            obs = {"name": f"entity.{k}", "type_id": 2, "type": "IP Address"}
+        else:
+            obs = {"name": f"entity.{k}", "type_id": 4, "type": "User Name"}
+        observables.append({**obs, "value": clean(value, 300)})
     body: dict[str, Any] = {
         "activity_id": activity,
         "activity_name": "Create" if activity == 1 else "Update",
@@ -251,7 +357,7 @@ def ocsf(
         "finding_info": {
             "uid": inc.incident_id,
             "title": clean(inc.title, 300),
-            "types": [inc.detector],
+            "types": sorted({x.detector for x in inc.signals} | {inc.detector}),
             "first_seen_time": _ms(inc.first_seen),
             "last_seen_time": _ms(inc.last_seen),
             "created_time": _ms(inc.period_start),
@@ -270,7 +376,22 @@ def ocsf(
         "unmapped": {
             "tenantwatch": {
                 "dedup_key": clean(inc.dedup_key, 300),
+                "kind": kind,
                 "status": inc.status,
+                "signals": [
+                    {
+                        "detector": x.detector,
+                        "kind": clean(x.kind, 40),
+                        "severity": x.severity,
+                        "title": clean(x.title, max_str),
+                        "first_seen_time": _ms(x.first_seen),
+                        "last_seen_time": _ms(x.last_seen),
+                        "finding_count": x.finding_count,
+                        "event_count": x.event_count,
+                    }
+                    for x in inc.signals[:cap]
+                ],
+                "entities": [clean(e, 300) for e in inc.entities[:cap]],
                 "revision": inc.revision,
                 "actor_tenant": clean(inc.actor_tenant, 64) if inc.actor_tenant else None,
                 "tenants": [clean(t, 64) for t in inc.tenants],
@@ -306,8 +427,11 @@ def size_of(subject_: str, envelope_: str, attrs: Mapping[str, Mapping[str, str]
     return n
 
 
-def message(inc: Incident, kind: str, ctx: Context, notification_id: str) -> Message:
-    """The notification for ``inc``, evidence cut as far as needed to fit SNS's limit."""
+def message(
+    inc: Incident, kind: str, ctx: Context, notification_id: str, previous: str | None = None
+) -> Message:
+    """The notification for ``inc``, evidence cut as far as needed to fit SNS's limit;
+    ``previous``: the worst severity paged before (for an escalation)."""
     subj = subject(inc, kind)
     attrs = attributes(
         inc.severity,
@@ -318,7 +442,7 @@ def message(inc: Incident, kind: str, ctx: Context, notification_id: str) -> Mes
         kind=kind,
     )
     for level in range(len(LEVELS)):
-        txt = text(inc, kind, ctx, level)
+        txt = text(inc, kind, ctx, level, previous)
         body = ocsf(inc, kind, ctx, notification_id, level)
         env = envelope(txt, body)
         size = size_of(subj, env, attrs)
@@ -338,13 +462,18 @@ def digest(
     subj = ascii_line(
         f"[{worst.severity.upper()}] tenantwatch: {n} open incident(s) updated", SUBJECT_MAX
     )
-    lines = [f"{n} open incident(s) received new findings in this run (no new page for them).", ""]
+    lines = [
+        f"{n} open incident(s) received new findings in this run, none of them raising its"
+        " severity (no new page for them).",
+        "",
+    ]
     for inc in incs[:limit]:
         lines += [
             f"- [{inc.severity.upper()}] {clean(inc.title, 200)}",
             f"    incident {inc.incident_id}, revision {inc.revision}: "
-            f"{inc.event_count:,} events in {inc.finding_count} findings, "
-            f"last seen {_t(inc.last_seen)}",
+            f"{len(inc.signals)} signal(s) ("
+            + ", ".join(sorted({f"{x.detector}/{clean(x.kind, 40)}" for x in inc.signals}))
+            + f"), {inc.finding_count} findings, last seen {_t(inc.last_seen)}",
             f"    snapshot: {inc.snapshot_uri or '-'}",
         ]
     if n > limit:

@@ -3,10 +3,14 @@
 Order matters for crash safety; each step is idempotent, so a run that dies anywhere is re-run
 to the same result:
 
-1. fold the findings into incidents (pure, ``incidents.group``);
-2. snapshot each incident that has none (same evidence -> same files, never overwritten);
-3. write the outbox rows for the messages those changes call for (a row that exists is kept);
-4. write the incidents' new state (after 3: a stored incident always has its outbox row);
+1. fold the findings into incidents, one per attacker's story (pure, ``incidents.group``);
+2. snapshot each incident that has none, and add a part to each whose story grew (same
+   evidence -> same files, never overwritten);
+3. write the outbox rows for the messages those changes call for (a row that exists is kept):
+   a page when an incident opens, an escalation page when its severity rises above what it
+   paged with, otherwise an update or the digest;
+4. write the incidents' new state, with the severity paged (after 3: a stored incident always
+   has its outbox row, and a re-run finds the same rows to write);
 5. send the outbox (``delivery``: at most once, failures retried next run);
 6. metrics (failures spooled, never fatal).
 
@@ -29,6 +33,7 @@ import pyarrow.compute as pc
 
 from pipeline import schema
 from pipeline.alert import delivery, incidents, metrics, render, snapshot, store
+from pipeline.alert.entities import Egress
 from pipeline.alert.incidents import Incident
 from pipeline.config import Config
 from pipeline.lake import Lake
@@ -39,6 +44,11 @@ class AlertResult:
     summary: dict[str, Any]  # JSON-able
     sent: list[dict[str, Any]]  # outbox rows sent in this run (subject, text, ...)
     incidents: list[Incident]  # the incidents changed in this run
+
+
+# The kinds of notification that page someone; ``update`` and ``digest`` inform (a pager's
+# subscription filters on the ``kind`` attribute).
+PAGES = ("new", "escalation")
 
 
 def notification_id(*parts: str) -> str:
@@ -85,15 +95,36 @@ def _snapshots(
     )
     for inc in todo:
         sql = render.evidence_query(inc, margin).sql(a.athena_table)
+        previous = (
+            (inc.snapshot_uri, inc.snapshot_sha256)
+            if inc.snapshot_uri and inc.snapshot_sha256
+            else None
+        )
         try:
-            w = snapshot.take(lake, snap_store, inc, margin, a.snapshot_max_events, sql)
+            w = snapshot.take(
+                lake, snap_store, inc, margin, a.snapshot_max_events, sql, previous=previous
+            )
         except Exception as exc:
             errors.append(f"{inc.incident_id}: {type(exc).__name__}: {exc}"[:300])
             continue
         out[inc.incident_id] = dataclasses.replace(
-            inc, snapshot_uri=w.manifest_uri, snapshot_sha256=w.sha256
+            inc,
+            snapshot_uri=w.manifest_uri,
+            snapshot_sha256=w.sha256,
+            snapshot_revision=inc.revision,
         )
     return out
+
+
+def _needs_snapshot(inc: Incident, changed: bool) -> bool:
+    """No snapshot yet, or the story grew since its latest part (a later signal adds a part).
+    An incident stored before parts were counted has ``snapshot_revision`` null: its snapshot
+    covers it until the story changes."""
+    if not inc.snapshot_uri:
+        return True
+    if inc.snapshot_revision is None:
+        return changed and inc.status == "updated"
+    return inc.snapshot_revision < inc.revision
 
 
 def _outbox_rows(
@@ -102,8 +133,15 @@ def _outbox_rows(
     changed: Sequence[Incident],
     runbooks: Mapping[str, str],
     channel: str,
-) -> list[dict[str, Any]]:
-    """New outbox rows for what ``changed`` calls for (none for what already has a row)."""
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """New outbox rows for what ``changed`` calls for (none for what already has a row), and
+    the severity each incident has now paged with (saved with its state).
+
+    Whether a rise in severity pages is judged against the severity the stored state says was
+    paged: a run that dies after writing an escalation's row but before saving the state finds
+    the same rise again, and the same notification id, so it neither pages twice nor takes its
+    own escalation for an update. Incidents stored before that was kept fall back on the pages
+    in the outbox."""
     a = cfg.alerting
     existing = store.load_outbox(lake)
     floor = incidents.RANK[a.notify_min_severity]
@@ -112,15 +150,32 @@ def _outbox_rows(
     def ctx(det: str) -> render.Context:
         return render.Context(runbooks.get(det, ""), lake.root, a.athena_table, margin)
 
+    paged: dict[str, str] = {}  # incident id -> the worst severity it has paged with
+    for row in existing.values():
+        if row["kind"] in PAGES and row["incident_id"]:
+            cur = paged.get(row["incident_id"])
+            paged[row["incident_id"]] = (
+                row["severity"] if cur is None else incidents.worst(cur, row["severity"])
+            )
     rows: list[dict[str, Any]] = []
     digest: list[Incident] = []
+    now_paged: dict[str, str] = {}
     for inc in changed:
         if incidents.RANK[inc.severity] < floor:
             continue
         first = notification_id(inc.incident_id, "new")
+        before = inc.paged_severity or paged.get(inc.incident_id)
         if first not in existing:
             # Also when an incident first crosses the bar through an update: its first page.
             nid, kind = first, "new"
+            now_paged[inc.incident_id] = inc.severity
+        elif before is not None and incidents.RANK[inc.severity] > incidents.RANK[before]:
+            # A later signal made it worse: page again, once per severity it rises to.
+            nid = notification_id(inc.incident_id, "escalation", inc.severity)
+            kind = "escalation"
+            now_paged[inc.incident_id] = inc.severity
+            if nid in existing:
+                continue
         elif inc.status == "updated" and a.updates == "each":
             nid, kind = notification_id(inc.incident_id, "update", str(inc.revision)), "update"
             if nid in existing:
@@ -129,7 +184,7 @@ def _outbox_rows(
             if inc.status == "updated" and a.updates == "digest":
                 digest.append(inc)
             continue
-        m = render.message(inc, kind, ctx(inc.detector), nid)
+        m = render.message(inc, kind, ctx(inc.detector), nid, previous=before)
         rows.append(_row(m, inc.incident_id, inc.detector, inc.severity, inc, channel))
     if digest:
         key = sorted(f"{i.incident_id}:{i.revision}" for i in digest)
@@ -140,7 +195,7 @@ def _outbox_rows(
             dets = {i.detector for i in digest}
             det = dets.pop() if len(dets) == 1 else "multiple"
             rows.append(_row(m, None, det, worst.severity, worst, channel))
-    return rows
+    return rows, now_paged
 
 
 def _row(
@@ -190,20 +245,30 @@ def run_alert(
     periods, runbooks = _detector_info()
     findings = read_findings(lake, since)
     existing = store.load_incidents(lake)
-    grouped = incidents.group(findings, existing, periods, timedelta(hours=a.dedup_period_hours))
+    grouped = incidents.group(
+        findings,
+        existing,
+        periods,
+        timedelta(hours=a.dedup_period_hours),
+        timedelta(minutes=a.correlation_gap_minutes),
+        Egress.of(a.shared_egress),
+    )
     changed = {i.incident_id: i for i in grouped.changed}
-    # Snapshot what has none: new incidents, and older ones whose snapshot failed before.
-    lacking = [i for i in changed.values() if not i.snapshot_uri]
-    lacking += [i for i in existing if not i.snapshot_uri and i.incident_id not in changed]
+    # Snapshot what has none or has grown since (new incidents, stories with new signals), and
+    # older ones whose snapshot failed before.
+    lacking = [i for i in changed.values() if _needs_snapshot(i, True)]
+    lacking += [i for i in existing if i.incident_id not in changed and _needs_snapshot(i, False)]
     snap_errors: list[str] = []
     snapped = _snapshots(lake, cfg, lacking, snap_errors)
     changed.update({k: v for k, v in snapped.items() if k in changed})
     retried = [v for k, v in snapped.items() if k not in changed]
 
     channel_name = "sns" if a.sns_topic_arn else "local"
-    rows = _outbox_rows(lake, cfg, list(changed.values()), runbooks, channel_name)
+    rows, now_paged = _outbox_rows(lake, cfg, list(changed.values()), runbooks, channel_name)
     for row in rows:
         store.write_row(lake, row)
+    for iid, sev in now_paged.items():
+        changed[iid] = dataclasses.replace(changed[iid], paged_severity=sev)
     store.save_incidents(lake, [*changed.values(), *retried])
 
     channel: delivery.Channel
@@ -232,6 +297,8 @@ def run_alert(
         "snapshot_errors": snap_errors[:5],
         "channel": channel_name,
         "notifications_queued": len(rows),
+        "pages_queued": sum(r["kind"] in PAGES for r in rows),
+        "escalations_queued": sum(r["kind"] == "escalation" for r in rows),
         "notifications": delivered.as_dict(),
         # Every notification in doubt, not only this run's: reported until resolved.
         "in_doubt_ids": delivered.in_doubt,

@@ -9,8 +9,12 @@ A snapshot is a folder ``<root>/<incident id>/<content hash>/`` holding
   size of each file. It is written last, so a folder without one is an interrupted write.
 
 The notification carries the manifest's location and its SHA-256; since the manifest pins every
-file's hash, that one hash vouches for the whole snapshot. There is no wall-clock time in it: the
-same evidence gives the same bytes, so a re-run after a crash finds its own files and goes on.
+file's hash, that one hash vouches for the whole snapshot. When an incident's story grows (a later
+signal), a new part is written beside the first: the whole story's evidence so far, its manifest
+naming the earlier part's folder and SHA-256 (``previous``, ``part``). So the latest hash vouches
+for every part before it, and ``verify`` follows the chain back to the first part. There is no
+wall-clock time in a manifest: the same evidence gives the same bytes, so a re-run after a crash
+finds its own files and goes on.
 
 Written once: on S3 every object is put with ``IfNoneMatch="*"`` (the PUT fails if the key
 exists) and, when the bucket has Object Lock, under retention; locally files are linked into
@@ -26,6 +30,7 @@ import io
 import json
 import os
 import posixpath
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -243,8 +248,15 @@ def take(
     margin: timedelta,
     max_rows: int,
     sql: str,
+    previous: tuple[str, str] | None = None,
 ) -> Written:
-    """Write the snapshot of ``inc`` (idempotent for the same evidence; never overwrites)."""
+    """Write the snapshot of ``inc`` (idempotent for the same evidence; never overwrites).
+
+    ``previous``: the manifest URI and SHA-256 of the incident's latest part, when the story has
+    grown since. The new part's manifest records that part's folder and hash (a chain: each part
+    vouches for the one before), unless the evidence is what that part already holds: then no
+    part is added and the previous one is returned.
+    """
     table, info = evidence(lake, inc, margin, max_rows)
     normalized = table.drop_columns(["raw"])
     files = {
@@ -252,7 +264,16 @@ def take(
         "raw.parquet": _parquet(table.select(RAW_COLUMNS)),
     }
     hashes = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
-    content = hashlib.sha256("".join(hashes[n] for n in sorted(hashes)).encode()).hexdigest()
+    chain: dict[str, Any] | None = None
+    part = 1
+    if previous is not None:
+        prev_folder, prev = _previous(store, *previous)
+        if sorted(x["sha256"] for x in prev["files"]) == sorted(hashes.values()):
+            return Written(previous[0], previous[1], table.num_rows)
+        part = int(prev.get("part") or 1) + 1
+        chain = {"folder": prev_folder, "sha256": previous[1], "part": part - 1}
+    basis = "".join(hashes[n] for n in sorted(hashes)) + (chain["sha256"] if chain else "")
+    content = hashlib.sha256(basis.encode()).hexdigest()
     folder = f"{inc.incident_id}/{content[:16]}"
     times = table["event_time"]
     manifest = {
@@ -260,6 +281,12 @@ def take(
         "incident_id": inc.incident_id,
         "detector": inc.detector,
         "dedup_key": inc.dedup_key,
+        "revision": inc.revision,
+        "part": part,
+        "previous": chain,
+        "signals": [
+            {"detector": x.detector, "kind": x.kind, "dedup_key": x.dedup_key} for x in inc.signals
+        ],
         "lake": lake.uri(""),
         "query": {**info, "sql": sql},
         "time_span": {
@@ -284,6 +311,20 @@ def take(
     return Written(store.uri(f"{folder}/{MANIFEST}"), digest, table.num_rows)
 
 
+def _previous(store: Store, uri: str, sha256: str) -> tuple[str, dict[str, Any]]:
+    """The folder (relative to the store) and manifest of the part at ``uri``, checked against
+    the hash the incident recorded: a chain is never extended from a part that changed."""
+    base = store.uri(MANIFEST)[: -len(MANIFEST)]
+    if not uri.startswith(base) or not uri.endswith(f"/{MANIFEST}"):
+        raise SnapshotError(f"{uri}: the earlier part is not in the snapshot store {base}")
+    folder = uri[len(base) : -len(MANIFEST) - 1]
+    raw = store.get(f"{folder}/{MANIFEST}")
+    if hashlib.sha256(raw).hexdigest() != sha256:
+        raise SnapshotError(f"{uri}: SHA-256 is not the {sha256} the incident recorded")
+    manifest: dict[str, Any] = json.loads(raw)
+    return folder, manifest
+
+
 def _iso(ts: Any) -> str | None:
     return None if ts is None else ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
@@ -298,6 +339,12 @@ class Verified:
     ok: bool = True
     files: list[dict[str, Any]] = field(default_factory=list)  # name, status, expected, actual
     problems: list[str] = field(default_factory=list)
+    part: int = 1
+    # The earlier parts, newest first, each checked against the hash the later one recorded.
+    earlier: list[Verified] = field(default_factory=list)
+
+
+MAX_PARTS = 1000  # a chain longer than this is not ours (or loops): stop following it
 
 
 def verify(uri: str, expect_sha256: str | None = None, region: str = "") -> Verified:
@@ -306,9 +353,36 @@ def verify(uri: str, expect_sha256: str | None = None, region: str = "") -> Veri
     Reports each file as ``ok``, ``changed`` (other bytes), ``missing``, or ``unexpected`` (in the
     folder or below it but not in the manifest: hidden files and sub-folders count); and the
     manifest itself as changed when ``expect_sha256`` (the hash the notification carried)
-    differs.
+    differs. A part of a story's snapshot names the part before it and that part's hash: each
+    earlier part is verified too, its manifest against the recorded hash (``earlier``).
     """
     folder_uri = uri[: -len(MANIFEST)].rstrip("/") if uri.endswith(MANIFEST) else uri.rstrip("/")
+    out, prev = _verify_part(folder_uri, expect_sha256, region)
+    root = folder_uri.rsplit("/", 2)[0]  # parts are folders of one store: <root>/<incident>/<hash>
+    seen, later = {folder_uri}, out
+    while prev is not None:
+        prev_uri = f"{root}/{prev['folder']}"
+        if prev_uri in seen or len(out.earlier) >= MAX_PARTS:
+            out.ok = False
+            out.problems.append(f"part {later.part}: the chain of earlier parts loops")
+            break
+        seen.add(prev_uri)
+        try:
+            part, nxt = _verify_part(prev_uri, str(prev.get("sha256") or "-"), region)
+        except SnapshotError as exc:
+            out.ok = False
+            out.problems.append(f"part {later.part}: the earlier part cannot be read: {exc}")
+            break
+        out.earlier.append(part)
+        out.ok = out.ok and part.ok
+        later, prev = part, nxt
+    return out
+
+
+def _verify_part(
+    folder_uri: str, expect_sha256: str | None, region: str
+) -> tuple[Verified, dict[str, Any] | None]:
+    """One part, and the earlier part its manifest names (None: the first)."""
     store = open_store(folder_uri, region)
     raw = store.get(MANIFEST)
     digest = hashlib.sha256(raw).hexdigest()
@@ -322,7 +396,18 @@ def verify(uri: str, expect_sha256: str | None = None, region: str = "") -> Veri
     except (ValueError, KeyError, TypeError):
         out.ok = False
         out.problems.append(f"{MANIFEST}: not a tenantwatch snapshot manifest")
-        return out
+        return out, None
+    part = manifest.get("part")
+    out.part = part if isinstance(part, int) and not isinstance(part, bool) else 1
+    prev = manifest.get("previous")
+    if prev is not None and not (
+        isinstance(prev, dict)
+        and re.fullmatch(r"[0-9a-f]{32}/[0-9a-f]{16}", str(prev.get("folder")))
+    ):
+        # Only a sibling snapshot folder is followed: never a path someone wrote in.
+        out.ok = False
+        out.problems.append(f"{MANIFEST}: the earlier part it names is not a snapshot folder")
+        prev = None
     listed = set()
     for e in entries:
         name = str(e["name"])
@@ -348,4 +433,4 @@ def verify(uri: str, expect_sha256: str | None = None, region: str = "") -> Veri
                 {"name": name, "status": "unexpected", "expected": None, "actual": None}
             )
             out.ok = False
-    return out
+    return out, prev

@@ -28,7 +28,15 @@ from pipeline.lake import Lake
 STATE = "incidents/state"
 OUTBOX = "incidents/outbox"
 # The outbox columns needed to decide what to send; the payload is read only for those.
-STATE_COLUMNS = ["notification_id", "incident_id", "kind", "state", "attempts", "channel"]
+STATE_COLUMNS = [
+    "notification_id",
+    "incident_id",
+    "kind",
+    "severity",
+    "state",
+    "attempts",
+    "channel",
+]
 
 
 def _day(ts: datetime) -> str:
