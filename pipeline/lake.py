@@ -29,7 +29,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,6 +41,7 @@ import pyarrow.parquet as pq
 
 from pipeline import aws, temporaries
 from pipeline.errors import InputError, LakeError
+from pipeline.timeparse import as_time
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -424,20 +425,6 @@ def read_quarantine(lake: LakeLike) -> pa.Table:
 # --- for notebooks: the same reads as pandas DataFrames ------------------------------------------
 
 
-def _as_time(value: datetime | str | None) -> datetime | None:
-    """An ISO string or a datetime as an aware UTC datetime (no zone: UTC)."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-    from pipeline.ingest.timeparse import parse_one
-
-    parsed = parse_one(value)
-    if parsed is None:
-        raise ValueError(f"expected an ISO date or date-time, got {value!r}")
-    return parsed
-
-
 def events(
     lake: LakeLike,
     since: datetime | str | None = None,
@@ -470,8 +457,8 @@ def events(
         where = e if where is None else where & e
     table = read_events(
         lake,
-        _as_time(since),
-        _as_time(until),
+        as_time(since),
+        as_time(until),
         sources=(source,) if isinstance(source, str) else source,
         columns=columns,
         tenants=(tenant,) if isinstance(tenant, str) else tenant,

@@ -32,6 +32,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipeline import timeparse
 from pipeline.config import IngestConfig
 from pipeline.ingest import (
     cloudtrail,
@@ -43,7 +44,6 @@ from pipeline.ingest import (
     prefilter,
     redact,
     tenancy,
-    timeparse,
 )
 from pipeline.ingest.quarantine import Quarantined, QuarantineLog, kept, too_large
 from pipeline.ingest.reading import Reading
