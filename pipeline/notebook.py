@@ -39,7 +39,7 @@ import pyarrow.parquet as pq
 from pipeline import schema
 from pipeline.config import Config, load_config
 from pipeline.errors import InputError
-from pipeline.lake import LakeLike, as_lake, read_events
+from pipeline.lake import EVENTS, FINDINGS, LakeLike, as_lake, read_events
 from pipeline.lake import events as events  # re-exported: the notebooks' ``tw.events``
 from pipeline.lake import quarantine as quarantine  # re-exported: ``tw.quarantine``
 from pipeline.timeparse import as_time
@@ -69,7 +69,7 @@ def config(path: str | Path | None = None, logs: str | Path | None = None) -> Co
 
 def has_events(lake: LakeLike) -> bool:
     lk = as_lake(lake)
-    sel = pafs.FileSelector(lk.path("events"), recursive=False, allow_not_found=True)
+    sel = pafs.FileSelector(lk.path(EVENTS), recursive=False, allow_not_found=True)
     return bool(lk.fs.get_file_info(sel))
 
 
@@ -145,7 +145,7 @@ def findings(
     ``evidence(row)`` decodes it."""
     lk = as_lake(lake)
     t0, t1 = as_time(since), as_time(until)
-    base = lk.path("findings")
+    base = lk.path(FINDINGS)
     if lk.fs.get_file_info(base).type == pafs.FileType.NotFound:
         return schema.empty(schema.FINDINGS).to_pandas()
     dataset = ds.dataset(
