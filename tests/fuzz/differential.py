@@ -163,7 +163,7 @@ def helpers_differ(files: list[bytes] | tuple[bytes, ...], decoded: Any) -> tupl
 
 
 def taken(data: bytes) -> bool:
-    """Would the compiled road take this file (as ``decode._Rows.native_file`` asks it)?"""
+    """Would the C decoder take this file (as ``rows.CFiles.accepts`` asks it)?"""
     body = data.lstrip(b"\xef\xbb\xbf \t\r\n")
     if native._ctscan is None or not (body.startswith(b"{") and b'"Records"' in body[:4096]):
         return False
