@@ -79,7 +79,7 @@ def decode_batch(batch: Batch, ingest: IngestConfig, reading: Reading) -> Decode
 def _no_cyclic_gc() -> Iterator[None]:
     """Decoding allocates millions of short-lived containers (decoded attribute maps, column
     lists, tuples) and none of them forms a cycle: reference counting frees them all, and the
-    cyclic collector would only walk them again and again (about a fifth of decoding time)."""
+    cyclic collector would only go through them again and again (about a fifth of decoding time)."""
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -140,7 +140,7 @@ def _decode_batch(batch: Batch, ingest: IngestConfig, reading: Reading) -> Decod
             if item.kind == formats.DIGEST:
                 listed = [lf for lf in item.obj["logFiles"] if isinstance(lf, dict)]
                 # A digest that lists no file is still a link of the chain that integrity
-                # checks walk (CloudTrail writes one for every hour, files or not).
+                # checks follow (CloudTrail writes one for every hour, files or not).
                 out.digests += [
                     (ref.uri, _text(lf.get("s3Object")), _text(lf.get("hashValue")))
                     for lf in listed

@@ -10,7 +10,7 @@ Lambda authorizer (Powertools Logger) lines. Names lie; content does not.
 ``split`` yields ``Item``s: a record with its kind, decoded object and raw bytes, a digest, or a
 quarantine entry with its reason. Nothing is skipped without an item saying so.
 
-``typed_cloudtrail`` is the fast road for the bulk of the data, clean CloudTrail delivery files:
+``typed_cloudtrail`` is the fast path for the bulk of the data, clean CloudTrail delivery files:
 the whole file decodes in one msgspec call into typed records (``cloudtrail.Record``) plus each
 record's raw bytes. Any file it declines takes ``split``, with the same outcome record by record.
 """

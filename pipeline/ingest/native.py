@@ -58,7 +58,7 @@ def decoder() -> str:
 
 
 def builder() -> object | None:
-    """A fresh ``_ctscan.Builder`` when the fast road is on, else None."""
+    """A fresh ``_ctscan.Builder`` when the C decoder is on, else None."""
     return _ctscan.Builder() if _ctscan is not None and enabled() else None
 
 
@@ -104,7 +104,7 @@ def join_hash(columns: list[pa.Array]) -> bytes | None:
 def credential_spans(
     raws: list[bytes], credential_keys: tuple[bytes, ...]
 ) -> list[tuple[int, ...] | None] | None:
-    """``redact._credential_spans`` compiled (``_credentials.c``), or None when the compiled road
+    """``redact._credential_spans`` compiled (``_credentials.c``), or None when the C decoder
     is off."""
     if _ctscan is None or not enabled():
         return None
@@ -115,7 +115,7 @@ def credential_spans(
 
 def might_hold_secret(raw: bytes, reference: Callable[[bytes], bool]) -> bool:
     """``prefilter.might_hold_secret`` compiled (``_secrets.c``); ``reference`` (the Python one)
-    when the compiled road is off."""
+    when the C decoder is off."""
     if _ctscan is None or not enabled():
         return reference(raw)
     found: bool = _ctscan.might_hold_secret(raw)
