@@ -261,7 +261,7 @@ def redact_many(raws: Sequence[bytes]) -> list[bytes]:
     faster for AssumeRole credentials: the result decodes to the same value.
 
     A record whose only secrets are sessionToken / secretAccessKey strings has them replaced in
-    its own bytes, with no parse and no re-serialisation (``_credential_spans`` finds them and
+    its own bytes, with no parse and no re-serialisation (``credential_spans`` finds them and
     proves nothing else would change; the compiled module does the same search, ``native``);
     the rest take ``redact_raw``. (Bytes that are not JSON lose their secrets too, though not
     always as ``redact_raw``'s.)
@@ -269,7 +269,7 @@ def redact_many(raws: Sequence[bytes]) -> list[bytes]:
     raws = list(raws)
     found = native.credential_spans(raws, _CREDENTIAL_KEYS)
     if found is None:
-        found = _credential_spans(raws)
+        found = credential_spans(raws)
     return [
         redact_raw(raw) if spans is None else _fingerprinted(raw, spans)
         for raw, spans in zip(raws, found, strict=True)
@@ -287,7 +287,7 @@ def _fingerprinted(raw: bytes, spans: tuple[int, ...]) -> bytes:
     return b"".join(out)
 
 
-def _credential_spans(raws: list[bytes]) -> list[tuple[int, ...] | None]:
+def credential_spans(raws: list[bytes]) -> list[tuple[int, ...] | None]:
     """Per record: where its sessionToken / secretAccessKey string values are (start, end, ...,
     between their quotes), or None when the full redaction must take it: no such values, a record
     that is not ASCII or not JSON, or anything outside them the full redaction might change (the

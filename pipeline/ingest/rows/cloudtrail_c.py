@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.ingest import cloudtrail, native, redact
+from pipeline.ingest import cloudtrail, formats, native, redact
 from pipeline.ingest.reading import Reading
 from pipeline.ingest.rows.cloudtrail_finish import finish
 from pipeline.ingest.rows.cloudtrail_python import PythonRecords
@@ -40,8 +40,8 @@ class CFiles:
         for it (or the decoder is not built)."""
         if self.builder is None:
             return None
-        body = data.lstrip(b"\xef\xbb\xbf \t\r\n")
-        if not (body.startswith(b"{") and b'"Records"' in body[:4096]):
+        body = formats.delivery_body(data)
+        if body is None:
             return None
         if not body.isascii():  # ASCII is UTF-8, and checking it allocates nothing
             try:
