@@ -10,8 +10,7 @@ them anyway). So every reader in ingestion takes it, as an ``orjson.Fragment`` o
 orjson writes a fragment back verbatim (a redacted record keeps the number as it came) and
 ``normalize.as_text`` gives its text as written.
 
-Which decoder owns which rule is written down in one place: the header comment of
-``_ctscan.c``.
+Which decoder owns which rule is written down in one place: docs/DECODERS.md.
 """
 
 from __future__ import annotations
