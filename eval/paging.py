@@ -54,7 +54,7 @@ class Paging:
 def replay(lake: str, cfg: Any, findings: pa.Table, day: datetime) -> None:
     """Write ``findings`` into the lake an hour at a time and alert after each hour."""
     from pipeline.alert.run import run_alert
-    from pipeline.lake import Lake
+    from pipeline.lake import Lake, findings_file
     from pipeline.schema import FINDINGS
 
     lk = Lake(lake)
@@ -68,7 +68,7 @@ def replay(lake: str, cfg: Any, findings: pa.Table, day: datetime) -> None:
         lo = cut
         if not part:
             continue
-        name = f"findings/date={day:%Y-%m-%d}/part-replay-{cut:%Y%m%dT%H%M}.parquet"
+        name = findings_file(f"{day:%Y-%m-%d}", f"replay-{cut:%Y%m%dT%H%M}")
         lk.write_table(name, pa.Table.from_pylist(part, schema=FINDINGS))
         run_alert(lake, cfg)
 

@@ -222,17 +222,15 @@ def simulate(
     emit_summary(f"simulated logs in {out_dir}", summary, as_json)
 
 
-def _when(value: str | None, option: str) -> datetime | None:
-    if value is None:
-        return None
-    from pipeline.ingest.timeparse import parse_one
+def parse_when(value: str | None, option: str) -> datetime | None:
+    """The value of a time option (``--since``, ``--until``) as a UTC datetime, None when not
+    given; a usage error naming ``option`` for text that is no ISO date or date-time."""
+    from pipeline.timeparse import as_time
 
-    parsed = parse_one(value)
-    if parsed is None:
-        raise click.BadParameter(
-            f"expected an ISO date or date-time, got {value!r}", param_hint=option
-        )
-    return parsed
+    try:
+        return as_time(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=option) from None
 
 
 @cli.command()
@@ -275,8 +273,8 @@ def ingest(
             list(sources),
             lake or cfg.lake.root,
             cfg,
-            since=_when(since, "--since"),
-            until=_when(until, "--until"),
+            since=parse_when(since, "--since"),
+            until=parse_when(until, "--until"),
             workers=workers,
             progress=update,
         )
@@ -318,8 +316,8 @@ def detect(
         result = run_detect(
             lake or cfg.lake.root,
             cfg,
-            since=_when(since, "--since"),
-            until=_when(until, "--until"),
+            since=parse_when(since, "--since"),
+            until=parse_when(until, "--until"),
             only=only or None,
             progress=update,
             warn=_warning,
@@ -438,7 +436,7 @@ def alert(
         result = alert_all(
             lake or cfg.lake.root,
             cfg,
-            since=_when(since, "--since"),
+            since=parse_when(since, "--since"),
             resend=resend,
             mark_sent=mark_sent,
             lease_wait_s=lease_wait,
@@ -496,8 +494,8 @@ def run_command(
             list(sources),
             lake or cfg.lake.root,
             cfg,
-            since=_when(since, "--since"),
-            until=_when(until, "--until"),
+            since=parse_when(since, "--since"),
+            until=parse_when(until, "--until"),
             workers=workers,
             lease_wait_s=lease_wait,
             progress=progress,
@@ -655,8 +653,8 @@ def tenancy_report(
     built = report.build(
         lake or cfg.lake.root,
         cfg,
-        _when(since, "--since"),
-        _when(until, "--until"),
+        parse_when(since, "--since"),
+        parse_when(until, "--until"),
         top,
         sample,
     )

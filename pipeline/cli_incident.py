@@ -26,9 +26,9 @@ def _lake(ctx: click.Context, lake: str | None) -> Any:
 
 
 def _when(value: str | None, option: str) -> Any:
-    from pipeline.cli import _when as parse
+    from pipeline.cli import parse_when
 
-    return parse(value, option)
+    return parse_when(value, option)
 
 
 def _emit_json(doc: dict[str, Any]) -> None:

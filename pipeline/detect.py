@@ -29,7 +29,7 @@ import pyarrow as pa
 from pipeline import schema
 from pipeline.config import Config
 from pipeline.errors import InputError
-from pipeline.lake import Lake, LakeLike, as_lake, read_events
+from pipeline.lake import EVENTS, FINDINGS, Lake, LakeLike, as_lake, findings_file, read_events
 
 if TYPE_CHECKING:
     from detectors.base import Detector
@@ -46,7 +46,7 @@ class DetectResult:
 
 def latest_day(lake: Lake) -> datetime | None:
     """00:00 UTC of the latest day with events in the lake (from the partition names)."""
-    days = {m.group(1) for f in lake.files("events") if (m := _DATE.search(f"/{f}"))}
+    days = {m.group(1) for f in lake.files(EVENTS) if (m := _DATE.search(f"/{f}"))}
     if not days:
         return None
     return datetime.fromisoformat(max(days)).replace(tzinfo=UTC)
@@ -59,7 +59,7 @@ def earliest_event(lake: Lake) -> datetime | None:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    dated = [(m.group(1), f) for f in lake.files("events") if (m := _DATE.search(f"/{f}"))]
+    dated = [(m.group(1), f) for f in lake.files(EVENTS) if (m := _DATE.search(f"/{f}"))]
     if not dated:
         return None
     first = min(day for day, _ in dated)
@@ -145,7 +145,7 @@ def _encode(t: pa.Table) -> pa.Table:
 
 def part_name(detector_id: str, since: datetime, until: datetime) -> str:
     h = hashlib.sha256(f"{detector_id}|{since.isoformat()}|{until.isoformat()}".encode())
-    return f"findings/date={since:%Y-%m-%d}/part-{h.hexdigest()[:24]}.parquet"
+    return findings_file(f"{since:%Y-%m-%d}", h.hexdigest()[:24])
 
 
 def run_detect(
@@ -236,4 +236,4 @@ def _worst_first(t: pa.Table) -> pa.Table:
 def read_findings(lake: LakeLike) -> pa.Table:
     """Every finding in the lake (schema.FINDINGS)."""
     lk = as_lake(lake)
-    return lk.read_all("findings", schema.FINDINGS, {"suppressed_by": pa.scalar(None, pa.string())})
+    return lk.read_all(FINDINGS, schema.FINDINGS, {"suppressed_by": pa.scalar(None, pa.string())})

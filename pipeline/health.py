@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pipeline.alert.metrics import Datum
-from pipeline.lake import Lake, read_events
+from pipeline.lake import Lake, event_day, read_events
 
 RECENT_DAYS = 3  # the newest event is looked for in the last few days' partitions first
 _HOUR = re.compile(r"/hour=(\d\d)/")
@@ -151,7 +151,7 @@ def newest_event(lake: Lake, now: datetime) -> datetime | None:
 
     for back in range(RECENT_DAYS):
         day = (now - timedelta(days=back)).strftime("%Y-%m-%d")
-        files = [f for s in schema.SOURCES for f in lake.files(f"events/source={s}/date={day}")]
+        files = [f for s in schema.SOURCES for f in lake.files(event_day(s, day))]
         hours = {m.group(1) for f in files if (m := _HOUR.search(f"/{f}"))}
         if not hours:
             continue

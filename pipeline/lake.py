@@ -1,14 +1,24 @@
 """The lake: one root, local or ``s3://bucket/prefix``, through ``pyarrow.fs``.
 
-Layout (DESIGN.md "The lake")::
+Its layout is named here and nowhere else (the constants and ``*_file`` functions below)::
 
-    events/source=<source>/date=YYYY-MM-DD/hour=HH/part-<batch id>.parquet
-    quarantine/part-<batch id>.parquet
+    events/source=<source>/date=YYYY-MM-DD/hour=HH/part-<batch id>.parquet   normalized events
+    quarantine/part-<batch id>.parquet     records that could not become events, with the reason
+    findings/date=YYYY-MM-DD/part-<hash>.parquet   one detector's findings for one window
+    incidents/state/date=YYYY-MM-DD/<incident id>.parquet    latest revision of an incident
+    incidents/outbox/date=YYYY-MM-DD/<notification id>.parquet  a message and its delivery state
+    incidents/notifications/date=YYYY-MM-DD/<hash>.jsonl  what the local channel sent
+    incidents/verdicts/date=YYYY-MM-DD/<verdict id>.parquet   verdicts people gave incidents
+    suppressions/<suppression id>.json     suppressions written by ``incident close --suppress``
+    snapshots/...                          forensic snapshots, unless configured elsewhere
     _state/ingested/<batch id>.parquet     inputs done (uri, etag, size) and their counts
     _state/sessions/<batch id>.parquet     access key id -> session tags learned from AssumeRole
     _state/digests/<batch id>.parquet      CloudTrail-Digest files seen, for integrity checks
-    incidents/verdicts/date=YYYY-MM-DD/<verdict id>.parquet   verdicts people gave incidents
-    suppressions/<suppression id>.json     suppressions written by ``incident close --suppress``
+    _state/logs/<hash of the uri>.parquet  how far each CloudWatch Logs source was read
+    _state/metrics/<hash>.json             metric data points CloudWatch refused, sent next run
+    _state/watermark/scheduled.parquet     where the scheduled run's detection has got to
+    _state/lease.json, _state/lease.lock   the lease that lets one run alert at a time
+    _tmp/                                  writes not yet moved into place
 
 Every name below the root is built here from constants, dates and content hashes: no value from a
 log ever becomes part of a path. ``AWS_ENDPOINT_URL`` (moto, LocalStack) is honoured for S3.
@@ -29,7 +39,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,9 +51,81 @@ import pyarrow.parquet as pq
 
 from pipeline import aws, temporaries
 from pipeline.errors import InputError, LakeError
+from pipeline.timeparse import as_time
 
 if TYPE_CHECKING:
     import pandas as pd
+
+# --- the layout (see the module docstring) -------------------------------------------------------
+EVENTS = "events"
+QUARANTINE = "quarantine"
+FINDINGS = "findings"
+INCIDENT_STATE = "incidents/state"
+OUTBOX = "incidents/outbox"
+NOTIFICATIONS = "incidents/notifications"
+# Written by ``tenantwatch incident close``: one file per verdict and per suppression, each
+# written once under a name of its own, so closes made at the same time never overwrite each
+# other.
+VERDICTS = "incidents/verdicts"
+SUPPRESSIONS = "suppressions"
+SNAPSHOTS = "snapshots"
+STATE = "_state"
+STATE_INGESTED = f"{STATE}/ingested"
+STATE_SESSIONS = f"{STATE}/sessions"
+STATE_DIGESTS = f"{STATE}/digests"
+STATE_LOGS = f"{STATE}/logs"
+STATE_METRICS = f"{STATE}/metrics"
+WATERMARK = f"{STATE}/watermark/scheduled.parquet"
+LEASE = f"{STATE}/lease.json"
+LEASE_LOCK = f"{STATE}/lease.lock"
+
+
+def event_partition(source: str, date: str, hour: str) -> str:
+    return f"{event_day(source, date)}/hour={hour}"
+
+
+def event_day(source: str, date: str) -> str:
+    """The folder of one source's events of one day (``date``: YYYY-MM-DD)."""
+    return f"{EVENTS}/source={source}/date={date}"
+
+
+def quarantine_file(batch_id: str) -> str:
+    return f"{QUARANTINE}/part-{batch_id}.parquet"
+
+
+def state_file(folder: str, name: str) -> str:
+    """A Parquet file of one of the ``STATE_*`` folders (``name``: a batch id or a hash)."""
+    return f"{folder}/{name}.parquet"
+
+
+def findings_file(date: str, name: str) -> str:
+    """One detector's findings for one window, in the folder of the window's first day."""
+    return f"{FINDINGS}/date={date}/part-{name}.parquet"
+
+
+def incident_file(date: str, incident_id: str) -> str:
+    return f"{INCIDENT_STATE}/date={date}/{incident_id}.parquet"
+
+
+def outbox_file(date: str, notification_id: str) -> str:
+    return f"{OUTBOX}/date={date}/{notification_id}.parquet"
+
+
+def notifications_file(date: str, name: str) -> str:
+    return f"{NOTIFICATIONS}/date={date}/{name}.jsonl"
+
+
+def verdict_file(date: str, verdict_id: str) -> str:
+    return f"{VERDICTS}/date={date}/{verdict_id}.parquet"
+
+
+def suppression_file(suppression_id: str) -> str:
+    return f"{SUPPRESSIONS}/{suppression_id}.json"
+
+
+def metrics_spool_file(name: str) -> str:
+    return f"{STATE_METRICS}/{name}.json"
+
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9._=-]+$")
 # Where writes are made before they are moved into place: a folder no reader of the lake's tables
@@ -54,14 +136,8 @@ _TEMPORARY_NAME = re.compile(r"(?P<owner>[A-Za-z0-9-]+\.\d+)\.[0-9a-f]{32}\.tmp"
 # <uuid hex>.tmp". Only ingestion's own folders hold them, and looking costs a walk of the lake
 # (half a second for a few months of partitions): once a walk leaves none, _SWEPT says so.
 _BESIDE = re.compile(r"[A-Za-z0-9._=-]+\.parquet\.[0-9a-f]{32}\.tmp")
-_BESIDE_IN = ("events", "quarantine", "_state")
+_BESIDE_IN = (EVENTS, QUARANTINE, STATE)
 _SWEPT = "no-temporaries-beside-files"
-
-# Written by ``tenantwatch incident close``: one file per verdict and per suppression, each
-# written once under a name of its own, so closes made at the same time never overwrite each
-# other.
-VERDICTS = "incidents/verdicts"
-SUPPRESSIONS = "suppressions"
 
 
 def s3_filesystem() -> pafs.S3FileSystem:
@@ -177,7 +253,8 @@ class Lake:
         """Write ``table`` as Parquet at ``rel`` (zstd; under ``events/``, ``_event_file``'s
         settings); ``options`` go to ``pq.write_table``, over those defaults."""
         dest = self.path(rel)
-        defaults = _event_file(table) if rel.startswith("events/") else {"compression": "zstd"}
+        in_events = rel.startswith(f"{EVENTS}/")
+        defaults = _event_file(table) if in_events else {"compression": "zstd"}
         options = {**defaults, **options}
         self.fs.create_dir(posixpath.dirname(dest), recursive=True)
         if sort_by:
@@ -266,10 +343,6 @@ LakeLike = Lake | str | os.PathLike[str]
 
 def as_lake(lake: LakeLike) -> Lake:
     return lake if isinstance(lake, Lake) else Lake(os.fspath(lake))
-
-
-def event_partition(source: str, date: str, hour: str) -> str:
-    return f"events/source={source}/date={date}/hour={hour}"
 
 
 def _partition_filter(since: datetime | None, until: datetime | None) -> pc.Expression | None:
@@ -380,7 +453,7 @@ def _events_dataset(
     """The events dataset and the filter selecting the rows asked for (None: no events yet)."""
     from pipeline import schema
 
-    base = lk.path("events")
+    base = lk.path(EVENTS)
     if lk.fs.get_file_info(base).type == pafs.FileType.NotFound:
         return None
     part_schema = pa.schema([("source", pa.string()), ("date", pa.string()), ("hour", pa.string())])
@@ -418,24 +491,10 @@ def read_quarantine(lake: LakeLike) -> pa.Table:
 
     # Entries written before one could stand for many records stand for one.
     one = {"records": pa.scalar(1, pa.int64())}
-    return as_lake(lake).read_all("quarantine", schema.QUARANTINE, one)
+    return as_lake(lake).read_all(QUARANTINE, schema.QUARANTINE, one)
 
 
 # --- for notebooks: the same reads as pandas DataFrames ------------------------------------------
-
-
-def _as_time(value: datetime | str | None) -> datetime | None:
-    """An ISO string or a datetime as an aware UTC datetime (no zone: UTC)."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-    from pipeline.ingest.timeparse import parse_one
-
-    parsed = parse_one(value)
-    if parsed is None:
-        raise ValueError(f"expected an ISO date or date-time, got {value!r}")
-    return parsed
 
 
 def events(
@@ -470,8 +529,8 @@ def events(
         where = e if where is None else where & e
     table = read_events(
         lake,
-        _as_time(since),
-        _as_time(until),
+        as_time(since),
+        as_time(until),
         sources=(source,) if isinstance(source, str) else source,
         columns=columns,
         tenants=(tenant,) if isinstance(tenant, str) else tenant,

@@ -37,8 +37,6 @@ from typing import Any
 
 from pipeline.errors import TenantwatchError
 
-LEASE = "_state/lease.json"
-LOCK = "_state/lease.lock"
 CLI_TTL_S = 120
 CLI_WAIT_S = 300.0  # how long ``run`` and ``alert`` wait for a busy lease by default
 _TAKEN = ("PreconditionFailed", "ConditionalRequestConflict")
@@ -65,13 +63,13 @@ class Lease:
     """One run's handle on the lease of the lake at ``lake_root``."""
 
     def __init__(self, lake_root: str) -> None:
-        from pipeline.lake import Lake
+        from pipeline.lake import LEASE, LEASE_LOCK, Lake
 
         lake = Lake(lake_root)
         self.root = lake_root
         self.local = lake.is_local
         self.path = lake.path(LEASE)  # "bucket/prefix/_state/lease.json" on S3
-        self.lock_path = lake.path(LOCK)
+        self.lock_path = lake.path(LEASE_LOCK)
         self.owner = ""
         self._etag = ""
         self._client: Any = None

@@ -39,9 +39,10 @@ import pyarrow.parquet as pq
 from pipeline import schema
 from pipeline.config import Config, load_config
 from pipeline.errors import InputError
-from pipeline.lake import LakeLike, _as_time, as_lake, read_events
+from pipeline.lake import EVENTS, FINDINGS, LakeLike, as_lake, read_events
 from pipeline.lake import events as events  # re-exported: the notebooks' ``tw.events``
 from pipeline.lake import quarantine as quarantine  # re-exported: ``tw.quarantine``
+from pipeline.timeparse import as_time
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -68,7 +69,7 @@ def config(path: str | Path | None = None, logs: str | Path | None = None) -> Co
 
 def has_events(lake: LakeLike) -> bool:
     lk = as_lake(lake)
-    sel = pafs.FileSelector(lk.path("events"), recursive=False, allow_not_found=True)
+    sel = pafs.FileSelector(lk.path(EVENTS), recursive=False, allow_not_found=True)
     return bool(lk.fs.get_file_info(sel))
 
 
@@ -143,8 +144,8 @@ def findings(
     ``findings/date=...`` folders of those days are opened. ``evidence`` is a JSON string:
     ``evidence(row)`` decodes it."""
     lk = as_lake(lake)
-    t0, t1 = _as_time(since), _as_time(until)
-    base = lk.path("findings")
+    t0, t1 = as_time(since), as_time(until)
+    base = lk.path(FINDINGS)
     if lk.fs.get_file_info(base).type == pafs.FileType.NotFound:
         return schema.empty(schema.FINDINGS).to_pandas()
     dataset = ds.dataset(
@@ -186,7 +187,7 @@ def incidents(
     rows = [i.as_row() for i in load_incidents(as_lake(lake))]
     frame = pa.Table.from_pylist(rows, schema=schema.INCIDENTS).to_pandas()
     frame["detectors"] = [_detectors(r) for r in rows]
-    t0, t1 = _as_time(since), _as_time(until)
+    t0, t1 = as_time(since), as_time(until)
     if t0 is not None:
         frame = frame[frame["last_seen"].fillna(frame["window_end"]) >= t0]
     if t1 is not None:
@@ -338,7 +339,7 @@ def inputs(
 
     lk = as_lake(lake)
     det = detector(detector_id, cfg)
-    t0, t1 = resolve_window(lk, _as_time(since), _as_time(until))
+    t0, t1 = resolve_window(lk, as_time(since), as_time(until))
     window = read_events(lk, t0, t1, sources=det.sources, columns=window_columns(det))
     base_start = t0 - det.lookback
     baseline = read_baseline(lk, det, base_start, t0) if det.lookback else None

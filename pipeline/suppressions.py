@@ -25,7 +25,7 @@ import pyarrow as pa
 from pipeline.config import Config
 from pipeline.config_suppressions import SUPPRESSION_PATTERNS, Suppression, check_suppression
 from pipeline.errors import ConfigError
-from pipeline.lake import SUPPRESSIONS, Lake
+from pipeline.lake import SUPPRESSIONS, Lake, suppression_file
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class InForce:
 
 
 def stored_path(suppression_id: str) -> str:
-    return f"{SUPPRESSIONS}/{suppression_id}.json"
+    return suppression_file(suppression_id)
 
 
 def write(lake: Lake, sup: Suppression) -> str:

@@ -18,7 +18,7 @@ import pyarrow as pa
 from pipeline import schema, tenancy_counts, tenancy_sample
 from pipeline.config import Config
 from pipeline.errors import InputError
-from pipeline.lake import Lake
+from pipeline.lake import EVENTS, Lake
 from pipeline.tenancy_sample import StrategySample
 
 # Where each normalized column comes from in the raw record. CloudTrail's names are AWS's; the
@@ -148,7 +148,7 @@ def build(
     open: to the lake's first or last event); ``top`` groups per list of unresolved values;
     the strategies evaluated on up to ``sample`` records per source (0: not at all)."""
     lake = Lake(lake_root)
-    if not lake.exists("events"):
+    if not lake.exists(EVENTS):
         raise InputError(f"lake {lake.root}: no events (run tenantwatch ingest first)")
     actions_t, actors_t, resources_t = tenancy_counts.count(lake, since, until)
     actions = _actions(actions_t)

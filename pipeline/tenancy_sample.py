@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 
 from pipeline import fieldpath, schema
 from pipeline.config import Config
-from pipeline.lake import Lake, sample_events
+from pipeline.lake import STATE_SESSIONS, Lake, sample_events
 
 SAMPLE = 20_000  # records per source
 _EXAMPLES = 3  # values shown per strategy that did not match, or were not in its lookup
@@ -136,7 +136,7 @@ def sample(
 def _lake_sessions(lake: Lake, sessions: Any, keys: pa.Array) -> pa.Array:
     """Learn the lake's sessions of the access keys ``keys``; the keys it knows."""
     known = []
-    for t in lake.read_tables("_state/sessions"):
+    for t in lake.read_tables(STATE_SESSIONS):
         t = t.filter(pc.is_in(t["access_key_id"], value_set=keys))
         if not t.num_rows:
             continue

@@ -26,7 +26,7 @@ import pyarrow as pa
 from pipeline import schema
 from pipeline.config import Suppression
 from pipeline.errors import InputError
-from pipeline.lake import VERDICTS, Lake
+from pipeline.lake import FINDINGS, VERDICTS, Lake, verdict_file
 
 _DURATION = re.compile(r"(?P<n>[1-9]\d{0,3})(?P<unit>[hdw])")
 _UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
@@ -92,7 +92,7 @@ def read_incidents(lake: Lake) -> list[IncidentRecord]:
     wanted = {fid for inc in incidents for fid in inc.finding_ids}
     findings: dict[str, dict[str, Any]] = {}
     if wanted:
-        table = store.read_folder(lake, "findings", schema.FINDINGS)
+        table = store.read_folder(lake, FINDINGS, schema.FINDINGS)
         findings = {r["finding_id"]: r for r in table.to_pylist() if r["finding_id"] in wanted}
     out = []
     for inc in incidents:
@@ -141,7 +141,7 @@ def find(records: Sequence[IncidentRecord], wanted: str) -> IncidentRecord:
 
 
 def verdict_path(v: Verdict) -> str:
-    return f"{VERDICTS}/date={v.closed_at.astimezone(UTC):%Y-%m-%d}/{v.verdict_id}.parquet"
+    return verdict_file(f"{v.closed_at.astimezone(UTC):%Y-%m-%d}", v.verdict_id)
 
 
 def read_verdicts(lake: Lake) -> list[Verdict]:

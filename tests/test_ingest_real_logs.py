@@ -11,8 +11,8 @@ import pytest
 
 from pipeline.config import Config
 from pipeline.ingest.run import ingest
-from pipeline.ingest.timeparse import parse_one
 from pipeline.lake import read_events, read_quarantine
+from pipeline.timeparse import parse_one
 
 
 def _usable(rec: object) -> bool:

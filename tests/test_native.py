@@ -705,7 +705,7 @@ def _credential_records() -> list[bytes]:
 
 def test_credential_spans_are_the_python_roads() -> None:
     """``_credentials.c`` finds the same credential values, and sends the same records to the
-    walk, as ``redact._credential_spans``: on sample_logs/, and on seeded mutations aimed at what
+    walk, as ``redact.credential_spans``: on sample_logs/, and on seeded mutations aimed at what
     it decides on (keys, quotes, escapes, backslash runs, doubt words, non-ASCII, cuts)."""
     from pipeline.ingest import redact
 
@@ -714,7 +714,7 @@ def test_credential_spans_are_the_python_roads() -> None:
     creds = [r for r in recs if b'"sessionToken":"' in r]
     assert native._ctscan is not None and len(creds) > 20
     got = native._ctscan.credential_spans(recs, creds_keys)
-    assert got == redact._credential_spans(recs)
+    assert got == redact.credential_spans(recs)
     assert sum(g is not None for g in got) == len(creds)  # the fast road, for every one
     pieces = [b'"sessionToken":"', b'"secretAccessKey":"', b'"secretAccessKey":"k"', b'"', b"\\"]
     pieces += [b'\\"', b"\\\\", b"{", b",", b":", b" ", b"\n", b'"token"', b'"Token" :', b"x"]
@@ -746,7 +746,7 @@ def test_credential_spans_are_the_python_roads() -> None:
         b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 30))) for _ in range(5000)
     ]
     got = native._ctscan.credential_spans(mutated, creds_keys)
-    assert got == redact._credential_spans(mutated)
+    assert got == redact.credential_spans(mutated)
     assert 2_000 < sum(g is not None for g in got) < 20_000  # both roads well exercised
 
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pyarrow as pa
 
 from pipeline.ingest import tenancy
-from pipeline.ingest.timeparse import TS
+from pipeline.timeparse import TS
 
 
 def known(sessions: tenancy.SessionMap, tag: str) -> dict[str, str]:

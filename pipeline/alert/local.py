@@ -17,9 +17,8 @@ from typing import Any
 
 from pipeline.alert import store
 from pipeline.alert.delivery import Outcome
-from pipeline.lake import Lake
+from pipeline.lake import Lake, notifications_file
 
-NOTIFICATIONS = "incidents/notifications"
 BATCH = 100
 
 
@@ -41,7 +40,7 @@ class LocalChannel:
     ) -> list[Outcome]:
         ids = "\n".join(r["notification_id"] for r in rows)
         name = hashlib.sha256(ids.encode()).hexdigest()[:24]
-        rel = f"{NOTIFICATIONS}/date={datetime.now(UTC):%Y-%m-%d}/{name}.jsonl"
+        rel = notifications_file(f"{datetime.now(UTC):%Y-%m-%d}", name)
         lines = []
         for r in rows:
             envelope = json.loads(r["message"])

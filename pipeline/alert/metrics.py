@@ -30,9 +30,9 @@ from typing import Any
 
 from pipeline import aws
 from pipeline.alert import store
-from pipeline.lake import Lake
+from pipeline.lake import STATE_METRICS, Lake, metrics_spool_file
 
-SPOOL = "_state/metrics"
+SPOOL = STATE_METRICS
 PUT_LIMIT = 1000  # data points per PutMetricData call
 PUT_BYTES = 900_000  # request size stays under the 1 MB limit with room for encoding
 MAX_AGE = timedelta(days=13)  # CloudWatch rejects points older than two weeks
@@ -114,7 +114,7 @@ def _chunks(points: list[dict[str, Any]]) -> Iterable[list[dict[str, Any]]]:
 
 def _spool(lake: Lake, points: list[dict[str, Any]]) -> str:
     body = json.dumps(points, default=lambda t: t.isoformat(), sort_keys=True).encode()
-    rel = f"{SPOOL}/{hashlib.sha256(body).hexdigest()[:24]}.json"
+    rel = metrics_spool_file(hashlib.sha256(body).hexdigest()[:24])
     store.write_bytes(lake, rel, body)
     return rel
 

@@ -36,7 +36,7 @@ from pipeline.alert import delivery, incidents, metrics, render, snapshot, store
 from pipeline.alert.entities import Egress
 from pipeline.alert.incidents import Incident
 from pipeline.config import Config
-from pipeline.lake import Lake
+from pipeline.lake import FINDINGS, Lake
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ def _detector_info() -> tuple[dict[str, timedelta], dict[str, str]]:
 
 def read_findings(lake: Lake, since: datetime | None) -> list[dict[str, Any]]:
     # Whole files: ``detect`` may be rewriting one of them (store.read_table says why).
-    table = store.read_folder(lake, "findings", schema.FINDINGS)
+    table = store.read_folder(lake, FINDINGS, schema.FINDINGS)
     if since is not None:
         table = table.filter(pc.field("window_start") >= since)
     # A suppressed finding stays in the lake for the record; it never becomes part of a page.

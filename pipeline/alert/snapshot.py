@@ -45,7 +45,7 @@ from pipeline import aws
 from pipeline.alert.incidents import Incident
 from pipeline.alert.query import evidence_query
 from pipeline.errors import TenantwatchError
-from pipeline.lake import Lake, read_events
+from pipeline.lake import SNAPSHOTS, Lake, read_events
 
 MANIFEST = "manifest.json"
 INCOMING = ".incoming"  # local stores: files being written, beside the incidents' folders
@@ -206,7 +206,7 @@ def open_store(root: str, region: str = "", lock: tuple[str, int] = ("GOVERNANCE
 
 
 def default_root(lake: Lake, configured: str) -> str:
-    return configured or lake.uri("snapshots").rstrip("/")
+    return configured or lake.uri(SNAPSHOTS).rstrip("/")
 
 
 # --- writing -----------------------------------------------------------------------------------

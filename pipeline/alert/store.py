@@ -23,10 +23,9 @@ import pyarrow.parquet as pq
 
 from pipeline import aws, schema
 from pipeline.alert.incidents import Incident
-from pipeline.lake import Lake
+from pipeline.lake import INCIDENT_STATE as STATE
+from pipeline.lake import OUTBOX, Lake, incident_file, outbox_file
 
-STATE = "incidents/state"
-OUTBOX = "incidents/outbox"
 # The outbox columns needed to decide what to send; the payload is read only for those.
 STATE_COLUMNS = [
     "notification_id",
@@ -44,7 +43,7 @@ def _day(ts: datetime) -> str:
 
 
 def incident_path(inc: Incident) -> str:
-    return f"{STATE}/date={_day(inc.period_start)}/{inc.incident_id}.parquet"
+    return incident_file(_day(inc.period_start), inc.incident_id)
 
 
 def read_table(lake: Lake, rel: str, columns: list[str] | None = None) -> pa.Table:
@@ -88,7 +87,7 @@ def save_incidents(lake: Lake, incs: Iterable[Incident]) -> None:
 
 
 def outbox_path(row: dict[str, Any]) -> str:
-    return f"{OUTBOX}/date={row['_day']}/{row['notification_id']}.parquet"
+    return outbox_file(row["_day"], row["notification_id"])
 
 
 def load_outbox(lake: Lake, full: bool = False) -> dict[str, dict[str, Any]]:

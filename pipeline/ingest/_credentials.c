@@ -1,13 +1,13 @@
 /* Where AssumeRole credentials sit in a record's own bytes, for redact.redact_many.
  *
  * redact.redact_many fingerprints a record's sessionToken / secretAccessKey values in place when
- * it can prove the full walk (redact.redact_raw) would change nothing else. The Python road
- * (redact._credential_spans) is the reference; this is the same search, a record at a time in C:
- * the value spans of those keys, or None when the record must take the walk. Hashing and
- * formatting the fingerprints stay in Python (hashlib), so what a secret becomes is written once.
- * (Which decoder owns which rule, and what keeps them equal: the header comment of _ctscan.c.)
+ * it can prove the full redaction (redact.redact_raw) would change nothing else. The Python
+ * search (redact.credential_spans) is the reference; this is the same search, a record at a time
+ * in C: the value spans of those keys, or None when the record must take the full redaction.
+ * Hashing and formatting the fingerprints stay in Python (hashlib), so what a secret becomes is
+ * written once. (Which decoder owns which rule, and what keeps them equal: docs/DECODERS.md.)
  *
- * Per record, exactly as the Python road:
+ * Per record, exactly as the Python search:
  *   - not ASCII: None (str.lower() folds some non-ASCII letters onto ASCII key letters);
  *   - each credential key given (redact._CREDENTIAL_KEYS: '"sessionToken":"' and
  *     '"secretAccessKey":"', compact JSON up to the value's opening quote) is found left to
@@ -15,18 +15,18 @@
  *     not JSON, None); the key counts only where it opens or follows a member ('{' or ','
  *     before it), and the search goes on after that value either way;
  *   - no key counted: None;
- *   - the bytes outside the counted keys and values are checked for doubt, as
- *     redact._DOUBT_PATTERN does: a key (quoted text, white space, a colon) holding a word of a
- *     secret key (but "subjectFromWebIdentityToken" as CloudTrail spells it, which Python
- *     blanks before its pass) (_secrets.c: secrets_key_words; "credential", and "access" then "key" not
- *     followed by "id", only when the value does not open an object: the walk looks into an
- *     object under those); a header line ("x-api-key: ...") or a setting ("Password=...") whose
- *     name holds such a word; a Bearer or Basic scheme; a JWT;
- *     a \u escape or an escaped quote (a string holding quotes, which the walk looks into); a
- *     URL parameter or password; a PEM block; a string of 40 base64 characters. Any of them:
- *     None. The Python road joins those pieces with a NUL byte and runs RE2 once; no match can
- *     span a NUL (a piece after one starts with the quote that ended a value, and the bytes
- *     before one are "{" or "," after a quote), so each piece is checked alone here.
+ *   - the bytes outside the counted keys and values are checked for doubt, as redact._DOUBT_PATTERN
+ *     does: a key (quoted text, white space, a colon) holding a word of a secret key (but
+ *     "subjectFromWebIdentityToken" as CloudTrail spells it, which Python blanks before its pass)
+ *     (_secrets.c: secrets_key_words; "credential", and "access" then "key" not followed by "id",
+ *     only when the value does not open an object: the full redaction looks into an object under
+ *     those); a header line ("x-api-key: ...") or a setting ("Password=...") whose name holds such
+ *     a word; a Bearer or Basic scheme; a JWT; a \u escape or an escaped quote (a string holding
+ *     quotes, which the full redaction looks into); a URL parameter or password; a PEM block; a
+ *     string of 40 base64 characters. Any of them: None. The Python search joins those pieces with
+ *     a NUL byte and runs RE2 once; no match can span a NUL (a piece after one starts with the
+ *     quote that ended a value, and the bytes before one are "{" or "," after a quote), so each
+ *     piece is checked alone here.
  *   - else a tuple (start, end, start, end, ...) of the counted values (between their quotes),
  *     in the order they appear. */
 
@@ -183,7 +183,7 @@ static int doubtful(const unsigned char *p, Py_ssize_t n) {
     return 0;
 }
 
-#define MAX_SPANS 64 /* more credentials than this in one record: the walk takes it */
+#define MAX_SPANS 64 /* more credentials than this in one record: the full redaction takes it */
 
 typedef struct {
     Py_ssize_t key, start, end;

@@ -1,12 +1,12 @@
 /* CloudTrail delivery files straight into Arrow column buffers: the compiled decoder.
  *
  * Ingestion reads CloudTrail by two decoders. The Python one (pipeline/ingest/cloudtrail.py,
- * formats.py and decode.py, on msgspec and orjson) is the reference and takes every input. This
- * one takes a whole delivery file ({"Records": [...]}, decompressed and checked to be UTF-8 by
- * decode._Rows.native_file, through pipeline/ingest/native.py) in one pass: it splits it into
- * records, copies each record's bytes into the raw column and the fields a row needs into string
- * columns laid out as Arrow lays them out (validity bitmap, int32 offsets, data), so no Python
- * object is made per record or per field.
+ * formats.py, decode.py and rows/, on msgspec and orjson) is the reference and takes every
+ * input. This one takes a whole delivery file ({"Records": [...]}, decompressed and checked to
+ * be UTF-8 by pipeline/ingest/rows/cloudtrail_c.py, through pipeline/ingest/native.py) in one
+ * pass: it splits it into records, copies each record's bytes into the raw column and the fields
+ * a row needs into string columns laid out as Arrow lays them out (validity bitmap, int32
+ * offsets, data), so no Python object is made per record or per field.
  *
  * It is deliberately narrow: it takes a file only when it reads it exactly as the Python decoder
  * does. Anything else (a type it does not expect, a duplicate among the keys it reads, an escaped
@@ -14,43 +14,11 @@
  * invalid JSON) makes Builder.add return None having added nothing, and the file takes the Python
  * decoder.
  *
- * Who owns which rule. The owner is the reference; the other side copies it and must agree.
- *   - Fields: which keys a row reads, their types (str | None; anything else hands the file
- *     back), "" and "-" as no value, the resource and its hints, the role and session names of
- *     an assumed-role ARN: cloudtrail.py (Record, values, _targets) and normalize.as_text /
- *     first_string_value own them; record() and the functions it calls copy them. Coalescing,
- *     outcomes and event kinds are Python's alone (cloudtrail.finish runs on both decoders'
- *     columns), and so are AssumeRole sessions (read by cloudtrail.session_decoder from the raw
- *     text of the records this decoder took).
- *   - Numbers: this decoder checks a number's spelling against JSON's grammar (NaN, Infinity, 01,
- *     1., +1 are not JSON: the file goes back, and Python quarantines the record as invalid_json)
- *     and never its value. No row field is a number, and the raw column keeps every number as it
- *     was written: 1e400, a 400-digit integer, -0, forty digits of fraction. The Python decoder
- *     owns what a number means where it reads one (pipeline/ingest/jsonnum.py): one a double
- *     cannot hold is kept as its own text rather than costing the record, since a record is data
- *     and a caller must not keep its own calls out of the lake with one number in its request.
- *   - Strings: escapes and surrogate pairs decode here as msgspec and orjson decode them; a lone
- *     surrogate, which they refuse, hands the file back. UTF-8 (overlong forms, encoded
- *     surrogates, past U+10FFFF) is checked before, by Python's codec.
- *   - Secret pre-filter: prefilter.might_hold_secret owns the needles, and the flag here
- *     (_secrets.c: secrets_needles, and the 40-base64-character rule asked of every string
- *     string() reads) must flag exactly its records; _ctscan.might_hold_secret, which the
- *     redactor asks of access-log and authorizer lines, too. Redaction itself is Python's on
- *     both roads (redact.redact_many), after the record-size check on both.
- *   - Credential spans (_credentials.c): redact._credential_spans owns them, its doubt pattern
- *     included (_DOUBT_PATTERN; the key, header and setting words are in _secrets.c); the
- *     fingerprints are made in Python.
- *   - Record hash: normalize.record_hashes owns it (XXH64 of the hashed fields joined by 0x1F, a
- *     null as 0x00, as the xxhash package computes it); join_hash here gives the same digests.
- *   - Depth: this decoder hands back anything nested past MAX_DEPTH (128); the Python decoder's
- *     limit is orjson's (1,024 levels), past which a record is quarantined as too_deep.
- *
- * What keeps the two equal: tests/test_native.py (every corpus and hand-made variant by both
- * decoders, credential spans, secret flags, hashes) and the differential fuzzer in tests/fuzz/:
- * mutated real records through decode.decode_batch by both decoders, which must give the same
- * rows (raw text, hashes and hints included), quarantine (reasons, details, raw text), sessions
- * and counts, and never raise. make test runs a short pass of it; make fuzz runs it for minutes
- * against a build of this file with AddressSanitizer and UndefinedBehaviorSanitizer.
+ * Which decoder owns which rule, what this file and _credentials.c and _secrets.c copy from the
+ * Python decoder, and what keeps the copies equal (tests/test_native.py and the differential
+ * fuzzer in tests/fuzz/, a short pass of which make test runs; make fuzz runs it for minutes
+ * against a build of this file with AddressSanitizer and UndefinedBehaviorSanitizer) are written
+ * in one place: docs/DECODERS.md.
  */
 #define _GNU_SOURCE
 #define PY_SSIZE_T_CLEAN
@@ -207,7 +175,7 @@ static const char *COL_NAMES[NCOLS] = {
 typedef struct {
     const unsigned char *p, *end;
     Buf *scratch; /* unescaped strings of the current record; reserved up front, never moves */
-    int bail;     /* 1: not for this road (the file goes to Python); -1: a Python error is set */
+    int bail;     /* 1: not for this decoder (the file goes to Python); -1: a Python error is set */
     Py_ssize_t base64; /* strings read so far whose body is 40 base64 characters (the
                           pre-filter's last rule, asked where every string is read anyway) */
 } Scan;
@@ -845,7 +813,7 @@ static int resources(Scan *s, Builder *b, int depth, Str *bucket, Str *s3key,
             int which = KEY(key, "ARN") ? 1 : KEY(key, "arn") ? 2 : 0;
             if (which) {
                 SEEN(seen, which);
-                /* Any JSON value is allowed there; only strings and null keep to this road. */
+                /* Any JSON value is allowed there; only strings and null keep the file here. */
                 if (opt_string(s, which == 1 ? &upper : &lower) < 0) return -1;
             } else if (skip_value(s, depth + 2) < 0) {
                 return -1;
@@ -1305,7 +1273,7 @@ static PyObject *Builder_nbytes(Builder *b, void *Py_UNUSED(closure)) {
 static PyMethodDef Builder_methods[] = {
     {"add", (PyCFunction)Builder_add, METH_O,
      "add(data) -> int | None: append the records of a decompressed delivery file; None (and "
-     "nothing appended) when the file is not for this road."},
+     "nothing appended) when the file is not for this decoder."},
     {"take", (PyCFunction)(void (*)(void))Builder_take, METH_VARARGS | METH_KEYWORDS,
      "take(rows=None, texts=None) -> (rows, {column: (validity, offsets, data, nulls)}, flags): "
      "the raw text of `rows` (ascending) replaced by `texts`; flags has a byte a row, 1 = a "
@@ -1585,7 +1553,7 @@ PyObject *might_hold_secret(PyObject *self, PyObject *arg);
 
 static PyMethodDef module_methods[] = {
     {"credential_spans", credential_spans, METH_VARARGS,
-     "credential_spans(raws, credential_keys) -> [spans | None]: redact._credential_spans."},
+     "credential_spans(raws, credential_keys) -> [spans | None]: redact.credential_spans."},
     {"might_hold_secret", might_hold_secret, METH_O,
      "might_hold_secret(raw) -> bool: prefilter.might_hold_secret."},
     {"join_hash", join_hash, METH_VARARGS,
@@ -1597,7 +1565,7 @@ static PyMethodDef module_methods[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_ctscan",
-    "CloudTrail delivery files into Arrow column buffers (ingestion's fast road).", -1,
+    "CloudTrail delivery files into Arrow column buffers (ingestion's C decoder).", -1,
     module_methods,
 };
 

@@ -3,7 +3,7 @@
  * prefilter.might_hold_secret is the reference and owns the needles; this copies them and must
  * flag exactly its records (tests/test_native.py compares the two on generated text, the
  * builder's flags on records, and the differential fuzzer on mutated ones). Which decoder owns
- * which rule: the header comment of _ctscan.c.
+ * which rule: docs/DECODERS.md.
  *
  * A needle is a word (ASCII letters, either case) and a rule for what must follow it: nothing
  * ("token"), a separator run and "key" ("api" key), the same not followed by "id" ("access"
@@ -123,7 +123,7 @@ static inline v16 folded16(const unsigned char *p) {
     return v | 0x20;
 }
 
-/* The portable road: every machine, and x86-64 without AVX2. */
+/* The portable version: every machine, and x86-64 without AVX2. */
 static int needles_16(const unsigned char *p, Py_ssize_t n) {
     Py_ssize_t i = 0;
     for (; i + 17 <= n; i += 16) {
@@ -149,7 +149,7 @@ static int needles_16(const unsigned char *p, Py_ssize_t n) {
 #include <immintrin.h>
 #define SECRETS_AVX2 1
 
-/* The AVX2 road ("Teddy", as in Hyperscan and Rust's aho-corasick, about 4x faster here): each
+/* The AVX2 version ("Teddy", as in Hyperscan and Rust's aho-corasick, about 4x faster here): each
  * needle owns a bit of one of two bytes (needle k: bit k % 8 of group k / 8), and per group four
  * 16-entry tables, looked up by the low and the high half of a byte (pshufb), give the needles
  * whose first anchor letter (lo1, hi1) or second (lo2, hi2) that half allows. A byte's two

@@ -6,7 +6,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-/* Once, at module init: the tables for this machine's road (AVX2 or not). */
+/* Once, at module init: the tables for this machine's version (AVX2 or not). */
 void secrets_init(void);
 
 /* prefilter.might_hold_secret without its last rule (a JSON string of 40 base64 characters):
@@ -39,8 +39,9 @@ static inline int secrets_base64_body(const unsigned char *s, Py_ssize_t n) {
 }
 
 /* The doubt words of a key (the text between its quotes, s[0 .. n)): 2 when it holds a word of
- * a key whose value the walk rewrites whatever it is, 1 when only "credential" or "access"
- * then "key" not followed by "id" (words whose object value the walk only looks into), else 0. */
+ * a key whose value the full redaction rewrites whatever it is, 1 when only "credential" or
+ * "access" then "key" not followed by "id" (words whose object value the full redaction only
+ * looks into), else 0. */
 int secrets_key_words(const unsigned char *s, Py_ssize_t n);
 
 /* The doubt words of a header line's name: the run of letters, digits, "_" and "-" that ends

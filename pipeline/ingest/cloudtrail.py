@@ -8,9 +8,10 @@ values, coalescing, regexes, outcomes) with Arrow kernels over whole columns.
 
 There is one extraction, not two: a record that does not fit the types (a number where a string
 belongs, ``requestParameters`` as a JSON string, ``userIdentity: null``) is decoded generically and
-``from_dict`` coerces it into the same ``Record`` with ``normalize``'s lenient rules, so both roads
-meet before any field is read. The structs are ``gc=False``: a chunk holds hundreds of thousands of
-them and none can be part of a cycle, so the cyclic collector has no reason to walk them.
+``from_dict`` coerces it into the same ``Record`` with ``normalize``'s lenient rules, so typed and
+generic decoding meet before any field is read. The structs are ``gc=False``: a chunk holds hundreds
+of thousands of them and none can be part of a cycle, so the cyclic collector has no reason to look
+at them.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ _DENIED = re.compile(r"(?i)accessdenied|unauthori[sz]ed|forbidden|notauthori[sz]
 
 # A key that makes a record something other than a plain CloudTrail record (a CloudWatch Logs
 # payload, a LookupEvents export, an envelope). Its type accepts no JSON value at all, so a record
-# carrying it fails typed decoding and takes the generic road in ``formats``, which knows them.
+# carrying it fails typed decoding and takes the generic decoding in ``formats``, which knows them.
 _Absent = Annotated[int, msgspec.Meta(ge=1, le=0)]
 _NotList = None | bool | int | float | str | dict[str, Any]
 _NotStr = None | bool | int | float | list[Any] | dict[str, Any]
@@ -152,7 +153,8 @@ class _DeliveryFile(msgspec.Struct, gc=False):
     Records: list[Record]
 
 
-# A number past a double in a field decoded as Any is kept (jsonnum), as the generic road keeps it.
+# A number past a double in a field decoded as Any is kept (jsonnum), as the generic decoding keeps
+# it.
 delivery_decoder = msgspec.json.Decoder(_DeliveryFile, float_hook=jsonnum.number)
 record_decoder = msgspec.json.Decoder(Record, float_hook=jsonnum.number)
 
@@ -167,8 +169,8 @@ class _SessionResponse(_Base, frozen=True, gc=False):
 
 
 class SessionRecord(_Base, frozen=True, gc=False):
-    """What ``assumed_session`` reads of a ``Record``, typed alike: decoding a record the compiled
-    road took (so ``Record`` would take it) into this gives the same values, for less."""
+    """What ``assumed_session`` reads of a ``Record``, typed alike: decoding a record the C
+    decoder took (so ``Record`` would take it) into this gives the same values, for less."""
 
     eventName: str | None = None
     errorCode: str | None = None
@@ -180,7 +182,7 @@ session_decoder = msgspec.json.Decoder(SessionRecord, float_hook=jsonnum.number)
 
 
 def from_dict(rec: dict[str, Any]) -> Record:
-    """The generic road: any decoded CloudTrail dict as a ``Record``, by normalize's rules."""
+    """The generic decoding: any decoded CloudTrail dict as a ``Record``, by normalize's rules."""
     ident = as_object(rec.get("userIdentity"))
     session = as_object(ident.get("sessionContext"))
     params = as_object(rec.get("requestParameters"))
@@ -360,7 +362,7 @@ def values(
 ) -> tuple[dict[str, pa.Array], dict[str, pa.Array], pa.Array, dict[str, pa.Array]]:
     """What ``finish`` takes: the ``VALUE_FIELDS`` (as_text's blank rule applied), the
     ``TARGET_FIELDS`` as ``_targets`` gives them, whether a console login failed, and the
-    ``NAME_FIELDS`` of assumed-role ARNs. The compiled road (``_ctscan.c``) gives the same four
+    ``NAME_FIELDS`` of assumed-role ARNs. The C decoder (``_ctscan.c``) gives the same four
     from the file's bytes."""
     n = len(recs)
     ids = [r.userIdentity for r in recs]
@@ -503,7 +505,7 @@ def finish(
 
 def name_users(cols: dict[str, pa.Array], raw: pa.Array) -> None:
     """``actor_principal`` of the rows ``finish`` left unnamed (``_unnamed_user``, which it
-    takes out of ``cols``), from each record's text: both roads meet here."""
+    takes out of ``cols``), from each record's text: both decoders meet here."""
     unnamed = cols.pop("_unnamed_user")
     if not pc.any(unnamed).as_py():
         return

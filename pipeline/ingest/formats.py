@@ -10,7 +10,7 @@ Lambda authorizer (Powertools Logger) lines. Names lie; content does not.
 ``split`` yields ``Item``s: a record with its kind, decoded object and raw bytes, a digest, or a
 quarantine entry with its reason. Nothing is skipped without an item saying so.
 
-``typed_cloudtrail`` is the fast road for the bulk of the data, clean CloudTrail delivery files:
+``typed_cloudtrail`` is the fast path for the bulk of the data, clean CloudTrail delivery files:
 the whole file decodes in one msgspec call into typed records (``cloudtrail.Record``) plus each
 record's raw bytes. Any file it declines takes ``split``, with the same outcome record by record.
 """
@@ -247,14 +247,21 @@ def _line(line: bytes, position: int, limit: int, kind_of: LineKind) -> Iterator
         yield Item(QUARANTINE, position, None, line, "not_json", f"line starts {text!r}")
 
 
+def delivery_body(data: bytes) -> bytes | None:
+    """The text of what looks like a CloudTrail delivery file (``{"Records": ...}`` after a byte
+    order mark and white space), or None: the one test of it, for both decoders."""
+    body = data.lstrip(b"\xef\xbb\xbf \t\r\n")
+    return body if body.startswith(b"{") and b'"Records"' in body[:4096] else None
+
+
 def typed_cloudtrail(data: bytes) -> tuple[list[cloudtrail.Record], list[msgspec.Raw]] | None:
     """A clean CloudTrail delivery file's records and raw bytes, or None to go through ``split``.
 
     Clean: valid UTF-8, every record fits ``cloudtrail.Record`` (which refuses envelope and
     CloudWatch keys) and names an event, so ``split`` would classify each as CLOUDTRAIL as is.
     """
-    body = data.lstrip(b"\xef\xbb\xbf \t\r\n")
-    if not (body.startswith(b"{") and b'"Records"' in body[:4096]):
+    body = delivery_body(data)
+    if body is None:
         return None
     try:
         body.decode("utf-8")
@@ -281,7 +288,7 @@ def split(data: bytes, limit: int, kind_of: LineKind = default_line_kind) -> Ite
         if b"\n" not in body.rstrip():
             yield Item(QUARANTINE, -1, None, data, "invalid_utf8", str(exc))
             return
-    if body.startswith(b"{") and b'"Records"' in body[:4096]:
+    if delivery_body(body) is not None:
         records: list[msgspec.Raw] | list[bytes] | None
         try:
             records = _records_decoder.decode(body).Records

@@ -5,13 +5,12 @@ that overflows a double ("number is infinity when parsed as double": ``1e400``, 
 integer with a fraction) and msgspec refuses it in a field it decodes ("Number out of range").
 A record is data, and ``requestParameters`` echo what a caller sent: one such number must not cost
 the record (a caller could otherwise keep its own calls out of the lake, and so out of every
-detector, and the compiled road, which checks a number's spelling and never its value, would keep
+detector, and the C decoder, which checks a number's spelling and never its value, would keep
 them anyway). So every reader in ingestion takes it, as an ``orjson.Fragment`` of its own text:
 orjson writes a fragment back verbatim (a redacted record keeps the number as it came) and
 ``normalize.as_text`` gives its text as written.
 
-Which decoder owns which rule is written down in one place: the header comment of
-``_ctscan.c``.
+Which decoder owns which rule is written down in one place: docs/DECODERS.md.
 """
 
 from __future__ import annotations
@@ -51,10 +50,10 @@ def loads(data: bytes | str) -> Any:
         if not str(exc).startswith("number is infinity"):
             raise
         error = exc
-    # msgspec checks what orjson checks (UTF-8, escapes, surrogates, the grammar) and hands the
-    # text of each number with a fraction or an exponent to ``number``. Rare (a record holding
-    # such a number), so a second parse costs nothing worth measuring. Python's recursion limit
-    # bounds msgspec's nesting and the walk below: room for orjson's 1,024 levels, for this call
+    # msgspec checks what orjson checks (UTF-8, escapes, surrogates, the grammar) and hands the text
+    # of each number with a fraction or an exponent to ``number``. Rare (a record holding such a
+    # number), so a second parse costs nothing worth measuring. Python's recursion limit bounds
+    # msgspec's nesting and the recursion below: room for orjson's 1,024 levels, for this call
     # (ingestion decodes in one thread per process).
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(limit + _DEPTH + 100)

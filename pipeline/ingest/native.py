@@ -5,7 +5,7 @@ Ingestion reads CloudTrail delivery files by two decoders: the compiled one, and
 compiled one takes a file only when it reads it exactly as the Python one does, and hands anything
 unusual back. Which decoder owns which rule (fields, numbers, strings, the secret pre-filter,
 credential spans, the record hash, depth), and what keeps them equal (tests/test_native.py, the
-differential fuzzer in tests/fuzz/), is written in one place: the header comment of ``_ctscan.c``.
+differential fuzzer in tests/fuzz/), is written in one place: docs/DECODERS.md.
 
 ``pip install`` compiles the extension (a C compiler is part of the machine's set-up). Without it,
 or with ``TENANTWATCH_NATIVE=0`` in the environment, every file takes the Python decoder, which
@@ -58,7 +58,7 @@ def decoder() -> str:
 
 
 def builder() -> object | None:
-    """A fresh ``_ctscan.Builder`` when the fast road is on, else None."""
+    """A fresh ``_ctscan.Builder`` when the C decoder is on, else None."""
     return _ctscan.Builder() if _ctscan is not None and enabled() else None
 
 
@@ -104,7 +104,7 @@ def join_hash(columns: list[pa.Array]) -> bytes | None:
 def credential_spans(
     raws: list[bytes], credential_keys: tuple[bytes, ...]
 ) -> list[tuple[int, ...] | None] | None:
-    """``redact._credential_spans`` compiled (``_credentials.c``), or None when the compiled road
+    """``redact.credential_spans`` compiled (``_credentials.c``), or None when the C decoder
     is off."""
     if _ctscan is None or not enabled():
         return None
@@ -115,7 +115,7 @@ def credential_spans(
 
 def might_hold_secret(raw: bytes, reference: Callable[[bytes], bool]) -> bool:
     """``prefilter.might_hold_secret`` compiled (``_secrets.c``); ``reference`` (the Python one)
-    when the compiled road is off."""
+    when the C decoder is off."""
     if _ctscan is None or not enabled():
         return reference(raw)
     found: bool = _ctscan.might_hold_secret(raw)

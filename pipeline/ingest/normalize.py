@@ -130,7 +130,7 @@ def synthetic_id(raw: bytes) -> str:
 
 def record_hashes(columns: dict[str, pa.Array]) -> pa.Array:
     """``record_hash`` per row: XXH64 of the ``HASHED_FIELDS`` joined by 0x1F (a null as 0x00, so
-    it differs from ""), as 16 hex digits. The compiled road hashes the columns where they are;
+    it differs from ""), as 16 hex digits. The C decoder hashes the columns where they are;
     else Arrow joins them and only the digest is a Python call per row."""
     parts = [columns[f].cast(pa.string()) for f in HASHED_FIELDS]
     direct = native.join_hash(parts)

@@ -1,8 +1,8 @@
 """Which records might hold a secret: the pre-filter over a record's bytes.
 
-Most records carry no secret, so the redactor walks only those this says might: a record holds
-none of the secret keys (``secretkeys``) nor a secret of a known shape (``shapes``) nor a URL
-secret (``urlparams``) unless it holds, in ASCII letters of any case,
+Most records carry no secret, so the redactor decodes and redacts only those this says might: a
+record holds none of the secret keys (``secretkeys``) nor a secret of a known shape (``shapes``) nor
+a URL secret (``urlparams``) unless it holds, in ASCII letters of any case,
 
 - one of ``WORDS``: every secret key holds one whole (``token``, ``secret``, ``pass``,
   ``authorization``, ``private``, ``cookie``, ``credential``), and so do a Bearer or Basic
@@ -118,6 +118,6 @@ def flag_secrets(raw: pa.Array) -> pa.Array:
 
 
 def flagged(raw: bytes) -> bool:
-    """``might_hold_secret``, compiled when the compiled road is on (``native``): the redactor
+    """``might_hold_secret``, compiled when the C decoder is on (``native``): the redactor
     asks it of every access-log and authorizer line and of every record it is given."""
     return native.might_hold_secret(raw, might_hold_secret)

@@ -98,6 +98,6 @@ def kept(
 
 
 def too_large(uri: str, position: int, raw: bytes | pa.Buffer, keep: int) -> Quarantined:
-    """A record over ``max_record_bytes`` (``keep``), alike by every road."""
+    """A record over ``max_record_bytes`` (``keep``), alike by both decoders."""
     detail = f"over ingest.max_record_bytes ({keep:,})"
     return kept(uri, position, "record_too_large", detail, raw, keep)

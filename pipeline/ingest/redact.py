@@ -12,19 +12,19 @@ secret's shape wherever it is (``shapes``: Bearer credentials, JWTs, PEM private
 secret keys, header lines).
 
 Most records carry no secret at all, so only a record the pre-filter flags (``prefilter``) is
-parsed and walked. The commonest flagged record is an ``AssumeRole`` whose response carries a
-session token and a secret key. Walking its decoded tree in Python costs ~25 us;
-``_credentials_only`` instead edits the two values in the record's own bytes and proves, with
-one RE2 pass per chunk, that the walk would have changed nothing else, falling back to the walk
-whenever it cannot (``redact_many``). The edited record keeps its original spelling (spaces,
-escapes) where the walk would re-spell it as orjson does: the two decode to the same value, and
-that is what the tests hold it to.
+decoded and redacted value by value (``redact_raw``: the full redaction). The commonest flagged
+record is an ``AssumeRole`` whose response carries a session token and a secret key. Redacting its
+decoded tree in Python costs ~25 us; ``_credentials_only`` instead edits the two values in the
+record's own bytes and proves, with one RE2 pass per chunk, that the full redaction would have
+changed nothing else, falling back to it whenever it cannot (``redact_many``). The edited record
+keeps its original spelling (spaces, escapes) where the full redaction would re-spell it as orjson
+does: the two decode to the same value, and that is what the tests hold it to.
 
 Secrets also hide inside string values: some pipelines deliver ``requestParameters`` as a JSON
-string, and free text can quote ``"key": "value"`` pairs. The walk looks inside a string that
-holds a quote and that the pre-filter flags (``_redact_string``). Records that are not JSON at
-all (the quarantine) only get patterns (``scrub_bytes``), which fingerprint a value as the walk
-does, so an analyst can match one secret across the lake and the quarantine.
+string, and free text can quote ``"key": "value"`` pairs. The full redaction looks inside a string
+that holds a quote and that the pre-filter flags (``_redact_string``). Records that are not JSON at
+all (the quarantine) only get patterns (``scrub_bytes``), which fingerprint a value as the full
+redaction does, so an analyst can match one secret across the lake and the quarantine.
 """
 
 from __future__ import annotations
@@ -47,9 +47,9 @@ _FINGERPRINT = FINGERPRINT_BYTES
 # Credentials as compact JSON spells them (as CloudTrail and orjson write them). A key starts
 # right after "{" or "," (inside a string every quote is escaped, so neither pair occurs there).
 _CREDENTIAL_KEYS = (b'"sessionToken":"', b'"secretAccessKey":"')
-# What, outside the credentials, sends a record to the walk (a superset of what the walk would
-# change; RE2's case folding is a superset of str.lower()'s on ASCII, and the records here are
-# ASCII):
+# What, outside the credentials, sends a record to the full redaction (a superset of what it
+# would change; RE2's case folding is a superset of str.lower()'s on ASCII, and the records here
+# are ASCII):
 # - a key (quoted text, white space, a colon) holding a word of a secret key or a query key;
 #   "credential", and "access" then "key" not followed by "id", only where the value does not
 #   open an object (AssumeRole's "credentials" holds the key id and the two values edited here;
@@ -187,7 +187,8 @@ def _member(key: str, value: Any) -> Any:
 
 
 def _weak(value: Any) -> Any:
-    """Under a WEAK key: strings are secrets, except access key ids; objects are walked."""
+    """Under a WEAK key: strings are secrets, except access key ids; objects are searched key by
+    key."""
     if isinstance(value, str):
         if not value or urlparams.ACCESS_KEY_ID.match(value):
             return value
@@ -260,7 +261,7 @@ def redact_many(raws: Sequence[bytes]) -> list[bytes]:
     faster for AssumeRole credentials: the result decodes to the same value.
 
     A record whose only secrets are sessionToken / secretAccessKey strings has them replaced in
-    its own bytes, with no parse and no re-serialisation (``_credential_spans`` finds them and
+    its own bytes, with no parse and no re-serialisation (``credential_spans`` finds them and
     proves nothing else would change; the compiled module does the same search, ``native``);
     the rest take ``redact_raw``. (Bytes that are not JSON lose their secrets too, though not
     always as ``redact_raw``'s.)
@@ -268,7 +269,7 @@ def redact_many(raws: Sequence[bytes]) -> list[bytes]:
     raws = list(raws)
     found = native.credential_spans(raws, _CREDENTIAL_KEYS)
     if found is None:
-        found = _credential_spans(raws)
+        found = credential_spans(raws)
     return [
         redact_raw(raw) if spans is None else _fingerprinted(raw, spans)
         for raw, spans in zip(raws, found, strict=True)
@@ -286,12 +287,12 @@ def _fingerprinted(raw: bytes, spans: tuple[int, ...]) -> bytes:
     return b"".join(out)
 
 
-def _credential_spans(raws: list[bytes]) -> list[tuple[int, ...] | None]:
+def credential_spans(raws: list[bytes]) -> list[tuple[int, ...] | None]:
     """Per record: where its sessionToken / secretAccessKey string values are (start, end, ...,
-    between their quotes), or None when the walk must take it: no such values, a record that is
-    not ASCII or not JSON, or anything outside them the walk might change (the doubt pattern;
-    one RE2 pass over all records at once, since a Python search per record and key costs as
-    much as the walk it saves). The reference for ``_credentials.c``."""
+    between their quotes), or None when the full redaction must take it: no such values, a record
+    that is not ASCII or not JSON, or anything outside them the full redaction might change (the
+    doubt pattern; one RE2 pass over all records at once, since a Python search per record and key
+    costs as much as the full redaction it saves). The reference for ``_credentials.c``."""
     out: list[tuple[int, ...] | None] = [None] * len(raws)
     found: list[tuple[int, tuple[int, ...], bytes]] = []  # (index, spans, the bytes outside)
     for i, raw in enumerate(raws):
@@ -303,8 +304,8 @@ def _credential_spans(raws: list[bytes]) -> list[tuple[int, ...] | None]:
     if found:
         outside = _binary([f[2] for f in found])
         doubt = pc.match_substring_regex(outside, _DOUBT_PATTERN)
-        for (i, spans, _), walk in zip(found, doubt.to_pylist(), strict=True):
-            out[i] = None if walk else spans
+        for (i, spans, _), doubtful in zip(found, doubt.to_pylist(), strict=True):
+            out[i] = None if doubtful else spans
     return out
 
 
@@ -331,7 +332,7 @@ def _credentials_only(raw: bytes) -> tuple[tuple[int, ...], bytes] | None:
                 start = at + len(key)
                 end = _string_end(raw, start)
                 # Only a key that opens or follows a member; any other stays in the bytes
-                # outside, where the doubt pattern sends the record to the walk.
+                # outside, where the doubt pattern sends the record to the full redaction.
                 if raw[at - 1] in b"{,":
                     spans.append((at, start, end))
                 at = raw.find(key, end)
@@ -376,8 +377,8 @@ def _fingerprint_json_string(body: bytes) -> bytes:
 def scrub_bytes(raw: bytes) -> bytes:
     """Best effort for bytes that may not be JSON (quarantined records): the string values of
     secret keys (``_scrub_pairs``), URL secrets, then secrets of a known shape, fingerprinted by
-    pattern as the walk would. Scrubbing twice changes nothing, as a record the walk redacted
-    may come here."""
+    pattern as the full redaction would. Scrubbing twice changes nothing, as a record the full
+    redaction redacted may come here."""
     if not prefilter.flagged(raw):
         return raw
     raw = shapes.scrub_settings_bytes(_scrub_pairs(raw))
@@ -406,7 +407,7 @@ def _scrub_pairs(data: bytes) -> bytes:
         if m.group(3) is not None:
             at = start
             if kind is Kind.WEAK and m.group(3) == b"{":
-                continue  # walked key by key, as the walk does: the search goes on inside
+                continue  # key by key, as the full redaction does: the search goes on inside
             found, stop = _scrub_container(data, start, escape, kind)
             out += (data[pos:start], found)
             pos = at = stop
@@ -426,10 +427,10 @@ def _scrub_pairs(data: bytes) -> bytes:
 
 
 def _scrub_container(data: bytes, start: int, escape: int, kind: Kind) -> tuple[bytes, int]:
-    """The list or object whose text starts at ``start`` (after its bracket) under a secret or
-    query key, with the string values the walk would not leave fingerprinted, and where it ends
-    (the end of the text when it does not). The walk fingerprints a STRONG key's list or object
-    whole, as orjson spells it; bytes spelled otherwise cannot give that fingerprint, so here
+    """The list or object whose text starts at ``start`` (after its bracket) under a secret or query
+    key, with the string values the full redaction would not leave fingerprinted, and where it ends
+    (the end of the text when it does not). The full redaction fingerprints a STRONG key's list or
+    object whole, as orjson spells it; bytes spelled otherwise cannot give that fingerprint, so here
     each string in it gets its own: the secret is gone either way."""
     out: list[bytes] = []
     pos = start
@@ -520,10 +521,10 @@ def _value_end(data: bytes, start: int, escape: int) -> int | None:
 
 
 def _fingerprint_found(body: bytes, escape: int, ended: bool) -> bytes:
-    """The fingerprint a value found by pattern gets: the walk's, of its text decoded once per
-    level of nesting (``escape`` backslashes: 0 once, 1 twice, 3 three times); of its bytes when
-    it does not end or does not decode. An empty value, or one that already is a fingerprint,
-    stays as it is."""
+    """The fingerprint a value found by pattern gets: the full redaction's, of its text decoded once
+    per level of nesting (``escape`` backslashes: 0 once, 1 twice, 3 three times); of its bytes when
+    it does not end or does not decode. An empty value, or one that already is a fingerprint, stays
+    as it is."""
     if not body or _FINGERPRINT.fullmatch(body):
         return body
     secret = body

@@ -43,7 +43,16 @@ from pipeline.ingest.lookups import load_lookups
 from pipeline.ingest.quarantine import Quarantined
 from pipeline.ingest.reading import Reading
 from pipeline.ingest.sources import InputRef, LogPosition, list_inputs
-from pipeline.lake import Lake, event_partition
+from pipeline.lake import (
+    STATE_DIGESTS,
+    STATE_INGESTED,
+    STATE_LOGS,
+    STATE_SESSIONS,
+    Lake,
+    event_partition,
+    quarantine_file,
+    state_file,
+)
 
 __all__ = ["Batch", "Decoded", "Ingestor", "Summary", "decode_batch", "ingest", "make_batches"]
 
@@ -118,9 +127,9 @@ class Ingestor:
         self._load_state()
 
     def _load_state(self) -> None:
-        for t in self.lake.read_tables("_state/ingested", ["identity"]):
+        for t in self.lake.read_tables(STATE_INGESTED, ["identity"]):
             self.done.update(t["identity"].to_pylist())
-        for t in self.lake.read_tables("_state/sessions"):
+        for t in self.lake.read_tables(STATE_SESSIONS):
             # A file holds one batch's sessions; an access key id's rows in it are one session.
             keys = t["access_key_id"]
             session = pc.index_in(keys, value_set=pc.unique(keys)).cast(pa.int32())
@@ -203,12 +212,11 @@ class Ingestor:
         d, batch_id = p.decoded, p.plan.batch_id
         if written != p.ingested:
             raise RuntimeError(f"batch {batch_id}: {written} rows written, {p.ingested} planned")
-        own = f"part-{batch_id}.parquet"
         if p.quarantine:
-            self.lake.write_table(f"quarantine/{own}", _quarantine_table(p.quarantine))
+            self.lake.write_table(quarantine_file(batch_id), _quarantine_table(p.quarantine))
         if d.digests:
             self.lake.write_table(
-                f"_state/digests/{batch_id}.parquet",
+                state_file(STATE_DIGESTS, batch_id),
                 pa.Table.from_pylist(
                     [dict(zip(DIGESTS.names, x, strict=True)) for x in d.digests], DIGESTS
                 ),
@@ -216,9 +224,9 @@ class Ingestor:
         # What the batch's AssumeRole* calls taught: the sessions' tags and their origins.
         state = pa.concat_tables([tenancy.state_rows(d.sessions), p.origins])
         if state.num_rows:
-            self.lake.write_table(f"_state/sessions/{batch_id}.parquet", state)
+            self.lake.write_table(state_file(STATE_SESSIONS, batch_id), state)
         self.lake.write_table(
-            f"_state/ingested/{batch_id}.parquet",
+            state_file(STATE_INGESTED, batch_id),
             pa.Table.from_pylist(
                 [
                     {
@@ -381,7 +389,7 @@ LOG_POSITIONS = pa.schema([("uri", _S), ("timestamp_ms", pa.int64()), ("ids", pa
 
 
 def _load_positions(lake: Lake) -> dict[str, LogPosition]:
-    t = lake.read_all("_state/logs", LOG_POSITIONS)
+    t = lake.read_all(STATE_LOGS, LOG_POSITIONS)
     return {
         uri: LogPosition(ts, tuple(ids))
         for uri, ts, ids in zip(*(t[c].to_pylist() for c in LOG_POSITIONS.names), strict=True)
@@ -391,7 +399,7 @@ def _load_positions(lake: Lake) -> dict[str, LogPosition]:
 def _save_position(lake: Lake, uri: str, pos: LogPosition) -> None:
     name = hashlib.sha256(uri.encode()).hexdigest()[:24]
     row = {"uri": uri, "timestamp_ms": pos.timestamp_ms, "ids": list(pos.ids_at_timestamp)}
-    lake.write_table(f"_state/logs/{name}.parquet", pa.Table.from_pylist([row], LOG_POSITIONS))
+    lake.write_table(state_file(STATE_LOGS, name), pa.Table.from_pylist([row], LOG_POSITIONS))
 
 
 def _cpu_times() -> tuple[float, float]:

@@ -11,7 +11,7 @@ between words: the pre-filter looks for each word whole, so ``to-ken`` is no tok
   becomes one fingerprint.
 - ``WEAK``: words that name a secret or a holder of secrets (``credentials``, ``accessKey``,
   ``cookies``, ``tokens``): a string (or each string of a list) is a secret, an object is
-  walked key by key (AssumeRole's ``credentials`` holds the access key id, which tenant
+  searched key by key (AssumeRole's ``credentials`` holds the access key id, which tenant
   attribution joins on), and numbers and booleans stay (``maxTokens: 512``). An access key id
   under such a name stays too: it is an identifier, not what unlocks it.
 - ``QUERY``: the value is URL query parameters, as an object (``queryStringParameters``,

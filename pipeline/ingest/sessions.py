@@ -22,7 +22,8 @@ from typing import TypeAlias
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.ingest import arrowops, timeparse
+from pipeline import timeparse
+from pipeline.ingest import arrowops
 
 _S = pa.string()
 _TS = pa.timestamp("us", tz="UTC")

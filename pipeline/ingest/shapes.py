@@ -17,11 +17,11 @@
   to the end of the line.
 
 A value already fingerprinted is not matched again, so scrubbing twice changes nothing (the
-quarantine scrubs records the walk has redacted). ``scrub_text`` and ``scrub_settings`` work on
-decoded text (the walk's strings, the normalized columns), ``scrub_bytes`` and
+quarantine scrubs records the full redaction has redacted). ``scrub_text`` and ``scrub_settings``
+work on decoded text (the strings of a decoded record, the normalized columns), ``scrub_bytes`` and
 ``scrub_settings_bytes`` on bytes that may not be JSON (the
 quarantine), where a value is fingerprinted as its text decoded once: the same fingerprint as
-the walk gives it.
+the full redaction (``redact.redact_raw``) gives it.
 """
 
 from __future__ import annotations

@@ -105,7 +105,7 @@ def _folder(
 
 
 def _date_roots(client: Any, bucket: str, prefix: str, depth: int = 0) -> Iterator[str]:
-    """Prefixes whose children are year folders (``.../CloudTrail/us-east-1/``), found by walking
+    """Prefixes whose children are year folders (``.../CloudTrail/us-east-1/``), found by listing
     the delimiter listing a few levels down; AWSLogs/<org>/<account>/CloudTrail/<region>/ is 5."""
     pages = client.get_paginator("list_objects_v2").paginate(
         Bucket=bucket, Prefix=prefix, Delimiter="/"

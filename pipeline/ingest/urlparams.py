@@ -188,7 +188,7 @@ def secret_param(name: str, value: str) -> bool:
 
 def scrub_bytes(data: bytes) -> bytes:
     """``scrub_text`` for bytes that may not be JSON, escapes and all. A value is fingerprinted
-    as its text decoded once: the walk's fingerprint for a record's own strings."""
+    as its text decoded once: the full redaction's fingerprint for a record's own strings."""
     if b"@" in data:
         data = _USERINFO_BYTES.sub(_replace_password_bytes, data)
     if b"=" not in data and b"\\u003" not in data:

@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline.config import parse_config
-from pipeline.ingest import native, prefilter, redact
+from pipeline.ingest import formats, native, prefilter, redact
 from pipeline.ingest.decode import Batch, Decoded, decode_batch
 from pipeline.ingest.reading import Reading
 from pipeline.ingest.sources import InputRef
@@ -144,7 +144,7 @@ def helpers_differ(files: list[bytes] | tuple[bytes, ...], decoded: Any) -> tupl
     rows = decoded.rows if isinstance(decoded, Decoded) else None
     raws = [*files, *(r.encode() for r in rows["raw"].to_pylist()[:64])] if rows else [*files]
     got = native._ctscan.credential_spans(raws, redact._CREDENTIAL_KEYS)
-    want = redact._credential_spans(raws)
+    want = redact.credential_spans(raws)
     if got != want:
         i = next(i for i, (a, b) in enumerate(zip(got, want, strict=True)) if a != b)
         return "credential_spans", f"text {i}: compiled {got[i]}; python {want[i]}"
@@ -163,9 +163,9 @@ def helpers_differ(files: list[bytes] | tuple[bytes, ...], decoded: Any) -> tupl
 
 
 def taken(data: bytes) -> bool:
-    """Would the compiled road take this file (as ``decode._Rows.native_file`` asks it)?"""
-    body = data.lstrip(b"\xef\xbb\xbf \t\r\n")
-    if native._ctscan is None or not (body.startswith(b"{") and b'"Records"' in body[:4096]):
+    """Would the C decoder take this file (as ``rows.CFiles.accepts`` asks it)?"""
+    body = formats.delivery_body(data)
+    if native._ctscan is None or body is None:
         return False
     try:
         body.decode("utf-8")

@@ -34,6 +34,20 @@ def parse_one(text: str) -> datetime | None:
     return dt if dt is not None and _MIN <= dt < _MAX else None
 
 
+def as_time(value: datetime | str | None) -> datetime | None:
+    """An ISO date or date-time given by a person (``--since``, a notebook's window), or a
+    datetime, as an aware UTC datetime (no zone: UTC); None stays None. A ``ValueError`` for text
+    no format accepts."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    parsed = parse_one(value)
+    if parsed is None:
+        raise ValueError(f"expected an ISO date or date-time, got {value!r}")
+    return parsed
+
+
 def _parse(s: str) -> datetime | None:
     if not s:
         return None
