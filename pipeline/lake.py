@@ -1,6 +1,6 @@
 """The lake: one root, local or ``s3://bucket/prefix``, through ``pyarrow.fs``.
 
-Layout (DESIGN.md "The lake")::
+Layout (docs/ARCHITECTURE.md, "The lake")::
 
     events/source=<source>/date=YYYY-MM-DD/hour=HH/part-<batch id>.parquet
     quarantine/part-<batch id>.parquet

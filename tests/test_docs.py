@@ -41,3 +41,14 @@ def test_both_readmes_name_every_message_attribute_a_notification_carries() -> N
         missing = sorted(n for n in names if f"`{n}`" not in text)
         assert not missing, f"{doc} does not name the attributes {missing}"
         assert "`tenant` attribute" not in text and "and `tenant` " not in text
+
+
+def test_the_alert_package_docstring_names_exactly_its_modules() -> None:
+    import pkgutil
+    import re
+
+    from pipeline import alert
+
+    modules = {m.name for m in pkgutil.iter_modules(alert.__path__)}
+    named = set(re.findall(r"``(\w+)``", alert.__doc__ or ""))
+    assert named == modules
