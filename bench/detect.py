@@ -116,7 +116,7 @@ def hour_table(pop: Population, hour: int, per_hour: int, seed: int) -> dict[str
 
 
 def anomalies(pop: Population) -> list[dict[str, object]]:
-    """What the window hides: an enumeration walk, a stolen session spreading to new tenants,
+    """What the window hides: tenant ids tried in order, a stolen session spreading to new tenants,
     a denial burst against one tenant, and a success in a foreign tenant."""
     rows: list[dict[str, object]] = []
     evil = f"arn:aws:sts::{ACCOUNT}:assumed-role/tenant-app/u99999"

@@ -194,11 +194,11 @@ def main(args: argparse.Namespace) -> None:
     most = f"the most for 2 processes: speed-up {speedup(close[pair], 2)}"
     both.note = "; ".join(filter(None, [both.note, most]))
     results = [one, two, both]
-    # What the compiled road (pipeline/ingest/_ctscan.c) buys: the same run on the Python road.
+    # What the compiled decoder (pipeline/ingest/_ctscan.c) buys: the same run with the Python one.
     cmd = [*ingest_cmd("lake-py", 1), "--json"]
-    python_road = measure("tenantwatch, Python road", cmd, n, env={"TENANTWATCH_NATIVE": "0"})
-    python_road.note = "TENANTWATCH_NATIVE=0, --workers 1"
-    results.append(python_road)
+    python_decoder = measure("tenantwatch, Python decoder", cmd, n, env={"TENANTWATCH_NATIVE": "0"})
+    python_decoder.note = "TENANTWATCH_NATIVE=0, --workers 1"
+    results.append(python_decoder)
     results.append(duck)
     cmd = [*peer, "duckdb-fields", str(trail), str(work / "f.parquet")]
     results.append(measure("duckdb, fields only (no raw)", cmd, n))

@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/run.py [--only NAME] [--records N] [--events N] [--data DIR]
 
-``BENCHMARKS`` is the registry: a name and a function taking the parsed options. See README.md.
+``BENCHMARKS`` is the registry: a name and a function taking the parsed options. See
+bench/README.md.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
         "--records",
         type=int,
         default=500_000,
-        help="CloudTrail records to ingest (default 500,000: the size the targets are set for)",
+        help="CloudTrail records to ingest (default 500,000: the size bench/README.md quotes)",
     )
     ap.add_argument(
         "--events",

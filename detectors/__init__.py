@@ -1,4 +1,4 @@
-"""Detectors: one module per detector and an explicit registry (see DESIGN.md "Detectors").
+"""Detectors: one module per detector and an explicit registry (docs/ARCHITECTURE.md, "Detectors").
 
 The registry maps each detector id (== its module name == the ``detector`` value of its findings
 == its test file) to ``"module:Class"``. Nothing is imported until a detector is asked for, so

@@ -1,6 +1,7 @@
 """The lake: one root, local or ``s3://bucket/prefix``, through ``pyarrow.fs``.
 
-Its layout is named here and nowhere else (the constants and ``*_file`` functions below)::
+Its layout is named here and nowhere else (the constants and ``*_file`` functions below;
+docs/ARCHITECTURE.md, "The lake")::
 
     events/source=<source>/date=YYYY-MM-DD/hour=HH/part-<batch id>.parquet   normalized events
     quarantine/part-<batch id>.parquet     records that could not become events, with the reason

@@ -1,4 +1,4 @@
-"""Pinned Arrow schemas: the contracts between stages (DESIGN.md "Normalized events").
+"""Pinned Arrow schemas: the contracts between stages (docs/ARCHITECTURE.md, "Contracts").
 
 Every source becomes rows of ``EVENTS``; a batch is checked against it where it crosses into the
 lake, so a column can never silently change type because of what one batch held. Types are the
@@ -73,8 +73,9 @@ def empty(schema: pa.Schema) -> pa.Table:
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 _TS = pa.timestamp("us", tz="UTC")
 
-# One row per finding, the same for every detector (DESIGN.md "Detectors"). ``finding_id`` is a
-# content hash of detector id + group key + window, so re-running a window gives the same ids.
+# One row per finding, the same for every detector (docs/ARCHITECTURE.md, "Contracts").
+# ``finding_id`` is a content hash of detector id + group key + window, so re-running a window
+# gives the same ids.
 FINDINGS = pa.schema(
     [
         pa.field("finding_id", _S, nullable=False),

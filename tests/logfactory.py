@@ -106,6 +106,40 @@ def assume_role(
     return rec
 
 
+def identity(account: str, role: str, key: str, session: str = "s") -> dict[str, Any]:
+    """The ``userIdentity`` of a session of ``role`` in ``account`` (access key ``key``)."""
+    return {
+        "type": "AssumedRole",
+        "principalId": f"AROAEXAMPLE:{session}",
+        "arn": f"arn:aws:sts::{account}:assumed-role/{role}/{session}",
+        "accountId": account,
+        "accessKeyId": key,
+        "sessionContext": {
+            "sessionIssuer": {
+                "type": "Role",
+                "arn": f"arn:aws:iam::{account}:role/{role}",
+                "accountId": account,
+                "userName": role,
+            }
+        },
+    }
+
+
+def assume(caller: dict[str, Any], into: str, role: str, new_key: str, time: str) -> dict[str, Any]:
+    """An AssumeRole by ``caller`` of ``role`` in account ``into``, as the caller's account
+    logs it."""
+    rec = ct("AssumeRole", time=time, key=None, userIdentity=caller)
+    rec.update(
+        eventSource="sts.amazonaws.com",
+        recipientAccountId=caller["accountId"],
+        requestParameters={"roleArn": f"arn:aws:iam::{into}:role/{role}", "roleSessionName": "s"},
+        responseElements={
+            "credentials": {"accessKeyId": new_key, "expiration": "Nov 16, 2026, 11:59:00 AM"}
+        },
+    )
+    return rec
+
+
 def access_log(
     *,
     tenant_path: str = "t0001",

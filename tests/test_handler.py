@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,40 +18,12 @@ from pipeline.errors import ConfigError
 from pipeline.runs import Budget, Lease, PipelineStages, RunSettings, run_scheduled
 from tests import logfactory as lf
 from tests.conftest import REPO
+from tests.fakes import FakeContext, object_created, scheduler_event
 from tests.pooled import pooled_config
 
 DAY = "2026/11/16"
 T0 = datetime(2026, 11, 16, 10, tzinfo=UTC)
 HOUR = timedelta(hours=1)
-
-
-@dataclass
-class FakeContext:
-    """What Powertools reads from a Lambda context, with a remaining time we control."""
-
-    remaining: Callable[[], int] = lambda: 900_000
-    function_name: str = "tenantwatch-scheduled"
-    memory_limit_in_mb: int = 3008
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:tw"
-    aws_request_id: str = "c0ffee00-0000-4000-8000-000000000001"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining()
-
-
-def scheduler_event(when: datetime, execution_id: str = "e-1") -> dict[str, Any]:
-    """What the stack's Scheduler target sends (infra/template.yaml, placeholders filled)."""
-    return {
-        "version": "0",
-        "id": execution_id,
-        "detail-type": "Scheduled Event",
-        "source": "aws.scheduler",
-        "account": "123456789012",
-        "time": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "region": "us-east-1",
-        "resources": ["arn:aws:scheduler:us-east-1:123456789012:schedule/default/tw-tick"],
-        "detail": {"attempt": "1"},
-    }
 
 
 def trail_file(root: Path, name: str, records: list[dict[str, Any]]) -> Path:
@@ -142,29 +113,6 @@ def test_s3_notification_keys_are_url_decoded_and_removals_ignored() -> None:
 def test_eventbridge_object_created_event_parses() -> None:
     objs = handler.parse_objects(object_created("org-trail", "AWSLogs/x.json.gz", T0))
     assert [(o.bucket, o.key, o.created) for o in objs] == [("org-trail", "AWSLogs/x.json.gz", T0)]
-
-
-def object_created(bucket: str, key: str, when: datetime, size: int = 10) -> dict[str, Any]:
-    """S3 -> EventBridge "Object Created", as AWS documents it."""
-    return {
-        "version": "0",
-        "id": "17793124-05d4-b198-2fde-7ededc63b103",
-        "detail-type": "Object Created",
-        "source": "aws.s3",
-        "account": "123456789012",
-        "time": _z(when),
-        "region": "us-east-1",
-        "resources": [f"arn:aws:s3:::{bucket}"],
-        "detail": {
-            "version": "0",
-            "bucket": {"name": bucket},
-            "object": {"key": key, "size": size, "etag": "b1946ac9", "sequencer": "00617F08"},
-            "request-id": "N4N7GDK58NMKJ12R",
-            "requester": "cloudtrail.amazonaws.com",
-            "source-ip-address": "203.0.113.15",
-            "reason": "PutObject",
-        },
-    }
 
 
 @pytest.fixture

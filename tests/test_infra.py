@@ -28,8 +28,8 @@ from pipeline import schema
 from pipeline.lake import event_partition
 from tests import logfactory as lf
 from tests.conftest import REPO
+from tests.fakes import FakeContext, object_created
 from tests.pooled import pooled_text
-from tests.test_handler import FakeContext, object_created
 
 TEMPLATE = REPO / "infra" / "template.yaml"
 NOT_IN_MOTO = {

@@ -16,6 +16,7 @@ from pipeline.ingest import sessions as s
 from pipeline.ingest.run import ingest
 from pipeline.lake import read_events
 from tests import logfactory as lf
+from tests.logfactory import assume, identity
 
 ACME, GLOBEX, INITECH = "111122223333", "444455556666", "777788889999"
 PLATFORM = "123456789012"
@@ -52,39 +53,6 @@ def config(**extra: Any) -> Config:
         },
         environ={},
     )
-
-
-def identity(account: str, role: str, key: str, session: str = "s") -> dict[str, Any]:
-    return {
-        "type": "AssumedRole",
-        "principalId": f"AROAEXAMPLE:{session}",
-        "arn": f"arn:aws:sts::{account}:assumed-role/{role}/{session}",
-        "accountId": account,
-        "accessKeyId": key,
-        "sessionContext": {
-            "sessionIssuer": {
-                "type": "Role",
-                "arn": f"arn:aws:iam::{account}:role/{role}",
-                "accountId": account,
-                "userName": role,
-            }
-        },
-    }
-
-
-def assume(caller: dict[str, Any], into: str, role: str, new_key: str, time: str) -> dict[str, Any]:
-    """An AssumeRole by ``caller`` of ``role`` in account ``into``, as the caller's account
-    logs it."""
-    rec = lf.ct("AssumeRole", time=time, key=None, userIdentity=caller)
-    rec.update(
-        eventSource="sts.amazonaws.com",
-        recipientAccountId=caller["accountId"],
-        requestParameters={"roleArn": f"arn:aws:iam::{into}:role/{role}", "roleSessionName": "s"},
-        responseElements={
-            "credentials": {"accessKeyId": new_key, "expiration": "Nov 16, 2026, 11:59:00 AM"}
-        },
-    )
-    return rec
 
 
 def call(ident: dict[str, Any], time: str) -> dict[str, Any]:

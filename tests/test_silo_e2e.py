@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from pipeline.cli import cli
 from pipeline.lake import read_events
 from tests import logfactory as lf
-from tests.test_session_origin import assume, identity
+from tests.logfactory import assume, identity
 
 ACME, GLOBEX, INITECH = "111122223333", "444455556666", "777788889999"
 

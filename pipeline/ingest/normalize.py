@@ -1,4 +1,4 @@
-"""One decoded record -> one normalized row (DESIGN.md "Normalized events").
+"""One decoded record -> one normalized row (docs/ARCHITECTURE.md, "Contracts").
 
 A row has the ``ROW_FIELDS`` columns (``WIDE``): the event columns that need no configuration,
 then ``h_*`` hint columns (role session name, S3 key, API path, token claim ...) from which

@@ -3,7 +3,8 @@
 Strategies are tried in the configured order of trust; the first that yields a value wins and
 the row records its kind (``actor_tenant_source``). When a later strategy yields a *different*
 value, or one ``[*]`` path yields two, the row keeps the winner and records the disagreement in
-``tenant_conflict``: ambiguity is never silently resolved (DESIGN.md "Tenant resolution").
+``tenant_conflict``: ambiguity is never silently resolved (docs/ARCHITECTURE.md, "Tenant
+resolution").
 
 What each strategy makes of a column is ``strategies``. Only the session strategies need the
 run's history, so resolution comes in two steps: ``prepare``, where a batch was decoded, for

@@ -1,6 +1,6 @@
 """The simulated SaaS: tenants, users, roles and the relationships that make cross-tenant access
-legitimate. The named structure (tenant ids, roles, relationship tenants) is fixed by the spec;
-the seed only shapes sizes, time zones, user ids, addresses and traffic.
+legitimate. The named structure (tenant ids, roles, relationship tenants) is the same for every
+seed; the seed only shapes sizes, time zones, user ids, addresses and traffic.
 """
 
 from __future__ import annotations
@@ -261,8 +261,8 @@ def _pick_scenario_tenants(world: World) -> dict[str, str]:
     for a, b in (("s3_a", "s3_b"), ("cache_a", "cache_b"), ("mismatch_a", "mismatch_b")):
         if out[a] == out[b]:
             out[b] = tid(1 + int(out[a][1:]) % n)
-    # The benign cases' tenants come from those left, so the attacks' tenants stay where they
-    # were before these cases existed.
+    # The benign cases' tenants come from those left, so adding a benign case never moves an
+    # attack to another tenant.
     left = [t for t in free if t not in out.values()] or free or [tid(1)]
     for i, benign in enumerate(("cached_deny", "new_hire")):
         out[benign] = left[(2 * i + 1) * len(left) // 4]
