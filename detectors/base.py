@@ -40,7 +40,6 @@ from pipeline.errors import ConfigError, TenantwatchError
 from pipeline.principals import SERVICE_NAME, SERVICE_TYPE
 
 Severity = Literal["info", "low", "medium", "high", "critical"]
-RANK = {s: i for i, s in enumerate(schema.SEVERITIES)}
 
 # What ``score`` returns: one row per group. ``title`` may be None (the detector's title is used);
 # ``details`` is a dict merged into the evidence (what made this group unusual).
@@ -281,7 +280,8 @@ class Detector(ABC):
             ("finding_id", "ascending"),
         ]
         ranked = table.append_column(
-            "severity_rank", pa.array([RANK[s] for s in cols["severity"]], pa.int8())
+            "severity_rank",
+            pa.array([schema.SEVERITY_RANK[s] for s in cols["severity"]], pa.int8()),
         )
         return ranked.sort_by(order).drop_columns(["severity_rank"])
 
@@ -400,7 +400,7 @@ def describe_hours(hours: float) -> str:
 
 
 def severity_max(values: pd.Series) -> str:
-    return schema.SEVERITIES[int(values.map(RANK).max())]
+    return schema.SEVERITIES[int(values.map(schema.SEVERITY_RANK).max())]
 
 
 HOUR_US = 3_600_000_000

@@ -84,7 +84,6 @@ import numpy as np
 import pandas as pd
 
 from detectors.base import (
-    RANK,
     SCORED,
     Detector,
     DetectorSettings,
@@ -96,6 +95,7 @@ from detectors.base import (
     text,
 )
 from pipeline.config import BreakGlass, Consultant, Organisation, Reseller, ServiceRole, Ticket
+from pipeline.schema import SEVERITY_RANK
 
 # The role session an actor names: an assumed role's ARN, or another account's caller as ingest
 # names it ("aws-account:<id>/<session>").
@@ -317,7 +317,7 @@ class CrossTenantAccess(Detector):
                     "title": title,
                 }
             )
-        out.sort(key=lambda r: (-RANK[str(r["severity"])], str(r["key"])))
+        out.sort(key=lambda r: (-SEVERITY_RANK[str(r["severity"])], str(r["key"])))
         return pd.DataFrame(out, columns=list(SCORED))
 
 
