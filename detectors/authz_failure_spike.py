@@ -92,19 +92,8 @@ from typing import ClassVar, Self
 import numpy as np
 import pandas as pd
 
-from detectors.base import (
-    HOUR_US,
-    SCORED,
-    Detector,
-    DetectorSettings,
-    Severity,
-    describe_hours,
-    epoch_us,
-    fold,
-    request_keys,
-    service_principals,
-    text,
-)
+from detectors.base import SCORED, Detector, DetectorSettings, Severity, service_principals
+from detectors.evidence import HOUR_US, describe_hours, epoch_us, fold, request_keys, text
 
 # group kind -> how its value is read from the events
 DIMENSIONS = ("tenant", "actor", "ip")

@@ -83,17 +83,8 @@ from typing import ClassVar, Self
 import numpy as np
 import pandas as pd
 
-from detectors.base import (
-    SCORED,
-    Detector,
-    DetectorSettings,
-    Severity,
-    any_of,
-    match,
-    positions,
-    severity_max,
-    text,
-)
+from detectors.base import SCORED, Detector, DetectorSettings, Severity
+from detectors.evidence import any_of, match, positions, severity_max, text
 from pipeline.config import BreakGlass, Consultant, Organisation, Reseller, ServiceRole, Ticket
 from pipeline.schema import SEVERITY_RANK
 

@@ -84,22 +84,18 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from detectors.base import (
+from detectors.base import SCORED, Detector, DetectorSettings, Severity, period
+from detectors.cross_tenant_access import consultant_allowed
+from detectors.evidence import (
     HOUR_US,
-    SCORED,
-    Detector,
-    DetectorSettings,
-    Severity,
     any_of,
     describe_hours,
     epoch_us,
     fold,
     match,
-    period,
     request_keys,
     text,
 )
-from detectors.cross_tenant_access import consultant_allowed
 from pipeline.config import Consultant, Organisation, Reseller, ServiceRole
 from pipeline.principals import SERVICE_NAME
 
