@@ -92,8 +92,9 @@ from typing import ClassVar, Self
 import numpy as np
 import pandas as pd
 
-from detectors.base import SCORED, Detector, DetectorSettings, Severity, service_principals
+from detectors.base import SCORED, Detector, DetectorSettings, Severity
 from detectors.evidence import HOUR_US, describe_hours, epoch_us, fold, request_keys, text
+from detectors.rules import service_principals
 
 # group kind -> how its value is read from the events
 DIMENSIONS = ("tenant", "actor", "ip")

@@ -35,11 +35,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from detectors.evidence import evidence, match, text
+from detectors.evidence import evidence
 from pipeline import schema
 from pipeline.config import Relationship
 from pipeline.errors import ConfigError, TenantwatchError
-from pipeline.principals import SERVICE_NAME, SERVICE_TYPE
 
 Severity = Literal["info", "low", "medium", "high", "critical"]
 
@@ -311,15 +310,6 @@ def to_frame(table: pa.Table) -> pd.DataFrame:
         # A column at a time: the conversion's scratch space is one column's, not the table's.
         columns[name] = col.to_pandas()
     return pd.DataFrame(columns, copy=False)
-
-
-def service_principals(frame: pd.DataFrame) -> np.ndarray:
-    """Rows whose actor is an AWS service acting for itself (``pipeline.principals``): by
-    identity type where the frame has ``actor_type``, else by the principal's name."""
-    hits = match(frame["actor_principal"], SERVICE_NAME).to_numpy(dtype=bool)
-    if "actor_type" in frame:
-        hits = hits | (text(frame["actor_type"]) == SERVICE_TYPE).to_numpy(dtype=bool)
-    return hits
 
 
 def _floor_hour(ts: Any) -> datetime:

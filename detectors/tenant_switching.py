@@ -85,19 +85,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from detectors.base import SCORED, Detector, DetectorSettings, Severity, period
-from detectors.cross_tenant_access import consultant_allowed
 from detectors.evidence import (
     HOUR_US,
     any_of,
     describe_hours,
     epoch_us,
     fold,
-    match,
     request_keys,
     text,
 )
-from pipeline.config import Consultant, Organisation, Reseller, ServiceRole
-from pipeline.principals import SERVICE_NAME
+from detectors.rules import ROLE_SESSION_NAME, Rules
 
 ACTOR_KINDS = {"principal": "actor_principal", "session": "actor_session", "ip": "source_ip"}
 FEATURES = (
@@ -109,7 +106,6 @@ FEATURES = (
     "sequential_ratio",  # consecutive first-touched tenant ids that differ by one
     "over_own_max",  # tenants above this actor's busiest hour in its history
 )
-_SEP = "\x1f"
 _SLICE = 1_000_000  # history events per slice of actors (bounds the features' scratch space)
 
 
@@ -171,27 +167,6 @@ class TenantSwitching(Detector):
 
     # --- features ------------------------------------------------------------------------------
 
-    def _explained(self, frame: pd.DataFrame) -> pd.Series:
-        """Events the actor has a reason for: its own tenant, a granted one, a service role."""
-        actor_t, target = text(frame["actor_tenant"]), text(frame["target_tenant"])
-        ok = actor_t == target
-        pairs: set[str] = set()
-        consultants: list[Consultant] = []
-        service: list[str] = []
-        for rel in self.relationships:
-            if isinstance(rel, Organisation):
-                pairs |= {f"{rel.parent}{_SEP}{c}" for c in rel.children}
-            elif isinstance(rel, Reseller):
-                pairs |= {f"{rel.reseller}{_SEP}{c}" for c in rel.clients}
-            elif isinstance(rel, Consultant):
-                consultants.append(rel)
-            elif isinstance(rel, ServiceRole):
-                service.append(rel.principal_pattern)
-        ok |= (actor_t.fillna("") + _SEP + target.fillna("")).isin(pairs)
-        session = match(frame["actor_principal"], r"assumed-role/[^/]+/(?P<s>.+)$", "s")
-        ok |= consultant_allowed(text(frame["actor_principal"]), session, target, consultants)
-        return ok | match(frame["actor_principal"], any_of(service))
-
     def _events(
         self, frame: pd.DataFrame | pa.Table, kind: str, positions: bool = True
     ) -> pd.DataFrame:
@@ -205,7 +180,9 @@ class TenantSwitching(Detector):
         s: Settings = self.settings  # type: ignore[assignment]
         col = ACTOR_KINDS[kind]
         principal, principals = _codes(frame, "actor_principal")
-        keep = ~_hits(principals, any_of(self._service_patterns()))[principal]
+        rules = Rules.of(self.relationships)
+        service = rules.service_pattern(aws_services=not s.include_service_principals)
+        keep = ~_hits(principals, service)[principal]
         del principal
         tenant, tenants = _codes(frame, "target_tenant")
         keep &= tenant >= 0
@@ -241,7 +218,7 @@ class TenantSwitching(Detector):
             }
         )
         del home
-        foreign = ~self._explained(who).to_numpy(dtype=bool)[combo_id]
+        foreign = ~rules.explained(who, ROLE_SESSION_NAME).to_numpy(dtype=bool)[combo_id]
         del combo_id
         columns = {
             "actor": pd.Categorical.from_codes(actor, actors),
@@ -257,11 +234,6 @@ class TenantSwitching(Detector):
             columns,
             index=frame.index[idx] if positions and isinstance(frame, pd.DataFrame) else None,
         )
-
-    def _service_patterns(self) -> list[str]:
-        s: Settings = self.settings  # type: ignore[assignment]
-        roles = [r.principal_pattern for r in self.relationships if isinstance(r, ServiceRole)]
-        return roles if s.include_service_principals else [*roles, SERVICE_NAME]
 
     @staticmethod
     def _features(
