@@ -24,10 +24,11 @@ from __future__ import annotations
 import hashlib
 import re
 import sys
+import typing
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, ClassVar, Generic, Literal, Self, TypeVar, cast, final
 
 import msgspec
 import numpy as np
@@ -70,9 +71,13 @@ class DetectorSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, 
     enabled: bool = True
 
 
-class Detector(ABC):
-    """Base class of every detector. Subclasses declare the class attributes and fill
-    ``fit``/``score``."""
+S = TypeVar("S", bound=DetectorSettings)
+
+
+class Detector(ABC, Generic[S]):
+    """Base class of every detector. Subclasses name their settings class
+    (``class CrossTenantAccess(Detector[Settings])``: it becomes ``Settings`` and types
+    ``self.settings``), declare the class attributes and fill ``fit``/``score``."""
 
     id: ClassVar[str]
     title: ClassVar[str]
@@ -93,16 +98,24 @@ class Detector(ABC):
     group_by: ClassVar[tuple[str, ...]]  # what one finding is about, for people and Spark
     lookback: ClassVar[timedelta]  # how much history before the window it fits on
     dedup_period: ClassVar[timedelta]  # findings sharing a dedup key within it: one incident
+    # The settings class: the type argument of ``Detector[...]`` (set by ``__init_subclass__``).
     Settings: ClassVar[type[DetectorSettings]] = DetectorSettings
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for base in getattr(cls, "__orig_bases__", ()):
+            if typing.get_origin(base) is Detector:
+                (cls.Settings,) = typing.get_args(base)
 
     def __init__(
         self,
-        settings: DetectorSettings | None = None,
+        settings: S | None = None,
         relationships: tuple[Relationship, ...] = (),
     ) -> None:
         """``relationships`` as configured, every break-glass ticket read in: a detector never
         reads a file (``detectors.from_config`` and ``pipeline.tickets.resolve`` read them)."""
-        self.settings = settings if settings is not None else self.Settings()
+        # ``Settings`` is the class ``S`` names (``__init_subclass__``): its defaults are an ``S``.
+        self.settings: S = settings if settings is not None else cast(S, self.Settings())
         if any(
             getattr(r, "tickets_file", "") or getattr(r, "tickets_table", "") for r in relationships
         ):
@@ -147,6 +160,7 @@ class Detector(ABC):
 
     # --- the public verb ----------------------------------------------------------------------
 
+    @final
     def detect(
         self,
         baseline: pa.Table | pd.DataFrame | None,

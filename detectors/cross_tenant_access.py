@@ -77,7 +77,7 @@ Runbook
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import ClassVar, Self
+from typing import Self
 
 import numpy as np
 import pandas as pd
@@ -110,7 +110,7 @@ _TITLES = {
 }
 
 
-class CrossTenantAccess(Detector):
+class CrossTenantAccess(Detector[Settings]):
     id = "cross_tenant_access"
     title = "Cross-tenant access"
     severity = "critical"
@@ -136,7 +136,6 @@ class CrossTenantAccess(Detector):
     group_by = ("kind", "actor", "actor_tenant")
     lookback = timedelta(0)  # a rule: no history needed
     dedup_period = timedelta(hours=24)
-    Settings: ClassVar[type[DetectorSettings]] = Settings
 
     def fit(self, baseline: pd.DataFrame) -> Self:
         # Nothing to learn from history: "fitting" reads the relationships into lookups.
@@ -145,7 +144,7 @@ class CrossTenantAccess(Detector):
 
     def _classify(self, w: pd.DataFrame) -> pd.DataFrame:
         """Per event: ``kind`` (None: nothing to report) and ``sev``."""
-        s: Settings = self.settings  # type: ignore[assignment]
+        s = self.settings
         principal = text(w["actor_principal"])
         actor_t, target = text(w["actor_tenant"]), text(w["target_tenant"])
         has_target = target.notna()
@@ -206,7 +205,7 @@ class CrossTenantAccess(Detector):
         )
 
     def score(self, window: pd.DataFrame) -> pd.DataFrame:
-        s: Settings = self.settings  # type: ignore[assignment]
+        s = self.settings
         c = self._classify(window)
         c = c[c["kind"] != ""]
         if c.empty:

@@ -77,7 +77,7 @@ from __future__ import annotations
 import itertools
 import re
 from datetime import timedelta
-from typing import Any, ClassVar, Self
+from typing import Any, Self
 
 import numpy as np
 import pandas as pd
@@ -130,7 +130,7 @@ class Settings(DetectorSettings, frozen=True, forbid_unknown_fields=True, kw_onl
     severity_model: Severity = "medium"
 
 
-class TenantSwitching(Detector):
+class TenantSwitching(Detector[Settings]):
     id = "tenant_switching"
     title = "Unusual tenant switching"
     severity = "medium"
@@ -163,7 +163,6 @@ class TenantSwitching(Detector):
     group_by = ("actor_kind", "actor")
     lookback = timedelta(days=14)
     dedup_period = timedelta(hours=24)
-    Settings: ClassVar[type[DetectorSettings]] = Settings
 
     # --- features ------------------------------------------------------------------------------
 
@@ -177,7 +176,7 @@ class TenantSwitching(Detector):
         thousands of distinct actors and tenants, so strings are handled once per distinct
         value, and no full-size copy of the frame is made. ``frame`` may be an Arrow table
         (the baseline, dictionary-encoded by the lake reader): then it never becomes pandas."""
-        s: Settings = self.settings  # type: ignore[assignment]
+        s = self.settings
         col = ACTOR_KINDS[kind]
         principal, principals = _codes(frame, "actor_principal")
         rules = Rules.of(self.relationships)
@@ -358,7 +357,7 @@ class TenantSwitching(Detector):
     def fit(self, baseline: pd.DataFrame | pa.Table) -> Self:
         from sklearn.ensemble import IsolationForest
 
-        s: Settings = self.settings  # type: ignore[assignment]
+        s = self.settings
         bad = sorted(set(s.actor_kinds) - set(ACTOR_KINDS))
         if bad:
             raise ValueError(f"{self.id}: unknown actor kind {bad[0]!r}")
@@ -411,7 +410,7 @@ class TenantSwitching(Detector):
 
         Works through the events a slice of actors at a time (no actor is split, so every
         feature is as over the whole): the scratch space is a slice's, not 14 days'."""
-        s: Settings = self.settings  # type: ignore[assignment]
+        s = self.settings
         hours = ev["hour"].to_numpy()
         first = int(hours.min())
         # Without a day of history everything is "new"; skip the warm-up day if we can.
@@ -442,7 +441,7 @@ class TenantSwitching(Detector):
         """One actor kind's events and its actor-hours: FEATURES, ``foreign``, ``foreign_new``,
         ``gated`` (worth asking the model), ``model_score``, ``rule``, ``severity``, ``score``
         and ``flagged``. Only gated hours are scored unless ``score_all`` (for plots)."""
-        s: Settings = self.settings  # type: ignore[assignment]
+        s = self.settings
         ev = self._events(window, kind)
         if ev.empty:
             return ev, pd.DataFrame(columns=["actor", "hour", *FEATURES, "flagged"])
@@ -492,7 +491,7 @@ class TenantSwitching(Detector):
         ``foreign``, ``foreign_new``, ``gated``, ``model_score`` (every hour, not only the
         gated ones), ``rule``, ``score`` and ``flagged`` (what ``score`` turns into findings,
         before a session's or address's finding is folded into its principal's)."""
-        s: Settings = self.settings  # type: ignore[assignment]
+        s = self.settings
         parts = []
         for kind in s.actor_kinds:
             _, feat = self._scored(window, kind, score_all=True)
@@ -509,7 +508,7 @@ class TenantSwitching(Detector):
     def population(self, n: int | None = 5000) -> pd.DataFrame:
         """The history's actor-hours the model was fitted on (at most ``n``, sampled), with
         FEATURES and ``model_score``: the cloud a window's hours are compared with."""
-        s: Settings = self.settings  # type: ignore[assignment]
+        s = self.settings
         rows = self.train_
         if n is not None and len(rows) > n:
             rows = rows.sample(n, random_state=s.random_state)
@@ -519,7 +518,7 @@ class TenantSwitching(Detector):
         return rows.assign(model_score=-self.model_.score_samples(self._matrix(rows)))
 
     def score(self, window: pd.DataFrame) -> pd.DataFrame:
-        s: Settings = self.settings  # type: ignore[assignment]
+        s = self.settings
         found: list[dict[str, Any]] = []
         for rank, kind in enumerate(s.actor_kinds):
             ev, feat = self._scored(window, kind)
@@ -543,7 +542,7 @@ class TenantSwitching(Detector):
         top: pd.Series,
         rows: pd.Index,
     ) -> dict[str, Any]:
-        s: Settings = self.settings  # type: ignore[assignment]
+        s = self.settings
         sub = window.loc[rows]
         actor_tenants = text(sub["actor_tenant"]).dropna()
         actor_tenant = actor_tenants.mode().iloc[0] if len(actor_tenants) else None
@@ -591,7 +590,7 @@ class TenantSwitching(Detector):
         }
 
     def _fold(self, window: pd.DataFrame, found: list[dict[str, Any]]) -> pd.DataFrame:
-        s: Settings = self.settings  # type: ignore[assignment]
+        s = self.settings
         found.sort(key=lambda f: (-len(f["rows"]), f["rank"], f["key"]))
         kept = fold(found, request_keys(window), s.overlap)
         return pd.DataFrame(kept, columns=list(SCORED))
