@@ -2,10 +2,10 @@
 
 Threat
 ------
-Someone walks tenant ids to find which ones answer (enumeration), a stolen token or session is
-tried against tenant after tenant, or a script harvests data across tenants through a hole that
-lets some requests through. Each request alone may look small; the spread across tenants is the
-signal.
+Someone tries tenant id after tenant id to find which ones answer (enumeration), a stolen token
+or session is tried against tenant after tenant, or a script harvests data across tenants
+through a hole that lets some requests through. Each request alone may look small; the spread
+across tenants is the signal.
 
 Signal
 ------
@@ -63,7 +63,7 @@ Runbook
    ``cross_tenant_access`` whether any of these requests succeeded - a success is a breach,
    escalate to critical and follow that runbook.
 3. Pull the evidence events by ``event_ids`` from the lake; note the user agent (a script or a
-   browser?) and whether the tenants were walked in id order.
+   browser?) and whether the tenants were tried in id order.
 4. If the actor is a known tool or partner, add the relationship to ``tenantwatch.toml`` and
    close as a false positive.
 5. Contain: revoke the token or session (the authorizer's deny list; IAM revoke sessions), block
@@ -93,7 +93,7 @@ class Settings(DetectorSettings, frozen=True, forbid_unknown_fields=True, kw_onl
     min_foreign: int = 3  # foreign tenants in an hour before the model is asked
     enum_min_tenants: int = 8
     enum_max_requests_per_tenant: float = 4.0
-    enum_min_ratio: float = 0.5  # sequential or denied share that makes it a walk
+    enum_min_ratio: float = 0.5  # sequential or denied share that makes it enumeration
     new_tenants_min: int = 5
     threshold: float = 0.62  # IsolationForest anomaly score (0.5 ~ ordinary)
     n_estimators: int = 200
