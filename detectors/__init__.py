@@ -1,7 +1,11 @@
-"""Detectors: one module per detector and an explicit registry (docs/ARCHITECTURE.md, "Detectors").
+"""Detectors: one module (or package) per detector and an explicit registry
+(docs/ARCHITECTURE.md, "Detectors").
 
 The registry maps each detector id (== its module name == the ``detector`` value of its findings
-== its test file) to ``"module:Class"``. Nothing is imported until a detector is asked for, so
+== its test file) to ``"module:Class"``. The other modules are what detectors share: the base
+class (``base``), column and evidence helpers (``evidence``), which relationships and tickets
+make an access legitimate (``rules``); a detector's own parts sit in its package
+(``tenant_switching/``). Nothing is imported until a detector is asked for, so
 ``import detectors`` stays cheap: no pandas, no scikit-learn.
 """
 

@@ -87,24 +87,14 @@ Runbook
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import ClassVar, Self
+from typing import Self
 
 import numpy as np
 import pandas as pd
 
-from detectors.base import (
-    HOUR_US,
-    SCORED,
-    Detector,
-    DetectorSettings,
-    Severity,
-    describe_hours,
-    epoch_us,
-    fold,
-    request_keys,
-    service_principals,
-    text,
-)
+from detectors.base import SCORED, Detector, DetectorSettings, Severity
+from detectors.evidence import HOUR_US, describe_hours, epoch_us, fold, request_keys, text
+from detectors.rules import service_principals
 
 # group kind -> how its value is read from the events
 DIMENSIONS = ("tenant", "actor", "ip")
@@ -209,7 +199,7 @@ def _measure(frame: pd.DataFrame, dim: str, keys: list[str]) -> pd.Series:
     return grouped.nunique() if dim == "tenant" else grouped.count()
 
 
-class AuthzFailureSpike(Detector):
+class AuthzFailureSpike(Detector[Settings]):
     id = "authz_failure_spike"
     title = "Authorization-failure spike"
     severity = "medium"
@@ -249,12 +239,11 @@ class AuthzFailureSpike(Detector):
     group_by = ("dimension", "value")
     lookback = timedelta(days=14)
     dedup_period = timedelta(hours=6)
-    Settings: ClassVar[type[DetectorSettings]] = Settings
 
     def _denials(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
         """The denials that count (``COUNTED`` sources, service principals left out unless
         included), and which of them are cached repeats."""
-        s: Settings = self.settings  # type: ignore[assignment]
+        s = self.settings
         denied = (text(frame["outcome"]) == "denied").to_numpy(dtype=bool)
         frame = frame[denied]
         repeat = cached_repeats(frame, s.cache_ttl_s)
@@ -264,7 +253,7 @@ class AuthzFailureSpike(Detector):
         return frame[keep], repeat[keep]
 
     def fit(self, baseline: pd.DataFrame) -> Self:
-        s: Settings = self.settings  # type: ignore[assignment]
+        s = self.settings
         bad = sorted(set(s.dimensions) - set(DIMENSIONS))
         if bad:
             # Settings are validated at start; this guards objects built by hand.
@@ -309,7 +298,7 @@ class AuthzFailureSpike(Detector):
     def _level(self, history: np.ndarray, abs_hour: int) -> tuple[float, float, float]:
         """(level, spread, n samples) of one group's history for the bucket starting at
         ``abs_hour`` (hours since the epoch)."""
-        s: Settings = self.settings  # type: ignore[assignment]
+        s = self.settings
         if self.hours_ == 0:
             return 0.0, s.mad_floor, 0
         hours = np.arange(self.hours_) + self.first_hour_
@@ -323,7 +312,7 @@ class AuthzFailureSpike(Detector):
 
     def _floor(self, dim: str) -> tuple[int, int]:
         """(floor, count from which a spike is high) in the dimension's unit."""
-        s: Settings = self.settings  # type: ignore[assignment]
+        s = self.settings
         if dim == "tenant":
             return s.min_actors, s.high_actors
         return s.min_count, s.high_count
@@ -349,7 +338,7 @@ class AuthzFailureSpike(Detector):
         ``flagged``. Only the on-the-hour buckets are shown; ``score`` also looks at buckets
         shifted by half an hour, so a burst cut by the hour can page while no hour here does.
         """
-        s: Settings = self.settings  # type: ignore[assignment]
+        s = self.settings
         if dimension not in self.counts_:
             raise ValueError(f"{self.id}: dimension {dimension!r} is not among {s.dimensions}")
         history = self._history(dimension, [value])[0]
@@ -410,7 +399,7 @@ class AuthzFailureSpike(Detector):
         return out
 
     def score(self, window: pd.DataFrame) -> pd.DataFrame:
-        s: Settings = self.settings  # type: ignore[assignment]
+        s = self.settings
         denied, repeat = self._denials(window)
         t_us = epoch_us(denied["event_time"])
         found = []
@@ -446,7 +435,7 @@ class AuthzFailureSpike(Detector):
     def _findings_from(
         self, window: pd.DataFrame, found: list[tuple], repeats: pd.Series
     ) -> pd.DataFrame:
-        s: Settings = self.settings  # type: ignore[assignment]
+        s = self.settings
         spikes = [f for f in found if f[4] >= s.threshold]
         by_group: dict[tuple[str, str], list[tuple]] = {}
         for f in spikes:

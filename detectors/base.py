@@ -9,7 +9,9 @@ hash of detector id + group key + window (re-running a window gives the same ids
 ``score`` returns one row per group (an actor, a tenant, an address ...) with the columns of
 ``SCORED``. ``rows`` holds the positions, in the window, of the events that make the group: the
 base class derives first/last seen, the event count and the evidence (top actions, addresses,
-sample event ids) from them, so every detector's evidence points back into the lake the same way.
+sample event ids, ``detectors.evidence.evidence``) from them, so every detector's evidence points
+back into the lake the same way. The helpers detectors share while scoring are in
+``detectors.evidence``.
 
 Detectors work on pandas DataFrames, one group at a time in spirit (Spark's ``applyInPandas``
 could run them per group later); string columns arrive as categoricals so that a 14-day baseline
@@ -22,25 +24,24 @@ from __future__ import annotations
 import hashlib
 import re
 import sys
+import typing
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, ClassVar, Generic, Literal, Self, TypeVar, cast, final
 
 import msgspec
 import numpy as np
-import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from detectors.evidence import evidence
 from pipeline import schema
 from pipeline.config import Relationship
 from pipeline.errors import ConfigError, TenantwatchError
-from pipeline.principals import SERVICE_NAME, SERVICE_TYPE
 
 Severity = Literal["info", "low", "medium", "high", "critical"]
-RANK = {s: i for i, s in enumerate(schema.SEVERITIES)}
 
 # What ``score`` returns: one row per group. ``title`` may be None (the detector's title is used);
 # ``details`` is a dict merged into the evidence (what made this group unusual).
@@ -58,7 +59,6 @@ SCORED = (
     "title",
 )
 _PERIOD = b"tenantwatch.period"  # an Arrow baseline's time span: "<first>|<start>" (ISO)
-SAMPLE_IDS = 50  # sample event ids per finding: enough to open the incident, small in SNS
 
 
 class DetectorInputError(TenantwatchError):
@@ -71,9 +71,13 @@ class DetectorSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, 
     enabled: bool = True
 
 
-class Detector(ABC):
-    """Base class of every detector. Subclasses declare the class attributes and fill
-    ``fit``/``score``."""
+S = TypeVar("S", bound=DetectorSettings)
+
+
+class Detector(ABC, Generic[S]):
+    """Base class of every detector. Subclasses name their settings class
+    (``class CrossTenantAccess(Detector[Settings])``: it becomes ``Settings`` and types
+    ``self.settings``), declare the class attributes and fill ``fit``/``score``."""
 
     id: ClassVar[str]
     title: ClassVar[str]
@@ -94,16 +98,24 @@ class Detector(ABC):
     group_by: ClassVar[tuple[str, ...]]  # what one finding is about, for people and Spark
     lookback: ClassVar[timedelta]  # how much history before the window it fits on
     dedup_period: ClassVar[timedelta]  # findings sharing a dedup key within it: one incident
+    # The settings class: the type argument of ``Detector[...]`` (set by ``__init_subclass__``).
     Settings: ClassVar[type[DetectorSettings]] = DetectorSettings
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for base in getattr(cls, "__orig_bases__", ()):
+            if typing.get_origin(base) is Detector:
+                (cls.Settings,) = typing.get_args(base)
 
     def __init__(
         self,
-        settings: DetectorSettings | None = None,
+        settings: S | None = None,
         relationships: tuple[Relationship, ...] = (),
     ) -> None:
         """``relationships`` as configured, every break-glass ticket read in: a detector never
         reads a file (``detectors.from_config`` and ``pipeline.tickets.resolve`` read them)."""
-        self.settings = settings if settings is not None else self.Settings()
+        # ``Settings`` is the class ``S`` names (``__init_subclass__``): its defaults are an ``S``.
+        self.settings: S = settings if settings is not None else cast(S, self.Settings())
         if any(
             getattr(r, "tickets_file", "") or getattr(r, "tickets_table", "") for r in relationships
         ):
@@ -148,6 +160,7 @@ class Detector(ABC):
 
     # --- the public verb ----------------------------------------------------------------------
 
+    @final
     def detect(
         self,
         baseline: pa.Table | pd.DataFrame | None,
@@ -272,7 +285,7 @@ class Detector(ABC):
             cols["threshold"].append(float(g.threshold))
             cols["baseline"].append(str(g.baseline))
             cols["dedup_key"].append(f"{self.id}:{g.key}")
-            cols["evidence"].append(_evidence(rows, g.details))
+            cols["evidence"].append(evidence(rows, g.details))
             cols["suppressed_by"].append(None)  # decided by the detect stage, not a detector
         table = pa.Table.from_pydict(cols, schema=schema.FINDINGS)
         order = [
@@ -281,12 +294,13 @@ class Detector(ABC):
             ("finding_id", "ascending"),
         ]
         ranked = table.append_column(
-            "severity_rank", pa.array([RANK[s] for s in cols["severity"]], pa.int8())
+            "severity_rank",
+            pa.array([schema.SEVERITY_RANK[s] for s in cols["severity"]], pa.int8()),
         )
         return ranked.sort_by(order).drop_columns(["severity_rank"])
 
 
-# --- shared pieces -------------------------------------------------------------------------------
+# --- what detectors read back ---------------------------------------------------------------------
 
 
 def period(baseline: pd.DataFrame | pa.Table) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
@@ -312,77 +326,6 @@ def to_frame(table: pa.Table) -> pd.DataFrame:
     return pd.DataFrame(columns, copy=False)
 
 
-def text(series: pd.Series) -> pd.Series:
-    """A categorical or string column as plain objects (for comparisons across frames)."""
-    return series.astype(object).where(series.notna(), None)
-
-
-def match(series: pd.Series, pattern: str | None, group: str | None = None) -> pd.Series:
-    """Regex ``search`` over a (categorical) column, run once per distinct value: a boolean
-    mask, or with ``group`` the captured text (None where no match)."""
-    if pattern is None:
-        return pd.Series(False if group is None else None, index=series.index, dtype=object)
-    rx = re.compile(pattern)
-    values = series.astype("category")
-    cats = values.cat.categories
-    if group is None:
-        hits = np.array([bool(rx.search(str(v))) for v in cats] + [False])
-        return pd.Series(hits[values.cat.codes.to_numpy()], index=series.index)
-    found = []
-    for v in cats:
-        m = rx.search(str(v))
-        found.append(m.group(group) if m else None)
-    arr = np.array([*found, None], dtype=object)
-    return pd.Series(arr[values.cat.codes.to_numpy()], index=series.index)
-
-
-def service_principals(frame: pd.DataFrame) -> np.ndarray:
-    """Rows whose actor is an AWS service acting for itself (``pipeline.principals``): by
-    identity type where the frame has ``actor_type``, else by the principal's name."""
-    hits = match(frame["actor_principal"], SERVICE_NAME).to_numpy(dtype=bool)
-    if "actor_type" in frame:
-        hits = hits | (text(frame["actor_type"]) == SERVICE_TYPE).to_numpy(dtype=bool)
-    return hits
-
-
-def any_of(patterns: list[str]) -> str | None:
-    return "|".join(f"(?:{p})" for p in patterns) if patterns else None
-
-
-def positions(frame: pd.DataFrame, by: list[str]) -> pd.Series:
-    """Each group's events as window positions: ``frame``'s index must be the window's
-    (a RangeIndex), which stays true through boolean filtering."""
-    index = frame.index.to_numpy()
-    grouped = frame.groupby(by, observed=True, sort=True)
-    return pd.Series({k: index[v] for k, v in grouped.indices.items()}, dtype=object)
-
-
-def _evidence(rows: pd.DataFrame, details: Any) -> str:
-    def top(col: str, n: int = 5) -> list[list[Any]]:
-        if col not in rows:
-            return []
-        counts = rows[col].astype(object).dropna().value_counts()
-        counts = counts.sort_index(kind="stable").sort_values(ascending=False, kind="stable")
-        return [[str(k), int(v)] for k, v in counts.head(n).items()]
-
-    ordered = rows.sort_values(["event_time", "event_id"], kind="stable")
-    ev: dict[str, Any] = {
-        "top_actions": top("action"),
-        "source_ips": top("source_ip"),
-        "user_agents": top("user_agent", 3),
-        "outcomes": dict(top("outcome")),
-        "sources": dict(top("source")),
-        "event_ids": [str(x) for x in ordered["event_id"].head(SAMPLE_IDS)],
-    }
-    if "request_id" in rows:
-        # API requests: the id shared by the access log and the authorizer log (joins them).
-        req = text(ordered["request_id"]).dropna()
-        ev["request_ids"] = [str(x) for x in req.drop_duplicates().head(SAMPLE_IDS)]
-    if isinstance(details, Mapping):
-        ev.update(details)
-    return orjson.dumps(ev, option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY).decode()
-
-
 def _floor_hour(ts: Any) -> datetime:
     return pd.Timestamp(ts).floor("h").to_pydatetime()
 
@@ -393,52 +336,3 @@ def _iso(ts: datetime) -> str:
 
 def _opt_str(value: Any) -> str | None:
     return None if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
-
-
-def describe_hours(hours: float) -> str:
-    return f"{hours / 24:.0f} d" if hours >= 48 else f"{hours:.0f} h"
-
-
-def severity_max(values: pd.Series) -> str:
-    return schema.SEVERITIES[int(values.map(RANK).max())]
-
-
-HOUR_US = 3_600_000_000
-
-
-def epoch_us(times: pd.Series) -> np.ndarray:
-    """A tz-aware datetime column as int64 microseconds since the epoch (UTC)."""
-    # ``asi8`` of a tz-aware array is already UTC: no converted copy of millions of stamps.
-    return np.asarray(pd.DatetimeIndex(times).as_unit("us").asi8)
-
-
-def short_actor(actor: Any) -> str:
-    """``arn:aws:sts::123:assumed-role/role/session`` -> ``role/session`` (titles stay short)."""
-    s = str(actor)
-    return s.split(":assumed-role/", 1)[1] if ":assumed-role/" in s else s
-
-
-def request_keys(window: pd.DataFrame) -> np.ndarray:
-    """One key per request: an API request logged by both API Gateway and the authorizer has
-    the same ``request_id``; other events are their own request."""
-    ids = text(window["event_id"])
-    if "request_id" in window:
-        ids = text(window["request_id"]).fillna(ids)
-    return ids.to_numpy(dtype=object)
-
-
-def fold(groups: list[dict[str, Any]], keys: np.ndarray, overlap: float) -> list[dict[str, Any]]:
-    """Keep groups in the given order; a group whose requests lie mostly (``overlap``) inside a
-    kept group's is not reported on its own but listed in that group's ``details["also"]``."""
-    kept: list[dict[str, Any]] = []
-    for g in groups:
-        mine = keys[np.asarray(g["rows"], dtype=np.int64)]
-        home = next((k for k in kept if np.isin(mine, k["_keys"]).mean() >= overlap), None)
-        if home is not None:
-            home["details"]["also"].append(g["key"])
-            continue
-        g["_keys"] = mine
-        kept.append(g)
-    for g in kept:
-        del g["_keys"]
-    return kept

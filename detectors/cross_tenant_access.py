@@ -76,44 +76,17 @@ Runbook
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
-from typing import ClassVar, Self
+from typing import Self
 
 import numpy as np
 import pandas as pd
 
-from detectors.base import (
-    RANK,
-    SCORED,
-    Detector,
-    DetectorSettings,
-    Severity,
-    any_of,
-    match,
-    positions,
-    severity_max,
-    text,
-)
-from pipeline.config import BreakGlass, Consultant, Organisation, Reseller, ServiceRole, Ticket
-
-# The role session an actor names: an assumed role's ARN, or another account's caller as ingest
-# names it ("aws-account:<id>/<session>").
-_SESSION_NAME = r"^(?:arn:[\w-]+:sts::[^:]*:assumed-role/[^/]+|aws-account:\d{12})/(?P<s>.+)$"
-_SEP = "\x1f"
-
-
-def consultant_allowed(
-    principal: pd.Series, session: pd.Series, target: pd.Series, consultants: list[Consultant]
-) -> pd.Series:
-    """Events a consultant relationship allows: the API principal is the consultant, or the role
-    session name is or ends with it (services prefix it, e.g. ``tenant-t0049-<principal>``)."""
-    ok = pd.Series(False, index=target.index)
-    for rel in consultants:
-        rx = rf"(?:^|[-.:@_]){re.escape(rel.principal)}$"
-        who = (principal == rel.principal) | match(session.fillna(""), rx)
-        ok |= who & target.isin(rel.tenants)
-    return ok
+from detectors.base import SCORED, Detector, DetectorSettings, Severity
+from detectors.evidence import match, positions, severity_max, text
+from detectors.rules import SESSION_NAME, Rules
+from pipeline.config import Ticket
+from pipeline.schema import SEVERITY_RANK
 
 
 class Settings(DetectorSettings, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -137,7 +110,7 @@ _TITLES = {
 }
 
 
-class CrossTenantAccess(Detector):
+class CrossTenantAccess(Detector[Settings]):
     id = "cross_tenant_access"
     title = "Cross-tenant access"
     severity = "critical"
@@ -163,60 +136,22 @@ class CrossTenantAccess(Detector):
     group_by = ("kind", "actor", "actor_tenant")
     lookback = timedelta(0)  # a rule: no history needed
     dedup_period = timedelta(hours=24)
-    Settings: ClassVar[type[DetectorSettings]] = Settings
 
     def fit(self, baseline: pd.DataFrame) -> Self:
-        # Nothing to learn from history: "fitting" compiles the relationships into lookups.
-        pairs: set[str] = set()
-        consultant: list[Consultant] = []
-        service: list[str] = []
-        self.break_glass_: list[BreakGlass] = []
-        for rel in self.relationships:
-            if isinstance(rel, Organisation):
-                pairs |= {f"{rel.parent}{_SEP}{c}" for c in rel.children}
-            elif isinstance(rel, Reseller):
-                pairs |= {f"{rel.reseller}{_SEP}{c}" for c in rel.clients}
-            elif isinstance(rel, Consultant):
-                consultant.append(rel)
-            elif isinstance(rel, ServiceRole):
-                service.append(rel.principal_pattern)
-            elif isinstance(rel, BreakGlass):
-                self.break_glass_.append(rel)
-        self.allowed_pairs_ = pairs
-        self.consultants_ = consultant
-        self.service_pattern_ = any_of(service)
+        # Nothing to learn from history: "fitting" reads the relationships into lookups.
+        self.rules_ = Rules.of(self.relationships)
         return self
 
     def _classify(self, w: pd.DataFrame) -> pd.DataFrame:
         """Per event: ``kind`` (None: nothing to report) and ``sev``."""
-        s: Settings = self.settings  # type: ignore[assignment]
+        s = self.settings
         principal = text(w["actor_principal"])
         actor_t, target = text(w["actor_tenant"]), text(w["target_tenant"])
         has_target = target.notna()
-        service = match(w["actor_principal"], self.service_pattern_)
-        session_name = match(w["actor_principal"], _SESSION_NAME, "s")
-
-        pair = actor_t.fillna("") + _SEP + target.fillna("")
-        allowed = pair.isin(self.allowed_pairs_) | consultant_allowed(
-            principal, session_name, target, self.consultants_
-        )
-
-        bg = pd.Series(False, index=w.index)
-        ticketed = pd.Series(False, index=w.index)
-        # The ticket each event names: the one resolved at ingest, else the session name's.
-        named = text(w["actor_ticket"])
-        named = named.where(named.fillna("") != "", None)
-        used = pd.Series(None, index=w.index, dtype=object)  # the Ticket, or the id if unknown
-        for rel in self.break_glass_:
-            mine = match(w["actor_principal"], rel.principal_pattern) & has_target
-            ticket = named.fillna(match(session_name.fillna(""), rel.ticket_pattern, "ticket"))
-            known = {t.id: t for t in rel.tickets}
-            for i in np.flatnonzero((mine & ticket.notna()).to_numpy()):  # break-glass uses: few
-                t = known.get(ticket.iat[i])
-                used.iat[i] = t or ticket.iat[i]
-                if t is not None and target.iat[i] in t.tenants:
-                    ticketed.iat[i] |= bool(w["event_time"].iat[i] < t.expires)
-            bg |= mine
+        service = self.rules_.service_role(w["actor_principal"])
+        session_name = match(w["actor_principal"], SESSION_NAME, "s")
+        allowed = self.rules_.granted(principal, session_name, actor_t, target)
+        bg, ticketed, used = self.rules_.break_glass_use(w, session_name, target)
         quiet = service | bg | allowed
         outcome = text(w["outcome"])
         cross = has_target & actor_t.notna() & (actor_t != target) & ~quiet
@@ -270,7 +205,7 @@ class CrossTenantAccess(Detector):
         )
 
     def score(self, window: pd.DataFrame) -> pd.DataFrame:
-        s: Settings = self.settings  # type: ignore[assignment]
+        s = self.settings
         c = self._classify(window)
         c = c[c["kind"] != ""]
         if c.empty:
@@ -317,7 +252,7 @@ class CrossTenantAccess(Detector):
                     "title": title,
                 }
             )
-        out.sort(key=lambda r: (-RANK[str(r["severity"])], str(r["key"])))
+        out.sort(key=lambda r: (-SEVERITY_RANK[str(r["severity"])], str(r["key"])))
         return pd.DataFrame(out, columns=list(SCORED))
 
 

@@ -61,10 +61,9 @@ from eval.paging import Paging, replay, score_pages
 from pipeline.config import load_config
 from pipeline.detect import run_detect
 from pipeline.errors import TenantwatchError
-from pipeline.schema import SEVERITIES
+from pipeline.schema import SEVERITY_RANK as RANK
 from pipeline.simulate import TRUTH_FILE, SimulationSpec, simulate
 
-RANK = {s: i for i, s in enumerate(SEVERITIES)}
 SLACK = timedelta(minutes=5)
 WORLDS = ("pooled", "silo", "bridge")
 COVERAGE_TARGET = 0.99

@@ -82,8 +82,8 @@ def score_pages(
 ) -> Paging:
     """Each page of the replay beside the labels (see the module docstring)."""
     from pipeline.alert import store
-    from pipeline.alert.incidents import RANK
     from pipeline.lake import Lake
+    from pipeline.schema import SEVERITY_RANK as RANK
 
     lk = Lake(lake)
     incidents = {i.incident_id: i for i in store.load_incidents(lk)}

@@ -227,7 +227,7 @@ def run_detect(
 
 
 def _worst_first(t: pa.Table) -> pa.Table:
-    rank = {s: i for i, s in enumerate(schema.SEVERITIES)}
+    rank = schema.SEVERITY_RANK
     ranked = t.append_column("r", pa.array([rank[s] for s in t["severity"].to_pylist()], pa.int8()))
     order = [("r", "descending"), ("detector", "ascending"), ("score", "descending")]
     return ranked.sort_by([*order, ("finding_id", "ascending")]).drop_columns(["r"])

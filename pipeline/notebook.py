@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from pipeline.alert.incidents import Incident
     from pipeline.alert.snapshot import Verified
 
-RANK = {s: i for i, s in enumerate(schema.SEVERITIES)}
+RANK = schema.SEVERITY_RANK
 SOURCE_FOLDERS = ("AWSLogs", "apigateway", "authorizer")  # what `tenantwatch simulate` writes
 DAY = timedelta(days=1)
 

@@ -71,6 +71,9 @@ def empty(schema: pa.Schema) -> pa.Table:
 
 
 SEVERITIES = ("info", "low", "medium", "high", "critical")
+# Each severity's place in SEVERITIES, higher is worse: the one order everything sorts and
+# compares severities by.
+SEVERITY_RANK: dict[str, int] = {s: i for i, s in enumerate(SEVERITIES)}
 _TS = pa.timestamp("us", tz="UTC")
 
 # One row per finding, the same for every detector (docs/ARCHITECTURE.md, "Contracts").

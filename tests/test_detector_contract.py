@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import pkgutil
 import subprocess
 import sys
 from datetime import timedelta
@@ -13,7 +14,7 @@ import pyarrow as pa
 import pytest
 
 import detectors
-from detectors.base import Detector, DetectorInputError
+from detectors.base import Detector, DetectorInputError, DetectorSettings
 from pipeline import schema
 from pipeline.config import parse_config
 from pipeline.errors import ConfigError
@@ -59,6 +60,12 @@ def test_names_line_up(detector_id: str) -> None:
     assert {"event_id", "event_time", "source"} <= set(cls.columns)
     assert set(cls.optional_columns).isdisjoint(cls.columns)
     assert cls.lookback >= timedelta(0) and cls.dedup_period > timedelta(0)
+    # Its settings class is the one it names in ``Detector[...]``, declared beside it.
+    assert issubclass(cls.Settings, DetectorSettings) and cls.Settings is not DetectorSettings
+    assert cls.Settings.__module__ == cls.__module__
+    assert isinstance(make(detector_id).settings, cls.Settings)
+    # ``detect`` is the base class's: a detector fills ``fit`` and ``score`` only.
+    assert "detect" not in vars(cls) and cls.detect is Detector.detect
 
 
 @pytest.mark.parametrize("detector_id", IDS)
@@ -178,3 +185,20 @@ def test_importing_the_registry_stays_light() -> None:
         cwd=Path(__file__).resolve().parent.parent,
     )
     assert out.stdout.strip() == ""
+
+
+def test_every_detector_in_the_package_is_registered() -> None:
+    # The contract tests run over the registry: a detector class outside it would go unchecked
+    # (and never run). Helper modules (rules, evidence, a detector's parts) define none.
+    found = set()
+    for mod in pkgutil.walk_packages(detectors.__path__, "detectors."):
+        module = importlib.import_module(mod.name)
+        for obj in vars(module).values():
+            if (
+                isinstance(obj, type)
+                and issubclass(obj, Detector)
+                and obj is not Detector
+                and obj.__module__ == mod.name
+            ):
+                found.add(f"{obj.__module__}:{obj.__name__}")
+    assert found == set(detectors.REGISTRY.values())

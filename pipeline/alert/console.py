@@ -12,9 +12,9 @@ from pipeline.alert.sanitize import clean
 
 def notifications(sent: Sequence[Mapping[str, Any]]) -> str:
     """Each notification sent in this run, worst first (its text was sanitised when rendered)."""
-    from pipeline.schema import SEVERITIES
+    from pipeline.schema import SEVERITY_RANK
 
-    order = sorted(sent, key=lambda r: (-SEVERITIES.index(r["severity"]), r["subject"]))
+    order = sorted(sent, key=lambda r: (-SEVERITY_RANK[r["severity"]], r["subject"]))
     return "".join(f"{'=' * 100}\nSubject: {r['subject']}\n\n{r['text']}\n" for r in order)
 
 

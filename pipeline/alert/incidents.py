@@ -36,9 +36,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pipeline.alert.entities import Egress, linked, profile, sort_key
-from pipeline.schema import SEVERITIES
+from pipeline.schema import SEVERITY_RANK as RANK
 
-RANK = {s: i for i, s in enumerate(SEVERITIES)}
 DEFAULT_GAP = timedelta(hours=1)
 NO_EGRESS = Egress()
 
