@@ -429,7 +429,7 @@ def alert(
     or is in doubt, or a snapshot could not be written; 75 when another run held the lake's
     lease for longer than --lease-wait.
     """
-    from pipeline.pipeline_run import alert_all
+    from pipeline.runs.on_demand import alert_all
 
     cfg = _config(ctx)
     with progress_bar("notifying") as update:
@@ -442,10 +442,11 @@ def alert(
             lease_wait_s=lease_wait,
             progress=update,
         )
+    summary = result.alert_dict()
     if not as_json:
-        _print_incidents(result.sent)
-    emit_summary(f"alerted from {result.summary['lake']}", result.summary, as_json)
-    _alert_exit(ctx, result.summary)
+        _print_incidents(result.alert[0].sent)
+    emit_summary(f"alerted from {summary['lake']}", summary, as_json)
+    _alert_exit(ctx, summary)
 
 
 @cli.command("run")
@@ -473,7 +474,7 @@ def run_command(
     Holds the lake's lease throughout, like alert (exit code 75 when another run held it for
     longer than --lease-wait).
     """
-    from pipeline.pipeline_run import run_all
+    from pipeline.runs.on_demand import run_all
 
     cfg = _config(ctx)
     if workers is not None and workers < 1:
@@ -504,11 +505,11 @@ def run_command(
     finally:
         for cm in reversed(bars):
             cm.__exit__(None, None, None)
-    s = result.summary
+    s = result.as_dict()
     if as_json:
         emit_summary("", s, as_json=True)
     else:
-        _print_incidents(result.alert.sent)
+        _print_incidents(result.alert[0].sent)
         ing, det, al = s["ingest"], s["detect"], s["alert"]
         flat = {
             "records_in": ing["records_in"],
@@ -529,7 +530,7 @@ def run_command(
         }
         emit_summary(f"ran the pipeline into {ing['lake']}", flat, as_json=False)
     _alert_exit(ctx, s["alert"])
-    if s["detect"]["failed"]:
+    if result.detect[0].failed:
         ctx.exit(1)
 
 

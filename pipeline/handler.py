@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote_plus
 
 from aws_lambda_powertools import Logger, Metrics
@@ -39,7 +39,7 @@ from pydantic import BaseModel
 
 from pipeline.config import Config, parse_config
 from pipeline.errors import ConfigError, TenantwatchError
-from pipeline.runs import (
+from pipeline.runs.unattended import (
     Budget,
     ObjectRef,
     Report,
@@ -50,9 +50,6 @@ from pipeline.runs import (
     run_scheduled,
     scheduled_run_id,
 )
-
-if TYPE_CHECKING:
-    from pipeline.health import RunHealth
 
 NAMESPACE = "tenantwatch"
 CONFIG_MAX_AGE_S = 300  # an edited SSM parameter applies within five minutes
@@ -142,20 +139,6 @@ def _utc(ts: datetime) -> datetime:
     return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 
-def _health_sink(cfg: Config) -> Callable[[RunHealth], None] | None:
-    """The run's health as EMF, in the namespace (and with the dimensions) the CLI uses."""
-    namespace = cfg.alerting.cloudwatch_namespace
-    if not namespace:
-        return None
-
-    def emit(health: RunHealth) -> None:
-        from pipeline.alert.metrics import emit_emf
-
-        emit_emf(namespace, health.data())
-
-    return emit
-
-
 def _finish(report: Report) -> dict[str, Any]:
     out = report.as_dict()
     metrics.add_metric(name="RunSeconds", unit=MetricUnit.Seconds, value=report.seconds)
@@ -183,9 +166,7 @@ def scheduled(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     logger.set_correlation_id(run_id)
     cfg, settings = load(os.environ)
     budget = Budget(context.get_remaining_time_in_millis, settings.reserve_seconds)
-    report = run_scheduled(
-        now, cfg.lake.root, cfg, settings, budget, run_id, on_health=_health_sink(cfg)
-    )
+    report = run_scheduled(now, cfg.lake.root, cfg, settings, budget, run_id)
     if report.status in ("done", "nothing_to_do"):
         metrics.add_metric(name="RunCompleted", unit=MetricUnit.Count, value=1)
     if report.watermark_after:
@@ -212,8 +193,6 @@ def on_s3_object(event: dict[str, Any], context: LambdaContext) -> dict[str, Any
     if not wanted:
         return _finish(Report(run_id, "objects", status="nothing_to_do"))
     budget = Budget(context.get_remaining_time_in_millis, settings.reserve_seconds)
-    report = run_objects(
-        wanted, cfg.lake.root, cfg, settings, budget, run_id, on_health=_health_sink(cfg)
-    )
+    report = run_objects(wanted, cfg.lake.root, cfg, settings, budget, run_id)
     metrics.add_metric(name="ObjectsIngested", unit=MetricUnit.Count, value=len(wanted))
     return _finish(report)

@@ -1,10 +1,11 @@
 """The pipeline's own health, measured once per run, the same way for the CLI and for Lambda.
 
-``RunHealth`` is built from what the stages handed back (ingest's summary, each detect's
-summary) and from the lake (the newest event in it), and turned into CloudWatch data points
-in one place, so the metrics the stack's alarms read exist under the same names and dimensions
-whichever way a run was started: ``PutMetricData`` from the CLI, the embedded metric format in
-Lambda (``pipeline.alert.metrics``). A run sends them once, however many windows it detected.
+``RunHealth.measure`` is the one place a run's results (``pipeline.runs.RunResult``: what
+ingest and each detect handed back) and the lake (the newest event in it) become the health, and
+``RunHealth.data`` the one place it becomes CloudWatch data points, so the metrics the stack's
+alarms read exist under the same names and dimensions whichever way a run was started; ``send``
+sends them: ``PutMetricData`` from the CLI, the embedded metric format in Lambda
+(``pipeline.alert.metrics``). A run sends them once, however many windows it detected.
 
 | metric | from | alarm |
 |---|---|---|
@@ -25,13 +26,18 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from pipeline.alert import metrics
 from pipeline.alert.metrics import Datum
 from pipeline.lake import Lake, event_day, read_events
+
+if TYPE_CHECKING:
+    from pipeline.config import Config
+    from pipeline.runs.results import DetectResult, RunResult
 
 RECENT_DAYS = 3  # the newest event is looked for in the last few days' partitions first
 _HOUR = re.compile(r"/hour=(\d\d)/")
@@ -48,25 +54,18 @@ class RunHealth:
     service_denials: tuple[tuple[str, int], ...] = ()
 
     @classmethod
-    def measure(
-        cls,
-        lake_root: str,
-        started_at: datetime,
-        ingested: Mapping[str, Any] | None = None,
-        detected: Iterable[Mapping[str, Any]] = (),
-        now: datetime | None = None,
-    ) -> RunHealth:
-        """``started_at``: when the run began (wall clock); ``ingested``: ingest's summary, if
-        the run ingested; ``detected``: each detect summary of the run."""
+    def measure(cls, lake_root: str, run: RunResult, now: datetime | None = None) -> RunHealth:
+        """The health of ``run`` (from its start to ``now``, default the clock), which wrote
+        into the lake at ``lake_root``."""
         now = now or datetime.now(UTC)
         newest = newest_event(Lake(lake_root), now)
-        detected = list(detected)
-        failed = sorted({d for s in detected for d in (s.get("failed") or {})})
-        ing = ingested or {}
+        detected = run.detect
+        failed = sorted({d for s in detected for d in s.failed})
+        ing = run.ingest
         return cls(
-            duration_s=max(0.0, (now - started_at).total_seconds()),
-            records_read=_int(ing.get("records_in")),
-            records_quarantined=_int(ing.get("quarantined_total")),
+            duration_s=max(0.0, (now - run.started_at).total_seconds()),
+            records_read=None if ing is None else ing.records_in,
+            records_quarantined=None if ing is None else ing.quarantined_total,
             # Simulated or replayed logs can lie in the future: a negative lag is reported as 0.
             event_lag_s=None if newest is None else max(0.0, (now - newest).total_seconds()),
             detectors_failed=tuple(failed),
@@ -101,24 +100,23 @@ class RunHealth:
         }
 
 
-def _int(value: Any) -> int | None:
-    return None if value is None else int(value)
+def send(lake_root: str, cfg: Config, health: RunHealth, in_lambda: bool) -> dict[str, Any] | None:
+    """The run's health to CloudWatch, when a namespace is configured: the embedded metric format
+    in Lambda, else ``PutMetricData``; what was sent (None: no namespace)."""
+    a = cfg.alerting
+    if not a.cloudwatch_namespace:
+        return None
+    return metrics.send(Lake(lake_root), a.cloudwatch_namespace, health.data(), a.region, in_lambda)
 
 
-def service_denials(
-    lake: Lake, detected: Iterable[Mapping[str, Any]]
-) -> tuple[tuple[str, int], ...]:
+def service_denials(lake: Lake, detected: Iterable[DetectResult]) -> tuple[tuple[str, int], ...]:
     """Denials by AWS services acting for themselves in each distinct window detected, per
     service, most first (CloudTrail is the only log that names them)."""
     import pyarrow.compute as pc
 
     from pipeline.principals import is_service
 
-    windows = {
-        (s["window_start"], s["window_end"])
-        for s in detected
-        if s.get("window_start") and s.get("window_end")
-    }
+    windows = {(d.window_start, d.window_end) for d in detected if d.window_start and d.window_end}
     counts: Counter[str] = Counter()
     for start, end in sorted(windows):
         t = read_events(

@@ -90,7 +90,7 @@ def ensure_lake(
         return lake
     if lake and lake.startswith("s3://"):
         raise InputError(f"lake {lake}: no events there")
-    from pipeline.pipeline_run import run_all
+    from pipeline.runs.on_demand import run_all
 
     folder = Path(logs)
     if not folder.is_dir():

@@ -13,9 +13,14 @@ from typing import Any
 
 import pytest
 
-from pipeline import handler, runs
+from pipeline import handler
 from pipeline.errors import ConfigError
-from pipeline.runs import Budget, Lease, PipelineStages, RunSettings, run_scheduled
+from pipeline.lease import Lease
+from pipeline.runs import unattended as runs
+from pipeline.runs.results import AlertResult, DetectResult, IngestResult
+from pipeline.runs.stages import PipelineStages
+from pipeline.runs.unattended import Budget, RunSettings, run_scheduled
+from pipeline.runs.watermark import read_watermark
 from tests import logfactory as lf
 from tests.conftest import REPO
 from tests.fakes import FakeContext, object_created, scheduler_event
@@ -189,15 +194,15 @@ class SlowStages:
     real: PipelineStages = field(default_factory=PipelineStages)
     detected: list[datetime] = field(default_factory=list)
 
-    def ingest(self, *args: Any) -> dict[str, Any]:
+    def ingest(self, *args: Any) -> IngestResult:
         return self.real.ingest(*args)
 
-    def detect(self, *args: Any) -> dict[str, Any]:
+    def detect(self, *args: Any) -> DetectResult:
         self.clock[0] += self.cost_s
         self.detected.append(args[2])
         return self.real.detect(*args)
 
-    def alert(self, *args: Any) -> dict[str, Any]:
+    def alert(self, *args: Any) -> AlertResult:
         return self.real.alert(*args)
 
 
@@ -220,21 +225,23 @@ def test_a_short_budget_stops_at_a_checkpoint_and_the_next_run_continues(tmp_pat
     assert first.status == "checkpoint"
     # 09:00 (backfill, empty) and 10:00 done: the watermark is at 11:00.
     assert len(first.windows) == 2 and first.watermark_after == (T0 + HOUR).isoformat()
-    assert runs.read_watermark(lake) == T0 + HOUR
+    assert read_watermark(lake) == T0 + HOUR
     second = _run(tmp_path, lake, 900, now, SlowStages([0.0], cost_s=40))
-    assert second.status == "done" and second.ingest["files_skipped"] == 3
+    assert second.status == "done" and second.run.ingest is not None
+    assert second.run.ingest.files_skipped == 3 == second.as_dict()["ingest"]["files_skipped"]
     assert second.windows[0].startswith((T0 + HOUR).isoformat())  # where the first stopped
-    assert runs.read_watermark(lake) == T0 + timedelta(hours=3)
+    assert read_watermark(lake) == T0 + timedelta(hours=3)
     # Together they did what one uninterrupted run does.
     whole = _run(tmp_path, str(tmp_path / "whole"), 900, now)
-    assert first.findings + second.findings == whole.findings == 3
+    done = [r.as_dict() for r in (first, second, whole)]
+    assert done[0]["findings"] + done[1]["findings"] == done[2]["findings"] == 3
     assert (
-        first.alert["notifications_sent"] + second.alert["notifications_sent"]
-        == whole.alert["notifications_sent"]
+        done[0]["alert"]["notifications_sent"] + done[1]["alert"]["notifications_sent"]
+        == done[2]["alert"]["notifications_sent"]
         == 3
     )
     again = _run(tmp_path, lake, 900, now)
-    assert again.status == "nothing_to_do" and again.alert == {}
+    assert again.status == "nothing_to_do" and again.as_dict()["alert"] == {}
 
 
 def test_ingest_stops_between_objects_when_time_runs_out(tmp_path: Path) -> None:
@@ -242,7 +249,7 @@ def test_ingest_stops_between_objects_when_time_runs_out(tmp_path: Path) -> None
     lake = str(tmp_path / "lake")
     report = _run(tmp_path, lake, 10, T0 + timedelta(hours=3, minutes=20))  # under the reserve
     assert report.status == "checkpoint" and report.windows == []
-    assert runs.read_watermark(lake) is None
+    assert read_watermark(lake) is None
     from pipeline.lake import Lake
 
     # Exactly one object was ingested (and recorded as done) before the run stopped.
@@ -258,8 +265,9 @@ def test_an_overlapping_run_finds_the_lease_held_and_does_nothing(tmp_path: Path
     other = Lease(lake)
     assert other.acquire("someone-else", 600)
     report = _run(tmp_path, lake, 900, T0 + timedelta(hours=2))
-    assert report.status == "busy" and report.ingest == {}
-    assert runs.read_watermark(lake) is None
+    assert report.status == "busy" and report.run.ingest is None
+    assert report.as_dict()["ingest"] == {} and report.as_dict()["health"] == {}
+    assert read_watermark(lake) is None
     other.release()
     assert Lease(lake).acquire("me", 600)
 

@@ -12,6 +12,7 @@ import pytest
 from pipeline.alert import metrics
 from pipeline.health import RunHealth
 from pipeline.lake import Lake, event_partition
+from pipeline.runs.results import DetectResult, IngestResult, RunResult
 from tests import factories as f
 
 
@@ -67,11 +68,14 @@ def test_run_health_measures_the_lag_of_the_newest_event(tmp_path: Path) -> None
     started = f.T0 + timedelta(hours=1)
     # Now within the days searched first, and long after them (the whole lake is searched).
     for now in (f.T0 + timedelta(hours=2), f.T0 + timedelta(days=30)):
-        health = RunHealth.measure(str(tmp_path / "lake"), started, {"records_in": 3}, [], now)
+        run = RunResult(started, ingest=IngestResult.of({"records_in": 3}))
+        health = RunHealth.measure(str(tmp_path / "lake"), run, now)
         assert health.event_lag_s == (now - f.T0 - timedelta(minutes=30)).total_seconds()
         assert health.duration_s == (now - started).total_seconds() and health.records_read == 3
-    empty = RunHealth.measure(str(tmp_path / "none"), started, None, [{"failed": {"d": "x"}}])
+    failed = RunResult(started, detect=[DetectResult.of_summary({"failed": {"d": "x"}})])
+    empty = RunHealth.measure(str(tmp_path / "none"), failed)
     assert empty.event_lag_s is None and empty.detectors_failed == ("d",)
+    assert empty.records_read is None  # nothing ingested: no record counts, not zeros
 
 
 def test_run_health_counts_denials_of_aws_services_per_service(tmp_path: Path) -> None:
@@ -88,12 +92,11 @@ def test_run_health_counts_denials_of_aws_services_per_service(tmp_path: Path) -
     lake.write_table(
         f"{event_partition('cloudtrail', '2026-11-16', '10')}/p.parquet", f.events(rows)
     )
-    window = {
-        "window_start": "2026-11-16T00:00:00+00:00",
-        "window_end": "2026-11-17T00:00:00+00:00",
-    }
+    window = DetectResult(
+        window_start="2026-11-16T00:00:00+00:00", window_end="2026-11-17T00:00:00+00:00"
+    )
     # The same window detected twice in one run counts once; a user's denial is no service's.
-    health = RunHealth.measure(lake.root, f.T0, None, [window, dict(window)], f.T0)
+    health = RunHealth.measure(lake.root, RunResult(f.T0, detect=[window, window]), f.T0)
     assert health.service_denials == (
         ("delivery.logs.amazonaws.com", 30),
         ("config.amazonaws.com", 1),
@@ -107,7 +110,7 @@ def test_run_health_counts_denials_of_aws_services_per_service(tmp_path: Path) -
         "delivery.logs.amazonaws.com": 30,
         "config.amazonaws.com": 1,
     }
-    assert RunHealth.measure(lake.root, f.T0, None, [], f.T0).service_denials == ()
+    assert RunHealth.measure(lake.root, RunResult(f.T0), f.T0).service_denials == ()
 
 
 def test_emf_in_lambda_has_the_dimensions_put_metric_data_has(

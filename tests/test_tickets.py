@@ -24,6 +24,7 @@ from pipeline import tickets
 from pipeline.cli import cli
 from pipeline.config import BreakGlass, Ticket, load_config
 from pipeline.errors import ConfigError
+from pipeline.runs.results import AlertResult, DetectResult, IngestResult
 from pipeline.tables import TableError
 from tests.factories import event, events, role
 from tests.logfactory import ACCOUNT, ct, delivery_file
@@ -391,22 +392,22 @@ class Recording:
     tickets_file: Path
     given: list[Any] = field(default_factory=list)
 
-    def ingest(self, sources: list[str], lake_root: str, cfg: Any, *rest: Any) -> dict[str, Any]:
+    def ingest(self, sources: list[str], lake_root: str, cfg: Any, *rest: Any) -> IngestResult:
         self.given.append(cfg)
         self.tickets_file.unlink()
-        return {}
+        return IngestResult()
 
-    def detect(self, lake_root: str, cfg: Any, *rest: Any) -> dict[str, Any]:
+    def detect(self, lake_root: str, cfg: Any, *rest: Any) -> DetectResult:
         self.given.append(cfg)
         detectors.from_config(cfg)
-        return {"findings": 0}
+        return DetectResult(findings=0)
 
-    def alert(self, *args: Any) -> dict[str, Any]:
-        return {}
+    def alert(self, *args: Any) -> AlertResult:
+        return AlertResult()
 
 
 def test_a_scheduled_run_reads_the_tickets_once_before_it_ingests(tmp_path: Path) -> None:
-    from pipeline.runs import Budget, RunSettings, run_scheduled
+    from pipeline.runs.unattended import Budget, RunSettings, run_scheduled
 
     (tmp_path / "tickets.csv").write_text(CSV)
     cfg = load_config(config(tmp_path, 'tickets_file = "tickets.csv"'))

@@ -24,7 +24,7 @@ The exception is a channel that can repeat a message harmlessly for a while
 There, a row found ``publishing`` whose one attempt is recent enough is simply sent again.
 
 Runs must not overlap: two runs could both send a row. Every path that publishes holds the
-lake's lease (``pipeline.lease``), and ``may_publish`` stops a run that lost it before its
+lake's lease (``pipeline.lease.Lease``), and ``may_publish`` stops a run that lost it before its
 next batch.
 """
 

@@ -19,10 +19,10 @@ Why the same result however often it runs:
   lease held and stops, and the next run does the work.
 
 The pipeline's health (``pipeline.health``) is measured once per run, at its end, whatever
-number of windows it detected; the handler sends it.
+number of windows it detected, and sent as the CLI's runs send theirs.
 
-The stages are reached through ``Stages`` (ingest, detect, alert), the one seam a test or a later
-deployment (AWS Glue) can re-point.
+The stages are reached through ``Stages`` (``pipeline.runs.stages``: ingest, detect, alert), the
+one seam a test or a later deployment (AWS Glue) can re-point.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 import msgspec
 
@@ -40,11 +40,9 @@ from pipeline import tickets
 from pipeline.config import Config
 from pipeline.errors import ConfigError, TenantwatchError
 from pipeline.lease import Lease
-
-if TYPE_CHECKING:
-    from pipeline.health import RunHealth
-
-WATERMARK = "_state/watermark/scheduled.parquet"
+from pipeline.runs.results import RunResult
+from pipeline.runs.stages import PipelineStages, Stages
+from pipeline.runs.watermark import read_watermark, write_watermark
 
 
 class RunError(TenantwatchError):
@@ -105,70 +103,6 @@ def per_object(cfg: Config) -> Config:
     )
 
 
-# --- the seam to the stages ------------------------------------------------------------------
-
-
-class Stages(Protocol):
-    def ingest(
-        self,
-        sources: list[str],
-        lake_root: str,
-        cfg: Config,
-        since: datetime | None,
-        until: datetime | None,
-        progress: Callable[[int, int], None],
-    ) -> dict[str, Any]: ...
-
-    def detect(
-        self,
-        lake_root: str,
-        cfg: Config,
-        since: datetime,
-        until: datetime,
-        only: tuple[str, ...] | None,
-    ) -> dict[str, Any]: ...
-
-    def alert(self, lake_root: str, cfg: Config, since: datetime | None) -> dict[str, Any]: ...
-
-
-class PipelineStages:
-    """The real stages (imported on first use: they pull in pyarrow, pandas, scikit-learn)."""
-
-    def ingest(
-        self,
-        sources: list[str],
-        lake_root: str,
-        cfg: Config,
-        since: datetime | None,
-        until: datetime | None,
-        progress: Callable[[int, int], None],
-    ) -> dict[str, Any]:
-        from pipeline.ingest.run import ingest
-
-        # One worker: ingest's worker processes have not been tried in Lambda (no /dev/shm, so
-        # hand-off files go to /tmp), and the function's memory is sized for one batch in flight.
-        return ingest(
-            sources, lake_root, cfg, since=since, until=until, workers=1, progress=progress
-        )
-
-    def detect(
-        self,
-        lake_root: str,
-        cfg: Config,
-        since: datetime,
-        until: datetime,
-        only: tuple[str, ...] | None,
-    ) -> dict[str, Any]:
-        from pipeline.detect import run_detect
-
-        return run_detect(lake_root, cfg, since, until, only=only).summary
-
-    def alert(self, lake_root: str, cfg: Config, since: datetime | None) -> dict[str, Any]:
-        from pipeline.alert.run import run_alert
-
-        return run_alert(lake_root, cfg, since=since, in_lambda=True).summary
-
-
 def rule_detectors() -> tuple[str, ...]:
     """Detectors that need no history (cheap enough to run for every new object)."""
     import detectors
@@ -215,49 +149,21 @@ def windows(start: datetime, end: datetime, minutes: int) -> list[tuple[datetime
     return out
 
 
-# --- state in the lake: the watermark ----------------------------------------------------------
-
-
-def read_watermark(lake_root: str) -> datetime | None:
-    from pipeline.lake import Lake
-
-    lake = Lake(lake_root)
-    if not lake.exists(WATERMARK):
-        return None
-    value: datetime | None = lake.read_file(WATERMARK)["watermark"][0].as_py()
-    return value
-
-
-def write_watermark(lake_root: str, watermark: datetime, run_id: str) -> None:
-    import pyarrow as pa
-
-    from pipeline.lake import Lake
-
-    ts = pa.timestamp("us", tz="UTC")
-    schema = pa.schema([("watermark", ts), ("run_id", pa.string()), ("written_at", ts)])
-    row = {"watermark": watermark, "run_id": run_id, "written_at": datetime.now(UTC)}
-    Lake(lake_root).write_table(WATERMARK, pa.Table.from_pylist([row], schema))
-
-
 # --- the runs ----------------------------------------------------------------------------------
 
 
 @dataclass
 class Report:
-    """What a run did, JSON-able, returned by the handler and logged."""
+    """What an unattended run did, JSON-able (``as_dict``), returned by the handler and logged."""
 
     run_id: str
     kind: str  # scheduled | objects
+    run: RunResult = field(default_factory=lambda: RunResult(started_at=datetime.now(UTC)))
     status: str = "done"  # done | checkpoint (out of time) | busy (lease held) | nothing_to_do
     watermark_before: str | None = None
     watermark_after: str | None = None
     windows: list[str] = field(default_factory=list)  # "start/end" of each window completed
-    ingest: dict[str, Any] = field(default_factory=dict)
-    findings: int = 0
-    alert: dict[str, int] = field(default_factory=dict)  # alert counts summed over windows
     seconds: float = 0.0
-    detected: list[dict[str, Any]] = field(default_factory=list)  # each window's detect summary
-    health: dict[str, Any] = field(default_factory=dict)  # RunHealth.as_dict(), once per run
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -267,33 +173,27 @@ class Report:
             "watermark_before": self.watermark_before,
             "watermark_after": self.watermark_after,
             "windows": self.windows,
-            "ingest": self.ingest,
-            "findings": self.findings,
-            "alert": self.alert,
-            "health": self.health,
+            "ingest": self.run.ingest.as_dict() if self.run.ingest is not None else {},
+            "findings": self.run.findings(),
+            "alert": self.run.alert_counts(),
+            "health": self.run.health_dict(),
             "seconds": round(self.seconds, 3),
         }
 
 
-HealthSink = Callable[["RunHealth"], None]
-
-
-def _measure(
-    lake_root: str, started_at: datetime, report: Report, on_health: HealthSink | None
-) -> None:
-    """The run's health, once, for a run that did anything (also one that failed half way)."""
-    if not report.ingest and not report.detected:
+def _finish(lake_root: str, cfg: Config, report: Report) -> None:
+    """The run's health, once, for a run that did anything (also one that failed half way),
+    sent to CloudWatch in the embedded metric format."""
+    if not report.run.did_anything:
         return
-    from pipeline.health import RunHealth
+    from pipeline import health
 
     try:
-        health = RunHealth.measure(lake_root, started_at, report.ingest or None, report.detected)
+        report.run.health = health.RunHealth.measure(lake_root, report.run)
     except Exception as exc:  # in a ``finally``: must not hide why the run itself failed
-        report.health = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+        report.run.health_error = f"{type(exc).__name__}: {exc}"[:300]
         return
-    report.health = health.as_dict()
-    if on_health is not None:
-        on_health(health)
+    health.send(lake_root, cfg, report.run.health, in_lambda=True)
 
 
 def _detect_and_alert(
@@ -306,23 +206,11 @@ def _detect_and_alert(
 ) -> None:
     start, end = window
     detected = stages.detect(lake_root, cfg, start, end, only)
-    report.detected.append(detected)
-    failed = detected.get("failed") or {}
-    if failed:
+    report.run.detect.append(detected)
+    if detected.failed:
         # Not a success: no checkpoint; the next run repeats this window.
-        raise RunError(f"window {start.isoformat()}: detectors failed: {failed}")
-    report.findings += int(detected.get("findings") or 0)
-    alerted = stages.alert(lake_root, cfg, start)
-    sent = alerted.get("notifications") or {}
-    for key, value in (
-        ("incidents_new", alerted.get("incidents_new")),
-        ("incidents_updated", alerted.get("incidents_updated")),
-        ("notifications_sent", sent.get("sent")),
-        ("notifications_failed", sent.get("failed")),
-    ):
-        report.alert[key] = report.alert.get(key, 0) + int(value or 0)
-    # Not a sum: every window's alert reports all that is in doubt so far.
-    report.alert["notifications_in_doubt"] = int(sent.get("in_doubt") or 0)
+        raise RunError(f"window {start.isoformat()}: detectors failed: {dict(detected.failed)}")
+    report.run.alert.append(stages.alert(lake_root, cfg, start))
     report.windows.append(f"{start.isoformat()}/{end.isoformat()}")
 
 
@@ -334,12 +222,10 @@ def run_scheduled(
     budget: Budget,
     run_id: str,
     stages: Stages | None = None,
-    on_health: HealthSink | None = None,
 ) -> Report:
     """Ingest since the watermark (minus the lag), then detect + alert each finished window;
-    ``on_health`` gets the run's health once at its end."""
+    the run's health is measured and sent once at its end."""
     started = time.perf_counter()
-    started_at = datetime.now(UTC)
     stages = stages or PipelineStages()
     report = Report(run_id, "scheduled")
     if not settings.sources:
@@ -359,7 +245,7 @@ def run_scheduled(
         try:
             # Objects are keyed by delivery day: from the day the oldest open window's late
             # events could have been delivered on, to now.
-            report.ingest = stages.ingest(
+            report.run.ingest = stages.ingest(
                 list(settings.sources), lake_root, run_cfg, mark - lag, now, budget.check
             )
         except OutOfTime:
@@ -378,7 +264,7 @@ def run_scheduled(
             report.status = "nothing_to_do"
     finally:
         lease.release()
-        _measure(lake_root, started_at, report, on_health)
+        _finish(lake_root, cfg, report)
         report.seconds = time.perf_counter() - started
     return report
 
@@ -403,24 +289,22 @@ def run_objects(
     budget: Budget,
     run_id: str,
     stages: Stages | None = None,
-    on_health: HealthSink | None = None,
 ) -> Report:
     """Ingest just these objects; then, if no other run holds the lease, run the rule detectors
-    (no history needed) over the windows their events fall in, and alert. ``on_health`` gets
-    the run's health once at its end.
+    (no history needed) over the windows their events fall in, and alert. The run's health is
+    measured and sent once at its end.
 
     The baseline detectors are left to the scheduled run: reading two weeks of history for every
     object CloudTrail delivers would cost far more than it saves.
     """
     started = time.perf_counter()
-    started_at = datetime.now(UTC)
     stages = stages or PipelineStages()
     report = Report(run_id, "objects")
     run_cfg = tickets.resolve(per_object(cfg))  # read once, for every window
     try:
         _objects(objects, lake_root, run_cfg, cfg, settings, budget, run_id, stages, report)
     finally:
-        _measure(lake_root, started_at, report, on_health)
+        _finish(lake_root, cfg, report)
         report.seconds = time.perf_counter() - started
     return report
 
@@ -438,7 +322,7 @@ def _objects(
 ) -> None:
     try:
         uris = sorted({f"s3://{o.bucket}/{o.key}" for o in objects})
-        report.ingest = stages.ingest(uris, lake_root, run_cfg, None, None, budget.check)
+        report.run.ingest = stages.ingest(uris, lake_root, run_cfg, None, None, budget.check)
     except OutOfTime:
         report.status = "checkpoint"  # the scheduled run ingests what is left
         return

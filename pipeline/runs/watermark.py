@@ -1,0 +1,28 @@
+"""The scheduled run's checkpoint in the lake: the end of the last window detected and alerted."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+WATERMARK = "_state/watermark/scheduled.parquet"
+
+
+def read_watermark(lake_root: str) -> datetime | None:
+    from pipeline.lake import Lake
+
+    lake = Lake(lake_root)
+    if not lake.exists(WATERMARK):
+        return None
+    value: datetime | None = lake.read_file(WATERMARK)["watermark"][0].as_py()
+    return value
+
+
+def write_watermark(lake_root: str, watermark: datetime, run_id: str) -> None:
+    import pyarrow as pa
+
+    from pipeline.lake import Lake
+
+    ts = pa.timestamp("us", tz="UTC")
+    schema = pa.schema([("watermark", ts), ("run_id", pa.string()), ("written_at", ts)])
+    row = {"watermark": watermark, "run_id": run_id, "written_at": datetime.now(UTC)}
+    Lake(lake_root).write_table(WATERMARK, pa.Table.from_pylist([row], schema))
