@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-WATERMARK = "_state/watermark/scheduled.parquet"
+# pipeline.lake (pyarrow) is imported when a watermark is read or written, not with the handler.
 
 
 def read_watermark(lake_root: str) -> datetime | None:
-    from pipeline.lake import Lake
+    from pipeline.lake import WATERMARK, Lake
 
     lake = Lake(lake_root)
     if not lake.exists(WATERMARK):
@@ -20,7 +20,7 @@ def read_watermark(lake_root: str) -> datetime | None:
 def write_watermark(lake_root: str, watermark: datetime, run_id: str) -> None:
     import pyarrow as pa
 
-    from pipeline.lake import Lake
+    from pipeline.lake import WATERMARK, Lake
 
     ts = pa.timestamp("us", tz="UTC")
     schema = pa.schema([("watermark", ts), ("run_id", pa.string()), ("written_at", ts)])
