@@ -51,7 +51,13 @@ def write_findings_lake(root: str, findings: int = 14) -> None:
             )
         )
         events += [
-            f.api(300 + 60 * j, event_id=e, actor_principal=actor, target_tenant=victim)
+            f.api(
+                300 + 60 * j,
+                event_id=e,
+                actor_principal=actor,
+                target_tenant=victim,
+                source_ip=f"198.51.100.{100 + i}",  # one address each: 14 actors, 14 stories
+            )
             for j, e in enumerate(ids)
         ]
     lake.write_table("events/source=apigateway/date=2026-11-16/hour=10/p.parquet", f.events(events))
