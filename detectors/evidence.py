@@ -100,12 +100,6 @@ def epoch_us(times: pd.Series) -> np.ndarray:
     return np.asarray(pd.DatetimeIndex(times).as_unit("us").asi8)
 
 
-def short_actor(actor: Any) -> str:
-    """``arn:aws:sts::123:assumed-role/role/session`` -> ``role/session`` (titles stay short)."""
-    s = str(actor)
-    return s.split(":assumed-role/", 1)[1] if ":assumed-role/" in s else s
-
-
 def request_keys(window: pd.DataFrame) -> np.ndarray:
     """One key per request: an API request logged by both API Gateway and the authorizer has
     the same ``request_id``; other events are their own request."""

@@ -39,7 +39,10 @@ DAY = timedelta(days=1)
 
 
 @dataclass(frozen=True)
-class DetectResult:
+class Detected:
+    """What ``run_detect`` hands back: the findings themselves and the window's summary (the
+    orchestration reads it as ``pipeline.runs.DetectResult``)."""
+
     findings: pa.Table  # schema.FINDINGS, every detector's findings, worst first
     summary: dict[str, Any]  # JSON-able
 
@@ -159,7 +162,7 @@ def run_detect(
     progress: Callable[[int, int], None] | None = None,
     warn: Callable[[str], None] | None = None,
     now: datetime | None = None,
-) -> DetectResult:
+) -> Detected:
     """Run every enabled detector (or ``only`` these) over [since, until).
 
     Findings a suppression matches are written with its id in ``suppressed_by``. ``warn`` is
@@ -223,7 +226,7 @@ def run_detect(
         "failed": failed,
         "seconds": round(time.perf_counter() - started, 3),
     }
-    return DetectResult(findings, summary)
+    return Detected(findings, summary)
 
 
 def _worst_first(t: pa.Table) -> pa.Table:

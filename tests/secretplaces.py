@@ -1,8 +1,8 @@
 """Every place logs carry a key and its value, and what ingestion makes of them.
 
 ``carry`` writes named cases (a key and a value each) into every place, one input file per
-place holding one record per case, decodes each file by both roads (``decode_batch`` with the
-compiled road on and off, as ingestion calls it), and gives back, per road, place and case, the
+place holding one record per case, decodes each file by both decoders (``decode_batch`` with the
+C decoder on and off, as ingestion calls it), and gives back, per decoder, place and case, the
 value as the lake holds it (read out of the record's raw text) and all the text written for the
 record (raw text and every column). Lines that are not JSON reach the quarantine: there the text
 is the quarantined bytes.
@@ -28,7 +28,7 @@ from tests import logfactory as lf
 
 CFG = parse_config({}, environ={})
 READING = Reading.of(CFG)
-ROADS = ("compiled", "python")
+DECODERS = ("compiled", "python")
 MISSING = object()  # the value is not where it was put (the record has no such member)
 
 
@@ -126,15 +126,15 @@ PLACES: dict[str, tuple[Callable[[str, str, Any], Any], Callable[[str], Any], st
 
 @dataclass
 class Carried:
-    """One case in one place by one road: the value the lake holds (MISSING when it could not
+    """One case in one place by one decoder: the value the lake holds (MISSING when it could not
     be read back, as from a quarantined line) and every text written for the record."""
 
     value: Any
     text: str
 
 
-def _decode(folder: Path, road: str, monkeypatch: pytest.MonkeyPatch) -> list[Decoded]:
-    monkeypatch.setenv("TENANTWATCH_NATIVE", "1" if road == "compiled" else "0")
+def _decode(folder: Path, decoder: str, monkeypatch: pytest.MonkeyPatch) -> list[Decoded]:
+    monkeypatch.setenv("TENANTWATCH_NATIVE", "1" if decoder == "compiled" else "0")
     refs, _ = list_inputs([str(folder)])
     return [decode_batch(b, CFG.ingest, READING) for b in make_batches(refs, 1 << 30)]
 
@@ -158,7 +158,8 @@ def _texts(decoded: list[Decoded]) -> Iterator[tuple[str, str, Any]]:
 def carry(
     folder: Path, cases: dict[str, tuple[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> dict[tuple[str, str, str], Carried]:
-    """Every case in every place, by both roads: (road, place, case) -> what the lake holds."""
+    """Every case in every place, by both decoders: (decoder, place, case) -> what the lake
+    holds."""
     ids = {name: f"case-{i:04d}" for i, name in enumerate(cases)}
     for p, (make, _, kind) in enumerate(PLACES.values()):
         made = [make(ids[name], key, value) for name, (key, value) in cases.items()]
@@ -172,12 +173,12 @@ def carry(
             lines = ['{"first": "a line of JSON"}', *made]
             (folder / f"p{p}" / "bad.log").write_text("\n".join(lines) + "\n")
     out: dict[tuple[str, str, str], Carried] = {}
-    for road in ROADS:
+    for decoder in DECODERS:
         for p, (place, (_, getter, _kind)) in enumerate(PLACES.items()):
-            decoded = _decode(folder / f"p{p}", road, monkeypatch)
+            decoded = _decode(folder / f"p{p}", decoder, monkeypatch)
             found = {rid: (text, rec) for rid, text, rec in _texts(decoded)}
             for name, (key, _) in cases.items():
                 text, rec = found.get(ids[name], ("", None))
                 value = MISSING if rec is None else getter(key)(rec)
-                out[road, place, name] = Carried(value, text)
+                out[decoder, place, name] = Carried(value, text)
     return out

@@ -33,11 +33,11 @@ def iam_user(event: str, *, name: str | None = "anaya", arn: bool = True, **extr
     return rec
 
 
-@pytest.mark.parametrize("road", ["native", "python"])
+@pytest.mark.parametrize("decoder", ["native", "python"])
 def test_an_iam_user_without_an_arn_is_named_by_its_user_name_or_left_unresolved(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, road: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, decoder: str
 ) -> None:
-    monkeypatch.setenv("TENANTWATCH_NATIVE", "1" if road == "native" else "0")
+    monkeypatch.setenv("TENANTWATCH_NATIVE", "1" if decoder == "native" else "0")
     records = {
         "login": iam_user("ConsoleLogin"),
         "mfa": iam_user("CheckMfa", arn=False),
@@ -54,7 +54,7 @@ def test_an_iam_user_without_an_arn_is_named_by_its_user_name_or_left_unresolved
     del records["no account"]["userIdentity"]["accountId"]
     del records["no account"]["recipientAccountId"]
     path = lf.delivery_file(tmp_path / "in" / "signin.json.gz", list(records.values()))
-    if road == "native":  # both roads meet where the name is given (after decoding)
+    if decoder == "native":  # both decoders meet where the name is given (after decoding)
         body = json.dumps({"Records": list(records.values())}).encode()
         assert native._ctscan is not None and native._ctscan.Builder().add(body) is not None
     ingest([str(path)], str(tmp_path / "lake"), Config(), workers=1)

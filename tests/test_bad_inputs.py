@@ -1,7 +1,7 @@
 """Bad input, case by case: each case is a hostile or broken input written beside good records,
 with the quarantine reasons (and record counts) it must give.
 
-Every case is ingested alone on both decoding roads, and all of them once more in one run with
+Every case is ingested alone on both decoders, and all of them once more in one run with
 two workers. Each time: ``records_in = ingested + duplicates + quarantined``, the quarantine
 counted with ``sum(records)``; the quarantine holds exactly the case's reasons; the good records,
 and only they, are in the lake; and the secret some cases plant in a bad record reaches neither
@@ -462,12 +462,12 @@ def check(lake: Path, summary: dict[str, Any], case: Case, ids: list[str]) -> No
         assert SECRET not in json.dumps(pq.read_table(path).to_pylist(), default=str), path
 
 
-@pytest.mark.parametrize("road", ["native", "python"])
+@pytest.mark.parametrize("decoder", ["native", "python"])
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_a_bad_input_costs_its_own_records_only(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: Case, road: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: Case, decoder: str
 ) -> None:
-    monkeypatch.setenv("TENANTWATCH_NATIVE", "1" if road == "native" else "0")
+    monkeypatch.setenv("TENANTWATCH_NATIVE", "1" if decoder == "native" else "0")
     ids = case.build(tmp_path / "in")
     summary = ingest([str(tmp_path / "in")], str(tmp_path / "lake"), CFG, workers=1)
     check(tmp_path / "lake", summary, case, ids)
@@ -545,7 +545,7 @@ def _row_fault(mp: pytest.MonkeyPatch) -> None:
     _fault(normalize, "access_log_row", lambda rec, *_: VICTIM in rec.get("userAgent", ""), mp)
 
 
-@pytest.mark.parametrize("road", ["native", "python"])
+@pytest.mark.parametrize("decoder", ["native", "python"])
 @pytest.mark.parametrize(
     ("fault", "hits"),
     [
@@ -559,7 +559,7 @@ def _row_fault(mp: pytest.MonkeyPatch) -> None:
 def test_a_record_that_raises_where_no_rule_foresaw_costs_only_itself(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    road: str,
+    decoder: str,
     fault: Callable[..., None],
     hits: set[str],
 ) -> None:
@@ -567,7 +567,7 @@ def test_a_record_that_raises_where_no_rule_foresaw_costs_only_itself(
     chunk's secrets, a chunk's columns, an access-log line), a fault on one record quarantines
     that record as ``unprocessable_record`` with the error, and its neighbours in the same chunk
     are ingested as if it were not there."""
-    monkeypatch.setenv("TENANTWATCH_NATIVE", "1" if road == "native" else "0")
+    monkeypatch.setenv("TENANTWATCH_NATIVE", "1" if decoder == "native" else "0")
     victim = lf.assume_role(tenant=VICTIM, new_key_id="ASIAVICTIM000000001")
     victim["requestParameters"]["password"] = "x"  # flagged as holding a secret
     victim["userAgent"] = VICTIM

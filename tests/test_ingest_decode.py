@@ -41,14 +41,14 @@ def test_a_record_too_large_keeps_its_first_bytes(
         )
 
 
-@pytest.mark.parametrize("native_road", ["1", "0"])
+@pytest.mark.parametrize("native", ["1", "0"])
 def test_a_record_nested_too_deeply_does_not_take_its_files_other_records_with_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, native_road: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, native: str
 ) -> None:
     """Anyone whose API call CloudTrail records could nest its parameters past what a parser
     reads; if that quarantined the whole delivery file, the file's other events (another
     principal's cross-tenant access) would never reach the detectors."""
-    monkeypatch.setenv("TENANTWATCH_NATIVE", native_road)
+    monkeypatch.setenv("TENANTWATCH_NATIVE", native)
     first, last = lf.ct("GetObject"), lf.ct("PutObject", key="tenants/t0002/x")
     deep = with_nesting(json.dumps(lf.ct("ListObjects")), 3000)
     records = f"[{json.dumps(first)}, {deep}, {json.dumps(last)}]"

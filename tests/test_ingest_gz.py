@@ -61,14 +61,14 @@ def test_bombs_stop_at_the_configured_limit_in_a_file_and_in_a_cloudwatch_payloa
     assert q["bomb.json.gz"]["detail"].endswith("raw keeps the first 1,048,576 of 1,048,577 bytes")
 
 
-@pytest.mark.parametrize("native_road", ["1", "0"])
+@pytest.mark.parametrize("native", ["1", "0"])
 def test_a_truncated_gzip_gives_its_whole_records_and_keeps_the_rest(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, native_road: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, native: str
 ) -> None:
     """What a cut stream decompressed to is read as far as its records are whole: a delivery
     file's records before the cut, a line file's lines; the rest is one entry, from the cut
     record on (its first ``max_record_bytes``), at the position of the first record not read."""
-    monkeypatch.setenv("TENANTWATCH_NATIVE", native_road)
+    monkeypatch.setenv("TENANTWATCH_NATIVE", native)
     d = tmp_path / "in"
     d.mkdir()
     records = [lf.ct(key=f"tenants/t0001/{i}") for i in range(100)]

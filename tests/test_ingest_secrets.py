@@ -33,9 +33,9 @@ def test_secrets_never_reach_the_lake(tmp_path: Path) -> None:
     assert raw["responseElements"]["credentials"]["accessKeyId"] == "ASIAEXAMPLE0000001"
 
 
-@pytest.mark.parametrize("native_road", ["1", "0"])
+@pytest.mark.parametrize("native", ["1", "0"])
 def test_tokens_where_no_secret_word_is_reach_neither_raw_nor_columns(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, native_road: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, native: str
 ) -> None:
     """A JWT in a path, a principalId or an authorizer's reason, a BEARER token in capitals in a
     User-Agent, a password under a key spelled with a \\u escape: none has a secret word in its
@@ -43,7 +43,7 @@ def test_tokens_where_no_secret_word_is_reach_neither_raw_nor_columns(
     fingerprint the raw text holds."""
     from pipeline.ingest import redact
 
-    monkeypatch.setenv("TENANTWATCH_NATIVE", native_road)
+    monkeypatch.setenv("TENANTWATCH_NATIVE", native)
     jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1c3ItMSJ9.c2lnbmF0dXJlLTE"
     agent_token = "BEARER Zm9vYmFyYmF6cXV4MTIz"
     api = lf.access_log()

@@ -1,4 +1,4 @@
-"""The compiled road (``_ctscan.c``) against the Python road, which is the reference.
+"""The C decoder (``_ctscan.c``) against the Python decoder, which is the reference.
 
 Every corpus is decoded twice, with ``TENANTWATCH_NATIVE`` on and off, and the two ``Decoded``
 results must be equal: rows (raw text, hashes and hints included), quarantine, sessions,
@@ -119,7 +119,7 @@ def accepted(path: Path) -> bool | None:
     return builder.add(data.lstrip(b"\xef\xbb\xbf \t\r\n")) is not None
 
 
-def test_sample_logs_decode_the_same_and_take_the_fast_road(
+def test_sample_logs_decode_the_same_and_are_taken_by_the_c_decoder(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     trail = REPO / "sample_logs" / "AWSLogs"
@@ -128,7 +128,7 @@ def test_sample_logs_decode_the_same_and_take_the_fast_road(
     assert sum(d.rows.num_rows for d in fast) > 10_000
     delivery = [p for p in trail.rglob("*.json.gz") if "CloudTrail-Digest" not in str(p)]
     taken = [accepted(p) for p in delivery]
-    assert taken and all(taken), "the simulator's delivery files must all take the fast road"
+    assert taken and all(taken), "the simulator's delivery files must all take the C decoder"
 
 
 def test_the_real_world_corpus_decodes_the_same(
@@ -156,7 +156,7 @@ def _file(recs: list[dict[str, Any]] | str, **json_args: Any) -> str:
     return json.dumps({"Records": recs}, **json_args)
 
 
-# (name, file text, does the compiled road take it?)
+# (name, file text, does the C decoder take it?)
 RAW = json.dumps(lf.ct())[1:-1]  # one record's members, to splice odd text into
 NO_PARAMS = json.dumps({k: v for k, v in lf.ct().items() if k != "requestParameters"})[1:-1]
 DUPLICATE_MEMBER = ', "requestParameters": {"tableName": "t", "key": {"a": "1", "a": "2"}}}'
@@ -412,7 +412,7 @@ VARIANTS: list[tuple[str, str, bool]] = [
 
 
 @pytest.mark.parametrize(("name", "text", "fast"), VARIANTS, ids=[v[0] for v in VARIANTS])
-def test_a_variant_decodes_the_same_by_both_roads(
+def test_a_variant_decodes_the_same_by_both_decoders(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, text: str, fast: bool
 ) -> None:
     _write(tmp_path, "f.json.gz", text)
@@ -420,9 +420,11 @@ def test_a_variant_decodes_the_same_by_both_roads(
     assert_same(*decode_both(monkeypatch, [str(tmp_path)]))
 
 
-def test_secrets_in_urls_leave_both_roads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The compiled road's pre-filter sends a record with a URL parameter to the redactor: no
-    secret is left in the raw text nor in a column, by either road."""
+def test_secrets_in_urls_leave_both_decoders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The C decoder's pre-filter sends a record with a URL parameter to the redactor: no
+    secret is left in the raw text nor in a column, by either decoder."""
     for i, (name, text, _) in enumerate(VARIANTS):
         if name.startswith("secret in a URL"):
             _write(tmp_path, f"{i:03d}.json.gz", text)
@@ -461,7 +463,7 @@ def test_a_record_too_large_is_measured_before_redaction(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Redaction re-spells a record it rewrites (\\u00e9, six bytes, becomes é, two): one over
-    the limit as it came is too large, however short its redacted text, by both roads, and is
+    the limit as it came is too large, however short its redacted text, by both decoders, and is
     quarantined as it came."""
     text = _file([lf.ct(userAgent="é" * 1000, eventName="Bearer")])  # json: ensure_ascii
     assert len(text) > 6000
@@ -476,7 +478,7 @@ def test_a_record_too_large_is_measured_before_redaction(
 def test_a_number_past_a_double_costs_no_record(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """1e400 is data: ingested by both roads, kept in the lake's raw text as written, also
+    """1e400 is data: ingested by both decoders, kept in the lake's raw text as written, also
     where redaction rewrites the record (a password beside it is still fingerprinted, whatever
     its type), and read as its spelling where a text field holds it."""
     recs = [
@@ -518,7 +520,7 @@ def test_jsonnum_reads_as_orjson_does_and_numbers_past_a_double() -> None:
 
 
 def test_random_mutations_decode_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Bytes of a real-shaped file flipped, cut and spliced: whatever either road makes of
+    """Bytes of a real-shaped file flipped, cut and spliced: whatever either decoder makes of
     them, the other makes the same."""
     rng = random.Random(7)
     seed = _file([lf.ct(), lf.assume_role(tenant="t0001", new_key_id="ASIAKEY0000000001")])
@@ -684,7 +686,7 @@ def test_join_hash_is_join_then_xxh64(monkeypatch: pytest.MonkeyPatch) -> None:
     ).cast(pa.binary())
     want = b"".join(xxhash.xxh64(v).hexdigest().encode() for v in joined.to_pylist())
     assert native.join_hash(cols) == want
-    # And record_hashes is the same by either road.
+    # And record_hashes is the same by either decoder.
     fields = {f: column() for f in normalize.HASHED_FIELDS}
     fields["status_code"] = pa.array([200, None] * 20, pa.int32())
     fast = normalize.record_hashes(fields)
@@ -703,10 +705,11 @@ def _credential_records() -> list[bytes]:
     return out
 
 
-def test_credential_spans_are_the_python_roads() -> None:
+def test_credential_spans_are_the_python_decoders() -> None:
     """``_credentials.c`` finds the same credential values, and sends the same records to the
-    walk, as ``redact.credential_spans``: on sample_logs/, and on seeded mutations aimed at what
-    it decides on (keys, quotes, escapes, backslash runs, doubt words, non-ASCII, cuts)."""
+    full redaction, as ``redact.credential_spans``: on sample_logs/, and on seeded mutations
+    aimed at what it decides on (keys, quotes, escapes, backslash runs, doubt words, non-ASCII,
+    cuts)."""
     from pipeline.ingest import redact
 
     creds_keys = redact._CREDENTIAL_KEYS
@@ -715,7 +718,7 @@ def test_credential_spans_are_the_python_roads() -> None:
     assert native._ctscan is not None and len(creds) > 20
     got = native._ctscan.credential_spans(recs, creds_keys)
     assert got == redact.credential_spans(recs)
-    assert sum(g is not None for g in got) == len(creds)  # the fast road, for every one
+    assert sum(g is not None for g in got) == len(creds)  # the C decoder, for every one
     pieces = [b'"sessionToken":"', b'"secretAccessKey":"', b'"secretAccessKey":"k"', b'"', b"\\"]
     pieces += [b'\\"', b"\\\\", b"{", b",", b":", b" ", b"\n", b'"token"', b'"Token" :', b"x"]
     pieces += [b'"PASSWORD"\t:', b"earer", b"asic", b"eyJ", b"\\u", b"\xc3\xa9", b'"idToken":']
@@ -747,7 +750,7 @@ def test_credential_spans_are_the_python_roads() -> None:
     ]
     got = native._ctscan.credential_spans(mutated, creds_keys)
     assert got == redact.credential_spans(mutated)
-    assert 2_000 < sum(g is not None for g in got) < 20_000  # both roads well exercised
+    assert 2_000 < sum(g is not None for g in got) < 20_000  # both decoders well exercised
 
 
 def test_credential_spans_refuses_what_it_cannot_compare() -> None:
@@ -759,7 +762,7 @@ def test_credential_spans_refuses_what_it_cannot_compare() -> None:
 
 
 # Field strategies over paths of every kind: the path columns come from each record's raw text
-# after either road made it, so both roads must give the same columns.
+# after either decoder made it, so both decoders must give the same columns.
 FIELDS = Reading.of(
     parse_config(
         {
@@ -786,7 +789,7 @@ FIELDS = Reading.of(
 )
 
 
-def test_path_columns_are_the_same_by_both_roads(
+def test_path_columns_are_the_same_by_both_decoders(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for i, (_, text, _) in enumerate(VARIANTS):

@@ -32,7 +32,7 @@ def _agree(seed: int, cases: int) -> None:
     assert not disagreements, "\n".join(
         f"{f.kind}: {f.detail}\n  files: {list(f.files)!r}" for f in disagreements
     )
-    # Not a vacuous pass: the compiled road took a fair share of the files whole, and both
+    # Not a vacuous pass: the C decoder took a fair share of the files whole, and both
     # ingested and quarantined records came out of them.
     assert report.cases >= cases
     assert report.taken >= cases // 5, report

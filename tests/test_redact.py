@@ -1,10 +1,11 @@
-"""Secret redaction: the byte-level road for AssumeRole credentials gives the walk's value.
+"""Secret redaction: the byte-level redaction of AssumeRole credentials gives the value the full
+redaction gives.
 
 ``redact_many`` edits a credentials block in the record's own bytes when it can prove nothing
-else would change (the proof found in C or in Python: every test runs on both roads); every
-case here checks it against the full walk (``redact_raw``) and says which road it must take.
-The byte road keeps the record's spelling, so records spelled as orjson
-spells them come out byte for byte as the walk's, and any other spelling decodes to the same
+else would change (the proof found in C or in Python: every test runs on both decoders); every
+case here checks it against the full redaction (``redact_raw``) and says which decoder it must
+take. The byte-level redaction keeps the record's spelling, so records spelled as orjson spells
+them come out byte for byte as the full redaction's, and any other spelling decodes to the same
 value; a seeded property test holds that over varied records.
 
 Secrets hide in strings too (a request written as a JSON string, key/value text), and records
@@ -34,8 +35,8 @@ TOKEN = "IQoJb3JpZ2luX2VjEXAMPLETOKEN0123456789+/="
 
 
 @pytest.fixture(autouse=True, params=["compiled", "python"])
-def road(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Every test on both roads: the credentials found in C (``_credentials.c``) or in Python."""
+def decoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test on both decoders: the credentials found in C (``_credentials.c``) or in Python."""
     monkeypatch.setenv("TENANTWATCH_NATIVE", "1" if request.param == "compiled" else "0")
     return str(request.param)
 
@@ -53,7 +54,7 @@ def walked(raw: bytes) -> bytes:
     return orjson.dumps(redact.redact(orjson.loads(raw)))
 
 
-def took_fast_road(raw: bytes) -> bool:
+def c_decoder_takes(raw: bytes) -> bool:
     """Would ``redact_many`` edit the bytes rather than walk? (Spied on, not re-derived.)"""
     calls = []
     real = redact.redact_raw
@@ -98,14 +99,14 @@ WALK = {
 @pytest.mark.parametrize("name", FAST)
 def test_credentials_are_edited_in_place_with_the_walks_bytes(name: str) -> None:
     raw = orjson.dumps(FAST[name])
-    assert took_fast_road(raw)
+    assert c_decoder_takes(raw)
     assert redact.redact_many([raw]) == [walked(raw)]
 
 
 @pytest.mark.parametrize("name", WALK)
 def test_anything_else_takes_the_full_walk(name: str) -> None:
     raw = orjson.dumps(WALK[name])
-    assert not took_fast_road(raw)
+    assert not c_decoder_takes(raw)
     assert redact.redact_many([raw]) == [walked(raw)]
 
 
@@ -122,7 +123,7 @@ def test_the_token_never_survives_and_the_key_id_does() -> None:
 def test_compact_input_spelled_differently_keeps_its_spelling() -> None:
     # Escaped slashes and a trailing zero, as some writers emit them: edited where they stand.
     raw = b'{"responseElements":{"credentials":{"sessionToken":"a\\/b","x":1.50}}}'
-    assert took_fast_road(raw)
+    assert c_decoder_takes(raw)
     fp = redact.fingerprint("a/b").encode()
     expected = b'{"responseElements":{"credentials":{"sessionToken":"' + fp + b'","x":1.50}}}'
     assert redact.redact_many([raw]) == [expected]
@@ -148,11 +149,11 @@ WALK_BYTES = {
 @pytest.mark.parametrize("name", WALK_BYTES)
 def test_what_the_bytes_cannot_prove_takes_the_walk(name: str) -> None:
     raw = WALK_BYTES[name]
-    assert not took_fast_road(raw)
+    assert not c_decoder_takes(raw)
     assert redact.redact_many([raw]) == [redact.redact_raw(raw)]
 
 
-# -- property: both roads decode to the same value, and no secret survives either ---------------
+# -- property: both decoders decode to the same value, and no secret survives either ---------------
 
 _TOKENS = [
     "IQoJb3JpZ2luX2VjEXAMPLE+/=",
@@ -227,15 +228,15 @@ def _strings(value: Any) -> list[str]:
     return [value] if isinstance(value, str) else []
 
 
-def test_both_roads_decode_to_the_same_value_and_no_secret_survives() -> None:
+def test_both_decoders_decode_to_the_same_value_and_no_secret_survives() -> None:
     rng = random.Random(20261126)
     raws, secrets = [], []
     for _ in range(600):
         rec, held = _record(rng)
         raws.append(_spell(rng, rec))
         secrets.append(held)
-    fast = sum(took_fast_road(r) for r in raws)
-    assert 100 < fast < len(raws)  # both roads are exercised
+    fast = sum(c_decoder_takes(r) for r in raws)
+    assert 100 < fast < len(raws)  # both decoders are exercised
     batch = redact.redact_many(raws)
     for raw, out, held in zip(raws, batch, secrets, strict=True):
         assert orjson.loads(out) == orjson.loads(redact.redact_raw(raw)), raw
@@ -247,7 +248,7 @@ def test_both_roads_decode_to_the_same_value_and_no_secret_survives() -> None:
     assert batch == [redact.redact_many([r])[0] for r in raws]
 
 
-def test_a_chunk_mixes_both_roads_and_keeps_its_order() -> None:
+def test_a_chunk_mixes_both_decoders_and_keeps_its_order() -> None:
     raws = [orjson.dumps(c) for c in [*FAST.values(), *WALK.values()]]
     raws.insert(3, b'{"eventName": "GetObject"}')  # no secret at all: the bytes as they are
     assert redact.redact_many(raws) == [redact.redact_raw(r) for r in raws]

@@ -7,7 +7,7 @@ ids, which tenant attribution joins on, the product's own token fingerprints, se
 pagination and idempotency tokens), each carried in every place logs write keys
 (``tests/secretplaces.py``: a CloudTrail request's headers map, its parameters and response, an
 AssumeRole record beside its credentials, a request spelled as a JSON string, an access-log
-field, an authorizer-log field, a line the quarantine keeps), by both decoding roads.
+field, an authorizer-log field, a line the quarantine keeps), by both decoders.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pytest
 from pipeline.ingest import secretkeys
 from pipeline.ingest.fingerprint import fingerprint
 from tests import secretplaces
-from tests.secretplaces import MISSING, PLACES, ROADS, Carried
+from tests.secretplaces import DECODERS, MISSING, PLACES, Carried
 
 _n = iter(range(1000))
 
@@ -167,20 +167,20 @@ def _leaves(value: Any) -> list[str]:
     return [value] if isinstance(value, str) and value.startswith("LEAK") else []
 
 
-@pytest.mark.parametrize("road", ROADS)
+@pytest.mark.parametrize("decoder", DECODERS)
 @pytest.mark.parametrize("place", PLACES)
 @pytest.mark.parametrize("name", [*SECRET, *SECRET_SHAPED])
 def test_a_secret_under_its_key_is_fingerprinted(
-    carried: dict[tuple[str, str, str], Carried], road: str, place: str, name: str
+    carried: dict[tuple[str, str, str], Carried], decoder: str, place: str, name: str
 ) -> None:
     _, value = CASES[name]
-    got = carried[road, place, name]
+    got = carried[decoder, place, name]
     assert got.text, "the record is nowhere in the output"
     for secret in _leaves(value):
         assert secret not in got.text
     want = fp(value) if name in SECRET else SECRET_SHAPED[name][2]
     if place == "quarantined line":  # found by pattern
-        if name in SECRET:  # fingerprinted as the walk does
+        if name in SECRET:  # fingerprinted as the full redaction does
             assert orjson.dumps(want).decode() in got.text
         else:  # a list or object spelled as it was: each string fingerprinted on its own
             assert all(fp(s) in got.text for s in _leaves(value))
@@ -188,14 +188,14 @@ def test_a_secret_under_its_key_is_fingerprinted(
     assert got.value == want
 
 
-@pytest.mark.parametrize("road", ROADS)
+@pytest.mark.parametrize("decoder", DECODERS)
 @pytest.mark.parametrize("place", PLACES)
 @pytest.mark.parametrize("name", KEPT)
 def test_what_only_shares_a_word_with_a_secret_is_kept(
-    carried: dict[tuple[str, str, str], Carried], road: str, place: str, name: str
+    carried: dict[tuple[str, str, str], Carried], decoder: str, place: str, name: str
 ) -> None:
     _, value = KEPT[name]
-    got = carried[road, place, name]
+    got = carried[decoder, place, name]
     assert got.text, "the record is nowhere in the output"
     if place == "quarantined line":
         if isinstance(value, str):
@@ -229,7 +229,7 @@ def test_the_kind_of_a_key(key: str, kind: str | None) -> None:
 
 
 def test_every_named_secret_key_holds_a_pre_filter_word() -> None:
-    # A secret key the pre-filter could not see would reach the lake on the compiled road.
+    # A secret key the pre-filter could not see would reach the lake on the C decoder.
     from pipeline.ingest import prefilter
 
     for key, _ in [*SECRET.values(), *((k, v) for k, v, _ in SECRET_SHAPED.values())]:

@@ -158,7 +158,7 @@ def cloudtrail_records(p: Planted, n: int) -> list[dict[str, Any]]:
 
 
 def escaped_key_record(p: Planted, n: int) -> str:
-    """A delivery file whose password key is spelled with a \\u escape (the Python road)."""
+    """A delivery file whose password key is spelled with a \\u escape (the Python decoder)."""
     rec = lf.ct(requestParameters={"PASSWORDKEY": p.secret(f"cloudtrail #{n} escaped key")})
     return json.dumps({"Records": [rec]}).replace("PASSWORDKEY", "p\\u0061ssword")
 
@@ -422,7 +422,7 @@ def test_no_planted_secret_reaches_any_output(tmp_path: Path, topic: tuple[str, 
 def test_no_planted_secret_reaches_any_output_soak(
     tmp_path: Path, topic: tuple[str, str], seed: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # More copies of every placement, new secrets each seed, and every other seed the Python road
+    # More copies of every placement, new secrets each seed, and every other seed the Python decoder
     # for delivery files (the CLI's processes inherit the switch).
     monkeypatch.setenv("TENANTWATCH_NATIVE", "1" if seed % 2 else "0")
     scan(tmp_path, topic, seed=seed, copies=random.Random(seed).randint(20, 60))

@@ -3,7 +3,7 @@
 Named positive cases (query parameters logged as an object, as API Gateway does, or as a query
 string without its "?"; a password in a URL; connection strings and settings; PEM private keys)
 and named negative cases that only look like them, each carried in every place logs write a key
-and its value (``tests/secretplaces.py``), by both decoding roads. A secret is a value of its own
+and its value (``tests/secretplaces.py``), by both decoders. A secret is a value of its own
 per case, so a hit names its case.
 """
 
@@ -16,7 +16,7 @@ import pytest
 
 from pipeline.ingest.fingerprint import fingerprint
 from tests import secretplaces
-from tests.secretplaces import MISSING, PLACES, ROADS, Carried
+from tests.secretplaces import DECODERS, MISSING, PLACES, Carried
 
 _n = iter(range(1000))
 
@@ -149,14 +149,14 @@ def carried(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str, st
         return secretplaces.carry(tmp_path_factory.mktemp("shapes"), CASES, monkeypatch)
 
 
-@pytest.mark.parametrize("road", ROADS)
+@pytest.mark.parametrize("decoder", DECODERS)
 @pytest.mark.parametrize("place", PLACES)
 @pytest.mark.parametrize("name", SECRET)
 def test_a_secret_of_its_shape_is_fingerprinted(
-    carried: dict[tuple[str, str, str], Carried], road: str, place: str, name: str
+    carried: dict[tuple[str, str, str], Carried], decoder: str, place: str, name: str
 ) -> None:
     _, value, want = SECRET[name]
-    got = carried[road, place, name]
+    got = carried[decoder, place, name]
     assert got.text, "the record is nowhere in the output"
     leaks = [s for s in S if s in orjson.dumps(value).decode()]
     assert leaks and not [s for s in leaks if s in got.text]
@@ -167,14 +167,14 @@ def test_a_secret_of_its_shape_is_fingerprinted(
     assert got.value == want
 
 
-@pytest.mark.parametrize("road", ROADS)
+@pytest.mark.parametrize("decoder", DECODERS)
 @pytest.mark.parametrize("place", PLACES)
 @pytest.mark.parametrize("name", KEPT)
 def test_what_only_looks_like_a_secret_is_kept(
-    carried: dict[tuple[str, str, str], Carried], road: str, place: str, name: str
+    carried: dict[tuple[str, str, str], Carried], decoder: str, place: str, name: str
 ) -> None:
     _, value = KEPT[name]
-    got = carried[road, place, name]
+    got = carried[decoder, place, name]
     assert got.text, "the record is nowhere in the output"
     if place == "quarantined line":
         assert "redacted:sha256:" not in got.text

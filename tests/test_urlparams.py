@@ -3,7 +3,7 @@
 Named positive cases (a parameter whose name or value makes it a secret) and named negative cases
 (what on-call must still read, and the ids the product joins on), then the same URLs where logs
 carry them: API Gateway access-log fields, authorizer lines, CloudTrail responses (presigned
-URLs), user agents, error messages and the quarantine, on both decoding roads, in the raw text
+URLs), user agents, error messages and the quarantine, on both decoders, in the raw text
 and in the normalized columns.
 """
 
@@ -182,7 +182,7 @@ def test_identifiers_are_never_taken_for_random_text_and_random_text_always_is()
                 assert urlparams.looks_random(text), text
 
 
-# -- where logs carry URLs: the walk, the pre-filter, the quarantine ---------------------------
+# -- where logs carry URLs: the full redaction, the pre-filter, the quarantine ----------------
 
 PRESIGNED = (
     "https://awslambda-us-east-1-tasks.s3.us-east-1.amazonaws.com/snapshots/111122223333/fn"
@@ -193,19 +193,20 @@ PRESIGNED = (
 
 
 def test_a_record_with_a_url_parameter_is_looked_at() -> None:
-    # No secret word, no JWT, no escape: only the parameter sends it to the walk.
+    # No secret word, no JWT, no escape: only the parameter sends it to the full redaction.
     raw = orjson.dumps({"eventName": "GetFunction", "location": "/f?sig=" + WORD})
     assert prefilter.might_hold_secret(raw)
     assert WORD.encode() not in redact.redact_raw(raw)
     assert not prefilter.might_hold_secret(b'{"userAgent": "Botocore#1.34 os/linux#5", "a": "b=c"}')
 
 
-@pytest.mark.parametrize("native_road", ["1", "0"])
+@pytest.mark.parametrize("native", ["1", "0"])
 def test_credentials_beside_a_presigned_url_take_the_walk(
-    monkeypatch: pytest.MonkeyPatch, native_road: str
+    monkeypatch: pytest.MonkeyPatch, native: str
 ) -> None:
-    # The byte road for AssumeRole credentials (in C, or in Python) leaves the URL to the walk.
-    monkeypatch.setenv("TENANTWATCH_NATIVE", native_road)
+    # The byte-level redaction of AssumeRole credentials (in C, or in Python) leaves the URL to
+    # the full redaction.
+    monkeypatch.setenv("TENANTWATCH_NATIVE", native)
     rec = {
         "eventName": "AssumeRole",
         "responseElements": {"credentials": {"sessionToken": "LEAKsession"}},
@@ -239,25 +240,25 @@ def test_the_quarantine_scrubs_urls_in_bytes_that_are_not_json(name: str, text: 
     assert redact.scrub_bytes(out) == out
 
 
-def test_the_quarantine_fingerprint_is_the_walks() -> None:
+def test_the_quarantine_fingerprint_is_the_full_redactions() -> None:
     rec = {"eventName": "X", "u": f"\\/cb?code={WORD}&page=2"}
     walked = orjson.loads(redact.redact_raw(orjson.dumps(rec)))["u"]
     broken = json.dumps(rec).replace("/", "\\/").encode()[:-1] + b", bad"
     assert fingerprint(WORD) in walked and fingerprint(WORD).encode() in redact.scrub_bytes(broken)
 
 
-# -- through ingestion, both roads, raw text and columns ---------------------------------------
+# -- through ingestion, both decoders, raw text and columns ---------------------------------------
 
 
 def _strings(table_rows: list[dict[str, Any]]) -> str:
     return json.dumps(table_rows, default=str)
 
 
-@pytest.mark.parametrize("native_road", ["1", "0"])
+@pytest.mark.parametrize("native", ["1", "0"])
 def test_urls_in_every_source_reach_neither_raw_nor_columns(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, native_road: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, native: str
 ) -> None:
-    monkeypatch.setenv("TENANTWATCH_NATIVE", native_road)
+    monkeypatch.setenv("TENANTWATCH_NATIVE", native)
     secrets = [f"LEAK{i:02d}x" for i in range(13)]
     api = lf.access_log()
     api["path"] = f"/prod/tenants/t0001/invoices?page=2&access_token={secrets[0]}&sort=name"

@@ -1,9 +1,9 @@
 """Findings -> incidents (attack stories): pure grouping, no I/O (``store`` reads and writes).
 
-One attacker's activity shows up in several detectors and under several names: the user walking
-tenant ids is a cross-tenant denial, a tenant switch and a failure spike; a cached authorizer
-decision is an API principal in the access log and a role session in CloudTrail. An incident
-gathers them into one story, so that one attack pages once.
+One attacker's activity shows up in several detectors and under several names: a user trying
+tenant ids one after another is a cross-tenant denial, a tenant switch and a failure spike; a
+cached authorizer decision is an API principal in the access log and a role session in
+CloudTrail. An incident gathers them into one story, so that one attack pages once.
 
 A finding joins an incident when
 

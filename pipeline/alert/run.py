@@ -40,7 +40,10 @@ from pipeline.lake import FINDINGS, Lake
 
 
 @dataclass(frozen=True)
-class AlertResult:
+class Alerted:
+    """What ``run_alert`` hands back (the orchestration reads it as
+    ``pipeline.runs.AlertResult``)."""
+
     summary: dict[str, Any]  # JSON-able
     sent: list[dict[str, Any]]  # outbox rows sent in this run (subject, text, ...)
     incidents: list[Incident]  # the incidents changed in this run
@@ -229,7 +232,7 @@ def run_alert(
     in_lambda: bool = False,
     progress: Callable[[int, int], None] | None = None,
     may_publish: Callable[[], bool] | None = None,
-) -> AlertResult:
+) -> Alerted:
     """Group findings into incidents and notify; see the module docstring.
 
     ``since`` limits the findings read to windows starting then or later (absorbed findings are
@@ -314,7 +317,7 @@ def run_alert(
         ]
         summary["metrics"] = metrics.send(lake, a.cloudwatch_namespace, data, a.region, in_lambda)
     summary["seconds"] = round(time.perf_counter() - started, 3)
-    return AlertResult(summary, delivered.sent, list(changed.values()))
+    return Alerted(summary, delivered.sent, list(changed.values()))
 
 
 def _by_severity(incs: Sequence[Incident]) -> dict[str, int]:

@@ -77,7 +77,7 @@ class DetectResult:
     summary: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def of(cls, detected: pipeline.detect.DetectResult) -> DetectResult:
+    def of(cls, detected: pipeline.detect.Detected) -> DetectResult:
         return cls.of_summary(detected.summary)
 
     @classmethod
@@ -118,7 +118,7 @@ class AlertResult:
     summary: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def of(cls, alerted: pipeline.alert.run.AlertResult) -> AlertResult:
+    def of(cls, alerted: pipeline.alert.run.Alerted) -> AlertResult:
         s = alerted.summary
         notes = s.get("notifications") or {}
         return cls(

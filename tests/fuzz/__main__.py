@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.replay:
         found = differential.compare([p.read_bytes() for p in args.replay])
-        print("the same by both roads" if found is None else f"{found.kind}: {found.detail}")
+        print("the same by both decoders" if found is None else f"{found.kind}: {found.detail}")
         return 0 if found is None else 1
 
     differential.record_batches_in(args.last_batch)
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"{report.cases:,} cases ({report.batches:,} batches) in {report.seconds:,.0f} s, seed "
-        f"{seed}: {report.taken:,} taken by the compiled road; {report.records_in:,} records "
+        f"{seed}: {report.taken:,} taken by the C decoder; {report.records_in:,} records "
         f"read, {report.rows:,} rows, {report.quarantined:,} quarantined; "
         f"{report.interesting:,} cases kept for new edges; {len(report.findings)} findings"
     )

@@ -1,10 +1,10 @@
 """Both decoders over the same files, what they disagree on, and the smallest file that shows it.
 
-``compare`` decodes a batch of files twice, with the compiled road on and off
+``compare`` decodes a batch of files twice, with the C decoder on and off
 (``TENANTWATCH_NATIVE``), through ``decode.decode_batch`` exactly as ingestion calls it, and
 names the first thing that differs: the count of records read, the quarantine (reasons, details,
 raw text), the sessions, a row column (raw text, hashes and hints included), or an exception.
-An exception is a finding even when both roads raise the same one: bad input must end in the
+An exception is a finding even when both decoders raise the same one: bad input must end in the
 quarantine, never in a crash. ``shrink`` cuts a file down, keeping the same finding, so that it
 reads as a regression test.
 """
@@ -49,7 +49,7 @@ READING = Reading.of(_CFG)
 
 @dataclass(frozen=True)
 class Finding:
-    kind: str  # what differs ("rows.resource", "quarantine", ...) or "crash: <road> <error>"
+    kind: str  # what differs ("rows.resource", "quarantine", ...) or "crash: <decoder> <error>"
     detail: str  # the two sides, shortened
     files: tuple[bytes, ...]
 
@@ -98,7 +98,9 @@ def difference(fast: Decoded | BaseException, slow: Decoded | BaseException) -> 
     """('', '') when the two are the same, else (what differs, the two sides)."""
     a, b = (type(x).__name__ if isinstance(x, BaseException) else "" for x in (fast, slow))
     if a or b:
-        named = [f"{road} {error}" for road, error in (("compiled", a), ("python", b)) if error]
+        named = [
+            f"{decoder} {error}" for decoder, error in (("compiled", a), ("python", b)) if error
+        ]
         kind = f"crash: both {a}" if a == b else "crash: " + ", ".join(named)
         return kind, f"compiled: {_short(fast)}; python: {_short(slow)}"
     assert isinstance(fast, Decoded) and isinstance(slow, Decoded)
@@ -283,9 +285,9 @@ def minimal(finding: Finding, seconds: float = 60.0) -> Finding:
 
 @dataclass
 class Report:
-    cases: int = 0  # files decoded by both roads
+    cases: int = 0  # files decoded by both decoders
     batches: int = 0
-    taken: int = 0  # files the compiled road took whole
+    taken: int = 0  # files the C decoder took whole
     records_in: int = 0
     rows: int = 0
     quarantined: int = 0
@@ -320,7 +322,7 @@ def run(
     shrink_seconds: float = 60.0,
     shrink_if: Callable[[str], bool] = lambda kind: True,
 ) -> Report:
-    """Compare both roads on mutated files until ``max_cases`` or ``seconds`` run out. With
+    """Compare both decoders on mutated files until ``max_cases`` or ``seconds`` run out. With
     ``coverage`` (the edges the extension reached since the last call, ``__main__``), a case
     that reaches new edges joins the corpus that later cases mutate."""
     rng = random.Random(seed)
@@ -361,7 +363,7 @@ def run(
             report.rows += slow.rows.num_rows
             report.quarantined += sum(q.records for q in slow.quarantine)
         if kind.startswith("crash: both") and len(files) > 1:
-            # One file that crashes both roads would hide what the others show: each alone.
+            # One file that crashes both decoders would hide what the others show: each alone.
             for f in files:
                 found = compare([f])
                 if found is not None and found.kind not in kinds:
@@ -395,7 +397,7 @@ def _edges(counts: bytes) -> set[int]:
 def _progress(r: Report, elapsed: float, edges: int) -> str:
     return (
         f"{elapsed:6.0f} s  {r.cases:,} cases ({r.cases / max(elapsed, 1e-9):,.0f}/s), "
-        f"{r.taken:,} taken by the compiled road, {r.records_in:,} records, "
+        f"{r.taken:,} taken by the C decoder, {r.records_in:,} records, "
         f"{r.quarantined:,} quarantined, {edges:,} edges, {len(r.findings)} findings"
     )
 
