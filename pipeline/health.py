@@ -13,13 +13,17 @@ sends them: ``PutMetricData`` from the CLI, the embedded metric format in Lambda
 | ``EventLagSeconds`` | now minus the newest event in the lake | ``EventLagAlarm`` |
 | ``RunDurationSeconds`` | the whole run | |
 | ``DetectorFailures`` (``detector``) | detect | |
+| ``DetectorFailures`` (none) | detect: how many failed, 0 too | ``DetectorFailuresAlarm`` |
 | ``ServicePrincipalDenials`` (``principal``) | detect windows: AWS services denied | |
+| ``ServicePrincipalDenials`` (none) | all services, 0 too | ``ServicePrincipalDenialsAlarm`` |
 
 Records are sent only by a run that ingested (a count of 0 is a run that found nothing new, and
 is sent); the lag whenever the lake has events. ``ServicePrincipalDenials`` is sent per service
 that was denied in the windows the run detected (``pipeline.principals``): the detectors leave
 those services out of their actors, so a log delivery that lost its bucket permission shows
-here, as the pipeline's health, rather than as an attack.
+here, as the pipeline's health, rather than as an attack. A run that detected also sends both
+totals without a dimension, 0 included, for the alarms to read (an alarm needs the exact
+dimensions, and a service or detector cannot be known in advance).
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ class RunHealth:
     detectors_failed: tuple[str, ...] = ()
     # (service principal, denials) in the windows detected, most first
     service_denials: tuple[tuple[str, int], ...] = ()
+    detected: bool = False  # the run detected at least one window
 
     @classmethod
     def measure(cls, lake_root: str, run: RunResult, now: datetime | None = None) -> RunHealth:
@@ -70,6 +75,7 @@ class RunHealth:
             event_lag_s=None if newest is None else max(0.0, (now - newest).total_seconds()),
             detectors_failed=tuple(failed),
             service_denials=service_denials(Lake(lake_root), detected),
+            detected=bool(detected),
         )
 
     def data(self) -> list[Datum]:
@@ -87,6 +93,10 @@ class RunHealth:
             Datum("ServicePrincipalDenials", n, "Count", (("principal", p),))
             for p, n in self.service_denials
         ]
+        if self.detected:
+            out.append(Datum("DetectorFailures", len(self.detectors_failed), "Count"))
+            total = sum(n for _, n in self.service_denials)
+            out.append(Datum("ServicePrincipalDenials", total, "Count"))
         return out
 
     def as_dict(self) -> dict[str, Any]:

@@ -416,6 +416,8 @@ def test_every_alarm_reads_a_metric_that_lambda_and_the_cli_emit(
         "EventLagSeconds",
         "NotificationsInDoubt",
         "NotificationsFailed",
+        "DetectorFailures",
+        "ServicePrincipalDenials",
     } <= watched
     base = _recent_hour()
     _put_trail(base + timedelta(minutes=5), 2)

@@ -53,6 +53,13 @@ def test_run_health_as_data_points() -> None:
     assert all(d.dimensions == () for n, d in names.items() if n != "DetectorFailures")
     # A run that ingested nothing (alert alone) sends no record counts, not zeros.
     assert {d.name for d in RunHealth(duration_s=1.0).data()} == {"RunDurationSeconds"}
+    # A run that detected sends the totals without a dimension, for the alarms.
+    detected = RunHealth(duration_s=1.0, detectors_failed=("x", "y"), detected=True).data()
+    assert [(d.name, d.value) for d in detected if not d.dimensions] == [
+        ("RunDurationSeconds", 1.0),
+        ("DetectorFailures", 2),
+        ("ServicePrincipalDenials", 0),
+    ]
 
 
 def test_run_health_measures_the_lag_of_the_newest_event(tmp_path: Path) -> None:
@@ -105,7 +112,10 @@ def test_run_health_counts_denials_of_aws_services_per_service(tmp_path: Path) -
     assert [(d.value, d.dimensions) for d in sent] == [
         (30, (("principal", "delivery.logs.amazonaws.com"),)),
         (1, (("principal", "config.amazonaws.com"),)),
+        (31, ()),  # the total, which the alarm reads
     ]
+    totals = {d.name: d.value for d in health.data() if not d.dimensions}
+    assert totals["DetectorFailures"] == 0  # sent as 0, so the alarm tells "fine" from "silent"
     assert health.as_dict()["service_denials"] == {
         "delivery.logs.amazonaws.com": 30,
         "config.amazonaws.com": 1,
