@@ -38,10 +38,10 @@ when it died.
 
 from __future__ import annotations
 
+import json
 import os
 import posixpath
 import re
-import json
 import time
 import uuid
 from collections.abc import Iterable, Iterator
