@@ -240,11 +240,14 @@ def compact(
     areas: Iterable[str] = AREAS,
     target_bytes: int = TARGET_BYTES,
     check: Callable[[], None] | None = None,
+    written_before: datetime | None = None,
 ) -> Compacted:
     """Compact every closed folder of ``areas``: event hours that ended by ``before`` (and, with
     ``since``, began at or after it), findings days that ended by ``before``, quarantine files
-    written before it. ``check`` is called before each group is written; when it raises
-    ``Stop`` the result says ``complete=False`` (whatever else it raises goes through)."""
+    written before ``written_before`` (by the clock; default now: the quarantine's files are
+    named by batch, not by the time of what they hold). ``check`` is called before each group is
+    written; when it raises ``Stop`` the result says ``complete=False`` (whatever else it raises
+    goes through)."""
     before = before.astimezone(UTC)
     areas = tuple(areas)
     done = Compacted()
@@ -272,6 +275,7 @@ def compact(
                 done.add(compact_folder(lake, folder, target_bytes, check))
         if "quarantine" in areas:
             times = _mtimes(lake, QUARANTINE)
+            written = written_before or datetime.now(UTC)
             if times:
                 done.add(
                     compact_folder(
@@ -279,7 +283,7 @@ def compact(
                         QUARANTINE,
                         target_bytes,
                         check,
-                        lambda n: times.get(n, before) < before,
+                        lambda n: times.get(n, written) < written,
                     )
                 )
     except Stop:

@@ -296,6 +296,7 @@ def _upkeep(lake_root: str, cfg: Config, today: datetime, budget: Budget, report
             since=today - timedelta(days=1),
             target_bytes=cfg.lake.compact_file_mb << 20,
             check=check,
+            written_before=today,
         )
     except compact.Stop:
         report.status = "checkpoint"
