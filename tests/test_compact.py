@@ -321,3 +321,17 @@ def test_retention_configuration_is_validated() -> None:
     env = {"TENANTWATCH_LAKE_RETENTION_DAYS_FINDINGS": "90"}
     cfg = parse_config({}, environ=env)
     assert cfg.lake.retention_days.findings == 90 and cfg.lake.retention_days.events is None
+
+
+def test_the_scheduled_run_compacts_yesterday_within_its_budget(tmp_path: Path) -> None:
+    from pipeline.runs.unattended import Budget, Report, _upkeep
+
+    lake, _ = built(tmp_path)
+    files = digest(tmp_path / "lake")
+    spent = Report("r1", "scheduled")
+    _upkeep(lake.root, SMALL, END, Budget(lambda: 10_000, reserve_s=60), spent)
+    assert spent.status == "checkpoint" and digest(tmp_path / "lake") == files
+    ample = Report("r2", "scheduled")
+    _upkeep(lake.root, SMALL, END, Budget(lambda: 600_000, reserve_s=60), ample)
+    assert ample.status == "done" and ample.compaction["written"] > 0
+    assert ample.compaction["complete"] and len(Lake(lake.root).files("events")) == 3
