@@ -26,7 +26,7 @@ import tomllib
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -324,8 +324,22 @@ class BreakGlass(_Base, frozen=True, tag="break_glass", tag_field="kind"):
 Relationship = Organisation | Reseller | Consultant | ServiceRole | BreakGlass
 
 
+class RetentionDays(_Base, frozen=True):
+    """How many days of each area the lake keeps (by the day of a partition; quarantine files by
+    when they were written); unset: forever. Snapshots are not an area: they keep their Object
+    Lock retention."""
+
+    events: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    quarantine: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    findings: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    incidents: Annotated[int, msgspec.Meta(ge=1)] | None = None
+
+
 class LakeConfig(_Base, frozen=True):
     root: str = "lake"
+    # The size compaction aims at for each file (Athena and DuckDB advise 128 MB and up).
+    compact_file_mb: Annotated[int, msgspec.Meta(ge=1)] = 128
+    retention_days: RetentionDays = RetentionDays()
 
 
 class IngestConfig(_Base, frozen=True):
@@ -398,6 +412,12 @@ def _env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str
             name = f"{ENV_PREFIX}{section.upper()}_{field.upper()}"
             if name in environ:
                 out.setdefault(section, {})[field] = environ[name]
+    # ``[lake] retention_days`` is a table: TENANTWATCH_LAKE_RETENTION_DAYS_<AREA>.
+    for area in RetentionDays.__struct_fields__:
+        name = f"{ENV_PREFIX}LAKE_RETENTION_DAYS_{area.upper()}"
+        if environ.get(name, "").strip():
+            lake = out.setdefault("lake", {})
+            lake["retention_days"] = {**lake.get("retention_days", {}), area: environ[name]}
     return out
 
 

@@ -21,6 +21,11 @@ docs/ARCHITECTURE.md, "The lake")::
     _state/lease.json, _state/lease.lock   the lease that lets one run alert at a time
     _tmp/                                  writes not yet moved into place
 
+A folder's many small files may be rewritten into a few large ones (``pipeline.compact``): a
+``compacted-<hash>.parquet`` file lists in its footer the names of the files beside it whose
+rows it holds (``REPLACES``), and ``Lake.files`` (so every read here) leaves those out while
+they are still there.
+
 Every name below the root is built here from constants, dates and content hashes: no value from a
 log ever becomes part of a path. ``AWS_ENDPOINT_URL`` (moto, LocalStack) is honoured for S3.
 
@@ -33,13 +38,14 @@ when it died.
 
 from __future__ import annotations
 
+import json
 import os
 import posixpath
 import re
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -79,6 +85,11 @@ STATE_METRICS = f"{STATE}/metrics"
 WATERMARK = f"{STATE}/watermark/scheduled.parquet"
 LEASE = f"{STATE}/lease.json"
 LEASE_LOCK = f"{STATE}/lease.lock"
+
+
+# A file that holds the rows of other files of its folder, and the footer key naming them.
+COMPACTED = "compacted-"
+REPLACES = b"tenantwatch.replaces"
 
 
 def event_partition(source: str, date: str, hour: str) -> str:
@@ -222,6 +233,11 @@ def _event_file(table: pa.Table) -> dict[str, object]:
 @dataclass
 class Lake:
     root: str  # a folder or s3://bucket/prefix
+    # The names each compacted file replaces, read once from its footer (its name is a hash of
+    # them, so a file of that name always replaces the same ones).
+    _replaces: dict[str, frozenset[str]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         self.fs, self.base = open_root(self.root)
@@ -312,7 +328,35 @@ class Lake:
         for info in self.fs.get_file_info(sel):
             if info.type == pafs.FileType.File and info.path.endswith(suffix):
                 out.append(posixpath.relpath(info.path, self.base))
-        return sorted(out)
+        return self.current(sorted(out))
+
+    def replaced_by(self, rel: str) -> frozenset[str]:
+        """The names (in its folder) of the files whose rows the compacted file ``rel`` holds."""
+        if rel not in self._replaces:
+            meta = pq.read_metadata(self.path(rel), filesystem=self.fs).metadata or {}
+            self._replaces[rel] = frozenset(json.loads(meta.get(REPLACES, b"[]")))
+        return self._replaces[rel]
+
+    def current(self, rels: Iterable[str]) -> list[str]:
+        """``rels`` without the files a compacted file among them replaces: what a reader reads
+        while a compaction is between writing its file and deleting those it replaces (or died
+        there). The footers are read only of folders holding a compacted file and others."""
+        rels = list(rels)
+        folders: dict[str, list[str]] = {}
+        for rel in rels:
+            folders.setdefault(posixpath.dirname(rel), []).append(posixpath.basename(rel))
+        gone: set[str] = set()
+        for folder, names in folders.items():
+            if len(names) < 2 or not any(n.startswith(COMPACTED) for n in names):
+                continue
+            for n in names:
+                if n.startswith(COMPACTED):
+                    rel = posixpath.join(folder, n)
+                    try:
+                        gone.update(posixpath.join(folder, r) for r in self.replaced_by(rel))
+                    except FileNotFoundError:
+                        gone.add(rel)  # replaced itself, and deleted since the listing
+        return [r for r in rels if r not in gone] if gone else rels
 
     def read_file(self, rel: str, columns: list[str] | None = None) -> pa.Table:
         return pq.read_table(self.path(rel), filesystem=self.fs, columns=columns)
@@ -454,16 +498,17 @@ def _events_dataset(
     """The events dataset and the filter selecting the rows asked for (None: no events yet)."""
     from pipeline import schema
 
-    base = lk.path(EVENTS)
-    if lk.fs.get_file_info(base).type == pafs.FileType.NotFound:
+    files = lk.files(EVENTS)
+    if not files:
         return None
     part_schema = pa.schema([("source", pa.string()), ("date", pa.string()), ("hour", pa.string())])
     dataset = ds.dataset(
-        base,
+        [lk.path(f) for f in files],
         filesystem=lk.fs,
         format="parquet",
         schema=schema.EVENTS.append(part_schema.field("date")).append(part_schema.field("hour")),
         partitioning=ds.partitioning(part_schema, flavor="hive"),
+        partition_base_dir=lk.path(EVENTS),
     )
     expr = _partition_filter(since, until)
     if sources is not None:

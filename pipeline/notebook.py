@@ -145,15 +145,16 @@ def findings(
     ``evidence(row)`` decodes it."""
     lk = as_lake(lake)
     t0, t1 = as_time(since), as_time(until)
-    base = lk.path(FINDINGS)
-    if lk.fs.get_file_info(base).type == pafs.FileType.NotFound:
+    files = lk.files(FINDINGS)
+    if not files:
         return schema.empty(schema.FINDINGS).to_pandas()
     dataset = ds.dataset(
-        base,
+        [lk.path(f) for f in files],
         filesystem=lk.fs,
         format="parquet",
         schema=schema.FINDINGS.append(pa.field("date", pa.string())),
         partitioning=ds.partitioning(pa.schema([("date", pa.string())]), flavor="hive"),
+        partition_base_dir=lk.path(FINDINGS),
     )
     ts = pa.timestamp("us", tz="UTC")
     expr: pc.Expression | None = None

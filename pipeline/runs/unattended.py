@@ -163,6 +163,8 @@ class Report:
     watermark_before: str | None = None
     watermark_after: str | None = None
     windows: list[str] = field(default_factory=list)  # "start/end" of each window completed
+    compaction: dict[str, Any] = field(default_factory=dict)  # pipeline.compact's summary
+    retention: dict[str, Any] = field(default_factory=dict)  # pipeline.retention's summary
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -177,6 +179,8 @@ class Report:
             "findings": self.run.findings(),
             "alert": self.run.alert_counts(),
             "health": self.run.health_dict(),
+            "compaction": self.compaction,
+            "retention": self.retention,
             "seconds": round(self.seconds, 3),
         }
 
@@ -262,11 +266,44 @@ def run_scheduled(
             budget.slowest_window_s = max(budget.slowest_window_s, time.perf_counter() - t0)
         if not todo and report.status == "done":
             report.status = "nothing_to_do"
+        if report.status != "checkpoint":
+            _upkeep(lake_root, cfg, floor_to(now - lag, 24 * 60), budget, report)
     finally:
         lease.release()
         _finish(lake_root, cfg, report)
         report.seconds = time.perf_counter() - started
     return report
+
+
+def _upkeep(lake_root: str, cfg: Config, today: datetime, budget: Budget, report: Report) -> None:
+    """After the windows, with the time left: delete what retention no longer keeps, then
+    compact yesterday's folders (``today``: 00:00 of the day the lag has reached). Each step
+    stops between two partitions when the budget is spent; the next run continues, as both
+    are safe to cut short and to repeat."""
+    from pipeline import compact, retention
+    from pipeline.lake import Lake
+
+    def check() -> None:
+        if budget.left_s() < budget.reserve_s:
+            raise compact.Stop
+
+    lake = Lake(lake_root)
+    try:
+        report.retention = retention.apply(lake, cfg.lake.retention_days, today, check).as_dict()
+        done = compact.compact(
+            lake,
+            today,
+            since=today - timedelta(days=1),
+            target_bytes=cfg.lake.compact_file_mb << 20,
+            check=check,
+            written_before=today,
+        )
+    except compact.Stop:
+        report.status = "checkpoint"
+        return
+    report.compaction = done.as_dict()
+    if not done.complete:
+        report.status = "checkpoint"
 
 
 @dataclass(frozen=True)

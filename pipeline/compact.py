@@ -1,0 +1,314 @@
+"""Compaction: a closed folder's many small Parquet files rewritten into a few large ones.
+
+Ingestion writes at least one file per input object and hour partition, detection one per
+detector and window; readers (this package, Athena, DuckDB) pay per file. ``compact`` rewrites
+the folders that can no longer change: event partitions (source, day, hour) that ended before
+``before``, findings days before it, the quarantine's files written before it.
+
+One step, safe to kill anywhere, on a local disk or on S3 (where nothing can be renamed):
+
+1. the folder's files are packed in name order into groups of about ``target_bytes``;
+2. each group becomes one file, ``compacted-<hash of the group's names>.parquet``, whose footer
+   lists the names it replaces (``lake.REPLACES``); it appears whole (a rename locally, one PUT
+   on S3): this is the commit;
+3. the files it replaces are deleted, the compacted files replaced in turn last.
+
+Readers go through ``Lake.files``, which leaves out any file a compacted file beside it lists,
+so from the commit on they read the group's rows once, from the new file, whether or not the
+deletions have happened. A run that died before a commit left no visible trace (at most a
+temporary in ``_tmp/``); one that died after it left files that are already hidden, which the
+next run deletes first. The same files give the same groups, names and rows, so a re-run
+converges to what one uninterrupted run makes.
+
+Rows are only moved: event files are sorted as ingestion sorts them (target tenant, actor tenant,
+time), other files keep their rows in the order of their names. A file written again under a
+name already compacted (a batch re-ingested after a crash) holds rows the compacted file already
+has, and stays hidden until the next compaction deletes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+from pipeline import schema
+from pipeline.lake import COMPACTED, EVENTS, FINDINGS, QUARANTINE, REPLACES, STATE, Lake
+
+# Athena's and DuckDB's advice: files of 128 MB and more.
+TARGET_BYTES = 128 << 20
+# The order ingestion writes an event file in (the last two make it total, so a group's file is
+# the same bytes however often it is made).
+EVENT_ORDER = ("target_tenant", "actor_tenant", "event_time", "event_id", "record_hash")
+AREAS = ("events", "quarantine", "findings")
+# State folders whose files are rewritten under the same name.
+_REWRITTEN = ("logs", "watermark", "metrics")
+
+_HOUR = re.compile(r"^events/source=[^/]+/date=(\d{4}-\d{2}-\d{2})/hour=(\d{2})$")
+_DAY = re.compile(r"^findings/date=(\d{4}-\d{2}-\d{2})$")
+
+
+@dataclass
+class Compacted:
+    """What a compaction did, JSON-able (``as_dict``)."""
+
+    folders: int = 0  # folders looked at
+    files_before: int = 0  # their files that readers saw
+    files_after: int = 0
+    written: int = 0  # compacted files written
+    deleted: int = 0  # files deleted (replaced ones)
+    complete: bool = True  # False: stopped by ``check``; the next run continues
+    by_folder: dict[str, tuple[int, int]] = field(default_factory=dict)  # files before, after
+
+    def add(self, other: Compacted) -> None:
+        self.folders += other.folders
+        self.files_before += other.files_before
+        self.files_after += other.files_after
+        self.written += other.written
+        self.deleted += other.deleted
+        self.by_folder.update(other.by_folder)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "folders": self.folders,
+            "files_before": self.files_before,
+            "files_after": self.files_after,
+            "written": self.written,
+            "deleted": self.deleted,
+            "complete": self.complete,
+        }
+
+
+class Stop(Exception):
+    """Raised by a ``check`` callback to stop between two groups (the work done is kept)."""
+
+
+def _listing(lake: Lake, rel: str) -> dict[str, int]:
+    """The Parquet files directly in the folder ``rel``: name -> size."""
+    sel = pafs.FileSelector(lake.path(rel), recursive=False, allow_not_found=True)
+    return {
+        posixpath.basename(i.path): i.size or 0
+        for i in lake.fs.get_file_info(sel)
+        if i.type == pafs.FileType.File and i.path.endswith(".parquet")
+    }
+
+
+def _mtimes(lake: Lake, rel: str) -> dict[str, datetime]:
+    sel = pafs.FileSelector(lake.path(rel), recursive=False, allow_not_found=True)
+    out = {}
+    for i in lake.fs.get_file_info(sel):
+        if i.type == pafs.FileType.File and i.mtime is not None:
+            t = i.mtime
+            out[posixpath.basename(i.path)] = t if t.tzinfo else t.replace(tzinfo=UTC)
+    return out
+
+
+def _delete(lake: Lake, rel: str) -> bool:
+    try:
+        lake.fs.delete_file(lake.path(rel))
+    except FileNotFoundError:
+        return False
+    except OSError:
+        if lake.exists(rel):
+            raise
+        return False
+    return True
+
+
+def compacted_name(names: Iterable[str]) -> str:
+    h = hashlib.sha256("\n".join(sorted(names)).encode()).hexdigest()[:32]
+    return f"{COMPACTED}{h}.parquet"
+
+
+def _groups(files: dict[str, int], target_bytes: int) -> list[list[str]]:
+    """Files not yet compacted, packed in name order into groups of at most ``target_bytes``
+    (a group of one is left as it is: there is nothing to gain)."""
+    out: list[list[str]] = []
+    group: list[str] = []
+    size = 0
+    for name in sorted(n for n in files if not n.startswith(COMPACTED)):
+        if group and size + files[name] > target_bytes:
+            out.append(group)
+            group, size = [], 0
+        group.append(name)
+        size += files[name]
+    if group:
+        out.append(group)
+    return [g for g in out if len(g) > 1]
+
+
+def _rows(lake: Lake, folder: str, names: list[str]) -> pa.Table:
+    """The files' rows as one table, in the file's layout for its area."""
+    tables = [lake.read_file(posixpath.join(folder, n)) for n in names]
+    if folder == EVENTS or folder.startswith(f"{EVENTS}/"):
+        return _pinned(tables, schema.EVENTS, {}).sort_by([(c, "ascending") for c in EVENT_ORDER])
+    if folder == QUARANTINE:
+        return _pinned(tables, schema.QUARANTINE, {"records": pa.scalar(1, pa.int64())})
+    if folder == FINDINGS or folder.startswith(f"{FINDINGS}/"):
+        return _pinned(tables, schema.FINDINGS, {})
+    return pa.concat_tables(tables, promote_options="permissive")
+
+
+def _pinned(tables: list[pa.Table], pinned: pa.Schema, defaults: dict[str, pa.Scalar]) -> pa.Table:
+    """Tables of ``pinned`` (files written before a column was added get it as ``defaults``
+    says, or null, as readers read them)."""
+    out = []
+    for t in tables:
+        for f in pinned:
+            if f.name not in t.column_names:
+                value = defaults.get(f.name, pa.scalar(None, f.type))
+                t = t.append_column(f.name, pa.repeat(value, t.num_rows).cast(f.type))
+        out.append(t.select(pinned.names).cast(pinned))
+    return pa.concat_tables(out) if out else pinned.empty_table()
+
+
+def compact_folder(
+    lake: Lake,
+    folder: str,
+    target_bytes: int = TARGET_BYTES,
+    check: Callable[[], None] | None = None,
+    only: Callable[[str], bool] | None = None,
+) -> Compacted:
+    """Compact the files directly in ``folder`` (``only``: the names that may be compacted, for
+    a folder that is still written to). Raises what ``check`` raises between two groups."""
+    done = Compacted(folders=1)
+    files = _listing(lake, folder)
+    visible = lake.current(posixpath.join(folder, n) for n in files)
+    done.files_before = len(visible)
+    # What an earlier run committed but did not get to delete: plain files first, so that a
+    # compacted file is deleted only once nothing it replaces is left.
+    hidden = sorted(set(files) - {posixpath.basename(r) for r in visible})
+    for name in sorted(hidden, key=lambda n: n.startswith(COMPACTED)):
+        done.deleted += _delete(lake, posixpath.join(folder, name))
+        files.pop(name)
+    names = {posixpath.basename(r) for r in visible}
+    pool = {n: s for n, s in files.items() if n in names and (only is None or only(n))}
+    for group in _groups(pool, target_bytes):
+        if check is not None:
+            check()
+        rows = _rows(lake, folder, group)
+        meta = dict(rows.schema.metadata or {})
+        meta[REPLACES] = json.dumps(group).encode()
+        out = compacted_name(group)
+        lake.write_table(posixpath.join(folder, out), rows.replace_schema_metadata(meta))
+        done.written += 1
+        for name in group:
+            done.deleted += _delete(lake, posixpath.join(folder, name))
+            files.pop(name)
+        files[out] = 0
+    done.files_after = len(lake.current(posixpath.join(folder, n) for n in files))
+    done.by_folder[folder] = (done.files_before, done.files_after)
+    return done
+
+
+def event_folders(lake: Lake, days: Iterable[str] | None = None) -> list[str]:
+    """The lake's event partitions (``events/source=/date=/hour=``), of ``days`` only if given."""
+    if days is None:
+        tops = [EVENTS]
+    else:
+        tops = [f"{EVENTS}/source={s}/date={d}" for s in schema.SOURCES for d in days]
+    out: set[str] = set()
+    for top in tops:
+        sel = pafs.FileSelector(lake.path(top), recursive=True, allow_not_found=True)
+        for info in lake.fs.get_file_info(sel):
+            if info.type == pafs.FileType.File and info.path.endswith(".parquet"):
+                folder = posixpath.dirname(posixpath.relpath(info.path, lake.base))
+                if _HOUR.match(folder):
+                    out.add(folder)
+    return sorted(out)
+
+
+def findings_folders(lake: Lake) -> list[str]:
+    sel = pafs.FileSelector(lake.path(FINDINGS), recursive=False, allow_not_found=True)
+    found = [posixpath.relpath(i.path, lake.base) for i in lake.fs.get_file_info(sel)]
+    return sorted(f for f in found if _DAY.match(f))
+
+
+def compact(
+    lake: Lake,
+    before: datetime,
+    *,
+    since: datetime | None = None,
+    areas: Iterable[str] = AREAS,
+    target_bytes: int = TARGET_BYTES,
+    check: Callable[[], None] | None = None,
+    written_before: datetime | None = None,
+) -> Compacted:
+    """Compact every closed folder of ``areas``: event hours that ended by ``before`` (and, with
+    ``since``, began at or after it), findings days that ended by ``before``, quarantine files
+    written before ``written_before`` (by the clock; default now: the quarantine's files are
+    named by batch, not by the time of what they hold). ``check`` is called before each group is
+    written; when it raises ``Stop`` the result says ``complete=False`` (whatever else it raises
+    goes through)."""
+    before = before.astimezone(UTC)
+    areas = tuple(areas)
+    done = Compacted()
+    try:
+        if "events" in areas:
+            days = None
+            if since is not None:
+                first = since.astimezone(UTC).date()
+                n = (before.date() - first).days + 1
+                days = [str(first + timedelta(days=i)) for i in range(max(n, 0))]
+            for folder in event_folders(lake, days):
+                m = _HOUR.match(folder)
+                assert m is not None
+                start = datetime.fromisoformat(f"{m[1]}T{m[2]}:00:00+00:00")
+                if start + timedelta(hours=1) > before or (since is not None and start < since):
+                    continue
+                done.add(compact_folder(lake, folder, target_bytes, check))
+        if "findings" in areas:
+            for folder in findings_folders(lake):
+                m = _DAY.match(folder)
+                assert m is not None
+                start = datetime.fromisoformat(f"{m[1]}T00:00:00+00:00")
+                if start + timedelta(days=1) > before or (since is not None and start < since):
+                    continue
+                done.add(compact_folder(lake, folder, target_bytes, check))
+        if "quarantine" in areas:
+            times = _mtimes(lake, QUARANTINE)
+            written = written_before or datetime.now(UTC)
+            if times:
+                done.add(
+                    compact_folder(
+                        lake,
+                        QUARANTINE,
+                        target_bytes,
+                        check,
+                        lambda n: times.get(n, written) < written,
+                    )
+                )
+    except Stop:
+        done.complete = False
+    return done
+
+
+def compact_state(
+    lake: Lake,
+    area: str,
+    *,
+    target_bytes: int = TARGET_BYTES,
+    check: Callable[[], None] | None = None,
+    only: Callable[[str], bool] | None = None,
+) -> Compacted:
+    """Compact the files of ``_state/<area>`` (or of a folder below it, ``area`` being e.g.
+    ``ingested`` or ``sessions/date=2026-11-16``) the same way as events: readers through
+    ``Lake.files``/``read_tables``/``read_all`` see every row once, at every moment. For folders
+    whose files are written once under names of their own: a file rewritten in place under the
+    same name (``_state/logs``) would stay hidden behind the compacted file."""
+    folder = f"{STATE}/{area.strip('/')}"
+    lake.path(folder)  # checks the name
+    if folder.split("/")[1] in _REWRITTEN:
+        raise ValueError(f"{folder}: its files are rewritten in place, it cannot be compacted")
+    try:
+        return compact_folder(lake, folder, target_bytes, check, only)
+    except Stop:
+        return Compacted(complete=False)

@@ -1,0 +1,337 @@
+"""Compaction and retention: a closed folder's small files become a few large ones with every row
+kept once, for every reader at every moment (also a compaction killed at random moments, which a
+re-run finishes into what one run makes); finding ids, snapshot evidence and the dedup of later
+inputs stay as they were; retention deletes whole old partitions, never snapshots; both on local
+lakes and on S3 (moto)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline import compact, retention
+from pipeline.config import Config, ConfigError, parse_config
+from pipeline.ingest.run import ingest
+from pipeline.lake import COMPACTED, REPLACES, Lake, read_events, read_quarantine
+from tests import logfactory as lf
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = parse_config({"ingest": {"batch_input_bytes": 1}})  # a batch per input file
+END = datetime(2026, 11, 17, tzinfo=UTC)
+
+
+def make_inputs(folder: Path, files: int = 12) -> Path:
+    """Delivery files over three hours (each re-delivering two records of the one before) and
+    a file of bad lines: many small files per partition and in the quarantine."""
+    previous: list[dict[str, Any]] = []
+    for i in range(files):
+        records = [
+            lf.ct(
+                key_id=f"ASIAK{i:04d}{j:09d}",
+                key=f"tenants/t{j % 7:04d}/x",
+                time=f"2026-11-16T{10 + (i + j) % 3:02d}:0{j % 10}:00Z",
+            )
+            for j in range(20)
+        ]
+        lf.delivery_file(folder / f"ct-{i:03d}.json.gz", records + previous[:2])
+        previous = records
+    for i in range(3):
+        (folder / f"junk-{i}.log").write_text(f"not json {i}\n{{broken\n")
+    return folder
+
+
+def built(tmp_path: Path) -> tuple[Lake, Path]:
+    inputs = make_inputs(tmp_path / "in")
+    ingest([str(inputs)], str(tmp_path / "lake"), SMALL, workers=1)
+    return Lake(str(tmp_path / "lake")), inputs
+
+
+def rows(lake: Lake) -> list[tuple[str, str]]:
+    t = read_events(lake, columns=["event_id", "record_hash"])
+    return sorted(zip(t["event_id"].to_pylist(), t["record_hash"].to_pylist(), strict=True))
+
+
+def quarantined(lake: Lake) -> list[str]:
+    return sorted(map(str, read_quarantine(lake).column("input_uri").to_pylist()))
+
+
+def digest(root: Path) -> dict[str, str]:
+    """Every data file below ``root`` and its content's hash."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*.parquet"))
+        if "_tmp" not in p.parts
+    }
+
+
+def test_compaction_keeps_every_row_once_in_few_sorted_files(tmp_path: Path) -> None:
+    lake, _ = built(tmp_path)
+    before_rows, before_q = rows(lake), quarantined(lake)
+    before = len(lake.files("events"))
+    done = compact.compact(lake, END)
+    assert done.complete and done.written > 0
+    after = lake.files("events")
+    assert len(after) < before / 3
+    assert all(Path(f).name.startswith(COMPACTED) for f in after)
+    assert len(lake.files("quarantine")) == 1
+    assert rows(lake) == before_rows and quarantined(lake) == before_q
+    for f in after:  # sorted as ingestion sorts a file
+        t = lake.read_file(f)
+        order = [(c, "ascending") for c in compact.EVENT_ORDER]
+        assert t.equals(t.sort_by(order))
+    # Anything that globs the folders (a pyarrow dataset, DuckDB) now reads each row once.
+    plain = ds.dataset(str(tmp_path / "lake" / "events"), format="parquet").to_table()
+    assert plain.num_rows == len(before_rows)
+    # A second run has nothing to do and changes nothing.
+    files = digest(tmp_path / "lake")
+    again = compact.compact(lake, END)
+    assert again.written == 0 and digest(tmp_path / "lake") == files
+
+
+def test_open_partitions_are_left_alone(tmp_path: Path) -> None:
+    lake, _ = built(tmp_path)
+    done = compact.compact(lake, datetime(2026, 11, 16, 11, 30, tzinfo=UTC))
+    hours = {Path(f).parent.name for f in lake.files("events") if COMPACTED in f}
+    assert hours == {"hour=10"} and done.complete
+
+
+def test_readers_see_each_row_once_between_commit_and_deletion(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The moment after a compacted file appears and before what it replaces is deleted (and a
+    run that died there): readers leave the replaced files out; the next run deletes them."""
+    lake, _ = built(tmp_path)
+    before_rows, before_q = rows(lake), quarantined(lake)
+    monkeypatch.setattr(compact, "_delete", lambda *_: False)
+    compact.compact(lake, END)
+    raw = [p for p in (tmp_path / "lake" / "events").rglob("*.parquet")]
+    assert sum(COMPACTED in p.name for p in raw) < len(raw)  # both are there
+    fresh = Lake(lake.root)
+    assert rows(fresh) == before_rows and quarantined(fresh) == before_q
+    monkeypatch.undo()
+    compact.compact(fresh, END)
+    raw = [p for p in (tmp_path / "lake").rglob("*.parquet") if "events" in p.parts]
+    assert all(COMPACTED in p.name for p in raw) and rows(Lake(lake.root)) == before_rows
+
+
+def test_later_inputs_are_deduplicated_against_compacted_rows(tmp_path: Path) -> None:
+    lake, inputs = built(tmp_path)
+    before_rows = rows(lake)
+    compact.compact(lake, END)
+    again = ingest([str(inputs)], lake.root, SMALL, workers=1)
+    assert again["files_skipped"] == again["files"] > 0  # _state/ingested still says done
+    copy = tmp_path / "redelivered"
+    copy.mkdir()
+    shutil.copy(inputs / "ct-003.json.gz", copy / "ct-003-again.json.gz")
+    redone = ingest([str(copy)], lake.root, SMALL, workers=1)
+    assert redone["ingested"] == 0 and redone["duplicates"] == 22
+    assert rows(Lake(lake.root)) == before_rows
+
+
+def test_state_folders_compact_and_ingestion_still_skips_done_inputs(tmp_path: Path) -> None:
+    lake, inputs = built(tmp_path)
+    n = len(lake.files("_state/ingested"))
+    done = compact.compact_state(lake, "ingested")
+    assert n > 2 and len(lake.files("_state/ingested")) == 1 and done.written == 1
+    again = ingest([str(inputs)], lake.root, SMALL, workers=1)
+    assert again["files_skipped"] == again["files"]
+    with pytest.raises(ValueError, match="rewritten in place"):
+        compact.compact_state(lake, "logs")
+
+
+def test_a_budget_stops_compaction_between_groups_and_the_next_run_finishes(
+    tmp_path: Path,
+) -> None:
+    lake, _ = built(tmp_path)
+    before_rows = rows(lake)
+    calls = []
+
+    def check() -> None:
+        calls.append(1)
+        if len(calls) > 1:
+            raise compact.Stop
+
+    first = compact.compact(lake, END, check=check)
+    assert not first.complete and first.written == 1
+    assert rows(Lake(lake.root)) == before_rows
+    rest = compact.compact(lake, END)
+    assert rest.complete and rest.written > 0 and rows(Lake(lake.root)) == before_rows
+
+
+_KILLED = """
+import sys
+from datetime import datetime, UTC
+from pipeline import compact
+from pipeline.lake import Lake
+end = datetime(2026, 11, 17, tzinfo=UTC)
+compact.compact(Lake(sys.argv[1]), end, target_bytes=int(sys.argv[2]))
+"""
+
+
+def _killed_runs(tmp_path: Path, kills: int, seed: int) -> None:
+    lake, _ = built(tmp_path)
+    pristine = tmp_path / "pristine"
+    shutil.copytree(lake.root, pristine)
+    expected_rows, expected_q = rows(lake), quarantined(lake)
+    target = str(6000)  # several groups per partition
+    whole = tmp_path / "whole"
+    shutil.copytree(pristine, whole)
+    subprocess.run([sys.executable, "-c", _KILLED, str(whole), target], check=True, cwd=REPO)
+    rng = random.Random(seed)
+    for k in range(kills):
+        victim = tmp_path / f"victim-{k}"
+        shutil.copytree(pristine, victim)
+        for _ in range(3):  # killed, killed again part way through what is left
+            proc = subprocess.Popen([sys.executable, "-c", _KILLED, str(victim), target], cwd=REPO)
+            time.sleep(rng.uniform(0.3, 2.0))
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            seen = Lake(str(victim))
+            assert rows(seen) == expected_rows and quarantined(seen) == expected_q
+        subprocess.run([sys.executable, "-c", _KILLED, str(victim), target], check=True, cwd=REPO)
+        assert digest(victim) == digest(whole)
+
+
+def test_killed_compactions_converge(tmp_path: Path) -> None:
+    _killed_runs(tmp_path, kills=2, seed=26)
+
+
+@pytest.mark.soak
+def test_killed_compactions_converge_soak(tmp_path: Path) -> None:
+    _killed_runs(tmp_path, kills=25, seed=2026)
+
+
+def _run_all(root: Path, cfg: Config) -> tuple[list[dict[str, Any]], list[str]]:
+    from pipeline.detect import run_detect
+    from pipeline.runs.on_demand import alert_all
+
+    found = run_detect(str(root), cfg, datetime(2026, 11, 16, tzinfo=UTC), END)
+    alert_all(str(root), cfg, since=None)
+    findings = sorted(found.findings.to_pylist(), key=lambda r: r["finding_id"])
+    snaps = sorted(str(p.relative_to(root)) for p in (root / "snapshots").glob("*/*/*"))
+    return findings, snaps
+
+
+def test_finding_ids_and_snapshot_evidence_are_unchanged_by_compaction(tmp_path: Path) -> None:
+    import msgspec
+
+    from pipeline.config import load_config
+
+    cfg = load_config(REPO / "sample_logs" / "tenantwatch.toml")
+    small = msgspec.structs.replace(cfg.ingest, batch_input_bytes=1 << 18)
+    cfg = msgspec.structs.replace(cfg, ingest=small)
+    plain, packed = tmp_path / "plain", tmp_path / "packed"
+    days = [str(p) for p in (REPO / "sample_logs").glob("**/2026/11/1[56]")]
+    ingest(days, str(plain), cfg, workers=1)
+    shutil.copytree(plain, packed)
+    done = compact.compact(Lake(str(packed)), END)
+    assert done.written > 0 and done.files_after < done.files_before
+    a, b = _run_all(plain, cfg), _run_all(packed, cfg)
+    assert a[0] and a[0] == b[0]  # ids, evidence, everything
+    assert a[1] and a[1] == b[1]  # snapshot folders are named by their content's hash
+
+
+# --- retention ---------------------------------------------------------------------------------
+
+
+def _dated_lake(lake: Lake) -> None:
+    t = pa.table({"x": [1]})
+    for day in ("2026-10-01", "2026-11-15"):
+        lake.write_table(f"events/source=cloudtrail/date={day}/hour=10/part-a.parquet", t)
+        lake.write_table(f"findings/date={day}/part-b.parquet", t)
+        lake.write_table(f"incidents/state/date={day}/i.parquet", t)
+        lake.write_table(f"incidents/outbox/date={day}/o.parquet", t)
+    lake.write_table("snapshots/i/abc/events.parquet", t)
+
+
+def _kept(lake: Lake) -> list[str]:
+    return sorted(
+        f for top in ("events", "findings", "incidents", "snapshots") for f in lake.files(top)
+    )
+
+
+def _check_retention(lake: Lake) -> None:
+    _dated_lake(lake)
+    now = datetime(2026, 11, 16, 12, tzinfo=UTC)
+    days = parse_config({"lake": {"retention_days": {"events": 30, "incidents": 30}}})
+    done = retention.apply(lake, days.lake.retention_days, now)
+    assert done.partitions == {"events": 1, "incidents": 2}
+    assert _kept(lake) == [
+        "events/source=cloudtrail/date=2026-11-15/hour=10/part-a.parquet",
+        "findings/date=2026-10-01/part-b.parquet",  # findings: kept forever
+        "findings/date=2026-11-15/part-b.parquet",
+        "incidents/outbox/date=2026-11-15/o.parquet",
+        "incidents/state/date=2026-11-15/i.parquet",
+        "snapshots/i/abc/events.parquet",
+    ]
+    everything = parse_config(
+        {"lake": {"retention_days": {a: 1 for a in ("events", "findings", "incidents")}}}
+    )
+    retention.apply(lake, everything.lake.retention_days, datetime(2027, 1, 1, tzinfo=UTC))
+    assert _kept(lake) == ["snapshots/i/abc/events.parquet"]
+
+
+def test_retention_deletes_old_partitions_never_snapshots(tmp_path: Path) -> None:
+    _check_retention(Lake(str(tmp_path / "lake")))
+
+
+def test_retention_and_compaction_on_s3(aws: str, tmp_path: Path) -> None:
+    import boto3
+
+    boto3.client("s3").create_bucket(Bucket="lake")
+    _check_retention(Lake("s3://lake/r"))
+    inputs = make_inputs(tmp_path / "in", files=6)
+    ingest([str(inputs)], "s3://lake/c", SMALL, workers=1)
+    lake = Lake("s3://lake/c")
+    before_rows, before = rows(lake), len(lake.files("events"))
+    done = compact.compact(lake, END)
+    assert done.complete and len(lake.files("events")) < before
+    keys = [
+        o["Key"]
+        for o in boto3.client("s3").list_objects_v2(Bucket="lake", Prefix="c/events/")["Contents"]
+    ]
+    assert (
+        all(COMPACTED in k for k in keys if k.endswith(".parquet"))
+        and rows(Lake("s3://lake/c")) == before_rows
+    )
+    meta = pq.read_metadata(lake.path(lake.files("events")[0]), filesystem=lake.fs).metadata
+    assert json.loads(meta[REPLACES])
+
+
+def test_retention_configuration_is_validated() -> None:
+    with pytest.raises(ConfigError, match=r"retention_days\.events"):
+        parse_config({"lake": {"retention_days": {"events": 0}}})
+    with pytest.raises(ConfigError, match="snapshots"):
+        parse_config({"lake": {"retention_days": {"snapshots": 10}}})
+    env = {"TENANTWATCH_LAKE_RETENTION_DAYS_FINDINGS": "90"}
+    cfg = parse_config({}, environ=env)
+    assert cfg.lake.retention_days.findings == 90 and cfg.lake.retention_days.events is None
+
+
+def test_the_scheduled_run_compacts_yesterday_within_its_budget(tmp_path: Path) -> None:
+    from pipeline.runs.unattended import Budget, Report, _upkeep
+
+    lake, _ = built(tmp_path)
+    files = digest(tmp_path / "lake")
+    spent = Report("r1", "scheduled")
+    _upkeep(lake.root, SMALL, END, Budget(lambda: 10_000, reserve_s=60), spent)
+    assert spent.status == "checkpoint" and digest(tmp_path / "lake") == files
+    ample = Report("r2", "scheduled")
+    _upkeep(lake.root, SMALL, END, Budget(lambda: 600_000, reserve_s=60), ample)
+    assert ample.status == "done" and ample.compaction["written"] > 0
+    assert ample.compaction["complete"] and len(Lake(lake.root).files("events")) == 3
