@@ -194,10 +194,14 @@ def write_lake(lake_root: Path, events: int, seed: int = 7) -> int:
             "region": np.full(n, "eu-west-1", dtype=object),
             "request_id": np.where(is_ct, None, ids),
         }
-        for name in ("tenant_conflict", "resource", "raw", "record_hash", "input_uri"):
-            cols[name] = pa.nulls(n, pa.string())
+        # Every other column of the schema (resource, raw, tickets, ...: added as the schema
+        # grows) is null, as in events that carry none.
         arrays = [
-            v if isinstance(v := cols[f.name], pa.Array) else pa.array(v, f.type)
+            pa.nulls(n, f.type)
+            if (v := cols.get(f.name)) is None
+            else v
+            if isinstance(v, pa.Array)
+            else pa.array(v, f.type)
             for f in schema.EVENTS
         ]
         table = pa.Table.from_arrays(arrays, schema=schema.EVENTS)
