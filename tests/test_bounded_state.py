@@ -213,3 +213,26 @@ def test_a_story_begun_months_ago_and_active_still_takes_a_new_finding(
     assert state == [f"incidents/state/date=2026-{d}" for d in ("08-18", "11-14", "11-15")]
     outbox = {r.rsplit("/", 1)[0] for r in reads if r.startswith("incidents/outbox/")}
     assert outbox == {"incidents/outbox/date=2026-11-16"}
+
+
+def test_a_lake_of_the_flat_layout_still_skips_its_inputs_and_joins_its_sessions(
+    tmp_path: Path,
+) -> None:
+    """State files written before the folders were partitioned (directly in them) count."""
+    root = tmp_path / "lake"
+    first = lf.delivery_file(
+        tmp_path / "in" / DELIVERY / "a.json.gz",
+        [lf.assume_role(tenant="t0007", new_key_id=KEY_ID, time="2026-11-16T09:59:00Z")],
+    )
+    ingest([str(first)], str(root), pooled_config(), workers=1)
+    for folder in ("ingested", "sessions"):  # as the flat layout held them
+        for f in (root / "_state" / folder).rglob("*.parquet"):
+            f.rename(root / "_state" / folder / f"old-{f.name}")
+    second = lf.delivery_file(
+        tmp_path / "in" / DELIVERY / "b.json.gz",
+        [lf.ct(key_id=KEY_ID, time="2026-11-16T10:30:00Z")],
+    )
+    summary = ingest([str(first), str(second)], str(root), pooled_config(), workers=1)
+    assert (summary["files_skipped"], summary["ingested"]) == (1, 1)
+    ev = lake_api.events(root, columns=["action", "actor_tenant"])
+    assert dict(zip(ev["action"], ev["actor_tenant"], strict=True))["GetObject"] == "t0007"
