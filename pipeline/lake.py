@@ -12,8 +12,18 @@ docs/ARCHITECTURE.md, "The lake")::
     incidents/verdicts/date=YYYY-MM-DD/<verdict id>.parquet   verdicts people gave incidents
     suppressions/<suppression id>.json     suppressions written by ``incident close --suppress``
     snapshots/...                          forensic snapshots, unless configured elsewhere
-    _state/ingested/<batch id>.parquet     inputs done (uri, etag, size) and their counts
-    _state/sessions/<batch id>.parquet     access key id -> session tags learned from AssumeRole
+    _state/ingested/<part>/<batch id>.parquet   inputs done (uri, etag, size) and their counts,
+                                           <part> the input's own: date=YYYY-MM-DD of the day
+                                           in its key (.../YYYY/MM/DD/...) or of a CloudWatch
+                                           Logs chunk's first event, else prefix=<hash of its
+                                           folder>
+    _state/sessions/date=YYYY-MM-DD/<batch id>.parquet   access key id -> session tags learned
+                                           from AssumeRole, by the day the session started
+    _state/incidents/date=YYYY-MM-DD/<period day>.<incident id>   empty: the incident was
+                                           active up to that day (an index of incidents/state)
+    _state/incidents/snapshot-due/<period day>.<incident id>   empty: it lacks a snapshot part
+    _state/unsent/<day>.<notification id>  empty: that outbox row may not be sent yet
+    _state/indexed                         empty: the two indexes above cover the whole store
     _state/digests/<batch id>.parquet      CloudTrail-Digest files seen, for integrity checks
     _state/logs/<hash of the uri>.parquet  how far each CloudWatch Logs source was read
     _state/metrics/<hash>.json             metric data points CloudWatch refused, sent next run
@@ -25,6 +35,11 @@ A folder's many small files may be rewritten into a few large ones (``pipeline.c
 ``compacted-<hash>.parquet`` file lists in its footer the names of the files beside it whose
 rows it holds (``REPLACES``), and ``Lake.files`` (so every read here) leaves those out while
 they are still there.
+
+Lakes written before ``_state/ingested`` and ``_state/sessions`` were partitioned hold their
+files directly in those folders; every run reads them as well (``legacy_files``), and no run
+writes there any more. A lake without ``_state/indexed`` has its incident and outbox indexes
+built once, from a whole read of the store, by the next alert run.
 
 Every name below the root is built here from constants, dates and content hashes: no value from a
 log ever becomes part of a path. ``AWS_ENDPOINT_URL`` (moto, LocalStack) is honoured for S3.
@@ -82,6 +97,11 @@ STATE_SESSIONS = f"{STATE}/sessions"
 STATE_DIGESTS = f"{STATE}/digests"
 STATE_LOGS = f"{STATE}/logs"
 STATE_METRICS = f"{STATE}/metrics"
+# Indexes that let a run read only the incidents and notifications that can still change.
+STATE_OPEN_INCIDENTS = f"{STATE}/incidents"
+SNAPSHOT_DUE = f"{STATE_OPEN_INCIDENTS}/snapshot-due"
+STATE_UNSENT = f"{STATE}/unsent"
+STATE_INDEXED = f"{STATE}/indexed"
 WATERMARK = f"{STATE}/watermark/scheduled.parquet"
 LEASE = f"{STATE}/lease.json"
 LEASE_LOCK = f"{STATE}/lease.lock"
@@ -108,6 +128,64 @@ def quarantine_file(batch_id: str) -> str:
 def state_file(folder: str, name: str) -> str:
     """A Parquet file of one of the ``STATE_*`` folders (``name``: a batch id or a hash)."""
     return f"{folder}/{name}.parquet"
+
+
+def ingested_file(partition: str, batch_id: str) -> str:
+    """A batch's records of its inputs of one partition (``date=YYYY-MM-DD`` or
+    ``prefix=<hash>``: ``pipeline.ingest.run.ingested_partition``)."""
+    return f"{STATE_INGESTED}/{partition}/{batch_id}.parquet"
+
+
+def sessions_day(date: str) -> str:
+    """The folder of the sessions that started on ``date`` (YYYY-MM-DD)."""
+    return f"{STATE_SESSIONS}/date={date}"
+
+
+def sessions_file(date: str, batch_id: str) -> str:
+    return f"{sessions_day(date)}/{batch_id}.parquet"
+
+
+def open_incident_marker(active: str, period: str, incident_id: str) -> str:
+    """Marks an incident (stored under ``incident_file(period, incident_id)``) as active up to
+    the day ``active``."""
+    return f"{STATE_OPEN_INCIDENTS}/date={active}/{period}.{incident_id}"
+
+
+def snapshot_due_marker(period: str, incident_id: str) -> str:
+    return f"{SNAPSHOT_DUE}/{period}.{incident_id}"
+
+
+def unsent_marker(date: str, notification_id: str) -> str:
+    """Marks the outbox row ``outbox_file(date, notification_id)`` as perhaps not sent yet."""
+    return f"{STATE_UNSENT}/{date}.{notification_id}"
+
+
+def marked(name: str) -> tuple[str, str]:
+    """(day, id) from a marker's file name (``<YYYY-MM-DD>.<id>``)."""
+    day, _, ident = posixpath.basename(name).partition(".")
+    return day, ident
+
+
+def day_folders(lake: Lake, folder: str) -> list[str]:
+    """The ``date=YYYY-MM-DD`` days under ``folder``, sorted (one listing, no file read)."""
+    sel = pafs.FileSelector(lake.path(folder), recursive=False, allow_not_found=True)
+    days = []
+    for info in lake.fs.get_file_info(sel):
+        name = posixpath.basename(info.path)
+        if info.type == pafs.FileType.Directory and name.startswith("date="):
+            days.append(name.removeprefix("date="))
+    return sorted(days)
+
+
+def legacy_files(lake: Lake, folder: str) -> list[str]:
+    """The Parquet files directly in ``folder`` (not in a partition of it): how a ``STATE_*``
+    folder was laid out before it was partitioned."""
+    sel = pafs.FileSelector(lake.path(folder), recursive=False, allow_not_found=True)
+    return sorted(
+        posixpath.relpath(info.path, lake.base)
+        for info in lake.fs.get_file_info(sel)
+        if info.type == pafs.FileType.File and info.path.endswith(".parquet")
+    )
 
 
 def findings_file(date: str, name: str) -> str:

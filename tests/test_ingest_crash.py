@@ -87,7 +87,7 @@ def snapshot(lake: Path) -> dict[str, list[dict[str, Any]]]:
     events = lake_api.read_events(str(lake))
     out["events"] = events.sort_by([("event_id", "ascending"), ("record_hash", "ascending")])
     for folder in ("quarantine", "_state/ingested", "_state/sessions", "_state/digests"):
-        files = sorted((lake / folder).glob("*.parquet"))
+        files = sorted((lake / folder).rglob("*.parquet"))
         tables = [pq.read_table(f) for f in files]
         table = pa.concat_tables(tables) if tables else pa.table({})
         keys = [(c, "ascending") for c in table.column_names if c != "raw"]
@@ -307,7 +307,7 @@ def test_workers_stop_when_the_main_process_is_killed_and_their_scratch_goes_nex
     config = make_inputs(inputs, 24)
     proc = start(config, inputs, tmp_path / "lake")
     deadline = time.monotonic() + 120
-    while not list((tmp_path / "lake" / "_state" / "ingested").glob("*.parquet")):
+    while not list((tmp_path / "lake" / "_state" / "ingested").rglob("*.parquet")):
         assert proc.poll() is None and time.monotonic() < deadline, "the run ended too soon"
         time.sleep(0.02)
     owner = f"{socket_host()}.{proc.pid}-"

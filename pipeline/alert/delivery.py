@@ -107,6 +107,17 @@ def check_resolutions(
                 )
 
 
+def outbox_for(
+    lake: Lake, resend: Sequence[str] = (), mark_sent: Sequence[str] = ()
+) -> dict[str, dict[str, Any]]:
+    """The outbox rows a delivery looks at: those not sent yet (``store.load_unsent``), or the
+    whole outbox when ``--resend``/``--mark-sent`` name another (to say what it is)."""
+    rows = store.load_unsent(lake)
+    if any(nid not in rows for nid in (*resend, *mark_sent)):
+        rows = store.load_outbox(lake)
+    return rows
+
+
 def _may_repeat(channel: Channel, row: Mapping[str, Any], now: datetime) -> bool:
     """A row a dead run left ``publishing``: can it be sent again without a second page?"""
     window = channel.retry_window
@@ -132,12 +143,14 @@ def deliver(
     """Send every sendable outbox row through ``channel``; see the module docstring."""
     out = Delivered()
     now = datetime.now(UTC)
-    index = store.load_outbox(lake)
+    index = outbox_for(lake, resend, mark_sent)
     check_resolutions(index, resend, mark_sent)
     todo: list[dict[str, Any]] = []
     for nid, row in sorted(index.items()):
         state = row["state"]
-        if state == "publishing":  # a run died mid-publish
+        if state == "sent" and row.get("_marked"):
+            store.unmark(lake, row)  # marked by a run that died before it could unmark it
+        elif state == "publishing":  # a run died mid-publish
             full = store.read_row(lake, row["_path"])
             if _may_repeat(channel, full, now):
                 full["_first_attempt"] = full["updated_at"]

@@ -75,9 +75,12 @@ def _detector_info() -> tuple[dict[str, timedelta], dict[str, str]]:
 
 
 def read_findings(lake: Lake, since: datetime | None) -> list[dict[str, Any]]:
-    # Whole files: ``detect`` may be rewriting one of them (store.read_table says why).
-    table = store.read_folder(lake, FINDINGS, schema.FINDINGS)
-    if since is not None:
+    # Whole files: ``detect`` may be rewriting one of them (store.read_table says why). A
+    # window's findings are in the folder of its first day: with ``since``, the days from its.
+    if since is None:
+        table = store.read_folder(lake, FINDINGS, schema.FINDINGS)
+    else:
+        table = store.read_days(lake, FINDINGS, since, schema.FINDINGS)
         table = table.filter(pc.field("window_start") >= since)
     # A suppressed finding stays in the lake for the record; it never becomes part of a page.
     table = table.filter(pc.field("suppressed_by").is_null())
@@ -146,15 +149,27 @@ def _outbox_rows(
     own escalation for an update. Incidents stored before that was kept fall back on the pages
     in the outbox."""
     a = cfg.alerting
-    existing = store.load_outbox(lake)
+    # The rows made for these incidents: each was made for a time between an incident's first
+    # and its latest activity (``store.new_row``'s day), so only those days are listed, and of
+    # them only their pages are read.
+    existing: dict[str, str] = {}  # notification id -> path
+    if changed:
+        lo = min(min(i.window_start, i.first_seen or i.window_start) for i in changed)
+        hi = max(max(i.window_end, i.last_seen or i.window_end) for i in changed)
+        existing = store.outbox_names(lake, lo, hi)
     floor = incidents.RANK[a.notify_min_severity]
     margin = timedelta(minutes=a.snapshot_margin_minutes)
 
     def ctx(det: str) -> render.Context:
         return render.Context(runbooks.get(det, ""), lake.root, a.athena_table, margin)
 
+    pages = [
+        notification_id(i.incident_id, *kind)
+        for i in changed
+        for kind in [("new",), *(("escalation", s) for s in schema.SEVERITIES)]
+    ]
     paged: dict[str, str] = {}  # incident id -> the worst severity it has paged with
-    for row in existing.values():
+    for row in store.read_rows(lake, [existing[n] for n in pages if n in existing]).values():
         if row["kind"] in PAGES and row["incident_id"]:
             cur = paged.get(row["incident_id"])
             paged[row["incident_id"]] = (
@@ -244,16 +259,19 @@ def run_alert(
     started = time.perf_counter()
     lake = Lake(lake_root)
     a = cfg.alerting
-    delivery.check_resolutions(store.load_outbox(lake), resend, mark_sent)
+    store.ensure_index(lake)
+    delivery.check_resolutions(delivery.outbox_for(lake, resend, mark_sent), resend, mark_sent)
     periods, runbooks = _detector_info()
     findings = read_findings(lake, since)
-    existing = store.load_incidents(lake)
+    gap = timedelta(minutes=a.correlation_gap_minutes)
+    # The incidents these findings can join or belong to, and those still owed a snapshot.
+    existing = store.load_incidents(lake, since, gap)
     grouped = incidents.group(
         findings,
         existing,
         periods,
         timedelta(hours=a.dedup_period_hours),
-        timedelta(minutes=a.correlation_gap_minutes),
+        gap,
         Egress.of(a.shared_egress),
     )
     changed = {i.incident_id: i for i in grouped.changed}

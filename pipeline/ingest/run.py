@@ -27,7 +27,7 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
@@ -42,7 +42,8 @@ from pipeline.ingest.decode import Batch, Decoded, decode_batch
 from pipeline.ingest.lookups import load_lookups
 from pipeline.ingest.quarantine import Quarantined
 from pipeline.ingest.reading import Reading
-from pipeline.ingest.sources import InputRef, LogPosition, list_inputs
+from pipeline.ingest.sessions import CLOCK_SKEW
+from pipeline.ingest.sources import InputRef, LogPosition, key_date, list_inputs
 from pipeline.lake import (
     STATE_DIGESTS,
     STATE_INGESTED,
@@ -50,13 +51,18 @@ from pipeline.lake import (
     STATE_SESSIONS,
     Lake,
     event_partition,
+    ingested_file,
+    legacy_files,
     quarantine_file,
+    sessions_day,
+    sessions_file,
     state_file,
 )
 
 __all__ = ["Batch", "Decoded", "Ingestor", "Summary", "decode_batch", "ingest", "make_batches"]
 
 _S = pa.string()
+_US = timedelta(microseconds=1)
 INGESTED = pa.schema(
     [
         ("uri", _S),
@@ -65,6 +71,9 @@ INGESTED = pa.schema(
         ("ingested", pa.int64()),
         ("duplicates", pa.int64()),
         ("quarantined", pa.int64()),
+        # The partition whose file of the batch is written last: the batch counts as done
+        # once that file is there (a batch's inputs may fall in several partitions).
+        ("commit", _S),
     ]
 )
 DIGESTS = pa.schema([("digest_uri", _S), ("log_object", _S), ("hash_value", _S)])
@@ -114,8 +123,35 @@ class Summary:
         }
 
 
+def ingested_partition(uri: str) -> str:
+    """The partition of ``_state/ingested`` that records the input ``uri``, from the uri alone,
+    so a run opens only its inputs' partitions and an input delivered again finds its record:
+    the day of a CloudWatch Logs chunk's first event, else the day in the key's delivery
+    layout (``.../YYYY/MM/DD/...``: CloudTrail, Firehose, CloudWatch Logs exports), else a
+    hash of the folder the input is in."""
+    if uri.startswith("logs://") and "#" in uri:
+        first = uri.rsplit("#", 1)[1].split("-", 1)[0]
+        try:
+            return f"date={datetime.fromtimestamp(int(first) / 1000, UTC):%Y-%m-%d}"
+        except (ValueError, OverflowError, OSError):
+            pass
+    day = key_date(uri)
+    if day is not None:
+        return f"date={day:%Y-%m-%d}"
+    folder = uri.rsplit("/", 1)[0]
+    return f"prefix={hashlib.sha256(folder.encode()).hexdigest()[:16]}"
+
+
+def _day(us: int) -> date:
+    return datetime.fromtimestamp(us / 1e6, UTC).date()
+
+
 class Ingestor:
-    """The parent's side: state, session map, dedup index, writing."""
+    """The parent's side: state, session map, dedup index, writing.
+
+    State is read for what the run works on, not the lake's whole history: the records of
+    ``_state/ingested`` in its inputs' partitions (``load_done``), and the sessions of the days
+    that can hold a session live during a batch's events (``plan``), each day once per run."""
 
     def __init__(self, lake: Lake, cfg: Config, reading: Reading | None = None) -> None:
         self.lake = lake
@@ -124,16 +160,52 @@ class Ingestor:
         self.sessions = tenancy.SessionMap(timedelta(hours=cfg.tenancy.session_ttl_hours))
         self.done: set[str] = set()
         self.seen = SeenIndex(lake)
-        self._load_state()
+        self._session_days: set[date] = set()
+        self._committed: dict[str, bool] = {}
+        # Written before the folders were partitioned: read whole, as then.
+        for f in legacy_files(lake, STATE_SESSIONS):
+            self.sessions.learn(_numbered(self.lake.read_file(f)))
 
-    def _load_state(self) -> None:
-        for t in self.lake.read_tables(STATE_INGESTED, ["identity"]):
-            self.done.update(t["identity"].to_pylist())
-        for t in self.lake.read_tables(STATE_SESSIONS):
-            # A file holds one batch's sessions; an access key id's rows in it are one session.
-            keys = t["access_key_id"]
-            session = pc.index_in(keys, value_set=pc.unique(keys)).cast(pa.int32())
-            self.sessions.learn(t.append_column("session", session))
+    def load_done(self, inputs: list[InputRef]) -> None:
+        """Learn which of ``inputs`` earlier runs ingested: the records in their partitions."""
+        for f in legacy_files(self.lake, STATE_INGESTED):
+            self.done.update(self.lake.read_file(f, ["identity"])["identity"].to_pylist())
+        for part in sorted({ingested_partition(r.uri) for r in inputs}):
+            for f in self.lake.files(f"{STATE_INGESTED}/{part}"):
+                t = self.lake.read_file(f, ["identity", "commit"])
+                commit = t["commit"][0].as_py() if t.num_rows else part
+                batch = posixpath.basename(f).removesuffix(".parquet")
+                if commit == part or self._is_committed(commit, batch):
+                    self.done.update(t["identity"].to_pylist())
+
+    def _is_committed(self, part: str, batch: str) -> bool:
+        rel = ingested_file(part, batch)
+        if rel not in self._committed:
+            self._committed[rel] = self.lake.exists(rel)
+        return self._committed[rel]
+
+    def _load_sessions(self, d: Decoded) -> None:
+        """The stored sessions that can be live for ``d``'s events or started with its
+        ``AssumeRole*`` calls: those that started on the days from the earliest time less the
+        longest session to the latest time plus the clock skew allowed."""
+        spans = [
+            (pc.min(c).value, pc.max(c).value)
+            for c in (d.rows["event_time"], d.sessions["started"])
+            if len(c) and c.null_count < len(c)
+        ]
+        if not spans:
+            return
+        lo = min(s[0] for s in spans) - self.sessions.ttl // _US
+        hi = max(s[1] for s in spans) + CLOCK_SKEW // _US
+        day, last = _day(lo), _day(hi)
+        while day <= last:
+            if day not in self._session_days:
+                self._session_days.add(day)
+                stored = tenancy.SessionMap(self.sessions.ttl)
+                for f in self.lake.files(sessions_day(f"{day:%Y-%m-%d}")):
+                    stored.learn(_numbered(self.lake.read_file(f)))
+                self.sessions.learn_earlier(stored.tags)
+            day += timedelta(days=1)
 
     def plan(
         self,
@@ -150,6 +222,7 @@ class Ingestor:
         summary.records_in += d.records_in
         self.seen.planned.add(d.batch.id)
         quarantine = list(d.quarantine)
+        self._load_sessions(d)
         # Sessions first: an AssumeRole and the calls it enabled often share a batch.
         self.sessions.learn(d.sessions)
 
@@ -222,26 +295,35 @@ class Ingestor:
                 ),
             )
         # What the batch's AssumeRole* calls taught: the sessions' tags and their origins.
+        # A file per day the sessions started on.
         state = pa.concat_tables([tenancy.state_rows(d.sessions), p.origins])
         if state.num_rows:
-            self.lake.write_table(state_file(STATE_SESSIONS, batch_id), state)
-        self.lake.write_table(
-            state_file(STATE_INGESTED, batch_id),
-            pa.Table.from_pylist(
-                [
-                    {
-                        "uri": r.uri,
-                        "identity": r.identity,
-                        "records": d.records_in,
-                        "ingested": p.ingested,
-                        "duplicates": p.duplicates,
-                        "quarantined": sum(e.records for e in p.quarantine),
-                    }
-                    for r in d.batch.inputs
-                ],
-                INGESTED,
-            ),
-        )
+            days = pc.strftime(state["started"], "%Y-%m-%d")
+            for day in pc.unique(days).to_pylist():
+                rows = state.filter(pc.equal(days, day))
+                self.lake.write_table(sessions_file(day, batch_id), rows)
+        # A file per partition of the batch's inputs, the first input's last: the batch is done
+        # when that one is there (``load_done``), so a run that dies between them re-runs it.
+        parts: dict[str, list[InputRef]] = {}
+        for r in d.batch.inputs:
+            parts.setdefault(ingested_partition(r.uri), []).append(r)
+        commit = ingested_partition(d.batch.inputs[0].uri)
+        for part in sorted(parts, key=lambda x: x == commit):
+            rows = [
+                {
+                    "uri": r.uri,
+                    "identity": r.identity,
+                    "records": d.records_in,
+                    "ingested": p.ingested,
+                    "duplicates": p.duplicates,
+                    "quarantined": sum(e.records for e in p.quarantine),
+                    "commit": commit,
+                }
+                for r in parts[part]
+            ]
+            self.lake.write_table(
+                ingested_file(part, batch_id), pa.Table.from_pylist(rows, INGESTED)
+            )
         self.done.update(r.identity for r in d.batch.inputs)
 
     def absorb(self, d: Decoded, summary: Summary) -> None:
@@ -322,6 +404,14 @@ class SeenIndex:
         while self._size > self.budget and len(self._parts) > 1:
             _, dropped = self._parts.popitem(last=False)
             self._size -= len(dropped)
+
+
+def _numbered(t: pa.Table) -> pa.Table:
+    """A state file's sessions (``sessions.STATE``) numbered for ``SessionMap.learn``: a file
+    holds one batch's sessions, and an access key id's rows in it are one session."""
+    keys = t["access_key_id"]
+    session = pc.index_in(keys, value_set=pc.unique(keys)).cast(pa.int32())
+    return t.append_column("session", session)
 
 
 def _date_hour(hour: int) -> tuple[str, str]:
@@ -498,6 +588,7 @@ def ingest(
     summary = Summary()
     positions = _load_positions(lake)
     inputs, new_positions = list_inputs(sources, since, until, positions)
+    ing.load_done(inputs)
     pending = [r for r in inputs if r.identity not in ing.done]
     summary.files = len(inputs)
     summary.files_skipped = len(inputs) - len(pending)

@@ -3,8 +3,10 @@
 CloudTrail logs a session's tags only on the ``AssumeRole*`` call that started it; every later
 call names the session by its access key id. ``SessionMap`` holds what each session started with,
 fed batch by batch in time order and persisted in the lake between runs (``_state/sessions``, one
-row per tag), and forgets a session ``session_ttl_hours`` after it started (STS sessions last at
-most 12 hours, so an older mapping is stale).
+row per tag, a folder per day the sessions started on), and forgets a session
+``session_ttl_hours`` after it started (STS sessions last at most 12 hours, so an older mapping is
+stale). A run reads the stored sessions of only the days that can hold a session live during its
+events (``learn_earlier``).
 
 Besides its tags, a session may have an *origin*: the tenant of whoever called ``AssumeRole*`` to
 start it, as tenant resolution found it for that call (``session_origin``). It is kept as a tag of
@@ -28,6 +30,8 @@ from pipeline.ingest import arrowops
 _S = pa.string()
 _TS = pa.timestamp("us", tz="UTC")
 _US = timedelta(microseconds=1)
+# How long before its session's start a call may be logged (clocks of AWS services differ).
+CLOCK_SKEW = timedelta(minutes=5)
 _Column: TypeAlias = pa.Array | pa.ChunkedArray
 
 # A name no session tag can have: IAM tag keys may not start with "aws:", and ours is spelled
@@ -87,6 +91,7 @@ class SessionMap:
     ttl: timedelta
     tags: pa.Table = field(default_factory=STATE.empty_table)
     origins: bool = False  # whether any row of ``tags`` is an origin
+    cutoff: pa.Scalar | None = None  # sessions that started before it are forgotten (``expire``)
 
     def learn(self, rows: pa.Table) -> None:
         """Sessions (``SESSION_ROWS``, numbered in the order they started); those whose start
@@ -125,9 +130,34 @@ class SessionMap:
             self.origins = True
         return rows
 
+    def learn_earlier(self, known: pa.Table) -> None:
+        """Sessions (``STATE`` rows, as a ``SessionMap`` holds them) that were known before
+        everything this map learnt: read from the lake after the run began, they are taken as
+        if read first. What this map learnt of a session (its tags; its origin) stands, and what
+        it has forgotten as expired stays forgotten."""
+        if not known.num_rows:
+            return
+        if self.cutoff is not None:
+            known = known.filter(pc.greater_equal(known["started"], self.cutoff))
+        origin = _is_origin(known)
+        mine = _is_origin(self.tags)
+        tagged = self.tags.filter(pc.invert(mine))["access_key_id"]
+        has_origin = self.tags.filter(mine)["access_key_id"]
+        take = pc.if_else(
+            origin,
+            pc.invert(pc.is_in(known["access_key_id"], value_set=has_origin)),
+            pc.invert(pc.is_in(known["access_key_id"], value_set=tagged)),
+        )
+        new = known.filter(take)
+        if new.num_rows:
+            self.tags = pa.concat_tables([new, self.tags]).combine_chunks()
+            self.origins = self.origins or bool(pc.any(_is_origin(new)).as_py())
+
     def expire(self, oldest_event_us: int) -> None:
         """Forget sessions that ended before the oldest event still to be resolved."""
         cutoff = pa.scalar(oldest_event_us - self.ttl // _US, pa.int64()).cast(_TS)
+        if self.cutoff is None or cutoff.value > self.cutoff.value:
+            self.cutoff = cutoff
         live = pc.greater_equal(self.tags["started"], cutoff)
         if not pc.all(live).as_py():
             self.tags = self.tags.filter(live)

@@ -39,7 +39,7 @@ class InputRef:
         return f"{self.uri}\t{self.etag or self.size}"
 
 
-def _key_date(key: str) -> date | None:
+def key_date(key: str) -> date | None:
     m = _KEY_DATE.search(key)
     if not m:
         return None
@@ -50,7 +50,7 @@ def _key_date(key: str) -> date | None:
 
 
 def in_window(key: str, since: datetime | None, until: datetime | None) -> bool:
-    d = _key_date(key)
+    d = key_date(key)
     if d is None:
         return True
     if since is not None and d < since.date():

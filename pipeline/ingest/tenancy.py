@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import timedelta
 
 import numpy as np
 import pyarrow as pa
@@ -37,6 +36,7 @@ from pipeline import config as c
 from pipeline.ingest import strategies
 from pipeline.ingest.reading import Reading
 from pipeline.ingest.sessions import (
+    CLOCK_SKEW,
     ORIGIN,
     SESSION_ROWS,
     STATE,
@@ -61,7 +61,6 @@ __all__ = [
 ]
 
 _S = pa.string()
-_SKEW = timedelta(minutes=5)
 
 
 def _session_values(t: pa.Table, tag: str, sessions: SessionMap) -> pa.Array:
@@ -73,8 +72,9 @@ def _session_values(t: pa.Table, tag: str, sessions: SessionMap) -> pa.Array:
         return pa.nulls(t.num_rows, _S)
     idx = pc.index_in(t["actor_session"], value_set=keys)
     start = pc.take(started, idx)
+    skew = pa.scalar(CLOCK_SKEW, pa.duration("us"))
     live = pc.and_(
-        pc.greater_equal(t["event_time"], pc.subtract(start, pa.scalar(_SKEW, pa.duration("us")))),
+        pc.greater_equal(t["event_time"], pc.subtract(start, skew)),
         pc.less_equal(t["event_time"], pc.add(start, pa.scalar(sessions.ttl, pa.duration("us")))),
     )
     return pc.if_else(pc.fill_null(live, False), pc.take(values, idx), pa.scalar(None, _S))
