@@ -41,19 +41,34 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from pipeline import schema
-from pipeline.lake import COMPACTED, EVENTS, FINDINGS, QUARANTINE, REPLACES, STATE, Lake
+from pipeline.lake import (
+    COMPACTED,
+    EVENTS,
+    FINDINGS,
+    QUARANTINE,
+    REPLACES,
+    STATE,
+    STATE_INGESTED,
+    STATE_SESSIONS,
+    Lake,
+)
 
 # Athena's and DuckDB's advice: files of 128 MB and more.
 TARGET_BYTES = 128 << 20
 # The order ingestion writes an event file in (the last two make it total, so a group's file is
 # the same bytes however often it is made).
 EVENT_ORDER = ("target_tenant", "actor_tenant", "event_time", "event_id", "record_hash")
-AREAS = ("events", "quarantine", "findings")
+AREAS = ("events", "quarantine", "findings", "state")
 # State folders whose files are rewritten under the same name.
 _REWRITTEN = ("logs", "watermark", "metrics")
 
 _HOUR = re.compile(r"^events/source=[^/]+/date=(\d{4}-\d{2}-\d{2})/hour=(\d{2})$")
 _DAY = re.compile(r"^findings/date=(\d{4}-\d{2}-\d{2})$")
+# The partitions of the state that grows with every batch: input records and sessions, by day or
+# (inputs named by no date) by folder; the two folders themselves hold an older lake's files.
+_STATE_PART = re.compile(
+    r"^_state/(?:ingested|sessions)(?:/(?:date=(\d{4}-\d{2}-\d{2})|prefix=[^/]+))?$"
+)
 
 
 @dataclass
@@ -232,6 +247,18 @@ def findings_folders(lake: Lake) -> list[str]:
     return sorted(f for f in found if _DAY.match(f))
 
 
+def state_folders(lake: Lake) -> list[str]:
+    """The folders of ``_state/ingested`` and ``_state/sessions`` that hold state files."""
+    out = [STATE_INGESTED, STATE_SESSIONS]
+    for top in (STATE_INGESTED, STATE_SESSIONS):
+        sel = pafs.FileSelector(lake.path(top), recursive=False, allow_not_found=True)
+        for info in lake.fs.get_file_info(sel):
+            rel = posixpath.relpath(info.path, lake.base)
+            if info.type == pafs.FileType.Directory and _STATE_PART.match(rel):
+                out.append(rel)
+    return sorted(out)
+
+
 def compact(
     lake: Lake,
     before: datetime,
@@ -243,7 +270,9 @@ def compact(
     written_before: datetime | None = None,
 ) -> Compacted:
     """Compact every closed folder of ``areas``: event hours that ended by ``before`` (and, with
-    ``since``, began at or after it), findings days that ended by ``before``, quarantine files
+    ``since``, began at or after it), findings days that ended by ``before``, the state's
+    input-record and session days that ended by ``before`` (and its folders named by no date,
+    whose files are all written once), quarantine files
     written before ``written_before`` (by the clock; default now: the quarantine's files are
     named by batch, not by the time of what they hold). ``check`` is called before each group is
     written; when it raises ``Stop`` the result says ``complete=False`` (whatever else it raises
@@ -272,6 +301,15 @@ def compact(
                 start = datetime.fromisoformat(f"{m[1]}T00:00:00+00:00")
                 if start + timedelta(days=1) > before or (since is not None and start < since):
                     continue
+                done.add(compact_folder(lake, folder, target_bytes, check))
+        if "state" in areas:
+            for folder in state_folders(lake):
+                m = _STATE_PART.match(folder)
+                assert m is not None
+                if m[1] is not None:
+                    start = datetime.fromisoformat(f"{m[1]}T00:00:00+00:00")
+                    if start + timedelta(days=1) > before or (since is not None and start < since):
+                        continue
                 done.add(compact_folder(lake, folder, target_bytes, check))
         if "quarantine" in areas:
             times = _mtimes(lake, QUARANTINE)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import posixpath
 import random
 import shutil
 import signal
@@ -145,13 +146,72 @@ def test_later_inputs_are_deduplicated_against_compacted_rows(tmp_path: Path) ->
 
 def test_state_folders_compact_and_ingestion_still_skips_done_inputs(tmp_path: Path) -> None:
     lake, inputs = built(tmp_path)
+    folders = compact.state_folders(lake)
     n = len(lake.files("_state/ingested"))
-    done = compact.compact_state(lake, "ingested")
-    assert n > 2 and len(lake.files("_state/ingested")) == 1 and done.written == 1
+    done = compact.compact(lake, END, areas=["state"])
+    assert n > 2 and done.written >= 1
+    # Every state partition ends as one file (the inputs' folder, and the sessions' days).
+    for folder in folders:
+        direct = [f for f in lake.files(folder) if posixpath.dirname(f) == folder]
+        assert len(direct) <= 1, folder
     again = ingest([str(inputs)], lake.root, SMALL, workers=1)
     assert again["files_skipped"] == again["files"]
     with pytest.raises(ValueError, match="rewritten in place"):
         compact.compact_state(lake, "logs")
+
+
+def test_closed_state_days_compact_open_ones_wait_and_sessions_still_join(tmp_path: Path) -> None:
+    """Input records and sessions of a closed day become one file each; the open day's wait;
+    a late file of the closed day still finds its session's tenant and is not taken for done."""
+    import tomllib
+
+    from tests.pooled import pooled_text
+
+    # The pooled world's tenancy (session tags), a batch per input file.
+    cfg = parse_config(tomllib.loads(pooled_text()) | {"ingest": {"batch_input_bytes": 1}})
+
+    for day in (15, 16):
+        for i in range(4):
+            at, key_id = f"2026-11-{day}T1{i}:00:00Z", f"ASIAD{day}{i:013d}"
+            records = [
+                lf.assume_role(tenant="t0003", session=f"u{day}{i}", new_key_id=key_id, time=at),
+                lf.ct(time=at, session=f"u{day}{i}", key_id=key_id, key="tenants/t0003/x"),
+            ]
+            lf.delivery_file(
+                tmp_path / "in" / "2026" / "11" / f"{day}" / f"ct-{i}.json.gz", records
+            )
+    root = str(tmp_path / "lake")
+    ingest([str(tmp_path / "in")], root, cfg, workers=1)
+    lake = Lake(root)
+
+    def direct(folder: str) -> list[str]:
+        return [f for f in lake.files(folder) if posixpath.dirname(f) == folder]
+
+    assert len(direct("_state/sessions/date=2026-11-15")) == 4
+    done = compact.compact(lake, datetime(2026, 11, 16, 12, tzinfo=UTC), areas=["state"])
+    assert {"_state/ingested/date=2026-11-15", "_state/sessions/date=2026-11-15"} <= set(
+        done.by_folder
+    )
+    assert not any("2026-11-16" in f for f in done.by_folder)  # that day is still open
+    assert len(direct("_state/sessions/date=2026-11-15")) == 1
+    assert len(direct("_state/ingested/date=2026-11-15")) == 1
+    assert len(direct("_state/sessions/date=2026-11-16")) == 4
+
+    # A late file of the 15th: its call joins the compacted session; the day's inputs stay done.
+    late = [
+        lf.ct(
+            time="2026-11-15T13:30:00Z",
+            session="u153",
+            key_id="ASIAD150000000000003",
+            key="tenants/t0003/y",
+            eventID="late-1",
+        )
+    ]
+    lf.delivery_file(tmp_path / "in" / "2026" / "11" / "15" / "late.json.gz", late)
+    again = ingest([str(tmp_path / "in")], root, cfg, workers=1)
+    assert again["files_skipped"] == 8 and again["ingested"] == 1
+    got = read_events(lake, columns=["event_id", "actor_tenant"]).to_pylist()
+    assert {"event_id": "late-1", "actor_tenant": "t0003"} in got
 
 
 def test_a_budget_stops_compaction_between_groups_and_the_next_run_finishes(
