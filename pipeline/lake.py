@@ -484,7 +484,8 @@ def event_batches(
     batch_size: int = 1 << 17,
 ) -> Iterator[pa.RecordBatch]:
     """``read_events``'s rows as record batches of ``columns``, a file at a time in path order
-    (source, date, hour): for reading a whole lake in bounded memory. (A dataset scan reads
+    (source, date, then a compacted day's files, then hour): for reading a whole lake in bounded
+    memory. (A dataset scan reads
     ahead as far as its consumer lags: with a slow one, hundreds of MB.)"""
     found = _events_dataset(as_lake(lake), since, until, None, None, None)
     if found is None:
