@@ -2,18 +2,23 @@
 
 Ingestion writes at least one file per input object and hour partition, detection one per
 detector and window; readers (this package, Athena, DuckDB) pay per file. ``compact`` rewrites
-the folders that can no longer change: event partitions (source, day, hour) that ended before
-``before``, findings days before it, the quarantine's files written before it.
+the folders that can no longer change: a source's day of events that ended before ``before``
+into a few files directly in the day's folder (``events/source=/date=/compacted-...``, replacing
+the files of all its ``hour=`` folders: a closed day then has a few files per source, not one or
+more per hour), the event hours that ended before it in a day that has not, findings days before
+it, the quarantine's files written before it.
 
 One step, safe to kill anywhere, on a local disk or on S3 (where nothing can be renamed):
 
-1. the folder's files are packed in name order into groups of about ``target_bytes``;
+1. the folder's files (a day's: those of its hours' folders, in hour order) are packed in name
+   order into groups of about ``target_bytes``;
 2. each group becomes one file, ``compacted-<hash of the group's names>.parquet``, whose footer
    lists the names it replaces (``lake.REPLACES``); it appears whole (a rename locally, one PUT
    on S3): this is the commit;
 3. the files it replaces are deleted, the compacted files replaced in turn last.
 
-Readers go through ``Lake.files``, which leaves out any file a compacted file beside it lists,
+Readers go through ``Lake.files``, which leaves out any file a compacted file beside it (or, for
+an hour's file, in its day's folder) lists,
 so from the commit on they read the group's rows once, from the new file, whether or not the
 deletions have happened. A run that died before a commit left no visible trace (at most a
 temporary in ``_tmp/``); one that died after it left files that are already hidden, which the
@@ -63,6 +68,9 @@ AREAS = ("events", "quarantine", "findings", "state")
 _REWRITTEN = ("logs", "watermark", "metrics")
 
 _HOUR = re.compile(r"^events/source=[^/]+/date=(\d{4}-\d{2}-\d{2})/hour=(\d{2})$")
+_EVENT_DAY = re.compile(r"^events/source=[^/]+/date=(\d{4}-\d{2}-\d{2})$")
+# The folders below a day's events folder whose files a day's compacted file replaces.
+_HOUR_NAME = re.compile(r"^hour=\d{2}$")
 _DAY = re.compile(r"^findings/date=(\d{4}-\d{2}-\d{2})$")
 # The partitions of the state that grows with every batch: input records and sessions, by day or
 # (inputs named by no date) by folder; the two folders themselves hold an older lake's files.
@@ -106,14 +114,19 @@ class Stop(Exception):
     """Raised by a ``check`` callback to stop between two groups (the work done is kept)."""
 
 
-def _listing(lake: Lake, rel: str) -> dict[str, int]:
-    """The Parquet files directly in the folder ``rel``: name -> size."""
-    sel = pafs.FileSelector(lake.path(rel), recursive=False, allow_not_found=True)
-    return {
-        posixpath.basename(i.path): i.size or 0
-        for i in lake.fs.get_file_info(sel)
-        if i.type == pafs.FileType.File and i.path.endswith(".parquet")
-    }
+def _listing(lake: Lake, rel: str, hours: bool = False) -> dict[str, int]:
+    """The Parquet files directly in the folder ``rel`` (``hours``: and in its ``hour=HH``
+    folders, as ``hour=HH/<name>``): name -> size."""
+    sel = pafs.FileSelector(lake.path(rel), recursive=hours, allow_not_found=True)
+    out = {}
+    for i in lake.fs.get_file_info(sel):
+        if i.type != pafs.FileType.File or not i.path.endswith(".parquet"):
+            continue
+        name = posixpath.relpath(i.path, lake.path(rel))
+        parent = posixpath.dirname(name)
+        if not parent or (hours and _HOUR_NAME.match(parent)):
+            out[name] = i.size or 0
+    return out
 
 
 def _mtimes(lake: Lake, rel: str) -> dict[str, datetime]:
@@ -144,8 +157,9 @@ def compacted_name(names: Iterable[str]) -> str:
 
 
 def _groups(files: dict[str, int], target_bytes: int) -> list[list[str]]:
-    """Files not yet compacted, packed in name order into groups of at most ``target_bytes``
-    (a group of one is left as it is: there is nothing to gain)."""
+    """Files not yet compacted into this folder, packed in name order into groups of at most
+    ``target_bytes`` (a group of one is left as it is: there is nothing to gain). An hour's
+    compacted file (``hour=HH/compacted-...``) goes into its day's like any other."""
     out: list[list[str]] = []
     group: list[str] = []
     size = 0
@@ -191,21 +205,24 @@ def compact_folder(
     target_bytes: int = TARGET_BYTES,
     check: Callable[[], None] | None = None,
     only: Callable[[str], bool] | None = None,
+    hours: bool = False,
 ) -> Compacted:
     """Compact the files directly in ``folder`` (``only``: the names that may be compacted, for
-    a folder that is still written to). Raises what ``check`` raises between two groups."""
+    a folder that is still written to; ``hours``: a day's events folder, whose compacted files
+    take in the files of its ``hour=HH`` folders too). Raises what ``check`` raises between two
+    groups."""
     done = Compacted(folders=1)
-    files = _listing(lake, folder)
-    visible = lake.current(posixpath.join(folder, n) for n in files)
+    files = _listing(lake, folder, hours)
+    visible = {posixpath.relpath(r, folder) for r in lake.current(_under(folder, files))}
     done.files_before = len(visible)
-    # What an earlier run committed but did not get to delete: plain files first, so that a
-    # compacted file is deleted only once nothing it replaces is left.
-    hidden = sorted(set(files) - {posixpath.basename(r) for r in visible})
-    for name in sorted(hidden, key=lambda n: n.startswith(COMPACTED)):
+    # What an earlier run committed but did not get to delete: plain files first, then the
+    # hours' compacted files, the day's last, so that a compacted file is deleted only once
+    # nothing it replaces is left.
+    hidden = sorted(set(files) - visible, key=_deletion_order)
+    for name in hidden:
         done.deleted += _delete(lake, posixpath.join(folder, name))
         files.pop(name)
-    names = {posixpath.basename(r) for r in visible}
-    pool = {n: s for n, s in files.items() if n in names and (only is None or only(n))}
+    pool = {n: s for n, s in files.items() if n in visible and (only is None or only(n))}
     for group in _groups(pool, target_bytes):
         if check is not None:
             check()
@@ -215,30 +232,42 @@ def compact_folder(
         out = compacted_name(group)
         lake.write_table(posixpath.join(folder, out), rows.replace_schema_metadata(meta))
         done.written += 1
-        for name in group:
+        for name in sorted(group, key=_deletion_order):
             done.deleted += _delete(lake, posixpath.join(folder, name))
             files.pop(name)
         files[out] = 0
-    done.files_after = len(lake.current(posixpath.join(folder, n) for n in files))
+    done.files_after = len(lake.current(_under(folder, files)))
     done.by_folder[folder] = (done.files_before, done.files_after)
     return done
 
 
-def event_folders(lake: Lake, days: Iterable[str] | None = None) -> list[str]:
-    """The lake's event partitions (``events/source=/date=/hour=``), of ``days`` only if given."""
+def _under(folder: str, names: Iterable[str]) -> list[str]:
+    return sorted(posixpath.join(folder, n) for n in names)
+
+
+def _deletion_order(name: str) -> tuple[bool, bool]:
+    """Plain files, then compacted files in an hour's folder, then those of the folder itself."""
+    return posixpath.basename(name).startswith(COMPACTED), "/" not in name
+
+
+def event_days(lake: Lake, days: Iterable[str] | None = None) -> dict[str, list[str]]:
+    """The lake's event days (``events/source=/date=``) holding files, of ``days`` only if
+    given, each with its hours' folders that hold files."""
     if days is None:
         tops = [EVENTS]
     else:
         tops = [f"{EVENTS}/source={s}/date={d}" for s in schema.SOURCES for d in days]
-    out: set[str] = set()
+    out: dict[str, set[str]] = {}
     for top in tops:
         sel = pafs.FileSelector(lake.path(top), recursive=True, allow_not_found=True)
         for info in lake.fs.get_file_info(sel):
             if info.type == pafs.FileType.File and info.path.endswith(".parquet"):
                 folder = posixpath.dirname(posixpath.relpath(info.path, lake.base))
                 if _HOUR.match(folder):
-                    out.add(folder)
-    return sorted(out)
+                    out.setdefault(posixpath.dirname(folder), set()).add(folder)
+                elif _EVENT_DAY.match(folder):
+                    out.setdefault(folder, set())
+    return {day: sorted(hours) for day, hours in sorted(out.items())}
 
 
 def findings_folders(lake: Lake) -> list[str]:
@@ -269,10 +298,11 @@ def compact(
     check: Callable[[], None] | None = None,
     written_before: datetime | None = None,
 ) -> Compacted:
-    """Compact every closed folder of ``areas``: event hours that ended by ``before`` (and, with
-    ``since``, began at or after it), findings days that ended by ``before``, the state's
-    input-record and session days that ended by ``before`` (and its folders named by no date,
-    whose files are all written once), quarantine files
+    """Compact every closed folder of ``areas``: event days that ended by ``before`` (and, with
+    ``since``, began at or after it) into their day's folder, the event hours that ended by it
+    in the days that have not, findings days that ended by ``before``, the state's input-record
+    and session days that ended by ``before`` (and its folders named by no date, whose files are
+    all written once), quarantine files
     written before ``written_before`` (by the clock; default now: the quarantine's files are
     named by batch, not by the time of what they hold). ``check`` is called before each group is
     written; when it raises ``Stop`` the result says ``complete=False`` (whatever else it raises
@@ -287,13 +317,21 @@ def compact(
                 first = since.astimezone(UTC).date()
                 n = (before.date() - first).days + 1
                 days = [str(first + timedelta(days=i)) for i in range(max(n, 0))]
-            for folder in event_folders(lake, days):
-                m = _HOUR.match(folder)
+            for day, hours in event_days(lake, days).items():
+                m = _EVENT_DAY.match(day)
                 assert m is not None
-                start = datetime.fromisoformat(f"{m[1]}T{m[2]}:00:00+00:00")
-                if start + timedelta(hours=1) > before or (since is not None and start < since):
+                start = datetime.fromisoformat(f"{m[1]}T00:00:00+00:00")
+                if start + timedelta(days=1) <= before and (since is None or start >= since):
+                    done.add(compact_folder(lake, day, target_bytes, check, hours=True))
                     continue
-                done.add(compact_folder(lake, folder, target_bytes, check))
+                for folder in hours:
+                    m = _HOUR.match(folder)
+                    assert m is not None
+                    start = datetime.fromisoformat(f"{m[1]}T{m[2]}:00:00+00:00")
+                    end = start + timedelta(hours=1)
+                    if end > before or (since is not None and start < since):
+                        continue
+                    done.add(compact_folder(lake, folder, target_bytes, check))
         if "findings" in areas:
             for folder in findings_folders(lake):
                 m = _DAY.match(folder)

@@ -161,10 +161,12 @@ def newest_event(lake: Lake, now: datetime) -> datetime | None:
         day = (now - timedelta(days=back)).strftime("%Y-%m-%d")
         files = [f for s in schema.SOURCES for f in lake.files(event_day(s, day))]
         hours = {m.group(1) for f in files if (m := _HOUR.search(f"/{f}"))}
-        if not hours:
+        # A compacted day's files lie in the day's folder, with no hour: any may hold its newest.
+        whole = {f for f in files if not _HOUR.search(f"/{f}")}
+        if not hours and not whole:
             continue
-        last = max(hours)
-        times = [_max_time(lake, f) for f in files if f"/hour={last}/" in f"/{f}"]
+        last = max(hours, default=None)
+        times = [_max_time(lake, f) for f in files if f in whole or f"/hour={last}/" in f"/{f}"]
         newest = [t for t in times if t is not None]
         if newest:
             return max(newest)

@@ -4,6 +4,7 @@ Its layout is named here and nowhere else (the constants and ``*_file`` function
 docs/ARCHITECTURE.md, "The lake")::
 
     events/source=<source>/date=YYYY-MM-DD/hour=HH/part-<batch id>.parquet   normalized events
+    events/source=<source>/date=YYYY-MM-DD/compacted-<hash>.parquet   a closed day's, compacted
     quarantine/part-<batch id>.parquet     records that could not become events, with the reason
     findings/date=YYYY-MM-DD/part-<hash>.parquet   one detector's findings for one window
     incidents/state/date=YYYY-MM-DD/<incident id>.parquet    latest revision of an incident
@@ -34,7 +35,8 @@ docs/ARCHITECTURE.md, "The lake")::
 A folder's many small files may be rewritten into a few large ones (``pipeline.compact``): a
 ``compacted-<hash>.parquet`` file lists in its footer the names of the files beside it whose
 rows it holds (``REPLACES``), and ``Lake.files`` (so every read here) leaves those out while
-they are still there.
+they are still there. A closed day's events are compacted into files directly in the day's
+folder, which replace the files of its hours' folders (their footers say ``hour=HH/<name>``).
 
 Lakes written before ``_state/ingested`` and ``_state/sessions`` were partitioned hold their
 files directly in those folders; every run reads them as well (``legacy_files``), and no run
@@ -61,7 +63,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -114,6 +116,13 @@ REPLACES = b"tenantwatch.replaces"
 
 def event_partition(source: str, date: str, hour: str) -> str:
     return f"{event_day(source, date)}/hour={hour}"
+
+
+# An event hour's folder (``event_partition``); a day's compacted files lie directly in its
+# day's folder (``event_day``), beside the hours' folders.
+_HOUR_FOLDER = re.compile(
+    rf"^{EVENTS}/source=[^/]+/date=(?P<date>\d{{4}}-\d{{2}}-\d{{2}})/hour=(?P<hour>\d{{2}})$"
+)
 
 
 def event_day(source: str, date: str) -> str:
@@ -400,16 +409,42 @@ class Lake:
 
     def files(self, rel: str, suffix: str = ".parquet") -> list[str]:
         """Relative paths of the files under ``rel`` (recursive), sorted."""
-        base = self.path(rel)
-        sel = pafs.FileSelector(base, recursive=True, allow_not_found=True)
+        return self.current(self._listed(rel, suffix, recursive=True))
+
+    def _listed(self, rel: str, suffix: str = ".parquet", recursive: bool = True) -> list[str]:
+        sel = pafs.FileSelector(self.path(rel), recursive=recursive, allow_not_found=True)
         out = []
         for info in self.fs.get_file_info(sel):
             if info.type == pafs.FileType.File and info.path.endswith(suffix):
                 out.append(posixpath.relpath(info.path, self.base))
-        return self.current(sorted(out))
+        return sorted(out)
+
+    def event_hour_files(self, partition: str) -> list[str]:
+        """The files that hold rows of the event hour ``partition`` (``event_partition``): its
+        own and, once its day is compacted, the compacted files directly in the day's folder
+        (which hold every hour's rows: read them with ``read_event_hour``)."""
+        if not _HOUR_FOLDER.match(partition):
+            raise ValueError(f"{partition}: not an event hour's folder")
+        day = posixpath.dirname(partition)
+        return self.current(sorted(self._listed(day, recursive=False) + self._listed(partition)))
+
+    def read_event_hour(self, partition: str, rel: str, columns: list[str]) -> pa.Table:
+        """``columns`` of the rows of the event hour ``partition`` in the file ``rel`` (one of
+        ``event_hour_files``): all of an hour's file, the hour's rows of a day's file."""
+        m = _HOUR_FOLDER.match(partition)
+        if m is None:
+            raise ValueError(f"{partition}: not an event hour's folder")
+        if posixpath.dirname(rel) == partition:
+            return self.read_file(rel, columns)
+        start = datetime.fromisoformat(f"{m['date']}T{m['hour']}:00:00+00:00")
+        ts = pa.timestamp("us", tz="UTC")
+        t = pc.field("event_time")
+        hour = (t >= pa.scalar(start, ts)) & (t < pa.scalar(start + timedelta(hours=1), ts))
+        return pq.read_table(self.path(rel), filesystem=self.fs, columns=columns, filters=hour)
 
     def replaced_by(self, rel: str) -> frozenset[str]:
-        """The names (in its folder) of the files whose rows the compacted file ``rel`` holds."""
+        """The names (relative to its folder: ``name`` or, for a day's events, ``hour=HH/name``)
+        of the files whose rows the compacted file ``rel`` holds."""
         if rel not in self._replaces:
             meta = pq.read_metadata(self.path(rel), filesystem=self.fs).metadata or {}
             self._replaces[rel] = frozenset(json.loads(meta.get(REPLACES, b"[]")))
@@ -423,9 +458,14 @@ class Lake:
         folders: dict[str, list[str]] = {}
         for rel in rels:
             folders.setdefault(posixpath.dirname(rel), []).append(posixpath.basename(rel))
+        # Folders with files in a folder below them: a day's compacted file replaces the files
+        # of its hours (``hour=HH/<name>`` in its footer).
+        above = {posixpath.dirname(f) for f in folders}
         gone: set[str] = set()
         for folder, names in folders.items():
-            if len(names) < 2 or not any(n.startswith(COMPACTED) for n in names):
+            if not any(n.startswith(COMPACTED) for n in names):
+                continue
+            if len(names) < 2 and folder not in above:
                 continue
             for n in names:
                 if n.startswith(COMPACTED):
@@ -469,15 +509,18 @@ def as_lake(lake: LakeLike) -> Lake:
 
 
 def _partition_filter(since: datetime | None, until: datetime | None) -> pc.Expression | None:
-    """A filter on the date/hour partition columns covering [since, until)."""
+    """A filter on the date/hour partition columns covering [since, until). A day's compacted
+    file has no hour (null): it is kept for any hour of its day, and the filter on
+    ``event_time`` picks its rows."""
     expr: pc.Expression | None = None
+    date, hour = pc.field("date"), pc.field("hour")
     if since is not None:
         d, h = since.strftime("%Y-%m-%d"), since.strftime("%H")
-        e = (pc.field("date") > d) | ((pc.field("date") == d) & (pc.field("hour") >= h))
+        e = (date > d) | ((date == d) & (hour.is_null() | (hour >= h)))
         expr = e
     if until is not None:
         d, h = until.strftime("%Y-%m-%d"), until.strftime("%H")
-        e = (pc.field("date") < d) | ((pc.field("date") == d) & (pc.field("hour") <= h))
+        e = (date < d) | ((date == d) & (hour.is_null() | (hour <= h)))
         expr = e if expr is None else expr & e
     return expr
 
@@ -519,7 +562,8 @@ def event_batches(
     batch_size: int = 1 << 17,
 ) -> Iterator[pa.RecordBatch]:
     """``read_events``'s rows as record batches of ``columns``, a file at a time in path order
-    (source, date, hour): for reading a whole lake in bounded memory. (A dataset scan reads
+    (source, date, then a compacted day's files, then hour): for reading a whole lake in bounded
+    memory. (A dataset scan reads
     ahead as far as its consumer lags: with a slow one, hundreds of MB.)"""
     found = _events_dataset(as_lake(lake), since, until, None, None, None)
     if found is None:

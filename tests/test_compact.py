@@ -244,14 +244,19 @@ compact.compact(Lake(sys.argv[1]), end, target_bytes=int(sys.argv[2]))
 
 
 def _killed_runs(tmp_path: Path, kills: int, seed: int) -> None:
+    """A closed day compacted into its folder, one of its hours compacted before."""
     lake, _ = built(tmp_path)
+    compact.compact(lake, datetime(2026, 11, 16, 11, tzinfo=UTC), areas=("events",))
     pristine = tmp_path / "pristine"
     shutil.copytree(lake.root, pristine)
     expected_rows, expected_q = rows(lake), quarantined(lake)
-    target = str(6000)  # several groups per partition
+    target = str(40_000)  # several groups in the day (its files are about 8 KB)
     whole = tmp_path / "whole"
     shutil.copytree(pristine, whole)
     subprocess.run([sys.executable, "-c", _KILLED, str(whole), target], check=True, cwd=REPO)
+    made = [Path(f).parent.name for f in digest(whole) if f.startswith("events/")]
+    # Several files in the day's folder (a last group of one file may stay in its hour).
+    assert made.count("date=2026-11-16") > 1 and len(made) - made.count("date=2026-11-16") <= 1
     rng = random.Random(seed)
     for k in range(kills):
         victim = tmp_path / f"victim-{k}"
@@ -301,9 +306,129 @@ def test_finding_ids_and_snapshot_evidence_are_unchanged_by_compaction(tmp_path:
     shutil.copytree(plain, packed)
     done = compact.compact(Lake(str(packed)), END)
     assert done.written > 0 and done.files_after < done.files_before
+    assert not list(packed.glob("events/*/*/hour=*/*.parquet"))  # days, compacted whole
     a, b = _run_all(plain, cfg), _run_all(packed, cfg)
     assert a[0] and a[0] == b[0]  # ids, evidence, everything
     assert a[1] and a[1] == b[1]  # snapshot folders are named by their content's hash
+
+
+# --- a closed day ------------------------------------------------------------------------------
+
+
+def _spread_lake(tmp_path: Path, objects: int) -> Lake:
+    """``objects`` delivery files, each of a few records in three hours of the day (one of them
+    the next day's first), ingested one object a batch: several files per hour, two sources'
+    worth of folders (CloudTrail and API Gateway access logs)."""
+    inputs = tmp_path / "in"
+    for i in range(objects):
+        records = [
+            lf.ct(
+                key_id=f"ASIAS{i:04d}{j:09d}",
+                key=f"tenants/t{(i + j) % 5:04d}/x",
+                time=f"2026-11-{16 + (h == 24):02d}T{h % 24:02d}:{(i * 7 + j) % 60:02d}:00Z",
+            )
+            for j, h in enumerate(((i * 5) % 25, (i * 11 + 3) % 25, (i * 13 + 7) % 25))
+        ]
+        lf.delivery_file(inputs / f"ct-{i:04d}.json.gz", records)
+        when = f"16/Nov/2026:{(i * 5) % 24:02d}:{i % 60:02d}:00 +0000"
+        lf.lines_file(inputs / f"apigw-{i:04d}.log", [lf.access_log(when=when)])
+    ingest([str(inputs)], str(tmp_path / "lake"), SMALL, workers=1)
+    return Lake(str(tmp_path / "lake"))
+
+
+def _per_day(lake: Lake) -> dict[tuple[str, str], int]:
+    """The readable event files of each (source, day)."""
+    out: dict[tuple[str, str], int] = {}
+    for f in lake.files("events"):
+        parts = f.split("/")
+        key = (parts[1], parts[2])
+        out[key] = out.get(key, 0) + 1
+    return out
+
+
+def test_a_closed_day_has_a_few_files_per_source_however_many_it_was_delivered_in(
+    tmp_path: Path,
+) -> None:
+    lake = _spread_lake(tmp_path, 120)
+    before, before_rows = _per_day(lake), rows(lake)
+    assert max(before.values()) >= 100  # hundreds of small files a day
+    done = compact.compact(lake, END)
+    after = _per_day(Lake(lake.root))
+    day = ("source=cloudtrail", "date=2026-11-16")
+    gw = ("source=apigateway", "date=2026-11-16")
+    assert done.complete and after[day] == after[gw] == 1
+    assert rows(Lake(lake.root)) == before_rows
+    assert all("/hour=" not in f for f in lake.files("events") if "date=2026-11-16" in f)
+    # 11-17 is still open (END is its first moment): left as it was.
+    nxt = ("source=cloudtrail", "date=2026-11-17")
+    assert after[nxt] == before[nxt] > 1
+    # With a small size target a day still has a few: about its size over the target.
+    fresh = _spread_lake(tmp_path / "again", 120)
+    fresh_rows = rows(fresh)
+    size = sum(p.stat().st_size for p in (Path(fresh.root) / "events").rglob("*.parquet"))
+    compact.compact(fresh, END, target_bytes=size // 3)
+    counts = _per_day(Lake(fresh.root))
+    assert 1 < counts[day] <= 4 and rows(Lake(fresh.root)) == fresh_rows
+
+
+def test_a_compacted_day_reads_as_its_hours_did(tmp_path: Path) -> None:
+    """Every reader of events (windows within the day, file by file, samples, the newest and
+    oldest event, the latest day) gets from a day's compacted files what it got from the hours'
+    files; also between the commit and the deletions, and with one hour compacted first."""
+    from pipeline.detect import earliest_event, latest_day
+    from pipeline.health import newest_event
+    from pipeline.lake import event_batches, sample_events
+
+    lake = _spread_lake(tmp_path, 40)
+    packed = tmp_path / "packed"
+    shutil.copytree(lake.root, packed)
+    compact.compact(Lake(str(packed)), datetime(2026, 11, 16, 12, tzinfo=UTC))  # hours first
+    compact.compact(Lake(str(packed)), END)
+    assert any(p.parent.name == "date=2026-11-16" for p in packed.rglob("compacted-*"))
+    windows = [
+        (None, None),
+        (datetime(2026, 11, 16, 10, 30, tzinfo=UTC), datetime(2026, 11, 16, 11, 30, tzinfo=UTC)),
+        (datetime(2026, 11, 16, 23, tzinfo=UTC), datetime(2026, 11, 17, 0, 30, tzinfo=UTC)),
+        (datetime(2026, 11, 16, 0, tzinfo=UTC), datetime(2026, 11, 16, 1, tzinfo=UTC)),
+    ]
+    cols = ["event_id", "record_hash", "event_time", "source"]
+
+    def key(t: pa.Table) -> list[tuple[Any, ...]]:
+        return sorted(zip(*(t[c].to_pylist() for c in cols), strict=True))
+
+    def seen(root: Path) -> dict[str, Any]:
+        lk = Lake(str(root))
+        out: dict[str, Any] = {
+            "newest": newest_event(lk, datetime(2026, 11, 18, tzinfo=UTC)),
+            # a day whose only files are its compacted ones
+            "newest then": newest_event(lk, datetime(2026, 11, 16, 20, tzinfo=UTC)),
+            "earliest": earliest_event(lk),
+            "latest_day": latest_day(lk),
+        }
+        for since, until in windows:
+            out[f"read {since} {until}"] = key(read_events(lk, since, until, columns=cols))
+            batches = list(event_batches(lk, since, until, columns=cols))
+            out[f"batches {since} {until}"] = key(pa.Table.from_batches(batches))
+        return out
+
+    plain = seen(Path(lake.root))
+    assert all(plain[k] for k in plain) and len(plain[f"read {windows[1][0]} {windows[1][1]}"])
+    assert seen(packed) == plain
+    since, until = windows[1]
+    everything = set(plain[f"read {since} {until}"])
+    got = sample_events(Lake(str(packed)), since, until, source="cloudtrail", columns=cols, limit=5)
+    assert got.num_rows == 5 and set(key(got)) <= everything
+    # Between a day's commit and its deletions (or a run that died there): the same.
+    between = tmp_path / "between"
+    shutil.copytree(lake.root, between)
+    original = compact._delete
+    compact._delete = lambda *_: False  # type: ignore[assignment]
+    try:
+        compact.compact(Lake(str(between)), END)
+    finally:
+        compact._delete = original  # type: ignore[assignment]
+    assert any(between.rglob("hour=10/part-*.parquet"))
+    assert seen(between) == plain
 
 
 # --- retention ---------------------------------------------------------------------------------
@@ -388,10 +513,16 @@ def test_the_scheduled_run_compacts_yesterday_within_its_budget(tmp_path: Path) 
 
     lake, _ = built(tmp_path)
     files = digest(tmp_path / "lake")
+    day = "events/source=cloudtrail/date=2026-11-16/"
+    files_before = [f.removeprefix(day) for f in lake.files("events")]
     spent = Report("r1", "scheduled")
     _upkeep(lake.root, SMALL, END, Budget(lambda: 10_000, reserve_s=60), spent)
     assert spent.status == "checkpoint" and digest(tmp_path / "lake") == files
     ample = Report("r2", "scheduled")
     _upkeep(lake.root, SMALL, END, Budget(lambda: 600_000, reserve_s=60), ample)
     assert ample.status == "done" and ample.compaction["written"] > 0
-    assert ample.compaction["complete"] and len(Lake(lake.root).files("events")) == 3
+    assert ample.compaction["complete"]
+    # Yesterday's three hours became one file in the day's folder.
+    assert Lake(lake.root).files("events") == [
+        f"events/source=cloudtrail/date=2026-11-16/{compact.compacted_name(sorted(files_before))}"
+    ]

@@ -25,7 +25,7 @@ import boto3
 import pytest
 
 from pipeline import schema
-from pipeline.lake import event_partition
+from pipeline.lake import event_day
 from tests import logfactory as lf
 from tests.conftest import REPO
 from tests.fakes import FakeContext, object_created
@@ -63,16 +63,17 @@ def test_glue_table_is_the_events_schema_over_the_lake_layout() -> None:
     table = _template()["Resources"]["EventsTable"]["Properties"]["TableInput"]
     hive = {"string": "string", "timestamp[us, tz=UTC]": "timestamp", "int32": "int"}
     keys = [k["Name"] for k in table["PartitionKeys"]]
-    assert keys == ["source", "date", "hour"]
+    assert keys == ["source", "date"]
     expected = [
         {"Name": f.name, "Type": hive[str(f.type)]} for f in schema.EVENTS if f.name not in keys
     ]
     assert table["StorageDescriptor"]["Columns"] == expected
     params = table["Parameters"]
     assert params["projection.source.values"].split(",") == list(schema.SOURCES)
+    assert not [k for k in params if k.startswith("projection.hour")]
+    # A day's folder: its hours' folders and a compacted day's files are below it.
     location = params["storage.location.template"]["Fn::Sub"]
-    layout = event_partition("${!source}", "${!date}", "${!hour}")
-    assert location == "s3://${LakeBucket}/lake/" + layout
+    assert location == "s3://${LakeBucket}/lake/" + event_day("${!source}", "${!date}") + "/"
     assert table["StorageDescriptor"]["Location"]["Fn::Sub"] == "s3://${LakeBucket}/lake/events/"
 
 

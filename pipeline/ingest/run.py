@@ -385,8 +385,8 @@ class SeenIndex:
         if wait is not None:
             wait(partition)
         chunks = [
-            prepare.dedup_key(self.lake.read_file(f, _DEDUP_COLUMNS.names))
-            for f in self.lake.files(partition)
+            prepare.dedup_key(self.lake.read_event_hour(partition, f, _DEDUP_COLUMNS.names))
+            for f in self.lake.event_hour_files(partition)
             if not f.endswith(own_file) and self.counts(f)
         ]
         keys = pa.chunked_array(chunks, _S)
