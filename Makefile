@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.tenantwatch-installed
 LAKE   ?= lake
 
-.PHONY: demo test lint typecheck pytest soak fuzz bench eval clean sample-logs pictures
+.PHONY: demo test lint typecheck pytest soak soak-month fuzz bench eval clean sample-logs pictures
 
 # The C extension (pipeline/ingest/_ctscan.c, _credentials.c, _secrets.c) is compiled by the install: a change to it reinstalls.
 EXTENSION := pipeline/ingest/_ctscan.c pipeline/ingest/_credentials.c pipeline/ingest/_secrets.c
@@ -44,6 +44,14 @@ pytest: $(STAMP)
 ## soak: the long variants of the fault, kill and bad-input tests (minutes, not part of make test)
 soak: $(STAMP)
 	$(BIN)/pytest -n 2 --dist loadfile -m soak
+
+## soak-month: a simulated month delivered object by object into both deployed functions on moto,
+## the schedule ticking every 5 simulated minutes; prints a table (tests/soak_month/). Stops after
+## SOAK_MINUTES of wall time (a failure: the month did not finish). SOAK_ARGS: e.g. --days 10.
+SOAK_MINUTES ?= 20
+SOAK_ARGS ?=
+soak-month: $(STAMP)
+	$(BIN)/python -m tests.soak_month --max-minutes $(SOAK_MINUTES) $(SOAK_ARGS)
 
 ## fuzz: the differential fuzzer (tests/fuzz/) for FUZZ_SECONDS (default 180) against a build of
 ## the extension with AddressSanitizer and UndefinedBehaviorSanitizer (gcc; FUZZ_SEED to repeat a run)

@@ -15,7 +15,6 @@ import json
 import os
 import subprocess
 import sys
-import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,7 +25,9 @@ import pytest
 
 from pipeline import schema
 from pipeline.lake import event_day
+from tests import awsstack
 from tests import logfactory as lf
+from tests.awsstack import drain, scheduler_event, subscribe
 from tests.conftest import REPO
 from tests.fakes import FakeContext, object_created
 from tests.pooled import pooled_text
@@ -42,15 +43,6 @@ NOT_IN_MOTO = {
     "AWS::Scheduler::Schedule",
 }
 TRAIL = "org-trail"
-ACCOUNT = "123456789012"  # moto's default account
-IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/tenantwatch:test"
-
-
-def _template() -> dict[str, Any]:
-    from samtranslator.yaml_helper import yaml_parse
-
-    doc: dict[str, Any] = yaml_parse(TEMPLATE.read_text())
-    return doc
 
 
 def test_cfn_lint_passes() -> None:
@@ -60,7 +52,7 @@ def test_cfn_lint_passes() -> None:
 
 
 def test_glue_table_is_the_events_schema_over_the_lake_layout() -> None:
-    table = _template()["Resources"]["EventsTable"]["Properties"]["TableInput"]
+    table = awsstack.template()["Resources"]["EventsTable"]["Properties"]["TableInput"]
     hive = {"string": "string", "timestamp[us, tz=UTC]": "timestamp", "int32": "int"}
     keys = [k["Name"] for k in table["PartitionKeys"]]
     assert keys == ["source", "date"]
@@ -85,7 +77,7 @@ def test_both_functions_run_a_handler_of_the_image_from_the_lambda_python_base()
     assert set(bases) == {"public.ecr.aws/lambda/python:3.12"}
     commands = {
         name: r["Properties"]["ImageConfig"]["Command"]
-        for name, r in _template()["Resources"].items()
+        for name, r in awsstack.template()["Resources"].items()
         if r["Type"] == "AWS::Serverless::Function"
     }
     assert commands == {
@@ -100,23 +92,6 @@ def test_both_functions_run_a_handler_of_the_image_from_the_lambda_python_base()
 # --- the stack in moto -------------------------------------------------------------------------
 
 
-def expand() -> dict[str, Any]:
-    """The template as CloudFormation sees it after the SAM transform (``sam deploy``)."""
-    from samtranslator.translator.transform import transform
-
-    doc = _template()
-    for r in doc["Resources"].values():
-        if r["Type"] == "AWS::Serverless::Function":
-            r["Properties"]["ImageUri"] = IMAGE  # what `sam build` pushes and fills in
-
-    class NoManagedPolicies:
-        def load(self) -> dict[str, str]:
-            return {}
-
-    expanded: dict[str, Any] = transform(doc, {}, NoManagedPolicies())
-    return expanded
-
-
 @pytest.fixture
 def stack(aws: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     """The expanded template created as a stack, and the handler environment it configures."""
@@ -126,36 +101,15 @@ def stack(aws: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]
 
     parameters.clear_caches()
     alert_aws.reset()
-    s3 = boto3.client("s3")
-    s3.create_bucket(Bucket=TRAIL)  # CloudTrail's bucket exists before tenantwatch does
-    template = expand()
-    cf = boto3.client("cloudformation")
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Tried to parse", category=UserWarning)
-        cf.create_stack(
-            StackName="tw",
-            TemplateBody=json.dumps(template),
-            Parameters=[
-                {"ParameterKey": "TrailBucketName", "ParameterValue": TRAIL},
-                # The first run starts 3 hours back (default: a day): fewer empty windows.
-                {"ParameterKey": "BackfillHours", "ParameterValue": "3"},
-            ],
-            Capabilities=["CAPABILITY_IAM"],
-        )
-    st = cf.describe_stacks(StackName="tw")["Stacks"][0]
-    assert st["StackStatus"] == "CREATE_COMPLETE"
-    created = {
-        r["LogicalResourceId"]
-        for r in cf.list_stack_resources(StackName="tw")["StackResourceSummaries"]
-        if r.get("LogicalResourceId")  # moto lists what it skipped without one
-    }
+    # The first run starts 3 hours back (default: a day): fewer empty windows.
+    st = awsstack.deploy(TRAIL, {"BackfillHours": "3"})
+    assert st.status == "CREATE_COMPLETE"
+    template = st.template
     wanted = {k: v["Type"] for k, v in template["Resources"].items() if "Condition" not in v}
-    missing = {k for k, t in wanted.items() if k not in created}
+    missing = {k for k, t in wanted.items() if k not in st.created}
     # Exactly the types moto cannot create are missing: everything else is real.
     assert {wanted[k] for k in missing} == NOT_IN_MOTO
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in st["Outputs"]}
-    fn = boto3.client("lambda").get_function(FunctionName=outputs["ScheduledFunctionName"])
-    env = {k: str(v) for k, v in fn["Configuration"]["Environment"]["Variables"].items()}
+    outputs, env = st.outputs, st.env
     for key in [k for k in os.environ if k.startswith(("TENANTWATCH_", "POWERTOOLS_"))]:
         monkeypatch.delenv(key)
     for key, value in env.items():
@@ -172,26 +126,6 @@ def _configure(stack: dict[str, Any]) -> None:
     name = stack["outputs"]["ConfigParameterName"]
     boto3.client("ssm").put_parameter(Name=name, Value=pooled_text(), Type="String", Overwrite=True)
     parameters.clear_caches()
-
-
-def _subscribe(topic_arn: str) -> str:
-    sqs = boto3.client("sqs")
-    url = sqs.create_queue(QueueName="oncall")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]
-    boto3.client("sns").subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=arn["QueueArn"])
-    return url
-
-
-def _drain(url: str) -> list[dict[str, Any]]:
-    sqs = boto3.client("sqs")
-    out: list[dict[str, Any]] = []
-    while True:
-        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
-        if not got:
-            return out
-        for m in got:
-            out.append(json.loads(m["Body"]))
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
 
 
 def _put_trail(base: datetime, n: int) -> list[str]:
@@ -226,25 +160,6 @@ def _z(ts: datetime) -> str:
     return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _scheduler_event(template: dict[str, Any], when: datetime, execution_id: str) -> Any:
-    """The Scheduler target's input from the expanded template, with the context attributes
-    filled in the way EventBridge Scheduler fills them."""
-    schedule = next(
-        r for r in template["Resources"].values() if r["Type"] == "AWS::Scheduler::Schedule"
-    )
-    text = schedule["Properties"]["Target"]["Input"]["Fn::Sub"]
-    for placeholder, value in {
-        "${AWS::AccountId}": ACCOUNT,
-        "${AWS::Region}": "us-east-1",
-        "<aws.scheduler.execution-id>": execution_id,
-        "<aws.scheduler.scheduled-time>": _z(when),
-        "<aws.scheduler.schedule-arn>": f"arn:aws:scheduler:us-east-1:{ACCOUNT}:schedule/tw",
-        "<aws.scheduler.attempt-number>": "1",
-    }.items():
-        text = text.replace(placeholder, value)
-    return json.loads(text)
-
-
 def _recent_hour() -> datetime:
     # Recent enough for the default backfill (a day), whenever the test runs.
     now = datetime.now(UTC)
@@ -260,15 +175,15 @@ def test_scheduled_handler_against_the_stack_publishes_once(stack: dict[str, Any
 
     out = stack["outputs"]
     _configure(stack)
-    queue = _subscribe(out["IncidentTopicArn"])
+    queue = subscribe(out["IncidentTopicArn"])
     base = _recent_hour()
     _put_trail(base + timedelta(minutes=5), 2)
     tick = base + timedelta(hours=1, minutes=20)
-    event = _scheduler_event(stack["template"], tick, "exec-1")
+    event = scheduler_event(stack["template"], tick, "exec-1")
 
     first = handler.scheduled(event, FakeContext())
     assert first["status"] == "done" and first["ingest"]["ingested"] == 4
-    messages = _drain(queue)
+    messages = drain(queue)
     assert len(messages) == 2  # one incident per session reading another tenant's data
     assert all("cross" in m["Subject"].lower() for m in messages)
     assert {m["MessageAttributes"]["severity"]["Value"] for m in messages} == {"critical"}
@@ -280,12 +195,12 @@ def test_scheduled_handler_against_the_stack_publishes_once(stack: dict[str, Any
     assert any(k.startswith("snapshots/") for k in _keys(out["SnapshotBucketName"]))
 
     again = handler.scheduled(event, FakeContext())  # the same tick, delivered twice
-    assert again["status"] == "nothing_to_do" and _drain(queue) == []
+    assert again["status"] == "nothing_to_do" and drain(queue) == []
     later = handler.scheduled(
-        _scheduler_event(stack["template"], tick + timedelta(minutes=15), "exec-2"),
+        scheduler_event(stack["template"], tick + timedelta(minutes=15), "exec-2"),
         FakeContext(),
     )
-    assert later["ingest"]["files_skipped"] == 2 and _drain(queue) == []
+    assert later["ingest"]["files_skipped"] == 2 and drain(queue) == []
 
 
 @pytest.mark.slow
@@ -294,7 +209,7 @@ def test_s3_object_handler_against_the_stack_publishes_once(stack: dict[str, Any
 
     out = stack["outputs"]
     _configure(stack)
-    queue = _subscribe(out["IncidentTopicArn"])
+    queue = subscribe(out["IncidentTopicArn"])
     base = _recent_hour()
     keys = _put_trail(base + timedelta(minutes=5), 2)
     events = [object_created(TRAIL, k, base + timedelta(minutes=12)) for k in keys]
@@ -302,16 +217,16 @@ def test_s3_object_handler_against_the_stack_publishes_once(stack: dict[str, Any
     reports = [handler.on_s3_object(e, FakeContext()) for e in events]
     assert [r["ingest"]["ingested"] for r in reports] == [2, 2]
     assert sum(r["alert"]["notifications_sent"] for r in reports) == 2
-    messages = _drain(queue)
+    messages = drain(queue)
     assert len(messages) == 2 and all("cross" in m["Subject"].lower() for m in messages)
 
     again = [handler.on_s3_object(e, FakeContext()) for e in events]  # S3 delivers twice
-    assert [r["ingest"]["files_skipped"] for r in again] == [1, 1] and _drain(queue) == []
+    assert [r["ingest"]["files_skipped"] for r in again] == [1, 1] and drain(queue) == []
     # The scheduled run skips what the object runs ingested and sends nothing new.
     tick = base + timedelta(hours=1, minutes=20)
-    sched = handler.scheduled(_scheduler_event(stack["template"], tick, "e-3"), FakeContext())
+    sched = handler.scheduled(scheduler_event(stack["template"], tick, "e-3"), FakeContext())
     assert sched["ingest"]["files_skipped"] == 2 and sched["ingest"]["records_in"] == 0
-    assert _drain(queue) == []
+    assert drain(queue) == []
 
 
 def test_an_object_outside_the_configured_sources_is_not_read(stack: dict[str, Any]) -> None:
@@ -426,7 +341,7 @@ def test_every_alarm_reads_a_metric_that_lambda_and_the_cli_emit(
     # Lambda: the scheduled function, as deployed; its EMF lines are its metrics.
     capsys.readouterr()
     tick = base + timedelta(hours=1, minutes=20)
-    report = handler.scheduled(_scheduler_event(stack["template"], tick, "e-1"), FakeContext())
+    report = handler.scheduled(scheduler_event(stack["template"], tick, "e-1"), FakeContext())
     assert report["status"] == "done" and len(report["windows"]) >= 2  # a catch-up run
     lines = capsys.readouterr().out
     from_lambda = _emf(lines)

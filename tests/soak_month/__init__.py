@@ -1,0 +1,595 @@
+"""The schedule soaked for a simulated month: the deployed functions fed object by object on moto.
+
+``run(spec, workdir, endpoint)`` simulates ``spec.days`` days of the pooled world
+(``pipeline.simulate``), deploys the stack (``tests.awsstack``) into the moto server at
+``endpoint`` and then plays the month as AWS would, in simulated time:
+
+- each CloudTrail file is put into the trail bucket when its 5-minute delivery slot ends, and the
+  S3-triggered function (``pipeline.handler.on_s3_object``) gets its "Object Created" event; a
+  share of the files arrive late (``late_share``, 5 to ``late_max_minutes`` minutes), and a share
+  of the events come twice (``twice_share``, S3 delivers at least once); digests come hourly;
+- each day's API Gateway access-log and authorizer-log exports (CloudWatch Logs export tasks, as
+  the simulator writes them) land in an export bucket shortly after the day ends;
+- the scheduled function (``pipeline.handler.scheduled``) ticks every ``tick_minutes``, its
+  Scheduler event carrying the tick's time (the function's "now").
+
+The simulated month lies in the past (``START``): the scheduled function never takes a time later
+than the clock's. The stack's lag (``LagMinutes``) covers the latest delivery.
+
+Measured for each tick (the scheduled run and the object runs since the tick before): run time,
+peak memory of this process (its high-water mark, reset before each run: Linux), the lake's files
+read (objects the moto server was asked for, ``server.CountingApp``) and the rows of the state
+files among them (``_state/`` and ``incidents/``). At the end: every event of the simulator's truth
+is in the lake once, no notification reached the topic's subscriber twice, every labelled attack
+paged; the lake's file count, and again after ``tenantwatch compact`` where the CLI has it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import json
+import logging
+import os
+import random
+import re
+import statistics
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+START = date(2026, 10, 5)  # a Monday; the month must end before the clock's today
+TRAIL = "org-trail"
+EXPORTS = "tw-log-exports"
+TICK_S = 300
+MEASURED_DAYS = (1, 10, 30)
+STATE_AREAS = ("_state/", "incidents/")
+
+_SLOT = re.compile(r"_(\d{8}T\d{4})Z_[A-Za-z0-9]+\.json\.gz$")
+_DIGEST = re.compile(r"_(\d{8}T\d{6})Z\.json\.gz$")
+
+
+@dataclass(frozen=True)
+class MonthSpec:
+    days: int = 30
+    events_per_day: int = 600
+    tenants: int = 50
+    seed: int = 7
+    tick_minutes: int = 5
+    late_share: float = 0.03  # CloudTrail files delivered late
+    late_max_minutes: int = 60
+    twice_share: float = 0.02  # "Object Created" events delivered twice
+    # Trail files whose event reaches the object function; the scheduled run lists and ingests
+    # the others (as it does when the function is throttled). Below 1 only to make a short run.
+    notify_share: float = 1.0
+    wall_limit_s: float | None = None  # stop playing when this much wall time has passed
+    # The lake in a local folder instead of the stack's bucket (faster; reads are then not
+    # counted, as they do not reach the server).
+    local_lake: Path | None = None
+
+    @property
+    def lag_minutes(self) -> int:
+        # CloudTrail's own delay in the simulator (events 0-15 minutes into a 5-minute slot)
+        # plus the latest late delivery, rounded up to a quarter hour.
+        worst = 20 + self.late_max_minutes
+        return -(-worst // 15) * 15
+
+
+@dataclass(frozen=True)
+class Delivery:
+    at: datetime
+    bucket: str
+    key: str
+    path: Path | None  # the file to put; None: an event for an object already there
+    notify: bool  # the object function gets an "Object Created" event
+
+
+@dataclass
+class Tick:
+    day: int
+    sched_s: float = 0.0
+    object_s: list[float] = field(default_factory=list)
+    peak_mb: float = 0.0
+    files_read: int = 0
+    state_rows: int = 0
+    statuses: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass
+class Result:
+    spec: MonthSpec
+    ticks: list[Tick] = field(default_factory=list)
+    day_files: dict[int, int] = field(default_factory=dict)  # lake files at each day's end
+    days_played: int = 0
+    stopped_early: bool = False
+    truth_events: int = 0
+    lake_events: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    unexpected: int = 0
+    quarantined: int = 0
+    notifications: int = 0  # messages the subscriber received
+    paged_twice: list[str] = field(default_factory=list)  # notification ids received twice
+    outbox_unreceived: list[str] = field(default_factory=list)  # sent, never received
+    attacks: int = 0
+    unpaged: list[str] = field(default_factory=list)
+    repaged: list[str] = field(default_factory=list)  # an attack paged by two incidents
+    files_before: dict[str, int] = field(default_factory=dict)
+    files_after: dict[str, int] | None = None
+    compaction: str = "not available"
+    wall_s: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (
+            self.stopped_early
+            or self.lost
+            or self.duplicated
+            or self.unexpected
+            or self.paged_twice
+            or self.outbox_unreceived
+            or self.unpaged
+            or self.errors
+        )
+
+
+# --- the simulated month and its deliveries ------------------------------------------------------
+
+
+def simulate(spec: MonthSpec, out: Path) -> None:
+    from pipeline.simulate import SimulationSpec
+    from pipeline.simulate import simulate as write_world
+
+    if START + timedelta(days=spec.days + 2) > datetime.now(UTC).date():
+        raise ValueError(f"{spec.days} days from {START} reach past today: fewer days")
+    sim = SimulationSpec(
+        seed=spec.seed,
+        tenants=spec.tenants,
+        days=spec.days,
+        events_per_day=spec.events_per_day,
+        start=START,
+        world="pooled",
+    )
+    write_world(out, sim)
+
+
+def _parse(stamp: str) -> datetime:
+    fmt = "%Y%m%dT%H%M%S" if len(stamp) == 15 else "%Y%m%dT%H%M"
+    return datetime.strptime(stamp, fmt).replace(tzinfo=UTC)
+
+
+def _export_day(path: Path) -> date:
+    """The day an export file's lines are from (its first line's timestamp)."""
+    with gzip.open(path, "rt") as f:
+        first = f.readline()
+    return datetime.fromisoformat(first.split(" ", 1)[0].replace("Z", "+00:00")).date()
+
+
+def plan(spec: MonthSpec, logs: Path) -> list[Delivery]:
+    """Every delivery of the month, in time order (deterministic for a spec)."""
+    rng = random.Random(spec.seed)
+    out: list[Delivery] = []
+    for p in sorted(logs.glob("AWSLogs/**/*.json.gz")):
+        key = p.relative_to(logs).as_posix()
+        if m := _SLOT.search(key):
+            at = _parse(m.group(1)) + timedelta(minutes=5, seconds=rng.randrange(60))
+            if rng.random() < spec.late_share:
+                at += timedelta(minutes=rng.uniform(5, spec.late_max_minutes))
+            notify = rng.random() < spec.notify_share
+            out.append(Delivery(at, TRAIL, key, p, notify))
+            if notify and rng.random() < spec.twice_share:
+                again = at + timedelta(minutes=rng.uniform(0.5, 15))
+                out.append(Delivery(again, TRAIL, key, None, True))
+        elif m := _DIGEST.search(key):
+            notify = rng.random() < spec.notify_share
+            out.append(Delivery(_parse(m.group(1)), TRAIL, key, p, notify))
+    for folder in ("apigateway", "authorizer"):
+        for p in sorted((logs / folder).glob("**/*.gz")):
+            day = datetime.combine(_export_day(p), datetime.min.time(), UTC)
+            at = day + timedelta(days=1, minutes=20 + rng.randrange(20))
+            out.append(Delivery(at, EXPORTS, p.relative_to(logs).as_posix(), p, False))
+    out.sort(key=lambda d: (d.at, d.key, d.path is None))
+    return out
+
+
+# --- measuring ------------------------------------------------------------------------------------
+
+
+def _reset_peak() -> None:
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM (Linux)
+
+
+def _peak_mb() -> float:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class Reads:
+    """Object reads counted by the moto server, and the rows of the state files among them."""
+
+    def __init__(self, endpoint: str, lake_bucket: str, lake_prefix: str) -> None:
+        self.url = endpoint + "/_soak/reads"
+        self.prefix = f"{lake_bucket}/{lake_prefix}"
+        self.rows: dict[str, int] = {}  # state file -> rows (state files are small, few rewritten)
+
+    def take(self) -> dict[str, int]:
+        import urllib.request
+
+        with urllib.request.urlopen(self.url) as r:  # noqa: S310 - our server on 127.0.0.1
+            reads: dict[str, int] = json.loads(r.read())["reads"]
+        return {k: n for k, n in reads.items() if k.startswith(self.prefix)}
+
+    def state_rows(self, keys: Iterator[str] | list[str]) -> int:
+        import pyarrow.parquet as pq
+
+        from pipeline.lake import s3_filesystem
+
+        fs = None
+        total = 0
+        for k in keys:
+            rel = k[len(self.prefix) :]
+            if not rel.startswith(STATE_AREAS) or not rel.endswith(".parquet"):
+                continue
+            if k not in self.rows:
+                fs = fs or s3_filesystem()
+                try:
+                    self.rows[k] = pq.read_metadata(k, filesystem=fs).num_rows
+                except OSError:
+                    self.rows[k] = 0  # gone since (a lease, a temporary)
+            total += self.rows[k]
+        return total
+
+
+def _lake_files(bucket: str, prefix: str) -> dict[str, int]:
+    import boto3
+
+    counts: Counter[str] = Counter()
+    root = os.environ.get("TENANTWATCH_LAKE_ROOT", "")
+    if not root.startswith("s3://"):
+        for p in Path(root).rglob("*"):
+            if p.is_file():
+                counts[p.relative_to(root).parts[0]] += 1
+        return dict(counts)
+    pages = (
+        boto3.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    )
+    for page in pages:
+        for obj in page.get("Contents", []):
+            rel = obj["Key"][len(prefix) :]
+            counts[rel.split("/", 1)[0]] += 1
+    return dict(counts)
+
+
+# --- the month --------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    drop = [k for k in os.environ if k.startswith(("TENANTWATCH_", "POWERTOOLS_"))]
+    dropped = {k: os.environ.pop(k) for k in drop}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k in values:
+            os.environ.pop(k, None)
+        os.environ.update({k: v for k, v in saved.items() if v is not None})
+        os.environ.update(dropped)
+
+
+def run(
+    spec: MonthSpec,
+    workdir: Path,
+    endpoint: str,
+    progress: Callable[[str], None] | None = None,
+) -> Result:
+    """Simulate, deploy and play the month (see the module docstring); the checks' results."""
+    started = time.perf_counter()
+    logs = workdir / "logs"
+    if not (logs / "truth.parquet").exists():
+        simulate(spec, logs)
+    aws_env = {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+    }
+    with _environment(aws_env):
+        from aws_lambda_powertools.utilities import parameters
+
+        from pipeline import aws
+
+        parameters.clear_caches()
+        aws.reset()
+        from tests import awsstack
+
+        stack = awsstack.deploy(
+            TRAIL,
+            {
+                "LagMinutes": str(spec.lag_minutes),
+                "BackfillHours": "1",
+                "ScheduleMinutes": str(spec.tick_minutes),
+            },
+        )
+        if stack.status != "CREATE_COMPLETE":
+            raise RuntimeError(f"the stack: {stack.status}")
+        env = dict(stack.env)
+        # The exported API Gateway and authorizer logs are read by the scheduled run too.
+        env["TENANTWATCH_RUN_SOURCES"] = ",".join(
+            [
+                env["TENANTWATCH_RUN_SOURCES"],
+                f"s3://{EXPORTS}/apigateway/",
+                f"s3://{EXPORTS}/authorizer/",
+            ]
+        )
+        if spec.local_lake is not None:
+            env["TENANTWATCH_LAKE_ROOT"] = str(spec.local_lake)
+        with _environment(env):
+            return _play(spec, logs, stack, endpoint, started, progress)
+
+
+def _play(
+    spec: MonthSpec,
+    logs: Path,
+    stack: Any,
+    endpoint: str,
+    started: float,
+    progress: Callable[[str], None] | None,
+) -> Result:
+    import boto3
+
+    from pipeline import handler
+    from tests import awsstack
+    from tests.fakes import object_created
+
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=EXPORTS)
+    ssm = boto3.client("ssm")
+    name = stack.outputs["ConfigParameterName"]
+    ssm.put_parameter(
+        Name=name, Value=(logs / "tenantwatch.toml").read_text(), Type="String", Overwrite=True
+    )
+    queue = awsstack.subscribe(stack.outputs["IncidentTopicArn"])
+    root = os.environ["TENANTWATCH_LAKE_ROOT"]  # the stack's s3://bucket/prefix, or a folder
+    lake_bucket, _, lake_prefix = stack.outputs["LakeRoot"][len("s3://") :].partition("/")
+    lake_prefix = lake_prefix.rstrip("/") + "/"
+    reads = Reads(endpoint, lake_bucket, lake_prefix)
+    handler.logger.setLevel(logging.WARNING)  # a month of INFO lines is not wanted
+
+    res = Result(spec)
+    received: Counter[str] = Counter()
+    deliveries = plan(spec, logs)
+    start = datetime.combine(START, datetime.min.time(), UTC)
+    end = start + timedelta(days=spec.days)
+    step = timedelta(minutes=spec.tick_minutes)
+    last_tick = end + timedelta(minutes=spec.lag_minutes) + 2 * timedelta(hours=1)
+    sink = io.StringIO()
+    i = 0
+    n = 0
+    now = start
+    while True:
+        now += step
+        if now > last_tick:
+            break
+        day = min((now - step - start) // timedelta(days=1) + 1, spec.days)
+        tick = Tick(day)
+        touched: dict[str, int] = {}
+        while i < len(deliveries) and deliveries[i].at <= now:
+            d = deliveries[i]
+            i += 1
+            if d.path is not None:
+                s3.put_object(Bucket=d.bucket, Key=d.key, Body=d.path.read_bytes())
+            if d.notify:
+                event = object_created(d.bucket, d.key, d.at)
+                out, seconds, peak, got = _invoke(reads, sink, handler.on_s3_object, event)
+                tick.object_s.append(seconds)
+                tick.peak_mb = max(tick.peak_mb, peak)
+                tick.statuses[f"object:{out.get('status')}"] += 1
+                for k, c in got.items():
+                    touched[k] = touched.get(k, 0) + c
+        n += 1
+        event = awsstack.scheduler_event(stack.template, now, f"soak-{n}")
+        out, seconds, peak, got = _invoke(reads, sink, handler.scheduled, event)
+        tick.sched_s = seconds
+        tick.peak_mb = max(tick.peak_mb, peak)
+        tick.statuses[f"scheduled:{out.get('status')}"] += 1
+        for k, c in got.items():
+            touched[k] = touched.get(k, 0) + c
+        tick.files_read = len(touched)
+        tick.state_rows = reads.state_rows(list(touched))
+        res.ticks.append(tick)
+        for m in awsstack.drain(queue):
+            attrs = m.get("MessageAttributes", {})
+            received[attrs.get("notification_id", {}).get("Value", m.get("MessageId", ""))] += 1
+        if (now - start) % timedelta(days=1) == timedelta(0) and now <= end:
+            res.day_files[day] = sum(_lake_files(lake_bucket, lake_prefix).values())
+            res.days_played = day
+            if progress is not None:
+                progress(_progress_line(res, day, time.perf_counter() - started))
+        if spec.wall_limit_s is not None and time.perf_counter() - started > spec.wall_limit_s:
+            res.stopped_early = now < last_tick
+            break
+    res.wall_s = time.perf_counter() - started
+    if not res.stopped_early:
+        _check(res, logs, root, received)
+        res.files_before = _lake_files(lake_bucket, lake_prefix)
+        _compact(res, root, end, lake_bucket, lake_prefix)
+    res.notifications = sum(received.values())
+    res.paged_twice = sorted(k for k, c in received.items() if c > 1)
+    return res
+
+
+def _invoke(
+    reads: Reads, sink: io.StringIO, fn: Callable[[Any, Any], dict[str, Any]], event: Any
+) -> tuple[dict[str, Any], float, float, dict[str, int]]:
+    from tests.fakes import FakeContext
+
+    reads.take()  # start counting here
+    _reset_peak()
+    t0 = time.perf_counter()
+    with contextlib.redirect_stdout(sink):  # the functions' metric lines (EMF)
+        out = fn(event, FakeContext())
+    seconds = time.perf_counter() - t0
+    peak = _peak_mb()
+    got = reads.take()
+    sink.seek(0)
+    sink.truncate()
+    return out, seconds, peak, got
+
+
+def _progress_line(res: Result, day: int, wall: float) -> str:
+    ticks = [t for t in res.ticks if t.day == day]
+    sched = statistics.median(t.sched_s for t in ticks) if ticks else 0.0
+    files = statistics.median(t.files_read for t in ticks) if ticks else 0
+    return (
+        f"day {day:>2}: {len(ticks)} ticks, scheduled run {sched:.2f} s (median), "
+        f"{files:.0f} files read per tick, lake {res.day_files.get(day, 0)} files, "
+        f"{wall / 60:.1f} min so far"
+    )
+
+
+def _check(res: Result, logs: Path, root: str, received: Counter[str]) -> None:
+    import pyarrow.parquet as pq
+
+    from eval.evaluate import matches
+    from eval.paging import PAGES, score_pages
+    from pipeline.alert import store
+    from pipeline.config import load_config
+    from pipeline.detect import read_findings
+    from pipeline.lake import Lake, read_events, read_quarantine
+
+    truth = pq.read_table(logs / "truth.parquet", columns=["source", "event_id"]).to_pylist()
+    want = Counter((r["source"], r["event_id"]) for r in truth)
+    lake = read_events(root, columns=["source", "event_id"]).to_pylist()
+    have = Counter((r["source"], r["event_id"]) for r in lake)
+    res.truth_events, res.lake_events = sum(want.values()), sum(have.values())
+    res.lost = sum(1 for k in want if k not in have)
+    res.duplicated = sum(c - 1 for c in have.values() if c > 1)
+    res.unexpected = sum(1 for k in have if k not in want)
+    res.quarantined = read_quarantine(root).num_rows
+
+    cfg = load_config(logs / "tenantwatch.toml", environ={})
+    labels = json.loads((logs / "labels.json").read_text())
+    findings = read_findings(root).to_pylist()
+    paging = score_pages(root, cfg, findings, labels, matches)
+    res.attacks = paging.attacks
+    res.unpaged = list(paging.unpaged)
+    res.repaged = list(paging.repaged)
+    outbox = store.load_outbox(Lake(root), full=True).values()
+    sent = [r["notification_id"] for r in outbox if r["kind"] in PAGES and r["state"] == "sent"]
+    res.outbox_unreceived = sorted(x for x in sent if x not in received)
+
+
+def _compact(res: Result, root: str, end: datetime, bucket: str, prefix: str) -> None:
+    """``tenantwatch compact`` over the closed days, where the CLI has the command."""
+    from click.testing import CliRunner
+
+    from pipeline.cli import cli
+
+    if "compact" not in getattr(cli, "commands", {}):
+        return
+    before = f"{end.date():%Y-%m-%d}"
+    out = CliRunner().invoke(cli, ["compact", "--lake", root, "--before", before])
+    if out.exit_code != 0:
+        res.compaction = f"failed ({out.exit_code}): {out.output.strip()[-300:]}"
+        res.errors.append(res.compaction)
+        return
+    res.compaction = "tenantwatch compact --before " + before
+    res.files_after = _lake_files(bucket, prefix)
+
+
+# --- the table ------------------------------------------------------------------------------------
+
+
+def measured_days(days: int) -> list[int]:
+    return sorted({d for d in MEASURED_DAYS if d <= days} | {days})
+
+
+def table(res: Result) -> str:
+    def med(xs: list[float]) -> float:
+        return statistics.median(xs) if xs else 0.0
+
+    by_day: dict[int, list[Tick]] = defaultdict(list)
+    for t in res.ticks:
+        by_day[t.day].append(t)
+    lines = [
+        "| day | ticks | scheduled run s | object run s | peak memory MB | files read "
+        "| state rows read | lake files at day end |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    reached = max(by_day, default=1)
+    for d in sorted(set(measured_days(res.spec.days)) | {reached}):
+        ts = by_day.get(d, [])
+        if not ts:
+            lines.append(f"| {d} | not reached | | | | | | |")
+            continue
+        objs = [s for t in ts for s in t.object_s]
+        lines.append(
+            f"| {d} | {len(ts)} | {med([t.sched_s for t in ts]):.2f} "
+            f"(max {max(t.sched_s for t in ts):.2f}) | {med(objs):.2f} "
+            f"| {med([t.peak_mb for t in ts]):.0f} | {med([t.files_read for t in ts]):.0f} "
+            f"| {med([t.state_rows for t in ts]):.0f} | {res.day_files.get(d, '')} |"
+        )
+    return "\n".join(lines)
+
+
+def summary(res: Result) -> str:
+    s = res.spec
+    out = [
+        f"{s.days} simulated days, {s.events_per_day} tenant events/day, {s.tenants} tenants, "
+        f"seed {s.seed}; a tick every {s.tick_minutes} min, lag {s.lag_minutes} min; "
+        f"{s.late_share:.0%} of trail files late (up to {s.late_max_minutes} min), "
+        f"{s.twice_share:.0%} of object events twice"
+        + (f", {s.notify_share:.0%} of trail files notified" if s.notify_share < 1 else "")
+        + f"; {res.wall_s / 60:.1f} min wall",
+        "",
+        "Per tick (the scheduled run and the object runs since the tick before), the median of "
+        "the day's ticks:",
+        "",
+        table(res),
+        "",
+    ]
+    if res.stopped_early:
+        out.append(
+            f"stopped on day {res.days_played + 1} (of {s.days}): the wall-time limit was reached"
+        )
+        return "\n".join(out)
+    out += [
+        f"events: {res.truth_events} in the simulator's truth, {res.lake_events} in the lake; "
+        f"lost {res.lost}, duplicated {res.duplicated}, not in the truth {res.unexpected}, "
+        f"quarantined {res.quarantined}",
+        f"notifications received: {res.notifications}; received twice: {len(res.paged_twice)}; "
+        f"sent pages never received: {len(res.outbox_unreceived)}",
+        f"labelled attacks paged: {res.attacks - len(res.unpaged)} of {res.attacks}"
+        + (f" (unpaged: {', '.join(res.unpaged)})" if res.unpaged else "")
+        + (f"; paged by more than one incident: {', '.join(res.repaged)}" if res.repaged else ""),
+        "lake files at the end: " + _areas(res.files_before),
+    ]
+    if res.files_after is None:
+        out.append(f"compaction: {res.compaction}")
+    else:
+        out.append(f"after {res.compaction}: " + _areas(res.files_after))
+    out += [f"error: {e}" for e in res.errors]
+    return "\n".join(out)
+
+
+def _areas(counts: dict[str, int]) -> str:
+    parts = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+    return f"{sum(counts.values())} ({parts})"

@@ -1,0 +1,55 @@
+"""``python -m tests.soak_month``: the month-long soak of the schedule (``make soak-month``).
+
+Prints a line per simulated day as it goes, then the table and the checks; exits 1 if a check
+failed or the wall-time limit stopped the month.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from tests.soak_month import MonthSpec, run, summary
+from tests.soak_month.server import MotoProcess
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tests.soak_month", description=__doc__)
+    d = MonthSpec()
+    p.add_argument("--days", type=int, default=d.days)
+    p.add_argument("--events-per-day", type=int, default=d.events_per_day)
+    p.add_argument("--tenants", type=int, default=d.tenants)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--late-share", type=float, default=d.late_share)
+    p.add_argument("--twice-share", type=float, default=d.twice_share)
+    p.add_argument("--notify-share", type=float, default=d.notify_share)
+    p.add_argument("--tick-minutes", type=int, default=d.tick_minutes)
+    p.add_argument(
+        "--max-minutes", type=float, default=None, help="stop playing after this much wall time"
+    )
+    p.add_argument("--workdir", type=Path, default=None, help="where the simulated logs go")
+    args = p.parse_args(argv)
+    spec = MonthSpec(
+        days=args.days,
+        events_per_day=args.events_per_day,
+        tenants=args.tenants,
+        seed=args.seed,
+        late_share=args.late_share,
+        twice_share=args.twice_share,
+        notify_share=args.notify_share,
+        tick_minutes=args.tick_minutes,
+        wall_limit_s=args.max_minutes * 60 if args.max_minutes else None,
+    )
+    with tempfile.TemporaryDirectory(prefix="tenantwatch-soak-") as tmp:
+        workdir = args.workdir or Path(tmp)
+        with MotoProcess() as endpoint:
+            res = run(spec, workdir, endpoint, progress=lambda line: print(line, flush=True))
+    print()
+    print(summary(res))
+    return 0 if res.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
