@@ -53,6 +53,7 @@ from pipeline.lake import (
     QUARANTINE,
     REPLACES,
     STATE,
+    STATE_DIGESTS,
     STATE_INGESTED,
     STATE_SESSIONS,
     Lake,
@@ -73,9 +74,10 @@ _EVENT_DAY = re.compile(r"^events/source=[^/]+/date=(\d{4}-\d{2}-\d{2})$")
 _HOUR_NAME = re.compile(r"^hour=\d{2}$")
 _DAY = re.compile(r"^findings/date=(\d{4}-\d{2}-\d{2})$")
 # The partitions of the state that grows with every batch: input records and sessions, by day or
-# (inputs named by no date) by folder; the two folders themselves hold an older lake's files.
+# (inputs named by no date) by folder (the two folders themselves hold an older lake's files),
+# and the digest files seen, one file a batch.
 _STATE_PART = re.compile(
-    r"^_state/(?:ingested|sessions)(?:/(?:date=(\d{4}-\d{2}-\d{2})|prefix=[^/]+))?$"
+    r"^_state/(?:digests|(?:ingested|sessions)(?:/(?:date=(\d{4}-\d{2}-\d{2})|prefix=[^/]+))?)$"
 )
 
 
@@ -277,8 +279,9 @@ def findings_folders(lake: Lake) -> list[str]:
 
 
 def state_folders(lake: Lake) -> list[str]:
-    """The folders of ``_state/ingested`` and ``_state/sessions`` that hold state files."""
-    out = [STATE_INGESTED, STATE_SESSIONS]
+    """The folders of ``_state/ingested``, ``_state/sessions`` and ``_state/digests`` that hold
+    state files."""
+    out = [STATE_DIGESTS, STATE_INGESTED, STATE_SESSIONS]
     for top in (STATE_INGESTED, STATE_SESSIONS):
         sel = pafs.FileSelector(lake.path(top), recursive=False, allow_not_found=True)
         for info in lake.fs.get_file_info(sel):

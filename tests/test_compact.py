@@ -160,6 +160,19 @@ def test_state_folders_compact_and_ingestion_still_skips_done_inputs(tmp_path: P
         compact.compact_state(lake, "logs")
 
 
+def test_the_digests_seen_compact_into_one_file_with_every_row(tmp_path: Path) -> None:
+    from pipeline.lake import STATE_DIGESTS, state_file
+
+    lake = Lake(str(tmp_path / "lake"))
+    for i in range(5):
+        table = pa.table({"digest_uri": [f"s3://trail/d{i}.json.gz"], "batch": [i]})
+        lake.write_table(state_file(STATE_DIGESTS, f"b{i}"), table)
+    done = compact.compact(lake, END, areas=["state"])
+    assert done.by_folder[STATE_DIGESTS] == (5, 1)
+    rows = pa.concat_tables(lake.read_tables(STATE_DIGESTS)).column("batch").to_pylist()
+    assert sorted(rows) == [0, 1, 2, 3, 4]
+
+
 def test_closed_state_days_compact_open_ones_wait_and_sessions_still_join(tmp_path: Path) -> None:
     """Input records and sessions of a closed day become one file each; the open day's wait;
     a late file of the closed day still finds its session's tenant and is not taken for done."""
