@@ -360,7 +360,8 @@ class Lake:
         in_events = rel.startswith(f"{EVENTS}/")
         defaults = _event_file(table) if in_events else {"compression": "zstd"}
         options = {**defaults, **options}
-        self.fs.create_dir(posixpath.dirname(dest), recursive=True)
+        if self.is_local:  # S3 has no folders: a marker object per level would only pile up
+            self.fs.create_dir(posixpath.dirname(dest), recursive=True)
         if sort_by:
             table = table.sort_by([(c, "ascending") for c in sort_by])
         if self.is_local:

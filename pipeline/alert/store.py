@@ -316,7 +316,8 @@ def new_row(
 
 def write_bytes(lake: Lake, rel: str, data: bytes) -> None:
     dest = lake.path(rel)
-    lake.fs.create_dir(dest.rsplit("/", 1)[0], recursive=True)
+    if lake.is_local:  # S3 has no folders to make
+        lake.fs.create_dir(dest.rsplit("/", 1)[0], recursive=True)
     tmp = f"{dest}.{uuid.uuid4().hex}.tmp" if lake.is_local else dest
     with lake.fs.open_output_stream(tmp) as f:
         f.write(data)
