@@ -82,7 +82,7 @@ class AuthorizerContext(_Base, frozen=True, tag="authorizer_context", tag_field=
 
 
 class SessionOrigin(_Base, frozen=True, tag="session_origin", tag_field="kind"):
-    """The tenant of whoever called ``AssumeRole*`` to start this session, joined to later calls
+    """The tenant of whoever called ``AssumeRole*`` to start the session, joined to later calls
     by the session's access key id (as ``session_tag``). Across a cross-account ``AssumeRole``
     the caller's tenant is kept; in a chain of roles, the first origin."""
 

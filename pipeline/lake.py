@@ -141,7 +141,7 @@ def state_file(folder: str, name: str) -> str:
 
 def ingested_file(partition: str, batch_id: str) -> str:
     """A batch's records of its inputs of one partition (``date=YYYY-MM-DD`` or
-    ``prefix=<hash>``: ``pipeline.ingest.run.ingested_partition``)."""
+    ``prefix=<hash>``: ``pipeline.ingest.seen.ingested_partition``)."""
     return f"{STATE_INGESTED}/{partition}/{batch_id}.parquet"
 
 
