@@ -7,6 +7,7 @@ extraction serves both); ``redact`` replaces secrets; ``decode`` is the worker s
 ``reading`` is what the configuration asks to be read of each record (field mappings, the paths
 ``field`` strategies read, ``lookups``); ``tenancy`` resolves tenants with Arrow kernels
 (``strategies`` one strategy at a time, ``sessions`` what AssumeRole calls started); ``run``
-drives batches into the lake and is the stage (``run.ingest``); ``explain`` is ``tenantwatch
-tenancy explain``.
+drives batches into the lake and is the stage (``run.ingest``), asking ``seen`` what the lake
+already holds (inputs done, events' dedup keys); ``explain`` is ``tenantwatch tenancy
+explain``.
 """
