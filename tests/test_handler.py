@@ -256,6 +256,27 @@ def test_ingest_stops_between_objects_when_time_runs_out(tmp_path: Path) -> None
     assert len(Lake(lake).files("_state/ingested")) == 1
 
 
+def test_a_backfill_shorter_than_the_lag_still_detects_from_the_first_run(tmp_path: Path) -> None:
+    # A lag of 90 minutes and a backfill of one hour: the first run starts an hour before the
+    # newest window it can detect, not an hour before the clock (beyond every window's reach).
+    import msgspec
+
+    cross_tenant_hours(tmp_path / "trail", 3)  # 10:00, 11:00 and 12:00
+    cfg = pooled_config()
+    cfg = msgspec.structs.replace(
+        cfg, ingest=msgspec.structs.replace(cfg.ingest, cloudtrail_lag_minutes=90)
+    )
+    settings = RunSettings(sources=(str(tmp_path / "trail"),), backfill_hours=1)
+    lake = str(tmp_path / "lake")
+    budget = Budget(lambda: 900_000, settings.reserve_seconds)
+    now = T0 + timedelta(hours=3, minutes=40)  # 13:40 less 90 minutes: up to 12:00 detectable
+    report = run_scheduled(now, lake, cfg, settings, budget, "first")
+    assert report.windows == [f"{(T0 + HOUR).isoformat()}/{(T0 + 2 * HOUR).isoformat()}"]
+    assert read_watermark(lake) == T0 + 2 * HOUR
+    later = run_scheduled(now + HOUR, lake, cfg, settings, budget, "second")
+    assert later.windows == [f"{(T0 + 2 * HOUR).isoformat()}/{(T0 + 3 * HOUR).isoformat()}"]
+
+
 # --- overlap -----------------------------------------------------------------------------------
 
 

@@ -62,7 +62,7 @@ class RunSettings:
 
     sources: tuple[str, ...] = ()
     window_minutes: int = 60
-    backfill_hours: int = 24  # where the very first scheduled run starts
+    backfill_hours: int = 24  # the first scheduled run starts this long before now less the lag
     reserve_seconds: float = 60.0  # stop when less than this (or the slowest window) is left
     lease_seconds: int = 16 * 60  # longer than Lambda's 15 minutes: a dead holder's lease expires
 
@@ -241,7 +241,12 @@ def run_scheduled(
         return report
     try:
         mark = read_watermark(lake_root)
-        first = floor_to(now - timedelta(hours=settings.backfill_hours), settings.window_minutes)
+        # A first run starts ``backfill_hours`` before the newest window it can detect (one
+        # lag ago): counted from the clock instead, a backfill shorter than the lag would leave
+        # every window beyond reach, and no run would ever detect.
+        first = floor_to(
+            now - lag - timedelta(hours=settings.backfill_hours), settings.window_minutes
+        )
         mark = mark or first
         report.watermark_before = report.watermark_after = mark.isoformat()
         todo = windows(mark, floor_to(now - lag, settings.window_minutes), settings.window_minutes)
