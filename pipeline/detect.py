@@ -16,7 +16,6 @@ it; ``--until`` alone: the day before it).
 from __future__ import annotations
 
 import hashlib
-import re
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -29,12 +28,11 @@ import pyarrow as pa
 from pipeline import schema
 from pipeline.config import Config
 from pipeline.errors import InputError
-from pipeline.lake import EVENTS, FINDINGS, Lake, LakeLike, as_lake, findings_file, read_events
+from pipeline.lake import FINDINGS, Lake, LakeLike, as_lake, findings_file, read_events
 
 if TYPE_CHECKING:
     from detectors.base import Detector
 
-_DATE = re.compile(r"/date=(\d{4}-\d{2}-\d{2})/")
 DAY = timedelta(days=1)
 
 
@@ -48,43 +46,40 @@ class Detected:
 
 
 def latest_day(lake: Lake) -> datetime | None:
-    """00:00 UTC of the latest day with events in the lake (from the partition names)."""
-    days = {m.group(1) for f in lake.files(EVENTS) if (m := _DATE.search(f"/{f}"))}
-    if not days:
-        return None
-    return datetime.fromisoformat(max(days)).replace(tzinfo=UTC)
+    """00:00 UTC of the latest day with events in the lake (from the day folders' names)."""
+    for day in reversed(lake.event_dates()):
+        if lake.event_day_files(day):
+            return datetime.fromisoformat(day).replace(tzinfo=UTC)
+    return None
 
 
 def earliest_event(lake: Lake) -> datetime | None:
     """The time of the oldest event in the lake: where its history really begins (from the
     footers of the first day's files; their ``event_time`` column where statistics are
-    missing)."""
+    missing). Only the day folders are listed, and the first day's files: not the lake."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    dated = [(m.group(1), f) for f in lake.files(EVENTS) if (m := _DATE.search(f"/{f}"))]
-    if not dated:
-        return None
-    first = min(day for day, _ in dated)
-    times = []
-    for day, rel in dated:
-        if day != first:
-            continue
-        meta = pq.read_metadata(lake.path(rel), filesystem=lake.fs)
-        names = meta.schema.names
-        stats = [
-            meta.row_group(i).column(names.index("event_time")).statistics
-            for i in range(meta.num_row_groups)
-            if "event_time" in names
-        ]
-        if stats and all(st is not None and st.has_min_max for st in stats):
-            times.append(min(st.min for st in stats if st is not None))
-        else:
-            col = lake.read_file(rel, ["event_time"])["event_time"]
-            if len(col):
-                times.append(pc.min(col).as_py())
-    found = [t if t.tzinfo else t.replace(tzinfo=UTC) for t in times if t is not None]
-    return min(found) if found else None
+    for day in lake.event_dates():
+        times = []
+        for rel in lake.event_day_files(day):
+            meta = pq.read_metadata(lake.path(rel), filesystem=lake.fs)
+            names = meta.schema.names
+            stats = [
+                meta.row_group(i).column(names.index("event_time")).statistics
+                for i in range(meta.num_row_groups)
+                if "event_time" in names
+            ]
+            if stats and all(st is not None and st.has_min_max for st in stats):
+                times.append(min(st.min for st in stats if st is not None))
+            else:
+                col = lake.read_file(rel, ["event_time"])["event_time"]
+                if len(col):
+                    times.append(pc.min(col).as_py())
+        found = [t if t.tzinfo else t.replace(tzinfo=UTC) for t in times if t is not None]
+        if found:
+            return min(found)
+    return None
 
 
 def resolve_window(

@@ -32,18 +32,17 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from pipeline.alert import metrics
 from pipeline.alert.metrics import Datum
-from pipeline.lake import Lake, event_day, read_events
+from pipeline.lake import Lake, read_events
 
 if TYPE_CHECKING:
     from pipeline.config import Config
     from pipeline.runs.results import DetectResult, RunResult
 
-RECENT_DAYS = 3  # the newest event is looked for in the last few days' partitions first
 _HOUR = re.compile(r"/hour=(\d\d)/")
 
 
@@ -63,7 +62,7 @@ class RunHealth:
         """The health of ``run`` (from its start to ``now``, default the clock), which wrote
         into the lake at ``lake_root``."""
         now = now or datetime.now(UTC)
-        newest = newest_event(Lake(lake_root), now)
+        newest = newest_event(Lake(lake_root))
         detected = run.detect
         failed = sorted({d for s in detected for d in s.failed})
         ing = run.ingest
@@ -151,26 +150,23 @@ def service_denials(lake: Lake, detected: Iterable[DetectResult]) -> tuple[tuple
     return tuple(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
-def newest_event(lake: Lake, now: datetime) -> datetime | None:
-    """The time of the newest event in the lake. The last ``RECENT_DAYS`` days' partitions are
-    listed first (a scheduled run must not list years of partitions every few minutes); only a
-    lake with nothing that recent is searched whole."""
-    from pipeline import schema
-
-    for back in range(RECENT_DAYS):
-        day = (now - timedelta(days=back)).strftime("%Y-%m-%d")
-        files = [f for s in schema.SOURCES for f in lake.files(event_day(s, day))]
+def newest_event(lake: Lake) -> datetime | None:
+    """The time of the newest event in the lake, from the footers of the newest day's last
+    hour's files (and its compacted files). Only the sources' day folders are listed, then the
+    files of the newest day that has any: a run every few minutes does not list a year of
+    partitions, and a source that went quiet days ago still has its newest event found (the
+    lag then says how long ago)."""
+    for day in reversed(lake.event_dates()):
+        files = lake.event_day_files(day)
         hours = {m.group(1) for f in files if (m := _HOUR.search(f"/{f}"))}
         # A compacted day's files lie in the day's folder, with no hour: any may hold its newest.
         whole = {f for f in files if not _HOUR.search(f"/{f}")}
-        if not hours and not whole:
-            continue
         last = max(hours, default=None)
         times = [_max_time(lake, f) for f in files if f in whole or f"/hour={last}/" in f"/{f}"]
         newest = [t for t in times if t is not None]
         if newest:
             return max(newest)
-    return _newest_anywhere(lake)
+    return None
 
 
 def _max_time(lake: Lake, rel: str) -> datetime | None:
@@ -189,16 +185,3 @@ def _max_time(lake: Lake, rel: str) -> datetime | None:
     times = lake.read_file(rel, ["event_time"])["event_time"]
     value: datetime | None = pc.max(times).as_py() if len(times) else None
     return value
-
-
-def _newest_anywhere(lake: Lake) -> datetime | None:
-    import pyarrow.compute as pc
-
-    from pipeline.detect import latest_day
-
-    day = latest_day(lake)
-    if day is None:
-        return None
-    times = read_events(lake, since=day, columns=["event_time"])["event_time"]
-    newest: datetime | None = pc.max(times).as_py() if len(times) else None
-    return newest

@@ -125,6 +125,9 @@ _HOUR_FOLDER = re.compile(
 )
 
 
+_DATE_FOLDER = re.compile(r"^date=\d{4}-\d{2}-\d{2}$")
+
+
 def event_day(source: str, date: str) -> str:
     """The folder of one source's events of one day (``date``: YYYY-MM-DD)."""
     return f"{EVENTS}/source={source}/date={date}"
@@ -419,6 +422,28 @@ class Lake:
             if info.type == pafs.FileType.File and info.path.endswith(suffix):
                 out.append(posixpath.relpath(info.path, self.base))
         return sorted(out)
+
+    def event_dates(self) -> list[str]:
+        """The days (YYYY-MM-DD) with a folder in any source's events, sorted: a listing of each
+        source's folder, not of its files (a year is 365 names, not tens of thousands). A day
+        whose files retention has just deleted may still be named (a local folder left empty)."""
+        from pipeline import schema
+
+        days: set[str] = set()
+        for source in schema.SOURCES:
+            top = self.path(f"{EVENTS}/source={source}")
+            sel = pafs.FileSelector(top, recursive=False, allow_not_found=True)
+            for info in self.fs.get_file_info(sel):
+                name = posixpath.basename(info.path)
+                if info.type == pafs.FileType.Directory and _DATE_FOLDER.match(name):
+                    days.add(name.removeprefix("date="))
+        return sorted(days)
+
+    def event_day_files(self, date: str) -> list[str]:
+        """Every source's event files of the day ``date`` (hours' files and compacted ones)."""
+        from pipeline import schema
+
+        return [f for s in schema.SOURCES for f in self.files(event_day(s, date))]
 
     def event_hour_files(self, partition: str) -> list[str]:
         """The files that hold rows of the event hour ``partition`` (``event_partition``): its

@@ -236,3 +236,41 @@ def test_a_lake_of_the_flat_layout_still_skips_its_inputs_and_joins_its_sessions
     assert (summary["files_skipped"], summary["ingested"]) == (1, 1)
     ev = lake_api.events(root, columns=["action", "actor_tenant"])
     assert dict(zip(ev["action"], ev["actor_tenant"], strict=True))["GetObject"] == "t0007"
+
+
+def test_the_newest_and_oldest_events_are_found_from_one_day_s_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The health's lag (every run) and detection's history start (every window) list the
+    sources' day folders and one day's files, however many days the lake holds."""
+    from pipeline.detect import earliest_event, latest_day
+    from pipeline.health import newest_event
+
+    lake = Lake(str(tmp_path / "lake"))
+    days = 40
+    for i in range(days):
+        at = fx.T0 + i * DAY
+        rows = fx.events([fx.event(at - fx.T0), fx.event(at - fx.T0 + timedelta(minutes=20))])
+        hour = lake_api.event_partition("cloudtrail", f"{at:%Y-%m-%d}", f"{at:%H}")
+        lake.write_table(f"{hour}/part-{i}.parquet", rows)
+    first, last = fx.T0, fx.T0 + (days - 1) * DAY
+    listed: list[str] = []
+    listing = Lake._listed
+
+    def spy(self: Lake, rel: str, suffix: str = ".parquet", recursive: bool = True) -> list[str]:
+        listed.append(rel)
+        return listing(self, rel, suffix, recursive)
+
+    monkeypatch.setattr(Lake, "_listed", spy)
+
+    def day_folders(at: datetime) -> set[str]:
+        return {lake_api.event_day(s, f"{at:%Y-%m-%d}") for s in schema.SOURCES}
+
+    assert newest_event(lake) == last + timedelta(minutes=20)
+    assert set(listed) == day_folders(last)
+    listed.clear()
+    assert earliest_event(lake) == first
+    assert set(listed) == day_folders(first)
+    listed.clear()
+    assert latest_day(lake) == last.replace(hour=0)
+    assert set(listed) == day_folders(last)

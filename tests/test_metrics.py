@@ -73,7 +73,7 @@ def test_run_health_measures_the_lag_of_the_newest_event(tmp_path: Path) -> None
         f"{event_partition('cloudtrail', '2026-11-16', '08')}/p.parquet", f.events(older)
     )
     started = f.T0 + timedelta(hours=1)
-    # Now within the days searched first, and long after them (the whole lake is searched).
+    # Now on the newest event's day, and a month after it (the source went quiet).
     for now in (f.T0 + timedelta(hours=2), f.T0 + timedelta(days=30)):
         run = RunResult(started, ingest=IngestResult.of({"records_in": 3}))
         health = RunHealth.measure(str(tmp_path / "lake"), run, now)
