@@ -59,6 +59,8 @@ from pipeline.lake import (
     Lake,
 )
 
+# A state folder still written to is compacted once readers see this many files in it.
+OPEN_STATE_FILES = 8
 # Athena's and DuckDB's advice: files of 128 MB and more.
 TARGET_BYTES = 128 << 20
 # The order ingestion writes an event file in (the last two make it total, so a group's file is
@@ -158,14 +160,16 @@ def compacted_name(names: Iterable[str]) -> str:
     return f"{COMPACTED}{h}.parquet"
 
 
-def _groups(files: dict[str, int], target_bytes: int) -> list[list[str]]:
+def _groups(files: dict[str, int], target_bytes: int, regroup: bool = False) -> list[list[str]]:
     """Files not yet compacted into this folder, packed in name order into groups of at most
     ``target_bytes`` (a group of one is left as it is: there is nothing to gain). An hour's
-    compacted file (``hour=HH/compacted-...``) goes into its day's like any other."""
+    compacted file (``hour=HH/compacted-...``) goes into its day's like any other; with
+    ``regroup`` the folder's own compacted files do too (a folder compacted while it is still
+    written to: its compacted file and the files written since become one)."""
     out: list[list[str]] = []
     group: list[str] = []
     size = 0
-    for name in sorted(n for n in files if not n.startswith(COMPACTED)):
+    for name in sorted(n for n in files if regroup or not n.startswith(COMPACTED)):
         if group and size + files[name] > target_bytes:
             out.append(group)
             group, size = [], 0
@@ -179,6 +183,10 @@ def _groups(files: dict[str, int], target_bytes: int) -> list[list[str]]:
 def _rows(lake: Lake, folder: str, names: list[str]) -> pa.Table:
     """The files' rows as one table, in the file's layout for its area."""
     tables = [lake.read_file(posixpath.join(folder, n)) for n in names]
+    if folder.startswith(f"{STATE_INGESTED}/"):
+        # Input records name their batch (the commit check of ``Ingestor.load_done``): older
+        # files by their name only.
+        tables = [_with_batch(t, n) for t, n in zip(tables, names, strict=True)]
     if folder == EVENTS or folder.startswith(f"{EVENTS}/"):
         return _pinned(tables, schema.EVENTS, {}).sort_by([(c, "ascending") for c in EVENT_ORDER])
     if folder == QUARANTINE:
@@ -186,6 +194,13 @@ def _rows(lake: Lake, folder: str, names: list[str]) -> pa.Table:
     if folder == FINDINGS or folder.startswith(f"{FINDINGS}/"):
         return _pinned(tables, schema.FINDINGS, {})
     return pa.concat_tables(tables, promote_options="permissive")
+
+
+def _with_batch(t: pa.Table, name: str) -> pa.Table:
+    if "batch" in t.column_names:
+        return t
+    batch = None if name.startswith(COMPACTED) else name.removesuffix(".parquet")
+    return t.append_column("batch", pa.repeat(pa.scalar(batch, pa.string()), t.num_rows))
 
 
 def _pinned(tables: list[pa.Table], pinned: pa.Schema, defaults: dict[str, pa.Scalar]) -> pa.Table:
@@ -208,11 +223,14 @@ def compact_folder(
     check: Callable[[], None] | None = None,
     only: Callable[[str], bool] | None = None,
     hours: bool = False,
+    regroup: bool = False,
+    min_files: int = 2,
 ) -> Compacted:
     """Compact the files directly in ``folder`` (``only``: the names that may be compacted, for
     a folder that is still written to; ``hours``: a day's events folder, whose compacted files
-    take in the files of its ``hour=HH`` folders too). Raises what ``check`` raises between two
-    groups."""
+    take in the files of its ``hour=HH`` folders too; ``regroup``: its own compacted files are
+    compacted again with the others; ``min_files``: nothing is written while readers see fewer
+    files). Raises what ``check`` raises between two groups."""
     done = Compacted(folders=1)
     files = _listing(lake, folder, hours)
     visible = {posixpath.relpath(r, folder) for r in lake.current(_under(folder, files))}
@@ -225,7 +243,9 @@ def compact_folder(
         done.deleted += _delete(lake, posixpath.join(folder, name))
         files.pop(name)
     pool = {n: s for n, s in files.items() if n in visible and (only is None or only(n))}
-    for group in _groups(pool, target_bytes):
+    # Below ``min_files`` nothing is written: only what an earlier run left hidden is deleted.
+    groups = _groups(pool, target_bytes, regroup) if len(visible) >= min_files else []
+    for group in groups:
         if check is not None:
             check()
         rows = _rows(lake, folder, group)
@@ -304,8 +324,9 @@ def compact(
     """Compact every closed folder of ``areas``: event days that ended by ``before`` (and, with
     ``since``, began at or after it) into their day's folder, the event hours that ended by it
     in the days that have not, findings days that ended by ``before``, the state's input-record
-    and session days that ended by ``before`` (and its folders named by no date, whose files are
-    all written once), quarantine files
+    and session days that ended by ``before`` (those that have not, and its folders named by no
+    date, once they hold ``OPEN_STATE_FILES`` files: their files are written once, under names
+    of their own), quarantine files
     written before ``written_before`` (by the clock; default now: the quarantine's files are
     named by batch, not by the time of what they hold). ``check`` is called before each group is
     written; when it raises ``Stop`` the result says ``complete=False`` (whatever else it raises
@@ -347,11 +368,19 @@ def compact(
             for folder in state_folders(lake):
                 m = _STATE_PART.match(folder)
                 assert m is not None
+                # A day still written to (or a folder named by no day: always) is compacted
+                # once it holds ``OPEN_STATE_FILES`` files, its compacted file with the rest:
+                # a run every few minutes reads a few files of today, not hundreds.
+                least = OPEN_STATE_FILES
                 if m[1] is not None:
                     start = datetime.fromisoformat(f"{m[1]}T00:00:00+00:00")
-                    if start + timedelta(days=1) > before or (since is not None and start < since):
+                    if since is not None and start < since:
                         continue
-                done.add(compact_folder(lake, folder, target_bytes, check))
+                    if start + timedelta(days=1) <= before:
+                        least = 2
+                done.add(
+                    compact_folder(lake, folder, target_bytes, check, regroup=True, min_files=least)
+                )
         if "quarantine" in areas:
             times = _mtimes(lake, QUARANTINE)
             written = written_before or datetime.now(UTC)

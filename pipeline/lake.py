@@ -505,6 +505,20 @@ class Lake:
     def read_file(self, rel: str, columns: list[str] | None = None) -> pa.Table:
         return pq.read_table(self.path(rel), filesystem=self.fs, columns=columns)
 
+    def read_folder(
+        self, rel: str, columns: list[str] | None = None, attempts: int = 5
+    ) -> list[tuple[str, pa.Table]]:
+        """Each current file under the folder ``rel`` with its rows, read as one listing: a
+        file that a compaction deleted between the listing and its read (its rows are in the
+        compacted file by then) makes the folder listed and read again."""
+        for attempt in range(attempts):
+            try:
+                return [(f, self.read_file(f, columns)) for f in self.files(rel)]
+            except FileNotFoundError:
+                if attempt == attempts - 1:
+                    raise
+        raise AssertionError("unreachable")
+
     def read_tables(self, rel: str, columns: list[str] | None = None) -> Iterator[pa.Table]:
         """Each Parquet file under the folder ``rel``, in name order."""
         for f in self.files(rel):

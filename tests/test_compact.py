@@ -164,13 +164,27 @@ def test_the_digests_seen_compact_into_one_file_with_every_row(tmp_path: Path) -
     from pipeline.lake import STATE_DIGESTS, state_file
 
     lake = Lake(str(tmp_path / "lake"))
-    for i in range(5):
-        table = pa.table({"digest_uri": [f"s3://trail/d{i}.json.gz"], "batch": [i]})
-        lake.write_table(state_file(STATE_DIGESTS, f"b{i}"), table)
+    n = compact.OPEN_STATE_FILES
+
+    def add(numbers: range) -> None:
+        for i in numbers:
+            table = pa.table({"digest_uri": [f"s3://trail/d{i}.json.gz"], "batch": [i]})
+            lake.write_table(state_file(STATE_DIGESTS, f"b{i:03d}"), table)
+
+    def batches() -> list[int]:
+        return sorted(pa.concat_tables(lake.read_tables(STATE_DIGESTS)).column("batch").to_pylist())
+
+    add(range(n - 1))
+    # Always written to: left alone below the threshold, then compacted whole.
+    assert compact.compact(lake, END, areas=["state"]).by_folder[STATE_DIGESTS] == (n - 1, n - 1)
+    add(range(n - 1, n + 1))
+    assert compact.compact(lake, END, areas=["state"]).by_folder[STATE_DIGESTS] == (n + 1, 1)
+    assert batches() == list(range(n + 1))
+    # The files written since join the compacted file once they reach the threshold again.
+    add(range(n + 1, 2 * n))
     done = compact.compact(lake, END, areas=["state"])
-    assert done.by_folder[STATE_DIGESTS] == (5, 1)
-    rows = pa.concat_tables(lake.read_tables(STATE_DIGESTS)).column("batch").to_pylist()
-    assert sorted(rows) == [0, 1, 2, 3, 4]
+    assert done.by_folder[STATE_DIGESTS] == (n, 1) and done.deleted == n
+    assert batches() == list(range(2 * n))
 
 
 def test_closed_state_days_compact_open_ones_wait_and_sessions_still_join(tmp_path: Path) -> None:
@@ -205,7 +219,8 @@ def test_closed_state_days_compact_open_ones_wait_and_sessions_still_join(tmp_pa
     assert {"_state/ingested/date=2026-11-15", "_state/sessions/date=2026-11-15"} <= set(
         done.by_folder
     )
-    assert not any("2026-11-16" in f for f in done.by_folder)  # that day is still open
+    # That day is still open, with fewer files than are worth compacting while it is.
+    assert all(done.by_folder[f] == (4, 4) for f in done.by_folder if "2026-11-16" in f)
     assert len(direct("_state/sessions/date=2026-11-15")) == 1
     assert len(direct("_state/ingested/date=2026-11-15")) == 1
     assert len(direct("_state/sessions/date=2026-11-16")) == 4
@@ -225,6 +240,67 @@ def test_closed_state_days_compact_open_ones_wait_and_sessions_still_join(tmp_pa
     assert again["files_skipped"] == 8 and again["ingested"] == 1
     got = read_events(lake, columns=["event_id", "actor_tenant"]).to_pylist()
     assert {"event_id": "late-1", "actor_tenant": "t0003"} in got
+
+
+def _trail_day(root: Path, day: int, files: range) -> list[Path]:
+    out = []
+    for i in files:
+        at, key_id = f"2026-11-{day}T1{i % 10}:00:00Z", f"ASIAD{day}{i:013d}"
+        records = [
+            lf.assume_role(tenant="t0003", session=f"u{day}{i}", new_key_id=key_id, time=at),
+            lf.ct(time=at, session=f"u{day}{i}", key_id=key_id, key="tenants/t0003/x"),
+        ]
+        out.append(lf.delivery_file(root / "2026" / "11" / f"{day}" / f"ct-{i}.json.gz", records))
+    return out
+
+
+def test_a_batch_stays_done_when_the_partition_it_committed_in_is_compacted(
+    tmp_path: Path,
+) -> None:
+    """A batch with inputs of two days records them in both days' partitions and commits in
+    the first; once that day is compacted (its file of the batch gone into the compacted
+    one), the other day's inputs still count as done."""
+    import tomllib
+
+    from tests.pooled import pooled_text
+
+    cfg = parse_config(tomllib.loads(pooled_text()))  # one batch for all the inputs given
+    first = _trail_day(tmp_path / "in", 15, range(2))
+    second = _trail_day(tmp_path / "in", 16, range(3))
+    root = str(tmp_path / "lake")
+    ingest([str(first[0])], root, cfg, workers=1)
+    ingest([str(first[1]), *map(str, second)], root, cfg, workers=1)
+    lake = Lake(root)
+    commits = pa.concat_tables(lake.read_tables("_state/ingested/date=2026-11-16"))["commit"]
+    assert set(commits.to_pylist()) == {"date=2026-11-15"}  # committed in the other day
+    done = compact.compact(lake, datetime(2026, 11, 16, 12, tzinfo=UTC), areas=["state"])
+    assert done.by_folder["_state/ingested/date=2026-11-15"] == (2, 1)
+    again = ingest([str(tmp_path / "in")], root, cfg, workers=1)
+    assert again["files_skipped"] == 5 and again["ingested"] == 0
+
+
+def test_an_open_day_s_state_compacts_as_it_grows_and_its_inputs_stay_done(
+    tmp_path: Path,
+) -> None:
+    import tomllib
+
+    from tests.pooled import pooled_text
+
+    cfg = parse_config(tomllib.loads(pooled_text()) | {"ingest": {"batch_input_bytes": 1}})
+    n = compact.OPEN_STATE_FILES
+    root = str(tmp_path / "lake")
+    lake = Lake(root)
+    today = "_state/ingested/date=2026-11-16"
+    noon = datetime(2026, 11, 16, 12, tzinfo=UTC)
+    _trail_day(tmp_path / "in", 16, range(n))
+    ingest([str(tmp_path / "in")], root, cfg, workers=1)
+    assert compact.compact(lake, noon, areas=["state"]).by_folder[today] == (n, 1)
+    _trail_day(tmp_path / "in", 16, range(n, n + 3))
+    assert ingest([str(tmp_path / "in")], root, cfg, workers=1)["files_skipped"] == n
+    assert compact.compact(lake, noon, areas=["state"]).by_folder[today] == (4, 4)
+    again = ingest([str(tmp_path / "in")], root, cfg, workers=1)
+    assert again["files_skipped"] == n + 3 and again["ingested"] == 0
+    assert read_events(lake, columns=["event_id"]).num_rows == 2 * (n + 3)
 
 
 def test_a_budget_stops_compaction_between_groups_and_the_next_run_finishes(
@@ -541,3 +617,33 @@ def test_the_scheduled_run_compacts_yesterday_within_its_budget(tmp_path: Path) 
     assert Lake(lake.root).files("events") == [
         f"events/source=cloudtrail/date=2026-11-16/{compact.compacted_name(sorted(files_before))}"
     ]
+
+
+def test_a_folder_read_while_a_compaction_deletes_its_files_is_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ingestion reads its state while another run compacts it: a file deleted between the
+    listing and its read sends the reader back to the listing, which names the compacted file."""
+    from pipeline.lake import STATE_DIGESTS, state_file
+
+    lake = Lake(str(tmp_path / "lake"))
+    for i in range(compact.OPEN_STATE_FILES):
+        table = pa.table({"digest_uri": [f"d{i}"], "batch": [i]})
+        lake.write_table(state_file(STATE_DIGESTS, f"b{i}"), table)
+    listings: list[list[str]] = []
+    files = Lake.files
+
+    def files_then_compact(self: Lake, rel: str, suffix: str = ".parquet") -> list[str]:
+        out = files(self, rel, suffix)
+        listings.append(out)
+        if len(listings) == 1:
+            compact.compact(Lake(self.root), END, areas=["state"])
+        return out
+
+    monkeypatch.setattr(Lake, "files", files_then_compact)
+    read = lake.read_folder(STATE_DIGESTS)
+    assert len(listings) == 2 and len(listings[0]) == compact.OPEN_STATE_FILES
+    assert [posixpath.basename(f) for f, _ in read] == [posixpath.basename(listings[1][0])]
+    assert sorted(pa.concat_tables([t for _, t in read])["batch"].to_pylist()) == list(
+        range(compact.OPEN_STATE_FILES)
+    )

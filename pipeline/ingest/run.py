@@ -46,6 +46,7 @@ from pipeline.ingest.seen import SeenIndex, ingested_partition
 from pipeline.ingest.sessions import CLOCK_SKEW
 from pipeline.ingest.sources import InputRef, LogPosition, list_inputs
 from pipeline.lake import (
+    COMPACTED,
     STATE_DIGESTS,
     STATE_INGESTED,
     STATE_LOGS,
@@ -75,6 +76,9 @@ INGESTED = pa.schema(
         # The partition whose file of the batch is written last: the batch counts as done
         # once that file is there (a batch's inputs may fall in several partitions).
         ("commit", _S),
+        # The batch (its file's name): a compacted file holds many batches' rows. Files
+        # written before the column was added are named by it (compaction adds it).
+        ("batch", _S),
     ]
 )
 DIGESTS = pa.schema([("digest_uri", _S), ("log_object", _S), ("hash_value", _S)])
@@ -143,28 +147,47 @@ class Ingestor:
         self.done: set[str] = set()
         self.seen = SeenIndex(lake)
         self._session_days: set[date] = set()
-        self._committed: dict[str, bool] = {}
+        self._committed: dict[str, frozenset[str]] = {}  # partition -> batches recorded there
         # Written before the folders were partitioned: read whole, as then.
         for f in legacy_files(lake, STATE_SESSIONS):
             self.sessions.learn(_numbered(self.lake.read_file(f)))
 
     def load_done(self, inputs: list[InputRef]) -> None:
-        """Learn which of ``inputs`` earlier runs ingested: the records in their partitions."""
+        """Learn which of ``inputs`` earlier runs ingested: the records in their partitions
+        whose batch was committed (its file in its commit partition is there)."""
         for f in legacy_files(self.lake, STATE_INGESTED):
             self.done.update(self.lake.read_file(f, ["identity"])["identity"].to_pylist())
         for part in sorted({ingested_partition(r.uri) for r in inputs}):
-            for f in self.lake.files(f"{STATE_INGESTED}/{part}"):
-                t = self.lake.read_file(f, ["identity", "commit"])
-                commit = t["commit"][0].as_py() if t.num_rows else part
-                batch = posixpath.basename(f).removesuffix(".parquet")
-                if commit == part or self._is_committed(commit, batch):
-                    self.done.update(t["identity"].to_pylist())
+            for identity, commit, batch in self._records(part):
+                if commit == part or batch in self._batches(commit):
+                    self.done.add(identity)
 
-    def _is_committed(self, part: str, batch: str) -> bool:
-        rel = ingested_file(part, batch)
-        if rel not in self._committed:
-            self._committed[rel] = self.lake.exists(rel)
-        return self._committed[rel]
+    def _records(self, part: str) -> list[tuple[str, str, str | None]]:
+        """(identity, commit partition, batch) of each record in the partition ``part``; the
+        batch ids found there are kept for ``_batches``."""
+        out: list[tuple[str, str, str | None]] = []
+        batches: set[str] = set()
+        for f, t in self.lake.read_folder(f"{STATE_INGESTED}/{part}"):
+            name = posixpath.basename(f).removesuffix(".parquet")
+            ids = t["identity"].to_pylist()
+            commits = t["commit"].to_pylist() if "commit" in t.column_names else [part] * len(ids)
+            if "batch" in t.column_names:
+                names = t["batch"].to_pylist()
+            elif name.startswith(COMPACTED):
+                # Compacted before batches were recorded, days after their commits.
+                names, commits = [None] * len(ids), [part] * len(ids)
+            else:
+                names = [name] * len(ids)
+            batches.update(n for n in names if n is not None)
+            out += zip(ids, [c or part for c in commits], names, strict=True)
+        self._committed[part] = frozenset(batches)
+        return out
+
+    def _batches(self, part: str) -> frozenset[str]:
+        """The batches with a file (or compacted rows) in the ingested partition ``part``."""
+        if part not in self._committed:
+            self._records(part)
+        return self._committed[part]
 
     def _load_sessions(self, d: Decoded) -> None:
         """The stored sessions that can be live for ``d``'s events or started with its
@@ -184,8 +207,8 @@ class Ingestor:
             if day not in self._session_days:
                 self._session_days.add(day)
                 stored = tenancy.SessionMap(self.sessions.ttl)
-                for f in self.lake.files(sessions_day(f"{day:%Y-%m-%d}")):
-                    stored.learn(_numbered(self.lake.read_file(f)))
+                for _, t in self.lake.read_folder(sessions_day(f"{day:%Y-%m-%d}")):
+                    stored.learn(_numbered(t))
                 self.sessions.learn_earlier(stored.tags)
             day += timedelta(days=1)
 
@@ -300,6 +323,7 @@ class Ingestor:
                     "duplicates": p.duplicates,
                     "quarantined": sum(e.records for e in p.quarantine),
                     "commit": commit,
+                    "batch": batch_id,
                 }
                 for r in parts[part]
             ]
