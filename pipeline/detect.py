@@ -28,7 +28,15 @@ import pyarrow as pa
 from pipeline import schema
 from pipeline.config import Config
 from pipeline.errors import InputError
-from pipeline.lake import FINDINGS, Lake, LakeLike, as_lake, findings_file, read_events
+from pipeline.lake import (
+    FINDINGS,
+    Lake,
+    LakeLike,
+    as_lake,
+    file_hour,
+    findings_file,
+    read_events,
+)
 
 if TYPE_CHECKING:
     from detectors.base import Detector
@@ -56,13 +64,17 @@ def latest_day(lake: Lake) -> datetime | None:
 def earliest_event(lake: Lake) -> datetime | None:
     """The time of the oldest event in the lake: where its history really begins (from the
     footers of the first day's files; their ``event_time`` column where statistics are
-    missing). Only the day folders are listed, and the first day's files: not the lake."""
+    missing). Only the day folders are listed, and the first day's files: not the lake; of
+    those, only the first hour's footers and the compacted files' are read."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     for day in lake.event_dates():
         times = []
-        for rel in lake.event_day_files(day):
+        files = lake.event_day_files(day)
+        # The day's first hour's files, and its compacted ones (no hour: any may hold it).
+        first = min((h for f in files if (h := file_hour(f)) is not None), default=None)
+        for rel in (f for f in files if file_hour(f) in (None, first)):
             meta = pq.read_metadata(lake.path(rel), filesystem=lake.fs)
             names = meta.schema.names
             stats = [

@@ -28,7 +28,6 @@ dimensions, and a service or detector cannot be known in advance).
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -37,13 +36,11 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.alert import metrics
 from pipeline.alert.metrics import Datum
-from pipeline.lake import Lake, read_events
+from pipeline.lake import Lake, file_hour, read_events
 
 if TYPE_CHECKING:
     from pipeline.config import Config
     from pipeline.runs.results import DetectResult, RunResult
-
-_HOUR = re.compile(r"/hour=(\d\d)/")
 
 
 @dataclass(frozen=True)
@@ -158,11 +155,9 @@ def newest_event(lake: Lake) -> datetime | None:
     lag then says how long ago)."""
     for day in reversed(lake.event_dates()):
         files = lake.event_day_files(day)
-        hours = {m.group(1) for f in files if (m := _HOUR.search(f"/{f}"))}
-        # A compacted day's files lie in the day's folder, with no hour: any may hold its newest.
-        whole = {f for f in files if not _HOUR.search(f"/{f}")}
-        last = max(hours, default=None)
-        times = [_max_time(lake, f) for f in files if f in whole or f"/hour={last}/" in f"/{f}"]
+        # The day's last hour's files, and its compacted ones (no hour: any may hold it).
+        last = max((h for f in files if (h := file_hour(f)) is not None), default=None)
+        times = [_max_time(lake, f) for f in files if file_hour(f) in (None, last)]
         newest = [t for t in times if t is not None]
         if newest:
             return max(newest)

@@ -126,6 +126,13 @@ _HOUR_FOLDER = re.compile(
 
 
 _DATE_FOLDER = re.compile(r"^date=\d{4}-\d{2}-\d{2}$")
+_FILE_HOUR = re.compile(r"/hour=(\d\d)/")
+
+
+def file_hour(rel: str) -> str | None:
+    """The hour (HH) of an event file in an hour's folder; None for a day's compacted file."""
+    m = _FILE_HOUR.search(f"/{rel}")
+    return m.group(1) if m else None
 
 
 def event_day(source: str, date: str) -> str:
