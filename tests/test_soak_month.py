@@ -41,8 +41,9 @@ def test_two_simulated_days_lose_nothing_double_nothing_and_page_nothing_twice(
     assert any(d.notify for d in deliveries if d.path is not None)
 
     spec = dataclasses.replace(SPEC, local_lake=tmp_path / "lake")
+    lines: list[str] = []
     with MotoProcess() as endpoint:
-        res = run(spec, tmp_path, endpoint)
+        res = run(spec, tmp_path, endpoint, progress=lines.append)
     text = summary(res)
 
     assert not res.stopped_early and not res.errors, text
@@ -54,3 +55,5 @@ def test_two_simulated_days_lose_nothing_double_nothing_and_page_nothing_twice(
     assert any(t.object_s for t in res.ticks) and all(t.sched_s > 0 for t in res.ticks)
     assert res.files_before.get("events", 0) > 0
     assert "| 2 |" in text
+    # Each day's row is printed once the day is played (a month stopped early keeps them).
+    assert [line.split("|")[1].strip() for line in lines] == ["1", "2"], lines

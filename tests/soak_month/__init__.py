@@ -107,6 +107,7 @@ class Result:
     day_files: dict[int, int] = field(default_factory=dict)  # lake files at each day's end
     days_played: int = 0
     stopped_early: bool = False
+    stop_reason: str = "the wall-time limit was reached"
     truth_events: int = 0
     lake_events: int = 0
     lost: int = 0
@@ -384,48 +385,51 @@ def _play(
     i = 0
     n = 0
     now = start
-    while True:
-        now += step
-        if now > last_tick:
-            break
-        day = min((now - step - start) // timedelta(days=1) + 1, spec.days)
-        tick = Tick(day)
-        touched: dict[str, int] = {}
-        while i < len(deliveries) and deliveries[i].at <= now:
-            d = deliveries[i]
-            i += 1
-            if d.path is not None:
-                s3.put_object(Bucket=d.bucket, Key=d.key, Body=d.path.read_bytes())
-            if d.notify:
-                event = object_created(d.bucket, d.key, d.at)
-                out, seconds, peak, got = _invoke(reads, sink, handler.on_s3_object, event)
-                tick.object_s.append(seconds)
-                tick.peak_mb = max(tick.peak_mb, peak)
-                tick.statuses[f"object:{out.get('status')}"] += 1
-                for k, c in got.items():
-                    touched[k] = touched.get(k, 0) + c
-        n += 1
-        event = awsstack.scheduler_event(stack.template, now, f"soak-{n}")
-        out, seconds, peak, got = _invoke(reads, sink, handler.scheduled, event)
-        tick.sched_s = seconds
-        tick.peak_mb = max(tick.peak_mb, peak)
-        tick.statuses[f"scheduled:{out.get('status')}"] += 1
-        for k, c in got.items():
-            touched[k] = touched.get(k, 0) + c
-        tick.files_read = len(touched)
-        tick.state_rows = reads.state_rows(list(touched))
-        res.ticks.append(tick)
-        for m in awsstack.drain(queue):
-            attrs = m.get("MessageAttributes", {})
-            received[attrs.get("notification_id", {}).get("Value", m.get("MessageId", ""))] += 1
-        if (now - start) % timedelta(days=1) == timedelta(0) and now <= end:
-            res.day_files[day] = sum(_lake_files(lake_bucket, lake_prefix).values())
-            res.days_played = day
-            if progress is not None:
-                progress(_progress_line(res, day, time.perf_counter() - started))
-        if spec.wall_limit_s is not None and time.perf_counter() - started > spec.wall_limit_s:
-            res.stopped_early = now < last_tick
-            break
+    try:
+        while True:
+            now += step
+            if now > last_tick:
+                break
+            day = min((now - step - start) // timedelta(days=1) + 1, spec.days)
+            tick = Tick(day)
+            touched: dict[str, int] = {}
+            while i < len(deliveries) and deliveries[i].at <= now:
+                d = deliveries[i]
+                i += 1
+                if d.path is not None:
+                    s3.put_object(Bucket=d.bucket, Key=d.key, Body=d.path.read_bytes())
+                if d.notify:
+                    event = object_created(d.bucket, d.key, d.at)
+                    out, seconds, peak, got = _invoke(reads, sink, handler.on_s3_object, event)
+                    tick.object_s.append(seconds)
+                    tick.peak_mb = max(tick.peak_mb, peak)
+                    tick.statuses[f"object:{out.get('status')}"] += 1
+                    for k, c in got.items():
+                        touched[k] = touched.get(k, 0) + c
+            n += 1
+            event = awsstack.scheduler_event(stack.template, now, f"soak-{n}")
+            out, seconds, peak, got = _invoke(reads, sink, handler.scheduled, event)
+            tick.sched_s = seconds
+            tick.peak_mb = max(tick.peak_mb, peak)
+            tick.statuses[f"scheduled:{out.get('status')}"] += 1
+            for k, c in got.items():
+                touched[k] = touched.get(k, 0) + c
+            tick.files_read = len(touched)
+            tick.state_rows = reads.state_rows(list(touched))
+            res.ticks.append(tick)
+            for m in awsstack.drain(queue):
+                attrs = m.get("MessageAttributes", {})
+                received[attrs.get("notification_id", {}).get("Value", m.get("MessageId", ""))] += 1
+            if (now - start) % timedelta(days=1) == timedelta(0) and now <= end:
+                res.day_files[day] = sum(_lake_files(lake_bucket, lake_prefix).values())
+                res.days_played = day
+                if progress is not None:
+                    progress(_progress_line(res, day, time.perf_counter() - started))
+            if spec.wall_limit_s is not None and time.perf_counter() - started > spec.wall_limit_s:
+                res.stopped_early = now < last_tick
+                break
+    except KeyboardInterrupt:  # a month stopped by hand still prints what it measured
+        res.stopped_early, res.stop_reason = True, "interrupted"
     res.wall_s = time.perf_counter() - started
     if not res.stopped_early:
         _check(res, logs, root, received)
@@ -455,14 +459,9 @@ def _invoke(
 
 
 def _progress_line(res: Result, day: int, wall: float) -> str:
-    ticks = [t for t in res.ticks if t.day == day]
-    sched = statistics.median(t.sched_s for t in ticks) if ticks else 0.0
-    files = statistics.median(t.files_read for t in ticks) if ticks else 0
-    return (
-        f"day {day:>2}: {len(ticks)} ticks, scheduled run {sched:.2f} s (median), "
-        f"{files:.0f} files read per tick, lake {res.day_files.get(day, 0)} files, "
-        f"{wall / 60:.1f} min so far"
-    )
+    """The day's row of the table, as soon as the day is played."""
+    row = _row(day, [t for t in res.ticks if t.day == day], res.day_files.get(day, ""))
+    return f"{row} {wall / 60:.1f} min so far"
 
 
 def _check(res: Result, logs: Path, root: str, received: Counter[str]) -> None:
@@ -522,32 +521,37 @@ def measured_days(days: int) -> list[int]:
     return sorted({d for d in MEASURED_DAYS if d <= days} | {days})
 
 
-def table(res: Result) -> str:
+TABLE_HEAD = (
+    "| day | ticks | scheduled run s | object run s | peak memory MB | files read "
+    "| state rows read | lake files at day end |\n|---|---|---|---|---|---|---|---|"
+)
+
+
+def _row(day: int, ticks: list[Tick], files: int | str) -> str:
+    """A day's medians over its ticks (the scheduled run's slowest tick too)."""
+
     def med(xs: list[float]) -> float:
         return statistics.median(xs) if xs else 0.0
 
+    if not ticks:
+        return f"| {day} | not reached | | | | | | |"
+    objs = [s for t in ticks for s in t.object_s]
+    return (
+        f"| {day} | {len(ticks)} | {med([t.sched_s for t in ticks]):.2f} "
+        f"(max {max(t.sched_s for t in ticks):.2f}) | {med(objs):.2f} "
+        f"| {med([t.peak_mb for t in ticks]):.0f} | {med([t.files_read for t in ticks]):.0f} "
+        f"| {med([t.state_rows for t in ticks]):.0f} | {files} |"
+    )
+
+
+def table(res: Result) -> str:
     by_day: dict[int, list[Tick]] = defaultdict(list)
     for t in res.ticks:
         by_day[t.day].append(t)
-    lines = [
-        "| day | ticks | scheduled run s | object run s | peak memory MB | files read "
-        "| state rows read | lake files at day end |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
     reached = max(by_day, default=1)
-    for d in sorted(set(measured_days(res.spec.days)) | {reached}):
-        ts = by_day.get(d, [])
-        if not ts:
-            lines.append(f"| {d} | not reached | | | | | | |")
-            continue
-        objs = [s for t in ts for s in t.object_s]
-        lines.append(
-            f"| {d} | {len(ts)} | {med([t.sched_s for t in ts]):.2f} "
-            f"(max {max(t.sched_s for t in ts):.2f}) | {med(objs):.2f} "
-            f"| {med([t.peak_mb for t in ts]):.0f} | {med([t.files_read for t in ts]):.0f} "
-            f"| {med([t.state_rows for t in ts]):.0f} | {res.day_files.get(d, '')} |"
-        )
-    return "\n".join(lines)
+    days = sorted(set(measured_days(res.spec.days)) | {reached})
+    rows = [_row(d, by_day.get(d, []), res.day_files.get(d, "")) for d in days]
+    return "\n".join([TABLE_HEAD, *rows])
 
 
 def summary(res: Result) -> str:
@@ -567,9 +571,7 @@ def summary(res: Result) -> str:
         "",
     ]
     if res.stopped_early:
-        out.append(
-            f"stopped on day {res.days_played + 1} (of {s.days}): the wall-time limit was reached"
-        )
+        out.append(f"stopped on day {res.days_played + 1} (of {s.days}): {res.stop_reason}")
         return "\n".join(out)
     out += [
         f"events: {res.truth_events} in the simulator's truth, {res.lake_events} in the lake; "

@@ -1,7 +1,7 @@
 """``python -m tests.soak_month``: the month-long soak of the schedule (``make soak-month``).
 
-Prints a line per simulated day as it goes, then the table and the checks; exits 1 if a check
-failed or the wall-time limit stopped the month.
+Prints each simulated day's row of the table as it goes, then the table and the checks; exits 1
+if a check failed or the wall-time limit (or an interrupt, Ctrl-C) stopped the month.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.soak_month import MonthSpec, run, summary
+from tests.soak_month import TABLE_HEAD, MonthSpec, run, summary
 from tests.soak_month.server import MotoProcess
 
 
@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     with tempfile.TemporaryDirectory(prefix="tenantwatch-soak-") as tmp:
         workdir = args.workdir or Path(tmp)
+        print(TABLE_HEAD, flush=True)  # then each day's row as it is played
         with MotoProcess() as endpoint:
             res = run(spec, workdir, endpoint, progress=lambda line: print(line, flush=True))
     print()
