@@ -24,10 +24,9 @@ def real_logs() -> Path:
 @pytest.fixture(scope="session")
 def _moto_server() -> Iterator[str]:
     """One moto server per test process, real HTTP on 127.0.0.1 (never another address)."""
-    from moto.server import ThreadedMotoServer
+    from tests.motoserver import threaded_server
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
+    server = threaded_server()
     host, port = server.get_host_and_port()
     yield f"http://{host}:{port}"
     server.stop()

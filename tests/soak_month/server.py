@@ -55,12 +55,11 @@ class CountingApp:
 def _serve(conn: Any) -> None:
     import logging
 
-    from moto.server import ThreadedMotoServer
+    from tests.motoserver import threaded_server
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
+    server = threaded_server()
     inner = server._server
     assert inner is not None
     inner.app = CountingApp(inner.app)  # type: ignore[assignment]
