@@ -277,6 +277,37 @@ def test_a_backfill_shorter_than_the_lag_still_detects_from_the_first_run(tmp_pa
     assert later.windows == [f"{(T0 + 2 * HOUR).isoformat()}/{(T0 + 3 * HOUR).isoformat()}"]
 
 
+@pytest.mark.e2e
+def test_an_object_delivered_late_is_detected_in_the_window_of_its_events(
+    tmp_path: Path, aws: str
+) -> None:
+    """The object function detects the windows its new events fall in, not those of when the
+    object arrived: a file delivered 80 minutes after its events is detected in their hour."""
+    import boto3
+
+    from pipeline import aws as clients
+
+    clients.reset()
+    cross_tenant_hours(tmp_path / "trail", 1)  # a cross-tenant read at 10:05
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="trail")
+    (path,) = (tmp_path / "trail").rglob("*.json.gz")
+    key = path.relative_to(tmp_path / "trail").as_posix()
+    s3.put_object(Bucket="trail", Key=key, Body=path.read_bytes())
+    settings = RunSettings(sources=("s3://trail/",))
+    budget = Budget(lambda: 900_000, settings.reserve_seconds)
+    late = runs.ObjectRef("trail", key, T0 + timedelta(minutes=80))
+    lake = str(tmp_path / "lake")
+    report = runs.run_objects([late], lake, pooled_config(), settings, budget, "obj-1")
+    assert report.windows == [f"{T0.isoformat()}/{(T0 + HOUR).isoformat()}"]
+    assert report.as_dict()["alert"]["notifications_sent"] == 1
+    # Delivered again: nothing new, no window to detect (and nothing paged twice).
+    again = runs.run_objects([late], lake, pooled_config(), settings, budget, "obj-2")
+    assert again.windows == [] and again.run.ingest is not None
+    assert again.run.ingest.files_skipped == 1
+    clients.reset()
+
+
 # --- overlap -----------------------------------------------------------------------------------
 
 

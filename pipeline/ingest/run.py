@@ -110,6 +110,16 @@ class Summary:
     unresolved_tenants: int = 0
     digests: int = 0
     elapsed_s: float = 0.0
+    # The earliest and latest time (µs) of the events this run added: the windows it touched.
+    new_events: tuple[int, int] | None = None
+
+    def saw(self, times: pa.Array | pa.ChunkedArray) -> None:
+        if not len(times):
+            return
+        lo, hi = pc.min(times).value, pc.max(times).value
+        if self.new_events is not None:
+            lo, hi = min(lo, self.new_events[0]), max(hi, self.new_events[1])
+        self.new_events = (lo, hi)
 
     def as_dict(self) -> dict[str, Any]:
         q = dict(sorted(self.quarantined.items()))
@@ -125,7 +135,14 @@ class Summary:
             "digest_files": self.digests,
             "elapsed_s": round(self.elapsed_s, 3),
             "records_per_s": round(self.records_in / self.elapsed_s) if self.elapsed_s else 0,
+            "new_events": None
+            if self.new_events is None
+            else {"first": _iso(self.new_events[0]), "last": _iso(self.new_events[1])},
         }
+
+
+def _iso(us: int) -> str:
+    return datetime.fromtimestamp(us / 1e6, UTC).isoformat()
 
 
 def _day(us: int) -> date:
@@ -263,6 +280,7 @@ class Ingestor:
             keep_parts.append(new)
             if fresh:
                 self.seen.add(rel, pt["_dedup"].filter(new))
+                summary.saw(pt["event_time"].filter(new))
                 files.append((f"{rel}/{own}", at, at + fresh))
                 at += fresh
         if keep_parts:

@@ -364,21 +364,14 @@ def _objects(
 ) -> None:
     try:
         uris = sorted({f"s3://{o.bucket}/{o.key}" for o in objects})
-        report.run.ingest = stages.ingest(uris, lake_root, run_cfg, None, None, budget.check)
+        ingested = stages.ingest(uris, lake_root, run_cfg, None, None, budget.check)
     except OutOfTime:
         report.status = "checkpoint"  # the scheduled run ingests what is left
         return
-    lag = timedelta(minutes=cfg.ingest.cloudtrail_lag_minutes)
-    todo = sorted(
-        {
-            (w, w + timedelta(minutes=settings.window_minutes))
-            for o in objects
-            for w in (
-                floor_to(o.created - lag, settings.window_minutes),
-                floor_to(o.created, settings.window_minutes),
-            )
-        }
-    )
+    report.run.ingest = ingested
+    todo = touched_windows(ingested.summary.get("new_events"), settings.window_minutes)
+    if not todo:
+        return  # nothing new (all delivered before): the windows were detected then
     lease = Lease(lake_root)
     if not lease.acquire(run_id, settings.lease_seconds):
         report.status = "busy"  # ingested; detection is left to the run holding the lease
@@ -392,6 +385,19 @@ def _objects(
             _detect_and_alert(stages, lake_root, run_cfg, window, only, report)
     finally:
         lease.release()
+
+
+def touched_windows(
+    span: Mapping[str, str] | None, minutes: int
+) -> list[tuple[datetime, datetime]]:
+    """The windows holding the events a run added (``span``: the ingest summary's
+    ``new_events``, their first and last time): an object delivered late is detected in its
+    events' windows, not in the windows of when it arrived."""
+    if not span:
+        return []
+    first = floor_to(datetime.fromisoformat(span["first"]), minutes)
+    last = floor_to(datetime.fromisoformat(span["last"]), minutes)
+    return windows(first, last + timedelta(minutes=minutes), minutes)
 
 
 def object_run_id(objects: Sequence[ObjectRef]) -> str:
