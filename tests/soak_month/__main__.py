@@ -7,6 +7,7 @@ if a check failed or the wall-time limit (or an interrupt, Ctrl-C) stopped the m
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -15,7 +16,15 @@ from tests.soak_month import TABLE_HEAD, MonthSpec, run, summary
 from tests.soak_month.server import MotoProcess
 
 
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
+    # Ctrl-C, or SIGTERM (a run in the background, where the shell ignores SIGINT for it), stops
+    # the month and prints what it measured.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     p = argparse.ArgumentParser(prog="python -m tests.soak_month", description=__doc__)
     d = MonthSpec()
     p.add_argument("--days", type=int, default=d.days)
