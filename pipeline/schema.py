@@ -115,7 +115,7 @@ DELIVERY_STATES = ("pending", "publishing", "sent", "failed", "in_doubt")
 
 # One row per incident (an attack story: the findings of one actor, joined by shared entities),
 # its latest revision (incidents/state/date=<period start>/<id>.parquet). ``incident_id`` is a
-# hash of the first finding's dedup key + window. The last five columns came later: a lake
+# hash of the first finding's dedup key + window. The last six columns came later: a lake
 # written before reads them as null (pipeline/alert/incidents.py fills them in).
 INCIDENTS = pa.schema(
     [
@@ -151,6 +151,10 @@ INCIDENTS = pa.schema(
         pa.field("links", pa.list_(_S)),  # what joins later findings (pipeline/alert/entities.py)
         pa.field("snapshot_revision", pa.int32()),  # the revision the latest snapshot part covers
         pa.field("paged_severity", _S),  # the worst severity it has paged with; null: not paged
+        # Each of ``finding_ids``' event count when absorbed (same order): a finding re-detected
+        # with more events (its window seen again, more complete) grows the incident by the
+        # difference. Null in incidents stored before it was kept: such a finding never grows.
+        pa.field("finding_events", pa.list_(pa.int64())),
     ]
 )
 

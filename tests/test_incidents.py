@@ -99,3 +99,42 @@ def test_round_trip_through_a_row() -> None:
     (inc,) = _group([finding()]).changed
     assert Incident.from_row(inc.as_row()) == inc
     assert dataclasses.replace(inc, snapshot_uri="x").snapshot_uri == "x"
+
+
+def test_a_finding_seen_again_with_more_events_grows_its_incident() -> None:
+    # The fast path saw the window's first object (3 events); the schedule sees the whole hour.
+    (first,) = _group([finding()]).changed
+    assert first.finding_events == (3,)
+    whole = finding(
+        event_count=11,
+        last_seen=T0 + timedelta(minutes=55),
+        tenants=["t0002", "t0003"],
+        severity="critical",
+    )
+    result = _group([whole], [first])
+    (inc,) = result.changed
+    assert inc.incident_id == first.incident_id and result.absorbed == []
+    assert (inc.status, inc.revision, inc.finding_count, inc.event_count) == ("updated", 2, 1, 11)
+    assert inc.finding_events == (11,) and inc.severity == "critical"
+    assert inc.last_seen == T0 + timedelta(minutes=55) and inc.tenants == ("t0002", "t0003")
+    (signal,) = inc.signals
+    assert (signal.finding_count, signal.event_count, signal.severity) == (1, 11, "critical")
+    # Seen again as it is now, or seen with fewer events (a later sliding window): no change.
+    assert _group([whole], [inc]).changed == []
+    assert _group([finding(event_count=5)], [inc]).changed == []
+
+
+def test_one_run_reading_two_views_of_a_finding_counts_the_larger_once() -> None:
+    small, large = finding(), finding(event_count=8)
+    for order in ([small, large], [large, small]):
+        (inc,) = _group(order).changed
+        assert (inc.finding_count, inc.event_count, inc.finding_events) == (1, 8, (8,))
+
+
+def test_an_incident_stored_without_counts_never_grows_its_findings() -> None:
+    (first,) = _group([finding()]).changed
+    old = Incident.from_row({**first.as_row(), "finding_events": None})
+    assert old.finding_events == ()
+    assert _group([finding(event_count=9)], [old]).changed == []
+    (inc,) = _group([finding(at=HOUR)], [old]).changed  # a new finding still joins
+    assert inc.finding_count == 2 and inc.finding_events == ()

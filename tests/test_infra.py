@@ -229,6 +229,83 @@ def test_s3_object_handler_against_the_stack_publishes_once(stack: dict[str, Any
     assert drain(queue) == []
 
 
+def _reads(base: datetime, part: int, reads: int) -> str:
+    """One CloudTrail file of session ``sneak`` (tenant t0001) reading ``reads`` of tenant
+    t0002's invoices, a minute apart from ``base``."""
+    records = [
+        lf.assume_role(tenant="t0001", session="sneak", new_key_id="ASIASNEAK", time=_z(base))
+    ]
+    records += [
+        lf.ct(
+            time=_z(base + timedelta(minutes=i + 1)),
+            session="sneak",
+            key_id="ASIASNEAK",
+            key=f"tenants/t0002/invoices/{part}-{i}.pdf",
+        )
+        for i in range(reads)
+    ]
+    key = (
+        f"AWSLogs/{lf.ACCOUNT}/CloudTrail/us-east-1/{base:%Y/%m/%d}/"
+        f"{lf.ACCOUNT}_CloudTrail_us-east-1_{base:%Y%m%dT%H%M}Z_sneak{part}.json.gz"
+    )
+    body = gzip.compress(json.dumps({"Records": records}).encode(), mtime=0)
+    boto3.client("s3").put_object(Bucket=TRAIL, Key=key, Body=body)
+    return key
+
+
+@pytest.mark.slow
+def test_the_fast_path_and_the_schedule_interleaved_page_one_story_once(
+    stack: dict[str, Any],
+) -> None:
+    """Three objects of one actor's cross-tenant reads in one hour, each through the S3-object
+    function (the fast path), with schedule ticks between them and after the hour: one page,
+    from the first object; the incident it opened grows with every later object and the
+    schedule's view of the complete hour, and nothing pages it again."""
+    from pipeline import handler
+    from pipeline.alert import store
+    from pipeline.alert.run import PAGES
+    from pipeline.lake import Lake
+
+    out = stack["outputs"]
+    _configure(stack)
+    queue = subscribe(out["IncidentTopicArn"])
+    base = _recent_hour()
+
+    def pages() -> list[dict[str, Any]]:
+        got = drain(queue)
+        return [m for m in got if m["MessageAttributes"]["kind"]["Value"] in PAGES]
+
+    def sched(minutes: int) -> dict[str, Any]:
+        at = base + timedelta(minutes=minutes)
+        event = scheduler_event(stack["template"], at, f"tick-{minutes}")
+        return handler.scheduled(event, FakeContext())
+
+    def deliver(part: int, minute: int, reads: int) -> dict[str, Any]:
+        key = _reads(base + timedelta(minutes=minute), part, reads)
+        at = base + timedelta(minutes=minute + 6)
+        return handler.on_s3_object(object_created(TRAIL, key, at), FakeContext())
+
+    first = deliver(0, 5, 2)
+    assert first["alert"]["notifications_sent"] >= 1
+    (page,) = pages()
+    assert "cross" in page["Subject"].lower()
+    assert sched(20)["status"] in ("done", "nothing_to_do") and pages() == []
+    deliver(1, 22, 3)
+    assert pages() == []
+    assert sched(35)["status"] in ("done", "nothing_to_do") and pages() == []
+    deliver(2, 40, 4)
+    assert pages() == []
+    final = sched(80)  # the hour's own window, complete, a lag after its end
+    assert final["windows"] and pages() == []
+    (inc,) = [
+        i
+        for i in store.load_incidents(Lake(out["LakeRoot"]))
+        if i.detector == "cross_tenant_access"
+    ]
+    assert inc.event_count == 2 + 3 + 4 and inc.finding_count == 1
+    assert inc.last_seen == base + timedelta(minutes=44)
+
+
 def test_an_object_outside_the_configured_sources_is_not_read(stack: dict[str, Any]) -> None:
     from pipeline import handler
 

@@ -23,6 +23,13 @@ own); incidents opened in the same run that a finding bridges are merged before 
 Incident ids are ``sha256(dedup_key, window start)`` of the incident's first finding: the same
 findings give the same ids on any machine, and re-running over findings already absorbed (their
 ids are kept) changes nothing, which is what makes ``alert`` safe to re-run.
+
+A window can be detected more than once as its events arrive (the S3-object function detects it
+on its first object's events, the schedule once it is complete, a sliding window before that),
+and each time its finding for a group has the same id. An incident keeps each finding's event
+count, so a finding seen again with more events grows the incident it is in (events, time span,
+entities, severity: an update, or an escalation if worse) instead of being skipped as known or
+counted twice; seen again with the same count or fewer, it changes nothing.
 """
 
 from __future__ import annotations
@@ -106,11 +113,21 @@ class Incident:
     links: tuple[str, ...] = ()  # what later findings are joined by (entities.profile)
     snapshot_revision: int | None = None  # the revision the snapshot covers
     paged_severity: str | None = None  # the worst severity it has paged with (None: not yet)
+    # The event count of each of ``finding_ids`` when absorbed, in the same order (empty when
+    # stored before it was kept): a finding seen again with more events grows the incident.
+    finding_events: tuple[int, ...] = ()
+
+    def finding_counts(self) -> dict[str, int | None]:
+        """Each finding id -> its event count when absorbed (None where not kept)."""
+        if len(self.finding_events) != len(self.finding_ids):
+            return dict.fromkeys(self.finding_ids)
+        return dict(zip(self.finding_ids, self.finding_events, strict=True))
 
     def as_row(self) -> dict[str, Any]:
         row = dataclasses.asdict(self)
         row["tenants"] = list(self.tenants)
         row["finding_ids"] = list(self.finding_ids)
+        row["finding_events"] = list(self.finding_events)
         row["signals"] = json.dumps([s.as_json() for s in self.signals], sort_keys=True)
         row["entities"] = list(self.entities)
         row["links"] = list(self.links)
@@ -121,6 +138,7 @@ class Incident:
         data: dict[str, Any] = {f.name: row.get(f.name) for f in dataclasses.fields(cls)}
         data["tenants"] = tuple(row.get("tenants") or ())
         data["finding_ids"] = tuple(row.get("finding_ids") or ())
+        data["finding_events"] = tuple(row.get("finding_events") or ())
         data["entities"] = tuple(row.get("entities") or ())
         data["links"] = tuple(row.get("links") or ())
         data["signals"] = tuple(Signal.from_json(s) for s in json.loads(row.get("signals") or "[]"))
@@ -207,6 +225,7 @@ def _new(f: Mapping[str, Any], period: timedelta, egress: Egress) -> Incident:
         finding_count=1,
         event_count=int(f["event_count"]),
         finding_ids=(f["finding_id"],),
+        finding_events=(int(f["event_count"]),),
         score=float(f["score"]),
         threshold=float(f["threshold"]),
         baseline=f.get("baseline"),
@@ -272,6 +291,11 @@ def _absorb(
         "finding_count": inc.finding_count + 1,
         "event_count": inc.event_count + int(f["event_count"]),
         "finding_ids": (*inc.finding_ids, f["finding_id"]),
+        "finding_events": (
+            (*inc.finding_events, int(f["event_count"]))
+            if len(inc.finding_events) == len(inc.finding_ids)
+            else ()  # counts not kept before: unknown for every finding
+        ),
         "signals": _signals(inc.signals, f, period),
         "entities": tuple(sorted(set(inc.entities) | p.entities, key=sort_key)),
         "links": tuple(sorted(set(inc.links) | p.links)),
@@ -288,6 +312,55 @@ def _absorb(
             evidence=lead["evidence"],
         )
     if bump:  # first change to a stored incident in this run: one new revision per run
+        changes.update(status="updated", revision=inc.revision + 1)
+    return dataclasses.replace(inc, **changes)
+
+
+def _grow(inc: Incident, f: Mapping[str, Any], bump: bool, egress: Egress) -> Incident:
+    """``inc`` with its finding ``f`` seen again with more events (its window detected again,
+    more complete: the fast path saw the first object, the schedule the whole hour): the events
+    it adds, its time span, entities and severity; the same number of findings."""
+    counts = inc.finding_counts()
+    delta = int(f["event_count"]) - (counts[f["finding_id"]] or 0)
+    first, last = _seen(f)
+    p = profile(f, egress)
+    signals = []
+    for s in inc.signals:
+        if s.dedup_key == f["dedup_key"]:
+            s = dataclasses.replace(
+                s,
+                severity=worst(s.severity, f["severity"]),
+                title=f["title"] if RANK[f["severity"]] > RANK[s.severity] else s.title,
+                first_seen=min(s.first_seen, first),
+                last_seen=max(s.last_seen, last),
+                event_count=s.event_count + delta,
+            )
+        signals.append(s)
+    counts[f["finding_id"]] = int(f["event_count"])
+    changes: dict[str, Any] = {
+        "severity": worst(inc.severity, f["severity"]),
+        "tenants": tuple(sorted(set(inc.tenants) | set(f.get("tenants") or ()))),
+        "first_seen": min(inc.first_seen, first) if inc.first_seen else first,
+        "last_seen": max(inc.last_seen, last) if inc.last_seen else last,
+        "event_count": inc.event_count + delta,
+        "finding_events": tuple(int(c or 0) for c in counts.values()),
+        "signals": tuple(sorted(signals, key=lambda s: (s.first_seen, s.dedup_key))),
+        "entities": tuple(sorted(set(inc.entities) | p.entities, key=sort_key)),
+        "links": tuple(sorted(set(inc.links) | p.links)),
+    }
+    # The lead's evidence is refreshed when the grown finding leads (or now outranks it).
+    if _lead_rank(f) >= (RANK[inc.severity], inc.score, inc.window_start):
+        changes.update(
+            detector=f["detector"],
+            title=f["title"],
+            actor=f.get("actor"),
+            actor_tenant=f.get("actor_tenant"),
+            score=float(f["score"]),
+            threshold=float(f["threshold"]),
+            baseline=f.get("baseline"),
+            evidence=f["evidence"],
+        )
+    if bump:
         changes.update(status="updated", revision=inc.revision + 1)
     return dataclasses.replace(inc, **changes)
 
@@ -319,10 +392,12 @@ def group(
     taken in window order, so the result does not depend on the order the lake listed them in.
     """
     work: dict[str, Incident] = {}
-    seen: set[str] = set()
+    seen: dict[str, int | None] = {}  # finding id -> its event count when absorbed
+    owner: dict[str, str] = {}  # finding id -> the incident holding it
     for inc in existing:
         work[inc.incident_id] = inc
-        seen.update(inc.finding_ids)
+        seen.update(inc.finding_counts())
+        owner.update(dict.fromkeys(inc.finding_ids, inc.incident_id))
     stored = set(work)
     members: dict[str, list[Mapping[str, Any]]] = {}  # incidents opened in this run: findings
     touched: set[str] = set()
@@ -337,19 +412,31 @@ def group(
 
     order = sorted(findings, key=lambda f: (f["window_start"], f["dedup_key"], f["finding_id"]))
     for f in order:
-        if f["finding_id"] in seen:
+        fid = f["finding_id"]
+        if fid in seen:
+            before = seen[fid]
+            if before is None or int(f["event_count"]) <= before:
+                continue  # absorbed already, as it is now (or its count was not kept)
+            # Seen again with more events: the incident holding it grows; not a new finding.
+            seen[fid] = int(f["event_count"])
+            holder = work[owner[fid]]
+            bump = holder.incident_id in stored and holder.incident_id not in touched
+            work[holder.incident_id] = _grow(holder, f, bump, egress)
+            touched.add(holder.incident_id)
             continue
-        seen.add(f["finding_id"])
+        seen[fid] = int(f["event_count"])
         absorbed.append(dict(f))
         links = profile(f, egress).links
         hits = [i for i in work.values() if _joins(i, f, links, gap)]
         if not hits:
             nxt = _new(f, period(f), egress)
             members[nxt.incident_id] = [f]
+            owner[fid] = nxt.incident_id
         else:
             # A stored incident first (it may have paged), then the earliest.
             hits.sort(key=lambda i: (i.incident_id not in stored, i.period_start, i.incident_id))
             nxt = add(hits[0], f)
+            owner[fid] = nxt.incident_id
             touched.add(nxt.incident_id)
             if nxt.incident_id in members:
                 members[nxt.incident_id].append(f)
@@ -358,6 +445,7 @@ def group(
                     continue  # each has paged on its own: not merged after the fact
                 for g in members.pop(other.incident_id):
                     nxt = add(nxt, g)
+                    owner[g["finding_id"]] = nxt.incident_id
                     if nxt.incident_id in members:
                         members[nxt.incident_id].append(g)
                 del work[other.incident_id]
