@@ -268,8 +268,7 @@ class Detector(ABC, Generic[S]):
         start_iso, end_iso = _iso(start), _iso(end)
         for g in flagged.itertuples(index=False):  # one per finding: few, never per event
             rows = win.iloc[np.sort(np.asarray(g.rows, dtype=np.int64))]
-            digest = hashlib.sha256(f"{self.id}\x1f{g.key}\x1f{start_iso}\x1f{end_iso}".encode())
-            cols["finding_id"].append(digest.hexdigest()[:32])
+            cols["finding_id"].append(finding_id(self.id, str(g.key), start_iso, end_iso))
             cols["detector"].append(self.id)
             cols["severity"].append(g.severity)
             cols["title"].append(g.title or self.title)
@@ -324,6 +323,16 @@ def to_frame(table: pa.Table) -> pd.DataFrame:
         # A column at a time: the conversion's scratch space is one column's, not the table's.
         columns[name] = col.to_pandas()
     return pd.DataFrame(columns, copy=False)
+
+
+def finding_id(detector_id: str, key: str, start: datetime | str, end: datetime | str) -> str:
+    """A finding's id: a hash of its detector, group key and window, so that detecting a window
+    again, on any machine and on more of its events, gives the same ids."""
+    start_iso = start if isinstance(start, str) else _iso(start)
+    end_iso = end if isinstance(end, str) else _iso(end)
+    return hashlib.sha256(
+        f"{detector_id}\x1f{key}\x1f{start_iso}\x1f{end_iso}".encode()
+    ).hexdigest()[:32]
 
 
 def _floor_hour(ts: Any) -> datetime:

@@ -195,25 +195,14 @@ def run_detect(
         if progress:
             progress(i, len(dets))
         try:
-            window = read_events(
-                lake, since, until, sources=det.sources, columns=window_columns(det)
-            )
-            base_start = since - det.lookback
-            if history_from is not None:
-                base_start = max(base_start, min(history_from, since))
-            baseline = read_baseline(lake, det, base_start, since) if det.lookback else None
-            found = det.detect(baseline, window, start=since, end=until, baseline_start=base_start)
+            found, counts[det_id] = _detect_one(lake, det, since, until, history_from)
         except Exception as exc:  # one broken detector must not stop the rest
             failed[det_id] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
             continue
         found = suppressions.mark(found, sups.active)
-        counts[det_id] = {
-            "window_events": window.num_rows,
-            "baseline_events": baseline.num_rows if baseline is not None else 0,
-            "findings": found.num_rows,
-        }
         if write:
             lake.write_table(part_name(det_id, since, until), found)
+            _settle_live(lake, det_id, since, until, found)
         tables.append(found)
     if progress:
         progress(len(dets), len(dets))
@@ -230,6 +219,149 @@ def run_detect(
         "suppressed": findings.num_rows - findings["suppressed_by"].null_count,
         "suppressions_active": len(sups.active),
         "suppressions_expired": [s.id for s, _ in sups.expired],
+        "failed": failed,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    return Detected(findings, summary)
+
+
+def _detect_one(
+    lake: Lake, det: Detector, since: datetime, until: datetime, history_from: datetime | None
+) -> tuple[pa.Table, dict[str, int]]:
+    """``det``'s findings over [since, until), given the history before it, and its counts."""
+    window = read_events(lake, since, until, sources=det.sources, columns=window_columns(det))
+    base_start = since - det.lookback
+    if history_from is not None:
+        base_start = max(base_start, min(history_from, since))
+    baseline = read_baseline(lake, det, base_start, since) if det.lookback else None
+    found = det.detect(baseline, window, start=since, end=until, baseline_start=base_start)
+    counts = {
+        "window_events": window.num_rows,
+        "baseline_events": baseline.num_rows if baseline is not None else 0,
+        "findings": found.num_rows,
+    }
+    return found, counts
+
+
+# --- sliding windows ---------------------------------------------------------------------------
+
+
+def live_name(detector_id: str, since: datetime, until: datetime) -> str:
+    """The file of a detector's findings that sliding windows anchored in [since, until)."""
+    return part_name(f"{detector_id}|live", since, until)
+
+
+def _floor(ts: datetime, step: timedelta) -> datetime:
+    ts = _utc(ts)
+    day = ts.replace(hour=0, minute=0, second=0, microsecond=0)
+    return day + ((ts - day) // step) * step
+
+
+def anchor(found: pa.Table, length: timedelta) -> dict[datetime, pa.Table]:
+    """Findings of a sliding window, each moved to the clock-aligned window of ``length`` that
+    holds its first event, with the id the detector gives that group in that window: so the
+    window's own detection, once it is complete, finds the same ids, and every tick that sees a
+    burst gives it the same id."""
+    from detectors.base import finding_id
+
+    out: dict[datetime, list[dict[str, Any]]] = {}
+    for row in found.to_pylist():
+        start = _floor(row["first_seen"] or row["window_start"], length)
+        detector, _, key = row["dedup_key"].partition(":")
+        row.update(
+            window_start=start,
+            window_end=start + length,
+            finding_id=finding_id(detector, key, start, start + length),
+        )
+        out.setdefault(start, []).append(row)
+    return {s: pa.Table.from_pylist(rows, schema.FINDINGS) for s, rows in out.items()}
+
+
+def _merge_live(lake: Lake, rel: str, new: pa.Table, settled: set[str]) -> pa.Table:
+    """The live file's rows after a tick: every finding any tick found (none is dropped when
+    the window slides past its first events), each in its largest view (most events), less
+    those the window's own detection has found since (``settled``)."""
+    rows: dict[str, dict[str, Any]] = {}
+    old = lake.read_file(rel).to_pylist() if lake.exists(rel) else []
+    for row in [*old, *new.to_pylist()]:
+        have = rows.get(row["finding_id"])
+        if have is None or row["event_count"] > have["event_count"]:
+            rows[row["finding_id"]] = row
+    kept = [r for fid, r in sorted(rows.items()) if fid not in settled]
+    return pa.Table.from_pylist(kept, schema.FINDINGS)
+
+
+def _settle_live(
+    lake: Lake, detector_id: str, since: datetime, until: datetime, found: pa.Table
+) -> None:
+    """The window's own detection is written: the live file of the same window keeps only the
+    findings it did not find again (a burst the sliding window saw whole and the aligned window
+    only in part), so no finding is in the lake twice and none is lost."""
+    rel = live_name(detector_id, since, until)
+    if not lake.exists(rel):
+        return
+    left = _merge_live(
+        lake, rel, schema.empty(schema.FINDINGS), set(found["finding_id"].to_pylist())
+    )
+    if left.num_rows:
+        lake.write_table(rel, left)
+    else:
+        lake.fs.delete_file(lake.path(rel))
+
+
+def run_live(
+    lake_root: str,
+    cfg: Config,
+    end: datetime,
+    length: timedelta,
+    *,
+    only: tuple[str, ...] | None = None,
+) -> Detected:
+    """The windowed detectors (those with a lookback; or ``only``) over the sliding window
+    [end - length, end): what has arrived of the current hour and the one before, evaluated at
+    every schedule tick so that a burst pages within a tick of its delivery instead of after its
+    clock-aligned window closes and the lag for late delivery has passed.
+
+    Findings are ``anchor``ed to the aligned window of their first event and kept in that
+    window's live file (``live_name``) beside its own findings file; the aligned detection
+    settles it (``_settle_live``)."""
+    import detectors
+    from pipeline import suppressions
+
+    started = time.perf_counter()
+    chosen = detectors.from_config(cfg, only)
+    dets = {d: x for d, x in chosen.items() if only is not None or x.lookback > timedelta(0)}
+    lake = Lake(lake_root)
+    end = _utc(end)
+    since = end - length
+    sups = suppressions.in_force(cfg, lake, end)
+    history_from = earliest_event(lake)
+    tables, failed, counts = [], {}, {}
+    for det_id, det in dets.items():
+        try:
+            found, counts[det_id] = _detect_one(lake, det, since, end, history_from)
+        except Exception as exc:  # one broken detector must not stop the rest
+            failed[det_id] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+            continue
+        for start, part in sorted(anchor(suppressions.mark(found, sups.active), length).items()):
+            final = part_name(det_id, start, start + length)
+            settled = (
+                set(lake.read_file(final)["finding_id"].to_pylist())
+                if lake.exists(final)
+                else set()
+            )
+            rel = live_name(det_id, start, start + length)
+            lake.write_table(rel, _merge_live(lake, rel, part, settled))
+            tables.append(part)
+    findings = _worst_first(pa.concat_tables(tables) if tables else schema.empty(schema.FINDINGS))
+    summary: dict[str, Any] = {
+        "lake": lake.root,
+        "window_start": since.isoformat(),
+        "window_end": end.isoformat(),
+        "sliding": True,
+        "detectors": counts,
+        "findings": findings.num_rows,
+        "suppressed": findings.num_rows - findings["suppressed_by"].null_count,
         "failed": failed,
         "seconds": round(time.perf_counter() - started, 3),
     }

@@ -202,6 +202,9 @@ class SlowStages:
         self.detected.append(args[2])
         return self.real.detect(*args)
 
+    def slide(self, *args: Any) -> DetectResult:
+        return self.real.slide(*args)
+
     def alert(self, *args: Any) -> AlertResult:
         return self.real.alert(*args)
 

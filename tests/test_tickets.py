@@ -402,6 +402,9 @@ class Recording:
         detectors.from_config(cfg)
         return DetectResult(findings=0)
 
+    def slide(self, *args: Any) -> DetectResult:
+        return DetectResult(findings=0)
+
     def alert(self, *args: Any) -> AlertResult:
         return AlertResult()
 

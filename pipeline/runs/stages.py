@@ -1,4 +1,4 @@
-"""The three stages as a run calls them, each handing back its typed result
+"""The stages as a run calls them, each handing back its typed result
 (``pipeline.runs.results``), and ``Stages``: the seam through which the unattended runs reach
 them, which a test or a later deployment (AWS Glue) can re-point.
 
@@ -10,7 +10,7 @@ load when it is imported.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from pipeline.config import Config
@@ -52,6 +52,13 @@ def detect(
     return DetectResult.of(
         run_detect(lake_root, cfg, since, until, only=only, progress=progress, warn=warn)
     )
+
+
+def slide(lake_root: str, cfg: Config, end: datetime, length: timedelta) -> DetectResult:
+    """The windowed detectors over the sliding window that ends at ``end``."""
+    from pipeline.detect import run_live
+
+    return DetectResult.of(run_live(lake_root, cfg, end, length))
 
 
 def alert(
@@ -103,6 +110,10 @@ class Stages(Protocol):
         only: tuple[str, ...] | None,
     ) -> DetectResult: ...
 
+    def slide(
+        self, lake_root: str, cfg: Config, end: datetime, length: timedelta
+    ) -> DetectResult: ...
+
     def alert(self, lake_root: str, cfg: Config, since: datetime | None) -> AlertResult: ...
 
 
@@ -133,6 +144,9 @@ class PipelineStages:
         only: tuple[str, ...] | None,
     ) -> DetectResult:
         return detect(lake_root, cfg, since, until, only=only)
+
+    def slide(self, lake_root: str, cfg: Config, end: datetime, length: timedelta) -> DetectResult:
+        return slide(lake_root, cfg, end, length)
 
     def alert(self, lake_root: str, cfg: Config, since: datetime | None) -> AlertResult:
         return alert(lake_root, cfg, since=since, in_lambda=True)

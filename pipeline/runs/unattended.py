@@ -18,6 +18,13 @@ Why the same result however often it runs:
   too), so two overlapping runs never publish the same incident twice: the second one finds the
   lease held and stops, and the next run does the work.
 
+Each tick also runs the windowed detectors (those that compare with history: the failure spike,
+tenant switching) over the sliding window that ends at the tick (``RunSettings.slide``,
+``pipeline.detect.run_live``): a burst pages within a tick of its delivery rather than after its
+clock-aligned window and the lag. Its findings take the ids the aligned window gives the same
+group, and incidents grow rather than page again, so a burst is paged once however many ticks
+and windows see it.
+
 The pipeline's health (``pipeline.health``) is measured once per run, at its end, whatever
 number of windows it detected, and sent as the CLI's runs send theirs.
 
@@ -65,6 +72,9 @@ class RunSettings:
     backfill_hours: int = 24  # the first scheduled run starts this long before now less the lag
     reserve_seconds: float = 60.0  # stop when less than this (or the slowest window) is left
     lease_seconds: int = 16 * 60  # longer than Lambda's 15 minutes: a dead holder's lease expires
+    # Every tick also runs the windowed detectors over the window that ends at the tick (a
+    # sliding window of ``window_minutes``), so a burst pages within a tick of its delivery.
+    slide: bool = True
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> RunSettings:
@@ -81,6 +91,15 @@ class RunSettings:
                 raise ConfigError(f"{name}: expected a positive number, got {raw!r}")
             return value
 
+        def flag(key: str, default: bool) -> bool:
+            name = f"TENANTWATCH_RUN_{key}"
+            raw = environ.get(name, "").strip().lower()
+            if not raw:
+                return default
+            if raw not in ("0", "1", "true", "false"):
+                raise ConfigError(f"{name}: expected 1 or 0 (true or false), got {raw!r}")
+            return raw in ("1", "true")
+
         raw_sources = environ.get("TENANTWATCH_RUN_SOURCES", "")
         s = cls(
             sources=tuple(x.strip() for x in raw_sources.split(",") if x.strip()),
@@ -88,6 +107,7 @@ class RunSettings:
             backfill_hours=num("BACKFILL_HOURS", cls.backfill_hours),
             reserve_seconds=num("RESERVE_SECONDS", cls.reserve_seconds, float),
             lease_seconds=num("LEASE_SECONDS", cls.lease_seconds),
+            slide=flag("SLIDE", cls.slide),
         )
         if (24 * 60) % s.window_minutes:
             raise ConfigError(
@@ -165,6 +185,7 @@ class Report:
     windows: list[str] = field(default_factory=list)  # "start/end" of each window completed
     compaction: dict[str, Any] = field(default_factory=dict)  # pipeline.compact's summary
     retention: dict[str, Any] = field(default_factory=dict)  # pipeline.retention's summary
+    sliding: dict[str, Any] = field(default_factory=dict)  # the sliding window's detection
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -181,6 +202,7 @@ class Report:
             "health": self.run.health_dict(),
             "compaction": self.compaction,
             "retention": self.retention,
+            "sliding": self.sliding,
             "seconds": round(self.seconds, 3),
         }
 
@@ -269,6 +291,8 @@ def run_scheduled(
             write_watermark(lake_root, window[1], run_id)
             report.watermark_after = window[1].isoformat()
             budget.slowest_window_s = max(budget.slowest_window_s, time.perf_counter() - t0)
+        if settings.slide and report.status != "checkpoint":
+            _slide(stages, lake_root, run_cfg, now, settings, budget, report)
         if not todo and report.status == "done":
             report.status = "nothing_to_do"
         if report.status != "checkpoint":
@@ -278,6 +302,30 @@ def run_scheduled(
         _finish(lake_root, cfg, report)
         report.seconds = time.perf_counter() - started
     return report
+
+
+def _slide(
+    stages: Stages,
+    lake_root: str,
+    cfg: Config,
+    now: datetime,
+    settings: RunSettings,
+    budget: Budget,
+    report: Report,
+) -> None:
+    """The windowed detectors over the window that ends now, then alerting if they found
+    anything (``pipeline.detect.run_live``). What arrived late is still detected by the aligned
+    windows, so a detector that fails here is reported and the run goes on."""
+    if not budget.enough_for_window():
+        report.status = "checkpoint"
+        return
+    length = timedelta(minutes=settings.window_minutes)
+    live = stages.slide(lake_root, cfg, now, length)
+    report.sliding = live.as_dict()
+    if live.findings > live.suppressed:
+        report.run.alert.append(
+            stages.alert(lake_root, cfg, floor_to(now - length, settings.window_minutes))
+        )
 
 
 def _upkeep(lake_root: str, cfg: Config, today: datetime, budget: Budget, report: Report) -> None:
