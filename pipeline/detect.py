@@ -309,6 +309,31 @@ def _settle_live(
         lake.fs.delete_file(lake.path(rel))
 
 
+def _present(
+    lake: Lake, detector_id: str, start: datetime, end: datetime, live: str, done: bool
+) -> set[str]:
+    """Ids of the detector's findings of [start, end) already in the lake outside its live file:
+    those of the window's own findings file or, once compaction has merged a finished window's
+    files into its day's few files, of that day's rows of this detector and window."""
+    final = part_name(detector_id, start, end)
+    if lake.exists(final):
+        return set(lake.read_file(final, columns=["finding_id"])["finding_id"].to_pylist())
+    if not done:
+        return set()  # not detected as a whole yet: nothing of it is settled
+    ids: set[str] = set()
+    for rel in lake.files(f"{FINDINGS}/date={start:%Y-%m-%d}"):
+        if rel == live:
+            continue
+        try:
+            t = lake.read_file(rel, columns=["finding_id", "detector", "window_start"])
+        except FileNotFoundError:
+            continue  # compacted away since the listing: its rows are in a file listed too
+        for row in t.to_pylist():
+            if row["detector"] == detector_id and row["window_start"] == start:
+                ids.add(row["finding_id"])
+    return ids
+
+
 def run_live(
     lake_root: str,
     cfg: Config,
@@ -316,6 +341,7 @@ def run_live(
     length: timedelta,
     *,
     only: tuple[str, ...] | None = None,
+    settled: datetime | None = None,
 ) -> Detected:
     """The windowed detectors (those with a lookback; or ``only``) over the sliding window
     [end - length, end): what has arrived of the current hour and the one before, evaluated at
@@ -324,7 +350,8 @@ def run_live(
 
     Findings are ``anchor``ed to the aligned window of their first event and kept in that
     window's live file (``live_name``) beside its own findings file; the aligned detection
-    settles it (``_settle_live``)."""
+    settles it (``_settle_live``). Windows that end by ``settled`` (the schedule's watermark)
+    have had their own detection: a finding it wrote is never written again as live."""
     import detectors
     from pipeline import suppressions
 
@@ -344,14 +371,14 @@ def run_live(
             failed[det_id] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
             continue
         for start, part in sorted(anchor(suppressions.mark(found, sups.active), length).items()):
-            final = part_name(det_id, start, start + length)
-            settled = (
-                set(lake.read_file(final)["finding_id"].to_pylist())
-                if lake.exists(final)
-                else set()
-            )
             rel = live_name(det_id, start, start + length)
-            lake.write_table(rel, _merge_live(lake, rel, part, settled))
+            done = settled is not None and start + length <= settled
+            present = _present(lake, det_id, start, start + length, rel, done)
+            merged = _merge_live(lake, rel, part, present)
+            if merged.num_rows:
+                lake.write_table(rel, merged)
+            elif lake.exists(rel):
+                lake.fs.delete_file(lake.path(rel))
             tables.append(part)
     findings = _worst_first(pa.concat_tables(tables) if tables else schema.empty(schema.FINDINGS))
     summary: dict[str, Any] = {

@@ -159,3 +159,30 @@ def test_slide_setting_from_the_environment() -> None:
     assert RunSettings.from_environ({"TENANTWATCH_RUN_SLIDE": "0"}).slide is False
     with pytest.raises(ConfigError, match="TENANTWATCH_RUN_SLIDE"):
         RunSettings.from_environ({"TENANTWATCH_RUN_SLIDE": "maybe"})
+
+
+def test_a_window_compacted_after_its_detection_is_not_written_again_as_live(
+    tmp_path: Path,
+) -> None:
+    import pyarrow as pa
+
+    burst(tmp_path / "trail", T0 + timedelta(minutes=30))  # 10:30 .. 10:35
+    lake_root = str(tmp_path / "lake")
+    tick(tmp_path, T0 + timedelta(minutes=75))  # 10:00's own detection: its findings file
+    ids = spike_ids(lake_root)
+    assert ids
+    # Compaction merges the finished day's findings files into one (as pipeline.compact does).
+    lake = Lake(lake_root)
+    files = lake.files("findings")
+    merged = pa.concat_tables([lake.read_file(f) for f in files])
+    for f in files:
+        lake.fs.delete_file(lake.path(f))
+    lake.write_table("findings/date=2026-11-16/part-compacted.parquet", merged)
+    # The next tick's sliding window (10:20 .. 11:20) sees the burst again, anchored to 10:00.
+    report = tick(tmp_path, T0 + timedelta(minutes=80))
+    assert report.sliding["findings"] >= 1
+    rows = detect.read_findings(lake_root).to_pylist()
+    assert len(rows) == len({r["finding_id"] for r in rows})
+    assert spike_ids(lake_root) == ids and lake.files("findings") == [
+        "findings/date=2026-11-16/part-compacted.parquet"
+    ]

@@ -54,11 +54,14 @@ def detect(
     )
 
 
-def slide(lake_root: str, cfg: Config, end: datetime, length: timedelta) -> DetectResult:
-    """The windowed detectors over the sliding window that ends at ``end``."""
+def slide(
+    lake_root: str, cfg: Config, end: datetime, length: timedelta, settled: datetime | None
+) -> DetectResult:
+    """The windowed detectors over the sliding window that ends at ``end`` (windows ending by
+    ``settled`` have had their own detection)."""
     from pipeline.detect import run_live
 
-    return DetectResult.of(run_live(lake_root, cfg, end, length))
+    return DetectResult.of(run_live(lake_root, cfg, end, length, settled=settled))
 
 
 def alert(
@@ -111,7 +114,12 @@ class Stages(Protocol):
     ) -> DetectResult: ...
 
     def slide(
-        self, lake_root: str, cfg: Config, end: datetime, length: timedelta
+        self,
+        lake_root: str,
+        cfg: Config,
+        end: datetime,
+        length: timedelta,
+        settled: datetime | None,
     ) -> DetectResult: ...
 
     def alert(self, lake_root: str, cfg: Config, since: datetime | None) -> AlertResult: ...
@@ -145,8 +153,15 @@ class PipelineStages:
     ) -> DetectResult:
         return detect(lake_root, cfg, since, until, only=only)
 
-    def slide(self, lake_root: str, cfg: Config, end: datetime, length: timedelta) -> DetectResult:
-        return slide(lake_root, cfg, end, length)
+    def slide(
+        self,
+        lake_root: str,
+        cfg: Config,
+        end: datetime,
+        length: timedelta,
+        settled: datetime | None,
+    ) -> DetectResult:
+        return slide(lake_root, cfg, end, length, settled)
 
     def alert(self, lake_root: str, cfg: Config, since: datetime | None) -> AlertResult:
         return alert(lake_root, cfg, since=since, in_lambda=True)

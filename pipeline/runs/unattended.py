@@ -320,7 +320,8 @@ def _slide(
         report.status = "checkpoint"
         return
     length = timedelta(minutes=settings.window_minutes)
-    live = stages.slide(lake_root, cfg, now, length)
+    mark = datetime.fromisoformat(report.watermark_after) if report.watermark_after else None
+    live = stages.slide(lake_root, cfg, now, length, mark)
     report.sliding = live.as_dict()
     if live.findings > live.suppressed:
         report.run.alert.append(
