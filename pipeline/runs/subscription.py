@@ -6,8 +6,9 @@ logged. The run:
 
 1. **stores the payload first**, as received (the gzip bytes inside ``awslogs.data``, which
    ``pipeline.ingest.formats`` reads back like any CloudWatch Logs payload), in the *inbox*
-   (``TENANTWATCH_RUN_LOGS_INBOX``, ``s3://bucket/prefix/``). CloudWatch Logs keeps nothing for a
-   destination that failed, so nothing is ingested or detected before the lines are on S3;
+   (``TENANTWATCH_RUN_LOGS_INBOX``, ``s3://bucket/prefix/``). CloudWatch Logs hands each batch
+   over once (Lambda's retries, then its dead-letter queue, are all that follow), so nothing is
+   ingested or detected before the lines are on S3;
 2. then ingests that one object as the S3-object run does (``unattended.run_objects``): the rule
    detectors run over the windows its new events fall in and alert, so a cross-tenant success in
    the API's logs pages within a minute or two.
