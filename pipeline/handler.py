@@ -1,6 +1,8 @@
-"""Lambda entry points: ``scheduled`` (EventBridge Scheduler) and ``on_s3_object`` (new objects).
+"""Lambda entry points: ``scheduled`` (EventBridge Scheduler), ``on_s3_object`` (new objects) and
+``on_log_events`` (a CloudWatch Logs subscription: API logs in near real time, through the S3
+inbox of ``pipeline.runs.subscription``).
 
-Both parse their event with Powertools' models, log JSON with the run id as correlation id, emit
+All parse their event with Powertools' models, log JSON with the run id as correlation id, emit
 their metrics in the embedded metric format, and read the configuration as the CLI does
 (``parse_config``) from the TOML document in the SSM parameter named by
 ``TENANTWATCH_CONFIG_PARAMETER`` (through Powertools Parameters, cached for a few minutes, so an
@@ -21,7 +23,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import unquote_plus
 
 from aws_lambda_powertools import Logger, Metrics
@@ -34,11 +36,14 @@ from aws_lambda_powertools.utilities.parser.models import (
     S3EventNotificationEventBridgeModel,
     S3Model,
 )
+from aws_lambda_powertools.utilities.parser.models.cloudwatch import CloudWatchLogsDecode
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from pipeline.config import Config, parse_config
+from pipeline.config import Config, IngestConfig, parse_config
 from pipeline.errors import ConfigError, TenantwatchError
+from pipeline.runs import subscription
+from pipeline.runs.subscription import Delivery, LogsInbox, PayloadError
 from pipeline.runs.unattended import (
     Budget,
     ObjectRef,
@@ -76,10 +81,32 @@ class ScheduledEvent(EventBridgeModel):
     detail: ScheduleDetail
 
 
+class AwsLogsData(BaseModel):
+    data: str
+
+
+class LogsEvent(BaseModel):
+    """A subscription filter's event: ``awslogs.data``, base64 of the gzip of the payload.
+    Decoded by ``subscription.decode`` within ``ingest.max_decompressed_bytes``; Powertools'
+    ``CloudWatchLogsModel`` would inflate it without a bound and name no reason for a failure."""
+
+    awslogs: AwsLogsData
+
+
+class LogsPayload(CloudWatchLogsDecode):
+    """A decoded data message (Powertools' model of it), whose log group names a key folder."""
+
+    messageType: Literal["DATA_MESSAGE"]
+    logGroup: str = Field(pattern=subscription.LOG_GROUP_PATTERN)
+
+
 def _reject(kind: str, exc: Exception) -> MalformedEventError:
     if isinstance(exc, ValidationError):
         errors = exc.errors(include_url=False, include_input=False)[:5]
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors)
+    elif isinstance(exc, PayloadError):
+        errors = []
+        problems = str(exc)[:300]
     else:  # a model validator that met the wrong shape (Powertools wraps its AttributeError)
         errors = []
         problems = f"not the expected shape: {str(exc).splitlines()[0][:200]}"
@@ -117,6 +144,22 @@ def parse_objects(event: Any) -> list[ObjectRef]:
     return [ObjectRef(eb.detail.bucket.name, eb.detail.object.key, eb.time)]
 
 
+def parse_log_events(event: Any) -> Delivery | None:
+    """A CloudWatch Logs subscription's data message, or None for a control message (CloudWatch
+    Logs checking that the destination answers: nothing to do)."""
+    try:
+        envelope = parse(event=event, model=LogsEvent)
+        limit = IngestConfig().max_decompressed_bytes
+        data, decoded, digest = subscription.decode(envelope.awslogs.data, limit)
+        if decoded.get("messageType") == "CONTROL_MESSAGE":
+            return None
+        payload = parse(event=decoded, model=LogsPayload)
+    except (ValidationError, InvalidModelTypeError, PayloadError) as exc:
+        raise _reject("cloudwatch logs", exc) from None
+    first = payload.logEvents[0].timestamp if payload.logEvents else datetime.now(UTC)
+    return Delivery(data, payload.logGroup, _utc(first), len(payload.logEvents), digest)
+
+
 # --- configuration ----------------------------------------------------------------------------
 
 
@@ -132,7 +175,10 @@ def load(environ: Mapping[str, str]) -> tuple[Config, RunSettings]:
             data = tomllib.loads(str(text))
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{where}: not valid TOML ({exc})") from None
-    return parse_config(data, where, environ), RunSettings.from_environ(environ)
+    cfg, settings = parse_config(data, where, environ), RunSettings.from_environ(environ)
+    # Every function checks the inbox: the scheduled run is what reads it after a failure.
+    LogsInbox.from_environ(environ, settings, cfg.lake.root)
+    return cfg, settings
 
 
 def _utc(ts: datetime) -> datetime:
@@ -195,4 +241,22 @@ def on_s3_object(event: dict[str, Any], context: LambdaContext) -> dict[str, Any
     budget = Budget(context.get_remaining_time_in_millis, settings.reserve_seconds)
     report = run_objects(wanted, cfg.lake.root, cfg, settings, budget, run_id)
     metrics.add_metric(name="ObjectsIngested", unit=MetricUnit.Count, value=len(wanted))
+    return _finish(report)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def on_log_events(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Store a CloudWatch Logs subscription's payload in the inbox, then ingest it; rule
+    detectors and alerting if no other run is busy (``pipeline.runs.subscription``)."""
+    delivery = parse_log_events(event)
+    if delivery is None or not delivery.events:
+        run_id = "logs-control" if delivery is None else delivery.run_id
+        return _finish(Report(run_id, "objects", status="nothing_to_do"))
+    logger.set_correlation_id(delivery.run_id)
+    cfg, settings = load(os.environ)
+    inbox = LogsInbox.required(os.environ, settings, cfg.lake.root)
+    metrics.add_metric(name="LogEventsReceived", unit=MetricUnit.Count, value=delivery.events)
+    budget = Budget(context.get_remaining_time_in_millis, settings.reserve_seconds)
+    report = subscription.run_delivery(delivery, inbox, cfg.lake.root, cfg, settings, budget)
     return _finish(report)

@@ -219,19 +219,34 @@ def lines_file(path: Path, objs: list[dict[str, Any]], *, cwl_export: bool = Fal
     return path
 
 
-def cwl_subscription(objs: list[dict[str, Any]]) -> dict[str, Any]:
-    """A CloudWatch Logs subscription payload as Lambda receives it (base64 of gzip)."""
+def cwl_subscription(
+    objs: list[dict[str, Any]],
+    *,
+    log_group: str = "/aws/lambda/tenant-authorizer",
+    timestamp_ms: int = 1763287200000,
+) -> dict[str, Any]:
+    """A CloudWatch Logs subscription payload as Lambda receives it (base64 of gzip), its log
+    events ``timestamp_ms`` onwards, a second apart."""
     payload = {
         "messageType": "DATA_MESSAGE",
         "owner": ACCOUNT,
-        "logGroup": "/aws/lambda/tenant-authorizer",
+        "logGroup": log_group,
         "logStream": "2026/11/16/[$LATEST]abc",
         "subscriptionFilters": ["tw"],
         "logEvents": [
-            {"id": str(i), "timestamp": 1763287200000, "message": json.dumps(o)}
+            {
+                "id": f"{timestamp_ms + 1000 * i:056d}",
+                "timestamp": timestamp_ms + 1000 * i,
+                "message": json.dumps(o),
+            }
             for i, o in enumerate(objs)
         ],
     }
+    return cwl_encoded(payload)
+
+
+def cwl_encoded(payload: dict[str, Any]) -> dict[str, Any]:
+    """``payload`` as CloudWatch Logs hands it to Lambda: ``awslogs.data``, base64 of gzip."""
     data = base64.b64encode(gzip.compress(json.dumps(payload).encode())).decode()
     return {"awslogs": {"data": data}}
 

@@ -2,10 +2,11 @@
 handlers run against the stack's own buckets, topic and parameter.
 
 moto's CloudFormation creates the buckets, topics, KMS key, queue, SSM parameter, IAM roles and
-policy, log groups, both functions, the EventBridge rule and its permission. It has no
-implementation for the types in ``NOT_IN_MOTO`` (it skips them with a warning), and of an S3
-bucket's properties it applies only encryption and tags (no versioning, Object Lock, public
-access block or lifecycle). Those are checked by cfn-lint only, never faked here.
+policy, log groups, the three functions, the EventBridge rule and the functions' permissions. It
+has no implementation for the types in ``NOT_IN_MOTO`` (it skips them with a warning), and of an
+S3 bucket's properties it applies only encryption and tags (no versioning, Object Lock, public
+access block or lifecycle). Those are checked by cfn-lint and by reading the template, never
+faked here.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ NOT_IN_MOTO = {
     "AWS::Glue::Database",
     "AWS::Glue::Table",
     "AWS::Lambda::EventInvokeConfig",
+    "AWS::Logs::SubscriptionFilter",
     "AWS::S3::BucketPolicy",
     "AWS::SQS::QueuePolicy",
     "AWS::Scheduler::Schedule",
@@ -69,7 +70,7 @@ def test_glue_table_is_the_events_schema_over_the_lake_layout() -> None:
     assert table["StorageDescriptor"]["Location"]["Fn::Sub"] == "s3://${LakeBucket}/lake/events/"
 
 
-def test_both_functions_run_a_handler_of_the_image_from_the_lambda_python_base() -> None:
+def test_every_function_runs_a_handler_of_the_image_from_the_lambda_python_base() -> None:
     """What the template asks of the image; what the image holds is tests/test_image.py's (which
     builds it where Docker runs)."""
     text = (REPO / "infra" / "Dockerfile").read_text()
@@ -83,38 +84,89 @@ def test_both_functions_run_a_handler_of_the_image_from_the_lambda_python_base()
     assert commands == {
         "ScheduledFunction": ["pipeline.handler.scheduled"],
         "ObjectFunction": ["pipeline.handler.on_s3_object"],
+        "LogsFunction": ["pipeline.handler.on_log_events"],
     }
     from pipeline import handler
 
     assert callable(handler.scheduled) and callable(handler.on_s3_object)
+    assert callable(handler.on_log_events)
+
+
+def test_the_logs_inbox_is_a_source_written_only_under_its_prefix_and_expired() -> None:
+    """What moto does not apply: the lifecycle rule and the IAM policy's scope (cfn-lint checks
+    the syntax, not these)."""
+    resources = awsstack.template()["Resources"]
+    env = awsstack.template()["Globals"]["Function"]["Environment"]["Variables"]
+    inbox = "s3://${LakeBucket}/${LogsInboxPrefix}"
+    assert env["TENANTWATCH_RUN_LOGS_INBOX"] == {"Fn::Sub": inbox}
+    assert env["TENANTWATCH_RUN_SOURCES"]["Fn::Sub"].split(",")[1:] == [inbox]
+    statements = resources["FunctionRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+    puts = [
+        s["Resource"]
+        for s in statements["Statement"]
+        if "s3:PutObject" in s["Action"] and s["Sid"] not in ("Lake", "WriteSnapshotsOnce")
+    ]
+    assert puts == [{"Fn::Sub": "${LakeBucket.Arn}/${LogsInboxPrefix}*"}]
+    rules = resources["LakeBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    (rule,) = [r for r in rules if r.get("Prefix") == {"Ref": "LogsInboxPrefix"}]
+    assert rule["Status"] == "Enabled"
+    assert rule["ExpirationInDays"] == {"Ref": "LogsInboxRetentionDays"}
+    # The inbox lies outside the lake: the default prefix is not under lake/.
+    default = awsstack.template()["Parameters"]["LogsInboxPrefix"]["Default"]
+    assert not default.startswith("lake/")
+
+
+def test_a_subscription_filter_and_its_permission_per_log_group_given() -> None:
+    resources = awsstack.template()["Resources"]
+    filters = {k: r for k, r in resources.items() if r["Type"] == "AWS::Logs::SubscriptionFilter"}
+    assert set(filters) == {"AccessLogsSubscription", "AuthorizerLogsSubscription"}
+    for name, f in filters.items():
+        permission = resources[f["DependsOn"]]
+        assert permission["Type"] == "AWS::Lambda::Permission"
+        assert f["Condition"] == permission["Condition"], name  # none when the name is empty
+        group = f["Properties"]["LogGroupName"]["Ref"]
+        condition = awsstack.template()["Conditions"][f["Condition"]]
+        assert condition == {"Fn::Not": [{"Fn::Equals": [{"Ref": group}, ""]}]}
+        assert permission["Properties"]["Principal"] == "logs.amazonaws.com"
+        assert permission["Properties"]["SourceArn"]["Fn::Sub"].endswith(
+            f":log-group:${{{group}}}:*"
+        )
+        assert f["Properties"]["DestinationArn"] == {"Fn::GetAtt": ["LogsFunction", "Arn"]}
+        assert permission["Properties"]["FunctionName"] == f["Properties"]["DestinationArn"]
 
 
 # --- the stack in moto -------------------------------------------------------------------------
 
 
-@pytest.fixture
-def stack(aws: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    """The expanded template created as a stack, and the handler environment it configures."""
-    from aws_lambda_powertools.utilities import parameters
+def _deploy(monkeypatch: pytest.MonkeyPatch, parameters: dict[str, str]) -> dict[str, Any]:
+    """The expanded template created as a stack with ``parameters``, and the handler
+    environment it configures, set."""
+    from aws_lambda_powertools.utilities import parameters as ssm_parameters
 
     from pipeline import aws as alert_aws
 
-    parameters.clear_caches()
+    ssm_parameters.clear_caches()
     alert_aws.reset()
     # The first run starts 3 hours back (default: a day): fewer empty windows.
-    st = awsstack.deploy(TRAIL, {"BackfillHours": "3"})
+    st = awsstack.deploy(TRAIL, {"BackfillHours": "3", **parameters})
     assert st.status == "CREATE_COMPLETE"
     template = st.template
     wanted = {k: v["Type"] for k, v in template["Resources"].items() if "Condition" not in v}
     missing = {k for k, t in wanted.items() if k not in st.created}
-    # Exactly the types moto cannot create are missing: everything else is real.
-    assert {wanted[k] for k in missing} == NOT_IN_MOTO
+    # Exactly the types moto cannot create are missing: everything else is real. (The
+    # subscription filters are conditional, so never among the wanted.)
+    assert {wanted[k] for k in missing} == NOT_IN_MOTO - {"AWS::Logs::SubscriptionFilter"}
     outputs, env = st.outputs, st.env
     for key in [k for k in os.environ if k.startswith(("TENANTWATCH_", "POWERTOOLS_"))]:
         monkeypatch.delenv(key)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    yield {"outputs": outputs, "env": env, "template": template}
+    return {"outputs": outputs, "env": env, "template": template, "created": st.created}
+
+
+@pytest.fixture
+def stack(aws: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    return _deploy(monkeypatch, {})
 
 
 def _configure(stack: dict[str, Any]) -> None:
@@ -324,7 +376,9 @@ def test_the_config_parameter_is_read_through_powertools(stack: dict[str, Any]) 
     cfg, settings = handler.load(os.environ)
     assert cfg.lake.root == stack["outputs"]["LakeRoot"]
     assert cfg.alerting.sns_topic_arn == stack["outputs"]["IncidentTopicArn"]
-    assert settings.sources == (f"s3://{TRAIL}/AWSLogs/",)
+    inbox = f"s3://{stack['outputs']['LakeBucketName']}/logs-inbox/"
+    assert settings.sources == (f"s3://{TRAIL}/AWSLogs/", inbox)
+    assert stack["outputs"]["LogsInbox"] == inbox
     ssm = boto3.client("ssm")
     ssm.put_parameter(Name=name, Value="[lake]\nbogus = 1\n", Type="String", Overwrite=True)
     handler.load(os.environ)  # cached: an edit applies within CONFIG_MAX_AGE_S, not at once
@@ -445,3 +499,56 @@ def test_every_alarm_reads_a_metric_that_lambda_and_the_cli_emit(
             assert metric in from_lambda, f"{alarm}: {metric} is never sent from Lambda"
             if metric[1] not in LAMBDA_ONLY:
                 assert metric in from_cli, f"{alarm}: {metric} is never sent from the CLI"
+
+
+# --- API logs through CloudWatch Logs subscriptions ----------------------------------------------
+
+
+@pytest.mark.slow
+def test_log_events_handler_against_the_stack_stores_ingests_and_publishes_once(
+    aws: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stack deployed with both log groups: the logs function may be invoked by CloudWatch
+    Logs for exactly those groups (moto has no subscription filters), and a payload from the
+    access-log group lands in the stack's inbox, is ingested, and pages once."""
+    from pipeline import handler
+
+    groups = {"AccessLogGroupName": "/tw/api-access", "AuthorizerLogGroupName": "/tw/authz"}
+    stack = _deploy(monkeypatch, groups)
+    out = stack["outputs"]
+    assert {"AccessLogsPermission", "AuthorizerLogsPermission"} <= stack["created"]
+    policy = json.loads(
+        boto3.client("lambda").get_policy(FunctionName=out["LogsFunctionName"])["Policy"]
+    )
+    arns = sorted(
+        s["Condition"]["ArnLike"]["AWS:SourceArn"]
+        for s in policy["Statement"]
+        if s["Principal"] == {"Service": "logs.amazonaws.com"}
+    )
+    assert arns == [
+        f"arn:aws:logs:us-east-1:{awsstack.ACCOUNT}:log-group:/tw/api-access:*",
+        f"arn:aws:logs:us-east-1:{awsstack.ACCOUNT}:log-group:/tw/authz:*",
+    ]
+
+    _configure(stack)
+    queue = subscribe(out["IncidentTopicArn"])
+    at = _recent_hour() + timedelta(minutes=5)
+    when = at.strftime("%d/%b/%Y:%H:%M:%S +0000")
+    lines = [lf.access_log(tenant_path="t0002", claim="t0001", when=when), lf.access_log(when=when)]
+    event = lf.cwl_subscription(
+        lines, log_group="/tw/api-access", timestamp_ms=int(at.timestamp() * 1000)
+    )
+    report = handler.on_log_events(event, FakeContext())
+    assert report["ingest"]["ingested"] == 2 and report["alert"]["notifications_sent"] == 1
+    (stored,) = [k for k in _keys(out["LakeBucketName"]) if k.startswith("logs-inbox/")]
+    assert stored.startswith(f"logs-inbox/group=tw_api-access/{at:%Y/%m/%d}/")
+    messages = drain(queue)
+    assert len(messages) == 1 and "cross" in messages[0]["Subject"].lower()
+
+    again = handler.on_log_events(event, FakeContext())  # delivered twice
+    assert again["ingest"]["files_skipped"] == 1 and drain(queue) == []
+    # The scheduled run lists the inbox and finds nothing new there.
+    tick = at + timedelta(hours=1, minutes=15)
+    sched = handler.scheduled(scheduler_event(stack["template"], tick, "e-1"), FakeContext())
+    assert sched["ingest"]["files_skipped"] == 1 and sched["ingest"]["records_in"] == 0
+    assert drain(queue) == []

@@ -4,7 +4,9 @@ health once. One package for both ways a run starts:
 - ``pipeline.runs.on_demand``: the CLI's ``tenantwatch run`` (ingest, detect, alert) and
   ``tenantwatch alert``;
 - ``pipeline.runs.unattended``: the Lambda functions' scheduled and S3-object runs (windows, a
-  watermark in ``pipeline.runs.watermark`` and a time budget around the stages).
+  watermark in ``pipeline.runs.watermark`` and a time budget around the stages);
+- ``pipeline.runs.subscription``: the run of a CloudWatch Logs subscription's payload (stored in
+  an S3 inbox, then ingested and detected as an S3-object run).
 
 Each stage hands back a typed result (``pipeline.runs.results``: ``IngestResult``,
 ``DetectResult``, ``AlertResult``), a run holds them in a ``RunResult``, and
