@@ -63,11 +63,18 @@ def test_since_until_prunes_the_listing_by_day(aws: str) -> None:
     s3.create_bucket(Bucket="lake")
     for day in ("2026/11/14", "2026/11/15", "2026/11/16"):
         _put_trail_file(s3, day, 2, day.replace("/", "") + "T1000Z_a")
+    # An object outside any dated layout (a log export) is found too.
+    loose = f"exports/task-1/stream/{lf.ACCOUNT}.json.gz"
+    body = gzip.compress(json.dumps({"Records": [lf.ct(time="2026-11-15T11:00:00Z")]}).encode())
+    s3.put_object(Bucket="trail", Key=loose, Body=body)
     listed: list[str] = []
+    recursive: list[str] = []
     client = sources._client("s3")
 
     def spy(params: dict[str, Any], **_: Any) -> None:
         listed.append(params.get("Prefix", ""))
+        if not params.get("Delimiter"):
+            recursive.append(params.get("Prefix", ""))
 
     client.meta.events.register("before-parameter-build.s3.ListObjectsV2", spy)
     try:
@@ -78,9 +85,12 @@ def test_since_until_prunes_the_listing_by_day(aws: str) -> None:
         )
     finally:
         client.meta.events.unregister("before-parameter-build.s3.ListObjectsV2", spy)
-    assert (s["files"], s["ingested"]) == (1, 2)
+    assert (s["files"], s["ingested"]) == (2, 3)
     assert f"{PREFIX}/2026/11/15/" in listed
     assert f"{PREFIX}/2026/11/14/" not in listed
+    # Keys are listed only in the window's day folders; the rest is walked folder by folder,
+    # so a run's listing does not grow with the days the bucket holds.
+    assert sorted(set(recursive)) == [f"{PREFIX}/2026/11/15/"]
 
 
 @pytest.mark.slow

@@ -104,19 +104,30 @@ def _folder(
 # --- S3 ----------------------------------------------------------------------------------------
 
 
-def _date_roots(client: Any, bucket: str, prefix: str, depth: int = 0) -> Iterator[str]:
-    """Prefixes whose children are year folders (``.../CloudTrail/us-east-1/``), found by listing
-    the delimiter listing a few levels down; AWSLogs/<org>/<account>/CloudTrail/<region>/ is 5."""
-    pages = client.get_paginator("list_objects_v2").paginate(
-        Bucket=bucket, Prefix=prefix, Delimiter="/"
-    )
-    children = [cp["Prefix"] for page in pages for cp in page.get("CommonPrefixes", [])]
-    if any(_YEAR_PREFIX.search(c[len(prefix) :]) for c in children):
-        yield prefix
-    if depth < 6:
-        for child in children:
-            if not _YEAR_PREFIX.search(child[len(prefix) :]):
-                yield from _date_roots(client, bucket, child, depth + 1)
+def _layout(client: Any, bucket: str, prefix: str) -> tuple[list[str], list[dict[str, Any]]]:
+    """The dated roots under ``prefix`` (prefixes whose children are year folders,
+    ``.../CloudTrail/us-east-1/``; AWSLogs/<org>/<account>/CloudTrail/<region>/ is 5 levels
+    down) and the objects outside them, found by delimiter listings: folders are listed, never a
+    dated root's keys, so the cost is the layout's (accounts, regions), not the bucket's age."""
+    roots: list[str] = []
+    loose: list[dict[str, Any]] = []
+    todo = [prefix]
+    while todo:
+        at = todo.pop()
+        children: list[str] = []
+        here: list[dict[str, Any]] = []
+        pages = client.get_paginator("list_objects_v2").paginate(
+            Bucket=bucket, Prefix=at, Delimiter="/"
+        )
+        for page in pages:
+            children += [cp["Prefix"] for cp in page.get("CommonPrefixes", [])]
+            here += [o for o in page.get("Contents", []) if not o["Key"].endswith("/")]
+        if any(_YEAR_PREFIX.search(c[len(at) :]) for c in children):
+            roots.append(at)  # its day folders are listed by day; nothing else of it is read
+            continue
+        loose += here
+        todo += children
+    return sorted(roots), sorted(loose, key=lambda o: str(o["Key"]))
 
 
 def _s3_list(
@@ -142,17 +153,14 @@ def _s3(source: str, since: datetime | None, until: datetime | None) -> Iterator
         if since is not None and until is not None and until >= since:
             # Pruned: list only the day folders inside the window under each dated layout,
             # plus whatever sits outside any dated layout.
-            roots = sorted(set(_date_roots(client, bucket, prefix)))
+            roots, loose = _layout(client, bucket, prefix)
             days = [since.date() + timedelta(days=i) for i in range((until - since).days + 2)]
             days = [d for d in days if d <= until.date()]
             for root in roots:
                 for d in days:
                     for obj in _s3_list(client, bucket, f"{root}{d:%Y/%m/%d}/"):
                         yield ref(obj)
-            for obj in _s3_list(client, bucket, prefix):
-                key = obj["Key"]
-                if not any(key.startswith(r) for r in roots) and not key.endswith("/"):
-                    yield ref(obj)
+            yield from (ref(obj) for obj in loose)
             return
         for obj in _s3_list(client, bucket, prefix):
             if not obj["Key"].endswith("/") and in_window(f"/{obj['Key']}", since, until):
