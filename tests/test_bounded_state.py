@@ -274,3 +274,36 @@ def test_the_newest_and_oldest_events_are_found_from_one_day_s_files(
     listed.clear()
     assert latest_day(lake) == last.replace(hour=0)
     assert set(listed) == day_folders(last)
+
+
+def test_an_event_read_lists_the_days_of_its_window_not_the_lake(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A window (or a baseline, read a day at a time) lists its days' folders: a year of events
+    beside them is never listed, and the rows read are the same."""
+    lake = Lake(str(tmp_path / "lake"))
+    for i in range(30):
+        day = T0 - i * DAY
+        rows = [fx.event(0, event_id=f"e{i}")]
+        table = fx.events(rows)
+        table = table.set_column(
+            table.schema.get_field_index("event_time"),
+            "event_time",
+            pa.array([day], table.schema.field("event_time").type),
+        )
+        lake.write_table(
+            f"events/source=cloudtrail/date={day:%Y-%m-%d}/hour={day:%H}/p.parquet", table
+        )
+    listed: list[str] = []
+    files = Lake.files
+
+    def spy(self: Lake, rel: str, suffix: str = ".parquet") -> list[str]:
+        listed.append(rel)
+        return files(self, rel, suffix)
+
+    monkeypatch.setattr(Lake, "files", spy)
+    got = lake_api.read_events(lake, T0 - 2 * DAY, T0 + timedelta(hours=1), sources=("cloudtrail",))
+    assert sorted(got["event_id"].to_pylist()) == ["e0", "e1", "e2"]
+    assert all(rel.startswith("events/source=cloudtrail/date=") for rel in listed)
+    assert len(listed) == 3  # three days, not thirty
+    assert lake_api.read_events(lake)["event_id"].length() == 30
