@@ -506,20 +506,23 @@ def wire_objects(deployment: Deployment) -> str:
 
 
 @contextlib.contextmanager
-def deployed(endpoint: str, lake: Path | None) -> Iterator[Harness]:
+def deployed(
+    endpoint: str, lake: Path | None, env: Mapping[str, str] | None = None
+) -> Iterator[Harness]:
     """A fresh stack on the moto server at ``endpoint``, its lake a copy of ``lake`` (or empty),
-    wired, its pollers running; the functions' environment set for the block."""
+    wired, its pollers running; the functions' environment, with ``env`` over it, set for the
+    block."""
     from pipeline import handler
     from tests.soak_month import aws_environment, deploy, environment
 
     _reset(endpoint)
-    level = handler.logger.level
+    level = handler.logger.log_level
     handler.logger.setLevel(logging.WARNING)  # not a line per run
     try:
         with environment(aws_environment(endpoint)):
             config = (SAMPLE / "tenantwatch.toml").read_text()
             deployment = deploy(LAG_MINUTES, TICK_MINUTES, config)
-            with environment(deployment.env):
+            with environment({**deployment.env, **(env or {})}):
                 if lake is not None:
                     _upload(lake, deployment.env["TENANTWATCH_LAKE_ROOT"])
                 with Harness(deployment, wire_objects(deployment)) as h:
@@ -584,45 +587,58 @@ def objects_latency(
 
 @dataclass(frozen=True)
 class Schedule:
-    """How the scheduled function runs: one row of the table. ``env`` is set on the function
-    (``TENANTWATCH_RUN_*``); ``watermark_at(t)`` is where a schedule that has run since long
-    before ``t`` has its watermark at ``t``."""
+    """How the scheduled function runs: one row of each table. ``env`` is set on the functions
+    (``TENANTWATCH_RUN_*``); ``tick_minutes`` is the Scheduler's period; ``due(delivered,
+    last_event)`` is the tick that should page a burst delivered then (its last event then)."""
 
     name: str
     tick_minutes: int
     env: Mapping[str, str]
-    watermark_at: Callable[[datetime], datetime]
+    due: Callable[[datetime, datetime], datetime]
+
+    def watermark_at(self, t: datetime) -> datetime:
+        """The watermark a schedule that has ticked since long before ``t`` holds at ``t``:
+        the last window whose end the lag has passed at the last tick."""
+        last_tick = floor_to(t, self.tick_minutes)
+        return floor_to(last_tick - timedelta(minutes=LAG_MINUTES), WINDOW_MINUTES)
 
 
-def _clock_aligned_watermark(t: datetime) -> datetime:
-    last_tick = floor_to(t, TICK_MINUTES)
-    return floor_to(last_tick - timedelta(minutes=LAG_MINUTES), WINDOW_MINUTES)
+def _first_tick_at_or_after(t: datetime, minutes: int) -> datetime:
+    tick = floor_to(t, minutes)
+    return tick if tick == t else tick + timedelta(minutes=minutes)
+
+
+def _aligned_due(delivered: datetime, last_event: datetime) -> datetime:
+    """The first tick at or after the end of the last event's window plus the lag (a burst
+    across an hour's end can page a window earlier, from its first part)."""
+    end = floor_to(last_event, WINDOW_MINUTES) + timedelta(minutes=WINDOW_MINUTES)
+    return _first_tick_at_or_after(end + timedelta(minutes=LAG_MINUTES), TICK_MINUTES)
+
+
+def _sliding_due(delivered: datetime, last_event: datetime) -> datetime:
+    """The first tick after the delivery: its window (the hour up to the tick) holds the burst."""
+    return floor_to(delivered, TICK_MINUTES) + timedelta(minutes=TICK_MINUTES)
 
 
 CLOCK_ALIGNED = Schedule(
     "clock-aligned 1-hour windows, 15-min lag, 5-min ticks",
     TICK_MINUTES,
-    {},
-    _clock_aligned_watermark,
+    {"TENANTWATCH_RUN_SLIDE": "0"},
+    _aligned_due,
 )
-SCHEDULES: tuple[Schedule, ...] = (CLOCK_ALIGNED,)
-
-
-def due_by(last_event: datetime, schedule: Schedule) -> datetime:
-    """The first tick at or after the end of ``last_event``'s window plus the lag."""
-    end = floor_to(last_event, WINDOW_MINUTES) + timedelta(minutes=WINDOW_MINUTES)
-    due = end + timedelta(minutes=LAG_MINUTES)
-    tick = floor_to(due, schedule.tick_minutes)
-    return tick if tick == due else tick + timedelta(minutes=schedule.tick_minutes)
+SLIDING = Schedule(
+    "the same and a sliding 1-hour window at every tick",
+    TICK_MINUTES,
+    {"TENANTWATCH_RUN_SLIDE": "1"},
+    _sliding_due,
+)
+SCHEDULES: tuple[Schedule, ...] = (CLOCK_ALIGNED, SLIDING)
 
 
 @dataclass
 class Burst:
     delivered_at: datetime  # simulated
-    # The first tick at or after the end of the window holding the burst's last event, plus the
-    # lag: the latest the schedule should page it (a burst across an hour's end can page a
-    # window earlier, from its first part).
-    due_by: datetime
+    due_by: datetime  # the tick that should page it (``Schedule.due``)
     paged_at: datetime | None  # the tick that paged (simulated)
     tick_s: float | None  # wall time of that tick
     ticks: int  # ticks run until it paged
@@ -649,40 +665,37 @@ def windowed_latency(
     the k-th in the k-th of ``bursts`` equal parts of the hour), each in its own three hours;
     the scheduled function ticks from the delivery on until it pages (three hours at most)."""
     from pipeline.runs.watermark import write_watermark
-    from tests.soak_month import environment
 
     rng = random.Random(seed)
     step = timedelta(minutes=schedule.tick_minutes)
     out: list[Burst] = []
     idle: list[float] = []
-    with deployed(endpoint, lake) as h:
-        env = {**h.deployment.env, **schedule.env}
-        with environment(env):
-            for k in range(bursts):
-                offset = (k + rng.random()) * 3600 / bursts
-                at = ATTACK_DAY + timedelta(hours=3 * k + 1, seconds=offset)
-                write_watermark(h.root, schedule.watermark_at(at), "latency-bench")
-                p = denial_burst(k, at)
-                h.put(p)
-                h.run_of(p.key)  # the object function ingests it (nothing there it pages)
-                burst = Burst(at, due_by(at - timedelta(minutes=1), schedule), None, None, 0)
-                tick = floor_to(at, schedule.tick_minutes) + step
-                while tick <= at + timedelta(hours=3):
-                    report, seconds = h.tick(tick, f"latency-{k}-{burst.ticks}")
-                    burst.ticks += 1
-                    sent = (report.get("alert") or {}).get("notifications_sent", 0)
-                    if h.page_of(p, PAGE_TIMEOUT_S if sent else 0.0):
-                        burst.paged_at, burst.tick_s = tick, seconds
-                        break
-                    idle.append(seconds)
-                    tick += step
-                out.append(burst)
-                paged = f"paged at {burst.paged_at:%H:%M}" if burst.paged_at else "not paged"
-                print(
-                    f"  {schedule.name}: burst {k + 1} of {bursts} at {at:%H:%M:%S}, {paged}",
-                    file=sys.stderr,
-                    flush=True,
-                )
+    with deployed(endpoint, lake, schedule.env) as h:
+        for k in range(bursts):
+            offset = (k + rng.random()) * 3600 / bursts
+            at = ATTACK_DAY + timedelta(hours=3 * k + 1, seconds=offset)
+            write_watermark(h.root, schedule.watermark_at(at), "latency-bench")
+            p = denial_burst(k, at)
+            h.put(p)
+            h.run_of(p.key)  # the object function ingests it (nothing there it pages)
+            burst = Burst(at, schedule.due(at, at - timedelta(minutes=1)), None, None, 0)
+            tick = floor_to(at, schedule.tick_minutes) + step
+            while tick <= at + timedelta(hours=3):
+                report, seconds = h.tick(tick, f"latency-{k}-{burst.ticks}")
+                burst.ticks += 1
+                sent = (report.get("alert") or {}).get("notifications_sent", 0)
+                if h.page_of(p, PAGE_TIMEOUT_S if sent else 0.0):
+                    burst.paged_at, burst.tick_s = tick, seconds
+                    break
+                idle.append(seconds)
+                tick += step
+            out.append(burst)
+            paged = f"paged at {burst.paged_at:%H:%M}" if burst.paged_at else "not paged"
+            print(
+                f"  {schedule.name}: burst {k + 1} of {bursts} at {at:%H:%M:%S}, {paged}",
+                file=sys.stderr,
+                flush=True,
+            )
         errors = h.errors
     return WindowedResult(schedule, out, idle, errors)
 
@@ -701,6 +714,7 @@ class Tick:
 
 @dataclass
 class HourResult:
+    schedule: Schedule
     hour: datetime
     objects: int
     records: int
@@ -710,7 +724,7 @@ class HourResult:
 
 
 def sample_hour(
-    endpoint: str, lake: Path, deliveries: Sequence[Delivery], hour: datetime
+    endpoint: str, lake: Path, deliveries: Sequence[Delivery], hour: datetime, schedule: Schedule
 ) -> HourResult:
     """The hour's objects delivered as they land (each handed to the object function), the
     scheduled function ticking every 5 minutes from the hour's first to the lag after its end."""
@@ -726,8 +740,8 @@ def sample_hour(
     ticks: list[Tick] = []
     runs: list[float] = []
     step = timedelta(minutes=TICK_MINUTES)
-    with deployed(endpoint, lake) as h:
-        write_watermark(h.root, CLOCK_ALIGNED.watermark_at(hour), "latency-bench")
+    with deployed(endpoint, lake, schedule.env) as h:
+        write_watermark(h.root, schedule.watermark_at(hour), "latency-bench")
         i = 0
         at = hour
         while at < hour + timedelta(minutes=60 + LAG_MINUTES):
@@ -753,7 +767,7 @@ def sample_hour(
                 )
             )
         errors = h.errors
-    return HourResult(hour, len(todo), records, ticks, runs, errors)
+    return HourResult(schedule, hour, len(todo), records, ticks, runs, errors)
 
 
 # --- the tables -----------------------------------------------------------------------------------
@@ -808,22 +822,22 @@ PEER_ROWS = (
 )
 
 
-def hour_table(r: HourResult) -> str:
-    secs = [t.seconds for t in r.ticks]
-    peaks = [t.peak_mb for t in r.ticks]
-    detecting = [t.seconds for t in r.ticks if t.windows]
-    return "\n".join(
-        [
-            "| hour | objects | CloudTrail records | ticks | tick s p50 | max | ticks detecting "
-            "a window (s) | peak RSS MB p50 | max | object runs s p50 |",
-            "|---|---|---|---|---|---|---|---|---|---|",
-            f"| {r.hour:%Y-%m-%d %H:00} | {r.objects} | {r.records:,} | {len(r.ticks)} "
-            f"| {percentile(secs, 50):.2f} | {max(secs, default=math.nan):.2f} "
-            f"| {', '.join(f'{x:.2f}' for x in detecting) or 'none'} "
-            f"| {percentile(peaks, 50):.0f} | {max(peaks, default=math.nan):.0f} "
-            f"| {percentile(r.object_runs, 50):.2f} |",
-        ]
-    )
+def hour_table(results: Sequence[HourResult]) -> str:
+    rows = [
+        "| schedule | ticks | tick s p50 | max | ticks detecting an aligned window (s) "
+        "| peak RSS MB p50 | max | object runs s p50 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        secs = [t.seconds for t in r.ticks]
+        peaks = [t.peak_mb for t in r.ticks]
+        aligned = ", ".join(f"{t.seconds:.2f}" for t in r.ticks if t.windows) or "none"
+        rows.append(
+            f"| {r.schedule.name} | {len(r.ticks)} | {percentile(secs, 50):.2f} "
+            f"| {max(secs, default=math.nan):.2f} | {aligned} | {percentile(peaks, 50):.0f} "
+            f"| {max(peaks, default=math.nan):.0f} | {percentile(r.object_runs, 50):.2f} |"
+        )
+    return "\n".join(rows)
 
 
 def main(args: argparse.Namespace) -> None:
@@ -842,7 +856,7 @@ def main(args: argparse.Namespace) -> None:
             objs = objects_latency(endpoint, full, args.attacks)
             windowed = [windowed_latency(endpoint, full, s, args.bursts) for s in SCHEDULES]
             print("latency: an hour of the sample", file=sys.stderr, flush=True)
-            hourly = sample_hour(endpoint, until_hour, deliveries, hour)
+            hourly = [sample_hour(endpoint, until_hour, deliveries, hour, s) for s in SCHEDULES]
     missing = [d.planted.key for d in objs.delivered if d.latency_s is None]
     twice = [d.planted.key for d in objs.delivered if d.pages > 1]
     print(
@@ -874,7 +888,13 @@ def main(args: argparse.Namespace) -> None:
                 f"{b.due_by:%H:%M}, paged {paged} after {b.ticks} ticks"
             )
         print(f"{w.schedule.name}: other ticks p50 {_s(percentile(w.idle_tick_s, 50))}")
-    print()
+    h = hourly[0]
+    print(
+        f"\nThe scheduled function over the sample's busiest hour, {h.hour:%Y-%m-%d %H:00} UTC "
+        f"({h.objects} objects, {h.records:,} CloudTrail records), a tick every "
+        f"{TICK_MINUTES} min from its first to {LAG_MINUTES} min after its end:\n"
+    )
     print(hour_table(hourly))
-    for err in objs.errors + [e for w in windowed for e in w.errors] + hourly.errors:
+    errors = objs.errors + [e for w in windowed for e in w.errors]
+    for err in errors + [e for r in hourly for e in r.errors]:
         print(f"error: {err}")
