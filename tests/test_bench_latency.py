@@ -35,22 +35,27 @@ def test_the_sample_splits_into_history_and_its_busiest_hour() -> None:
     assert before  # the lake has history before the hour
 
 
-def test_a_burst_is_due_at_the_first_tick_after_its_window_and_the_lag() -> None:
-    at = latency.ATTACK_DAY + timedelta(hours=1, minutes=19)
-    assert latency.due_by(at, latency.CLOCK_ALIGNED) == at.replace(hour=2, minute=15)
-    assert latency.CLOCK_ALIGNED.watermark_at(at) == at.replace(minute=0)
+def test_a_burst_is_due_after_its_window_and_the_lag_or_at_the_next_tick_when_sliding() -> None:
+    at = latency.ATTACK_DAY + timedelta(hours=1, minutes=19, seconds=30)
+    last_event = at - timedelta(minutes=1)
+    assert latency.CLOCK_ALIGNED.due(at, last_event) == at.replace(hour=2, minute=15, second=0)
+    assert latency.SLIDING.due(at, last_event) == at.replace(minute=20, second=0)
+    assert latency.CLOCK_ALIGNED.watermark_at(at) == at.replace(minute=0, second=0)
     # Before the lag has passed since the hour's end, the hour before is the last one detected.
-    assert latency.CLOCK_ALIGNED.watermark_at(at.replace(minute=14)) == at.replace(hour=0, minute=0)
+    early = at.replace(minute=14)
+    assert latency.CLOCK_ALIGNED.watermark_at(early) == at.replace(hour=0, minute=0, second=0)
 
 
 @pytest.mark.e2e
 @pytest.mark.slow
-def test_each_object_pages_once_and_the_schedule_pages_the_burst_when_it_is_due() -> None:
+def test_each_object_pages_once_and_each_schedule_pages_the_burst_when_it_is_due() -> None:
     from tests.soak_month.server import MotoProcess
 
     with MotoProcess() as endpoint:
         objects = latency.objects_latency(endpoint, None, attacks=2, pause_s=0.0)
-        windowed = latency.windowed_latency(endpoint, None, latency.CLOCK_ALIGNED, bursts=1)
+        windowed = [
+            latency.windowed_latency(endpoint, None, s, bursts=1) for s in latency.SCHEDULES
+        ]
 
     assert [d.planted.kind for d in objects.delivered] == ["cloudtrail", "apigateway"]
     for d in objects.delivered:
@@ -59,10 +64,12 @@ def test_each_object_pages_once_and_the_schedule_pages_the_burst_when_it_is_due(
     assert objects.unmatched == 0 and objects.errors == []
     assert objects.first_run is not None and objects.first_run.status == "done"
 
-    [burst] = windowed.bursts
-    # Paged by the scheduled function, at the tick its window and the lag allow: not before
-    # (the object function has no windowed detector), not after.
-    assert burst.paged_at == burst.due_by, burst
-    first_tick = latency.floor_to(burst.delivered_at, 5) + timedelta(minutes=5)
-    assert burst.ticks == (burst.due_by - first_tick) // timedelta(minutes=5) + 1
-    assert windowed.errors == []
+    assert [w.schedule for w in windowed] == [latency.CLOCK_ALIGNED, latency.SLIDING]
+    for w in windowed:
+        [burst] = w.bursts
+        # Paged by the scheduled function at the tick its mode calls for: not before (the
+        # object function has no windowed detector), not after.
+        assert burst.paged_at == burst.due_by, (w.schedule.name, burst)
+        first_tick = latency.floor_to(burst.delivered_at, 5) + timedelta(minutes=5)
+        assert burst.ticks == (burst.due_by - first_tick) // timedelta(minutes=5) + 1
+        assert w.errors == []
