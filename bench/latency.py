@@ -23,10 +23,13 @@ thread long-polls the SQS queue subscribed to the incident topic: the pager.
    to the page's arrival, matched to its object by the actor and address it names.
 2. ``windowed_latency``: a burst of authorization failures (``authz_failure_spike``, which needs
    history) in a CloudTrail file delivered at a random moment of an hour; the scheduled function
-   ticks in simulated time (its Scheduler event's ``time``) from there until it pages. One row per
-   entry of ``SCHEDULES``, the schedule modes measured.
+   ticks in simulated time (its Scheduler event's ``time``) from there until it pages.
 3. ``sample_hour``: the sample's busiest hour delivered object by object, the scheduled function
    ticking every 5 simulated minutes over it and the lag after: its time and peak memory per tick.
+
+The scheduled function's measurements take one row per entry of ``SCHEDULES``, the schedule
+modes (clock-aligned windows alone, and with the sliding window at every tick); another mode is
+one more ``Schedule`` there.
 
 The figures are moto's in-process speed on this machine: real Lambda adds cold starts, and S3 ->
 EventBridge -> Lambda its own delivery time (bench/README.md).
@@ -707,9 +710,21 @@ def windowed_latency(
 class Tick:
     at: datetime
     seconds: float
-    peak_mb: float
+    peak_mb: float  # the process's peak RSS during the tick
+    before_mb: float  # its RSS when the tick began
     status: str
-    windows: int
+    windows: int  # aligned windows detected
+
+
+def rss_mb() -> float:
+    """This process's resident memory now (Linux; NaN elsewhere)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return math.nan
 
 
 @dataclass
@@ -755,16 +770,12 @@ def sample_hour(
                 run = h.run_of(d.key)
                 if run is not None:
                     runs.append(run.seconds)
+            before = rss_mb()
             reset_peak_rss()
             report, seconds = h.tick(at, f"latency-hour-{len(ticks)}")
+            windows = len(report.get("windows") or [])
             ticks.append(
-                Tick(
-                    at,
-                    seconds,
-                    peak_rss_mb(),
-                    str(report.get("status")),
-                    len(report.get("windows") or []),
-                )
+                Tick(at, seconds, peak_rss_mb(), before, str(report.get("status")), windows)
             )
         errors = h.errors
     return HourResult(schedule, hour, len(todo), records, ticks, runs, errors)
@@ -813,29 +824,33 @@ def windowed_row(r: WindowedResult) -> str:
 
 
 PEER_ROWS = (
-    '| GuardDuty (documented, not run) | its finding types | | new findings: "near real-time" '
-    'once generated; exported "within about 5 minutes" | | updates to a finding: every 6 hours '
-    "by default (15 min or 1 h configurable) | | |\n"
-    "| CloudTrail Insights (documented, not run) | unusual API call or error rates | | no "
-    "per-event delivery time found in the docs | | up to 36 hours before the first Insights "
-    "event after enabling | | |"
+    "| GuardDuty (documented, not run) | its finding types | | a new finding to EventBridge: "
+    '"near real-time" (formerly "within 5 minutes of the finding"); activity to finding: not '
+    "documented | | a finding's later occurrences: every 6 hours by default (15 min or 1 h "
+    "if set) | | |\n"
+    "| CloudTrail Insights (documented, not run) | API call and error rates per minute against "
+    "a baseline | | no delivery time per Insights event documented | | up to 36 hours before "
+    "the first after enabling | | |"
 )
 
 
 def hour_table(results: Sequence[HourResult]) -> str:
     rows = [
         "| schedule | ticks | tick s p50 | max | ticks detecting an aligned window (s) "
-        "| peak RSS MB p50 | max | object runs s p50 |",
-        "|---|---|---|---|---|---|---|---|",
+        "| peak RSS MB p50 | max | above the RSS before the tick, MB p50 | max "
+        "| object runs s p50 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         secs = [t.seconds for t in r.ticks]
         peaks = [t.peak_mb for t in r.ticks]
+        grew = [t.peak_mb - t.before_mb for t in r.ticks]
         aligned = ", ".join(f"{t.seconds:.2f}" for t in r.ticks if t.windows) or "none"
         rows.append(
             f"| {r.schedule.name} | {len(r.ticks)} | {percentile(secs, 50):.2f} "
             f"| {max(secs, default=math.nan):.2f} | {aligned} | {percentile(peaks, 50):.0f} "
-            f"| {max(peaks, default=math.nan):.0f} | {percentile(r.object_runs, 50):.2f} |"
+            f"| {max(peaks, default=math.nan):.0f} | {percentile(grew, 50):.0f} "
+            f"| {max(grew, default=math.nan):.0f} | {percentile(r.object_runs, 50):.2f} |"
         )
     return "\n".join(rows)
 
@@ -887,7 +902,8 @@ def main(args: argparse.Namespace) -> None:
                 f"{w.schedule.name}: delivered {b.delivered_at:%Y-%m-%d %H:%M:%S}, due by "
                 f"{b.due_by:%H:%M}, paged {paged} after {b.ticks} ticks"
             )
-        print(f"{w.schedule.name}: other ticks p50 {_s(percentile(w.idle_tick_s, 50))}")
+        idle = _s(percentile(w.idle_tick_s, 50)) if w.idle_tick_s else "none ran"
+        print(f"{w.schedule.name}: the ticks that did not page, p50 {idle}")
     h = hourly[0]
     print(
         f"\nThe scheduled function over the sample's busiest hour, {h.hour:%Y-%m-%d %H:00} UTC "
