@@ -1,6 +1,7 @@
 """Benchmarks, each beside its peers, printed as tables. A benchmark prints; it never asserts.
 
     .venv/bin/python bench/run.py [--only NAME] [--records N] [--events N] [--data DIR]
+                                  [--attacks N] [--bursts N]
 
 ``BENCHMARKS`` is the registry: a name and a function taking the parsed options. See
 bench/README.md.
@@ -16,12 +17,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import detect, ingest, tenancy  # noqa: E402  (the repository root is on the path only from here)
+from bench import detect, ingest, latency, tenancy  # noqa: E402  (the repository root is on the path only from here)
 
 BENCHMARKS: dict[str, Callable[[argparse.Namespace], None]] = {
     "ingest": ingest.main,
     "detect": detect.main,
     "tenancy": tenancy.main,
+    "latency": latency.main,
 }
 
 
@@ -45,6 +47,18 @@ def main(argv: list[str] | None = None) -> None:
         type=int,
         default=3,
         help="ingest: rounds of tenantwatch and DuckDB, alternating; the table shows medians",
+    )
+    ap.add_argument(
+        "--attacks",
+        type=int,
+        default=50,
+        help="latency: objects with a cross-tenant access put one at a time (default 50)",
+    )
+    ap.add_argument(
+        "--bursts",
+        type=int,
+        default=5,
+        help="latency: denial bursts paged by the schedule, per schedule mode (default 5)",
     )
     ap.add_argument(
         "--data",

@@ -202,12 +202,15 @@ def plan(spec: MonthSpec, logs: Path) -> list[Delivery]:
 # --- measuring ------------------------------------------------------------------------------------
 
 
-def _reset_peak() -> None:
+def reset_peak_rss() -> None:
+    """Starts this process's peak resident memory (``peak_rss_mb``) again from now (Linux)."""
     with contextlib.suppress(OSError):
         Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM (Linux)
 
 
-def _peak_mb() -> float:
+def peak_rss_mb() -> float:
+    """This process's peak resident memory since ``reset_peak_rss`` (since it started where
+    the high-water mark cannot be reset)."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
@@ -279,7 +282,9 @@ def _lake_files(bucket: str, prefix: str) -> dict[str, int]:
 
 
 @contextlib.contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """``values`` in ``os.environ`` for the block, every other ``TENANTWATCH_*`` and
+    ``POWERTOOLS_*`` variable out of it; all as they were after."""
     saved = {k: os.environ.get(k) for k in values}
     drop = [k for k in os.environ if k.startswith(("TENANTWATCH_", "POWERTOOLS_"))]
     dropped = {k: os.environ.pop(k) for k in drop}
@@ -293,6 +298,63 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
         os.environ.update(dropped)
 
 
+def aws_environment(endpoint: str) -> dict[str, str]:
+    """What points boto3 and pyarrow at the moto server at ``endpoint``."""
+    return {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+    }
+
+
+@dataclass
+class Deployment:
+    stack: Any  # tests.awsstack.Stack
+    env: dict[str, str]  # the functions' environment
+    queue: str  # URL of an SQS queue subscribed to the incident topic
+
+
+def deploy(lag_minutes: int, tick_minutes: int, config: str) -> Deployment:
+    """The stack deployed into the moto server ``AWS_ENDPOINT_URL`` names (inside
+    ``environment(aws_environment(endpoint))``) as the soak runs it: the trail bucket, the export
+    bucket (its API Gateway and authorizer logs are read by the scheduled run too), ``config``
+    (the pipeline's TOML) in the stack's SSM parameter and a queue subscribed to the topic."""
+    import boto3
+    from aws_lambda_powertools.utilities import parameters
+
+    from pipeline import aws
+    from tests import awsstack
+
+    parameters.clear_caches()
+    aws.reset()
+    stack = awsstack.deploy(
+        TRAIL,
+        {
+            "LagMinutes": str(lag_minutes),
+            "BackfillHours": "1",
+            "ScheduleMinutes": str(tick_minutes),
+        },
+    )
+    if stack.status != "CREATE_COMPLETE":
+        raise RuntimeError(f"the stack: {stack.status}")
+    env = dict(stack.env)
+    env["TENANTWATCH_RUN_SOURCES"] = ",".join(
+        [
+            env["TENANTWATCH_RUN_SOURCES"],
+            f"s3://{EXPORTS}/apigateway/",
+            f"s3://{EXPORTS}/authorizer/",
+        ]
+    )
+    boto3.client("s3").create_bucket(Bucket=EXPORTS)
+    boto3.client("ssm").put_parameter(
+        Name=stack.outputs["ConfigParameterName"], Value=config, Type="String", Overwrite=True
+    )
+    return Deployment(stack, env, awsstack.subscribe(stack.outputs["IncidentTopicArn"]))
+
+
 def run(
     spec: MonthSpec,
     workdir: Path,
@@ -304,52 +366,20 @@ def run(
     logs = workdir / "logs"
     if not (logs / "truth.parquet").exists():
         simulate(spec, logs)
-    aws_env = {
-        "AWS_ENDPOINT_URL": endpoint,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_REGION": "us-east-1",
-    }
-    with _environment(aws_env):
-        from aws_lambda_powertools.utilities import parameters
-
-        from pipeline import aws
-
-        parameters.clear_caches()
-        aws.reset()
-        from tests import awsstack
-
-        stack = awsstack.deploy(
-            TRAIL,
-            {
-                "LagMinutes": str(spec.lag_minutes),
-                "BackfillHours": "1",
-                "ScheduleMinutes": str(spec.tick_minutes),
-            },
-        )
-        if stack.status != "CREATE_COMPLETE":
-            raise RuntimeError(f"the stack: {stack.status}")
-        env = dict(stack.env)
-        # The exported API Gateway and authorizer logs are read by the scheduled run too.
-        env["TENANTWATCH_RUN_SOURCES"] = ",".join(
-            [
-                env["TENANTWATCH_RUN_SOURCES"],
-                f"s3://{EXPORTS}/apigateway/",
-                f"s3://{EXPORTS}/authorizer/",
-            ]
-        )
+    with environment(aws_environment(endpoint)):
+        config = (logs / "tenantwatch.toml").read_text()
+        deployed = deploy(spec.lag_minutes, spec.tick_minutes, config)
+        env = dict(deployed.env)
         if spec.local_lake is not None:
             env["TENANTWATCH_LAKE_ROOT"] = str(spec.local_lake)
-        with _environment(env):
-            return _play(spec, logs, stack, endpoint, started, progress)
+        with environment(env):
+            return _play(spec, logs, deployed, endpoint, started, progress)
 
 
 def _play(
     spec: MonthSpec,
     logs: Path,
-    stack: Any,
+    deployed: Deployment,
     endpoint: str,
     started: float,
     progress: Callable[[str], None] | None,
@@ -361,13 +391,7 @@ def _play(
     from tests.fakes import object_created
 
     s3 = boto3.client("s3")
-    s3.create_bucket(Bucket=EXPORTS)
-    ssm = boto3.client("ssm")
-    name = stack.outputs["ConfigParameterName"]
-    ssm.put_parameter(
-        Name=name, Value=(logs / "tenantwatch.toml").read_text(), Type="String", Overwrite=True
-    )
-    queue = awsstack.subscribe(stack.outputs["IncidentTopicArn"])
+    stack, queue = deployed.stack, deployed.queue
     root = os.environ["TENANTWATCH_LAKE_ROOT"]  # the stack's s3://bucket/prefix, or a folder
     lake_bucket, _, lake_prefix = stack.outputs["LakeRoot"][len("s3://") :].partition("/")
     lake_prefix = lake_prefix.rstrip("/") + "/"
@@ -446,12 +470,12 @@ def _invoke(
     from tests.fakes import FakeContext
 
     reads.take()  # start counting here
-    _reset_peak()
+    reset_peak_rss()
     t0 = time.perf_counter()
     with contextlib.redirect_stdout(sink):  # the functions' metric lines (EMF)
         out = fn(event, FakeContext())
     seconds = time.perf_counter() - t0
-    peak = _peak_mb()
+    peak = peak_rss_mb()
     got = reads.take()
     sink.seek(0)
     sink.truncate()
