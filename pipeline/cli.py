@@ -128,6 +128,8 @@ def emit_summary(title: str, summary: Mapping[str, Any], as_json: bool) -> None:
     # zero-width characters are shown, not obeyed, in JSON as in the table.
     from pipeline.alert.sanitize import clean, json_text
 
+    # The event files an ingest wrote are for the S3-object function's fast path, not a reader.
+    summary = {k: v for k, v in summary.items() if k != "new_files"}
     if as_json:
         import orjson
 

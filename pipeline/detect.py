@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -226,10 +226,18 @@ def run_detect(
 
 
 def _detect_one(
-    lake: Lake, det: Detector, since: datetime, until: datetime, history_from: datetime | None
+    lake: Lake,
+    det: Detector,
+    since: datetime,
+    until: datetime,
+    history_from: datetime | None,
+    files: Sequence[str] | None = None,
 ) -> tuple[pa.Table, dict[str, int]]:
-    """``det``'s findings over [since, until), given the history before it, and its counts."""
-    window = read_events(lake, since, until, sources=det.sources, columns=window_columns(det))
+    """``det``'s findings over [since, until), given the history before it, and its counts
+    (``files``: read the window from these event files only)."""
+    window = read_events(
+        lake, since, until, sources=det.sources, columns=window_columns(det), files=files
+    )
     base_start = since - det.lookback
     if history_from is not None:
         base_start = max(base_start, min(history_from, since))
@@ -277,18 +285,23 @@ def anchor(found: pa.Table, length: timedelta) -> dict[datetime, pa.Table]:
     return {s: pa.Table.from_pylist(rows, schema.FINDINGS) for s, rows in out.items()}
 
 
-def _merge_live(lake: Lake, rel: str, new: pa.Table, settled: set[str]) -> pa.Table:
+def _merge_live(lake: Lake, rel: str, new: pa.Table, settled: set[str]) -> tuple[pa.Table, int]:
     """The live file's rows after a tick: every finding any tick found (none is dropped when
     the window slides past its first events), each in its largest view (most events), less
-    those the window's own detection has found since (``settled``)."""
+    those the window's own detection has found since (``settled``); and how many of ``new``
+    are news (not in the file, or with more events than there)."""
     rows: dict[str, dict[str, Any]] = {}
     old = lake.read_file(rel).to_pylist() if lake.exists(rel) else []
-    for row in [*old, *new.to_pylist()]:
+    for row in old:
+        rows[row["finding_id"]] = row
+    news = 0
+    for row in new.to_pylist():
         have = rows.get(row["finding_id"])
         if have is None or row["event_count"] > have["event_count"]:
             rows[row["finding_id"]] = row
+            news += row["finding_id"] not in settled
     kept = [r for fid, r in sorted(rows.items()) if fid not in settled]
-    return pa.Table.from_pylist(kept, schema.FINDINGS)
+    return pa.Table.from_pylist(kept, schema.FINDINGS), news
 
 
 def _settle_live(
@@ -300,7 +313,7 @@ def _settle_live(
     rel = live_name(detector_id, since, until)
     if not lake.exists(rel):
         return
-    left = _merge_live(
+    left, _ = _merge_live(
         lake, rel, schema.empty(schema.FINDINGS), set(found["finding_id"].to_pylist())
     )
     if left.num_rows:
@@ -334,6 +347,75 @@ def _present(
     return ids
 
 
+def _write_live(
+    lake: Lake, detector_id: str, start: datetime, end: datetime, part: pa.Table, done: bool
+) -> int:
+    """Merge ``part`` into the live file of [start, end) (``_merge_live``; ``done``: the
+    window has had its own detection); how many of its findings are news. A file with nothing
+    new is not written again."""
+    rel = live_name(detector_id, start, end)
+    present = _present(lake, detector_id, start, end, rel, done)
+    merged, news = _merge_live(lake, rel, part, present)
+    exists = lake.exists(rel)
+    if merged.num_rows:
+        if news or not exists or present:
+            lake.write_table(rel, merged)
+    elif exists:
+        lake.fs.delete_file(lake.path(rel))
+    return news
+
+
+def run_fast(
+    lake_root: str,
+    cfg: Config,
+    window: tuple[datetime, datetime],
+    files: Sequence[str],
+    *,
+    only: tuple[str, ...] | None = None,
+    settled: datetime | None = None,
+) -> Detected:
+    """The detectors that need no history (or ``only``) over the events of ``files`` (what one
+    S3 object's ingest wrote) in ``window``: the S3-object function's fast path. Its cost is
+    the object's, not the window's so far (which gains a file with every object). Findings take
+    the window's ids and go to its live file (a finding a later object adds events to keeps
+    its largest view there; the window's own detection, complete, settles it)."""
+    import detectors
+    from pipeline import suppressions
+
+    started = time.perf_counter()
+    chosen = detectors.from_config(cfg, only)
+    dets = {d: x for d, x in chosen.items() if only is not None or not x.lookback}
+    lake = Lake(lake_root)
+    since, until = _utc(window[0]), _utc(window[1])
+    sups = suppressions.in_force(cfg, lake, None)
+    tables, failed, counts, news = [], {}, {}, 0
+    for det_id, det in dets.items():
+        try:
+            found, counts[det_id] = _detect_one(lake, det, since, until, None, files)
+        except Exception as exc:  # one broken detector must not stop the rest
+            failed[det_id] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+            continue
+        found = suppressions.mark(found, sups.active)
+        if found.num_rows:
+            done = settled is not None and until <= settled
+            news += _write_live(lake, det_id, since, until, found, done)
+        tables.append(found)
+    findings = _worst_first(pa.concat_tables(tables) if tables else schema.empty(schema.FINDINGS))
+    summary: dict[str, Any] = {
+        "lake": lake.root,
+        "window_start": since.isoformat(),
+        "window_end": until.isoformat(),
+        "files": len(files),
+        "detectors": counts,
+        "findings": findings.num_rows,
+        "news": news,  # findings not in the lake before, or with more events than there
+        "suppressed": findings.num_rows - findings["suppressed_by"].null_count,
+        "failed": failed,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    return Detected(findings, summary)
+
+
 def run_live(
     lake_root: str,
     cfg: Config,
@@ -343,42 +425,52 @@ def run_live(
     only: tuple[str, ...] | None = None,
     settled: datetime | None = None,
 ) -> Detected:
-    """The windowed detectors (those with a lookback; or ``only``) over the sliding window
-    [end - length, end): what has arrived of the current hour and the one before, evaluated at
-    every schedule tick so that a burst pages within a tick of its delivery instead of after its
-    clock-aligned window closes and the lag for late delivery has passed.
+    """Every enabled detector (or ``only``) over the sliding window [end - length, end): what
+    has arrived of the current hour and the one before, evaluated at every schedule tick so that
+    a burst pages within a tick of its delivery instead of after its clock-aligned window closes
+    and the lag for late delivery has passed.
 
-    Findings are ``anchor``ed to the aligned window of their first event and kept in that
-    window's live file (``live_name``) beside its own findings file; the aligned detection
-    settles it (``_settle_live``). Windows that end by ``settled`` (the schedule's watermark)
-    have had their own detection: a finding it wrote is never written again as live."""
+    A windowed detector (one with a lookback) sees the sliding window whole; its findings are
+    ``anchor``ed to the aligned window of their first event. A rule (no lookback) is run over
+    each aligned window the sliding one overlaps, up to ``end``, with that window's ids: it
+    catches what the S3-object function left (a run that found the lease held) within a tick.
+    Either way findings are kept in the aligned window's live file (``live_name``) beside its
+    own findings file; the aligned detection settles it (``_settle_live``). Windows that end by
+    ``settled`` (the schedule's watermark) have had their own detection: a finding it wrote is
+    never written again as live."""
     import detectors
     from pipeline import suppressions
 
     started = time.perf_counter()
-    chosen = detectors.from_config(cfg, only)
-    dets = {d: x for d, x in chosen.items() if only is not None or x.lookback > timedelta(0)}
+    dets = detectors.from_config(cfg, only)
     lake = Lake(lake_root)
     end = _utc(end)
     since = end - length
     sups = suppressions.in_force(cfg, lake, end)
     history_from = earliest_event(lake)
-    tables, failed, counts = [], {}, {}
+    tables, failed, counts, news = [], {}, {}, 0
     for det_id, det in dets.items():
         try:
-            found, counts[det_id] = _detect_one(lake, det, since, end, history_from)
+            if det.lookback:
+                found, counts[det_id] = _detect_one(lake, det, since, end, history_from)
+                parts = anchor(suppressions.mark(found, sups.active), length)
+            else:
+                # A rule needs no history: each aligned window the sliding one overlaps, from
+                # its start up to now, gives exactly the findings (and ids) of that window.
+                parts, n = {}, Counter[str]()
+                start = _floor(since, length)
+                while start < end:
+                    found, c = _detect_one(lake, det, start, start + length, None)
+                    n.update(c)
+                    parts[start] = suppressions.mark(found, sups.active)
+                    start += length
+                counts[det_id] = dict(n)
         except Exception as exc:  # one broken detector must not stop the rest
             failed[det_id] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
             continue
-        for start, part in sorted(anchor(suppressions.mark(found, sups.active), length).items()):
-            rel = live_name(det_id, start, start + length)
+        for start, part in sorted(parts.items()):
             done = settled is not None and start + length <= settled
-            present = _present(lake, det_id, start, start + length, rel, done)
-            merged = _merge_live(lake, rel, part, present)
-            if merged.num_rows:
-                lake.write_table(rel, merged)
-            elif lake.exists(rel):
-                lake.fs.delete_file(lake.path(rel))
+            news += _write_live(lake, det_id, start, start + length, part, done)
             tables.append(part)
     findings = _worst_first(pa.concat_tables(tables) if tables else schema.empty(schema.FINDINGS))
     summary: dict[str, Any] = {
@@ -388,6 +480,7 @@ def run_live(
         "sliding": True,
         "detectors": counts,
         "findings": findings.num_rows,
+        "news": news,  # findings not in the lake before, or with more events than there
         "suppressed": findings.num_rows - findings["suppressed_by"].null_count,
         "failed": failed,
         "seconds": round(time.perf_counter() - started, 3),

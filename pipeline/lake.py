@@ -61,7 +61,7 @@ import posixpath
 import re
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -581,18 +581,20 @@ def read_events(
     columns: list[str] | None = None,
     tenants: tuple[str, ...] | None = None,
     where: pc.Expression | None = None,
+    files: Sequence[str] | None = None,
 ) -> pa.Table:
     """Events with ``since <= event_time < until`` as an Arrow table of the pinned schema.
 
     Only the partitions (source, date, hour) that can hold such events are opened, and only the
     requested ``columns`` are read. ``tenants`` keeps rows whose actor or target tenant is one of
-    them. ``where`` is any further Arrow filter expression.
+    them. ``where`` is any further Arrow filter expression. ``files`` (event files, relative to
+    the lake) reads those files only, instead of the partitions' listing: what one ingest wrote.
     """
     from pipeline import schema
 
     cols = list(columns) if columns is not None else schema.EVENTS.names
     target = pa.schema([schema.EVENTS.field(c) for c in cols])
-    found = _events_dataset(as_lake(lake), since, until, sources, tenants, where)
+    found = _events_dataset(as_lake(lake), since, until, sources, tenants, where, files)
     if found is None:
         return target.empty_table()
     dataset, expr = found
@@ -687,11 +689,12 @@ def _events_dataset(
     sources: tuple[str, ...] | None,
     tenants: tuple[str, ...] | None,
     where: pc.Expression | None,
+    only_files: Sequence[str] | None = None,
 ) -> tuple[ds.Dataset, pc.Expression | None] | None:
     """The events dataset and the filter selecting the rows asked for (None: no events yet)."""
     from pipeline import schema
 
-    files = _event_files(lk, since, until, sources)
+    files = list(only_files) if only_files is not None else _event_files(lk, since, until, sources)
     if not files:
         return None
     part_schema = pa.schema([("source", pa.string()), ("date", pa.string()), ("hour", pa.string())])

@@ -64,6 +64,7 @@ from pipeline.lake import (
 __all__ = ["Batch", "Decoded", "Ingestor", "Summary", "decode_batch", "ingest", "make_batches"]
 
 _S = pa.string()
+NEW_FILES_LISTED = 64
 _US = timedelta(microseconds=1)
 INGESTED = pa.schema(
     [
@@ -112,6 +113,8 @@ class Summary:
     elapsed_s: float = 0.0
     # The earliest and latest time (µs) of the events this run added: the windows it touched.
     new_events: tuple[int, int] | None = None
+    # The event files holding them (the fast path reads just these), while few.
+    new_files: list[str] = field(default_factory=list)
 
     def saw(self, times: pa.Array | pa.ChunkedArray) -> None:
         if not len(times):
@@ -138,6 +141,10 @@ class Summary:
             "new_events": None
             if self.new_events is None
             else {"first": _iso(self.new_events[0]), "last": _iso(self.new_events[1])},
+            # Listed while few (an S3 object's run); a large run's would only fill its report.
+            "new_files": sorted(self.new_files)
+            if len(self.new_files) <= NEW_FILES_LISTED
+            else None,
         }
 
 
@@ -281,6 +288,7 @@ class Ingestor:
             if fresh:
                 self.seen.add(rel, pt["_dedup"].filter(new))
                 summary.saw(pt["event_time"].filter(new))
+                summary.new_files.append(f"{rel}/{own}")
                 files.append((f"{rel}/{own}", at, at + fresh))
                 at += fresh
         if keep_parts:

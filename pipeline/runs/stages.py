@@ -54,6 +54,20 @@ def detect(
     )
 
 
+def fast(
+    lake_root: str,
+    cfg: Config,
+    window: tuple[datetime, datetime],
+    files: Sequence[str],
+    only: tuple[str, ...] | None,
+    settled: datetime | None,
+) -> DetectResult:
+    """The rules over the events of ``files`` in ``window`` (an S3 object's own events)."""
+    from pipeline.detect import run_fast
+
+    return DetectResult.of(run_fast(lake_root, cfg, window, files, only=only, settled=settled))
+
+
 def slide(
     lake_root: str, cfg: Config, end: datetime, length: timedelta, settled: datetime | None
 ) -> DetectResult:
@@ -113,6 +127,16 @@ class Stages(Protocol):
         only: tuple[str, ...] | None,
     ) -> DetectResult: ...
 
+    def fast(
+        self,
+        lake_root: str,
+        cfg: Config,
+        window: tuple[datetime, datetime],
+        files: Sequence[str],
+        only: tuple[str, ...] | None,
+        settled: datetime | None,
+    ) -> DetectResult: ...
+
     def slide(
         self,
         lake_root: str,
@@ -152,6 +176,17 @@ class PipelineStages:
         only: tuple[str, ...] | None,
     ) -> DetectResult:
         return detect(lake_root, cfg, since, until, only=only)
+
+    def fast(
+        self,
+        lake_root: str,
+        cfg: Config,
+        window: tuple[datetime, datetime],
+        files: Sequence[str],
+        only: tuple[str, ...] | None,
+        settled: datetime | None,
+    ) -> DetectResult:
+        return fast(lake_root, cfg, window, files, only, settled)
 
     def slide(
         self,
