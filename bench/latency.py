@@ -103,7 +103,10 @@ class Planted:
     key: str
     body: bytes
     names: frozenset[str]
-    kind: str  # cloudtrail | apigateway | benign
+    kind: str  # cloudtrail | apigateway | subscription | benign
+    # subscription: the CloudWatch Logs event the logs function is invoked with (no object put;
+    # ``key`` names it in the harness)
+    event: Mapping[str, Any] | None = None
 
 
 def _z(ts: datetime) -> str:
@@ -175,12 +178,34 @@ def apigateway_attack(i: int, at: datetime) -> Planted:
     return Planted(EXPORTS, key, body, frozenset({principal, ip}), "apigateway")
 
 
+def subscription_attack(i: int, at: datetime) -> Planted:
+    """A CloudWatch Logs subscription payload of the access-log group (what the logs function
+    receives seconds after API Gateway writes the line) in which a user whose token names one
+    tenant reads another tenant's invoices."""
+    from tests import logfactory as lf
+
+    actor_t, target_t = f"t{1 + i % 9:04d}", f"t{40 + i % 9:04d}"
+    principal, ip, t = f"latcwl{i:04d}", _address(i), at - timedelta(seconds=5)
+    rec = lf.access_log(
+        tenant_path=target_t,
+        claim=actor_t,
+        principal=principal,
+        when=f"{t:%d/%b/%Y:%H:%M:%S} +0000",
+    )
+    rec.update(ip=ip, requestTimeEpoch=str(int(t.timestamp() * 1000)))
+    event = lf.cwl_subscription(
+        [rec], log_group="/aws/apigateway/access", timestamp_ms=int(t.timestamp() * 1000)
+    )
+    return Planted("", f"subscription-{i}", b"", frozenset({principal, ip}), "subscription", event)
+
+
+KINDS = (cloudtrail_attack, apigateway_attack, subscription_attack)
+
+
 def cross_tenant_objects(n: int, start: datetime) -> list[Planted]:
-    """``n`` attacks, CloudTrail and API Gateway in turn, their events a minute apart."""
-    return [
-        (cloudtrail_attack if i % 2 == 0 else apigateway_attack)(i, start + timedelta(minutes=i))
-        for i in range(n)
-    ]
+    """``n`` attacks, CloudTrail files, API Gateway exports and access-log subscription payloads
+    in turn, their events a minute apart."""
+    return [KINDS[i % len(KINDS)](i, start + timedelta(minutes=i)) for i in range(n)]
 
 
 def benign_object(at: datetime) -> Planted:
@@ -426,10 +451,22 @@ class Harness:
             self.cond.notify_all()
 
     def put(self, p: Planted) -> float:
-        """Puts the object; when the put started (perf_counter)."""
+        """Puts the object (or, for a subscription payload, invokes the logs function with it,
+        as CloudWatch Logs does, on a thread of its own); when that started (perf_counter)."""
         t0 = time.perf_counter()
+        if p.event is not None:
+            threading.Thread(target=self._log_event, args=(p,), daemon=True).start()
+            return t0
         self.s3.put_object(Bucket=p.bucket, Key=p.key, Body=p.body)
         return t0
+
+    def _log_event(self, p: Planted) -> None:
+        from pipeline import handler
+
+        out, seconds = self.invoke(handler.on_log_events, p.event)
+        with self.cond:
+            self.runs[p.key] = Run(seconds, str(out.get("status")), time.perf_counter())
+            self.cond.notify_all()
 
     def run_of(self, key: str, timeout: float = PAGE_TIMEOUT_S) -> Run | None:
         """The object function's run for ``key``, once it has ended."""
@@ -798,16 +835,31 @@ LATENCY_HEAD = (
 )
 
 
-def objects_row(r: ObjectsResult) -> str:
-    lat = [d.latency_s for d in r.delivered if d.latency_s is not None]
-    runs = [d.run.seconds for d in r.delivered if d.run is not None]
-    paged = f"{r.paged} of {len(r.delivered)}"
-    return (
-        f"| `on_s3_object`, objects put one at a time | cross_tenant_access | {paged} "
-        f"| {_s(percentile(lat, 50))} | {_s(percentile(lat, 95))} "
-        f"| {_s(max(lat) if lat else math.nan)} | {_s(percentile(runs, 50))} "
-        f"| {_s(percentile(runs, 95))} |"
-    )
+OBJECT_PATHS = (
+    ("cloudtrail", "`on_s3_object`, CloudTrail files put one at a time"),
+    ("apigateway", "`on_s3_object`, API Gateway access-log exports put one at a time"),
+    ("subscription", "`on_log_events`, access-log subscription payloads, one at a time"),
+    ("", "all of the above"),
+)
+
+
+def objects_rows(r: ObjectsResult) -> list[str]:
+    """One row per way in, and one for them all."""
+    rows = []
+    for kind, label in OBJECT_PATHS:
+        mine = [d for d in r.delivered if not kind or d.planted.kind == kind]
+        if not mine:
+            continue
+        lat = [d.latency_s for d in mine if d.latency_s is not None]
+        runs = [d.run.seconds for d in mine if d.run is not None]
+        paged = f"{len(lat)} of {len(mine)}"
+        rows.append(
+            f"| {label} | cross_tenant_access | {paged} "
+            f"| {_s(percentile(lat, 50))} | {_s(percentile(lat, 95))} "
+            f"| {_s(max(lat) if lat else math.nan)} | {_s(percentile(runs, 50))} "
+            f"| {_s(percentile(runs, 95))} |"
+        )
+    return rows
 
 
 def windowed_row(r: WindowedResult) -> str:
@@ -879,7 +931,8 @@ def main(args: argparse.Namespace) -> None:
         f"{time.perf_counter() - started:.0f} s\n"
     )
     print(LATENCY_HEAD)
-    print(objects_row(objs))
+    for row in objects_rows(objs):
+        print(row)
     for w in windowed:
         print(windowed_row(w))
     print(PEER_ROWS)

@@ -52,12 +52,13 @@ def test_each_object_pages_once_and_each_schedule_pages_the_burst_when_it_is_due
     from tests.soak_month.server import MotoProcess
 
     with MotoProcess() as endpoint:
-        objects = latency.objects_latency(endpoint, None, attacks=2, pause_s=0.0)
+        objects = latency.objects_latency(endpoint, None, attacks=3, pause_s=0.0)
         windowed = [
             latency.windowed_latency(endpoint, None, s, bursts=1) for s in latency.SCHEDULES
         ]
 
-    assert [d.planted.kind for d in objects.delivered] == ["cloudtrail", "apigateway"]
+    kinds = [d.planted.kind for d in objects.delivered]
+    assert kinds == ["cloudtrail", "apigateway", "subscription"]
     for d in objects.delivered:
         assert d.latency_s is not None and d.pages == 1, d.planted.key
         assert d.run is not None and d.run.status == "done"
