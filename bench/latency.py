@@ -157,20 +157,26 @@ def cloudtrail_attack(i: int, at: datetime) -> Planted:
     return Planted(TRAIL, key, _trail_file(records), frozenset({arn, ip}), "cloudtrail")
 
 
-def apigateway_attack(i: int, at: datetime) -> Planted:
-    """An access-log export (CloudWatch Logs' export task to S3) in which a user whose token
-    names one tenant reads another tenant's invoices."""
+def _foreign_read(i: int, principal: str, ip: str, t: datetime) -> dict[str, Any]:
+    """An access-log line: ``principal``, its token naming one tenant, reads another's invoices."""
     from tests import logfactory as lf
 
-    actor_t, target_t = f"t{1 + i % 9:04d}", f"t{40 + i % 9:04d}"
-    principal, ip, t = f"latapi{i:04d}", _address(i), at - timedelta(minutes=2)
     rec = lf.access_log(
-        tenant_path=target_t,
-        claim=actor_t,
+        tenant_path=f"t{40 + i % 9:04d}",
+        claim=f"t{1 + i % 9:04d}",
         principal=principal,
         when=f"{t:%d/%b/%Y:%H:%M:%S} +0000",
     )
     rec.update(ip=ip, requestTimeEpoch=str(int(t.timestamp() * 1000)))
+    return rec
+
+
+def apigateway_attack(i: int, at: datetime) -> Planted:
+    """An access-log export (CloudWatch Logs' export task to S3) in which a user whose token
+    names one tenant reads another tenant's invoices."""
+
+    principal, ip, t = f"latapi{i:04d}", _address(i), at - timedelta(minutes=2)
+    rec = _foreign_read(i, principal, ip, t)
     line = f"{t:%Y-%m-%dT%H:%M:%S}.000Z {json.dumps(rec)}\n"
     task = uuid.uuid5(uuid.NAMESPACE_URL, f"tenantwatch-latency/{i}")
     key = f"apigateway/exportedlogs/{task}/{task.hex}/000000.gz"
@@ -184,15 +190,8 @@ def subscription_attack(i: int, at: datetime) -> Planted:
     tenant reads another tenant's invoices."""
     from tests import logfactory as lf
 
-    actor_t, target_t = f"t{1 + i % 9:04d}", f"t{40 + i % 9:04d}"
     principal, ip, t = f"latcwl{i:04d}", _address(i), at - timedelta(seconds=5)
-    rec = lf.access_log(
-        tenant_path=target_t,
-        claim=actor_t,
-        principal=principal,
-        when=f"{t:%d/%b/%Y:%H:%M:%S} +0000",
-    )
-    rec.update(ip=ip, requestTimeEpoch=str(int(t.timestamp() * 1000)))
+    rec = _foreign_read(i, principal, ip, t)
     event = lf.cwl_subscription(
         [rec], log_group="/aws/apigateway/access", timestamp_ms=int(t.timestamp() * 1000)
     )

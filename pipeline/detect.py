@@ -365,6 +365,29 @@ def _write_live(
     return news
 
 
+def _live_summary(
+    lake: Lake,
+    since: datetime,
+    until: datetime,
+    counts: dict[str, dict[str, int]],
+    findings: pa.Table,
+    news: int,
+    failed: dict[str, str],
+    started: float,
+) -> dict[str, Any]:
+    return {
+        "lake": lake.root,
+        "window_start": since.isoformat(),
+        "window_end": until.isoformat(),
+        "detectors": counts,
+        "findings": findings.num_rows,
+        "news": news,  # findings not in the lake before, or with more events than there
+        "suppressed": findings.num_rows - findings["suppressed_by"].null_count,
+        "failed": failed,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+
+
 def run_fast(
     lake_root: str,
     cfg: Config,
@@ -401,18 +424,8 @@ def run_fast(
             news += _write_live(lake, det_id, since, until, found, done)
         tables.append(found)
     findings = _worst_first(pa.concat_tables(tables) if tables else schema.empty(schema.FINDINGS))
-    summary: dict[str, Any] = {
-        "lake": lake.root,
-        "window_start": since.isoformat(),
-        "window_end": until.isoformat(),
-        "files": len(files),
-        "detectors": counts,
-        "findings": findings.num_rows,
-        "news": news,  # findings not in the lake before, or with more events than there
-        "suppressed": findings.num_rows - findings["suppressed_by"].null_count,
-        "failed": failed,
-        "seconds": round(time.perf_counter() - started, 3),
-    }
+    summary = _live_summary(lake, since, until, counts, findings, news, failed, started)
+    summary["files"] = len(files)
     return Detected(findings, summary)
 
 
@@ -473,18 +486,8 @@ def run_live(
             news += _write_live(lake, det_id, start, start + length, part, done)
             tables.append(part)
     findings = _worst_first(pa.concat_tables(tables) if tables else schema.empty(schema.FINDINGS))
-    summary: dict[str, Any] = {
-        "lake": lake.root,
-        "window_start": since.isoformat(),
-        "window_end": end.isoformat(),
-        "sliding": True,
-        "detectors": counts,
-        "findings": findings.num_rows,
-        "news": news,  # findings not in the lake before, or with more events than there
-        "suppressed": findings.num_rows - findings["suppressed_by"].null_count,
-        "failed": failed,
-        "seconds": round(time.perf_counter() - started, 3),
-    }
+    summary = _live_summary(lake, since, end, counts, findings, news, failed, started)
+    summary["sliding"] = True
     return Detected(findings, summary)
 
 

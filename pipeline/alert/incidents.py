@@ -275,6 +275,20 @@ def _signals(
     return tuple(sorted(out, key=lambda s: (s.first_seen, s.dedup_key)))
 
 
+def _led_by(f: Mapping[str, Any]) -> dict[str, Any]:
+    """What an incident takes from the finding that leads it."""
+    return {
+        "detector": f["detector"],
+        "title": f["title"],
+        "actor": f.get("actor"),
+        "actor_tenant": f.get("actor_tenant"),
+        "score": float(f["score"]),
+        "threshold": float(f["threshold"]),
+        "baseline": f.get("baseline"),
+        "evidence": f["evidence"],
+    }
+
+
 def _absorb(
     inc: Incident, f: Mapping[str, Any], bump: bool, period: timedelta, egress: Egress
 ) -> Incident:
@@ -301,16 +315,7 @@ def _absorb(
         "links": tuple(sorted(set(inc.links) | p.links)),
     }
     if lead is not None:
-        changes.update(
-            detector=lead["detector"],
-            title=lead["title"],
-            actor=lead.get("actor"),
-            actor_tenant=lead.get("actor_tenant"),
-            score=float(lead["score"]),
-            threshold=float(lead["threshold"]),
-            baseline=lead.get("baseline"),
-            evidence=lead["evidence"],
-        )
+        changes.update(_led_by(lead))
     if bump:  # first change to a stored incident in this run: one new revision per run
         changes.update(status="updated", revision=inc.revision + 1)
     return dataclasses.replace(inc, **changes)
@@ -350,16 +355,7 @@ def _grow(inc: Incident, f: Mapping[str, Any], bump: bool, egress: Egress) -> In
     }
     # The lead's evidence is refreshed when the grown finding leads (or now outranks it).
     if _lead_rank(f) >= (RANK[inc.severity], inc.score, inc.window_start):
-        changes.update(
-            detector=f["detector"],
-            title=f["title"],
-            actor=f.get("actor"),
-            actor_tenant=f.get("actor_tenant"),
-            score=float(f["score"]),
-            threshold=float(f["threshold"]),
-            baseline=f.get("baseline"),
-            evidence=f["evidence"],
-        )
+        changes.update(_led_by(f))
     if bump:
         changes.update(status="updated", revision=inc.revision + 1)
     return dataclasses.replace(inc, **changes)
