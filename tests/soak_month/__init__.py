@@ -61,6 +61,7 @@ class MonthSpec:
     tenants: int = 50
     seed: int = 7
     tick_minutes: int = 5
+    sliding: bool = True  # the stack's SlidingWindows: every tick also detects the last hour
     late_share: float = 0.03  # CloudTrail files delivered late
     late_max_minutes: int = 60
     twice_share: float = 0.02  # "Object Created" events delivered twice
@@ -370,6 +371,7 @@ def run(
         config = (logs / "tenantwatch.toml").read_text()
         deployed = deploy(spec.lag_minutes, spec.tick_minutes, config)
         env = dict(deployed.env)
+        env["TENANTWATCH_RUN_SLIDE"] = "1" if spec.sliding else "0"
         if spec.local_lake is not None:
             env["TENANTWATCH_LAKE_ROOT"] = str(spec.local_lake)
         with environment(env):
@@ -582,7 +584,9 @@ def summary(res: Result) -> str:
     s = res.spec
     out = [
         f"{s.days} simulated days, {s.events_per_day} tenant events/day, {s.tenants} tenants, "
-        f"seed {s.seed}; a tick every {s.tick_minutes} min, lag {s.lag_minutes} min; "
+        f"seed {s.seed}; a tick every {s.tick_minutes} min"
+        + ("" if s.sliding else " (no sliding window)")
+        + f", lag {s.lag_minutes} min; "
         f"{s.late_share:.0%} of trail files late (up to {s.late_max_minutes} min), "
         f"{s.twice_share:.0%} of object events twice"
         + (f", {s.notify_share:.0%} of trail files notified" if s.notify_share < 1 else "")

@@ -36,6 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--notify-share", type=float, default=d.notify_share)
     p.add_argument("--tick-minutes", type=int, default=d.tick_minutes)
     p.add_argument(
+        "--no-sliding",
+        action="store_true",
+        help="ticks detect a window only a lag after it ends (SlidingWindows=false)",
+    )
+    p.add_argument(
         "--max-minutes", type=float, default=None, help="stop playing after this much wall time"
     )
     p.add_argument("--workdir", type=Path, default=None, help="where the simulated logs go")
@@ -49,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         twice_share=args.twice_share,
         notify_share=args.notify_share,
         tick_minutes=args.tick_minutes,
+        sliding=not args.no_sliding,
         wall_limit_s=args.max_minutes * 60 if args.max_minutes else None,
     )
     with tempfile.TemporaryDirectory(prefix="tenantwatch-soak-") as tmp:
