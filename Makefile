@@ -10,12 +10,16 @@ LAKE   ?= lake
 
 # The C extension (pipeline/ingest/_ctscan.c, _credentials.c, _secrets.c) is compiled by the install: a change to it reinstalls.
 EXTENSION := pipeline/ingest/_ctscan.c pipeline/ingest/_credentials.c pipeline/ingest/_secrets.c
-$(STAMP): pyproject.toml $(EXTENSION) pipeline/ingest/_secrets.h
+# The example detector plugin (examples/) is installed beside it: make test runs its tests, which
+# check it against the detector contract as any plugin's would; it ships disabled.
+PLUGIN := examples/tenantwatch-example-detector
+$(STAMP): pyproject.toml $(EXTENSION) pipeline/ingest/_secrets.h $(PLUGIN)/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "tenantwatch needs Python >= 3.11 (set PYTHON=...)")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "installing tenantwatch and its dependencies into $(VENV) (log: $(VENV)/install.log)"
 	@$(BIN)/python -m pip install --upgrade pip > $(VENV)/install.log 2>&1 \
 	  && $(BIN)/python -m pip install -e '.[dev]' >> $(VENV)/install.log 2>&1 \
+	  && $(BIN)/python -m pip install --no-deps -e $(PLUGIN) >> $(VENV)/install.log 2>&1 \
 	  || { tail -n 30 $(VENV)/install.log; exit 1; }
 	@touch $@
 

@@ -56,7 +56,7 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from detectors import REGISTRY
+from detectors import BUILTIN as REGISTRY  # the project's own: plugins bring their own labels
 from eval.paging import Paging, replay, score_pages
 from pipeline.config import load_config
 from pipeline.detect import run_detect

@@ -22,6 +22,7 @@ from typing import Any
 
 import click
 
+from pipeline.cli_detectors import detectors
 from pipeline.cli_incident import incident
 from pipeline.cli_inspect import snapshot, tenancy
 from pipeline.config import Config, load_config
@@ -86,6 +87,7 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
     ctx.obj = load_config(config_path)
 
 
+cli.add_command(detectors)
 cli.add_command(incident)
 cli.add_command(tenancy)
 cli.add_command(snapshot)

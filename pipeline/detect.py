@@ -181,12 +181,15 @@ def run_detect(
     started = time.perf_counter()
     # Validates settings and reads the break-glass tickets before any data is read.
     dets = detectors.from_config(cfg, only)
+    missing = detectors.unavailable()
     lake = Lake(lake_root)
     since, until = resolve_window(lake, since, until)
     sups = suppressions.in_force(cfg, lake, now)
     if warn is not None:
         for line in sups.warnings():
             warn(line)
+        for det_id, why in missing.items():
+            warn(f"detector {det_id} left out: {why}")
     tables, failed, counts = [], {}, {}
     # History starts where the lake's first event is, not a lookback before the window: hours
     # before it are not "quiet", they are unknown, and the detectors say so.
@@ -220,6 +223,7 @@ def run_detect(
         "suppressions_active": len(sups.active),
         "suppressions_expired": [s.id for s, _ in sups.expired],
         "failed": failed,
+        "unavailable": missing,  # plugins that do not load: left out, the others ran
         "seconds": round(time.perf_counter() - started, 3),
     }
     return Detected(findings, summary)

@@ -92,7 +92,7 @@ def by_name(name: str) -> list[str]:
     if name == "detectors":
         import detectors
 
-        return sorted({v.partition(":")[0] for v in detectors.REGISTRY.values()})
+        return sorted({v.partition(":")[0] for v in detectors.BUILTIN.values()})
     if name == "pipeline.ingest.native":
         return [EXTENSION]
     return []

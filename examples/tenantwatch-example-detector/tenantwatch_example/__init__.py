@@ -1,0 +1,1 @@
+"""An example tenantwatch detector plugin (``bulk_tenant_read``)."""
