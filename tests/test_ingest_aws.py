@@ -6,7 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -21,6 +21,7 @@ from tests.pooled import pooled_file
 
 pytestmark = pytest.mark.e2e
 PREFIX = f"AWSLogs/{lf.ACCOUNT}/CloudTrail/us-east-1"
+DAY = timedelta(days=1)
 
 
 def _put_trail_file(s3: Any, day: str, n: int, name: str) -> None:
@@ -91,6 +92,19 @@ def test_since_until_prunes_the_listing_by_day(aws: str) -> None:
     # Keys are listed only in the window's day folders; the rest is walked folder by folder,
     # so a run's listing does not grow with the days the bucket holds.
     assert sorted(set(recursive)) == [f"{PREFIX}/2026/11/15/"]
+
+
+def test_an_object_outside_dated_folders_is_an_input_once_written_since(aws: str) -> None:
+    """A log export's key has no date: its last write tells whether a run listing since a time
+    must look it up (an object written before was listed by the run that read up to then)."""
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="trail")
+    s3.put_object(Bucket="trail", Key="exports/task-1/stream/000000.gz", Body=b"x")
+    now = datetime.now(UTC)
+    later, _ = sources.list_inputs(["s3://trail/"], now + timedelta(minutes=5), now + DAY)
+    assert later == []
+    earlier, _ = sources.list_inputs(["s3://trail/"], now - timedelta(minutes=5), now + DAY)
+    assert [r.uri for r in earlier] == ["s3://trail/exports/task-1/stream/000000.gz"]
 
 
 @pytest.mark.slow

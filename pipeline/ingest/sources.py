@@ -15,7 +15,7 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +130,14 @@ def _layout(client: Any, bucket: str, prefix: str) -> tuple[list[str], list[dict
     return sorted(roots), sorted(loose, key=lambda o: str(o["Key"]))
 
 
+def _written_since(obj: dict[str, Any], since: datetime) -> bool:
+    written = obj.get("LastModified")
+    if not isinstance(written, datetime):
+        return True
+    utc = since if since.tzinfo is not None else since.replace(tzinfo=UTC)
+    return written >= utc
+
+
 def _s3_list(
     client: Any, bucket: str, prefix: str, delimiter: str = ""
 ) -> Iterator[dict[str, Any]]:
@@ -160,7 +168,11 @@ def _s3(source: str, since: datetime | None, until: datetime | None) -> Iterator
                 for d in days:
                     for obj in _s3_list(client, bucket, f"{root}{d:%Y/%m/%d}/"):
                         yield ref(obj)
-            yield from (ref(obj) for obj in loose)
+            # Outside a dated layout the key says nothing of time: an object last written
+            # before ``since`` was listed by the run that read up to then (a scheduled run's
+            # ``since`` is its watermark less the lag), so only later ones are inputs. Else every
+            # run would look up every such object ever delivered in the ingest state.
+            yield from (ref(obj) for obj in loose if _written_since(obj, since))
             return
         for obj in _s3_list(client, bucket, prefix):
             if not obj["Key"].endswith("/") and in_window(f"/{obj['Key']}", since, until):
