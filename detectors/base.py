@@ -169,12 +169,15 @@ class Detector(ABC, Generic[S]):
         start: datetime | None = None,
         end: datetime | None = None,
         baseline_start: datetime | None = None,
+        fitted: bool = False,
     ) -> pa.Table:
         """Findings (``schema.FINDINGS``) for ``window``, given the ``baseline`` before it.
 
         ``start``/``end`` bound the window (default: the hours its events span) and make the
         finding ids; ``baseline_start`` is where the history begins (default: its first event),
         so that quiet hours at its start still count as history. Neither input is modified.
+        ``fitted``: this detector has been fitted on the history before ``start`` already (a
+        window that grows from the same start, scored again): ``baseline`` is not read.
         """
         win = self._frame(window, self.columns, "window", self.optional_columns)
         win = win[win["source"].isin(self.sources)].reset_index(drop=True)
@@ -214,7 +217,8 @@ class Detector(ABC, Generic[S]):
             base.attrs["period"] = (pd.Timestamp(first), pd.Timestamp(start))
         win.attrs["period"] = (pd.Timestamp(start), pd.Timestamp(end))
 
-        scored = self.fit(base).score(win)  # an Arrow ``base`` only for ``fit_arrow``
+        # An Arrow ``base`` only for ``fit_arrow``.
+        scored = (self if fitted else self.fit(base)).score(win)
         missing = [c for c in SCORED if c not in scored.columns]
         if missing:
             raise TypeError(f"{self.id}.score() lacks the columns {missing}")

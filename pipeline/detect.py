@@ -433,6 +433,46 @@ def run_fast(
     return Detected(findings, summary)
 
 
+# A windowed detector fitted on the history before the aligned window its sliding window starts
+# in, per detector: every tick of that window scores with it instead of reading and fitting the
+# same history again (a scheduled function's warm container keeps it between ticks).
+_FITTED: dict[str, tuple[tuple[Any, ...], Detector]] = {}
+
+
+def _detect_growing(
+    lake: Lake,
+    det_id: str,
+    det: Detector,
+    end: datetime,
+    length: timedelta,
+    history_from: datetime | None,
+) -> tuple[pa.Table, dict[str, int]]:
+    """``det`` over the events from the aligned window that ``end - length`` falls in up to
+    ``end`` (between one and two window lengths: the sliding window and what comes before it
+    in its first aligned window), against the history before that window: the same history for
+    every tick until the next window starts, fitted once (``_FITTED``)."""
+    start = _floor(end - length, length)
+    base_start = start - det.lookback
+    if history_from is not None:
+        base_start = max(base_start, min(history_from, start))
+    key = (lake.root, start, base_start, repr(det.settings), repr(det.relationships))
+    window = read_events(lake, start, end, sources=det.sources, columns=window_columns(det))
+    counts = {"window_events": window.num_rows, "baseline_events": 0}
+    cached = _FITTED.get(det_id)
+    if cached is not None and cached[0] == key:
+        found = cached[1].detect(
+            None, window, start=start, end=end, baseline_start=base_start, fitted=True
+        )
+    else:
+        baseline = read_baseline(lake, det, base_start, start)
+        counts["baseline_events"] = baseline.num_rows
+        found = det.detect(baseline, window, start=start, end=end, baseline_start=base_start)
+        del baseline
+        _FITTED[det_id] = (key, det)
+    counts["findings"] = found.num_rows
+    return found, counts
+
+
 def run_live(
     lake_root: str,
     cfg: Config,
@@ -469,7 +509,9 @@ def run_live(
     for det_id, det in dets.items():
         try:
             if det.lookback:
-                found, counts[det_id] = _detect_one(lake, det, since, end, history_from)
+                found, counts[det_id] = _detect_growing(
+                    lake, det_id, det, end, length, history_from
+                )
                 parts = anchor(suppressions.mark(found, sups.active), length)
             else:
                 # A rule needs no history: each aligned window the sliding one overlaps, from

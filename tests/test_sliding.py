@@ -240,3 +240,31 @@ def test_the_fast_path_reads_only_the_object_s_own_events(tmp_path: Path) -> Non
     assert fast.summary["news"] == 1
     again = detect.run_fast(lake_root, cfg, window, files)
     assert again.summary["news"] == 0  # the live file has it already
+
+
+def test_ticks_of_one_window_fit_its_history_once_and_find_the_same(tmp_path: Path) -> None:
+    from pipeline.ingest.run import ingest
+
+    burst(tmp_path / "trail", T0 + timedelta(minutes=7))
+    burst(tmp_path / "trail", T0 - timedelta(hours=20), count=3, name="history")
+    lake_root, cfg = str(tmp_path / "lake"), pooled_config()
+    ingest([str(tmp_path / "trail")], lake_root, cfg, workers=1)
+    hour = timedelta(hours=1)
+
+    def live(minutes: int) -> Any:
+        return detect.run_live(lake_root, cfg, T0 + timedelta(minutes=minutes), hour)
+
+    detect._FITTED.clear()
+    first = live(20)
+    again = live(25)  # the same aligned window (10:00): its history is not read again
+    spike = "authz_failure_spike"
+    assert first.summary["detectors"][spike]["baseline_events"] > 0
+    assert again.summary["detectors"][spike]["baseline_events"] == 0
+    detect._FITTED.clear()
+    fresh = live(25)
+    assert fresh.summary["detectors"][spike]["baseline_events"] > 0
+    assert again.findings.drop_columns(["evidence"]).equals(
+        fresh.findings.drop_columns(["evidence"])
+    )
+    assert again.findings["evidence"].to_pylist() == fresh.findings["evidence"].to_pylist()
+    assert again.findings.num_rows >= 1
