@@ -79,7 +79,7 @@ _DAY = re.compile(r"^findings/date=(\d{4}-\d{2}-\d{2})$")
 # (inputs named by no date) by folder (the two folders themselves hold an older lake's files),
 # and the digest files seen, one file a batch.
 _STATE_PART = re.compile(
-    r"^_state/(?:digests|(?:ingested|sessions)(?:/(?:date=(\d{4}-\d{2}-\d{2})|prefix=[^/]+))?)$"
+    r"^_state/(?:ingested|sessions|digests)(?:/(?:date=(\d{4}-\d{2}-\d{2})|prefix=[^/]+))?$"
 )
 
 
@@ -300,9 +300,9 @@ def findings_folders(lake: Lake) -> list[str]:
 
 def state_folders(lake: Lake) -> list[str]:
     """The folders of ``_state/ingested``, ``_state/sessions`` and ``_state/digests`` that hold
-    state files."""
+    state files (each top folder itself too: the files written before it was partitioned)."""
     out = [STATE_DIGESTS, STATE_INGESTED, STATE_SESSIONS]
-    for top in (STATE_INGESTED, STATE_SESSIONS):
+    for top in (STATE_DIGESTS, STATE_INGESTED, STATE_SESSIONS):
         sel = pafs.FileSelector(lake.path(top), recursive=False, allow_not_found=True)
         for info in lake.fs.get_file_info(sel):
             rel = posixpath.relpath(info.path, lake.base)

@@ -25,7 +25,7 @@ docs/ARCHITECTURE.md, "The lake")::
     _state/incidents/snapshot-due/<period day>.<incident id>   empty: it lacks a snapshot part
     _state/unsent/<day>.<notification id>  empty: that outbox row may not be sent yet
     _state/indexed                         empty: the two indexes above cover the whole store
-    _state/digests/<batch id>.parquet      CloudTrail-Digest files seen, for integrity checks
+    _state/digests/date=YYYY-MM-DD/<batch id>.parquet  CloudTrail-Digest files seen, by day
     _state/logs/<hash of the uri>.parquet  how far each CloudWatch Logs source was read
     _state/metrics/<hash>.json             metric data points CloudWatch refused, sent next run
     _state/watermark/scheduled.parquet     where the scheduled run's detection has got to

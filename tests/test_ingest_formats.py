@@ -79,10 +79,15 @@ def test_digest_files_are_recorded_not_counted(tmp_path: Path) -> None:
             {"s3Bucket": "b", "s3Object": "AWSLogs/y.json.gz"},  # a hash missing stays missing
         ],
     }
-    (tmp_path / "digest.json.gz").write_bytes(gzip.compress(json.dumps(digest).encode()))
-    s = run(tmp_path / "lake", tmp_path / "digest.json.gz")
+    # Delivered as CloudTrail does: the digest's key names its day, and so does its state folder
+    # (a run compacts today's digests seen, never all of them).
+    key = f"AWSLogs/{lf.ACCOUNT}/CloudTrail-Digest/us-east-1/2026/11/16/digest.json.gz"
+    (tmp_path / key).parent.mkdir(parents=True)
+    (tmp_path / key).write_bytes(gzip.compress(json.dumps(digest).encode()))
+    s = run(tmp_path / "lake", tmp_path / key)
     assert (s["records_in"], s["digest_files"]) == (0, 1)
-    (state,) = (tmp_path / "lake" / "_state" / "digests").glob("*.parquet")
+    (state,) = (tmp_path / "lake" / "_state" / "digests").rglob("*.parquet")
+    assert state.parent.name == "date=2026-11-16"
     listed = pq.read_table(state).select(["log_object", "hash_value"]).to_pylist()
     assert listed == [
         {"log_object": "AWSLogs/x.json.gz", "hash_value": "ab"},
@@ -104,7 +109,8 @@ def test_a_digest_listing_no_files_is_recorded_all_the_same(tmp_path: Path) -> N
     path.write_bytes(gzip.compress(json.dumps(digest).encode()))
     s = run(tmp_path / "lake", tmp_path / "in")
     assert (s["records_in"], s["digest_files"], s["quarantined_total"]) == (0, 1, 0)
-    state = pq.read_table(tmp_path / "lake" / "_state" / "digests").to_pylist()
+    (file,) = (tmp_path / "lake" / "_state" / "digests").rglob("*.parquet")
+    state = pq.read_table(file).to_pylist()
     assert state == [{"digest_uri": str(path), "log_object": None, "hash_value": None}]
 
 

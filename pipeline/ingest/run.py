@@ -319,12 +319,17 @@ class Ingestor:
         if p.quarantine:
             self.lake.write_table(quarantine_file(batch_id), _quarantine_table(p.quarantine))
         if d.digests:
-            self.lake.write_table(
-                state_file(STATE_DIGESTS, batch_id),
-                pa.Table.from_pylist(
-                    [dict(zip(DIGESTS.names, x, strict=True)) for x in d.digests], DIGESTS
-                ),
-            )
+            # A folder per day of the digest files' delivery (as for input records), so that
+            # what a run compacts of them is today's, not every digest ever seen.
+            by_part: dict[str, list[dict[str, Any]]] = {}
+            for x in d.digests:
+                row = dict(zip(DIGESTS.names, x, strict=True))
+                by_part.setdefault(ingested_partition(str(x[0])), []).append(row)
+            for part, rows in sorted(by_part.items()):
+                self.lake.write_table(
+                    state_file(f"{STATE_DIGESTS}/{part}", batch_id),
+                    pa.Table.from_pylist(rows, DIGESTS),
+                )
         # What the batch's AssumeRole* calls taught: the sessions' tags and their origins.
         # A file per day the sessions started on.
         state = pa.concat_tables([tenancy.state_rows(d.sessions), p.origins])
