@@ -104,6 +104,9 @@ STATE_OPEN_INCIDENTS = f"{STATE}/incidents"
 SNAPSHOT_DUE = f"{STATE_OPEN_INCIDENTS}/snapshot-due"
 STATE_UNSENT = f"{STATE}/unsent"
 STATE_INDEXED = f"{STATE}/indexed"
+# Empty markers, one per detection window that events delivered after it was detected fall in:
+# ``<window start, YYYYmmddTHHMM>``, removed once the window has been detected again.
+STATE_LATE = f"{STATE}/late"
 WATERMARK = f"{STATE}/watermark/scheduled.parquet"
 LEASE = f"{STATE}/lease.json"
 LEASE_LOCK = f"{STATE}/lease.lock"

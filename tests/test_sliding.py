@@ -19,6 +19,7 @@ from tests.pooled import pooled_config
 
 T0 = datetime(2026, 11, 16, 10, tzinfo=UTC)
 DAY = "2026/11/16"
+HOUR = timedelta(hours=1)
 
 
 def _z(ts: datetime) -> str:
@@ -268,3 +269,22 @@ def test_ticks_of_one_window_fit_its_history_once_and_find_the_same(tmp_path: Pa
     )
     assert again.findings["evidence"].to_pylist() == fresh.findings["evidence"].to_pylist()
     assert again.findings.num_rows >= 1
+
+
+def test_events_delivered_after_their_window_was_detected_are_detected_then(
+    tmp_path: Path,
+) -> None:
+    """A file that lands hours late (a daily log export, a delayed trail file): its events fall
+    in a window detected already, which the run that ingests them marks and detects again."""
+    lake = str(tmp_path / "lake-aligned")
+    burst(tmp_path / "trail", T0 - timedelta(hours=3), count=3, name="history")
+    first = tick(tmp_path, T0 + timedelta(hours=2, minutes=20), slide=False)
+    assert first.watermark_after == (T0 + timedelta(hours=2)).isoformat() and pages(lake) == []
+    cross_tenant_read(tmp_path / "trail", T0 + timedelta(minutes=5), "late")  # lands now
+    second = tick(tmp_path, T0 + timedelta(hours=2, minutes=25), slide=False)
+    assert second.as_dict()["late_windows"] == [f"{T0.isoformat()}/{(T0 + HOUR).isoformat()}"]
+    (page,) = pages(lake)
+    assert "cross" in page["subject"].lower()
+    # Done once: the marker is gone, the next run detects nothing again.
+    third = tick(tmp_path, T0 + timedelta(hours=2, minutes=30), slide=False)
+    assert third.as_dict()["late_windows"] == [] and len(pages(lake)) == 1

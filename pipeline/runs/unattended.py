@@ -193,6 +193,7 @@ class Report:
     compaction: dict[str, Any] = field(default_factory=dict)  # pipeline.compact's summary
     retention: dict[str, Any] = field(default_factory=dict)  # pipeline.retention's summary
     sliding: dict[str, Any] = field(default_factory=dict)  # the sliding window's detection
+    late: list[str] = field(default_factory=list)  # windows detected again for late events
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -210,6 +211,7 @@ class Report:
             "compaction": self.compaction,
             "retention": self.retention,
             "sliding": self.sliding,
+            "late_windows": self.late,
             "seconds": round(self.seconds, 3),
         }
 
@@ -269,7 +271,7 @@ def run_scheduled(
         report.status = "busy"
         return report
     try:
-        mark = read_watermark(lake_root)
+        stored = mark = read_watermark(lake_root)
         # A first run starts ``backfill_hours`` before the newest window it can detect (one
         # lag ago): counted from the clock instead, a backfill shorter than the lag would leave
         # every window beyond reach, and no run would ever detect.
@@ -289,6 +291,11 @@ def run_scheduled(
         except OutOfTime:
             report.status = "checkpoint"
             return report
+        # Events delivered later than the lag (a daily log export, a trail file hours late) fall
+        # in windows detected already: each such window is marked, and detected again below.
+        # (A first run has detected nothing yet: what lies before its backfill stays history.)
+        if stored is not None:
+            _mark_late(lake_root, report.run.ingest.summary.get("new_events"), mark, settings)
         for window in todo:
             if not budget.enough_for_window():
                 report.status = "checkpoint"
@@ -298,6 +305,8 @@ def run_scheduled(
             write_watermark(lake_root, window[1], run_id)
             report.watermark_after = window[1].isoformat()
             budget.slowest_window_s = max(budget.slowest_window_s, time.perf_counter() - t0)
+        if report.status != "checkpoint":
+            _redetect_late(stages, lake_root, run_cfg, settings, budget, report)
         if settings.slide and report.status != "checkpoint":
             _slide(stages, lake_root, run_cfg, now, settings, budget, report)
         if not todo and report.status == "done":
@@ -309,6 +318,55 @@ def run_scheduled(
         _finish(lake_root, cfg, report)
         report.seconds = time.perf_counter() - started
     return report
+
+
+_LATE_NAME = "%Y%m%dT%H%M"
+
+
+def _mark_late(
+    lake_root: str, span: Mapping[str, str] | None, mark: datetime, settings: RunSettings
+) -> None:
+    """A marker for each window before the watermark ``mark`` that the run's new events fall
+    in (written before any is detected again: a run that stops leaves them to the next)."""
+    from pipeline.alert import store
+    from pipeline.lake import STATE_LATE, Lake
+
+    late = [w for w in touched_windows(span, settings.window_minutes) if w[1] <= mark]
+    lake = Lake(lake_root)
+    for start, _ in late:
+        store.write_bytes(lake, f"{STATE_LATE}/{start:{_LATE_NAME}}", b"")
+
+
+def _redetect_late(
+    stages: Stages,
+    lake_root: str,
+    cfg: Config,
+    settings: RunSettings,
+    budget: Budget,
+    report: Report,
+) -> None:
+    """Detect and alert again each window a marker names (``_mark_late``), oldest first, and
+    remove its marker: the same findings keep their ids, new ones join or open incidents."""
+    import pyarrow.fs as pafs
+
+    from pipeline.alert import store
+    from pipeline.lake import STATE_LATE, Lake
+
+    lake = Lake(lake_root)
+    sel = pafs.FileSelector(lake.path(STATE_LATE), allow_not_found=True)
+    names = sorted(i.base_name for i in lake.fs.get_file_info(sel) if i.type == pafs.FileType.File)
+    step = timedelta(minutes=settings.window_minutes)
+    for name in names:
+        try:
+            start = datetime.strptime(name, _LATE_NAME).replace(tzinfo=UTC)
+        except ValueError:
+            continue  # not a marker of ours (a temporary of a write that died)
+        if not budget.enough_for_window():
+            report.status = "checkpoint"
+            return
+        _detect_and_alert(stages, lake_root, cfg, (start, start + step), None, report)
+        report.late.append(f"{start.isoformat()}/{(start + step).isoformat()}")
+        store.delete(lake, f"{STATE_LATE}/{name}", missing_ok=True)
 
 
 def _slide(
