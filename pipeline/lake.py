@@ -24,6 +24,7 @@ docs/ARCHITECTURE.md, "The lake")::
                                            active up to that day (an index of incidents/state)
     _state/incidents/snapshot-due/<period day>.<incident id>   empty: it lacks a snapshot part
     _state/unsent/<day>.<notification id>  empty: that outbox row may not be sent yet
+    _state/late/<window start>             empty: a window to detect again (late events)
     _state/indexed                         empty: the two indexes above cover the whole store
     _state/digests/date=YYYY-MM-DD/<batch id>.parquet  CloudTrail-Digest files seen, by day
     _state/logs/<hash of the uri>.parquet  how far each CloudWatch Logs source was read
