@@ -22,6 +22,7 @@ from typing import Any
 
 import click
 
+from pipeline.cli_compact import compact
 from pipeline.cli_detectors import detectors
 from pipeline.cli_incident import incident
 from pipeline.cli_inspect import snapshot, tenancy
@@ -87,6 +88,7 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
     ctx.obj = load_config(config_path)
 
 
+cli.add_command(compact)
 cli.add_command(detectors)
 cli.add_command(incident)
 cli.add_command(tenancy)
@@ -539,46 +541,6 @@ def run_command(
     _alert_exit(ctx, s["alert"])
     if result.detect[0].failed:
         ctx.exit(1)
-
-
-@cli.command("compact")
-@click.option("--lake", default=None, help="Lake root: a folder or s3://bucket/prefix.")
-@click.option(
-    "--before",
-    default=None,
-    help="Compact what ended before this time (default: now less [ingest] cloudtrail_lag_minutes).",
-)
-@click.option(
-    "--retention", is_flag=True, help="Also delete what [lake] retention_days no longer keeps."
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
-@click.pass_context
-def compact(
-    ctx: click.Context, lake: str | None, before: str | None, retention: bool, as_json: bool
-) -> None:
-    """Rewrite the lake's closed folders' many small files into a few large ones (about
-    [lake] compact_file_mb each): event hours, findings days and quarantine files that ended or
-    were written before --before. Readers see every row once while it runs; a compaction cut
-    short is finished by the next. With --retention, partitions older than [lake]
-    retention_days are deleted first (snapshots never)."""
-    from datetime import UTC, datetime, timedelta
-
-    from pipeline import compact as compaction
-    from pipeline import retention as keep
-    from pipeline.lake import Lake
-
-    cfg = _config(ctx)
-    lk = Lake(lake or cfg.lake.root)
-    now = datetime.now(UTC)
-    upto = parse_when(before, "--before") or now - timedelta(
-        minutes=cfg.ingest.cloudtrail_lag_minutes
-    )
-    summary: dict[str, Any] = {"lake": lk.root, "before": upto.isoformat()}
-    if retention:
-        summary["retention"] = keep.apply(lk, cfg.lake.retention_days, now).as_dict()
-    done = compaction.compact(lk, upto, target_bytes=cfg.lake.compact_file_mb << 20)
-    summary.update(done.as_dict())
-    emit_summary(f"compacted {lk.root}", summary, as_json)
 
 
 def _warning(line: str) -> None:

@@ -19,7 +19,6 @@ Invariant, checked by tests: records_in = ingested + duplicates + quarantined.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import posixpath
 import resource
@@ -44,12 +43,16 @@ from pipeline.ingest.quarantine import Quarantined
 from pipeline.ingest.reading import Reading
 from pipeline.ingest.seen import SeenIndex, ingested_partition
 from pipeline.ingest.sessions import CLOCK_SKEW
-from pipeline.ingest.sources import InputRef, LogPosition, list_inputs
+from pipeline.ingest.sources import (
+    InputRef,
+    list_inputs,
+    load_positions,
+    save_position,
+)
 from pipeline.lake import (
     COMPACTED,
     STATE_DIGESTS,
     STATE_INGESTED,
-    STATE_LOGS,
     STATE_SESSIONS,
     Lake,
     event_partition,
@@ -453,23 +456,6 @@ def _quarantine_table(entries: list[Quarantined]) -> pa.Table:
     )
 
 
-LOG_POSITIONS = pa.schema([("uri", _S), ("timestamp_ms", pa.int64()), ("ids", pa.list_(_S))])
-
-
-def _load_positions(lake: Lake) -> dict[str, LogPosition]:
-    t = lake.read_all(STATE_LOGS, LOG_POSITIONS)
-    return {
-        uri: LogPosition(ts, tuple(ids))
-        for uri, ts, ids in zip(*(t[c].to_pylist() for c in LOG_POSITIONS.names), strict=True)
-    }
-
-
-def _save_position(lake: Lake, uri: str, pos: LogPosition) -> None:
-    name = hashlib.sha256(uri.encode()).hexdigest()[:24]
-    row = {"uri": uri, "timestamp_ms": pos.timestamp_ms, "ids": list(pos.ids_at_timestamp)}
-    lake.write_table(state_file(STATE_LOGS, name), pa.Table.from_pylist([row], LOG_POSITIONS))
-
-
 def _cpu_times() -> tuple[float, float]:
     """CPU seconds (user + system) of this process and of its ended child processes."""
     own, ended = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
@@ -564,7 +550,7 @@ def ingest(
     lake.clean_temporaries()  # what runs that were killed left (a live run's stay)
     ing = Ingestor(lake, cfg, reading)
     summary = Summary()
-    positions = _load_positions(lake)
+    positions = load_positions(lake)
     inputs, new_positions = list_inputs(sources, since, until, positions)
     ing.load_done(inputs)
     pending = [r for r in inputs if r.identity not in ing.done]
@@ -585,7 +571,7 @@ def ingest(
     # Only now, with every chunk in the lake, may the next run start after them.
     for uri, pos in new_positions.items():
         if positions.get(uri) != pos:
-            _save_position(lake, uri, pos)
+            save_position(lake, uri, pos)
     summary.elapsed_s = time.perf_counter() - started
     out = summary.as_dict()
     out["lake"] = lake.uri("")

@@ -193,6 +193,37 @@ class LogPosition:
     ids_at_timestamp: tuple[str, ...] = ()
 
 
+def _positions_schema() -> Any:
+    import pyarrow as pa
+
+    return pa.schema(
+        [("uri", pa.string()), ("timestamp_ms", pa.int64()), ("ids", pa.list_(pa.string()))]
+    )
+
+
+def load_positions(lake: Any) -> dict[str, LogPosition]:
+    """Where each CloudWatch Logs source was read up to (``_state/logs``), by its uri."""
+    from pipeline.lake import STATE_LOGS
+
+    columns = _positions_schema()
+    t = lake.read_all(STATE_LOGS, columns)
+    return {
+        uri: LogPosition(ts, tuple(ids))
+        for uri, ts, ids in zip(*(t[c].to_pylist() for c in columns.names), strict=True)
+    }
+
+
+def save_position(lake: Any, uri: str, pos: LogPosition) -> None:
+    import pyarrow as pa
+
+    from pipeline.lake import STATE_LOGS, state_file
+
+    name = hashlib.sha256(uri.encode()).hexdigest()[:24]
+    row = {"uri": uri, "timestamp_ms": pos.timestamp_ms, "ids": list(pos.ids_at_timestamp)}
+    table = pa.Table.from_pylist([row], _positions_schema())
+    lake.write_table(state_file(STATE_LOGS, name), table)
+
+
 CHUNK_BYTES = 4 << 20
 
 
