@@ -29,6 +29,7 @@ BUILTIN: dict[str, str] = {
     "cross_tenant_access": "detectors.cross_tenant_access:CrossTenantAccess",
     "tenant_switching": "detectors.tenant_switching:TenantSwitching",
     "authz_failure_spike": "detectors.authz_failure_spike:AuthzFailureSpike",
+    "sigma": "detectors.sigma:SigmaRules",
 }
 ENTRY_POINTS = "tenantwatch.detectors"
 
@@ -170,4 +171,34 @@ def from_config(cfg: Config, only: tuple[str, ...] | None = None) -> dict[str, D
         if (only is None and settings.enabled) or (only is not None and detector_id in only):
             chosen[detector_id] = (cls, settings)
     relationships = tickets.resolve(cfg).relationships
-    return {d: cls(settings, relationships) for d, (cls, settings) in chosen.items()}
+    built = {
+        d: cls(settings, relationships) for d, (cls, settings) in chosen.items() if d != "sigma"
+    }
+    if "sigma" in chosen:
+        cls, settings = chosen["sigma"]
+        built["sigma"] = cls(settings, relationships, **sigma_inputs(cfg))
+    return {d: built[d] for d in chosen}
+
+
+def sigma_inputs(cfg: Config) -> dict[str, Any]:
+    """What the ``sigma`` detector is built with: ``[sigma]``'s rules compiled (read from their
+    folders and prefixes once), and the accounts of ``[sigma] account_lookup``."""
+    from detectors.sigma.rules import load_cached
+    from pipeline.errors import ConfigError
+
+    accounts: dict[str, str] = {}
+    if cfg.sigma.account_lookup:
+        from pipeline.ingest.lookups import load_lookups
+
+        names = [lk.name for lk in cfg.tenancy.lookup]
+        if cfg.sigma.account_lookup not in names:
+            raise ConfigError(
+                f"sigma.account_lookup: no [[tenancy.lookup]] named {cfg.sigma.account_lookup!r}"
+                f" (there are: {', '.join(names) or 'none'})"
+            )
+        accounts = load_lookups(cfg)[cfg.sigma.account_lookup].as_dict()
+    try:
+        rules = load_cached(cfg.sigma.rules, pack=cfg.sigma.pack)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"sigma.rules: {exc}") from None
+    return {"rules": rules, "accounts": accounts}

@@ -385,6 +385,18 @@ class AlertingConfig(_Base, frozen=True):
     shared_egress: tuple[str, ...] = ()
 
 
+class SigmaConfig(_Base, frozen=True):
+    """Sigma rules the ``sigma`` detector runs (``detectors.sigma``)."""
+
+    # Folders, files or s3:// prefixes of Sigma rules (a SigmaHQ checkout's rules/cloud/aws).
+    rules: tuple[str, ...] = ()
+    # The project's own rule pack (rules/): trail tampering, persistence, outside sharing ...
+    pack: bool = True
+    # A [[tenancy.lookup]] mapping account ids to tenants: an account of the event's own tenant
+    # is then no "foreign" account (``foreign_accounts``). Empty: any account but the event's.
+    account_lookup: str = ""
+
+
 class Config(_Base, frozen=True):
     lake: LakeConfig = LakeConfig()
     ingest: IngestConfig = IngestConfig()
@@ -397,6 +409,7 @@ class Config(_Base, frozen=True):
     # Findings recorded without paging (``Suppression``); ``incident close --suppress`` adds
     # more, kept in the lake.
     suppressions: tuple[Suppression, ...] = ()
+    sigma: SigmaConfig = SigmaConfig()
 
 
 # --- loading ---------------------------------------------------------------------------------

@@ -202,6 +202,7 @@ def run_detect(
         except Exception as exc:  # one broken detector must not stop the rest
             failed[det_id] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
             continue
+        failed.update(parts_failed(det_id, det))
         found = suppressions.mark(found, sups.active)
         if write:
             lake.write_table(part_name(det_id, since, until), found)
@@ -422,6 +423,7 @@ def run_fast(
         except Exception as exc:  # one broken detector must not stop the rest
             failed[det_id] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
             continue
+        failed.update(parts_failed(det_id, det))
         found = suppressions.mark(found, sups.active)
         if found.num_rows:
             done = settled is not None and until <= settled
@@ -527,6 +529,7 @@ def run_live(
         except Exception as exc:  # one broken detector must not stop the rest
             failed[det_id] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
             continue
+        failed.update(parts_failed(det_id, det))
         for start, part in sorted(parts.items()):
             done = settled is not None and start + length <= settled
             news += _write_live(lake, det_id, start, start + length, part, done)
@@ -535,6 +538,13 @@ def run_live(
     summary = _live_summary(lake, since, end, counts, findings, news, failed, started)
     summary["sliding"] = True
     return Detected(findings, summary)
+
+
+def parts_failed(det_id: str, det: Detector) -> dict[str, str]:
+    """The parts of a detector that failed while the rest of it ran (a Sigma rule whose SQL
+    failed), as ``"<detector>:<part>" -> why``: reported like a failed detector."""
+    parts: dict[str, str] = getattr(det, "failures", None) or {}
+    return {f"{det_id}:{k}": v for k, v in parts.items()}
 
 
 def _worst_first(t: pa.Table) -> pa.Table:

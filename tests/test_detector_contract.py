@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import pkgutil
 import subprocess
 import sys
@@ -28,7 +29,8 @@ def make(detector_id: str) -> Detector:
 
 
 def mixed_window() -> list[dict]:
-    """Something for every detector: a cross-tenant read, an enumeration, a failure burst."""
+    """Something for every detector: a cross-tenant read, an enumeration, a failure burst, a
+    trail stopped."""
     rows = [event(i, target_tenant="t0002") for i in range(3)]
     rows += [
         api(
@@ -43,6 +45,18 @@ def mixed_window() -> list[dict]:
         for i, n in enumerate(range(1, 30))
     ]
     rows += [event(200, actor_principal=role("support-break-glass", "erik"), actor_tenant=None)]
+    # A trail stopped, for the rule pack the ``sigma`` detector runs by default.
+    stop = {"eventSource": "cloudtrail.amazonaws.com", "eventName": "StopLogging"}
+    rows += [
+        event(
+            300,
+            service=stop["eventSource"],
+            action=stop["eventName"],
+            target_tenant=None,
+            resource=None,
+            raw=json.dumps(stop),
+        )
+    ]
     return rows
 
 
@@ -120,7 +134,11 @@ def test_unknown_detector_is_a_config_error() -> None:
 
 def test_disabled_detector_is_not_built() -> None:
     cfg = parse_config({"detectors": {"tenant_switching": {"enabled": False}}}, environ={})
-    assert list(detectors.from_config(cfg)) == ["cross_tenant_access", "authz_failure_spike"]
+    assert list(detectors.from_config(cfg)) == [
+        "cross_tenant_access",
+        "authz_failure_spike",
+        "sigma",
+    ]
 
 
 def test_importing_the_registry_stays_light() -> None:
