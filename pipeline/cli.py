@@ -26,6 +26,7 @@ from pipeline.cli_compact import compact
 from pipeline.cli_detectors import detectors
 from pipeline.cli_incident import incident
 from pipeline.cli_inspect import snapshot, tenancy
+from pipeline.cli_sigma import sigma
 from pipeline.config import Config, load_config
 from pipeline.errors import TenantwatchError
 
@@ -90,6 +91,7 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
 
 cli.add_command(compact)
 cli.add_command(detectors)
+cli.add_command(sigma)
 cli.add_command(incident)
 cli.add_command(tenancy)
 cli.add_command(snapshot)
