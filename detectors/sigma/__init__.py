@@ -47,7 +47,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from detectors.base import Detector, DetectorSettings, Severity
+from detectors.base import SCORED, Detector, DetectorSettings, Severity
 from pipeline import schema
 from pipeline.config import Relationship
 
@@ -100,7 +100,7 @@ class SigmaRules(Detector[Settings]):
         self.failures = {}
         out: list[dict[str, Any]] = []
         if not self.rules.rules or window.empty:
-            return pd.DataFrame(columns=_SCORED)
+            return pd.DataFrame(columns=SCORED)
         table = _arrow(window)
         wants_accounts = any("foreign_accounts" in r.sql for r in self.rules.rules)
         con = connect(table, self.accounts if wants_accounts else None, derive=wants_accounts)
@@ -117,22 +117,9 @@ class SigmaRules(Detector[Settings]):
                 out.extend(_groups(rule, window, got))
         finally:
             con.close()
-        return pd.DataFrame(out, columns=_SCORED)
+        return pd.DataFrame(out, columns=SCORED)
 
 
-_SCORED = (
-    "key",
-    "score",
-    "threshold",
-    "severity",
-    "actor",
-    "actor_tenant",
-    "tenants",
-    "baseline",
-    "rows",
-    "details",
-    "title",
-)
 _GROUP_SQL = "sigma_group"
 
 
