@@ -17,13 +17,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import detect, ingest, latency, tenancy  # noqa: E402  (the repository root is on the path only from here)
+from bench import detect, ingest, latency, rules_bench, tenancy  # noqa: E402  (the repository root is on the path only from here)
 
 BENCHMARKS: dict[str, Callable[[argparse.Namespace], None]] = {
     "ingest": ingest.main,
     "detect": detect.main,
     "tenancy": tenancy.main,
     "latency": latency.main,
+    "sigma": rules_bench.main,
 }
 
 

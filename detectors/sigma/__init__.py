@@ -124,14 +124,11 @@ _GROUP_SQL = "sigma_group"
 
 
 def _arrow(window: pd.DataFrame) -> pa.Table:
-    """The window as Arrow with plain strings (DuckDB's ``lower`` and ``LIKE`` want text) and
-    each row's position."""
+    """The window as Arrow, with each row's position."""
     frame = window.copy(deep=False)
     frame.attrs = {}  # the window's period: not for DuckDB
-    for c in frame.columns:
-        if isinstance(frame[c].dtype, pd.CategoricalDtype):
-            frame[c] = frame[c].astype(object)
     frame[ROW] = np.arange(len(frame), dtype=np.int64)
+    # Categoricals become Arrow dictionaries, which DuckDB reads as text without a copy.
     return pa.Table.from_pandas(frame, preserve_index=False)
 
 

@@ -301,6 +301,7 @@ class AthenaSQLBackend(LakeSQLBackend):
     )
     regex_function: ClassVar[str] = "regexp_like({field}, {regex})"
     dialect: ClassVar[str] = "athena"
+
     # Trino has no DISTINCT in window aggregates: value_count and temporal correlations are
     # DuckDB's only (``sigma show`` says so).
     def convert_correlation_value_count_rule(self, *args: Any, **kwargs: Any) -> Any:
@@ -308,6 +309,7 @@ class AthenaSQLBackend(LakeSQLBackend):
 
     def convert_correlation_temporal_rule(self, *args: Any, **kwargs: Any) -> Any:
         raise SigmaFeatureNotSupportedByBackendError(_NO_DISTINCT.format(kind="temporal"))
+
     default_correlation_query: ClassVar[dict[str, str]] = {
         "default": (
             "SELECT * FROM (SELECT *, "

@@ -14,19 +14,18 @@ from typing import Any
 import pyarrow as pa
 
 FOREIGN = r"""
-SELECT b.*, f.foreign_accounts FROM base b LEFT JOIN (
-  SELECT a._tw_row, string_agg(DISTINCT a.acct, ',' ORDER BY a.acct) AS foreign_accounts
-  FROM (
-    SELECT _tw_row, account_id, actor_tenant, target_tenant,
-           unnest(regexp_extract_all(json_extract_string(raw, '$.requestParameters'),
-                                     '(?:^|[^0-9])([0-9]{12})(?:[^0-9]|$)', 1)) AS acct
-    FROM base WHERE source = 'cloudtrail' AND raw LIKE '%requestParameters%'
-  ) a LEFT JOIN accounts m ON m.account = a.acct
-  WHERE a.acct <> coalesce(a.account_id, '')
-    AND (m.tenant IS NULL
-         OR m.tenant NOT IN (coalesce(a.actor_tenant, ''), coalesce(a.target_tenant, '')))
-  GROUP BY a._tw_row
-) f USING (_tw_row)
+CREATE TEMP TABLE foreign_accounts AS
+SELECT a._tw_row, string_agg(DISTINCT a.acct, ',' ORDER BY a.acct) AS foreign_accounts
+FROM (
+  SELECT _tw_row, account_id, actor_tenant, target_tenant,
+         unnest(regexp_extract_all(json_extract_string(raw, '$.requestParameters'),
+                                   '(?:^|[^0-9])([0-9]{12})(?:[^0-9]|$)', 1)) AS acct
+  FROM base WHERE source = 'cloudtrail' AND raw LIKE '%requestParameters%'
+) a LEFT JOIN accounts m ON m.account = a.acct
+WHERE a.acct <> coalesce(a.account_id, '')
+  AND (m.tenant IS NULL
+       OR m.tenant NOT IN (coalesce(a.actor_tenant, ''), coalesce(a.target_tenant, '')))
+GROUP BY a._tw_row
 """
 
 
@@ -46,7 +45,12 @@ def connect(table: pa.Table, accounts: dict[str, str] | None, *, derive: bool) -
     )
     con.register("accounts", acc)
     if derive:
-        con.execute(f"CREATE VIEW events AS {FOREIGN}")
+        # Computed once per window (a few rows: the requests that name other accounts), then
+        # joined to every rule's reading of the events.
+        con.execute(FOREIGN)
+        con.execute(
+            "CREATE VIEW events AS SELECT * FROM base LEFT JOIN foreign_accounts USING (_tw_row)"
+        )
     else:
         con.execute(
             "CREATE VIEW events AS SELECT *, CAST(NULL AS VARCHAR) AS foreign_accounts FROM base"
