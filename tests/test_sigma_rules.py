@@ -15,7 +15,6 @@ from detectors.sigma.rules import load
 from tests.sigmacases import PACK, Case, load_cases, play
 
 CASES = load_cases()
-STRATUS = Path(__file__).resolve().parents[2] / "shared/real_logs/DataDog__stratus-red-team"
 
 
 def test_every_rule_of_the_pack_loads_and_compiles() -> None:
@@ -55,11 +54,7 @@ def test_case(case: Case, tmp_path: Path) -> None:
         assert not mine, f"{case.label}: the rule matched {mine[0]['event_count']} event(s)"
 
 
-@pytest.mark.skipif(
-    not STRATUS.is_dir(),
-    reason=f"the public Stratus Red Team captures are not at {STRATUS} (CI has them)",
-)
-def test_the_pack_flags_the_stratus_red_team_detonations(tmp_path: Path) -> None:
+def test_the_pack_flags_the_stratus_red_team_detonations(tmp_path: Path, real_logs: Path) -> None:
     """Genuine CloudTrail captured while Stratus Red Team detonated each technique: every
     technique the pack is about gives a finding of the rule written for it."""
     from pipeline.config import Config, SigmaConfig
@@ -86,7 +81,7 @@ def test_the_pack_flags_the_stratus_red_team_detonations(tmp_path: Path) -> None
         "aws.initial-access.console-login-without-mfa": "Console login without MFA",
         "aws.execution.ssm-send-command": "Command run on instances",
     }
-    logs = STRATUS / "original" / "detonation-logs"
+    logs = real_logs / "DataDog__stratus-red-team" / "original" / "detonation-logs"
     for technique, title in expected.items():
         lake = tmp_path / technique
         records = json.loads((logs / f"{technique}.json").read_text())
