@@ -52,7 +52,7 @@ def sigma_check(
 ) -> None:
     """Load the rules in PLACES (folders, files, s3:// prefixes; default: [sigma] rules and the
     pack) and report every rule loaded and every rule skipped, with its reason."""
-    from detectors.sigma.rules import load
+    from detectors.sigma.rules import load, pack_path
 
     where, pack = _places(ctx, places, no_pack)
     try:
@@ -79,6 +79,11 @@ def sigma_check(
             f"{len(rules.rules)} rules loaded from {rules.files} files, "
             f"{len(rules.skipped)} skipped"
         )
+        if pack and pack_path() is None:
+            click.echo(
+                "  the project's rule pack is not installed here: set TENANTWATCH_SIGMA_PACK to "
+                "a copy of rules/"
+            )
         for r in rules.rules:
             click.echo(f"  loaded   {r.severity:<8} {r.kind:<11} {r.title}  ({r.id})")
         for s in rules.skipped:

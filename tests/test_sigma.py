@@ -495,3 +495,18 @@ def test_a_correlation_athena_cannot_express_is_skipped_there_saying_why(tmp_pat
     athena = load([str(path)], pack=False, dialect="athena")
     assert athena.rules == []
     assert "no window function" in athena.skipped[0].reason
+
+
+def test_sigma_check_says_when_the_pack_is_not_installed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    import detectors.sigma.rules as sigma_rules
+    from pipeline.cli import cli
+
+    monkeypatch.setattr(sigma_rules, "pack_path", lambda: None)
+    out = CliRunner().invoke(cli, ["sigma", "check"])
+    assert out.exit_code == 0, out.output
+    assert out.output.splitlines()[0] == "0 rules loaded from 0 files, 0 skipped"
+    assert "rule pack is not installed here" in out.output
