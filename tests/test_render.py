@@ -142,4 +142,5 @@ def test_digest_lists_updated_incidents() -> None:
     m = render.digest([a, b], CTX, "d1")
     assert m.kind == "digest" and m.attributes["severity"]["StringValue"] == "critical"
     assert len(m.subject) < 100 and a.incident_id in m.text and b.incident_id in m.text
-    assert len(m.body["findings"]) == 2
+    assert isinstance(m.body, list) and len(m.body) == 2
+    assert [b["finding_info"]["uid"] for b in m.body] == [a.incident_id, b.incident_id]

@@ -46,7 +46,11 @@ STANDARD_KEYS = (
     "request_ids",
 )
 # Protocols that get the machine body; the rest (email, sms, ...) fall back to "default".
-MACHINE_PROTOCOLS = ("sqs", "lambda", "https")
+# Subscribers that read machines' JSON get the OCSF body; email and chat read the text
+# (``default``). SNS picks a message per protocol from ``MessageStructure=json``.
+MACHINE_PROTOCOLS = ("sqs", "lambda", "http", "https", "email-json", "firehose")
+# The OCSF profiles the body uses: ``cloud`` (the ``cloud`` object) and ``host`` (``actor``).
+PROFILES = ("cloud", "host")
 
 
 @dataclass(frozen=True)
@@ -65,7 +69,7 @@ class Message:
     kind: str  # new | escalation | update | digest
     subject: str
     text: str
-    body: dict[str, Any]  # OCSF (or a list of them for a digest, under "findings")
+    body: Any  # an OCSF event (dict), or a list of them for a digest
     envelope: str  # the SNS MessageStructure=json message
     attributes: dict[str, dict[str, str]]  # SNS MessageAttributes
     size_bytes: int
@@ -351,9 +355,11 @@ def ocsf(
         "metadata": {
             "version": OCSF_VERSION,
             "product": PRODUCT,
+            "profiles": list(PROFILES),
             "uid": notification_id,
             "correlation_uid": inc.incident_id,
         },
+        "cloud": {"provider": "AWS"},
         "finding_info": {
             "uid": inc.incident_id,
             "title": clean(inc.title, 300),
@@ -394,26 +400,44 @@ def ocsf(
                 "entities": [clean(e, 300) for e in inc.entities[:cap]],
                 "revision": inc.revision,
                 "actor_tenant": clean(inc.actor_tenant, 64) if inc.actor_tenant else None,
-                "tenants": [clean(t, 64) for t in inc.tenants],
+                # Cut like the other lists when the message must shrink: every tenant is in
+                # the snapshot, and their number here.
+                "tenants": [clean(t, 64) for t in inc.tenants[: None if level == 0 else cap]],
+                "tenant_count": len(inc.tenants),
                 "finding_count": inc.finding_count,
                 "score": inc.score,
                 "threshold": inc.threshold,
                 "baseline": clean(inc.baseline, 500),
                 "snapshot": {"uri": inc.snapshot_uri, "sha256": inc.snapshot_sha256},
-                "athena_sql": evidence_query(inc, ctx.margin).sql(ctx.athena_table),
+                # At the last levels only in the text and the snapshot (the body goes to six
+                # kinds of subscriber, each its own copy within SNS's 256 KB).
+                "athena_sql": evidence_query(inc, ctx.margin).sql(ctx.athena_table)
+                if level < len(LEVELS) - 2
+                else None,
                 "evidence_truncated": level > 0,
             }
         },
     }
     if body["actor"] is None:
         del body["actor"]
+    target = tenant_uid(inc)
+    if target is not None:
+        body["metadata"]["tenant_uid"] = clean(target, 64)
     return body
+
+
+def tenant_uid(inc: Incident) -> str | None:
+    """The tenant whose data the incident is about (OCSF ``metadata.tenant_uid``): its target
+    tenant, the first when there are several (all are in ``resources``); the actor's own tenant
+    when nothing else was touched; None when no tenant is known."""
+    tenants = affected_tenants(inc)
+    return tenants[0] if tenants else None
 
 
 # --- assembling a message that fits -----------------------------------------------------------
 
 
-def envelope(text_: str, body: Mapping[str, Any]) -> str:
+def envelope(text_: str, body: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> str:
     machine = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
     msg = {"default": text_, **{p: machine for p in MACHINE_PROTOCOLS}}
     return json.dumps(msg, ensure_ascii=False, separators=(",", ":"))
@@ -489,7 +513,8 @@ def digest(
     )
     txt = "\n".join(lines) + "\n"
     for level in range(1, len(LEVELS)):
-        body = {"findings": [ocsf(i, "update", ctx, notification_id, level) for i in incs[:limit]]}
+        # A list of OCSF events, one Detection Finding (Update) per incident.
+        body = [ocsf(i, "update", ctx, notification_id, level) for i in incs[:limit]]
         env = envelope(txt, body)
         size = size_of(subj, env, attrs)
         if size <= MAX_MESSAGE_BYTES:
