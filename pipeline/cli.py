@@ -24,6 +24,7 @@ import click
 
 from pipeline.cli_compact import compact
 from pipeline.cli_detectors import detectors
+from pipeline.cli_export import export
 from pipeline.cli_incident import incident
 from pipeline.cli_inspect import snapshot, tenancy
 from pipeline.cli_sigma import sigma
@@ -91,6 +92,7 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
 
 cli.add_command(compact)
 cli.add_command(detectors)
+cli.add_command(export)
 cli.add_command(sigma)
 cli.add_command(incident)
 cli.add_command(tenancy)
