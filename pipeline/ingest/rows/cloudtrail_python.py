@@ -22,7 +22,7 @@ class PythonRecords:
         self.raws: list[bytes | msgspec.Raw] = []
         self.uris: list[str] = []
         self.positions: list[int] = []
-        self.ocsf: list[bytes | None] = []  # Security Lake records' OCSF rows
+        self.ocsf: list[bytes | None] | None = None  # Security Lake records' OCSF rows
         self.nbytes = 0
 
     def add(
@@ -33,9 +33,9 @@ class PythonRecords:
         positions: range | tuple[int, ...],
         ocsf: list[bytes] | None = None,
     ) -> None:
-        if ocsf is not None and not self.ocsf:
+        if ocsf is not None and self.ocsf is None:
             self.ocsf = [None] * len(self.recs)
-        if self.ocsf:
+        if self.ocsf is not None:
             self.ocsf += ocsf if ocsf is not None else [None] * len(recs)
         self.recs += recs
         self.raws += raws
@@ -50,8 +50,8 @@ class PythonRecords:
             return
         recs, raws, uris, pos, ocsf = self.recs, self.raws, self.uris, self.positions, self.ocsf
         self.recs, self.raws, self.uris, self.positions, self.nbytes = [], [], [], [], 0
-        self.ocsf = []
-        self.chunk(recs, raws, uris, pos, ocsf or None)
+        self.ocsf = None
+        self.chunk(recs, raws, uris, pos, ocsf)
 
     def decode_again(self, texts: list[bytes], uris: list[str], pos: list[int]) -> None:
         """Records the C decoder had taken, decoded by the Python decoder (which finds the one
