@@ -269,3 +269,215 @@ def gzip_cut(whole: bytes, at: int) -> bytes:
     head = z.compress(whole[:at]) + z.flush(zlib.Z_FULL_FLUSH)
     tail = z.compress(whole[at:]) + z.flush()
     return head + tail[:8]
+
+
+# --- Amazon Security Lake: CloudTrail as OCSF Parquet ----------------------------------------
+
+_OCSF_CLASS = {"ConsoleLogin": 3002, "CreateUser": 3001, "DeleteUser": 3001}
+
+
+def ocsf_row(rec: dict[str, Any], *, keep_raw: bool = False) -> dict[str, Any]:
+    """The OCSF 1.1 row Security Lake writes for the CloudTrail record ``rec`` (API Activity,
+    Authentication or Account Change), mapped field by field as AWS maps them; what has no
+    OCSF place goes to ``unmapped`` (dotted paths, values as text). ``keep_raw``: the record's
+    JSON text in ``raw_data`` too."""
+    from datetime import UTC, datetime
+
+    rest = json.loads(json.dumps(rec))
+    ident = rest.pop("userIdentity", None) or {}
+    context = ident.pop("sessionContext", None) or {}
+    issuer = context.pop("sessionIssuer", None) or {}
+    attributes = context.pop("attributes", None) or {}
+
+    def ms(text: str) -> int:
+        return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+
+    created = attributes.pop("creationDate", None)
+    mfa = attributes.pop("mfaAuthenticated", None)
+    unmapped: dict[str, str] = {}
+    for prefix, left in (
+        (
+            "userIdentity.sessionContext.sessionIssuer.",
+            {k: v for k, v in issuer.items() if k != "arn"},
+        ),
+        ("userIdentity.sessionContext.attributes.", attributes),
+        ("userIdentity.sessionContext.", context),
+        ("userIdentity.", {k: v for k, v in ident.items() if k not in _IDENTITY_MAPPED}),
+    ):
+        for k, v in left.items():
+            unmapped[prefix + k] = v if isinstance(v, str) else json.dumps(v)
+    error, message = rest.pop("errorCode", None), rest.pop("errorMessage", None)
+    request, response = rest.pop("requestParameters", None), rest.pop("responseElements", None)
+    source_ip = rest.pop("sourceIPAddress", None)
+    resources = rest.pop("resources", None)
+    name = rest.pop("eventName")
+    row = {
+        "class_uid": _OCSF_CLASS.get(name, 6003),
+        "metadata": {
+            "product": {
+                "name": "CloudTrail",
+                "vendor_name": "AWS",
+                "version": rest.pop("eventVersion", None),
+                "feature": {"name": rest.pop("eventCategory", None)},
+            },
+            "uid": rest.pop("eventID", None),
+            "version": "1.1.0",
+            "event_code": rest.pop("eventType", None),
+            "profiles": ["cloud", "datetime"],
+        },
+        "time": ms(rest.pop("eventTime")),
+        "status": "Failure" if error else "Success",
+        "api": {
+            "operation": name,
+            "version": rest.pop("apiVersion", None),
+            "service": {"name": rest.pop("eventSource", None)},
+            "request": {
+                "uid": rest.pop("requestID", None),
+                "data": None if request is None else json.dumps(request),
+            },
+            "response": {
+                "error": error,
+                "message": message,
+                "data": None if response is None else json.dumps(response),
+            },
+        },
+        "actor": {
+            "user": {
+                "type": ident.get("type"),
+                "name": ident.get("userName"),
+                "uid": ident.get("arn"),
+                "uid_alt": ident.get("principalId"),
+                "credential_uid": ident.get("accessKeyId"),
+                "account": {"uid": ident.get("accountId")},
+            },
+            "session": {
+                "created_time_dt": None
+                if created is None
+                else datetime.fromtimestamp(ms(created) / 1000, UTC),
+                "is_mfa": None if mfa is None else mfa == "true",
+                "issuer": issuer.get("arn"),
+            },
+            "invoked_by": ident.get("invokedBy"),
+        },
+        "src_endpoint": {
+            "ip": source_ip if source_ip and source_ip[0].isdigit() else None,
+            "domain": None if source_ip and source_ip[0].isdigit() else source_ip,
+            "uid": rest.pop("vpcEndpointId", None),
+        },
+        "http_request": {"user_agent": rest.pop("userAgent", None)},
+        "cloud": {
+            "provider": "AWS",
+            "region": rest.pop("awsRegion", None),
+            "account": {"uid": rest.pop("recipientAccountId", None)},
+        },
+        "resources": None
+        if resources is None
+        else [
+            {
+                "uid": r.get("ARN"),
+                "type": r.get("type"),
+                "owner": {"account": {"uid": r.get("accountId")}},
+            }
+            for r in resources
+        ],
+        "observables": [{"name": "src_endpoint.ip", "type": "IP Address", "value": source_ip}],
+        "unmapped": [
+            (k, v if isinstance(v, str) else json.dumps(v)) for k, v in {**unmapped, **rest}.items()
+        ],
+        "raw_data": json.dumps(rec) if keep_raw else None,
+        "accountid": ACCOUNT,
+        "region": "us-east-1",
+    }
+    return row
+
+
+_IDENTITY_MAPPED = (
+    "type",
+    "principalId",
+    "arn",
+    "accountId",
+    "accessKeyId",
+    "userName",
+    "invokedBy",
+)
+
+
+def _ocsf_schema() -> Any:
+    import pyarrow as pa
+
+    s = pa.string()
+
+    def struct(**fields: Any) -> Any:
+        return pa.struct([(k, v) for k, v in fields.items()])
+
+    return pa.schema(
+        [
+            ("class_uid", pa.int32()),
+            (
+                "metadata",
+                struct(
+                    product=struct(name=s, vendor_name=s, version=s, feature=struct(name=s)),
+                    uid=s,
+                    version=s,
+                    event_code=s,
+                    profiles=pa.list_(s),
+                ),
+            ),
+            ("time", pa.int64()),
+            ("status", s),
+            (
+                "api",
+                struct(
+                    operation=s,
+                    version=s,
+                    service=struct(name=s),
+                    request=struct(uid=s, data=s),
+                    response=struct(error=s, message=s, data=s),
+                ),
+            ),
+            (
+                "actor",
+                struct(
+                    user=struct(
+                        type=s, name=s, uid=s, uid_alt=s, credential_uid=s, account=struct(uid=s)
+                    ),
+                    session=struct(
+                        created_time_dt=pa.timestamp("ms", tz="UTC"), is_mfa=pa.bool_(), issuer=s
+                    ),
+                    invoked_by=s,
+                ),
+            ),
+            ("src_endpoint", struct(ip=s, domain=s, uid=s)),
+            ("http_request", struct(user_agent=s)),
+            ("cloud", struct(provider=s, region=s, account=struct(uid=s))),
+            (
+                "resources",
+                pa.list_(struct(uid=s, type=s, owner=struct(account=struct(uid=s)))),
+            ),
+            ("observables", pa.list_(struct(name=s, type=s, value=s))),
+            ("unmapped", pa.map_(s, s)),
+            ("raw_data", s),
+            ("accountid", s),
+            ("region", s),
+        ]
+    )
+
+
+def security_lake_file(
+    root: Path,
+    rows: list[dict[str, Any]],
+    *,
+    day: str = "20261116",
+    region: str = "us-east-1",
+    name: str = "part-0000.zstd.parquet",
+) -> Path:
+    """OCSF rows as Security Lake lays them out under ``root`` (a bucket's folder):
+    ``aws/CLOUD_TRAIL_MGMT/2.0/region=<r>/accountId=<a>/eventDay=<day>/<name>``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = root / "aws/CLOUD_TRAIL_MGMT/2.0" / f"region={region}" / f"accountId={ACCOUNT}"
+    path = folder / f"eventDay={day}" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows, _ocsf_schema()), path, compression="zstd")
+    return path

@@ -486,8 +486,16 @@ def test_all_bad_inputs_in_one_run_with_workers(tmp_path: Path) -> None:
 
 
 # Reasons whose inputs are made elsewhere: a fault no rule foresaw (below), an S3 object that
-# cannot be read (tests/test_ingest_aws.py).
-TESTED_ELSEWHERE = {"unprocessable_record", "unreadable_input"}
+# cannot be read (tests/test_ingest_aws.py), Security Lake's Parquet
+# (tests/test_ingest_securitylake.py).
+TESTED_ELSEWHERE = {
+    "unprocessable_record",
+    "unreadable_input",
+    "corrupt_parquet",
+    "parquet_not_ocsf",
+    "ocsf_unmapped_class",
+    "ocsf_missing_field",
+}
 
 
 def test_the_readme_lists_exactly_the_reasons_tested() -> None:

@@ -37,6 +37,7 @@ from pipeline.ingest import (
     gz,
     normalize,
     redact,
+    securitylake,
     tenancy,
 )
 from pipeline.ingest.quarantine import Quarantined, QuarantineLog, kept, too_large
@@ -125,6 +126,8 @@ def _decode_batch(batch: Batch, ingest: IngestConfig, reading: Reading) -> Decod
         if rest is not None:
             q.append(rest)
             out.records_in += 1
+        elif securitylake.is_parquet(data):
+            items = securitylake.items(data)  # Security Lake's OCSF rows, as CloudTrail records
         else:
             taken = rows.c_file(data, ref.uri)
             if taken is not None:
@@ -169,7 +172,8 @@ def _record(item: formats.Item, uri: str, reading: Reading, rows: Rows) -> None:
     """One record that ``formats.split`` recognised, on its way to a row."""
     if item.kind == formats.CLOUDTRAIL:
         rec = cloudtrail.from_dict(item.obj)
-        rows.cloudtrail([rec], [item.raw], uri, (item.position,))
+        ocsf = None if item.ocsf is None else [item.ocsf]
+        rows.cloudtrail([rec], [item.raw], uri, (item.position,), ocsf)
         return
     raw = redact.redact_raw(item.raw)
     try:

@@ -51,6 +51,9 @@ class Item:
     raw: bytes  # the record's own bytes
     reason: str = ""  # QUARANTINE only: a short stable code
     detail: str = ""  # QUARANTINE only: for people
+    # A CloudTrail record read from Security Lake: its OCSF row as JSON ({"ocsf": row}, secrets
+    # redacted), where ``field`` strategies' ``ocsf.`` paths read (``securitylake``).
+    ocsf: bytes | None = None
 
 
 class _RecordsFile(msgspec.Struct):

@@ -12,7 +12,10 @@ order); any other is a string column. CloudTrail records are read by the compile
 ``fieldpath.Extractor`` from each record's raw text (after redaction, the text the lake keeps:
 ``tenantwatch tenancy`` reads the same); per-line records by ``FieldPath.values`` on the decoded
 line. An ``apigateway`` or ``authorizer`` path written ``$name`` reads the column ``name`` of that
-source's ``[sources.*]`` mapping instead (``$requested_tenant``, ``$tenant_claim``).
+source's ``[sources.*]`` mapping instead (``$requested_tenant``, ``$tenant_claim``). A
+``cloudtrail`` path starting ``ocsf.`` reads the OCSF row a record was read from in Amazon
+Security Lake (``securitylake``), by its own extractor over those rows' text; it finds nothing in
+records from other inputs.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipeline import config as c
 from pipeline import fieldpath
@@ -34,6 +38,7 @@ from pipeline.ingest.lookups import NONE, Lookups
 _S = pa.string()
 _LIST = pa.list_(_S)
 MAPPED = "$"  # a path naming a column of the source's mapping
+OCSF = "ocsf."  # a CloudTrail path into the OCSF row of a record read from Security Lake
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,11 @@ class PathColumn:
     path: FieldPath | None
     mapped: tuple[FieldPath, ...] = ()
     literal: bool = False  # a header's name: one key, as it is
+
+    @property
+    def ocsf(self) -> bool:
+        """Whether it reads the OCSF row (Security Lake) rather than the CloudTrail record."""
+        return self.source == "cloudtrail" and self.text.startswith(OCSF) and not self.literal
 
     @property
     def many(self) -> bool:
@@ -73,6 +83,7 @@ class Reading:
     authorizer: normalize.Mapping = field(default_factory=lambda: normalize.Mapping({}))
     columns: tuple[PathColumn, ...] = ()
     extractor: fieldpath.Extractor | None = None  # the CloudTrail path columns'
+    ocsf_extractor: fieldpath.Extractor | None = None  # the ``ocsf.`` path columns'
 
     @classmethod
     def of(cls, cfg: c.Config, lookups: Lookups = NONE) -> Reading:
@@ -100,7 +111,8 @@ class Reading:
             elif isinstance(s, c.Header):
                 want("apigateway", s.name, literal=True)
         columns = tuple(wanted.values())
-        trail = tuple(col.path for col in columns if col.source == "cloudtrail" and col.path)
+        trail = tuple(col.path for col in _trail(columns, ocsf=False) if col.path)
+        ocsf = tuple(col.path for col in _trail(columns, ocsf=True) if col.path)
         return cls(
             cfg,
             lookups,
@@ -108,6 +120,7 @@ class Reading:
             mappings["authorizer"],
             columns,
             fieldpath.Extractor(trail) if trail else None,
+            fieldpath.Extractor(ocsf) if ocsf else None,
         )
 
     def column(self, source: str, text: str, literal: bool = False) -> PathColumn:
@@ -144,20 +157,35 @@ class Reading:
         """The path columns of one per-line record (None for another source's columns)."""
         return tuple(col.of(rec) if col.source == source else None for col in self.columns)
 
-    def cloudtrail_columns(self, raw: pa.Array) -> dict[str, pa.Array]:
-        """The path columns of a chunk of CloudTrail records, from their raw texts."""
+    def cloudtrail_columns(
+        self, raw: pa.Array, ocsf: pa.Array | None = None
+    ) -> dict[str, pa.Array]:
+        """The path columns of a chunk of CloudTrail records, from their raw texts; the ``ocsf.``
+        ones from ``ocsf``, the OCSF rows (``{"ocsf": row}``) of those read from Security Lake
+        (null for the others)."""
         n = len(raw)
         out = {col.name: pa.nulls(n, col.type) for col in self.columns}
-        if self.extractor is None or not n:
+        if not n:
             return out
-        found = self.extractor.extract(_texts(raw))
-        trail = [col for col in self.columns if col.source == "cloudtrail" and col.path]
-        for col, values in zip(trail, found, strict=True):
-            if col.many:
-                out[col.name] = pa.array(values, _LIST)
-            else:
-                out[col.name] = pa.array([v[0] if v else None for v in values], _S)
+        texts = [(self.extractor, raw, False)]
+        if ocsf is not None and ocsf.null_count < len(ocsf):
+            texts.append((self.ocsf_extractor, pc.fill_null(ocsf, "{}"), True))
+        for extractor, text, of_ocsf in texts:
+            if extractor is None:
+                continue
+            found = extractor.extract(_texts(text))
+            wanted = [col for col in _trail(self.columns, of_ocsf) if col.path]
+            for col, values in zip(wanted, found, strict=True):
+                if col.many:
+                    out[col.name] = pa.array(values, _LIST)
+                else:
+                    out[col.name] = pa.array([v[0] if v else None for v in values], _S)
         return out
+
+
+def _trail(columns: Iterable[PathColumn], ocsf: bool) -> list[PathColumn]:
+    """The CloudTrail path columns that read the record (``ocsf`` False) or its OCSF row."""
+    return [c for c in columns if c.source == "cloudtrail" and c.ocsf == ocsf]
 
 
 def _texts(raw: pa.Array) -> Iterable[memoryview]:

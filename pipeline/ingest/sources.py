@@ -2,10 +2,11 @@
 
 An ``InputRef`` names one input and carries what makes it the same input next time (size and,
 on S3, the ETag; for CloudWatch Logs chunks a content hash), so a re-run skips what was already
-ingested. ``--since/--until`` select objects by the date in AWS's delivery key layout
-(``.../YYYY/MM/DD/...``); on S3 with both bounds only the day prefixes in the window are listed.
-Objects without a date in their key are always taken. Records are never filtered by time here: a
-record read is a record counted.
+ingested. ``--since/--until`` select objects by the date in AWS's delivery key layouts
+(``.../YYYY/MM/DD/...``, and Security Lake's ``.../eventDay=YYYYMMDD/...``); on S3 with both bounds
+only the day prefixes in the window are listed, and a local folder's day folders outside the window
+are not entered. Objects without a date in their key are always taken. Records are never filtered
+by time here: a record read is a record counted.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from typing import Any
 from pipeline import aws
 from pipeline.errors import InputError
 
-_KEY_DATE = re.compile(r"/(\d{4})/(\d{2})/(\d{2})/")
+_KEY_DATE = re.compile(r"/(\d{4})/(\d{2})/(\d{2})/|/eventDay=(\d{4})(\d{2})(\d{2})/")
 _YEAR_PREFIX = re.compile(r"(?:^|/)\d{4}/$")
+# Security Lake's day folders: .../region=<r>/accountId=<a>/eventDay=YYYYMMDD/
+_EVENT_DAY_PREFIX = re.compile(r"(?:^|/)eventDay=\d{8}/$")
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -43,8 +46,9 @@ def key_date(key: str) -> date | None:
     m = _KEY_DATE.search(key)
     if not m:
         return None
+    y, mo, d = m.groups()[:3] if m.group(1) else m.groups()[3:]
     try:
-        return date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+        return date(int(y), int(mo), int(d))
     except ValueError:
         return None
 
@@ -95,7 +99,7 @@ def _folder(
             uri = os.path.realpath(e.path) if e.is_symlink() else e.path
             yield InputRef(uri, e.stat().st_size)
     for e in entries:
-        if e.is_dir():
+        if e.is_dir() and in_window(e.path + "/", since, until):
             sub = os.path.realpath(e.path) if e.is_symlink() else e.path
             if sub not in entered:
                 yield from _folder(sub, since, until, entered)
@@ -104,12 +108,17 @@ def _folder(
 # --- S3 ----------------------------------------------------------------------------------------
 
 
-def _layout(client: Any, bucket: str, prefix: str) -> tuple[list[str], list[dict[str, Any]]]:
-    """The dated roots under ``prefix`` (prefixes whose children are year folders,
-    ``.../CloudTrail/us-east-1/``; AWSLogs/<org>/<account>/CloudTrail/<region>/ is 5 levels
-    down) and the objects outside them, found by delimiter listings: folders are listed, never a
-    dated root's keys, so the cost is the layout's (accounts, regions), not the bucket's age."""
+def _layout(
+    client: Any, bucket: str, prefix: str
+) -> tuple[list[str], list[str], list[dict[str, Any]]]:
+    """The dated roots under ``prefix``: prefixes whose children are year folders
+    (``.../CloudTrail/us-east-1/``; AWSLogs/<org>/<account>/CloudTrail/<region>/ is 5 levels
+    down), and those whose children are Security Lake's ``eventDay=YYYYMMDD/`` folders
+    (``aws/CLOUD_TRAIL_MGMT/2.0/region=<r>/accountId=<a>/``); and the objects outside them,
+    found by delimiter listings: folders are listed, never a dated root's keys, so the cost is
+    the layout's (accounts, regions), not the bucket's age."""
     roots: list[str] = []
+    day_roots: list[str] = []
     loose: list[dict[str, Any]] = []
     todo = [prefix]
     while todo:
@@ -125,9 +134,12 @@ def _layout(client: Any, bucket: str, prefix: str) -> tuple[list[str], list[dict
         if any(_YEAR_PREFIX.search(c[len(at) :]) for c in children):
             roots.append(at)  # its day folders are listed by day; nothing else of it is read
             continue
+        if any(_EVENT_DAY_PREFIX.search(c[len(at) :]) for c in children):
+            day_roots.append(at)
+            continue
         loose += here
         todo += children
-    return sorted(roots), sorted(loose, key=lambda o: str(o["Key"]))
+    return sorted(roots), sorted(day_roots), sorted(loose, key=lambda o: str(o["Key"]))
 
 
 def _written_since(obj: dict[str, Any], since: datetime) -> bool:
@@ -161,12 +173,16 @@ def _s3(source: str, since: datetime | None, until: datetime | None) -> Iterator
         if since is not None and until is not None and until >= since:
             # Pruned: list only the day folders inside the window under each dated layout,
             # plus whatever sits outside any dated layout.
-            roots, loose = _layout(client, bucket, prefix)
+            roots, day_roots, loose = _layout(client, bucket, prefix)
             days = [since.date() + timedelta(days=i) for i in range((until - since).days + 2)]
             days = [d for d in days if d <= until.date()]
             for root in roots:
                 for d in days:
                     for obj in _s3_list(client, bucket, f"{root}{d:%Y/%m/%d}/"):
+                        yield ref(obj)
+            for root in day_roots:
+                for d in days:
+                    for obj in _s3_list(client, bucket, f"{root}eventDay={d:%Y%m%d}/"):
                         yield ref(obj)
             # Outside a dated layout the key says nothing of time: an object last written
             # before ``since`` was listed by the run that read up to then (a scheduled run's

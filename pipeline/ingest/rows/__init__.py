@@ -62,10 +62,12 @@ class Rows:
         raws: list[bytes] | list[msgspec.Raw],
         uri: str,
         positions: range | tuple[int, ...],
+        ocsf: list[bytes] | None = None,
     ) -> None:
-        """Records the Python decoder decoded, with their raw text and positions in ``uri``."""
+        """Records the Python decoder decoded, with their raw text and positions in ``uri``
+        (and, for records read from Security Lake, their OCSF rows' text: ``Item.ocsf``)."""
         self.c.flush()
-        self.python.add(recs, raws, uri, positions)
+        self.python.add(recs, raws, uri, positions, ocsf)
 
     def row(self, row: tuple[Any, ...], uri: str, position: int) -> None:
         """An API Gateway or authorizer row (``normalize.access_log_row``, ``authorizer_row``)."""

@@ -30,13 +30,17 @@ def finish(
     pos: list[int],
     record: Callable[[int], Record],
     secret_rows: pa.Array | None = None,
+    ocsf: pa.Array | None = None,
 ) -> None:
     """A chunk's ``cols`` (``cloudtrail.columns`` or the C decoder's), its ``raw`` text, inputs
     and positions, and ``record(i)``: row i's record, decoded only when needed (AssumeRole*).
     Secrets are redacted here unless the caller did it already: then ``secret_rows`` says which
     records might have held one. Nothing changes unless it returns: its quarantine entries,
-    sessions and rows are kept only then (``Output.one_by_one``)."""
+    sessions and rows are kept only then (``Output.one_by_one``). ``ocsf``: the OCSF rows of
+    records read from Security Lake (null for others), where ``ocsf.`` path columns read."""
     entries: list[Quarantined] = []
+    if ocsf is not None:
+        cols["_ocsf"] = ocsf  # filtered with the other columns below
     big = pc.greater(pc.binary_length(raw), max_record_bytes)
     if pc.any(big).as_py():
         texts = raw.cast(pa.binary())  # the same buffers: each record's slice, no copy
@@ -101,7 +105,7 @@ def finish(
     if pc.any(unusable).as_py():
         cols = {k: v.filter(usable) for k, v in cols.items()}
         uris = uris.filter(usable)
-    cols.update(reading.cloudtrail_columns(cols["raw"]))
+    cols.update(reading.cloudtrail_columns(cols["raw"], cols.pop("_ocsf", None)))
     out.keep(entries, sessions, table(cols, uris, wide))
 
 

@@ -22,6 +22,7 @@ class PythonRecords:
         self.raws: list[bytes | msgspec.Raw] = []
         self.uris: list[str] = []
         self.positions: list[int] = []
+        self.ocsf: list[bytes | None] | None = None  # Security Lake records' OCSF rows
         self.nbytes = 0
 
     def add(
@@ -30,7 +31,12 @@ class PythonRecords:
         raws: list[bytes] | list[msgspec.Raw],
         uri: str,
         positions: range | tuple[int, ...],
+        ocsf: list[bytes] | None = None,
     ) -> None:
+        if ocsf is not None and self.ocsf is None:
+            self.ocsf = [None] * len(self.recs)
+        if self.ocsf is not None:
+            self.ocsf += ocsf if ocsf is not None else [None] * len(recs)
         self.recs += recs
         self.raws += raws
         self.uris += [uri] * len(recs)
@@ -42,9 +48,10 @@ class PythonRecords:
     def flush(self) -> None:
         if not self.recs:
             return
-        recs, raws, uris, pos = self.recs, self.raws, self.uris, self.positions
+        recs, raws, uris, pos, ocsf = self.recs, self.raws, self.uris, self.positions, self.ocsf
         self.recs, self.raws, self.uris, self.positions, self.nbytes = [], [], [], [], 0
-        self.chunk(recs, raws, uris, pos)
+        self.ocsf = None
+        self.chunk(recs, raws, uris, pos, ocsf)
 
     def decode_again(self, texts: list[bytes], uris: list[str], pos: list[int]) -> None:
         """Records the C decoder had taken, decoded by the Python decoder (which finds the one
@@ -68,9 +75,11 @@ class PythonRecords:
         raws: list[bytes] | list[msgspec.Raw],
         uris: list[str],
         pos: list[int],
+        ocsf: list[bytes | None] | None = None,
     ) -> None:
         def chunk(which: list[int]) -> None:
             picked = pick(recs, which)
+            rows = None if ocsf is None else pa.array(pick(ocsf, which), pa.binary()).cast(S)
             finish(
                 self.out,
                 self.reading,
@@ -81,6 +90,7 @@ class PythonRecords:
                 pa.array(pick(uris, which), S),
                 pick(pos, which),
                 picked.__getitem__,
+                ocsf=rows,
             )
 
         self.out.one_by_one(len(recs), chunk, lambda i: (uris[i], pos[i], bytes(raws[i])))
