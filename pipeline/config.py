@@ -95,7 +95,8 @@ class Field(_Base, frozen=True, tag="field", tag_field="kind"):
     """Any field of a record of ``source``, by a field path (``pipeline.fieldpath``):
     ``userIdentity.accountId``, ``resources[*].accountId``, ``claims.account``. For
     ``apigateway`` and ``authorizer``, ``$name`` is the column ``name`` of the source's
-    ``[sources.*]`` mapping (``$requested_tenant``).
+    ``[sources.*]`` mapping (``$requested_tenant``). For CloudTrail read from Amazon Security
+    Lake, ``ocsf.`` paths read the OCSF row itself (``ocsf.actor.user.account.uid``).
 
     Without ``pattern`` the whole value is the candidate; ``when`` keeps the strategy to records
     whose fields (paths) hold one of the listed values (for a ``[*]`` path: one of them does)."""
