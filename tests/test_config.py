@@ -185,7 +185,7 @@ def test_channel_keys_are_checked_at_load_and_taken_from_the_environment() -> No
     ok = {"securityhub": True, "securityhub_product_arn": product, "eventbridge_bus": arn}
     assert parse_config({"alerting": ok}, environ={}).alerting.eventbridge_bus == arn
     for key, value, needle in [
-        ("eventbridge_bus", "my bus", "alerting.eventbridge_bus: expected a bus name"),
+        ("eventbridge_bus", "my bus", r"alerting\.eventbridge_bus: expected a bus name"),
         ("eventbridge_bus", "arn:aws:sns:eu-west-1:123456789012:t", "alerting.eventbridge_bus"),
         ("eventbridge_source", "aws.securityhub", "alerting.eventbridge_source: expected"),
         ("eventbridge_source", "", "alerting.eventbridge_source: expected"),
@@ -193,5 +193,5 @@ def test_channel_keys_are_checked_at_load_and_taken_from_the_environment() -> No
     ]:
         with pytest.raises(ConfigError, match=needle):
             parse_config({"alerting": {key: value}}, environ={})
-    with pytest.raises(ConfigError, match="alerting.securityhub: expected true or false"):
+    with pytest.raises(ConfigError, match=r"alerting\.securityhub: expected true or false"):
         parse_config({}, environ={"TENANTWATCH_ALERTING_SECURITYHUB": "yes please"})
