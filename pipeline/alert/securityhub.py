@@ -232,25 +232,28 @@ class SecurityHubChannel:
             f"arn:{partition}:securityhub:{self.region}:{account}:product/{account}/default"
         )
 
-    def _findings(self, rows: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-        """notification id -> the findings its row imports (each incident's latest state)."""
+    def _findings(self, rows: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]] | str]:
+        """notification id -> the findings its row imports (each incident's latest state), or
+        why there are none to import."""
         from pipeline import verdicts
 
         account, partition = self._identity()
         product = self.product_arn(account, partition)
         latest = verdicts.latest(verdicts.read_verdicts(self.lake))
-        out: dict[str, list[dict[str, Any]]] = {}
+        out: dict[str, list[dict[str, Any]] | str] = {}
         for row in rows:
             found = []
             for iid, period in _incidents_of(row):
                 inc = store.read_incident(self.lake, period, iid)
                 if inc is None:
-                    raise LookupError(f"incident {iid}: no stored state to import")
+                    out[row["notification_id"]] = f"incident {iid}: no stored state to import"
+                    break
                 v = latest.get(iid)
                 found.append(
                     asff(inc, v.verdict if v else None, account, self.region, product, partition)
                 )
-            out[row["notification_id"]] = found
+            else:
+                out[row["notification_id"]] = found
         return out
 
     def send(
@@ -265,13 +268,19 @@ class SecurityHubChannel:
             return [Outcome("failed", error=calls.judge(exc)[1]) for _ in rows]
         out: dict[str, Outcome] = {}
         findings: list[dict[str, Any]] = []
+        ready: dict[str, list[dict[str, Any]]] = {}
         for row in rows:
             nid = row["notification_id"]
-            big = [f for f in by_row[nid] if len(json.dumps(f).encode()) > MAX_FINDING_BYTES]
+            got = by_row[nid]
+            if isinstance(got, str):
+                out[nid] = Outcome("failed", error=got)
+                continue
+            big = [f for f in got if len(json.dumps(f).encode()) > MAX_FINDING_BYTES]
             if big:  # never with ASFF's own field limits; said rather than sent to be refused
                 out[nid] = Outcome("failed", error=f"{big[0]['Id']}: over 240 KB")
             else:
-                findings += by_row[nid]
+                ready[nid] = got
+                findings += got
         if findings:
             # A digest and an update in one batch may import the same incident twice: once.
             unique = list({f["Id"]: f for f in findings}.values())
@@ -293,11 +302,11 @@ class SecurityHubChannel:
                     state = "in_doubt" if verdict == "unknown" else "failed"
                     out[nid] = Outcome(state, error=error)
                     continue
-                bad = [failed[f["Id"]] for f in by_row[nid] if f["Id"] in failed]
+                bad = [failed[f["Id"]] for f in ready[nid] if f["Id"] in failed]
                 if bad:
                     out[nid] = Outcome("failed", error=bad[0])
                 else:
-                    ids = ",".join(f["Id"] for f in by_row[nid])
+                    ids = ",".join(f["Id"] for f in ready[nid])
                     out[nid] = Outcome("sent", ids[:500])
         return [out[row["notification_id"]] for row in rows]
 
