@@ -359,7 +359,17 @@ class IngestConfig(_Base, frozen=True):
 
 
 class AlertingConfig(_Base, frozen=True):
+    # Where notifications go: every destination set here gets each notification, through outbox
+    # rows of its own (``pipeline.alert.run``); with no SNS topic, the local channel as well.
     sns_topic_arn: str = ""
+    # Each incident as one finding in Security Hub (ASFF, BatchImportFindings) of this account
+    # and region; the product ARN defaults to the account's own "default" product.
+    securityhub: bool = False
+    securityhub_product_arn: str = ""
+    # An EventBridge bus (name or ARN) that gets each notification's OCSF body as an event
+    # from ``eventbridge_source``.
+    eventbridge_bus: str = ""
+    eventbridge_source: str = "tenantwatch"
     cloudwatch_namespace: str = ""
     snapshot_uri: str = ""  # empty: <lake>/snapshots
     region: str = ""

@@ -108,6 +108,7 @@ def check(cfg: Config, where: str) -> None:
             ) from None
     if cfg.alerting.correlation_gap_minutes < 0:
         raise ConfigError(f"{where}: alerting.correlation_gap_minutes: expected 0 or more")
+    _check_channels(cfg, where)
     for i, rel in enumerate(cfg.relationships):
         if isinstance(rel, ServiceRole | BreakGlass):
             compile_(f"relationships[{i}].principal_pattern", rel.principal_pattern, None)
@@ -133,6 +134,38 @@ def check(cfg: Config, where: str) -> None:
         raise ConfigError(f"{where}: ingest.workers: expected 0 (all cores) or more")
     if cfg.tenancy.session_ttl_hours <= 0:
         raise ConfigError(f"{where}: tenancy.session_ttl_hours: expected a positive number")
+
+
+# What Security Hub and EventBridge accept, checked at load rather than refused at 3 a.m.
+_PRODUCT_ARN = re.compile(
+    r"arn:aws[a-z-]*:securityhub:[a-z0-9-]+:(\d{12})?:product/[^/\s]+/[^/\s]+"
+)
+_BUS_NAME = re.compile(r"[/.\-_A-Za-z0-9]{1,256}")
+_BUS_ARN = re.compile(r"arn:aws[a-z-]*:events:[a-z0-9-]+:\d{12}:event-bus/[/.\-_A-Za-z0-9]{1,256}")
+
+
+def _check_channels(cfg: Config, where: str) -> None:
+    a = cfg.alerting
+    arn = a.securityhub_product_arn
+    if arn and not _PRODUCT_ARN.fullmatch(arn):
+        raise ConfigError(
+            f"{where}: alerting.securityhub_product_arn: expected "
+            f"arn:aws:securityhub:<region>:<account>:product/<company>/<product>, got {arn!r}"
+        )
+    bus = a.eventbridge_bus
+    if bus and not (
+        _BUS_ARN.fullmatch(bus) if bus.startswith("arn:") else _BUS_NAME.fullmatch(bus)
+    ):
+        raise ConfigError(
+            f"{where}: alerting.eventbridge_bus: expected a bus name ([/.-_A-Za-z0-9], at most "
+            f"256) or an event-bus ARN, got {bus!r}"
+        )
+    src = a.eventbridge_source
+    if not 1 <= len(src) <= 256 or src.startswith("aws.") or not src.isprintable():
+        raise ConfigError(
+            f"{where}: alerting.eventbridge_source: expected 1 to 256 printable characters not "
+            f"starting with 'aws.' (reserved for AWS services), got {src!r}"
+        )
 
 
 def _check_field_path(where: str, key: str, path: str, source: str) -> None:

@@ -174,11 +174,12 @@ OUTBOX = pa.schema(
         pa.field("attributes", _S, nullable=False),  # SNS message attributes, JSON
         pa.field("size_bytes", pa.int64(), nullable=False),  # message + subject + attributes
         pa.field("truncated", pa.bool_(), nullable=False),  # evidence cut to fit 256 KB
-        pa.field("channel", _S, nullable=False),  # sns | local
+        pa.field("channel", _S, nullable=False),  # sns | local | securityhub | eventbridge
         pa.field("state", _S, nullable=False),  # one of DELIVERY_STATES
         pa.field("attempts", pa.int32(), nullable=False),
         pa.field("last_error", _S),
-        pa.field("message_id", _S),  # SNS MessageId, or the local file it went to
+        # SNS MessageId, the local file it went to, the Security Hub finding ids, the event id
+        pa.field("message_id", _S),
         pa.field("updated_at", _TS, nullable=False),
     ]
 )

@@ -163,3 +163,35 @@ def test_shared_egress_takes_addresses_and_cidr_blocks_and_refuses_anything_else
         parse_config({"alerting": {"shared_egress": ["203.0.113.10", "office-proxy"]}}, environ={})
     with pytest.raises(ConfigError, match="correlation_gap_minutes"):
         parse_config({"alerting": {"correlation_gap_minutes": -5}}, environ={})
+
+
+def test_channel_keys_are_checked_at_load_and_taken_from_the_environment() -> None:
+    cfg = parse_config(
+        {"alerting": {"eventbridge_bus": "security"}},
+        environ={
+            "TENANTWATCH_ALERTING_SECURITYHUB": "true",
+            "TENANTWATCH_ALERTING_EVENTBRIDGE_SOURCE": "acme.tenantwatch",
+        },
+    )
+    a = cfg.alerting
+    assert (a.securityhub, a.eventbridge_bus, a.eventbridge_source) == (
+        True,
+        "security",
+        "acme.tenantwatch",
+    )
+    assert parse_config({}, environ={}).alerting.securityhub is False
+    arn = "arn:aws:events:eu-west-1:123456789012:event-bus/security"
+    product = "arn:aws:securityhub:eu-west-1:123456789012:product/123456789012/default"
+    ok = {"securityhub": True, "securityhub_product_arn": product, "eventbridge_bus": arn}
+    assert parse_config({"alerting": ok}, environ={}).alerting.eventbridge_bus == arn
+    for key, value, needle in [
+        ("eventbridge_bus", "my bus", r"alerting\.eventbridge_bus: expected a bus name"),
+        ("eventbridge_bus", "arn:aws:sns:eu-west-1:123456789012:t", "alerting.eventbridge_bus"),
+        ("eventbridge_source", "aws.securityhub", "alerting.eventbridge_source: expected"),
+        ("eventbridge_source", "", "alerting.eventbridge_source: expected"),
+        ("securityhub_product_arn", "default", "alerting.securityhub_product_arn: expected"),
+    ]:
+        with pytest.raises(ConfigError, match=needle):
+            parse_config({"alerting": {key: value}}, environ={})
+    with pytest.raises(ConfigError, match=r"alerting\.securityhub: expected true or false"):
+        parse_config({}, environ={"TENANTWATCH_ALERTING_SECURITYHUB": "yes please"})

@@ -135,6 +135,35 @@ def test_a_subscription_filter_and_its_permission_per_log_group_given() -> None:
         assert permission["Properties"]["FunctionName"] == f["Properties"]["DestinationArn"]
 
 
+def test_security_hub_and_the_event_bus_are_granted_and_configured_only_when_chosen() -> None:
+    t = awsstack.template()
+    env = t["Globals"]["Function"]["Environment"]["Variables"]
+    none = {"Ref": "AWS::NoValue"}
+    assert env["TENANTWATCH_ALERTING_SECURITYHUB"] == {"Fn::If": ["HasSecurityHub", "true", none]}
+    assert env["TENANTWATCH_ALERTING_EVENTBRIDGE_BUS"] == {
+        "Fn::If": ["HasEventBus", {"Ref": "EventBusName"}, none]
+    }
+    assert t["Parameters"]["SecurityHubFindings"]["Default"] == "false"
+    assert t["Parameters"]["EventBusName"]["Default"] == ""
+    res = t["Resources"]
+    grants = {
+        "SecurityHubPolicy": ("HasSecurityHub", "securityhub:BatchImportFindings"),
+        "EventBusPolicy": ("HasEventBus", "events:PutEvents"),
+    }
+    for name, (condition, action) in grants.items():
+        policy = res[name]
+        assert policy["Condition"] == condition
+        assert policy["Properties"]["Roles"] == [{"Ref": "FunctionRole"}]
+        (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+        assert statement["Action"] == action and "*" not in json.dumps(statement["Resource"])
+    # A bus given by name is granted in this account and region; an ARN as given.
+    bus = res["EventBusPolicy"]["Properties"]["PolicyDocument"]["Statement"][0]["Resource"]
+    assert bus["Fn::If"][0] == "EventBusIsArn" and bus["Fn::If"][1] == {"Ref": "EventBusName"}
+    assert bus["Fn::If"][2]["Fn::Sub"].endswith(":event-bus/${EventBusName}")
+    product = res["SecurityHubPolicy"]["Properties"]["PolicyDocument"]["Statement"][0]
+    assert product["Resource"]["Fn::Sub"].endswith(":product/${AWS::AccountId}/default")
+
+
 # --- the stack in moto -------------------------------------------------------------------------
 
 
@@ -167,6 +196,22 @@ def _deploy(monkeypatch: pytest.MonkeyPatch, parameters: dict[str, str]) -> dict
 @pytest.fixture
 def stack(aws: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     return _deploy(monkeypatch, {})
+
+
+def test_a_stack_with_security_hub_and_a_bus_configures_both_channels(
+    aws: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline.alert.run import channel_names
+    from pipeline.config import load_config
+
+    st = _deploy(monkeypatch, {"SecurityHubFindings": "true", "EventBusName": "security"})
+    assert {"SecurityHubPolicy", "EventBusPolicy"} <= st["created"]
+    env = st["env"]
+    assert env["TENANTWATCH_ALERTING_SECURITYHUB"] == "true"
+    assert env["TENANTWATCH_ALERTING_EVENTBRIDGE_BUS"] == "security"
+    assert env["TENANTWATCH_ALERTING_EVENTBRIDGE_SOURCE"] == "tenantwatch"
+    cfg = load_config(None, environ=env)
+    assert channel_names(cfg.alerting) == ["sns", "securityhub", "eventbridge"]
 
 
 def _configure(stack: dict[str, Any]) -> None:

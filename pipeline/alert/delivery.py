@@ -23,6 +23,13 @@ The exception is a channel that can repeat a message harmlessly for a while
 (``Channel.retry_window``: an SNS FIFO topic drops a repeated deduplication id for five minutes).
 There, a row found ``publishing`` whose one attempt is recent enough is simply sent again.
 
+Several channels at once (SNS, Security Hub, EventBridge) each have outbox rows of their own, one
+per notification, with their own id, state and attempts; ``deliver`` is called once per channel
+and looks only at that channel's rows (``owns``), so an outage of one never holds back, fails or
+repeats another's. Rows of ``sns`` and ``local`` are the exception: they are the same
+notification ids, and a lake that moved from one to the other sends what it had queued through
+the one it has now (as before there were other channels).
+
 Runs must not overlap: two runs could both send a row. Every path that publishes holds the
 lake's lease (``pipeline.lease.Lease``), and ``may_publish`` stops a run that lost it before its
 next batch.
@@ -40,6 +47,9 @@ from pipeline.errors import TenantwatchError
 from pipeline.lake import Lake
 
 SENDABLE = ("pending", "failed")
+# Channels whose rows are one queue: a run has one of them (``sns`` if a topic is set, else
+# ``local``) and sends the rows of both through it. Any other channel sends its own rows only.
+SHARED = ("sns", "local")
 
 
 class NotificationNotInDoubt(TenantwatchError):
@@ -70,11 +80,20 @@ class Channel(Protocol):
 
 @dataclass
 class Delivered:
+    """What one ``deliver`` call did (``merge`` adds up those of several channels)."""
+
     sent: list[dict[str, Any]] = field(default_factory=list)  # full rows, sent in this run
     failed: int = 0
     in_doubt: list[str] = field(default_factory=list)  # every notification id in doubt now
     marked_sent: list[str] = field(default_factory=list)  # resolved by hand in this run
     errors: list[str] = field(default_factory=list)
+
+    def merge(self, other: Delivered) -> None:
+        self.sent += other.sent
+        self.failed += other.failed
+        self.in_doubt = sorted([*self.in_doubt, *other.in_doubt])
+        self.marked_sent += other.marked_sent
+        self.errors += other.errors
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -118,6 +137,13 @@ def outbox_for(
     return rows
 
 
+def owns(channel: str, row_channel: str) -> bool:
+    """Whether the channel named ``channel`` sends an outbox row made for ``row_channel``."""
+    if channel in SHARED and row_channel in SHARED:
+        return True
+    return channel == row_channel
+
+
 def _may_repeat(channel: Channel, row: Mapping[str, Any], now: datetime) -> bool:
     """A row a dead run left ``publishing``: can it be sent again without a second page?"""
     window = channel.retry_window
@@ -147,6 +173,8 @@ def deliver(
     check_resolutions(index, resend, mark_sent)
     todo: list[dict[str, Any]] = []
     for nid, row in sorted(index.items()):
+        if not owns(channel.name, row["channel"]):
+            continue  # another channel's row: its own ``deliver`` call sends and reports it
         state = row["state"]
         if state == "sent" and row.get("_marked"):
             store.unmark(lake, row)  # marked by a run that died before it could unmark it

@@ -11,7 +11,8 @@ to the same result:
    paged with, otherwise an update or the digest;
 4. write the incidents' new state, with the severity paged (after 3: a stored incident always
    has its outbox row, and a re-run finds the same rows to write);
-5. send the outbox (``delivery``: at most once, failures retried next run);
+5. send the outbox (``delivery``: at most once, failures retried next run), once per channel
+   configured, each over its own rows;
 6. metrics (failures spooled, never fatal).
 
 Whoever calls ``run_alert`` holds the lake's lease (``pipeline.lease``): two runs alerting at
@@ -35,7 +36,7 @@ from pipeline import schema
 from pipeline.alert import delivery, incidents, metrics, render, snapshot, store
 from pipeline.alert.entities import Egress
 from pipeline.alert.incidents import Incident
-from pipeline.config import Config
+from pipeline.config import AlertingConfig, Config
 from pipeline.lake import FINDINGS, Lake
 
 
@@ -45,7 +46,9 @@ class Alerted:
     ``pipeline.runs.AlertResult``)."""
 
     summary: dict[str, Any]  # JSON-able
-    sent: list[dict[str, Any]]  # outbox rows sent in this run (subject, text, ...)
+    # Outbox rows the ``sns`` or ``local`` channel sent in this run (subject, text, ...): what
+    # people were sent; the other channels' are counted in the summary.
+    sent: list[dict[str, Any]]
     incidents: list[Incident]  # the incidents changed in this run
 
 
@@ -138,10 +141,17 @@ def _outbox_rows(
     cfg: Config,
     changed: Sequence[Incident],
     runbooks: Mapping[str, str],
-    channel: str,
+    channels: Sequence[str],
 ) -> tuple[list[dict[str, Any]], dict[str, str]]:
     """New outbox rows for what ``changed`` calls for (none for what already has a row), and
     the severity each incident has now paged with (saved with its state).
+
+    Each notification gets a row per channel in ``channels`` (``channel_names``: the ``sns`` or
+    ``local`` one first), under that channel's id (``channel_id``). What a notification is
+    (a first page, an escalation, an update) is decided by the first channel's rows, which are
+    written last: a run that dies between the rows of one notification finds the first
+    channel's row missing and makes the same notification again, for the channels still
+    missing theirs. A channel configured later gets rows from the next notification on.
 
     Whether a rise in severity pages is judged against the severity the stored state says was
     paged: a run that dies after writing an escalation's row but before saving the state finds
@@ -192,35 +202,60 @@ def _outbox_rows(
             nid = notification_id(inc.incident_id, "escalation", inc.severity)
             kind = "escalation"
             now_paged[inc.incident_id] = inc.severity
-            if nid in existing:
+            if all(channel_id(nid, c) in existing for c in channels):
                 continue
         elif inc.status == "updated" and a.updates == "each":
             nid, kind = notification_id(inc.incident_id, "update", str(inc.revision)), "update"
-            if nid in existing:
+            if all(channel_id(nid, c) in existing for c in channels):
                 continue
         else:
             if inc.status == "updated" and a.updates == "digest":
                 digest.append(inc)
             continue
         m = render.message(inc, kind, ctx(inc.detector), nid, previous=before)
-        rows.append(_row(m, inc.incident_id, inc.detector, inc.severity, inc, channel))
+        for c in _missing(nid, channels, existing):
+            rows.append(_row(m, inc.incident_id, inc.detector, inc.severity, inc, c))
     if digest:
         key = sorted(f"{i.incident_id}:{i.revision}" for i in digest)
         nid = notification_id("digest", *key)
-        if nid not in existing:
+        if not all(channel_id(nid, c) in existing for c in channels):
             m = render.digest(digest, ctx(digest[0].detector), nid)
             worst = max(digest, key=lambda i: incidents.RANK[i.severity])
             dets = {i.detector for i in digest}
             det = dets.pop() if len(dets) == 1 else "multiple"
-            rows.append(_row(m, None, det, worst.severity, worst, channel))
+            for c in _missing(nid, channels, existing):
+                rows.append(_row(m, None, det, worst.severity, worst, c))
     return rows, now_paged
+
+
+def channel_names(a: AlertingConfig) -> list[str]:
+    """The channels the configuration names: ``sns`` when a topic is set, else ``local``,
+    then ``securityhub`` and ``eventbridge`` when set."""
+    names = ["sns" if a.sns_topic_arn else "local"]
+    if a.securityhub:
+        names.append("securityhub")
+    if a.eventbridge_bus:
+        names.append("eventbridge")
+    return names
+
+
+def channel_id(nid: str, channel: str) -> str:
+    """The outbox id of notification ``nid`` for ``channel``: ``nid`` itself for ``sns`` and
+    ``local`` (one queue, as before other channels), a hash of both for any other."""
+    return nid if channel in delivery.SHARED else notification_id(nid, channel)
+
+
+def _missing(nid: str, channels: Sequence[str], existing: Mapping[str, str]) -> list[str]:
+    """The channels in ``channels`` that lack their row of ``nid``, the first one last."""
+    first, *rest = channels
+    return [c for c in [*rest, first] if channel_id(nid, c) not in existing]
 
 
 def _row(
     m: render.Message, incident_id: str | None, det: str, sev: str, inc: Incident, channel: str
 ) -> dict[str, Any]:
     return store.new_row(
-        m.notification_id,
+        channel_id(m.notification_id, channel),
         incident_id,
         m.kind,
         det,
@@ -284,26 +319,27 @@ def run_alert(
     changed.update({k: v for k, v in snapped.items() if k in changed})
     retried = [v for k, v in snapped.items() if k not in changed]
 
-    channel_name = "sns" if a.sns_topic_arn else "local"
-    rows, now_paged = _outbox_rows(lake, cfg, list(changed.values()), runbooks, channel_name)
+    names = channel_names(a)
+    channel_name = names[0]
+    rows, now_paged = _outbox_rows(lake, cfg, list(changed.values()), runbooks, names)
     for row in rows:
         store.write_row(lake, row)
     for iid, sev in now_paged.items():
         changed[iid] = dataclasses.replace(changed[iid], paged_severity=sev)
     store.save_incidents(lake, [*changed.values(), *retried])
 
-    channel: delivery.Channel
-    if a.sns_topic_arn:
-        from pipeline.alert.sns import SnsChannel
-
-        channel = SnsChannel(a.sns_topic_arn, a.region)
-    else:
-        from pipeline.alert.local import LocalChannel
-
-        channel = LocalChannel(lake)
-    delivered = delivery.deliver(
-        lake, channel, resend, progress, mark_sent=mark_sent, may_publish=may_publish
-    )
+    # One delivery per channel, each over its own rows: the pager first.
+    delivered = delivery.Delivered()
+    by_channel: dict[str, dict[str, Any]] = {}
+    people: list[dict[str, Any]] = []
+    for channel in _channels(lake, a, names):
+        got = delivery.deliver(
+            lake, channel, resend, progress, mark_sent=mark_sent, may_publish=may_publish
+        )
+        if channel.name == channel_name:
+            people = got.sent
+        by_channel[channel.name] = got.as_dict()
+        delivered.merge(got)
 
     new = [i for i in changed.values() if i.status == "new"]
     updated = [i for i in changed.values() if i.status == "updated"]
@@ -317,9 +353,11 @@ def run_alert(
         "snapshots_written": len(snapped),
         "snapshot_errors": snap_errors[:5],
         "channel": channel_name,
+        "channels": by_channel,
         "notifications_queued": len(rows),
         "pages_queued": sum(r["kind"] in PAGES for r in rows),
         "escalations_queued": sum(r["kind"] == "escalation" for r in rows),
+        # Across the channels (``channels``: each one's).
         "notifications": delivered.as_dict(),
         # Every notification in doubt, not only this run's: reported until resolved.
         "in_doubt_ids": delivered.in_doubt,
@@ -335,7 +373,29 @@ def run_alert(
         ]
         summary["metrics"] = metrics.send(lake, a.cloudwatch_namespace, data, a.region, in_lambda)
     summary["seconds"] = round(time.perf_counter() - started, 3)
-    return Alerted(summary, delivered.sent, list(changed.values()))
+    return Alerted(summary, people, list(changed.values()))
+
+
+def _channels(lake: Lake, a: AlertingConfig, names: Sequence[str]) -> list[delivery.Channel]:
+    out: list[delivery.Channel] = []
+    for name in names:
+        if name == "sns":
+            from pipeline.alert.sns import SnsChannel
+
+            out.append(SnsChannel(a.sns_topic_arn, a.region))
+        elif name == "local":
+            from pipeline.alert.local import LocalChannel
+
+            out.append(LocalChannel(lake))
+        elif name == "securityhub":
+            from pipeline.alert.securityhub import SecurityHubChannel
+
+            out.append(SecurityHubChannel(lake, a.securityhub_product_arn, a.region))
+        elif name == "eventbridge":
+            from pipeline.alert.eventbridge import EventBridgeChannel
+
+            out.append(EventBridgeChannel(a.eventbridge_bus, a.eventbridge_source, a.region))
+    return out
 
 
 def _by_severity(incs: Sequence[Incident]) -> dict[str, int]:

@@ -124,6 +124,15 @@ def load_incidents(
     return _latest(read_files(lake, [f for f in files if _readable(lake, f)], schema.INCIDENTS))
 
 
+def read_incident(lake: Lake, period_start: datetime, incident_id: str) -> Incident | None:
+    """The stored state of one incident (None if there is none)."""
+    rel = incident_file(_day(period_start), incident_id)
+    if not lake.exists(rel):
+        return None
+    found = _latest(read_files(lake, [rel], schema.INCIDENTS))
+    return found[0] if found else None
+
+
 def _latest(table: pa.Table) -> list[Incident]:
     latest: dict[str, Incident] = {}
     for row in table.to_pylist():
