@@ -185,6 +185,7 @@ def incident_close(
     rec = verdicts.find(verdicts.read_incidents(lk), incident_id)
     who = by if by is not None else _login()
     v, sup = verdicts.close(lk, rec, verdict, note, who, suppress_for=duration)
+    hub_error = _follow_in_security_hub(ctx, lk, rec.incident_id, verdict, note, who)
     if as_json:
         doc = asdict(v)
         if sup is not None:
@@ -192,13 +193,43 @@ def incident_close(
 
             doc["suppression"] = to_builtins(sup)
         _emit_json(doc)
+        if hub_error is not None:
+            ctx.exit(1)
         return
     from pipeline.alert.sanitize import clean
 
     click.echo(f"closed {rec.incident_id} as {verdict} by {clean(who, 200)}")
+    if hub_error is not None:
+        ctx.exit(1)
     if sup is not None:
         click.echo(
             f"suppression {sup.id} ({sup.detector}) until {sup.expires.isoformat()}: "
             f"actor {clean(sup.actor or '-', 500)}, address {clean(sup.address or '-', 500)}, "
             f"tenant {clean(sup.tenant or '-', 500)}"
         )
+
+
+def _follow_in_security_hub(
+    ctx: click.Context, lk: Any, incident_id: str, verdict: str, note: str, who: str
+) -> str | None:
+    """With the ``securityhub`` channel, the incident's finding takes the verdict's workflow
+    status now (Security Hub takes it from a provider's import only once). The verdict is
+    recorded either way; a failure is said on stderr and makes the exit code 1."""
+    from pipeline.config import Config
+
+    cfg = ctx.find_object(Config)
+    if cfg is None or not cfg.alerting.securityhub:
+        return None
+    from pipeline.alert.securityhub import SecurityHubChannel, SecurityHubUpdateError
+
+    hub = SecurityHubChannel(lk, cfg.alerting.securityhub_product_arn, cfg.alerting.region)
+    try:
+        hub.follow_verdict(incident_id, verdict, note, who)
+    except SecurityHubUpdateError as exc:
+        click.echo(
+            f"tenantwatch: the verdict is recorded, but Security Hub's finding was not updated: "
+            f"{exc} (its record state follows at the incident's next notification)",
+            err=True,
+        )
+        return str(exc)
+    return None

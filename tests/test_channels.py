@@ -474,3 +474,56 @@ def test_securityhub_batches_count_findings_and_asff_stays_within_its_limits() -
     ]:
         g = securityhub.asff(inc, verdict, ACCOUNT, "us-east-1", "arn:p", "aws")
         assert (g["Workflow"]["Status"], g["RecordState"]) == expected
+
+
+def test_closing_an_incident_sets_its_findings_workflow_in_security_hub(
+    moto: None, lake: str
+) -> None:
+    """Security Hub takes Workflow from a provider's first import only: ``incident close``
+    sets it with BatchUpdateFindings (moto has no such call: the request is answered here)."""
+    from botocore.awsrequest import AWSResponse
+    from click.testing import CliRunner
+
+    from pipeline.cli import cli
+
+    boto3.client("securityhub").enable_security_hub()
+    run_alert(lake, Config(alerting=AlertingConfig(securityhub=True)))
+    inc = store.load_incidents(Lake(lake))[0]
+    asked: list[dict[str, Any]] = []
+
+    def answer(unprocessed: bool) -> Any:
+        def handler(request: Any, **_: Any) -> AWSResponse:
+            asked.append(json.loads(request.body))
+            failed = [
+                {
+                    "FindingIdentifier": asked[-1]["FindingIdentifiers"][0],
+                    "ErrorCode": "FindingNotFound",
+                    "ErrorMessage": "no such finding",
+                }
+            ]
+            body = {"ProcessedFindings": [], "UnprocessedFindings": failed if unprocessed else []}
+            return AWSResponse(request.url, 200, {}, _Raw(json.dumps(body).encode()))
+
+        return handler
+
+    env = {"TENANTWATCH_ALERTING_SECURITYHUB": "true", "TENANTWATCH_LAKE_ROOT": lake}
+    args = ["incident", "close", inc.incident_id, "--verdict", "true_positive", "--note", "fixed"]
+    undo = _hook("securityhub", "before-send.securityhub.BatchUpdateFindings", answer(False))
+    try:
+        out = CliRunner().invoke(cli, [*args, "--by", "ana"], env=env)
+    finally:
+        undo()
+    assert out.exit_code == 0, out.output
+    (call,) = asked
+    assert call["FindingIdentifiers"][0]["Id"] == securityhub.finding_id(inc.incident_id)
+    assert call["FindingIdentifiers"][0]["ProductArn"].endswith(f":product/{ACCOUNT}/default")
+    assert call["Workflow"] == {"Status": "RESOLVED"}
+    assert call["Note"] == {"Text": "true_positive: fixed", "UpdatedBy": "ana"}
+
+    undo = _hook("securityhub", "before-send.securityhub.BatchUpdateFindings", answer(True))
+    try:
+        out = CliRunner().invoke(cli, [*args, "--by", "ana"], env=env)
+    finally:
+        undo()
+    assert out.exit_code == 1
+    assert "verdict is recorded" in out.stderr and "FindingNotFound" in out.stderr

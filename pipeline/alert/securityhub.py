@@ -27,8 +27,9 @@ Mapping:
   (the finding was not true). tenantwatch has no "acknowledged" state, so ``NOTIFIED`` is never
   set. Security Hub takes ``Workflow`` from a provider on the first import only (afterwards it
   belongs to the analysts, through ``BatchUpdateFindings``); ``RecordState`` on every import.
-  Closing an incident sends nothing by itself: the finding follows at the incident's next
-  notification.
+  So ``tenantwatch incident close`` sets the workflow itself (``follow_verdict``:
+  ``BatchUpdateFindings`` with the verdict's status and its note), as an analyst would in the
+  console; the next import brings ``RecordState``.
 - ``Resources``: one ``Other`` resource per tenant involved, targets first then the actor's (at
   most ``MAX_RESOURCES``, ASFF's 32); ``ProductFields`` the ids (``tenantwatch/tenant_id``,
   ``tenantwatch/actor_tenant``, ``tenantwatch/incident_id`` ...), the snapshot and its SHA-256.
@@ -196,6 +197,10 @@ def _incidents_of(row: dict[str, Any]) -> list[tuple[str, datetime]]:
     return out
 
 
+class SecurityHubUpdateError(Exception):
+    """Security Hub did not take a verdict's workflow status: the message says why."""
+
+
 class SecurityHubChannel:
     name = "securityhub"
     retry_window: timedelta | None = RETRY_WINDOW
@@ -309,6 +314,29 @@ class SecurityHubChannel:
                     ids = ",".join(f["Id"] for f in ready[nid])
                     out[nid] = Outcome("sent", ids[:500])
         return [out[row["notification_id"]] for row in rows]
+
+    def follow_verdict(self, incident_id: str, verdict: str, note: str, who: str) -> None:
+        """Set the finding's ``Workflow.Status`` to the verdict's (``BatchUpdateFindings``),
+        with the verdict's note; a finding Security Hub does not know (never imported) or an
+        error raises ``SecurityHubUpdateError``."""
+        account, partition = self._identity()
+        status, _ = WORKFLOW.get(verdict, WORKFLOW[None])
+        ident = {"Id": finding_id(incident_id), "ProductArn": self.product_arn(account, partition)}
+        text = _fit(f"{verdict}: {note}" if note else verdict, 512)
+        try:
+            answer = self.client.batch_update_findings(
+                FindingIdentifiers=[ident],
+                Workflow={"Status": status},
+                Note={"Text": text, "UpdatedBy": _fit(who or "tenantwatch", 512)},
+            )
+        except Exception as exc:
+            raise SecurityHubUpdateError(f"{type(exc).__name__}: {exc}"[:300]) from None
+        bad = answer.get("UnprocessedFindings") or []
+        if bad:
+            first = bad[0]
+            raise SecurityHubUpdateError(
+                f"{first.get('ErrorCode', '')}: {first.get('ErrorMessage', '')}"[:300]
+            )
 
     @staticmethod
     def _may_repeat(until: datetime, wait: float) -> bool:
