@@ -430,7 +430,7 @@ def test_eventbridge_cuts_a_detail_over_its_limit_and_batches_within_both_limits
 ) -> None:
     ch = object.__new__(eventbridge.EventBridgeChannel)
     ch.bus, ch.source = BUS, "tenantwatch"
-    big = json.dumps({"event_ids": [f"id-{i:05d}-{'x' * 80}" for i in range(200)]})
+    big = json.dumps({"event_ids": [f"id-{i:05d}-{'x' * 80}" for i in range(100)]})
     row = _row(evidence=big)
     whole = ch.entry(row)
     assert not json.loads(whole["Detail"])["unmapped"]["tenantwatch"]["evidence_truncated"]
@@ -527,3 +527,22 @@ def test_closing_an_incident_sets_its_findings_workflow_in_security_hub(
         undo()
     assert out.exit_code == 1
     assert "verdict is recorded" in out.stderr and "FindingNotFound" in out.stderr
+
+
+def test_a_digest_is_an_eventbridge_detail_object_holding_its_ocsf_findings() -> None:
+    """EventBridge takes a JSON object as detail: a digest's list of findings goes under
+    ``findings``."""
+    import dataclasses
+
+    from pipeline.alert import render
+
+    ch = object.__new__(eventbridge.EventBridgeChannel)
+    ch.bus, ch.source = BUS, "tenantwatch"
+    a = dataclasses.replace(incident(), status="updated", revision=2)
+    b = dataclasses.replace(incident(severity="critical", dedup_key="k2"), status="updated")
+    m = render.digest([a, b], CTX, "d1")
+    row = {"notification_id": "d1", "kind": "digest", "message": m.envelope}
+    e = ch.entry(row)
+    detail = json.loads(e["Detail"])
+    assert e["DetailType"] == "tenantwatch incidents digest"
+    assert [f["finding_info"]["uid"] for f in detail["findings"]] == [a.incident_id, b.incident_id]

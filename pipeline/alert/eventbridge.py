@@ -1,7 +1,8 @@
 """The EventBridge channel: each notification as one event on a bus, by ``PutEvents``.
 
 The event's ``detail`` is the notification's OCSF Detection Finding (class 2004), the body SNS
-gives machine subscribers (``render.ocsf``; a digest's is ``{"findings": [...]}``); its
+gives machine subscribers (``render.ocsf``); a digest's body is a list of them, and a detail must
+be a JSON object, so there it is ``{"findings": [...]}``. Its
 ``source`` is ``[alerting] eventbridge_source`` and its ``detail-type`` says what happened
 (``DETAIL_TYPES``), so a rule can route opened and escalated incidents to the pager and the
 rest to a queue. ``Resources`` is left empty: EventBridge wants ARNs there, and tenants are
@@ -67,9 +68,10 @@ def _cut(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def detail_of(row: dict[str, Any]) -> dict[str, Any]:
-    """The OCSF body of an outbox row (what SNS gives ``sqs``, ``lambda`` and ``https``)."""
-    body: dict[str, Any] = json.loads(json.loads(row["message"])["sqs"])
-    return body
+    """The OCSF body of an outbox row (what SNS gives ``sqs``, ``lambda`` and ``https``), as a
+    JSON object: a digest's list of findings under ``findings``."""
+    body: dict[str, Any] | list[dict[str, Any]] = json.loads(json.loads(row["message"])["sqs"])
+    return {"findings": body} if isinstance(body, list) else body
 
 
 class EventBridgeChannel:
