@@ -46,6 +46,23 @@ def findings_lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def first(findings_lake: Path, tmp_path_factory: pytest.TempPathFactory) -> int:
+    """How many notifications the first ``PublishBatch`` carries: at most ten, and together
+    within SNS's 256 KB (each message holds the OCSF body once per machine protocol)."""
+    from pipeline.alert.sns import SnsChannel
+
+    lake = copy_lake(findings_lake, tmp_path_factory.mktemp("sizes") / "lake")
+    run_alert(lake, Config())  # the local channel: the same rows, never sent anywhere
+    rows = [
+        store.read_row(Lake(lake), r["_path"])
+        for _, r in sorted(store.load_outbox(Lake(lake)).items())
+    ]
+    n = len(next(object.__new__(SnsChannel).batches(rows)))
+    assert 1 < n < NOTIFIED  # the faults below hit the first batch and spare the rest
+    return n
+
+
 @pytest.fixture
 def proxy(aws: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[RuleProxy]:
     """Every AWS call of the code under test goes through the proxy; the tests' own reads go to
@@ -92,7 +109,7 @@ def _config_file(tmp_path: Path, s: Sinks) -> str:
 
 @pytest.mark.parametrize("action", ["drop-after", "error-after", "reset-after"])
 def test_a_lost_answer_is_in_doubt_never_a_second_page(
-    findings_lake: Path, sinks: Sinks, proxy: RuleProxy, tmp_path: Path, action: str
+    findings_lake: Path, sinks: Sinks, proxy: RuleProxy, tmp_path: Path, action: str, first: int
 ) -> None:
     lake = copy_lake(findings_lake, tmp_path / "lake")
     proxy.add(Rule(action, method="POST", body=PUBLISH, times=1))  # the first batch of ten
@@ -104,8 +121,8 @@ def test_a_lost_answer_is_in_doubt_never_a_second_page(
     n = result.summary["notifications"]
     # SNS published the first batch but its answer never came: those ten are in doubt, not
     # "sent" (nobody can know) and not sent again (that would page twice).
-    assert n["in_doubt"] == 10 and n["sent"] == 2 and n["failed"] == 0
-    assert sorted(_states(lake).values()) == ["in_doubt"] * 10 + ["sent"] * 2
+    assert n["in_doubt"] == first and n["sent"] == NOTIFIED - first and n["failed"] == 0
+    assert sorted(_states(lake).values()) == ["in_doubt"] * first + ["sent"] * (NOTIFIED - first)
     assert len(proxy.actions(action)) == 1
 
 
@@ -132,19 +149,19 @@ def test_every_answer_lost_pages_each_incident_once(
     ids=["503-before", "reset-before"],
 )
 def test_an_unanswered_call_that_never_published_is_in_doubt_and_resent_by_hand(
-    findings_lake: Path, sinks: Sinks, proxy: RuleProxy, tmp_path: Path, rule: Rule
+    findings_lake: Path, sinks: Sinks, proxy: RuleProxy, tmp_path: Path, rule: Rule, first: int
 ) -> None:
     # The proxy broke the call before SNS saw it, but the caller cannot tell that from a call
     # SNS took: in doubt, never re-sent on its own; an engineer who checked resends it.
     lake = copy_lake(findings_lake, tmp_path / "lake")
     proxy.add(rule)
-    first = run_alert(lake, _cfg(sinks))
-    doubtful = first.summary["in_doubt_ids"]
-    assert len(doubtful) == 10 and first.summary["notifications"]["sent"] == 2
-    assert len(sinks.deliveries()) == 2
+    run1 = run_alert(lake, _cfg(sinks))
+    doubtful = run1.summary["in_doubt_ids"]
+    assert len(doubtful) == first and run1.summary["notifications"]["sent"] == NOTIFIED - first
+    assert len(sinks.deliveries()) == NOTIFIED - first
 
     resent = run_alert(lake, _cfg(sinks), resend=doubtful)
-    assert resent.summary["notifications"]["sent"] == 10 and resent.summary["in_doubt_ids"] == []
+    assert resent.summary["notifications"]["sent"] == first and resent.summary["in_doubt_ids"] == []
     assert sinks.deliveries() == dict.fromkeys(doubtful, 1)
 
 
@@ -154,13 +171,14 @@ def test_an_answer_slower_than_the_read_timeout_is_in_doubt(
     proxy: RuleProxy,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    first: int,
 ) -> None:
     monkeypatch.setattr(aws, "READ_TIMEOUT_S", 0.5)
     aws_reset()
     lake = copy_lake(findings_lake, tmp_path / "lake")
     proxy.add(Rule("delay", method="POST", body=PUBLISH, delay_s=1.5, times=1))
     result = run_alert(lake, _cfg(sinks))
-    assert result.summary["notifications"]["in_doubt"] == 10
+    assert result.summary["notifications"]["in_doubt"] == first
     got = sinks.deliveries()
     assert len(got) == NOTIFIED and set(got.values()) == {1}
 
@@ -203,12 +221,12 @@ def test_on_a_fifo_topic_a_lost_answer_is_retried_and_arrives_once(
 
 
 def test_on_a_fifo_topic_a_dead_runs_recent_publish_is_finished_not_doubted(
-    findings_lake: Path, fifo: Sinks, proxy: RuleProxy, tmp_path: Path
+    findings_lake: Path, fifo: Sinks, proxy: RuleProxy, tmp_path: Path, first: int
 ) -> None:
     lake = copy_lake(findings_lake, tmp_path / "lake")
     _die_after_first_publish(lake, _cfg(fifo))
     publishing = [n for n, s in _states(lake).items() if s == "publishing"]
-    assert len(publishing) == 10
+    assert len(publishing) == first
     rerun = run_alert(lake, _cfg(fifo))
     assert rerun.summary["in_doubt_ids"] == [] and set(_states(lake).values()) == {"sent"}
     got = fifo.deliveries()
@@ -216,7 +234,7 @@ def test_on_a_fifo_topic_a_dead_runs_recent_publish_is_finished_not_doubted(
 
 
 def test_on_a_fifo_topic_an_old_interrupted_publish_is_in_doubt(
-    findings_lake: Path, fifo: Sinks, proxy: RuleProxy, tmp_path: Path
+    findings_lake: Path, fifo: Sinks, proxy: RuleProxy, tmp_path: Path, first: int
 ) -> None:
     lake = copy_lake(findings_lake, tmp_path / "lake")
     _die_after_first_publish(lake, _cfg(fifo))
@@ -225,7 +243,7 @@ def test_on_a_fifo_topic_an_old_interrupted_publish_is_in_doubt(
             full = store.read_row(Lake(lake), row["_path"])
             _rewrite_updated_at(Lake(lake), full, minutes_ago=5)
     rerun = run_alert(lake, _cfg(fifo))
-    assert len(rerun.summary["in_doubt_ids"]) == 10  # past SNS's dedup window: not repeated
+    assert len(rerun.summary["in_doubt_ids"]) == first  # past SNS's dedup window: not repeated
     got = fifo.deliveries()
     assert len(got) == NOTIFIED and set(got.values()) == {1}
 
@@ -262,41 +280,43 @@ def _rewrite_updated_at(lake: Lake, row: dict[str, Any], minutes_ago: int) -> No
 
 
 def test_in_doubt_is_reported_by_every_run_until_resolved(
-    findings_lake: Path, sinks: Sinks, proxy: RuleProxy, tmp_path: Path
+    findings_lake: Path, sinks: Sinks, proxy: RuleProxy, tmp_path: Path, first: int
 ) -> None:
     lake = copy_lake(findings_lake, tmp_path / "lake")
     config = _config_file(tmp_path, sinks)
     proxy.add(Rule("drop-after", method="POST", body=PUBLISH, times=1))
     args = ["--config", config, "alert", "--lake", lake, "--json"]
-    first = CliRunner().invoke(cli, args)
-    doubtful = sorted(json.loads(first.stdout)["in_doubt_ids"])
-    assert first.exit_code == 1 and len(doubtful) == 10
+    run1 = CliRunner().invoke(cli, args)
+    doubtful = sorted(json.loads(run1.stdout)["in_doubt_ids"])
+    assert run1.exit_code == 1 and len(doubtful) == first
 
     for _ in range(2):  # later runs that send nothing still say so, on every channel
         later = CliRunner().invoke(cli, args)
         summary = json.loads(later.stdout)
         assert later.exit_code == 1, later.output
-        assert summary["notifications"]["in_doubt"] == 10
+        assert summary["notifications"]["in_doubt"] == first
         assert sorted(summary["in_doubt_ids"]) == doubtful
-        assert "10 notification(s) in doubt" in later.stderr and doubtful[0] in later.stderr
+        assert f"{first} notification(s) in doubt" in later.stderr and doubtful[0] in later.stderr
 
-    # Resolved by hand: five did arrive (mark them), five did not (send them).
-    arrived, missing = doubtful[:5], doubtful[5:]
+    # Resolved by hand: some did arrive (mark them), the others did not (send them).
+    half = first // 2
+    arrived, missing = doubtful[:half], doubtful[half:]
     marks = [x for n in arrived for x in ("--mark-sent", n)]
     resends = [x for n in missing for x in ("--resend", n)]
     fixed = CliRunner().invoke(cli, [*args, *marks, *resends])
     summary = json.loads(fixed.stdout)
     assert fixed.exit_code == 0, fixed.output
-    assert summary["notifications"]["sent"] == 5 and summary["notifications"]["marked_sent"] == 5
+    assert summary["notifications"]["sent"] == len(missing)
+    assert summary["notifications"]["marked_sent"] == len(arrived)
     assert summary["in_doubt_ids"] == [] and "in doubt" not in fixed.stderr
-    got = sinks.deliveries()  # the five resent arrived a second time, which the check allowed
+    got = sinks.deliveries()  # those resent arrived a second time, which the check allowed
     assert len(got) == NOTIFIED and all(got[n] == (2 if n in missing else 1) for n in got)
     quiet = CliRunner().invoke(cli, args)
     assert quiet.exit_code == 0 and json.loads(quiet.stdout)["in_doubt_ids"] == []
 
 
 def test_a_dead_runs_in_doubt_stays_reported_in_summary_stderr_metric_and_exit_code(
-    findings_lake: Path, sinks: Sinks, tmp_path: Path
+    findings_lake: Path, sinks: Sinks, tmp_path: Path, first: int
 ) -> None:
     lake = copy_lake(findings_lake, tmp_path / "lake")
     _die_after_first_publish(lake, _cfg(sinks))  # SNS took the first batch; nobody recorded it
@@ -310,7 +330,7 @@ def test_a_dead_runs_in_doubt_stays_reported_in_summary_stderr_metric_and_exit_c
         result = CliRunner().invoke(cli, args)
         summary = json.loads(result.stdout)
         assert result.exit_code == 1, (run, result.output)
-        assert summary["notifications"]["in_doubt"] == len(summary["in_doubt_ids"]) == 10
+        assert summary["notifications"]["in_doubt"] == len(summary["in_doubt_ids"]) == first
         assert all(n in result.stderr for n in summary["in_doubt_ids"])
         points = cw.get_metric_statistics(
             Namespace="TW/Test",
@@ -320,7 +340,7 @@ def test_a_dead_runs_in_doubt_stays_reported_in_summary_stderr_metric_and_exit_c
             Period=3600,
             Statistics=["SampleCount", "Minimum"],
         )["Datapoints"]
-        assert points[0]["SampleCount"] == run + 1 and points[0]["Minimum"] == 10
+        assert points[0]["SampleCount"] == run + 1 and points[0]["Minimum"] == first
     got = sinks.deliveries()
     assert len(got) == NOTIFIED and set(got.values()) == {1}
 
