@@ -62,10 +62,10 @@ def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     """botocore's standard retries and the SNS channel's own, minus the waiting."""
     from botocore.retries import standard
 
-    from pipeline.alert import sns
+    from pipeline.alert import calls
 
     monkeypatch.setattr(standard.ExponentialBackoff, "delay_amount", lambda self, ctx: 0.01)
-    monkeypatch.setattr(sns, "BACKOFF_S", 0.01)
+    monkeypatch.setattr(calls, "BACKOFF_S", 0.01)
 
 
 @dataclass

@@ -69,11 +69,11 @@ def proxy(aws: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[RuleProxy]:
     moto directly."""
     from botocore.retries import standard
 
-    from pipeline.alert import sns
+    from pipeline.alert import calls
 
     # No real waiting between attempts, wherever the retry happens.
     monkeypatch.setattr(standard.ExponentialBackoff, "delay_amount", lambda self, ctx: 0.01)
-    monkeypatch.setattr(sns, "BACKOFF_S", 0.01, raising=False)
+    monkeypatch.setattr(calls, "BACKOFF_S", 0.01)
     with RuleProxy(aws) as p:
         monkeypatch.setenv("AWS_ENDPOINT_URL", p.url)
         aws_reset()

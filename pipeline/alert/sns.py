@@ -6,8 +6,9 @@ and sending it again is a second page. So the client never retries by itself
 (``aws.publisher``), and each failure is judged by what it proves:
 
 - SNS answered with an error (4xx), or could not be reached at all: nothing was published.
-  Throttling and a refused connection are tried again here, a few times with backoff; any
-  other error is ``failed``, and the next run sends it again.
+  Throttling and a refused connection are tried again here (``calls``, shared with the other
+  channels), a few times with backoff; any other error is ``failed``, and the next run sends
+  it again.
 - No answer, or a 5xx (SNS, or a proxy, may have published before failing): nobody can know.
   On a standard topic that is ``in_doubt``: never re-sent automatically (see ``delivery``).
 
@@ -24,35 +25,17 @@ incident's update after its first page without serialising unrelated detectors.
 from __future__ import annotations
 
 import json
-import random
-import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pipeline import aws
+from pipeline.alert import calls
 from pipeline.alert.delivery import Outcome
 from pipeline.alert.render import MAX_MESSAGE_BYTES
 
 BATCH_ENTRIES = 10  # PublishBatch: at most 10 entries and 256 KB for all of them together
-ATTEMPTS = 5  # calls per batch within one run
-BACKOFF_S = 0.5  # the first wait between attempts; doubled each time, with full jitter
-MAX_BACKOFF_S = 20.0
 RETRY_WINDOW = timedelta(minutes=4)  # FIFO only: SNS deduplicates for 5 minutes
-
-# Error codes that mean "not now": SNS refused the request before doing anything with it.
-THROTTLED = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "Throttled",
-        "ThrottledException",
-        "RequestThrottled",
-        "RequestLimitExceeded",
-        "TooManyRequestsException",
-        "SlowDown",
-    }
-)
 
 
 class SnsChannel:
@@ -96,20 +79,13 @@ class SnsChannel:
         after which an unanswered call is no longer repeated (``RETRY_WINDOW`` after the first
         attempt; earlier for a message a dead run may already have sent)."""
         until = retry_until or datetime.now(UTC) + RETRY_WINDOW
-        attempt = 0
-        while True:
-            attempt += 1
-            verdict, answer, error = self._call(rows)
-            if verdict == "answered":
-                return self._outcomes(rows, answer)
-            wait = random.random() * min(MAX_BACKOFF_S, BACKOFF_S * 2 ** (attempt - 1))
-            again = attempt < ATTEMPTS and (
-                verdict == "busy" or (verdict == "unknown" and self._may_repeat(until, wait))
-            )
-            if not again:
-                state = "in_doubt" if verdict == "unknown" else "failed"
-                return [Outcome(state, error=error) for _ in rows]
-            time.sleep(wait)
+        verdict, answer, error = calls.call(
+            lambda: self._publish(rows), lambda wait: self._may_repeat(until, wait)
+        )
+        if verdict == "answered":
+            return self._outcomes(rows, answer)
+        state = "in_doubt" if verdict == "unknown" else "failed"
+        return [Outcome(state, error=error) for _ in rows]
 
     def _may_repeat(self, until: datetime, wait: float) -> bool:
         """FIFO only: the repeat, however long it takes, reaches SNS while it still drops it."""
@@ -118,42 +94,18 @@ class SnsChannel:
         worst = timedelta(seconds=wait + aws.CONNECT_TIMEOUT_S + aws.READ_TIMEOUT_S)
         return datetime.now(UTC) + worst < until
 
-    def _call(self, rows: Sequence[dict[str, Any]]) -> tuple[str, dict[str, Any], str]:
-        """One call: ``answered`` (with SNS's answer), ``refused`` (an error answer: nothing
-        published), ``busy`` (throttled or not reached: nothing published, worth another try
-        soon) or ``unknown`` (it may have been published)."""
-        from botocore.exceptions import (
-            ClientError,
-            ConnectTimeoutError,
-            EndpointConnectionError,
-            NoCredentialsError,
-            ParamValidationError,
+    def _publish(self, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """One call: SNS's answer, in ``PublishBatch``'s shape for one message too. Its errors
+        are judged by ``calls`` (refused, busy, or unknown: it may have been published)."""
+        if len(rows) == 1:
+            r = self.client.publish(TopicArn=self.topic_arn, **self._params(rows[0]))
+            ok = {"Id": rows[0]["notification_id"], "MessageId": r["MessageId"]}
+            return {"Successful": [ok]}
+        entries = [{"Id": row["notification_id"], **self._params(row)} for row in rows]
+        answer: dict[str, Any] = self.client.publish_batch(
+            TopicArn=self.topic_arn, PublishBatchRequestEntries=entries
         )
-
-        try:
-            if len(rows) == 1:
-                r = self.client.publish(TopicArn=self.topic_arn, **self._params(rows[0]))
-                # In PublishBatch's shape, so that one reading serves both.
-                ok = {"Id": rows[0]["notification_id"], "MessageId": r["MessageId"]}
-                return "answered", {"Successful": [ok]}, ""
-            entries = [{"Id": row["notification_id"], **self._params(row)} for row in rows]
-            r = self.client.publish_batch(
-                TopicArn=self.topic_arn, PublishBatchRequestEntries=entries
-            )
-            return "answered", r, ""
-        except ClientError as exc:
-            err = f"{type(exc).__name__}: {exc}"[:500]
-            if aws.http_status(exc) >= 500:
-                return "unknown", {}, err  # SNS (or a proxy) may have published, then failed
-            return ("busy" if aws.error_code(exc) in THROTTLED else "refused"), {}, err
-        except (EndpointConnectionError, ConnectTimeoutError) as exc:
-            return "busy", {}, f"{type(exc).__name__}: {exc}"[:500]  # never connected
-        except (NoCredentialsError, ParamValidationError) as exc:
-            return "refused", {}, f"{type(exc).__name__}: {exc}"[:500]  # never sent
-        except Exception as exc:
-            # A read timeout, a connection closed or reset after the request went out, or
-            # anything we did not foresee: the message may be out.
-            return "unknown", {}, f"{type(exc).__name__}: {exc}"[:500]
+        return answer
 
     @staticmethod
     def _outcomes(rows: Sequence[dict[str, Any]], answer: dict[str, Any]) -> list[Outcome]:
