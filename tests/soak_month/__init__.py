@@ -43,12 +43,13 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from tests.soak_month.measure import Reads, lake_files, peak_rss_mb, reset_peak_rss
+
 START = date(2026, 10, 5)  # a Monday; the month must end before the clock's today
 TRAIL = "org-trail"
 EXPORTS = "tw-log-exports"
 TICK_S = 300
 MEASURED_DAYS = (1, 10, 30)
-STATE_AREAS = ("_state/", "incidents/")
 
 _SLOT = re.compile(r"_(\d{8}T\d{4})Z_[A-Za-z0-9]+\.json\.gz$")
 _DIGEST = re.compile(r"_(\d{8}T\d{6})Z\.json\.gz$")
@@ -198,85 +199,6 @@ def plan(spec: MonthSpec, logs: Path) -> list[Delivery]:
             out.append(Delivery(at, EXPORTS, p.relative_to(logs).as_posix(), p, False))
     out.sort(key=lambda d: (d.at, d.key, d.path is None))
     return out
-
-
-# --- measuring ------------------------------------------------------------------------------------
-
-
-def reset_peak_rss() -> None:
-    """Starts this process's peak resident memory (``peak_rss_mb``) again from now (Linux)."""
-    with contextlib.suppress(OSError):
-        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM (Linux)
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory since ``reset_peak_rss`` (since it started where
-    the high-water mark cannot be reset)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-class Reads:
-    """Object reads counted by the moto server, and the rows of the state files among them."""
-
-    def __init__(self, endpoint: str, lake_bucket: str, lake_prefix: str) -> None:
-        self.url = endpoint + "/_soak/reads"
-        self.prefix = f"{lake_bucket}/{lake_prefix}"
-        self.rows: dict[str, int] = {}  # state file -> rows (state files are small, few rewritten)
-
-    def take(self) -> dict[str, int]:
-        import urllib.request
-
-        with urllib.request.urlopen(self.url) as r:  # noqa: S310 - our server on 127.0.0.1
-            reads: dict[str, int] = json.loads(r.read())["reads"]
-        return {k: n for k, n in reads.items() if k.startswith(self.prefix)}
-
-    def state_rows(self, keys: Iterator[str] | list[str]) -> int:
-        import pyarrow.parquet as pq
-
-        from pipeline.lake import s3_filesystem
-
-        fs = None
-        total = 0
-        for k in keys:
-            rel = k[len(self.prefix) :]
-            if not rel.startswith(STATE_AREAS) or not rel.endswith(".parquet"):
-                continue
-            if k not in self.rows:
-                fs = fs or s3_filesystem()
-                try:
-                    self.rows[k] = pq.read_metadata(k, filesystem=fs).num_rows
-                except OSError:
-                    self.rows[k] = 0  # gone since (a lease, a temporary)
-            total += self.rows[k]
-        return total
-
-
-def _lake_files(bucket: str, prefix: str) -> dict[str, int]:
-    import boto3
-
-    counts: Counter[str] = Counter()
-    root = os.environ.get("TENANTWATCH_LAKE_ROOT", "")
-    if not root.startswith("s3://"):
-        for p in Path(root).rglob("*"):
-            if p.is_file():
-                counts[p.relative_to(root).parts[0]] += 1
-        return dict(counts)
-    pages = (
-        boto3.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-    )
-    for page in pages:
-        for obj in page.get("Contents", []):
-            rel = obj["Key"][len(prefix) :]
-            counts[rel.split("/", 1)[0]] += 1
-    return dict(counts)
 
 
 # --- the month --------------------------------------------------------------------------------
@@ -447,7 +369,7 @@ def _play(
                 attrs = m.get("MessageAttributes", {})
                 received[attrs.get("notification_id", {}).get("Value", m.get("MessageId", ""))] += 1
             if (now - start) % timedelta(days=1) == timedelta(0) and now <= end:
-                res.day_files[day] = sum(_lake_files(lake_bucket, lake_prefix).values())
+                res.day_files[day] = sum(lake_files(lake_bucket, lake_prefix).values())
                 res.days_played = day
                 if progress is not None:
                     progress(_progress_line(res, day, time.perf_counter() - started))
@@ -459,7 +381,7 @@ def _play(
     res.wall_s = time.perf_counter() - started
     if not res.stopped_early:
         _check(res, logs, root, received)
-        res.files_before = _lake_files(lake_bucket, lake_prefix)
+        res.files_before = lake_files(lake_bucket, lake_prefix)
         _compact(res, root, end, lake_bucket, lake_prefix)
     res.notifications = sum(received.values())
     res.paged_twice = sorted(k for k, c in received.items() if c > 1)
@@ -537,7 +459,7 @@ def _compact(res: Result, root: str, end: datetime, bucket: str, prefix: str) ->
         res.errors.append(res.compaction)
         return
     res.compaction = "tenantwatch compact --before " + before
-    res.files_after = _lake_files(bucket, prefix)
+    res.files_after = lake_files(bucket, prefix)
 
 
 # --- the table ------------------------------------------------------------------------------------
