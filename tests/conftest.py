@@ -11,6 +11,14 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_LOGS = REPO / "sample_logs"
 REAL_LOGS = REPO.parent / "shared" / "real_logs"
+# What boto3 and pyarrow need to talk to moto: fake credentials and a region.
+MOTO_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+}
 
 
 @pytest.fixture
@@ -37,14 +45,7 @@ def aws(_moto_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A clean moto server and an environment that points boto3 and pyarrow at it."""
     reset = urllib.request.Request(f"{_moto_server}/moto-api/reset", method="POST")  # noqa: S310
     urllib.request.urlopen(reset).read()  # noqa: S310 - our own server on 127.0.0.1
-    for key, value in {
-        "AWS_ENDPOINT_URL": _moto_server,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_REGION": "us-east-1",
-    }.items():
+    for key, value in {"AWS_ENDPOINT_URL": _moto_server, **MOTO_ENV}.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     yield _moto_server

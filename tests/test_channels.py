@@ -26,6 +26,7 @@ from pipeline.config import AlertingConfig, Config
 from pipeline.lake import Lake
 from tests.alertfactory import CTX, incident
 from tests.alertsinks import write_findings_lake
+from tests.conftest import MOTO_ENV
 
 ACCOUNT = "123456789012"  # moto's
 BUS = "security"
@@ -40,13 +41,7 @@ def moto(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_REGION": "us-east-1",
-    }.items():
+    for key, value in MOTO_ENV.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setattr(calls, "BACKOFF_S", 0.001)
     aws.reset()

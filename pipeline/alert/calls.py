@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from pipeline import aws
@@ -80,3 +80,26 @@ def call(fn: Callable[[], Any], may_repeat: Callable[[float], bool]) -> tuple[st
         if not again:
             return verdict, None, error
         time.sleep(wait)
+
+
+def batched(
+    rows: Sequence[dict[str, Any]],
+    weight: Callable[[dict[str, Any]], int],
+    max_total: int,
+    max_rows: int | None = None,
+) -> Iterator[list[dict[str, Any]]]:
+    """``rows`` in order, in batches of at most ``max_rows`` whose weights (bytes, findings)
+    add up to at most ``max_total``: a service's limits per call. A row heavier than the limit
+    on its own goes alone (the channel says why it cannot be sent)."""
+    batch: list[dict[str, Any]] = []
+    total = 0
+    for row in rows:
+        n = weight(row)
+        full = max_rows is not None and len(batch) == max_rows
+        if batch and (full or total + n > max_total):
+            yield batch
+            batch, total = [], 0
+        batch.append(row)
+        total += n
+    if batch:
+        yield batch

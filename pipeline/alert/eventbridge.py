@@ -103,17 +103,9 @@ class EventBridgeChannel:
         return e
 
     def batches(self, rows: Sequence[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-        batch: list[dict[str, Any]] = []
-        size = 0
-        for row in rows:
-            n = entry_size(self.entry(row))
-            if batch and (len(batch) == BATCH_ENTRIES or size + n > MAX_ENTRY_BYTES):
-                yield batch
-                batch, size = [], 0
-            batch.append(row)
-            size += n
-        if batch:
-            yield batch
+        return calls.batched(
+            rows, lambda row: entry_size(self.entry(row)), MAX_ENTRY_BYTES, BATCH_ENTRIES
+        )
 
     def send(
         self, rows: Sequence[dict[str, Any]], retry_until: datetime | None = None

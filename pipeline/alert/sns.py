@@ -48,17 +48,9 @@ class SnsChannel:
         self.retry_window = RETRY_WINDOW if self.fifo else None
 
     def batches(self, rows: Sequence[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-        batch: list[dict[str, Any]] = []
-        size = 0
-        for row in rows:
-            n = int(row["size_bytes"])
-            if batch and (len(batch) == BATCH_ENTRIES or size + n > MAX_MESSAGE_BYTES):
-                yield batch
-                batch, size = [], 0
-            batch.append(row)
-            size += n
-        if batch:
-            yield batch
+        return calls.batched(
+            rows, lambda row: int(row["size_bytes"]), MAX_MESSAGE_BYTES, BATCH_ENTRIES
+        )
 
     def _params(self, row: dict[str, Any]) -> dict[str, Any]:
         p: dict[str, Any] = {
