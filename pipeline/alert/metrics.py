@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pipeline import aws
-from pipeline.alert import store
+from pipeline.alert import calls, store
 from pipeline.lake import STATE_METRICS, Lake, metrics_spool_file
 
 SPOOL = STATE_METRICS
@@ -99,17 +99,10 @@ def emit_emf(namespace: str, data: list[Datum]) -> dict[str, Any]:
 
 
 def _chunks(points: list[dict[str, Any]]) -> Iterable[list[dict[str, Any]]]:
-    chunk: list[dict[str, Any]] = []
-    size = 0
-    for p in points:
-        n = len(json.dumps(p, default=str)) + 64
-        if chunk and (len(chunk) == PUT_LIMIT or size + n > PUT_BYTES):
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(p)
-        size += n
-    if chunk:
-        yield chunk
+    """``PutMetricData`` calls: at most ``PUT_LIMIT`` points and about ``PUT_BYTES`` each."""
+    return calls.batched(
+        points, lambda p: len(json.dumps(p, default=str)) + 64, PUT_BYTES, PUT_LIMIT
+    )
 
 
 def _spool(lake: Lake, points: list[dict[str, Any]]) -> str:
