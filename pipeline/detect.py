@@ -194,20 +194,22 @@ def run_detect(
     # History starts where the lake's first event is, not a lookback before the window: hours
     # before it are not "quiet", they are unknown, and the detectors say so.
     history_from = earliest_event(lake)
-    for i, (det_id, det) in enumerate(dets.items()):
-        if progress:
-            progress(i, len(dets))
-        try:
-            found, counts[det_id] = _detect_one(lake, det, since, until, history_from)
-        except Exception as exc:  # one broken detector must not stop the rest
-            failed[det_id] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
-            continue
-        failed.update(parts_failed(det_id, det))
-        found = suppressions.mark(found, sups.active)
-        if write:
-            lake.write_table(part_name(det_id, since, until), found)
-            _settle_live(lake, det_id, since, until, found)
-        tables.append(found)
+    # The detectors' reads share one listing of each event folder (Lake.snapshot).
+    with lake.snapshot():
+        for i, (det_id, det) in enumerate(dets.items()):
+            if progress:
+                progress(i, len(dets))
+            try:
+                found, counts[det_id] = _detect_one(lake, det, since, until, history_from)
+            except Exception as exc:  # one broken detector must not stop the rest
+                failed[det_id] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+                continue
+            failed.update(parts_failed(det_id, det))
+            found = suppressions.mark(found, sups.active)
+            if write:
+                lake.write_table(part_name(det_id, since, until), found)
+                _settle_live(lake, det_id, since, until, found)
+            tables.append(found)
     if progress:
         progress(len(dets), len(dets))
     findings = _worst_first(pa.concat_tables(tables) if tables else schema.empty(schema.FINDINGS))
@@ -508,32 +510,33 @@ def run_live(
     sups = suppressions.in_force(cfg, lake, end)
     history_from = earliest_event(lake)
     tables, failed, counts, news = [], {}, {}, 0
-    for det_id, det in dets.items():
-        try:
-            if det.lookback:
-                found, counts[det_id] = _detect_growing(
-                    lake, det_id, det, end, length, history_from
-                )
-                parts = anchor(suppressions.mark(found, sups.active), length)
-            else:
-                # A rule needs no history: each aligned window the sliding one overlaps, from
-                # its start up to now, gives exactly the findings (and ids) of that window.
-                parts, n = {}, Counter[str]()
-                start = _floor(since, length)
-                while start < end:
-                    found, c = _detect_one(lake, det, start, start + length, None)
-                    n.update(c)
-                    parts[start] = suppressions.mark(found, sups.active)
-                    start += length
-                counts[det_id] = dict(n)
-        except Exception as exc:  # one broken detector must not stop the rest
-            failed[det_id] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
-            continue
-        failed.update(parts_failed(det_id, det))
-        for start, part in sorted(parts.items()):
-            done = settled is not None and start + length <= settled
-            news += _write_live(lake, det_id, start, start + length, part, done)
-            tables.append(part)
+    with lake.snapshot():  # one listing of each event folder for every detector
+        for det_id, det in dets.items():
+            try:
+                if det.lookback:
+                    found, counts[det_id] = _detect_growing(
+                        lake, det_id, det, end, length, history_from
+                    )
+                    parts = anchor(suppressions.mark(found, sups.active), length)
+                else:
+                    # A rule needs no history: each aligned window the sliding one overlaps, from
+                    # its start up to now, gives exactly the findings (and ids) of that window.
+                    parts, n = {}, Counter[str]()
+                    start = _floor(since, length)
+                    while start < end:
+                        found, c = _detect_one(lake, det, start, start + length, None)
+                        n.update(c)
+                        parts[start] = suppressions.mark(found, sups.active)
+                        start += length
+                    counts[det_id] = dict(n)
+            except Exception as exc:  # one broken detector must not stop the rest
+                failed[det_id] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+                continue
+            failed.update(parts_failed(det_id, det))
+            for start, part in sorted(parts.items()):
+                done = settled is not None and start + length <= settled
+                news += _write_live(lake, det_id, start, start + length, part, done)
+                tables.append(part)
     findings = _worst_first(pa.concat_tables(tables) if tables else schema.empty(schema.FINDINGS))
     summary = _live_summary(lake, since, end, counts, findings, news, failed, started)
     summary["sliding"] = True

@@ -56,6 +56,7 @@ when it died.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import posixpath
@@ -69,6 +70,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -248,6 +250,7 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9._=-]+$")
 # Where writes are made before they are moved into place: a folder no reader of the lake's tables
 # looks in (on the lake's own disk, so the move is a rename).
 TEMPORARY = "_tmp"
+_PARQUET = ds.ParquetFileFormat()
 _TEMPORARY_NAME = re.compile(r"(?P<owner>[A-Za-z0-9-]+\.\d+)\.[0-9a-f]{32}\.tmp")
 # Earlier versions wrote a temporary beside its file, where readers look: "part-<batch>.parquet.
 # <uuid hex>.tmp". Only ingestion's own folders hold them, and looking costs a walk of the lake
@@ -343,6 +346,13 @@ class Lake:
     _replaces: dict[str, frozenset[str]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
+    # Each file's size as its folder's latest listing gave it: a read opens the file without
+    # asking its size first (on S3 one HEAD request fewer per file read).
+    _sizes: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
+    # Inside ``snapshot()``: the listings of event folders made so far in the block.
+    _snap: dict[tuple[str, str, bool], list[str]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         self.fs, self.base = open_root(self.root)
@@ -431,12 +441,39 @@ class Lake:
         return self.current(self._listed(rel, suffix, recursive=True))
 
     def _listed(self, rel: str, suffix: str = ".parquet", recursive: bool = True) -> list[str]:
+        key = (rel, suffix, recursive)
+        if self._snap is not None and key in self._snap:
+            return self._snap[key]
         sel = pafs.FileSelector(self.path(rel), recursive=recursive, allow_not_found=True)
         out = []
         for info in self.fs.get_file_info(sel):
             if info.type == pafs.FileType.File and info.path.endswith(suffix):
-                out.append(posixpath.relpath(info.path, self.base))
-        return sorted(out)
+                name = posixpath.relpath(info.path, self.base)
+                out.append(name)
+                if info.size is not None:
+                    self._sizes[name] = info.size
+        out.sort()
+        if self._snap is not None and rel.startswith(f"{EVENTS}/"):
+            self._snap[key] = out
+        return out
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[Lake]:
+        """Reads of the events as of one moment, for a block that reads the same folders many
+        times (a window's detectors, each reading its own baseline): each folder under
+        ``events/`` is listed once in the block. Events written during the block (an object
+        run ingesting beside it) are left to the next read after it, as if they had landed a
+        moment later; writes elsewhere are seen as usual."""
+        outer = self._snap
+        self._snap = {} if outer is None else outer
+        try:
+            yield self
+        finally:
+            self._snap = outer
+
+    def size(self, rel: str) -> int | None:
+        """The size of ``rel`` as the latest listing of its folder gave it (None: not listed)."""
+        return self._sizes.get(rel)
 
     def event_dates(self) -> list[str]:
         """The days (YYYY-MM-DD) with a folder in any source's events, sorted: a listing of each
@@ -518,6 +555,17 @@ class Lake:
         return [r for r in rels if r not in gone] if gone else rels
 
     def read_file(self, rel: str, columns: list[str] | None = None) -> pa.Table:
+        size = self._sizes.get(rel)
+        if size is not None and not self.is_local:
+            # Opened with the size its listing gave: no HEAD before the reads.
+            frag = _PARQUET.make_fragment(self.path(rel), self.fs, file_size=size)
+            try:
+                return frag.to_table(columns=columns)
+            except FileNotFoundError:
+                raise
+            except (pa.ArrowInvalid, OSError):
+                # Replaced by a file of another size since the listing: asked afresh.
+                self._sizes.pop(rel, None)
         return pq.read_table(self.path(rel), filesystem=self.fs, columns=columns)
 
     def read_folder(

@@ -176,14 +176,31 @@ def _events_dataset(
     if not files:
         return None
     part_schema = pa.schema([("source", pa.string()), ("date", pa.string()), ("hour", pa.string())])
-    dataset = ds.dataset(
-        [lk.path(f) for f in files],
-        filesystem=lk.fs,
-        format="parquet",
-        schema=schema.EVENTS.append(part_schema.field("date")).append(part_schema.field("hour")),
-        partitioning=ds.partitioning(part_schema, flavor="hive"),
-        partition_base_dir=lk.path(EVENTS),
-    )
+    full = schema.EVENTS.append(part_schema.field("date")).append(part_schema.field("hour"))
+    partitioning = ds.partitioning(part_schema, flavor="hive")
+    if all(lk.size(f) is not None for f in files):
+        # Each file opened with the size its folder's listing gave (no HEAD per file on S3).
+        fmt = ds.ParquetFileFormat()
+        cut = len(EVENTS) + 1
+        fragments = [
+            fmt.make_fragment(
+                lk.path(f),
+                lk.fs,
+                partition_expression=partitioning.parse("/" + f[cut:]),
+                file_size=lk.size(f),
+            )
+            for f in files
+        ]
+        dataset: ds.Dataset = ds.FileSystemDataset(fragments, full, fmt, lk.fs)
+    else:
+        dataset = ds.dataset(
+            [lk.path(f) for f in files],
+            filesystem=lk.fs,
+            format="parquet",
+            schema=full,
+            partitioning=partitioning,
+            partition_base_dir=lk.path(EVENTS),
+        )
     expr = _partition_filter(since, until)
     if sources is not None:
         e = pc.field("source").isin(list(sources))
