@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,3 +58,58 @@ def test_two_simulated_days_lose_nothing_double_nothing_and_page_nothing_twice(
     assert "| 2 |" in text
     # Each day's row is printed once the day is played (a month stopped early keeps them).
     assert [line.split("|")[1].strip() for line in lines] == ["1", "2"], lines
+
+
+def test_the_soak_servers_indexed_listings_answer_as_moto_does() -> None:
+    """The soak's server seeks listings to their prefix (``server.index_listings``): the same
+    keys, folders and pages as moto's own scan, as objects come, are replaced and go."""
+    import random
+
+    import boto3
+    from moto import mock_aws
+
+    from tests.soak_month.server import index_listings
+
+    def listing(s3: Any, **kw: Any) -> list[Any]:
+        pages = s3.get_paginator("list_objects_v2").paginate(
+            Bucket="soak-b", PaginationConfig={"PageSize": 7}, **kw
+        )
+        return [
+            (
+                [o["Key"] for o in p.get("Contents", [])],
+                [c["Prefix"] for c in p.get("CommonPrefixes", [])],
+            )
+            for p in pages
+        ]
+
+    rng = random.Random(3)
+    queries = [
+        {"Prefix": "a/"},
+        {"Prefix": "a/", "Delimiter": "/"},
+        {"Prefix": "a/b"},
+        {"Prefix": "c/d/", "Delimiter": "/"},
+        {"Prefix": "zz/"},
+        {"Delimiter": "/"},
+        {},
+    ]
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="soak-b")
+        names = [f"{rng.choice('abc')}/{rng.choice('bd')}/{rng.choice('ef')}{i}" for i in range(60)]
+        seen: list[list[list[Any]]] = []
+        for step in range(2):
+            for n in names:
+                s3.put_object(Bucket="soak-b", Key=n, Body=b"x" * (step + 1))
+            for n in rng.sample(names, 15):
+                s3.delete_object(Bucket="soak-b", Key=n)
+            plain = [listing(s3, **q) for q in queries]
+            undo = index_listings()
+            try:
+                s3.put_object(Bucket="soak-b", Key="a/b/new", Body=b"1")  # a key the index adds
+                s3.delete_object(Bucket="soak-b", Key="a/b/new")  # and removes
+                indexed = [listing(s3, **q) for q in queries]
+            finally:
+                undo()
+            assert indexed == plain
+            seen.append(plain)
+        assert any(keys for pages in seen[0] for keys, _ in pages)  # the listings found keys

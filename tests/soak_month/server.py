@@ -52,12 +52,103 @@ class CountingApp:
         return self.app(environ, start_response)
 
 
+def index_listings() -> Callable[[], None]:
+    """Make moto's S3 listings seek to their prefix, as S3's do.
+
+    moto answers a listing by copying and scanning every key of the bucket, so over a simulated
+    month each listing would cost more with every object the month delivered or wrote, and the
+    soak would measure moto's scan instead of the functions. Here each bucket's key store keeps
+    its names sorted as keys come and go, and a listing with a prefix is handed only the keys
+    under it; what moto does with them (delimiters, delete markers, pages) is unchanged. For
+    this process only (the soak's server); the function returned undoes it."""
+    import bisect
+    import uuid
+
+    from moto.s3 import models, utils
+
+    store = utils._VersionedKeyStore
+    attr = f"_soak_names_{uuid.uuid4().hex}"  # each patch's own index: none outlives its undo
+
+    def names(keys: Any) -> list[str]:
+        got = keys.__dict__.get(attr)
+        if got is None:
+            got = keys.__dict__[attr] = sorted(dict.keys(keys))
+        return got  # type: ignore[no-any-return]
+
+    def added(keys: Any, key: str, was: bool) -> None:
+        if not was and attr in keys.__dict__:
+            bisect.insort(keys.__dict__[attr], key)
+
+    set_item, set_list, pop = store.__setitem__, store.setlist, store.pop
+
+    def __setitem__(self: Any, key: str, value: Any) -> Any:
+        was = dict.__contains__(self, key)
+        out = set_item(self, key, value)
+        added(self, key, was)
+        return out
+
+    def setlist(self: Any, key: Any, list_: Any) -> Any:
+        was = dict.__contains__(self, key)
+        out = set_list(self, key, list_)
+        added(self, key, was)
+        return out
+
+    def pop_(self: Any, key: str) -> None:
+        pop(self, key)
+        if attr in self.__dict__:
+            ns = self.__dict__[attr]
+            i = bisect.bisect_left(ns, key)
+            if i < len(ns) and ns[i] == key:
+                del ns[i]
+
+    store.__setitem__ = __setitem__  # type: ignore[assignment]
+    store.setlist = setlist  # type: ignore[method-assign]
+    store.pop = pop_  # type: ignore[assignment,method-assign]
+
+    class _Under:
+        def __init__(self, keys: Any, prefix: str) -> None:
+            ns = names(keys)
+            i = bisect.bisect_left(ns, prefix)
+            self.found: list[tuple[str, Any]] = []
+            while i < len(ns) and ns[i].startswith(prefix):
+                if dict.__contains__(keys, ns[i]):
+                    self.found.append((ns[i], keys[ns[i]]))
+                i += 1
+
+        def items(self) -> list[tuple[str, Any]]:
+            return self.found
+
+    class _Bucket:
+        def __init__(self, bucket: Any, prefix: str) -> None:
+            self._bucket = bucket
+            self.keys = _Under(bucket.keys, prefix)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._bucket, name)
+
+    list_objects = models.S3Backend.list_objects
+
+    def indexed(self: Any, bucket: Any, prefix: Any, *args: Any, **kwargs: Any) -> Any:
+        if prefix and type(bucket) is models.FakeBucket:
+            bucket = _Bucket(bucket, prefix)
+        return list_objects(self, bucket, prefix, *args, **kwargs)
+
+    models.S3Backend.list_objects = indexed  # type: ignore[method-assign]
+
+    def undo() -> None:
+        store.__setitem__, store.setlist, store.pop = set_item, set_list, pop  # type: ignore
+        models.S3Backend.list_objects = list_objects  # type: ignore[method-assign]
+
+    return undo
+
+
 def _serve(conn: Any) -> None:
     import logging
 
     from tests.motoserver import threaded_server
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
+    index_listings()
 
     server = threaded_server()
     inner = server._server
