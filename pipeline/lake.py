@@ -471,6 +471,29 @@ class Lake:
         finally:
             self._snap = outer
 
+    def versions(self, rel: str, suffix: str = ".parquet") -> dict[str, str]:
+        """The files under ``rel`` (recursive, as ``files``, compacted ones' replaced files left
+        out) with a version of each that changes whenever the file is written again: on S3 its
+        ETag, locally its size and modification time in nanoseconds."""
+        out: dict[str, str] = {}
+        if self.is_local:
+            sel = pafs.FileSelector(self.path(rel), recursive=True, allow_not_found=True)
+            for info in self.fs.get_file_info(sel):
+                if info.type == pafs.FileType.File and info.path.endswith(suffix):
+                    name = posixpath.relpath(info.path, self.base)
+                    out[name] = f"{info.size}:{info.mtime_ns}"
+                    self._sizes[name] = info.size or 0
+        else:
+            bucket, _, key = self.path(rel).partition("/")
+            pages = aws.client("s3").get_paginator("list_objects_v2")
+            for page in pages.paginate(Bucket=bucket, Prefix=key.rstrip("/") + "/"):
+                for obj in page.get("Contents", []):
+                    if obj["Key"].endswith(suffix):
+                        name = posixpath.relpath(f"{bucket}/{obj['Key']}", self.base)
+                        out[name] = str(obj["ETag"])
+                        self._sizes[name] = int(obj["Size"])
+        return {f: out[f] for f in self.current(sorted(out))}
+
     def size(self, rel: str) -> int | None:
         """The size of ``rel`` as the latest listing of its folder gave it (None: not listed)."""
         return self._sizes.get(rel)

@@ -280,6 +280,18 @@ def test_a_backfill_shorter_than_the_lag_still_detects_from_the_first_run(tmp_pa
     assert later.windows == [f"{(T0 + 2 * HOUR).isoformat()}/{(T0 + 3 * HOUR).isoformat()}"]
 
 
+def test_upkeep_runs_with_each_window_detected_not_on_every_tick(tmp_path: Path) -> None:
+    cross_tenant_hours(tmp_path / "trail", 3)  # 10:00, 11:00 and 12:00
+    lake = str(tmp_path / "lake")
+    now = T0 + timedelta(hours=3, minutes=20)
+    first = _run(tmp_path, lake, 900, now)
+    assert first.windows and "complete" in first.compaction and first.retention
+    idle = _run(tmp_path, lake, 900, now + timedelta(minutes=5))  # no window closed since
+    assert idle.status == "nothing_to_do" and idle.compaction == {} and idle.retention == {}
+    nxt = _run(tmp_path, lake, 900, now + HOUR)
+    assert nxt.windows and "complete" in nxt.compaction
+
+
 @pytest.mark.e2e
 def test_an_object_delivered_late_is_detected_in_the_window_of_its_events(
     tmp_path: Path, aws: str

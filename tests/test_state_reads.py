@@ -74,3 +74,45 @@ def test_a_findings_file_replaced_while_it_is_read_is_read_whole(
     rows = read_findings(Lake("s3://lake/lake"), None)
     assert rule.applied == 1  # the file was replaced while it was being read
     assert {r["actor"].rsplit("-", 1)[1] for r in rows} == {"new"} and len(rows) == 2000
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_alert_runs_read_again_only_the_findings_files_written_since_they_last_read(
+    where: str, aws: str, tmp_path: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A day's findings are read by every alert run of the day: a file not written since the
+    last read (same ETag on S3, same size and time locally) is not fetched again, and one
+    written again, even with the same name and size, is."""
+    from pipeline.alert import store
+    from tests.alertfactory import T0
+
+    if where == "s3":
+        direct("s3", aws).create_bucket(Bucket="lake")
+        root = "s3://lake/lake"
+    else:
+        root = str(tmp_path)
+    day = "findings/date=2026-11-16"
+
+    def write(name: str, tag: str) -> None:
+        rows = pq.read_table(pa.BufferReader(_findings(3, tag)))
+        Lake(root).write_table(f"{day}/part-{name}.parquet", rows)
+
+    fetched: list[str] = []
+    read_bytes = store.read_bytes
+
+    def counting(lake: Lake, rel: str) -> bytes:
+        fetched.append(rel.rsplit("/", 1)[1])
+        return read_bytes(lake, rel)
+
+    monkeypatch.setattr(store, "read_bytes", counting)
+    write("a", "one")
+    write("b", "two")
+
+    def tags() -> set[str]:
+        return {r["actor"].rsplit("-", 1)[1] for r in read_findings(Lake(root), T0)}
+
+    assert tags() == {"one", "two"} and sorted(fetched) == ["part-a.parquet", "part-b.parquet"]
+    fetched.clear()
+    assert tags() == {"one", "two"} and fetched == []  # nothing written since
+    write("b", "six")  # rewritten: the same name, the same size
+    assert tags() == {"one", "six"} and fetched == ["part-b.parquet"]

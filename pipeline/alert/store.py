@@ -86,11 +86,34 @@ def read_folder(lake: Lake, rel: str, table_schema: pa.Schema) -> pa.Table:
     return read_files(lake, lake.files(rel), table_schema)
 
 
+# The rows of each file ``read_days`` read last, by lake and file, with the file's version
+# (``Lake.versions``) when it was read: a day's findings are read by every alert run of the day,
+# and most of its files have not been written since the run before.
+_KEPT: dict[tuple[str, str], tuple[str, pa.Table]] = {}
+
+
 def read_days(lake: Lake, rel: str, since: datetime, table_schema: pa.Schema) -> pa.Table:
-    """``read_folder`` of the ``date=`` partitions of ``rel`` from the day of ``since`` on."""
+    """``read_folder`` of the ``date=`` partitions of ``rel`` from the day of ``since`` on. A
+    file whose version is the one read before (in this process) is not read again; only the
+    files of the days read last are kept."""
     first = _day(since)
     days = [d for d in day_folders(lake, rel) if d >= first]
-    return read_files(lake, [f for d in days for f in lake.files(f"{rel}/date={d}")], table_schema)
+    listed: dict[str, str] = {}
+    for d in days:
+        listed.update(lake.versions(f"{rel}/date={d}"))
+    tables, kept = [], {}
+    for f, version in listed.items():
+        hit = _KEPT.get((lake.root, f))
+        if hit is not None and hit[0] == version and hit[1].schema == table_schema:
+            t = hit[1]
+        else:
+            t = read_files(lake, [f], table_schema)
+        kept[(lake.root, f)] = (version, t)
+        tables.append(t)
+    for key in [k for k in _KEPT if k[0] == lake.root and k[1].startswith(f"{rel}/")]:
+        _KEPT.pop(key)
+    _KEPT.update(kept)
+    return pa.concat_tables(tables) if tables else table_schema.empty_table()
 
 
 def read_files(lake: Lake, files: list[str], table_schema: pa.Schema) -> pa.Table:

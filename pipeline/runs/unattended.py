@@ -311,7 +311,9 @@ def run_scheduled(
             _slide(stages, lake_root, run_cfg, now, settings, budget, report)
         if not todo and report.status == "done":
             report.status = "nothing_to_do"
-        if report.status != "checkpoint":
+        # Upkeep once a window: a tick that detected nothing has nothing new to compact or
+        # expire (a day closes with its last window), and skips the listings it costs.
+        if report.status != "checkpoint" and (report.windows or report.late):
             _upkeep(lake_root, cfg, floor_to(now - lag, 24 * 60), budget, report)
     finally:
         lease.release()
