@@ -408,6 +408,40 @@ class SigmaConfig(_Base, frozen=True):
     account_lookup: str = ""
 
 
+# --- impact assessment (pipeline/impact.py) ------------------------------------------------------
+
+
+class ActionRule(_Base, frozen=True):
+    """What an action does to the data it names, for ``tenantwatch impact``: ``pattern`` is a
+    regular expression that must match the whole action (CloudTrail's ``eventName``, ``GET
+    /tenants/{tenantId}/invoices`` for API Gateway, ``authorize GET /path`` for the authorizer);
+    ``sources`` keeps the rule to those lake sources (empty: every source). A denied event is
+    ``denied`` whatever its action: its outcome says so."""
+
+    pattern: str
+    access: Literal["read", "write", "other"]
+    sources: tuple[SourceName, ...] = ()
+
+
+class ImpactConfig(_Base, frozen=True):
+    """How ``tenantwatch impact`` reads actions: ``actions`` first, in order, then (unless
+    ``builtin_actions`` is false) the built-in rules, ``pipeline.impact.BUILTIN_ACTIONS`` (AWS
+    API verbs and HTTP methods). An action no rule matches is ``other``, never a read."""
+
+    actions: tuple[ActionRule, ...] = ()
+    builtin_actions: bool = True
+
+
+class Classification(_Base, frozen=True):
+    """A kind of data: a resource (``s3://bucket/key``, ``dynamodb:table/key``, an API path, an
+    ARN) in which the regular expression ``pattern`` is found holds data of ``class``
+    (``financial``, ``health`` ...); the first that matches wins. None: data is described by the
+    type of its resource."""
+
+    pattern: str
+    data_class: str = msgspec.field(name="class")
+
+
 class Config(_Base, frozen=True):
     lake: LakeConfig = LakeConfig()
     ingest: IngestConfig = IngestConfig()
@@ -421,6 +455,10 @@ class Config(_Base, frozen=True):
     # more, kept in the lake.
     suppressions: tuple[Suppression, ...] = ()
     sigma: SigmaConfig = SigmaConfig()
+    # What ``tenantwatch impact`` calls a read or a write, and which data is of which kind (its
+    # customer notices name the kind). Neutral: no classes; actions by AWS and HTTP verbs.
+    impact: ImpactConfig = ImpactConfig()
+    classification: tuple[Classification, ...] = ()
 
 
 # --- loading ---------------------------------------------------------------------------------

@@ -130,6 +130,14 @@ def check(cfg: Config, where: str) -> None:
         if sup.id in ids:
             raise ConfigError(f"{where}: suppressions[{i}].id: {sup.id!r} is defined twice")
         ids.add(sup.id)
+    for i, rule in enumerate(cfg.impact.actions):
+        compile_(f"impact.actions[{i}].pattern", rule.pattern, None)
+    for i, c in enumerate(cfg.classification):
+        compile_(f"classification[{i}].pattern", c.pattern, None)
+        if not c.pattern or not c.data_class.strip():
+            raise ConfigError(
+                f"{where}: classification[{i}]: expected a non-empty pattern and class"
+            )
     if cfg.ingest.workers < 0:
         raise ConfigError(f"{where}: ingest.workers: expected 0 (all cores) or more")
     if cfg.tenancy.session_ttl_hours <= 0:
