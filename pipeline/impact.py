@@ -35,7 +35,7 @@ import io
 import json
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -244,9 +244,13 @@ class Impact:
         return next((t for t in self.tenants if t.tenant == tenant), None)
 
     def as_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out.pop("rows")
-        out.pop("named")
+        """Every field but ``rows`` and ``named``, times as ISO text (for JSON)."""
+        out = {
+            f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("rows", "named")
+        }
+        out["tenants"] = [asdict(t) for t in self.tenants]
+        out["resources"] = [asdict(r) for r in self.resources]
+        out["provenance"] = asdict(self.provenance)
         result: dict[str, Any] = _iso_times(out)
         return result
 
