@@ -40,7 +40,8 @@ class Notice:
 
 def forbidden(impact: Impact, tenant: str) -> set[str]:
     """What a notice to ``tenant`` must not contain: every other tenant's id, every resource not
-    (only) of ``tenant``, every actor, session and address of the incident."""
+    (only) of ``tenant`` (but the containers of its own), every actor, session and address of
+    the incident."""
     columns = ["actor_tenant", "target_tenant", "resource", "actor_principal", "actor_session"]
     rows = impact.rows.select([*columns, "source_ip"]).to_pylist()
     names = set(impact.named)
@@ -51,9 +52,19 @@ def forbidden(impact: Impact, tenant: str) -> set[str]:
         names.add(r["source_ip"])
         if r["resource"]:
             (mine if r["target_tenant"] == tenant else theirs).add(r["resource"])
-    names |= theirs
+    # A container of the tenant's own objects (a shared bucket or table, a path prefix) is in
+    # their names already: it tells the tenant nothing of anyone else.
+    names |= {r for r in theirs if not any(_contains(m, r) for m in mine)}
     names.discard(tenant)
     return {str(n) for n in names if n}
+
+
+def _contains(resource: str, prefix: str) -> bool:
+    """Whether ``prefix`` is a proper path prefix of ``resource`` (``s3://bucket`` of
+    ``s3://bucket/key``, ``dynamodb:table`` of ``dynamodb:table/key``)."""
+    if len(prefix) >= len(resource) or not resource.startswith(prefix):
+        return False
+    return prefix[-1] in "/:#" or resource[len(prefix)] in "/:#"
 
 
 def _pattern(names: Iterable[str]) -> re.Pattern[str] | None:
