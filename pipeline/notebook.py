@@ -8,6 +8,8 @@
     tw.incidents(lake)                                  # the latest revision of each, worst first
     snap = tw.snapshot(lake, "bc4ccf3c")                # an incident id, or its first characters
     snap.events(), snap.verify().ok
+    imp = tw.impact(lake, "bc4ccf3c")                   # whose data, which objects, how
+    imp.tenants, imp.resources, imp.notice("t0002")     # DataFrames; a customer's draft notice
     tw.compare_findings(lake, "authz_failure_spike", "2026-11-16", threshold=3.0)
     tw.verdict_precision(lake)                          # precision per detector from verdicts
     run = tw.run_detector(lake, "authz_failure_spike")  # the fitted detector, for pictures
@@ -50,6 +52,7 @@ if TYPE_CHECKING:
     from detectors.base import Detector
     from pipeline.alert.incidents import Incident
     from pipeline.alert.snapshot import Verified
+    from pipeline.impact import Impact
 
 RANK = schema.SEVERITY_RANK
 SOURCE_FOLDERS = ("AWSLogs", "apigateway", "authorizer")  # what `tenantwatch simulate` writes
@@ -294,6 +297,57 @@ def snapshot(lake: LakeLike, incident_or_id: Incident | str) -> Snapshot:
     store = open_store(inc.snapshot_uri[: -len(MANIFEST)].rstrip("/"))
     manifest = orjson.loads(store.get(MANIFEST))
     return Snapshot(inc.incident_id, inc.snapshot_uri, inc.snapshot_sha256, manifest)
+
+
+# --- impact ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImpactReport:
+    """An incident's impact (``pipeline.impact``): the assessment and its tables."""
+
+    assessment: Impact = field(repr=False)
+    tenants: pd.DataFrame  # one row per tenant whose data was touched, flagged first
+    resources: pd.DataFrame  # one row per object of those tenants
+    events: pd.DataFrame  # the events assessed, with ``access``, ``actor`` and ``scope``
+
+    def notice(self, tenant: str) -> str:
+        """The Markdown draft of the customer notice for ``tenant`` (``pipeline.notice``)."""
+        from pipeline.notice import draft
+
+        return draft(self.assessment, tenant).text
+
+    def notices(self) -> dict[str, str]:
+        """The drafts for every flagged tenant, by tenant."""
+        from pipeline.notice import drafts
+
+        return {n.tenant: n.text for n in drafts(self.assessment)}
+
+
+def impact(
+    lake: LakeLike, incident_or_id: Incident | str, cfg: Config | None = None
+) -> ImpactReport:
+    """Whose data the incident's actors touched, which objects, read, written or denied, how
+    often, by whom, when: from its snapshot, and the lake for what the snapshot lacks
+    (``assessment.provenance`` says which)."""
+    import dataclasses
+
+    import pandas as pd
+
+    from pipeline.impact import ResourceImpact, TenantImpact, assess
+
+    found = assess(lake, incident_or_id, cfg or config())
+
+    def frame(items: tuple[Any, ...], cls: type) -> pd.DataFrame:
+        columns = [f.name for f in dataclasses.fields(cls)]
+        return pd.DataFrame([dataclasses.asdict(x) for x in items], columns=columns)
+
+    return ImpactReport(
+        found,
+        frame(found.tenants, TenantImpact),
+        frame(found.resources, ResourceImpact),
+        found.rows.to_pandas(),
+    )
 
 
 # --- re-running a detector -------------------------------------------------------------------
