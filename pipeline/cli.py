@@ -25,6 +25,7 @@ import click
 from pipeline.cli_compact import compact
 from pipeline.cli_detectors import detectors
 from pipeline.cli_export import export
+from pipeline.cli_impact import impact
 from pipeline.cli_incident import incident
 from pipeline.cli_inspect import snapshot, tenancy
 from pipeline.cli_sigma import sigma
@@ -97,6 +98,7 @@ cli.add_command(sigma)
 cli.add_command(incident)
 cli.add_command(tenancy)
 cli.add_command(snapshot)
+cli.add_command(impact)
 
 
 def _config(ctx: click.Context) -> Config:
