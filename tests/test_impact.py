@@ -4,6 +4,7 @@ data of t0002 and t0003, detected and alerted end to end (incident and snapshot)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -209,6 +210,22 @@ def test_a_snapshot_that_changed_is_not_used(cut_lake: str) -> None:
     assert imp.provenance.used == "lake" and imp.provenance.snapshot_complete is None
     assert any("not the file its manifest names" in n for n in imp.provenance.notes)
     for t in imp.tenants:
+        assert _got(t) == _expected(t.tenant), t.tenant
+
+
+def test_a_story_grown_since_its_snapshot_and_one_without_are_read_from_the_lake(
+    lake: str,
+) -> None:
+    inc = next(i for i in load_incidents(Lake(lake)) if i.incident_id == _incident_id(lake))
+    grown = dataclasses.replace(inc, revision=inc.revision + 1)
+    imp = impact.assess(lake, grown, CFG)
+    p = imp.provenance
+    assert (p.used, p.snapshot_complete, p.lake_rows) == ("snapshot+lake", True, 0)
+    assert any(f"covers revision {inc.revision} of {inc.revision + 1}" in n for n in p.notes)
+    bare = impact.assess(lake, dataclasses.replace(inc, snapshot_uri=None), CFG)
+    assert bare.provenance.used == "lake" and bare.provenance.lake_rows == EVIDENCE
+    assert bare.provenance.notes == ("the incident has no snapshot",)
+    for t in (*imp.tenants, *bare.tenants):
         assert _got(t) == _expected(t.tenant), t.tenant
 
 
