@@ -171,7 +171,7 @@ class Rules:
             for i in np.flatnonzero(mine.to_numpy()):  # break-glass uses: few
                 ident = ticket.iat[i]
                 why: tuple[str, ...]
-                if ident is None:
+                if not isinstance(ident, str) or not ident:
                     why = (NO_TICKET,)
                 else:
                     t = known.get(ident)

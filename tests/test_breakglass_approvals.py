@@ -341,3 +341,168 @@ def test_finding_ids_are_those_of_the_kind_actor_and_window(row: dict[str, Any],
     assert f["finding_id"] == finding_id(
         "cross_tenant_access", key, f["window_start"], f["window_end"]
     )
+
+
+# --- tenantwatch breakglass report ----------------------------------------------------------------
+
+NEXT_DAY = EXPIRES + timedelta(minutes=30)  # 2026-11-17 00:30, past SUP-1's expiry
+PIPE = "restore | re-import"
+
+
+def _report_lake(root: Path) -> str:
+    """A lake holding, on 2026-11-16, dana's valid reads of t0031 under SUP-1 and one of t0042
+    (not on the ticket), lee's read of t0031 under SUP-2 (one approver), erik's read of t0042
+    with no ticket, kim's under SUP-9 (no ticket source has it) and an ordinary user's read of
+    its own t0031; on 2026-11-17, dana's read of t0031 after SUP-1 expired."""
+    from pipeline.lake import Lake, event_partition
+
+    lake = Lake(str(root))
+    day1 = [
+        use(0, action="GetObject"),
+        use(120, action="ListObjectsV2"),
+        use(60, action="GetObject"),
+        use(300, target_tenant="t0042"),
+        use(400, session="SUP-2.lee"),
+        use(500, session="erik", target_tenant="t0042"),
+        use(550, session="SUP-9.kim", target_tenant="t0042"),
+        event(600, target_tenant="t0031", actor_tenant="t0031"),
+    ]
+    day2 = [use(NEXT_DAY - T0, action="DeleteObject")]
+    lake.write_table(f"{event_partition('cloudtrail', '2026-11-16', '10')}/a.parquet", events(day1))
+    lake.write_table(
+        f"{event_partition('cloudtrail', '2026-11-17', '00')}/b.parquet", events(day2, "ev2")
+    )
+    return lake.root
+
+
+def _report_config(tmp_path: Path) -> Path:
+    path = tmp_path / "tenantwatch.toml"
+    path.write_text(
+        f"[[relationships]]\nkind = \"break_glass\"\nprincipal_pattern = '{PATTERN}'\n"
+        'tickets = [{ id = "SUP-1", tenants = ["t0031"], expires = 2026-11-17T00:00:00Z, '
+        f'approvers = ["alice@example.com", "bob@example.com"], justification = "{PIPE}" }}, '
+        '{ id = "SUP-2", tenants = ["t0031"], expires = 2026-11-17T00:00:00Z, '
+        'approvers = ["alice@example.com"] }]\n'
+    )
+    return path
+
+
+@pytest.fixture
+def report_args(tmp_path: Path) -> list[str]:
+    return ["--config", str(_report_config(tmp_path)), "breakglass", "report",
+            "--lake", _report_lake(tmp_path / "lake")]  # fmt: skip
+
+
+def _report(args: list[str], *more: str) -> Any:
+    out = CliRunner().invoke(cli, [*args, *more])
+    assert out.exit_code == 0, out.output
+    return out
+
+
+def _json(args: list[str], *more: str) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(_report(args, "--format", "json", *more).stdout)
+    return doc
+
+
+def test_the_report_lists_every_use_per_tenant_with_its_ticket_and_verdict(
+    report_args: list[str],
+) -> None:
+    doc = _json(report_args, "--since", "2026-11-16", "--until", "2026-11-18")
+    assert (doc["uses"], doc["invalid"]) == (6, 5)
+    got = {
+        t["tenant"]: [(u["actor"].rsplit("/", 1)[1], u["ticket"], u["events"], u["broken"])
+                      for u in t["uses"]]
+        for t in doc["tenants"]
+    }  # fmt: skip
+    assert got == {
+        "t0031": [
+            ("SUP-1.dana", "SUP-1", 3, []),
+            ("SUP-2.lee", "SUP-2", 1, ["approvals"]),
+            ("SUP-1.dana", "SUP-1", 1, ["expired"]),
+        ],
+        "t0042": [
+            ("SUP-1.dana", "SUP-1", 1, ["tenant"]),
+            ("erik", None, 1, ["no_ticket"]),
+            ("SUP-9.kim", "SUP-9", 1, ["unknown_ticket"]),
+        ],
+    }
+    valid = doc["tenants"][0]["uses"][0]
+    assert valid == {
+        "tenant": "t0031",
+        "actor": role("support-break-glass", "SUP-1.dana"),
+        "first": "2026-11-16T10:00:00+00:00",
+        "last": "2026-11-16T10:02:00+00:00",
+        "events": 3,
+        "actions": {"GetObject": 2, "ListObjectsV2": 1},
+        "outcomes": {"success": 3},
+        "ticket": "SUP-1",
+        "ticket_known": True,
+        "approvers": list(TWO),
+        "approvals": 2,
+        "approvals_required": 2,
+        "expires": "2026-11-17T00:00:00+00:00",
+        "justification": PIPE,
+        "valid": True,
+        "broken": [],
+    }
+    lee = doc["tenants"][0]["uses"][1]
+    assert (lee["approvals"], lee["approvals_required"], lee["valid"]) == (1, 2, False)
+
+
+def test_the_span_bounds_the_report(report_args: list[str]) -> None:
+    doc = _json(report_args, "--since", "2026-11-17T00:00:00Z", "--until", "2026-11-18")
+    ((tenant, uses),) = [(t["tenant"], t["uses"]) for t in doc["tenants"]]
+    assert (tenant, [u["broken"] for u in uses]) == ("t0031", [["expired"]])
+    doc = _json(report_args, "--since", "2026-11-16T10:01:00Z", "--until", "2026-11-16T10:06")
+    assert [u["events"] for t in doc["tenants"] for u in t["uses"]] == [2, 1]  # 10:01, 10:02; 10:05
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown", "json"])
+def test_a_tenants_report_shows_only_its_own_uses(report_args: list[str], fmt: str) -> None:
+    out = _report(report_args, "--since", "2026-11-16", "--until", "2026-11-18",
+                  "--tenant", "t0042", "--format", fmt).stdout  # fmt: skip
+    assert "t0042" in out and "erik" in out
+    assert "t0031" not in out and "SUP-2" not in out and "lee" not in out
+    mine = _report(report_args, "--since", "2026-11-16", "--until", "2026-11-18",
+                   "--tenant", "t0031", "--format", fmt).stdout  # fmt: skip
+    assert "t0042" not in mine and "erik" not in mine and "lee" in mine
+
+
+def test_a_tenant_with_no_use_gets_an_empty_report(report_args: list[str]) -> None:
+    doc = _json(report_args, "--since", "2026-11-16", "--tenant", "t0099")
+    assert (doc["tenant"], doc["uses"], doc["tenants"]) == ("t0099", 0, [])
+    out = _report(report_args, "--since", "2026-11-16", "--tenant", "t0099").stdout
+    assert out.startswith("no break-glass use of t0099 from 2026-11-16 00:00Z")
+
+
+def test_the_markdown_report_is_a_table_a_value_cannot_break(report_args: list[str]) -> None:
+    out = _report(report_args, "--since", "2026-11-16", "--until", "2026-11-18",
+                  "--tenant", "t0031", "--format", "markdown").stdout  # fmt: skip
+    lines = out.splitlines()
+    assert lines[0] == "# Break-glass access to t0031"
+    assert "3 uses of the break-glass role, 2 of them invalid." in lines[2]
+    rows = [line for line in lines if line.startswith("| ")]
+    assert rows[0].startswith("| Who | First | Last |")
+    assert len(rows) == 4  # the header and three uses
+    assert all(r.replace("\\|", "").count("|") == 10 for r in rows)  # nine columns each
+    assert "restore \\| re-import" in rows[1] and rows[1].endswith("| valid |")
+    assert rows[2].endswith("| invalid: 1 of 2 distinct approvals |")
+    assert rows[3].endswith("| invalid: after the ticket expired |")
+
+
+def test_the_table_report_says_which_rule_each_use_broke(report_args: list[str]) -> None:
+    out = _report(report_args, "--since", "2026-11-16", "--until", "2026-11-18").stdout
+    assert "break-glass use of t0031" in out and "break-glass use of t0042" in out
+    for said in (
+        "tenant not on the ticket",
+        "no ticket named",
+        "after the ticket expired",
+        "ticket unknown to every ticket source",
+        "SUP-9 (unknown)",
+    ):
+        assert said in out
+
+
+def test_an_empty_span_is_a_usage_error(report_args: list[str]) -> None:
+    out = CliRunner().invoke(cli, [*report_args, "--since", "2026-11-17", "--until", "2026-11-16"])
+    assert out.exit_code == 2 and "empty span" in out.stderr
