@@ -29,6 +29,7 @@ from pipeline.cli_export import export
 from pipeline.cli_incident import incident
 from pipeline.cli_inspect import snapshot, tenancy
 from pipeline.cli_sigma import sigma
+from pipeline.cli_verify_fix import verify_fix
 from pipeline.config import Config, load_config
 from pipeline.errors import TenantwatchError
 
@@ -99,6 +100,7 @@ cli.add_command(incident)
 cli.add_command(tenancy)
 cli.add_command(snapshot)
 cli.add_command(breakglass)
+cli.add_command(verify_fix)
 
 
 def _config(ctx: click.Context) -> Config:

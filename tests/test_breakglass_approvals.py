@@ -66,7 +66,7 @@ def evidence(f: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
-# --- the configuration -------------------------------------------------------------------------
+# --- the configuration ---------------------------------------------------------------------------
 
 
 def _rel(**kw: Any) -> dict[str, Any]:
@@ -112,7 +112,7 @@ def test_a_negative_approvals_required_in_a_file_stops_the_command_with_exit_cod
     assert "relationships[0].approvals_required: expected 0" in out.stderr
 
 
-# --- justification in every ticket source ---------------------------------------------------
+# --- justification in every ticket source --------------------------------------------------------
 
 
 def _config(tmp_path: Path, source: str) -> Path:
@@ -202,7 +202,7 @@ def test_a_dynamodb_ticket_carries_its_justification(aws: str, tmp_path: Path) -
     assert sorted(got, key=lambda t: t.id) == list(EXPECTED)
 
 
-# --- the detector: valid uses are recorded, every broken rule pages -----------------------------
+# --- the detector: valid uses are recorded, every broken rule pages ------------------------------
 
 
 def test_a_valid_use_is_recorded_low_as_before() -> None:
@@ -343,7 +343,7 @@ def test_finding_ids_are_those_of_the_kind_actor_and_window(row: dict[str, Any],
     )
 
 
-# --- tenantwatch breakglass report ----------------------------------------------------------------
+# --- tenantwatch breakglass report ---------------------------------------------------------------
 
 NEXT_DAY = EXPIRES + timedelta(minutes=30)  # 2026-11-17 00:30, past SUP-1's expiry
 PIPE = "restore | re-import"
