@@ -141,6 +141,7 @@ def report(
     given. ``cfg``'s tickets are read here when a file or table holds them."""
     from pipeline import tickets
 
+    since, until = _utc(since), _utc(until)
     if until <= since:
         raise InputError(f"empty span: until ({until}) is not after since ({since})")
     cfg = tickets.resolve(cfg)
@@ -160,6 +161,10 @@ def report(
     if frames:
         out.uses.extend(_uses(pa.concat_tables(frames), cfg, tenant))
     return out
+
+
+def _utc(ts: datetime) -> datetime:
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 
 def _day(

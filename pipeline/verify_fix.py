@@ -108,6 +108,11 @@ def _iso(ts: datetime) -> str:
     return ts.astimezone(UTC).isoformat()
 
 
+def _utc(ts: datetime) -> datetime:
+    """A time given without a zone is UTC, as everywhere in tenantwatch."""
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
 def window_minutes(environ: dict[str, str] | None = None) -> int:
     """The scheduled windows' length (``TENANTWATCH_RUN_WINDOW_MINUTES``, checked as the
     scheduled run checks it)."""
@@ -137,7 +142,8 @@ def verify(
     from pipeline.runs.unattended import floor_to, windows
 
     now = now or datetime.now(UTC)
-    end = until or now
+    since = _utc(since)
+    end = _utc(until or now)
     first, last = earliest_event(lake), newest_event(lake)
     if first is None or last is None:
         raise InputError(f"lake {lake.root}: no events to verify on")

@@ -329,9 +329,9 @@ def test_verification_is_the_same_from_the_library(lake: Lake) -> None:
     from pipeline.config import Config
 
     later(lake)
-    done = verify_fix.verify(
-        lake, Config(), usr_a(lake), datetime(2026, 11, 16, 12, tzinfo=UTC), minutes=60
-    )
+    # A time without a zone is UTC.
+    done = verify_fix.verify(lake, Config(), usr_a(lake), datetime(2026, 11, 16, 12), minutes=60)
     assert not done.recurred and done.windows == 3
+    assert done.since == datetime(2026, 11, 16, 12, tzinfo=UTC)
     v = verify_fix.close(lake, usr_a(lake), done, "dave")
     assert (v.verdict, v.note) == ("remediated", done.note())
