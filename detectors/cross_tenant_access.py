@@ -24,12 +24,16 @@ One row at a time, no history needed. For every event with a target tenant:
 - ``unresolved_actor``: a named actor whose tenant cannot be resolved, and which is no service
   role, acted (not merely was denied) on a tenant's resource: low (usually a gap in tenant
   resolution; anonymous requests such as a login page are not reported).
-- ``break_glass``: the break-glass role on a tenant's data. With an open ticket (the tenant on
-  the ticket, before its expiry): low, recorded and not paged. Without: high. The ticket an event
-  names is ``actor_ticket`` (resolved at ingest from the relationship's ``ticket_tag`` session
-  tag or its ``ticket_pattern``); where that column is null or absent (lakes written before it
-  existed), ``ticket_pattern`` over the role session name. The evidence lists each ticket named,
-  with its tenants, expiry and approvers.
+- ``break_glass``: the break-glass role on a tenant's data. Under a valid ticket (known to a
+  ticket source, the tenant on the ticket, before its expiry, and at least the relationship's
+  ``approvals_required`` distinct approvers, 2 by default): low, recorded and not paged.
+  Otherwise high, and the evidence's ``violations`` say which rule each use broke
+  (``no_ticket``, ``unknown_ticket``, ``tenant``, ``expired``, ``approvals``) under which ticket,
+  with its approvers, expiry and justification. The ticket an event names is ``actor_ticket``
+  (resolved at ingest from the relationship's ``ticket_tag`` session tag or its
+  ``ticket_pattern``); where that column is null or absent (lakes written before it existed),
+  ``ticket_pattern`` over the role session name. The evidence lists each ticket named, with its
+  tenants, expiry, approvers and justification.
 
 Service roles (background jobs) may act on every tenant and are never reported. One finding per
 (kind, actor, actor tenant) and window, listing every target tenant; its severity is the worst of
@@ -58,8 +62,9 @@ Runbook
 2. Check ``[[relationships]]`` and the CRM: is there a parent/child, reseller or consultant
    relationship (or a break-glass ticket) that should have allowed this? If so, add it to the
    configuration, note it on the incident and close it as a false positive. For break-glass,
-   the evidence's ``tickets`` shows each ticket named (tenants, expiry, approvers) and
-   ``tickets_unknown`` the ids no ticket source has: ask the approvers.
+   the evidence's ``violations`` say which rule was broken, ``tickets`` shows each ticket named
+   (tenants, expiry, approvers, justification) and ``tickets_unknown`` the ids no ticket source
+   has: ask the approvers (``tenantwatch breakglass report`` lists every use in a span).
 3. Pull the evidence events from the lake by the ``event_ids`` in the evidence (``raw`` holds the
    original records): note the resources read, the source IP and the user agent.
 4. For an assumed role: find the ``AssumeRole`` that issued the access key (same
@@ -77,14 +82,14 @@ Runbook
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Self
+from typing import Any, Self
 
 import numpy as np
 import pandas as pd
 
 from detectors.base import SCORED, Detector, DetectorSettings, Severity
 from detectors.evidence import match, positions, severity_max, text
-from detectors.rules import SESSION_NAME, Rules
+from detectors.rules import BREAK_GLASS_RULES, SESSION_NAME, Rules, approvals
 from pipeline.config import Ticket
 from pipeline.schema import SEVERITY_RANK
 
@@ -151,7 +156,8 @@ class CrossTenantAccess(Detector[Settings]):
         service = self.rules_.service_role(w["actor_principal"])
         session_name = match(w["actor_principal"], SESSION_NAME, "s")
         allowed = self.rules_.granted(principal, session_name, actor_t, target)
-        bg, ticketed, used = self.rules_.break_glass_use(w, session_name, target)
+        use = self.rules_.break_glass_use(w, session_name, target)
+        bg, ticketed = use.used, use.covered
         quiet = service | bg | allowed
         outcome = text(w["outcome"])
         cross = has_target & actor_t.notna() & (actor_t != target) & ~quiet
@@ -199,7 +205,9 @@ class CrossTenantAccess(Detector[Settings]):
                 "actor": actor.fillna("unknown"),
                 "actor_tenant": actor_t,
                 "target": target,
-                "ticket": used,
+                "ticket": use.ticket,
+                "broken": use.broken,
+                "required": use.required,
             },
             index=w.index,
         )
@@ -236,6 +244,8 @@ class CrossTenantAccess(Detector[Settings]):
             }
             if kind.startswith("break_glass"):
                 details |= _tickets(g["ticket"])
+            if kind == "break_glass_no_ticket":
+                details["violations"] = _violations(g)
             out.append(
                 {
                     "key": key,
@@ -262,14 +272,58 @@ def _tickets(named: pd.Series) -> dict[str, list]:
     tickets = {t.id: t for t in named if isinstance(t, Ticket)}
     unknown = sorted({str(t) for t in named if isinstance(t, str)})
     return {
-        "tickets": [
-            {
-                "id": t.id,
-                "tenants": list(t.tenants),
-                "expires": t.expires.isoformat(),
-                "approvers": list(t.approvers),
-            }
-            for _, t in sorted(tickets.items())
-        ],
+        "tickets": [ticket_evidence(t) for _, t in sorted(tickets.items())],
         "tickets_unknown": unknown,
     }
+
+
+# A justification is the ticket system's free text: enough of it to read in a page.
+JUSTIFICATION_CHARS = 500
+
+
+def ticket_evidence(t: Ticket) -> dict[str, Any]:
+    """A ticket as evidence shows it: its justification only when it has one."""
+    out: dict[str, Any] = {
+        "id": t.id,
+        "tenants": list(t.tenants),
+        "expires": t.expires.isoformat(),
+        "approvers": list(t.approvers),
+    }
+    if t.justification:
+        out["justification"] = t.justification[:JUSTIFICATION_CHARS]
+    return out
+
+
+def _violations(g: pd.DataFrame) -> list[dict[str, Any]]:
+    """Which rule each invalid use broke, per rule and ticket, with the ticket's approvers (and
+    how many distinct ones were required), expiry and justification: what the runbook checks."""
+    counts: dict[tuple[str, str], int] = {}
+    tickets: dict[str, Ticket] = {}
+    required: dict[tuple[str, str], int] = {}
+    for ticket, broken, need in zip(g["ticket"], g["broken"], g["required"], strict=True):
+        if isinstance(ticket, Ticket):
+            ident = ticket.id
+            tickets[ident] = ticket
+        else:
+            ident = ticket if isinstance(ticket, str) else ""
+        for rule in broken or ():
+            counts[(rule, ident)] = counts.get((rule, ident), 0) + 1
+            required[(rule, ident)] = int(need)
+    out = []
+    for (rule, ident), n in sorted(counts.items(), key=lambda kv: (_ORDER[kv[0][0]], kv[0][1])):
+        v: dict[str, Any] = {"rule": rule, "ticket": ident or None, "events": n}
+        t = tickets.get(ident)
+        if t is not None:
+            v |= {
+                "approvers": list(t.approvers),
+                "approvals": approvals(t),
+                "approvals_required": required[(rule, ident)],
+                "expires": t.expires.isoformat(),
+            }
+            if t.justification:
+                v["justification"] = t.justification[:JUSTIFICATION_CHARS]
+        out.append(v)
+    return out
+
+
+_ORDER = {rule: i for i, rule in enumerate(BREAK_GLASS_RULES)}

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import NamedTuple
 
 import numpy as np
@@ -29,6 +30,7 @@ from pipeline.config import (
     Relationship,
     Reseller,
     ServiceRole,
+    Ticket,
 )
 from pipeline.principals import SERVICE_NAME, SERVICE_TYPE
 
@@ -41,15 +43,46 @@ ROLE_SESSION_NAME = r"assumed-role/[^/]+/(?P<s>.+)$"
 _SEP = "\x1f"
 
 
+# What makes a break-glass use invalid, in the order a report names them.
+NO_TICKET = "no_ticket"  # the use names no ticket
+UNKNOWN_TICKET = "unknown_ticket"  # it names one that no ticket source has
+TENANT = "tenant"  # the target tenant is not on the ticket
+EXPIRED = "expired"  # at or after the ticket's expiry
+APPROVALS = "approvals"  # fewer distinct approvers than the relationship requires
+BREAK_GLASS_RULES = (NO_TICKET, UNKNOWN_TICKET, TENANT, EXPIRED, APPROVALS)
+
+
 class BreakGlassUse(NamedTuple):
     """Per event of the window: ``used``, the break-glass role acted on a tenant's data;
-    ``covered``, an open ticket covers it (the target among the ticket's tenants, before its
-    expiry); ``ticket``, the ticket the event names (a ``Ticket``, or the id when no ticket source
-    has it; None when it names none)."""
+    ``covered``, a valid ticket covers it (``broken`` is empty); ``ticket``, the ticket the event
+    names (a ``Ticket``, or the id when no ticket source has it; None when it names none);
+    ``broken``, for a use, the rules it broke (``BREAK_GLASS_RULES``, a tuple, empty when valid;
+    None where the role did not act); ``required``, for a use, the distinct approvers its
+    relationship requires."""
 
     used: pd.Series
     covered: pd.Series
     ticket: pd.Series
+    broken: pd.Series
+    required: pd.Series
+
+
+def approvals(ticket: Ticket) -> int:
+    """The distinct approvers of ``ticket``: one person named twice, or in two spellings of
+    case, approved once. Tickets name no requester, so nothing else is left out."""
+    return len({a.strip().casefold() for a in ticket.approvers if a.strip()})
+
+
+def ticket_rules(ticket: Ticket, target: str, when: datetime, required: int) -> tuple[str, ...]:
+    """The rules a use of ``ticket`` on ``target`` at ``when`` breaks (empty: valid)."""
+    broken = []
+    if target not in ticket.tenants:
+        broken.append(TENANT)
+    if not when < ticket.expires:
+        broken.append(EXPIRED)
+    if approvals(ticket) < required:
+        broken.append(APPROVALS)
+    return tuple(broken)
 
 
 @dataclass(frozen=True)
@@ -113,30 +146,47 @@ class Rules:
     def break_glass_use(
         self, window: pd.DataFrame, session: pd.Series, target: pd.Series
     ) -> BreakGlassUse:
-        """Where the break-glass role acted on a tenant's data, and under which ticket.
+        """Where the break-glass role acted on a tenant's data, under which ticket, and which
+        rules the use broke.
 
         The ticket an event names is ``actor_ticket`` (resolved at ingest from the relationship's
         ``ticket_tag`` session tag or its ``ticket_pattern``); where that is null, the
-        relationship's ``ticket_pattern`` over the role session name (``session``). ``window``
-        has ``actor_principal``, ``actor_ticket`` and ``event_time``; ``target`` is the target
-        tenants as text."""
+        relationship's ``ticket_pattern`` over the role session name (``session``). A use is
+        valid when that ticket is known, has the relationship's ``approvals_required`` distinct
+        approvers, lists the target tenant and has not expired; a use that some relationship
+        matching its principal finds valid is valid. ``window`` has ``actor_principal``,
+        ``actor_ticket`` and ``event_time``; ``target`` is the target tenants as text."""
         used = pd.Series(False, index=window.index)
-        covered = pd.Series(False, index=window.index)
         named = text(window["actor_ticket"])
         named = named.where(named.fillna("") != "", None)
         tickets = pd.Series(None, index=window.index, dtype=object)
+        broken = pd.Series([None] * len(window), index=window.index, dtype=object)
+        required = pd.Series([None] * len(window), index=window.index, dtype=object)
         has_target = target.notna()
+        times = window["event_time"]
         for rel in self.break_glass:
             mine = match(window["actor_principal"], rel.principal_pattern) & has_target
             ticket = named.fillna(match(session.fillna(""), rel.ticket_pattern, "ticket"))
             known = {t.id: t for t in rel.tickets}
-            for i in np.flatnonzero((mine & ticket.notna()).to_numpy()):  # break-glass uses: few
-                t = known.get(ticket.iat[i])
-                tickets.iat[i] = t or ticket.iat[i]
-                if t is not None and target.iat[i] in t.tenants:
-                    covered.iat[i] |= bool(window["event_time"].iat[i] < t.expires)
+            for i in np.flatnonzero(mine.to_numpy()):  # break-glass uses: few
+                ident = ticket.iat[i]
+                why: tuple[str, ...]
+                if not isinstance(ident, str) or not ident:
+                    why = (NO_TICKET,)
+                else:
+                    t = known.get(ident)
+                    tickets.iat[i] = t or ident
+                    why = (
+                        (UNKNOWN_TICKET,)
+                        if t is None
+                        else ticket_rules(t, target.iat[i], times.iat[i], rel.approvals_required)
+                    )
+                if broken.iat[i] != ():  # valid under one relationship is valid
+                    broken.iat[i] = why
+                    required.iat[i] = rel.approvals_required
             used |= mine
-        return BreakGlassUse(used, covered, tickets)
+        covered = pd.Series([b == () for b in broken], index=window.index, dtype=bool)
+        return BreakGlassUse(used, covered, tickets, broken, required)
 
 
 def consultant_allowed(

@@ -22,6 +22,7 @@ from typing import Any
 
 import click
 
+from pipeline.cli_breakglass import breakglass
 from pipeline.cli_compact import compact
 from pipeline.cli_detectors import detectors
 from pipeline.cli_export import export
@@ -29,6 +30,7 @@ from pipeline.cli_impact import impact
 from pipeline.cli_incident import incident
 from pipeline.cli_inspect import snapshot, tenancy
 from pipeline.cli_sigma import sigma
+from pipeline.cli_verify_fix import verify_fix
 from pipeline.config import Config, load_config
 from pipeline.errors import TenantwatchError
 
@@ -99,6 +101,8 @@ cli.add_command(incident)
 cli.add_command(tenancy)
 cli.add_command(snapshot)
 cli.add_command(impact)
+cli.add_command(breakglass)
+cli.add_command(verify_fix)
 
 
 def _config(ctx: click.Context) -> Config:

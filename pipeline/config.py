@@ -300,6 +300,8 @@ class Ticket(_Base, frozen=True):
     tenants: tuple[str, ...]
     expires: datetime
     approvers: tuple[str, ...] = ()
+    # Why access was granted, as the ticket system wrote it: shown beside each use, never judged.
+    justification: str = ""
 
 
 class BreakGlass(_Base, frozen=True, tag="break_glass", tag_field="kind"):
@@ -307,15 +309,19 @@ class BreakGlass(_Base, frozen=True, tag="break_glass", tag_field="kind"):
     session tag ``ticket_tag`` (set at AssumeRole), else ``ticket_pattern`` over the role
     session name.
 
-    Access under an open ticket for one of its tenants is recorded at low severity; anything else
-    by this role pages. Tickets come from ``tickets`` and, read once per run, ``tickets_file``
-    (CSV, JSON or Parquet, local or ``s3://``: columns id, tenants, expires, approvers) and
-    ``tickets_table`` (DynamoDB, attributes of the same names): a ticket system's export.
+    A use is valid when the ticket it names has at least ``approvals_required`` distinct
+    approvers, the target tenant is one of its tenants and the use comes before its expiry: it is
+    recorded at low severity; anything else by this role pages. Tickets come from ``tickets``
+    and, read once per run, ``tickets_file`` (CSV, JSON or Parquet, local or ``s3://``: columns
+    id, tenants, expires, approvers, justification) and ``tickets_table`` (DynamoDB, attributes
+    of the same names): a ticket system's export.
     """
 
     principal_pattern: str
     ticket_pattern: str = r"(?P<ticket>[A-Z]+-\d+)"
     ticket_tag: str = ""
+    # Distinct approvers a ticket needs before a use under it is valid (0: none needed).
+    approvals_required: int = 2
     tickets: tuple[Ticket, ...] = ()
     tickets_file: str = ""
     tickets_table: str = ""

@@ -118,6 +118,11 @@ def check(cfg: Config, where: str) -> None:
                 raise ConfigError(
                     f"{where}: relationships[{i}]: tickets_file and tickets_table: expected one"
                 )
+            if rel.approvals_required < 0:
+                raise ConfigError(
+                    f"{where}: relationships[{i}].approvals_required: expected 0 (no approval "
+                    f"needed) or more, got {rel.approvals_required}"
+                )
             for j, t in enumerate(rel.tickets):
                 if t.expires.tzinfo is None:
                     raise ConfigError(

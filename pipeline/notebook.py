@@ -219,7 +219,8 @@ def verdicts(lake: LakeLike) -> pd.DataFrame:
 
 def verdict_precision(lake: LakeLike) -> pd.DataFrame:
     """Per detector, the closed incidents by their latest verdict, and the precision of its
-    pages: true positives over closed incidents (a benign one was real but needed nobody)."""
+    pages: true positives, remediated ones among them, over closed incidents (a benign one was
+    real but needed nobody)."""
     import pandas as pd
 
     from pipeline import verdicts as v

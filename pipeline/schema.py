@@ -184,7 +184,8 @@ OUTBOX = pa.schema(
     ]
 )
 
-VERDICT_KINDS = ("true_positive", "false_positive", "benign")
+# ``remediated``: real, and fixed: ``tenantwatch verify-fix --close`` found no recurrence.
+VERDICT_KINDS = ("true_positive", "false_positive", "benign", "remediated")
 
 # One row per verdict a person gave an incident (``tenantwatch incident close``), in its own file
 # (incidents/verdicts/date=<day closed>/<verdict id>.parquet), never rewritten: an incident's

@@ -7,7 +7,11 @@ system's export, in ``tickets_file`` (CSV, JSON, JSON lines or Parquet; local or
 - ``id``: what the session carries (a session tag, or the role session name);
 - ``tenants``: the tenants it opens; in CSV separated by ``;`` or written as a JSON list;
 - ``expires``: an ISO 8601 date-time with a time zone (``2026-11-17T00:00:00Z``);
-- ``approvers``: optional, as ``tenants``; carried into the finding's evidence.
+- ``approvers``: optional, as ``tenants``; a use is valid only under a ticket with the
+  relationship's ``approvals_required`` distinct approvers (names compared without case), and
+  they are carried into the finding's evidence;
+- ``justification``: optional text, why the access was granted; carried into the evidence and
+  ``tenantwatch breakglass report`` as written, never judged.
 
 ``resolve(cfg)`` reads them through ``pipeline.tables`` and returns the configuration with every
 ticket inline and no ticket source left to read, so the detectors built from it (and any stage
@@ -103,7 +107,17 @@ def _ticket(row: tables.Row, where: str) -> Ticket:
         tenants=tenants,
         expires=_expiry(row.get("expires"), f"{where}: expires"),
         approvers=_names(row.get("approvers"), f"{where}: approvers"),
+        justification=_text(row.get("justification"), f"{where}: justification"),
     )
+
+
+def _text(value: Any, where: str) -> str:
+    """Optional free text: missing, null or empty is none."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: expected text")
+    return value.strip()
 
 
 def _names(value: Any, where: str) -> tuple[str, ...]:

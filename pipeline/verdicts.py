@@ -1,11 +1,13 @@
 """Verdicts: what the people on call decided each incident was, kept in the lake beside it.
 
-``tenantwatch incident close`` writes one verdict (true positive, false positive or benign, a
-note, who and when) as a file of its own under a fresh id: two people closing at the same moment,
-on one machine or two, each keep theirs, with no lock and nothing read first. An incident's
-latest verdict is the one that counts; the earlier ones stay as its history. With ``--suppress``
-the close also writes a suppression made from the incident's entities (``pipeline.suppressions``)
-so that ``detect`` marks the same activity as suppressed from then on, until it expires.
+``tenantwatch incident close`` writes one verdict (true positive, false positive, benign or
+remediated, a note, who and when) as a file of its own under a fresh id: two people closing at
+the same moment, on one machine or two, each keep theirs, with no lock and nothing read first.
+An incident's latest verdict is the one that counts; the earlier ones stay as its history. With
+``--suppress`` the close also writes a suppression made from the incident's entities
+(``pipeline.suppressions``) so that ``detect`` marks the same activity as suppressed from then
+on, until it expires. ``tenantwatch verify-fix --close`` records ``remediated`` the same way,
+once the incident's detectors found no recurrence (``pipeline.verify_fix``).
 
 Incidents are read through ``read_incidents`` alone: whatever shape alerting gives an incident,
 this module sees an ``IncidentRecord``.
@@ -241,8 +243,9 @@ def precision(
     records: Sequence[IncidentRecord], verdicts: Iterable[Verdict]
 ) -> list[dict[str, Any]]:
     """Per detector, from each closed incident's latest verdict: how many were closed as each
-    kind, and the precision of its pages (true positives over closed incidents; a benign one was
-    real but needed nobody). An incident of several detectors counts for each."""
+    kind, and the precision of its pages (true positives, remediated ones among them, over closed
+    incidents; a benign one was real but needed nobody). An incident of several detectors counts
+    for each."""
     current = latest(verdicts)
     known = {r.incident_id: r for r in records}
     counts: dict[str, dict[str, int]] = {}
@@ -256,6 +259,11 @@ def precision(
         c = counts[det]
         closed = sum(c.values())
         out.append(
-            {"detector": det, "closed": closed, **c, "precision": c["true_positive"] / closed}
+            {
+                "detector": det,
+                "closed": closed,
+                **c,
+                "precision": (c["true_positive"] + c["remediated"]) / closed,
+            }
         )
     return out

@@ -31,7 +31,7 @@ RELATIONSHIPS = (
                 id="SUP-4821",
                 tenants=("t0031",),
                 expires=datetime(2026, 11, 17, tzinfo=UTC),
-                approvers=("alice@example.com",),
+                approvers=("alice@example.com", "bob@example.com"),
             ),
         ),
     ),
@@ -140,7 +140,7 @@ def test_break_glass_evidence_names_the_ticket_and_its_approvers() -> None:
             "id": "SUP-4821",
             "tenants": ["t0031"],
             "expires": "2026-11-17T00:00:00+00:00",
-            "approvers": ["alice@example.com"],
+            "approvers": ["alice@example.com", "bob@example.com"],
         }
     ]
     assert ev["tickets_unknown"] == []

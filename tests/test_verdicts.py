@@ -170,7 +170,7 @@ def test_precision_per_detector_counts_each_incident_s_latest_verdict() -> None:
              v("c", "false_positive", 1)]  # fmt: skip
     rows = {r["detector"]: r for r in verdicts.precision(records, given)}
     assert rows["x"] == {"detector": "x", "closed": 3, "true_positive": 1, "false_positive": 1,
-                         "benign": 1, "precision": 1 / 3}  # fmt: skip
+                         "benign": 1, "remediated": 0, "precision": 1 / 3}  # fmt: skip
     assert rows["y"]["closed"] == 1 and rows["y"]["precision"] == 0.0  # d is still open
 
 

@@ -22,12 +22,13 @@ Mapping:
   first import Security Hub takes severity and types from there only); ``Types`` from the
   detectors of its signals (``TYPES``; a plugin detector's is ``Unusual Behaviors/Application``).
 - ``Workflow.Status`` and ``RecordState`` from the incident's latest verdict (``tenantwatch
-  incident close``): none -> ``NEW``/``ACTIVE``; ``true_positive`` -> ``RESOLVED``/``ACTIVE``;
-  ``benign`` -> ``SUPPRESSED``/``ACTIVE``; ``false_positive`` -> ``SUPPRESSED``/``ARCHIVED``
-  (the finding was not true). tenantwatch has no "acknowledged" state, so ``NOTIFIED`` is never
-  set. Security Hub takes ``Workflow`` from a provider on the first import only (afterwards it
-  belongs to the analysts, through ``BatchUpdateFindings``); ``RecordState`` on every import.
-  So ``tenantwatch incident close`` sets the workflow itself (``follow_verdict``:
+  incident close``, ``tenantwatch verify-fix --close``): none -> ``NEW``/``ACTIVE``;
+  ``true_positive`` and ``remediated`` -> ``RESOLVED``/``ACTIVE``; ``benign`` ->
+  ``SUPPRESSED``/``ACTIVE``; ``false_positive`` -> ``SUPPRESSED``/``ARCHIVED`` (the finding was
+  not true). tenantwatch has no "acknowledged" state, so ``NOTIFIED`` is never set. Security
+  Hub takes ``Workflow`` from a provider on the first import only (afterwards it belongs to the
+  analysts, through ``BatchUpdateFindings``); ``RecordState`` on every import. So ``tenantwatch
+  incident close`` sets the workflow itself (``follow_verdict``:
   ``BatchUpdateFindings`` with the verdict's status and its note), as an analyst would in the
   console; the next import brings ``RecordState``.
 - ``Resources``: one ``Other`` resource per tenant involved, targets first then the actor's (at
@@ -83,6 +84,7 @@ OTHER_TYPE = "Unusual Behaviors/Application"
 WORKFLOW = {
     None: ("NEW", "ACTIVE"),
     "true_positive": ("RESOLVED", "ACTIVE"),
+    "remediated": ("RESOLVED", "ACTIVE"),
     "benign": ("SUPPRESSED", "ACTIVE"),
     "false_positive": ("SUPPRESSED", "ARCHIVED"),
 }

@@ -10,6 +10,11 @@ from __future__ import annotations
 
 from pipeline.simulate.worlds.base import Style, expires_text, relationships_toml
 
+# The break-glass ticket's two approvers (the relationship's default ``approvals_required``) and
+# why support was let in.
+APPROVERS = '["ops-lead@acme-saas.example", "sec-oncall@acme-saas.example"]'
+JUSTIFICATION = "Customer asked support to restore deleted invoices"
+
 CONFIG = """\
 # Written by `tenantwatch simulate` (world "pooled"): how this SaaS puts tenants in its logs.
 # Every tenant shares one account, one S3 bucket and one DynamoDB table; tenant ids are in the
@@ -96,6 +101,7 @@ class Pooled(Style):
             break_glass=f"^arn:aws:sts::{acct}:assumed-role/support-break-glass/",
             tickets="ticket_pattern = '(?P<ticket>[A-Z]+-\\d+)'\n"
             f'tickets = [{{ id = "{self.ticket}", tenants = ["{self.world.ticket_tenant}"], '
-            f"expires = {expires_text(self.world)} }}]\n",
+            f"expires = {expires_text(self.world)}, approvers = {APPROVERS}, "
+            f'justification = "{JUSTIFICATION}" }}]\n',
         )
         return {"tenantwatch.toml": CONFIG.format(relationships=rels)}

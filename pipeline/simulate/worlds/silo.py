@@ -275,7 +275,7 @@ class Silo(Style):
         services = "|".join(
             ("tenant-token-vendor", "reports-service", *JOB_ROLES, *JOB_ROLES.values())
         )
-        approvers = '["ops-lead@acme-saas.example"]'
+        approvers = '["ops-lead@acme-saas.example", "sec-oncall@acme-saas.example"]'
         rels = relationships_toml(
             self.world,
             # The platform's roles, and the platform's account as a tenant account sees it.
