@@ -23,6 +23,7 @@ from typing import Any
 import click
 
 from pipeline.cli_compact import compact
+from pipeline.cli_contain import contain
 from pipeline.cli_detectors import detectors
 from pipeline.cli_export import export
 from pipeline.cli_incident import incident
@@ -97,6 +98,7 @@ cli.add_command(sigma)
 cli.add_command(incident)
 cli.add_command(tenancy)
 cli.add_command(snapshot)
+cli.add_command(contain)
 
 
 def _config(ctx: click.Context) -> Config:
