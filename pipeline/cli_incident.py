@@ -54,14 +54,12 @@ def _state(rec: Any, v: Any) -> str:
 
 def _contained(actions: list[Any]) -> str:
     """The containments of an incident now, from its recorded actions: how many are in force
-    (neither lifted nor past their expiry), or none."""
+    (neither lifted nor past their expiry) and how many are over."""
     from datetime import UTC, datetime
 
     latest = {a.containment_id: a for a in actions}
     now = datetime.now(UTC)
     live = [a for a in latest.values() if a.action == "contain" and a.expires and a.expires > now]
-    if not actions:
-        return "none"
     return f"{len(live)} in force, {len(latest) - len(live)} lifted or expired"
 
 
@@ -158,7 +156,8 @@ def incident_show(ctx: click.Context, incident_id: str, lake: str | None, as_jso
             f"{'':>14}  {v.closed_at:%Y-%m-%d %H:%M:%S}Z {v.verdict} by {clean(v.closed_by, 200)}"
             f"{extra}: {clean(v.note, 2000)}"
         )
-    click.echo(f"{'containment':>14}  {_contained(actions)}")
+    if actions:  # an incident nobody contained shows no section
+        click.echo(f"{'containment':>14}  {_contained(actions)}")
     for a in actions:
         what = f"{a.action} {a.subject}"
         if a.action == "contain" and a.expires is not None:
