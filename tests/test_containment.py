@@ -474,7 +474,7 @@ def test_the_authorizer_obeys_entries_the_cli_wrote_for_a_principal_token_and_ad
     lake: Lake, authorizer: ModuleType
 ) -> None:
     rec = incident_of(lake, vl.USR_A)
-    fp = fingerprint("tok-carol-t0005")  # as an incident's entity would show a token ingest redacted
+    fp = fingerprint("tok-carol-t0005")  # as an entity shows a token ingest redacted
     for subject in (("--principal", "usr-dave"), ("--token", fp), ("--address", "192.0.2.66")):
         out = tw(*contain_args(lake, rec.incident_id, *subject, mode="suspend"))
         assert out.exit_code == 0, out.output
