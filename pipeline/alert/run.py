@@ -7,8 +7,8 @@ to the same result:
 2. snapshot each incident that has none, and add a part to each whose story grew (same
    evidence -> same files, never overwritten);
    then contain each incident that opens as ``[containment] auto`` asks (``pipeline.containment``:
-   an entry per incident and subject, written once however often this runs; before the pages,
-   which may take longer to act on than a table write);
+   an entry per incident and subject, written once however often this runs; before the pages, as
+   an entry takes effect within the authorizer's cache period and a page waits for a person);
 3. write the outbox rows for the messages those changes call for (a row that exists is kept):
    a page when an incident opens, an escalation page when its severity rises above what it
    paged with, otherwise an update or the digest;
