@@ -24,6 +24,7 @@ import click
 
 from pipeline.cli_breakglass import breakglass
 from pipeline.cli_compact import compact
+from pipeline.cli_contain import contain
 from pipeline.cli_detectors import detectors
 from pipeline.cli_export import export
 from pipeline.cli_impact import impact
@@ -103,6 +104,7 @@ cli.add_command(snapshot)
 cli.add_command(impact)
 cli.add_command(breakglass)
 cli.add_command(verify_fix)
+cli.add_command(contain)
 
 
 def _config(ctx: click.Context) -> Config:

@@ -52,17 +52,26 @@ def _state(rec: Any, v: Any) -> str:
     return f"{v.verdict}{' (updated since)' if later else ''}"
 
 
+def _contained(actions: list[Any]) -> str:
+    """The containments of an incident now, from its recorded actions: how many are in force
+    (neither lifted nor past their expiry) and how many are over."""
+    from datetime import UTC, datetime
+
+    latest = {a.containment_id: a for a in actions}
+    now = datetime.now(UTC)
+    live = [a for a in latest.values() if a.action == "contain" and a.expires and a.expires > now]
+    return f"{len(live)} in force, {len(latest) - len(live)} lifted or expired"
+
+
 def _short(items: tuple[str, ...], n: int = 2) -> str:
     return ", ".join(items[:n]) + (f" +{len(items) - n}" if len(items) > n else "") or "-"
 
 
-def _login() -> str:
+def _login(does: str = "gives the verdict") -> str:
     try:
         return getpass.getuser()
     except (KeyError, OSError):  # no login name (a container user without a passwd entry)
-        raise click.UsageError(
-            "--by: no login name to default to; say who gives the verdict"
-        ) from None
+        raise click.UsageError(f"--by: no login name to default to; say who {does}") from None
 
 
 @click.group()
@@ -122,16 +131,19 @@ def incident_list(ctx: click.Context, lake: str | None, since: str | None, as_js
 @click.option("--json", "as_json", is_flag=True, help="Print the incident as one JSON object.")
 @click.pass_context
 def incident_show(ctx: click.Context, incident_id: str, lake: str | None, as_json: bool) -> None:
-    """One incident (its id, or the start of it that incident list shows): its entities and
-    every verdict given on it. Exit code 2 for an unknown id."""
-    from pipeline import verdicts
+    """One incident (its id, or the start of it that incident list shows): its entities, every
+    verdict given on it and every containment done for it. Exit code 2 for an unknown id."""
+    from pipeline import containment, verdicts
     from pipeline.alert.sanitize import clean
 
     lk = _lake(ctx, lake)
     rec = verdicts.find(verdicts.read_incidents(lk), incident_id)
     history = [v for v in verdicts.read_verdicts(lk) if v.incident_id == rec.incident_id]
+    actions = containment.read_actions(lk, rec.incident_id)
     if as_json:
-        _emit_json(_record_dict(rec, history))
+        doc = _record_dict(rec, history)
+        doc["containment"] = [a.as_row() for a in actions]
+        _emit_json(doc)
         return
     fields = asdict(rec)
     for key, value in fields.items():
@@ -143,6 +155,16 @@ def incident_show(ctx: click.Context, incident_id: str, lake: str | None, as_jso
         click.echo(
             f"{'':>14}  {v.closed_at:%Y-%m-%d %H:%M:%S}Z {v.verdict} by {clean(v.closed_by, 200)}"
             f"{extra}: {clean(v.note, 2000)}"
+        )
+    if actions:  # an incident nobody contained shows no section
+        click.echo(f"{'containment':>14}  {_contained(actions)}")
+    for a in actions:
+        what = f"{a.action} {a.subject}"
+        if a.action == "contain" and a.expires is not None:
+            what += f" {a.mode} until {a.expires:%Y-%m-%d %H:%M:%S}Z"
+        click.echo(
+            f"{'':>14}  {a.acted_at:%Y-%m-%d %H:%M:%S}Z {clean(what, 600)} by "
+            f"{clean(a.acted_by, 200)} ({a.origin}, {a.containment_id}): {clean(a.reason, 2000)}"
         )
 
 

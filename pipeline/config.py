@@ -14,8 +14,8 @@ got an integer``. Checks msgspec cannot express (regexes that must compile and c
 shape. Relative file names in the file (lookup and ticket files) are relative to its folder.
 
 The environment is read here and nowhere else: ``TENANTWATCH_<SECTION>_<KEY>`` overrides a scalar
-key of a top-level section (for Lambda), e.g. ``TENANTWATCH_LAKE_ROOT=s3://bucket/lake`` or
-``TENANTWATCH_ALERTING_SNS_TOPIC_ARN=arn:...``.
+key of a top-level section (for Lambda), e.g. ``TENANTWATCH_LAKE_ROOT=s3://bucket/lake``,
+``TENANTWATCH_ALERTING_SNS_TOPIC_ARN=arn:...`` or ``TENANTWATCH_CONTAINMENT_TABLE=<table>``.
 """
 
 from __future__ import annotations
@@ -448,6 +448,38 @@ class Classification(_Base, frozen=True):
     data_class: str = msgspec.field(name="class")
 
 
+# --- containment ------------------------------------------------------------------------------
+
+ContainmentMode = Literal["suspend", "read-only"]
+
+
+class AutoContainment(_Base, frozen=True):
+    """A rule of ``[containment] auto``: an incident the alert stage opens, of ``detector`` (a
+    detector id, or ``any``; the lead finding's or any signal's) at ``severity`` or worse, gets a
+    containment entry for each of its ``subject``: its target tenants (``tenant``), its actor's
+    tenant (``actor_tenant``) or its actor (``actor``: a principal, token or address), in
+    ``mode``, for ``expires`` (a duration: ``30m``, ``4h``, ``2d``). For one incident and subject
+    the first matching rule applies."""
+
+    detector: str
+    severity: Literal["info", "low", "medium", "high", "critical"]
+    mode: ContainmentMode
+    expires: str
+    subject: Literal["tenant", "actor_tenant", "actor"] = "tenant"
+
+
+class ContainmentConfig(_Base, frozen=True):
+    """Where containment entries go (``pipeline.containment``), and which incidents are
+    contained as soon as they open."""
+
+    # The DynamoDB table an authorizer reads (environment: TENANTWATCH_CONTAINMENT_TABLE).
+    table: str = ""
+    region: str = ""  # of the table; empty: the AWS default region
+    # Off by default: containment turns part of the SaaS off for a tenant or an actor, which a
+    # deployer chooses per detector and severity, never a default.
+    auto: tuple[AutoContainment, ...] = ()
+
+
 class Config(_Base, frozen=True):
     lake: LakeConfig = LakeConfig()
     ingest: IngestConfig = IngestConfig()
@@ -465,6 +497,7 @@ class Config(_Base, frozen=True):
     # customer notices name the kind). Neutral: no classes; actions by AWS and HTTP verbs.
     impact: ImpactConfig = ImpactConfig()
     classification: tuple[Classification, ...] = ()
+    containment: ContainmentConfig = ContainmentConfig()
 
 
 # --- loading ---------------------------------------------------------------------------------
@@ -473,9 +506,16 @@ class Config(_Base, frozen=True):
 def _env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
     """Apply ``TENANTWATCH_<SECTION>_<KEY>`` to scalar keys of the top-level sections."""
     out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
-    sections = {"lake": LakeConfig, "ingest": IngestConfig, "alerting": AlertingConfig}
+    sections: dict[str, type[_Base]] = {
+        "lake": LakeConfig,
+        "ingest": IngestConfig,
+        "alerting": AlertingConfig,
+        "containment": ContainmentConfig,
+    }
     for section, struct in sections.items():
         for field in struct.__struct_fields__:
+            if field == "auto":  # a list of tables, not a scalar
+                continue
             name = f"{ENV_PREFIX}{section.upper()}_{field.upper()}"
             if name in environ:
                 out.setdefault(section, {})[field] = environ[name]

@@ -1,7 +1,7 @@
 """What msgspec's types cannot say about a configuration, checked once it has been decoded
 (``pipeline.config.parse_config`` calls ``check``): patterns that compile in RE2 with their group,
 lookups and ticket sources that are named well, field paths that parse, suppressions that
-expire."""
+expire, automatic containment rules that name a detector, a duration and a table."""
 
 from __future__ import annotations
 
@@ -147,6 +147,30 @@ def check(cfg: Config, where: str) -> None:
         raise ConfigError(f"{where}: ingest.workers: expected 0 (all cores) or more")
     if cfg.tenancy.session_ttl_hours <= 0:
         raise ConfigError(f"{where}: tenancy.session_ttl_hours: expected a positive number")
+    _check_containment(cfg, where)
+
+
+def _check_containment(cfg: Config, where: str) -> None:
+    c = cfg.containment
+    if not c.auto:
+        return
+    import detectors
+    from pipeline.timeparse import duration
+
+    for i, rule in enumerate(c.auto):
+        at = f"{where}: containment.auto[{i}]"
+        if rule.detector != "any" and rule.detector not in detectors.REGISTRY:
+            valid = ", ".join(["any", *detectors.REGISTRY])
+            raise ConfigError(f"{at}.detector: unknown detector {rule.detector!r}; valid: {valid}")
+        try:
+            duration(rule.expires)
+        except ValueError as exc:
+            raise ConfigError(f"{at}.expires: {exc}") from None
+    if not c.table.strip():
+        raise ConfigError(
+            f"{where}: containment.auto: expected containment.table (or "
+            "TENANTWATCH_CONTAINMENT_TABLE) to name the table its entries go to"
+        )
 
 
 # What Security Hub and EventBridge accept, checked at load rather than refused at 3 a.m.

@@ -11,6 +11,9 @@ docs/ARCHITECTURE.md, "The lake")::
     incidents/outbox/date=YYYY-MM-DD/<notification id>.parquet  a message and its delivery state
     incidents/notifications/date=YYYY-MM-DD/<hash>.jsonl  what the local channel sent
     incidents/verdicts/date=YYYY-MM-DD/<verdict id>.parquet   verdicts people gave incidents
+    incidents/containment/date=YYYY-MM-DD/<action id>.parquet  a containment entry written or
+                                           lifted for an incident (the entry itself is in
+                                           DynamoDB, where authorizers read it)
     suppressions/<suppression id>.json     suppressions written by ``incident close --suppress``
     snapshots/...                          forensic snapshots, unless configured elsewhere
     _state/ingested/<part>/<batch id>.parquet   inputs done (uri, etag, size) and their counts,
@@ -85,6 +88,7 @@ from pipeline.lake_reads import (  # noqa: F401
     read_events,
     read_quarantine,
     sample_events,
+    tenant_seen,
 )
 
 # --- the layout (see the module docstring) -------------------------------------------------------
@@ -98,6 +102,9 @@ NOTIFICATIONS = "incidents/notifications"
 # written once under a name of its own, so closes made at the same time never overwrite each
 # other.
 VERDICTS = "incidents/verdicts"
+# Written by ``tenantwatch contain`` and by automatic containment: one file per action (contain
+# or lift), like verdicts: actions on an incident, kept with it (and expired with it).
+CONTAINMENT = "incidents/containment"
 SUPPRESSIONS = "suppressions"
 SNAPSHOTS = "snapshots"
 STATE = "_state"
@@ -236,6 +243,10 @@ def notifications_file(date: str, name: str) -> str:
 
 def verdict_file(date: str, verdict_id: str) -> str:
     return f"{VERDICTS}/date={date}/{verdict_id}.parquet"
+
+
+def containment_file(date: str, action_id: str) -> str:
+    return f"{CONTAINMENT}/date={date}/{action_id}.parquet"
 
 
 def suppression_file(suppression_id: str) -> str:

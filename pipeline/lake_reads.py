@@ -100,6 +100,17 @@ def event_batches(
         )
 
 
+def tenant_seen(lake: LakeLike, tenant: str) -> bool:
+    """Whether any event of the lake has ``tenant`` as its actor or target tenant. Event files are
+    sorted by target and actor tenant, so their row groups' statistics pass over most of them,
+    and the scan stops at the first row found."""
+    found = _events_dataset(_lake(lake), None, None, None, (tenant,), None)
+    if found is None:
+        return False
+    dataset, expr = found
+    return bool(dataset.head(1, columns=["target_tenant"], filter=expr).num_rows)
+
+
 def sample_events(
     lake: LakeLike,
     since: datetime | None,

@@ -1,9 +1,10 @@
 """Retention: whole partitions older than ``[lake] retention_days`` deleted, area by area.
 
 An area's partitions are its day folders (``date=YYYY-MM-DD``): events (every source), findings,
-and the incidents' state, outbox, notifications and verdicts. The quarantine has no days: its
-files are deleted by when they were written (a compacted file by when it was compacted). A day
-is deleted once it ended more than the area's days ago; an unset area is kept forever.
+and the incidents' state, outbox, notifications, verdicts and containment records. The
+quarantine has no days: its files are deleted by when they were written (a compacted file by
+when it was compacted). A day is deleted once it ended more than the area's days ago; an unset
+area is kept forever.
 Snapshots are never touched here: they keep the Object Lock retention they were written with.
 
 Deleting a partition removes files a reader of that old day may be reading; no reader of newer
@@ -23,6 +24,7 @@ import pyarrow.fs as pafs
 
 from pipeline.config import RetentionDays
 from pipeline.lake import (
+    CONTAINMENT,
     EVENTS,
     FINDINGS,
     INCIDENT_STATE,
@@ -37,7 +39,7 @@ from pipeline.lake import (
 AREA_FOLDERS = {
     "events": (EVENTS,),
     "findings": (FINDINGS,),
-    "incidents": (INCIDENT_STATE, OUTBOX, NOTIFICATIONS, VERDICTS),
+    "incidents": (INCIDENT_STATE, OUTBOX, NOTIFICATIONS, VERDICTS, CONTAINMENT),
 }
 _DAY = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
 

@@ -203,3 +203,32 @@ VERDICTS = pa.schema(
         pa.field("suppression_id", _S),  # the suppression written with it (close --suppress)
     ]
 )
+
+CONTAINMENT_ACTIONS = ("contain", "lift")
+CONTAINMENT_MODES = ("suspend", "read-only")
+# What a subject of containment is: the key of its entry in the containment table is
+# ``<kind>#<value>`` (pipeline/containment.py).
+CONTAINMENT_KINDS = ("tenant", "principal", "token", "address")
+
+# One row per containment action (``tenantwatch contain``, its ``--lift``, and automatic
+# containment when an incident opens), in its own file
+# (incidents/containment/date=<day acted>/<action id>.parquet), never rewritten: the record of
+# what was turned off for whom, by whom and why, beside the incident it was done for. The entry
+# an authorizer reads is in DynamoDB; these rows are its history.
+CONTAINMENT = pa.schema(
+    [
+        pa.field("action_id", _S, nullable=False),
+        pa.field("action", _S, nullable=False),  # one of CONTAINMENT_ACTIONS
+        pa.field("containment_id", _S, nullable=False),  # the entry's (incident + subject)
+        pa.field("incident_id", _S, nullable=False),
+        pa.field("subject_kind", _S, nullable=False),  # one of CONTAINMENT_KINDS
+        pa.field("subject_value", _S, nullable=False),
+        pa.field("mode", _S),  # one of CONTAINMENT_MODES; null for a lift
+        pa.field("expires", _TS),  # null for a lift
+        pa.field("reason", _S, nullable=False),
+        pa.field("acted_by", _S, nullable=False),  # a login, or "tenantwatch" (automatic)
+        pa.field("acted_at", _TS, nullable=False),
+        pa.field("origin", _S, nullable=False),  # "cli" or "auto"
+        pa.field("table_name", _S, nullable=False),  # the DynamoDB table of the entry
+    ]
+)

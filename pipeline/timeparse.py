@@ -11,7 +11,7 @@ AWS log here is written in UTC.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -46,6 +46,24 @@ def as_time(value: datetime | str | None) -> datetime | None:
     if parsed is None:
         raise ValueError(f"expected an ISO date or date-time, got {value!r}")
     return parsed
+
+
+_DURATION = re.compile(r"(?P<n>[1-9]\d{0,4})(?P<unit>[mhdw])")
+_UNITS = {
+    "m": timedelta(minutes=1),
+    "h": timedelta(hours=1),
+    "d": timedelta(days=1),
+    "w": timedelta(weeks=1),
+}
+
+
+def duration(text: str) -> timedelta:
+    """A length of time a person gives: a whole number of minutes, hours, days or weeks
+    (``30m``, ``4h``, ``2d``, ``1w``); ``ValueError`` otherwise."""
+    m = _DURATION.fullmatch(text.strip())
+    if not m:
+        raise ValueError(f"expected a duration such as 30m, 4h or 2d, got {text!r}")
+    return int(m["n"]) * _UNITS[m["unit"]]
 
 
 def _parse(s: str) -> datetime | None:

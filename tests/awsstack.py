@@ -2,6 +2,8 @@
 
 ``deploy`` creates the expanded template as a CloudFormation stack against whatever moto server
 ``AWS_ENDPOINT_URL`` names, and returns its outputs and the environment the functions run with.
+The image functions get the image ``sam build`` would push; a zip function (the reference
+authorizer) the zip of its folder in an artifacts bucket, as ``sam package`` uploads it.
 ``scheduler_event`` is the Scheduler target's input from the template, filled in as EventBridge
 Scheduler fills it. ``subscribe`` and ``drain`` read what the incident topic published, through an
 SQS queue subscribed to it.
@@ -9,8 +11,10 @@ SQS queue subscribed to it.
 
 from __future__ import annotations
 
+import io
 import json
 import warnings
+import zipfile
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,6 +26,7 @@ from tests.conftest import REPO
 TEMPLATE = REPO / "infra" / "template.yaml"
 ACCOUNT = "123456789012"  # moto's default account
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/tenantwatch:test"
+ARTIFACTS = "tenantwatch-artifacts"  # where `sam package` puts a zip function's code
 
 
 def template() -> dict[str, Any]:
@@ -36,9 +41,13 @@ def expand() -> dict[str, Any]:
     from samtranslator.translator.transform import transform
 
     doc = template()
-    for r in doc["Resources"].values():
-        if r["Type"] == "AWS::Serverless::Function":
+    for name, r in doc["Resources"].items():
+        if r["Type"] != "AWS::Serverless::Function":
+            continue
+        if r["Properties"].get("PackageType") == "Image":
             r["Properties"]["ImageUri"] = IMAGE  # what `sam build` pushes and fills in
+        else:
+            r["Properties"]["CodeUri"] = f"s3://{ARTIFACTS}/{name}.zip"
 
     class NoManagedPolicies:
         def load(self) -> dict[str, str]:
@@ -60,6 +69,7 @@ class Stack:
 def deploy(trail_bucket: str, parameters: dict[str, str], name: str = "tw") -> Stack:
     """Create the trail bucket (it exists before tenantwatch does) and the stack."""
     boto3.client("s3").create_bucket(Bucket=trail_bucket)
+    _upload_zips()
     expanded = expand()
     cf = boto3.client("cloudformation")
     with warnings.catch_warnings():
@@ -85,6 +95,22 @@ def deploy(trail_bucket: str, parameters: dict[str, str], name: str = "tw") -> S
         fn = boto3.client("lambda").get_function(FunctionName=outputs["ScheduledFunctionName"])
         env = {k: str(v) for k, v in fn["Configuration"]["Environment"]["Variables"].items()}
     return Stack(outputs, env, expanded, st["StackStatus"], created)
+
+
+def _upload_zips() -> None:
+    """Each zip function's folder (its ``CodeUri``), zipped into the artifacts bucket."""
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=ARTIFACTS)
+    for name, r in template()["Resources"].items():
+        props = r.get("Properties", {})
+        if r["Type"] != "AWS::Serverless::Function" or props.get("PackageType") == "Image":
+            continue
+        folder = TEMPLATE.parent / props["CodeUri"]
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as z:
+            for f in sorted(folder.rglob("*.py")):
+                z.write(f, f.relative_to(folder).as_posix())
+        s3.put_object(Bucket=ARTIFACTS, Key=f"{name}.zip", Body=buf.getvalue())
 
 
 def _z(ts: datetime) -> str:

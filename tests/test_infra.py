@@ -79,7 +79,7 @@ def test_every_function_runs_a_handler_of_the_image_from_the_lambda_python_base(
     commands = {
         name: r["Properties"]["ImageConfig"]["Command"]
         for name, r in awsstack.template()["Resources"].items()
-        if r["Type"] == "AWS::Serverless::Function"
+        if r["Type"] == "AWS::Serverless::Function" and r["Properties"]["PackageType"] == "Image"
     }
     assert commands == {
         "ScheduledFunction": ["pipeline.handler.scheduled"],
@@ -90,6 +90,62 @@ def test_every_function_runs_a_handler_of_the_image_from_the_lambda_python_base(
 
     assert callable(handler.scheduled) and callable(handler.on_s3_object)
     assert callable(handler.on_log_events)
+
+
+def test_the_reference_authorizer_is_a_zip_of_its_folder_reading_the_table_only() -> None:
+    """The authorizer is not in the image: a small zip (infra/authorizer/) that starts quickly,
+    allowed to Query the containment table and nothing else of it; the functions of the image
+    may write entries (automatic containment) and not read them."""
+    from pipeline.containment import Entry, Subject
+
+    t = awsstack.template()
+    res = t["Resources"]
+    fn = res["ReferenceAuthorizerFunction"]["Properties"]
+    assert (fn["PackageType"], fn["Handler"], fn["Runtime"]) == ("Zip", "app.handler", "python3.12")
+    code = REPO / "infra" / fn["CodeUri"]
+    assert (code / "app.py").is_file() and "aws-lambda-powertools" in (
+        code / "requirements.txt"
+    ).read_text()
+    env = fn["Environment"]["Variables"]
+    assert env["TENANTWATCH_AUTHORIZER_FAIL_MODE"] == {"Ref": "ContainmentFailMode"}
+    assert t["Parameters"]["ContainmentFailMode"]["Default"] == "allow"
+    assert env["TENANTWATCH_AUTHORIZER_CACHE_SECONDS"] == {"Ref": "ContainmentCacheSeconds"}
+    glob = t["Globals"]["Function"]
+    assert glob["Environment"]["Variables"]["TENANTWATCH_CONTAINMENT_TABLE"] == {
+        "Ref": "ContainmentTable"
+    }
+    # Invoked synchronously by API Gateway: no dead-letter queue (the others keep theirs).
+    assert "DeadLetterQueue" not in glob and "DeadLetterQueue" not in fn
+    for name in ("ScheduledFunction", "ObjectFunction", "LogsFunction"):
+        assert res[name]["Properties"]["DeadLetterQueue"]["Type"] == "SQS"
+
+    table = {"Fn::GetAtt": ["ContainmentTable", "Arn"]}
+
+    def grants(role: str) -> list[str]:
+        statements = res[role]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+        return [
+            a
+            for st in statements
+            if st["Resource"] == table
+            for a in ([st["Action"]] if isinstance(st["Action"], str) else st["Action"])
+        ]
+
+    assert grants("AuthorizerRole") == ["dynamodb:Query"]
+    assert grants("FunctionRole") == ["dynamodb:PutItem"]
+    assert fn["Role"] == {"Fn::GetAtt": ["AuthorizerRole", "Arn"]}
+    # The table's key and TTL are what pipeline.containment writes.
+    props = res["ContainmentTable"]["Properties"]
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    keys = {k["KeyType"]: k["AttributeName"] for k in props["KeySchema"]}
+    assert keys == {"HASH": "subject", "RANGE": "containment_id"}
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    entry = Entry(
+        "c-1", Subject("tenant", "t1"), "suspend", datetime.now(UTC), "r", "i", "me",
+        datetime.now(UTC),
+    )  # fmt: skip
+    item = entry.item()
+    assert item["subject"] == {"S": "tenant#t1"} and "N" in item["expires_at"]
+    assert t["Outputs"]["ContainmentTableName"]["Value"] == {"Ref": "ContainmentTable"}
 
 
 def test_the_logs_inbox_is_a_source_written_only_under_its_prefix_and_expired() -> None:
@@ -212,6 +268,46 @@ def test_a_stack_with_security_hub_and_a_bus_configures_both_channels(
     assert env["TENANTWATCH_ALERTING_EVENTBRIDGE_SOURCE"] == "tenantwatch"
     cfg = load_config(None, environ=env)
     assert channel_names(cfg.alerting) == ["sns", "securityhub", "eventbridge"]
+
+
+def test_the_stack_s_containment_table_takes_entries_its_authorizer_obeys(
+    stack: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The table moto created from the template has the key pipeline.containment writes; the
+    functions are told its name; the reference authorizer, run with the environment the stack
+    gave it, denies what an entry suspends."""
+    from pipeline.containment import Entry, Subject, Table
+    from tests.fakes import authorizer_request, load_authorizer
+
+    name = stack["outputs"]["ContainmentTableName"]
+    assert stack["env"]["TENANTWATCH_CONTAINMENT_TABLE"] == name
+    desc = boto3.client("dynamodb").describe_table(TableName=name)["Table"]
+    assert {k["KeyType"]: k["AttributeName"] for k in desc["KeySchema"]} == {
+        "HASH": "subject",
+        "RANGE": "containment_id",
+    }
+    fn = boto3.client("lambda").get_function(
+        FunctionName=stack["outputs"]["ReferenceAuthorizerArn"]
+    )["Configuration"]
+    assert (fn["Handler"], fn["Runtime"], fn["PackageType"]) == ("app.handler", "python3.12", "Zip")
+    env = fn["Environment"]["Variables"]
+    assert (env["TENANTWATCH_CONTAINMENT_TABLE"], env["TENANTWATCH_AUTHORIZER_FAIL_MODE"]) == (
+        name,
+        "allow",
+    )
+    now = datetime.now(UTC)
+    Table(name).put(
+        Entry("c-1", Subject("tenant", "t0001"), "suspend", now + timedelta(hours=1), "r", "i",
+              "me", now)
+    )  # fmt: skip
+    for key, value in env.items():
+        monkeypatch.setenv(key, str(value))
+    app = load_authorizer()
+    app.set_verifier(lambda token: {"sub": "usr-alice", "tenant_id": "t0002"})
+    out = app.handler(authorizer_request(path="/tenants/t0001/invoices"), FakeContext())
+    assert out["policyDocument"]["Statement"][0]["Effect"] == "Deny"
+    out = app.handler(authorizer_request(path="/tenants/t0002/invoices"), FakeContext())
+    assert out["policyDocument"]["Statement"][0]["Effect"] == "Allow"
 
 
 def _configure(stack: dict[str, Any]) -> None:

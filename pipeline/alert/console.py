@@ -20,7 +20,7 @@ def notifications(sent: Sequence[Mapping[str, Any]]) -> str:
 
 def warnings(summary: Mapping[str, Any]) -> list[str]:
     """Lines for stderr: every notification in doubt (on every run until resolved), and the
-    delivery errors of this run."""
+    delivery and automatic containment errors of this run."""
     out = []
     ids = summary["in_doubt_ids"]
     if ids:
@@ -32,11 +32,19 @@ def warnings(summary: Mapping[str, Any]) -> list[str]:
             + ", ".join(ids)
         )
     out += [f"tenantwatch: warning: {clean(e)}" for e in summary["notifications"]["errors"]]
+    contained = summary.get("containment") or {}
+    out += [
+        f"tenantwatch: warning: automatic containment failed: {clean(e)}"
+        for e in contained.get("errors", ())
+    ]
     return out
 
 
 def failed(summary: Mapping[str, Any]) -> bool:
     """Exit code 1: a notification failed (the next run retries it, but the scheduler should
-    know) or is in doubt, or a snapshot could not be written."""
+    know) or is in doubt, or a snapshot or an automatic containment could not be written."""
     n = summary["notifications"]
-    return bool(n["failed"] or n["in_doubt"] or summary["snapshot_errors"])
+    contained = summary.get("containment") or {}
+    return bool(
+        n["failed"] or n["in_doubt"] or summary["snapshot_errors"] or contained.get("errors")
+    )

@@ -6,6 +6,9 @@ to the same result:
 1. fold the findings into incidents, one per attacker's story (pure, ``incidents.group``);
 2. snapshot each incident that has none, and add a part to each whose story grew (same
    evidence -> same files, never overwritten);
+   then contain each incident that opens as ``[containment] auto`` asks (``pipeline.containment``:
+   an entry per incident and subject, written once however often this runs; before the pages, as
+   an entry takes effect within the authorizer's cache period and a page waits for a person);
 3. write the outbox rows for the messages those changes call for (a row that exists is kept):
    a page when an incident opens, an escalation page when its severity rises above what it
    paged with, otherwise an update or the digest;
@@ -318,6 +321,12 @@ def run_alert(
     snapped = _snapshots(lake, cfg, lacking, snap_errors)
     changed.update({k: v for k, v in snapped.items() if k in changed})
     retried = [v for k, v in snapped.items() if k not in changed]
+    contained = None
+    if cfg.containment.auto:
+        from pipeline import containment
+
+        opened = [i for i in changed.values() if i.status == "new"]
+        contained = containment.auto_contain(lake, cfg, opened)
 
     names = channel_names(a)
     channel_name = names[0]
@@ -362,6 +371,10 @@ def run_alert(
         # Every notification in doubt, not only this run's: reported until resolved.
         "in_doubt_ids": delivered.in_doubt,
     }
+    if contained is not None:
+        # Entries written, failures (each one line) and subjects a rule named but no authorizer
+        # could match (a shared egress address, an AWS session).
+        summary["containment"] = contained.as_dict()
     if a.cloudwatch_namespace:
         data = [
             *metrics.by_detector("Findings", grouped.absorbed),

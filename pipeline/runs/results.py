@@ -113,6 +113,8 @@ class AlertResult:
     notifications_sent: int = 0
     notifications_failed: int = 0
     notifications_in_doubt: int = 0  # every notification in doubt now, not only this run's
+    # Automatic containment entries that could not be written (``[containment] auto``).
+    containment_errors: list[str] = field(default_factory=list)
     sent: list[dict[str, Any]] = field(default_factory=list, repr=False)  # outbox rows
     incidents: list[Incident] = field(default_factory=list, repr=False)
     summary: Mapping[str, Any] = field(default_factory=dict, repr=False)
@@ -127,6 +129,7 @@ class AlertResult:
             notifications_sent=_int(notes.get("sent")),
             notifications_failed=_int(notes.get("failed")),
             notifications_in_doubt=_int(notes.get("in_doubt")),
+            containment_errors=list((s.get("containment") or {}).get("errors") or ()),
             sent=alerted.sent,
             incidents=alerted.incidents,
             summary=s,
