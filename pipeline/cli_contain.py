@@ -142,7 +142,7 @@ def _contain(
     if missing:
         raise click.UsageError(f"missing {', '.join(missing)}")
     assert mode is not None and expires is not None and reason is not None
-    now = datetime.now(UTC)
+    now = containment.utcnow()
     until = containment.expiry(expires, now)
     ((kind, value),) = subjects.items()
     subject = containment.Subject.of(kind, value)
@@ -170,7 +170,7 @@ def _list(cfg: Any, table_name: str | None, show_all: bool, as_json: bool) -> No
     from pipeline.cli_incident import _emit_json
 
     table = containment.table_of(cfg, table_name)
-    now = datetime.now(UTC)
+    now = containment.utcnow()
     entries = containment.list_entries(table, now, include_expired=show_all)
     if as_json:
         _emit_json({"table": table.name, "entries": [e.as_dict(now) for e in entries]})
@@ -215,7 +215,7 @@ def _lift(
     table = containment.table_of(cfg, table_name)
     who = by if by is not None else _login("lifts it")
     lk = _lake(ctx, lake)
-    now = datetime.now(UTC)
+    now = containment.utcnow()
     done = containment.lift(lk, table, target, reason or "", who, now=now)
     if as_json:
         _emit_json(

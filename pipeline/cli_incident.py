@@ -55,10 +55,10 @@ def _state(rec: Any, v: Any) -> str:
 def _contained(actions: list[Any]) -> str:
     """The containments of an incident now, from its recorded actions: how many are in force
     (neither lifted nor past their expiry) and how many are over."""
-    from datetime import UTC, datetime
+    from pipeline import containment
 
     latest = {a.containment_id: a for a in actions}
-    now = datetime.now(UTC)
+    now = containment.utcnow()
     live = [a for a in latest.values() if a.action == "contain" and a.expires and a.expires > now]
     return f"{len(live)} in force, {len(latest) - len(live)} lifted or expired"
 

@@ -202,6 +202,13 @@ class Entry:
         return out
 
 
+def utcnow() -> datetime:
+    """The clock containment is judged by: when an entry is written or lifted, and whether it
+    has expired (``tenantwatch contain``, ``--list``, ``--lift``, ``incident show``, automatic
+    containment). One function, so that a test moves time past an expiry instead of waiting."""
+    return datetime.now(UTC)
+
+
 def _iso(t: datetime) -> str:
     return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
@@ -663,7 +670,7 @@ def auto_contain(
     out = AutoContained()
     if not cfg.containment.auto or not opened:
         return out
-    now = now or datetime.now(UTC)
+    now = now or utcnow()
     try:
         entries, out.skipped = planned(cfg, opened, now)
         if not entries:

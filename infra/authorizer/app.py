@@ -303,6 +303,17 @@ def containments() -> Containments:
     return containments
 
 
+def set_clock(wall: Callable[[], float] | None) -> None:
+    """Judge expiries by ``wall`` (epoch seconds) instead of ``time.time`` (tests move time past
+    an expiry rather than wait for it)."""
+    _STATE["wall"] = wall
+
+
+def _now() -> float:
+    wall: Callable[[], float] | None = _STATE.get("wall")
+    return wall() if wall is not None else time.time()
+
+
 def set_verifier(verify: Verifier | None) -> None:
     """Use ``verify`` to check tokens (instead of ``TENANTWATCH_AUTHORIZER_VERIFIER``)."""
     _STATE["verifier"] = verify
@@ -410,7 +421,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         tenant_claim=tenant_claim,
         source_ip=source_ip,
     )
-    decision, warnings = decide(request, containments(), settings.fail_mode)
+    decision, warnings = decide(request, containments(), settings.fail_mode, _now())
     for w in warnings:
         logger.error(w, extra={"request_id": log["request_id"]})
     logger.info(
