@@ -70,13 +70,17 @@ Runbook
 4. For an assumed role: find the ``AssumeRole`` that issued the access key (same
    ``actor_session``), who called it, and the session tags. For an API principal: check whether
    ``authorizerLatency`` is ``-`` (a cached authorizer result) and the route's cache key.
-5. Contain: revoke the session (IAM "revoke active sessions" on the role, or invalidate the
-   user's tokens), flush the API Gateway authorizer cache for the stage, and block the address if
-   it is not the customer's.
-6. Scope: query the lake for the same actor and session over the last 30 days and for other
-   actors on the same target tenant; attach the results to the incident.
+5. Contain: ``tenantwatch contain INCIDENT --tenant T --mode read-only --expires 4h --reason ...``
+   (or ``--principal``/``--token``/``--address``) for what the SaaS's authorizer enforces; revoke
+   the session (IAM "revoke active sessions" on the role, or invalidate the user's tokens), flush
+   the API Gateway authorizer cache for the stage, and block the address if it is not the
+   customer's.
+6. Scope: ``tenantwatch impact INCIDENT`` for whose data was read or written; query the lake for
+   the same actor and session over the last 30 days and for other actors on the same target
+   tenant; attach the results to the incident.
 7. Escalate to the security lead: a confirmed cross-tenant read is a data incident with customer
-   notification duties. Keep the forensic snapshot; do not delete logs.
+   notification duties (``tenantwatch impact INCIDENT --notice`` drafts each tenant's notice).
+   Keep the forensic snapshot; do not delete logs. After the fix, ``tenantwatch verify-fix``.
 """
 
 from __future__ import annotations

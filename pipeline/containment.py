@@ -39,6 +39,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -383,7 +384,8 @@ class Action:
     ) -> Action:
         contain = action == "contain"
         return cls(
-            action_id=uuid.uuid4().hex,
+            # Sorts in the order the actions were taken, even two taken at the same ``at``.
+            action_id=f"{time.time_ns():020d}{uuid.uuid4().hex[:12]}",
             action=action,
             containment_id=e.containment_id,
             incident_id=e.incident_id,

@@ -751,3 +751,16 @@ def test_containment_configuration_is_read_with_its_environment_override(tmp_pat
     out = tw("--config", str(bad), "contain", "--list")
     assert out.exit_code == 2
     assert "containment.auto[0].detector: unknown detector 'x'" in out.output
+
+
+def test_actions_taken_at_the_same_moment_read_back_in_the_order_they_were_taken() -> None:
+    at = datetime(2026, 11, 16, 10, 0, tzinfo=UTC)
+    e = containment.Entry(
+        "c-1", containment.Subject("tenant", "t0002"), "suspend", at + timedelta(hours=1),
+        "r", "i1", "alice", at,
+    )  # fmt: skip
+    taken = [
+        containment.Action.of(k, e, "r", "me", at, "cli", TABLE) for k in ["contain", "lift"] * 25
+    ]
+    ordered = sorted(taken, key=lambda a: (a.acted_at, a.action_id))
+    assert ordered == taken and len({a.action_id for a in taken}) == 50
