@@ -503,6 +503,8 @@ def test_default_world_configuration_describes_its_layout_and_relationships(
                     id="SUP-4821",
                     tenants=("t0031",),
                     expires=datetime(2026, 11, 17, tzinfo=UTC),
+                    approvers=("ops-lead@acme-saas.example", "sec-oncall@acme-saas.example"),
+                    justification="Customer asked support to restore deleted invoices",
                 ),
             ),
         ),
