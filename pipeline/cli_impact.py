@@ -21,7 +21,7 @@ def _print_table(impact: Any) -> None:
     from rich.table import Table
 
     from pipeline.alert.sanitize import clean
-    from pipeline.impact import provenance_line, short, when
+    from pipeline.impact_report import provenance_line, short, when
 
     def safe(value: object, n: int = 200) -> str:
         return escape(clean(value, n))
@@ -111,6 +111,7 @@ def impact(
     affected tenant that names nothing of any other tenant. Exit code 2 for an unknown id."""
     from pipeline import impact as impact_mod
     from pipeline.config import Config
+    from pipeline.impact_report import markdown
 
     if (tenant or out) and not notice:
         raise click.UsageError("--tenant and --out go with --notice")
@@ -125,7 +126,7 @@ def impact(
 
         emit_summary("", result.as_dict(), as_json=True)
     elif fmt == "markdown":
-        click.echo(impact_mod.markdown(result), nl=False)
+        click.echo(markdown(result), nl=False)
     else:
         _print_table(result)
 

@@ -24,7 +24,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from pipeline.errors import InputError
-from pipeline.impact import Impact, ResourceImpact, TenantImpact, when
+from pipeline.impact import Impact, ResourceImpact, TenantImpact
+from pipeline.impact_report import when
 
 MAX_OBJECTS = 50  # objects named in a draft; the rest are counted
 TO_COMPLETE = "**[TO COMPLETE: {}]**"
@@ -113,7 +114,7 @@ def data_label(o: ResourceImpact) -> str:
 
 
 def _esc(text: str) -> str:
-    from pipeline.impact import md
+    from pipeline.impact_report import md
 
     return md(text, 1000)
 

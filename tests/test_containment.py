@@ -20,7 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline import aws as pipeline_aws
-from pipeline import containment, verdicts
+from pipeline import containment, containment_auto, verdicts
 from pipeline.alert.run import run_alert
 from pipeline.cli import cli
 from pipeline.config import Config, parse_config
@@ -635,7 +635,7 @@ def test_automatic_containment_writes_once_per_incident_and_subject(
     cid = item["containment_id"]["S"]
     lifted = tw("contain", "--lift", cid, "--table", TABLE, "--lake", detected.root)
     assert lifted.exit_code == 0, lifted.output
-    redo = containment.auto_contain(detected, cfg, opened)
+    redo = containment_auto.auto_contain(detected, cfg, opened)
     assert (redo.written, redo.errors) == ([], [])
     assert len(items()) == 3 and len(containment.read_actions(detected)) == 5
 
@@ -652,9 +652,9 @@ def test_an_entry_written_but_not_recorded_is_recorded_by_the_next_attempt(
     cfg = auto_config(RULE)
     _alert(detected)
     opened = _stored(detected)
-    entries, _ = containment.planned(cfg, opened, datetime.now(UTC))
+    entries, _ = containment_auto.planned(cfg, opened, datetime.now(UTC))
     containment.Table(TABLE).put(entries[0])  # the table took it; the run died before the lake
-    done = containment.auto_contain(detected, cfg, opened)
+    done = containment_auto.auto_contain(detected, cfg, opened)
     assert done.errors == [] and sorted(done.written) == sorted(e.containment_id for e in entries)
     assert len(items()) == len(entries) == 2
     assert items()[0]["origin"]["S"] == "auto"
@@ -665,15 +665,15 @@ def test_rules_match_by_detector_and_at_least_their_severity(detected: Lake, tab
     opened = _stored(detected)
     now = datetime.now(UTC)
     high = {**RULE, "severity": "high"}  # critical incidents are high or worse
-    assert len(containment.planned(auto_config(high), opened, now)[0]) == 2
+    assert len(containment_auto.planned(auto_config(high), opened, now)[0]) == 2
     other = {**RULE, "detector": "tenant_switching"}
-    assert containment.planned(auto_config(other), opened, now)[0] == []
+    assert containment_auto.planned(auto_config(other), opened, now)[0] == []
     anyone = {**RULE, "detector": "any", "subject": "actor_tenant"}
-    entries, _ = containment.planned(auto_config(anyone), opened, now)
+    entries, _ = containment_auto.planned(auto_config(anyone), opened, now)
     assert sorted(e.subject.key for e in entries) == ["tenant#t0001", "tenant#t0003"]
     # The first rule naming a subject decides its mode.
     first = auto_config({**RULE, "mode": "suspend"}, RULE)
-    assert {e.mode for e in containment.planned(first, opened, now)[0]} == {"suspend"}
+    assert {e.mode for e in containment_auto.planned(first, opened, now)[0]} == {"suspend"}
 
 
 def test_a_failed_automatic_containment_is_reported_and_alerting_goes_on(

@@ -323,10 +323,10 @@ def run_alert(
     retried = [v for k, v in snapped.items() if k not in changed]
     contained = None
     if cfg.containment.auto:
-        from pipeline import containment
+        from pipeline import containment_auto
 
         opened = [i for i in changed.values() if i.status == "new"]
-        contained = containment.auto_contain(lake, cfg, opened)
+        contained = containment_auto.auto_contain(lake, cfg, opened)
 
     names = channel_names(a)
     channel_name = names[0]

@@ -41,6 +41,7 @@ from pipeline.ingest.decode import Batch, Decoded, decode_batch
 from pipeline.ingest.lookups import load_lookups
 from pipeline.ingest.quarantine import Quarantined
 from pipeline.ingest.reading import Reading
+from pipeline.ingest.records import read_records
 from pipeline.ingest.seen import SeenIndex, ingested_partition
 from pipeline.ingest.sessions import CLOCK_SKEW
 from pipeline.ingest.sources import (
@@ -159,32 +160,6 @@ def _day(us: int) -> date:
     return datetime.fromtimestamp(us / 1e6, UTC).date()
 
 
-# The record files of ``_state/ingested`` read last, by lake and file. A file's name is its
-# batch's id (a hash of the batch's inputs) or, compacted, a hash of the names it replaces, so
-# what is read of it (identities, commit partition, batch) is the same whichever run wrote it:
-# a run every few minutes reads only the files written since the run before. Only the
-# partitions read last are kept.
-_RECORDS: dict[tuple[str, str], pa.Table] = {}
-
-
-def _read_records(lake: Lake, folder: str) -> list[tuple[str, pa.Table]]:
-    """``lake.read_folder(folder)``, each file read once per process (see ``_RECORDS``)."""
-    for attempt in range(5):
-        try:
-            out = []
-            for f in lake.files(folder):
-                t = _RECORDS.get((lake.root, f))
-                out.append((f, t if t is not None else lake.read_file(f)))
-            break
-        except FileNotFoundError:  # compacted away since the listing: listed again
-            if attempt == 4:
-                raise
-    for key in [k for k in _RECORDS if k[0] == lake.root and k[1].startswith(f"{folder}/")]:
-        _RECORDS.pop(key)
-    _RECORDS.update({(lake.root, f): t for f, t in out})
-    return out
-
-
 class Ingestor:
     """The parent's side: state, session map, dedup index, writing.
 
@@ -220,7 +195,7 @@ class Ingestor:
         batch ids found there are kept for ``_batches``."""
         out: list[tuple[str, str, str | None]] = []
         batches: set[str] = set()
-        for f, t in _read_records(self.lake, f"{STATE_INGESTED}/{part}"):
+        for f, t in read_records(self.lake, f"{STATE_INGESTED}/{part}"):
             name = posixpath.basename(f).removesuffix(".parquet")
             ids = t["identity"].to_pylist()
             commits = t["commit"].to_pylist() if "commit" in t.column_names else [part] * len(ids)
