@@ -146,9 +146,9 @@ class Entry:
     def expired(self, now: datetime) -> bool:
         return self.expires <= now
 
-    def item(self) -> dict[str, Any]:
-        """The item as DynamoDB takes it (typed attribute values)."""
-        s = {
+    def _texts(self) -> dict[str, str]:
+        """Its fields as text, as the table item and ``--json`` both give them."""
+        return {
             "subject": self.subject.key,
             "containment_id": self.containment_id,
             "kind": self.subject.kind,
@@ -161,7 +161,10 @@ class Entry:
             "created_at": _iso(self.created_at),
             "origin": self.origin,
         }
-        item: dict[str, Any] = {k: {"S": v} for k, v in s.items()}
+
+    def item(self) -> dict[str, Any]:
+        """The item as DynamoDB takes it (typed attribute values)."""
+        item: dict[str, Any] = {k: {"S": v} for k, v in self._texts().items()}
         item["expires_at"] = {"N": str(int(self.expires.timestamp()))}
         return item
 
@@ -186,19 +189,8 @@ class Entry:
 
     def as_dict(self, now: datetime | None = None) -> dict[str, Any]:
         """JSON-able, for ``--json`` (with ``expired`` when ``now`` is given)."""
-        out: dict[str, Any] = {
-            "containment_id": self.containment_id,
-            "subject": self.subject.key,
-            "kind": self.subject.kind,
-            "value": self.subject.value,
-            "mode": self.mode,
-            "expires": _iso(self.expires),
-            "reason": self.reason,
-            "incident_id": self.incident_id,
-            "created_by": self.created_by,
-            "created_at": _iso(self.created_at),
-            "origin": self.origin,
-        }
+        texts = self._texts()
+        out: dict[str, Any] = {"containment_id": texts.pop("containment_id"), **texts}
         if now is not None:
             out["expired"] = self.expired(now)
         return out
