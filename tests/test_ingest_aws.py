@@ -75,7 +75,7 @@ def test_since_until_prunes_the_listing_by_day(aws: str) -> None:
     def spy(params: dict[str, Any], **_: Any) -> None:
         listed.append(params.get("Prefix", ""))
         if not params.get("Delimiter"):
-            recursive.append(params.get("Prefix", ""))
+            recursive.append(f"{params.get('Prefix', '')} {params.get('MaxKeys', 1000)}")
 
     client.meta.events.register("before-parameter-build.s3.ListObjectsV2", spy)
     try:
@@ -89,9 +89,16 @@ def test_since_until_prunes_the_listing_by_day(aws: str) -> None:
     assert (s["files"], s["ingested"]) == (2, 3)
     assert f"{PREFIX}/2026/11/15/" in listed
     assert f"{PREFIX}/2026/11/14/" not in listed
-    # Keys are listed only in the window's day folders; the rest is walked folder by folder,
-    # so a run's listing does not grow with the days the bucket holds.
-    assert sorted(set(recursive)) == [f"{PREFIX}/2026/11/15/"]
+    # A dated tree's keys are listed only in the window's day folders, beyond one small probe
+    # page that finds a dated key (and so every folder down to it dated); above its dated roots
+    # it is walked folder by folder, so a run's
+    # listing does not grow with the days the bucket holds. The undated exports are listed flat.
+    assert sorted(set(recursive)) == [
+        "AWSLogs/ 100",
+        f"{PREFIX}/2026/11/15/ 1000",
+        "exports/ 100",
+    ]
+    sources._DATED_BELOW.clear()
 
 
 def test_an_object_outside_dated_folders_is_an_input_once_written_since(aws: str) -> None:
@@ -105,6 +112,55 @@ def test_an_object_outside_dated_folders_is_an_input_once_written_since(aws: str
     assert later == []
     earlier, _ = sources.list_inputs(["s3://trail/"], now - timedelta(minutes=5), now + DAY)
     assert [r.uri for r in earlier] == ["s3://trail/exports/task-1/stream/000000.gz"]
+
+
+def test_log_exports_cost_the_same_listings_however_many_tasks_were_exported(aws: str) -> None:
+    """CloudWatch Logs exports add a task folder a day, each with a folder per stream: a
+    scheduled run's listing must not grow with them, and must still find an object written
+    late into an old task's folder."""
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="trail")
+    _put_trail_file(s3, "2026/11/15", 1, "20261115T1000Z_a")
+    client = sources._client("s3")
+    calls: list[str] = []
+
+    def spy(params: dict[str, Any], **_: Any) -> None:
+        calls.append(params.get("Delimiter", ""))
+
+    def export(task: int) -> None:
+        for stream in range(3):
+            key = f"exports/task-{task:03d}/stream-{stream}/000000.gz"
+            s3.put_object(Bucket="trail", Key=key, Body=b"x")
+
+    def listings() -> tuple[tuple[int, int], list[str]]:
+        calls.clear()
+        sources._DATED_BELOW.clear()
+        since = datetime.now(UTC) - timedelta(minutes=5)
+        client.meta.events.register("before-parameter-build.s3.ListObjectsV2", spy)
+        try:
+            refs, _ = sources.list_inputs(["s3://trail/"], since, since + DAY)
+        finally:
+            client.meta.events.unregister("before-parameter-build.s3.ListObjectsV2", spy)
+        walked = calls.count("/")
+        return (walked, len(calls) - walked), [r.uri for r in refs if "/exports/" in r.uri]
+
+    for task in range(5):
+        export(task)
+    few, found = listings()
+    assert len(found) == 15
+    for task in range(5, 60):
+        export(task)
+    many, found = listings()
+    # The same folders walked; the exports' flat listing takes one more page past 100 keys
+    # (then a page per 1,000), where a walk would have listed 165 more folders.
+    assert many == (few[0], few[1] + 1)
+    assert len(found) == 180
+    # A late object in the oldest task's folder, written after the others: still an input.
+    late = "exports/task-000/stream-9/000000.gz"
+    s3.put_object(Bucket="trail", Key=late, Body=b"y")
+    _, found = listings()
+    assert f"s3://trail/{late}" in found
+    sources._DATED_BELOW.clear()
 
 
 @pytest.mark.slow

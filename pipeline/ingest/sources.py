@@ -108,15 +108,54 @@ def _folder(
 # --- S3 ----------------------------------------------------------------------------------------
 
 
+# Folders known to hold a dated layout somewhere below (bucket, folder): a warm process walks
+# them by folder again without probing. The layout's folders (accounts, regions) bound it.
+_DATED_BELOW: set[tuple[str, str]] = set()
+_PROBE_KEYS = 100
+
+
+def _undated_subtree(client: Any, bucket: str, folder: str) -> list[dict[str, Any]] | None:
+    """Every object under ``folder`` when none of its keys is dated, listed flat (a page holds
+    1,000 keys); None as soon as a dated key shows up, for the folder to be walked instead.
+    The first page is small: a dated tree usually shows a dated key in it."""
+    if (bucket, folder) in _DATED_BELOW:
+        return None
+    found: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": folder, "MaxKeys": _PROBE_KEYS}
+    while True:
+        page = client.list_objects_v2(**kwargs)
+        for obj in page.get("Contents", []):
+            key = obj["Key"]
+            if _KEY_DATE.search(key):
+                if len(_DATED_BELOW) > 10_000:
+                    _DATED_BELOW.clear()
+                # Every folder on the way down to the dated key is dated below: one probe
+                # serves the walk down that path.
+                ends = [i for i in range(len(folder) - 1, len(key)) if key[i] == "/"]
+                _DATED_BELOW.update((bucket, key[: i + 1]) for i in ends)
+                return None
+            if not obj["Key"].endswith("/"):
+                found.append(obj)
+        if not page.get("IsTruncated"):
+            return found
+        kwargs["ContinuationToken"] = page["NextContinuationToken"]
+        kwargs["MaxKeys"] = 1000
+
+
 def _layout(
     client: Any, bucket: str, prefix: str
 ) -> tuple[list[str], list[str], list[dict[str, Any]]]:
     """The dated roots under ``prefix``: prefixes whose children are year folders
     (``.../CloudTrail/us-east-1/``; AWSLogs/<org>/<account>/CloudTrail/<region>/ is 5 levels
     down), and those whose children are Security Lake's ``eventDay=YYYYMMDD/`` folders
-    (``aws/CLOUD_TRAIL_MGMT/2.0/region=<r>/accountId=<a>/``); and the objects outside them,
-    found by delimiter listings: folders are listed, never a dated root's keys, so the cost is
-    the layout's (accounts, regions), not the bucket's age."""
+    (``aws/CLOUD_TRAIL_MGMT/2.0/region=<r>/accountId=<a>/``); and the objects outside them.
+
+    Folders above a dated root are walked by delimiter listings, so a dated root's keys are
+    never listed beyond a probe's first page and the cost is the layout's (accounts, regions),
+    not the bucket's age. A sub-tree without a dated key (CloudWatch Logs exports:
+    ``<prefix>/<task id>/<stream>/000000.gz``, a new task folder a day) is listed flat,
+    1,000 keys a page, rather than folder by folder: walking it would cost a listing per task
+    ever exported, on every run."""
     roots: list[str] = []
     day_roots: list[str] = []
     loose: list[dict[str, Any]] = []
@@ -138,7 +177,12 @@ def _layout(
             day_roots.append(at)
             continue
         loose += here
-        todo += children
+        for child in children:
+            flat = _undated_subtree(client, bucket, child)
+            if flat is None:
+                todo.append(child)
+            else:
+                loose += flat
     return sorted(roots), sorted(day_roots), sorted(loose, key=lambda o: str(o["Key"]))
 
 
