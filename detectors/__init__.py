@@ -30,6 +30,7 @@ BUILTIN: dict[str, str] = {
     "tenant_switching": "detectors.tenant_switching:TenantSwitching",
     "authz_failure_spike": "detectors.authz_failure_spike:AuthzFailureSpike",
     "sigma": "detectors.sigma:SigmaRules",
+    "residency": "detectors.residency:Residency",
 }
 ENTRY_POINTS = "tenantwatch.detectors"
 
@@ -177,6 +178,10 @@ def from_config(cfg: Config, only: tuple[str, ...] | None = None) -> dict[str, D
     if "sigma" in chosen:
         cls, settings = chosen["sigma"]
         built["sigma"] = cls(settings, relationships, **sigma_inputs(cfg))
+    if "residency" in chosen:  # each tenant's regions and data class, and classified resources
+        cls, settings = chosen["residency"]
+        inputs: dict[str, Any] = {"tenants": cfg.tenants, "classification": cfg.classification}
+        built["residency"] = cls(settings, relationships, **inputs)
     return {d: built[d] for d in chosen}
 
 

@@ -30,6 +30,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from pipeline.config_suppressions import Suppression
+from pipeline.config_tenants import Tenant
 from pipeline.errors import ConfigError
 
 DEFAULT_FILE = "tenantwatch.toml"
@@ -498,6 +499,7 @@ class Config(_Base, frozen=True):
     impact: ImpactConfig = ImpactConfig()
     classification: tuple[Classification, ...] = ()
     containment: ContainmentConfig = ContainmentConfig()
+    tenants: tuple[Tenant, ...] = ()  # each tenant's regions and data class (config_tenants)
 
 
 # --- loading ---------------------------------------------------------------------------------

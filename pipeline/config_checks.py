@@ -20,6 +20,7 @@ from pipeline.config import (
     claim_spellings,
 )
 from pipeline.config_suppressions import check_suppression
+from pipeline.config_tenants import check_tenants
 from pipeline.errors import ConfigError
 
 
@@ -148,6 +149,7 @@ def check(cfg: Config, where: str) -> None:
     if cfg.tenancy.session_ttl_hours <= 0:
         raise ConfigError(f"{where}: tenancy.session_ttl_hours: expected a positive number")
     _check_containment(cfg, where)
+    check_tenants(cfg.tenants, where)
 
 
 def _check_containment(cfg: Config, where: str) -> None:
