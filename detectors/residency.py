@@ -90,6 +90,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any, Self
 
+import msgspec
 import numpy as np
 import pandas as pd
 
@@ -121,12 +122,12 @@ _API_ID = r"^execute-api:(?P<api>[^/]+)/"
 class Settings(DetectorSettings, frozen=True, forbid_unknown_fields=True, kw_only=True):
     min_events: int = 1  # events of one group before it is a finding
     # API id (``$context.apiId``) -> the region the API runs in. Unmapped: the authorizer's.
-    api_regions: dict[str, str] = {}
+    api_regions: dict[str, str] = msgspec.field(default_factory=dict)
     # An unmapped API's region from the authorizer decision of the same request (method ARN).
     api_region_from_authorizer: bool = True
     # Region -> the SaaS's own egress addresses there (CIDRs of its NAT gateways). Empty: the
     # actor's region is not judged (an address says nothing about a region unless placed here).
-    actor_egress: dict[str, tuple[str, ...]] = {}
+    actor_egress: dict[str, tuple[str, ...]] = msgspec.field(default_factory=dict)
     # Data classes whose reads outside the regions are high; empty: any class.
     classes: tuple[str, ...] = ()
     write_actions: str = WRITES
@@ -211,7 +212,9 @@ class Residency(Detector[Settings]):
         try:
             re.compile(s.write_actions)
         except re.error as exc:
-            raise ConfigError(f"{at}.write_actions: not a valid regular expression ({exc})") from None
+            raise ConfigError(
+                f"{at}.write_actions: not a valid regular expression ({exc})"
+            ) from None
         return s
 
     def fit(self, baseline: pd.DataFrame) -> Self:
@@ -243,9 +246,7 @@ class Residency(Detector[Settings]):
             left = api & region.isna()
             if s.api_region_from_authorizer and left.any():
                 auth = (source == "authorizer") & region.notna() & w["request_id"].notna()
-                by_request = dict(
-                    zip(text(w.loc[auth, "request_id"]), region[auth], strict=True)
-                )
+                by_request = dict(zip(text(w.loc[auth, "request_id"]), region[auth], strict=True))
                 found = text(w.loc[left, "request_id"]).map(by_request)
                 region.loc[left] = found
                 how.loc[left] = np.where(found.notna(), "authorizer", None)

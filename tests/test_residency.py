@@ -9,8 +9,8 @@ import orjson
 import pytest
 
 import detectors
-from detectors.residency import Residency, Settings
 from detectors import testing
+from detectors.residency import Residency, Settings
 from pipeline.config import Classification, load_config, parse_config
 from pipeline.config_tenants import Tenant
 from pipeline.errors import ConfigError
@@ -187,7 +187,9 @@ def test_allowed_or_unjudged_events_are_not_reported(row: dict) -> None:
 
 
 def test_a_tenant_with_two_regions_using_both_is_not_reported() -> None:
-    rows = [s3(i, "t0008", ("eu-west-1", "eu-central-1")[i % 2], action="PutObject") for i in range(6)]
+    rows = [
+        s3(i, "t0008", ("eu-west-1", "eu-central-1")[i % 2], action="PutObject") for i in range(6)
+    ]
     assert detect(rows) == []
 
 

@@ -20,6 +20,7 @@ import random
 from dataclasses import dataclass, field
 
 from pipeline.simulate import clock, ids
+from pipeline.simulate.regions import api_of
 from pipeline.simulate.world import CACHE_TTL_S, World
 from pipeline.simulate.writer import Invocation, Sink
 
@@ -71,9 +72,12 @@ class Api:
         self.world = world
         self.style = world.style
         self.sink = sink
-        spec = world.spec
-        api, stage = self.style.api_id, self.style.stage
-        self.arn_prefix = f"arn:aws:execute-api:{spec.region}:{spec.account}:{api}/{stage}"
+        self.account = world.spec.account
+
+    def arn_prefix(self, tenant: str) -> str:
+        """The method ARNs' prefix on the regional API that serves ``tenant``."""
+        api, region = api_of(self.world, tenant)
+        return f"arn:aws:execute-api:{region}:{self.account}:{api}/{self.style.stage}"
 
     def session(
         self,
@@ -167,7 +171,7 @@ class Api:
             "responseLength": str(length),
             "responseLatency": str(latency),
             "userAgent": sess.ua,
-            "apiId": style.api_id,
+            "apiId": api_of(self.world, tenant)[0],
             "stage": style.stage,
             "domainName": style.domain(tenant),
             "authorizerPrincipalId": principal,
@@ -225,7 +229,7 @@ class Api:
                 "requested_tenant": tenant,
                 "cache_key": cache_key,
                 "reason": reason,
-                "method_arn": f"{self.arn_prefix}/{method}{resource}",
+                "method_arn": f"{self.arn_prefix(tenant)}/{method}{resource}",
                 "request_id": request_id,
             },
         )

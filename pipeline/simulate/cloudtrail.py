@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from pipeline.simulate import ids
+from pipeline.simulate.regions import data_region
 from pipeline.simulate.trail import CIPHER, Identity, Trail
 from pipeline.simulate.world import SESSION_S, Role
 
@@ -109,8 +110,9 @@ class CloudTrail(Trail):
             rec["tlsDetails"] = self.tls(f"sts.{self.region}.amazonaws.com")
         return self.deliver(rng, ts, rec, caller, acct, self.style.role_target(role)), akid
 
-    def _bucket(self, tenant: str) -> tuple[str, str, str, dict[str, str]]:
-        """(bucket, owner account, S3 host, bucket resource) of the tenant's data."""
+    def _bucket(self, tenant: str, region: str) -> tuple[str, str, str, dict[str, str]]:
+        """(bucket, owner account, S3 host in ``region``, bucket resource) of the tenant's
+        data."""
         bucket = self.style.bucket(tenant)
         res = self._bucket_res.get(bucket)
         if res is None:
@@ -120,7 +122,7 @@ class CloudTrail(Trail):
                 "type": "AWS::S3::Bucket",
                 "ARN": f"arn:aws:s3:::{bucket}",
             }
-        return bucket, res["accountId"], f"{bucket}.s3.{self.region}.amazonaws.com", res
+        return bucket, res["accountId"], f"{bucket}.s3.{region}.amazonaws.com", res
 
     def s3_object(
         self,
@@ -134,11 +136,15 @@ class CloudTrail(Trail):
         rel: str,
         presigned: bool = False,
         error: tuple[str, str] | None = None,
+        region: str | None = None,
     ) -> list[str]:
-        """GetObject / PutObject / HeadObject / DeleteObject on ``rel`` in the tenant's data."""
-        bucket, owner, host, bucket_res = self._bucket(tenant)
+        """GetObject / PutObject / HeadObject / DeleteObject on ``rel`` in the tenant's data, in
+        ``region`` (default: where the tenant's data is, ``regions.data_region``)."""
+        where = region or data_region(self.world, tenant, ts)
+        bucket, owner, host, bucket_res = self._bucket(tenant, where)
         key = self.style.object_key(tenant, rel)
         rec = self._base(rng, ts, ident, "s3.amazonaws.com", name, ip, ua, "1.10")
+        rec["awsRegion"] = where
         rec["requestParameters"] = {"bucketName": bucket, "Host": host, "key": key}
         write = name in ("PutObject", "DeleteObject")
         if error:
@@ -148,7 +154,7 @@ class CloudTrail(Trail):
             rec["responseElements"] = {
                 "x-amz-server-side-encryption": "aws:kms",
                 "x-amz-server-side-encryption-aws-kms-key-id": (
-                    f"arn:aws:kms:{self.region}:{owner}:key/5e1c2b7a-0f3d-4c8e-9a61-3b2d7f4e8c10"
+                    f"arn:aws:kms:{where}:{owner}:key/5e1c2b7a-0f3d-4c8e-9a61-3b2d7f4e8c10"
                 ),
             }
         else:
@@ -188,11 +194,15 @@ class CloudTrail(Trail):
         tenant: str,
         rel: str,
         error: tuple[str, str] | None = None,
+        region: str | None = None,
     ) -> list[str]:
-        """ListObjects under ``rel`` (a prefix) in the tenant's data."""
-        bucket, owner, host, bucket_res = self._bucket(tenant)
+        """ListObjects under ``rel`` (a prefix) in the tenant's data (in ``region``, as
+        ``s3_object``)."""
+        where = region or data_region(self.world, tenant, ts)
+        bucket, owner, host, bucket_res = self._bucket(tenant, where)
         prefix = self.style.object_key(tenant, rel)
         rec = self._base(rng, ts, ident, "s3.amazonaws.com", "ListObjects", ip, ua, "1.10")
+        rec["awsRegion"] = where
         rec["requestParameters"] = {
             "list-type": "2",
             "bucketName": bucket,
@@ -238,16 +248,19 @@ class CloudTrail(Trail):
         tenant: str,
         sk: str | None,
         error: tuple[str, str] | None = None,
+        region: str | None = None,
     ) -> list[str]:
-        """GetItem / PutItem / UpdateItem / Query on the tenant's items.
+        """GetItem / PutItem / UpdateItem / Query on the tenant's items, in ``region`` (default:
+        where the tenant's data is; the table is a global table, with a replica in each region).
 
         CloudTrail logs the primary key of item operations; for Query we log the partition key
         under ``key`` too (beside the key condition), so one target-tenant rule covers all four.
         A caller in another account names the table by its ARN, as the SDK must.
         """
+        where = region or data_region(self.world, tenant, ts)
         table = self.style.table(tenant)
         owner = self.style.account_of(tenant)
-        arn = f"arn:aws:dynamodb:{self.region}:{owner}:table/{table}"
+        arn = f"arn:aws:dynamodb:{where}:{owner}:table/{table}"
         resources = self._table_res.get(arn)
         if resources is None:
             resources = self._table_res[arn] = [
@@ -268,6 +281,7 @@ class CloudTrail(Trail):
                 params["returnValues"] = "NONE"
         write = name in ("PutItem", "UpdateItem", "DeleteItem")
         rec = self._base(rng, ts, ident, "dynamodb.amazonaws.com", name, ip, ua, "1.09")
+        rec["awsRegion"] = where
         rec["requestParameters"] = params
         if error:
             rec["errorCode"], rec["errorMessage"] = error
@@ -281,7 +295,7 @@ class CloudTrail(Trail):
             managementEvent=False,
             recipientAccountId=owner,
             eventCategory="Data",
-            tlsDetails=self.tls(f"dynamodb.{self.region}.amazonaws.com"),
+            tlsDetails=self.tls(f"dynamodb.{where}.amazonaws.com"),
         )
         return self.deliver(rng, ts, rec, ident, owner, tenant)
 

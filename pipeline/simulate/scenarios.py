@@ -12,6 +12,7 @@ from typing import Any
 
 from pipeline.simulate import apigateway as ag
 from pipeline.simulate import ids
+from pipeline.simulate import scenarios_residency as residency
 from pipeline.simulate.labels import Evidence, Recorder, label
 from pipeline.simulate.traffic import Traffic
 from pipeline.simulate.world import CLI_UA, LAMBDA_UA, World, public_ip, tid
@@ -41,6 +42,8 @@ class Scenarios:
             "tenant_enumeration": self.tenant_enumeration,
             "credential_stuffing": self.credential_stuffing,
             "break_glass": self.break_glass,
+            "residency_copied_outside": lambda rng: residency.copied_outside(self, rng),
+            "residency_two_regions": lambda rng: residency.two_regions(self, rng),
         }
         out: list[Label] = []
         for name in names:

@@ -15,6 +15,8 @@ ALL_SCENARIOS: tuple[str, ...] = (
     "tenant_enumeration",
     "credential_stuffing",
     "break_glass",
+    "residency_copied_outside",
+    "residency_two_regions",
 )
 # How the SaaS encodes its tenants (``pipeline.simulate.worlds``): one business, three layouts.
 WORLDS: tuple[str, ...] = ("pooled", "silo", "bridge")

@@ -104,6 +104,8 @@ class World:
     lambda_ips: tuple[str, ...]  # NAT addresses of the backend Lambdas
     operator_ips: tuple[str, ...]
     scenario_tenants: dict[str, str] = field(default_factory=dict)
+    # Each configured tenant's AWS regions (``pipeline.simulate.regions``).
+    regions: dict[str, tuple[str, ...]] = field(default_factory=dict)
     by_id: dict[str, Tenant] = field(default_factory=dict)
     style: Style = field(init=False)  # how this world encodes tenants in its logs
     _roles_elsewhere: dict[tuple[str, str], Role] = field(default_factory=dict)
@@ -237,6 +239,9 @@ def build(spec: SimulationSpec) -> World:
     from pipeline.simulate.worlds import style_for  # the worlds import this module
 
     world.style = style_for(world)
+    from pipeline.simulate.regions import tenant_regions
+
+    world.regions = tenant_regions(world)
     return world
 
 

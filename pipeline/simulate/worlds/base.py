@@ -170,7 +170,9 @@ class Style:
     stage = STAGE
 
     def domain(self, tenant: str) -> str:
-        return f"{self.api_id}.execute-api.{self.spec.region}.amazonaws.com"
+        from pipeline.simulate.regions import api_of  # the tenant's regional API
+
+        return "{}.execute-api.{}.amazonaws.com".format(*api_of(self.world, tenant))
 
     def route(self, template: str) -> str:
         """The route as this API declares it, from the route's pooled spelling."""

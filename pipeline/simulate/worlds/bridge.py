@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from pipeline.simulate import clock, ids
+from pipeline.simulate.regions import residency_toml
 from pipeline.simulate.world import LAMBDA_UA, User, World
 from pipeline.simulate.worlds.base import Style, expires_text, hex_names, relationships_toml
 
@@ -190,7 +191,8 @@ class Bridge(Style):
             f'tickets_file = "{TICKETS}"\n',
         )
         return {
-            "tenantwatch.toml": CONFIG.format(registry=REGISTRY, apex=APEX, relationships=rels),
+            "tenantwatch.toml": CONFIG.format(registry=REGISTRY, apex=APEX, relationships=rels)
+            + residency_toml(self.world),
             REGISTRY: orjson.dumps(registry, option=orjson.OPT_INDENT_2).decode() + "\n",
             TICKETS: self._tickets(),
         }

@@ -8,6 +8,7 @@ Powertools field names. Everything is the base ``Style``; this module adds its c
 
 from __future__ import annotations
 
+from pipeline.simulate.regions import residency_toml
 from pipeline.simulate.worlds.base import Style, expires_text, relationships_toml
 
 # The break-glass ticket's two approvers (the relationship's default ``approvals_required``) and
@@ -104,4 +105,4 @@ class Pooled(Style):
             f"expires = {expires_text(self.world)}, approvers = {APPROVERS}, "
             f'justification = "{JUSTIFICATION}" }}]\n',
         )
-        return {"tenantwatch.toml": CONFIG.format(relationships=rels)}
+        return {"tenantwatch.toml": CONFIG.format(relationships=rels) + residency_toml(self.world)}

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.simulate import clock, ids
 from pipeline.simulate.operators import DATADOG_ACCOUNT
+from pipeline.simulate.regions import residency_toml
 from pipeline.simulate.world import LAMBDA_UA, STAGE, Role, User, World
 from pipeline.simulate.worlds.base import Style, expires_text, relationships_toml
 
@@ -287,7 +288,8 @@ class Silo(Style):
             f"expires = {expires_text(self.world)}, approvers = {approvers} }}]\n",
         )
         return {
-            "tenantwatch.toml": CONFIG.format(registry=REGISTRY, relationships=rels),
+            "tenantwatch.toml": CONFIG.format(registry=REGISTRY, relationships=rels)
+            + residency_toml(self.world),
             REGISTRY: "account_id,tenant_id\n" + rows,
         }
 
