@@ -42,8 +42,9 @@ Any other successful read is ``severity_read`` (medium). A denied or failed atte
 (kind, target tenant, actor) and window; its severity is the worst of its events.
 
 What is not judged is counted, never guessed: events without a target tenant
-(``unresolved_target``), events of tenants ``[[tenants]]`` gives no regions
-(``tenants_without_regions``, with how many tenants), events whose region is unknown
+(``no_target_tenant``: the platform's own operations, and events whose target tenant could not be
+resolved), events of tenants ``[[tenants]]`` gives no regions (``tenants_without_regions``
+tenants, ``events_of_tenants_without_regions`` events), events whose region is unknown
 (``unknown_region``). Every finding's evidence carries the window's counts (``not_judged``).
 
 Data needed
@@ -283,7 +284,7 @@ class Residency(Detector[Settings]):
         has_regions = allowed.notna()
         candidates = judged_source & has_regions & region.notna()
         not_judged = {
-            "unresolved_target": int((judged_source & target.isna()).sum()),
+            "no_target_tenant": int((judged_source & target.isna()).sum()),
             "tenants_without_regions": int(target[judged_source & ~has_regions].nunique()),
             "events_of_tenants_without_regions": int(
                 (judged_source & target.notna() & ~has_regions).sum()

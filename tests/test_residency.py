@@ -150,7 +150,7 @@ def test_the_findings_count_what_was_not_judged() -> None:
         access(4, "t0008"),  # API region unknown
     ]
     assert ev(only(detect(rows)))["not_judged"] == {
-        "unresolved_target": 1,
+        "no_target_tenant": 1,
         "tenants_without_regions": 2,
         "events_of_tenants_without_regions": 2,
         "unknown_region": 1,
