@@ -237,20 +237,21 @@ class Residency(Detector[Settings]):
         s = self.settings
         source = text(w["source"])
         region = text(w["region"])
-        how = pd.Series(np.where(region.notna(), "region", None), index=w.index, dtype=object)
+        how = pd.Series(None, index=w.index, dtype=object)
+        how[region.notna()] = "region"
         api = (source == "apigateway") & region.isna()
         if api.any():
             ids = match(w.loc[api, "service"], _API_ID, "api")
             mapped = ids.map(lambda a: s.api_regions.get(a) if a is not None else None)
             region.loc[api] = mapped
-            how.loc[api] = np.where(mapped.notna(), "api_regions", None)
+            how[mapped[mapped.notna()].index] = "api_regions"
             left = api & region.isna()
             if s.api_region_from_authorizer and left.any():
                 auth = (source == "authorizer") & region.notna() & w["request_id"].notna()
                 by_request = dict(zip(text(w.loc[auth, "request_id"]), region[auth], strict=True))
                 found = text(w.loc[left, "request_id"]).map(by_request)
                 region.loc[left] = found
-                how.loc[left] = np.where(found.notna(), "authorizer", None)
+                how[found[found.notna()].index] = "authorizer"
         return region, how
 
     def _egress_region(self, ips: pd.Series) -> pd.Series:
@@ -264,6 +265,13 @@ class Residency(Detector[Settings]):
                 continue
             found[ip] = next((r for net, r in self.egress_ if addr in net), None)
         return ips.map(found)
+
+    def _outside(self, target: pd.Series, region: pd.Series) -> pd.Series:
+        """Per event (a tenant with regions, a known region): the region is not the tenant's.
+        Judged once per distinct (tenant, region), not per event."""
+        pairs = pd.MultiIndex.from_arrays([target, region])
+        bad = [(t, r) for t, r in pairs.unique() if r not in self.regions_[t]]
+        return pd.Series(pairs.isin(bad) if bad else False, index=target.index, dtype=bool)
 
     def _class(self, tenant: str, resource: str | None) -> str | None:
         for rx, data_class in self.patterns_:
@@ -279,9 +287,8 @@ class Residency(Detector[Settings]):
         source = text(w["source"])
         judged_source = source.isin(_JUDGED) & ~text(w["service"]).isin(s.ignore_services)
         target = text(w["target_tenant"])
-        allowed = target.map(self.regions_)
         region, how = self._regions(w)
-        has_regions = allowed.notna()
+        has_regions = target.isin(self.regions_.keys())
         candidates = judged_source & has_regions & region.notna()
         not_judged = {
             "no_target_tenant": int((judged_source & target.isna()).sum()),
@@ -291,23 +298,19 @@ class Residency(Detector[Settings]):
             ),
             "unknown_region": int((judged_source & has_regions & region.isna()).sum()),
         }
-        idx = candidates[candidates].index
-        outside = pd.Series(
-            [region[i] not in allowed[i] for i in idx], index=idx, dtype=bool
-        ).reindex(w.index, fill_value=False)
-        kind = pd.Series(np.where(outside, "data_outside", ""), index=w.index, dtype=object)
+        outside = self._outside(target[candidates], region[candidates]).reindex(
+            w.index, fill_value=False
+        )
+        kind = pd.Series("", index=w.index, dtype=object)
+        kind[outside] = "data_outside"
         where = region.where(outside)
         if self.egress_:
             inside = candidates & ~outside
             egress = self._egress_region(text(w.loc[inside, "source_ip"]))
-            far = pd.Series(
-                [
-                    r is not None and isinstance(r, str) and r not in allowed[i]
-                    for i, r in egress.items()
-                ],
-                index=egress.index,
-                dtype=bool,
-            ).reindex(w.index, fill_value=False)
+            known = egress.notna()
+            far = self._outside(target[egress.index][known], egress[known]).reindex(
+                w.index, fill_value=False
+            )
             kind[far] = "actor_outside"
             where[far] = egress[far[far].index]
         hit = kind != ""

@@ -320,3 +320,41 @@ def test_bridge_break_glass_names_tickets_of_the_ticket_export(bridge: World) ->
     bg = next(r for r in cfg.relationships if isinstance(r, c.BreakGlass))
     assert re.search(bg.ticket_pattern, session).group("ticket") == ticket  # type: ignore[union-attr]
     assert Path(bg.tickets_file) == bridge.root / "tickets.csv"
+
+
+# --- regions (residency) -------------------------------------------------------------------------
+
+
+def test_tenant_data_stays_in_its_regions_but_for_the_residency_attack(world: World) -> None:
+    """Every S3 and DynamoDB event on a configured tenant's data is in one of its regions, and
+    every API request on its regional API, except the attack's copies in us-east-1; the
+    look-alike tenant uses both of its regions."""
+    from pipeline import fieldpath
+
+    regions = {t.id: set(t.regions) for t in world.cfg.tenants}
+    apis = world.cfg.detectors["residency"]["api_regions"]
+    api_field = fieldpath.parse_many(world.cfg.sources.apigateway.api_id)
+    truth, labels = world.truth(), _labels(world)
+    outside, data_events = set(), 0
+    for (src, eid), rec in world.by_id().items():
+        target = truth[(src, eid)][1]
+        if target not in regions:
+            continue
+        if src == "apigateway":
+            assert apis[str(fieldpath.first_of(api_field, rec))] in regions[target], eid
+        elif src == "cloudtrail" and rec["eventSource"] in (
+            "s3.amazonaws.com",
+            "dynamodb.amazonaws.com",
+        ):
+            data_events += 1
+            if rec["awsRegion"] not in regions[target]:
+                outside.add(eid)
+    assert data_events > 1000
+    assert outside == set(labels["attack-residency-copied-outside"]["event_ids"])
+    by_id = world.by_id()
+    negative = labels["negative-residency-two-regions"]["event_ids"]
+    assert {by_id[("cloudtrail", e)]["awsRegion"] for e in negative} == {
+        "eu-west-1",
+        "eu-central-1",
+    }
+    assert len(regions) < len({t for _, t in truth.values() if t})  # some tenants not given any

@@ -44,16 +44,17 @@ def tenant_regions(world: World) -> dict[str, tuple[str, ...]]:
     """Each configured tenant's regions (a tenant left out has none configured; its data is in
     the home region)."""
     home = world.spec.region
-    out: dict[str, tuple[str, ...]] = {}
-    for t in world.tenants:
-        i = int(t.id[1:])
-        if i % 10 == 0:
-            continue  # regions not known to the configuration
-        out[t.id] = {1: (EU,), 3: (EU, EU_2), 5: (home, US_2)}.get(i % 6, (home,))
     r = roles(world)
+    others = [t.id for t in world.tenants if t.id not in r.values()]
+    # Regions not known to the configuration: every tenth tenant (at least one).
+    unknown = {t for t in others if int(t[1:]) % 10 == 0} or set(others[-1:])
+    out: dict[str, tuple[str, ...]] = {}
+    for t in others:
+        if t not in unknown:
+            out[t] = {1: (EU,), 3: (EU, EU_2), 5: (home, US_2)}.get(int(t[1:]) % 6, (home,))
     out[r[PINNED]] = (EU,)
     out[r[TWO_REGIONS]] = (EU, EU_2)
-    return out
+    return dict(sorted(out.items()))
 
 
 def data_region(world: World, tenant: str | None, ts: int) -> str:

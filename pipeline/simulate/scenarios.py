@@ -42,8 +42,7 @@ class Scenarios:
             "tenant_enumeration": self.tenant_enumeration,
             "credential_stuffing": self.credential_stuffing,
             "break_glass": self.break_glass,
-            "residency_copied_outside": lambda rng: residency.copied_outside(self, rng),
-            "residency_two_regions": lambda rng: residency.two_regions(self, rng),
+            "residency_copied_outside": lambda rng: residency.residency(self, rng),
         }
         out: list[Label] = []
         for name in names:

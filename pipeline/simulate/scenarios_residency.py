@@ -24,6 +24,11 @@ Label = dict[str, Any]
 OUTSIDE = "us-east-1"
 
 
+def residency(sc: Scenarios, rng: random.Random) -> list[Label]:
+    """The scenario ``residency_copied_outside``: the attack, and its look-alike the same day."""
+    return copied_outside(sc, rng) + two_regions(sc, rng)
+
+
 def copied_outside(sc: Scenarios, rng: random.Random) -> list[Label]:
     """An admin of the pinned tenant runs a migration script that reads the tenant's invoices
     from the eu-west-1 table and writes them into the table's us-east-1 replica (a global table
@@ -92,7 +97,7 @@ def two_regions(sc: Scenarios, rng: random.Random) -> list[Label]:
         label(
             "negative-residency-two-regions",
             "negative",
-            "residency_two_regions",
+            "residency_copied_outside",
             "residency",
             "none",
             str(acting["arn"]),

@@ -16,7 +16,6 @@ ALL_SCENARIOS: tuple[str, ...] = (
     "credential_stuffing",
     "break_glass",
     "residency_copied_outside",
-    "residency_two_regions",
 )
 # How the SaaS encodes its tenants (``pipeline.simulate.worlds``): one business, three layouts.
 WORLDS: tuple[str, ...] = ("pooled", "silo", "bridge")
