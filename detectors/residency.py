@@ -26,6 +26,8 @@ gives regions to is judged by the region it happened in:
   ``api_region_from_authorizer`` is false. A request whose API region is known neither way (a
   cached decision of an API not mapped) is not judged and is counted (``unknown_region``).
   Authorizer lines are the same requests as access-log lines and are not judged on their own.
+  (Where a window holds the access log but not yet its authorizer line, such as one new object's
+  events, the request waits, counted, for the window that holds both.)
 
 ``data_outside``: the region is not one of the tenant's. Optionally (``actor_egress``, empty and
 so off by default) ``actor_outside``: the event happened inside the tenant's regions, but its

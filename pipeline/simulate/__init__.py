@@ -13,7 +13,10 @@ users, relationships, traffic, scenarios) is the same in all three.
 
 The pooled world
 ----------------
-- Account ``spec.account``, region ``spec.region``. Tenants ``t0001``..``tNNNN``, each with a
+- Account ``spec.account``, home region ``spec.region``; each tenant's data lives in the regions
+  ``regions`` gives it (most the home region's, some eu-west-1, some two regions), where its S3
+  and DynamoDB events are, and its API requests go to the regional API of its first region
+  (``a1b2c3d4e5`` in the home region). Tenants ``t0001``..``tNNNN``, each with a
   time zone (UTC-8, -5, 0, +1, +5:30, +9) and 2-40 users (Zipf: few big, many small). User ids
   are opaque (``usr-3f9a1c2e``) and never contain the tenant id.
 - Data: S3 bucket ``acme-saas-tenant-data``, keys ``tenants/<tid>/{invoices,exports,attachments,
