@@ -30,7 +30,7 @@ def residency(sc: Scenarios, rng: random.Random) -> list[Label]:
 
 
 def copied_outside(sc: Scenarios, rng: random.Random) -> list[Label]:
-    """An admin of the pinned tenant runs a migration script that reads the tenant's invoices
+    """A user of the pinned tenant runs a migration script that reads the tenant's invoices
     from the eu-west-1 table and writes them into the table's us-east-1 replica (a global table
     replica someone added there), then reads some back there to check the copy."""
     tenant = regions.roles(sc.world)[regions.PINNED]
@@ -68,7 +68,7 @@ def copied_outside(sc: Scenarios, rng: random.Random) -> list[Label]:
             tenant,
             [tenant],
             ev,
-            f"{tenant} is pinned to {regions.EU} (financial data). One of its admins ({user.id}, "
+            f"{tenant} is pinned to {regions.EU} (financial data). One of its users ({user.id}, "
             f"{ip}, AWS CLI) copied {len(items)} of its invoices into the table's {OUTSIDE} "
             f"replica (PutItem, awsRegion {OUTSIDE}) and read 4 of them back there.",
         )
