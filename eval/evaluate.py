@@ -20,7 +20,7 @@ How a finding is matched to a label (``matches``): it shares an event id with th
 names the label's actor (or, for a tenant-level label, one of its tenants) and overlaps its time.
 
 - recall of detector D: attack labels whose ``expected_detector`` is D that a finding of D
-  matches / attack labels expecting D;
+  matches / attack labels expecting D ("-" when no attack expects D: no target to meet);
 - precision of D: findings of D above low severity (what pages someone) that match an attack
   label, of any scenario, / findings of D above low. A probe that both the switching and the
   failure-spike detectors catch is a true positive for both. Low findings (recorded, not
@@ -208,6 +208,10 @@ class Run:
     paging: Paging | None = None
 
 
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
 def run_one(world: str, seed: int, days: int, tenants: int, workdir: Path) -> Run:
     logs, lake = workdir / f"logs-{world}-{seed}", workdir / f"lake-{world}-{seed}"
     # No CloudTrail digests: nothing here reads them, and the silo world would write ~18,000.
@@ -273,7 +277,9 @@ class WorldResult:
         out = []
         for d in REGISTRY:
             t = self.detectors[d]
-            recall = t["found"] / t["labels"] if t["labels"] else float("nan")
+            # No attack labelled for it (a rule pack the simulator has no scenario for): nothing
+            # to recall, and its precision still counts every page it made.
+            recall = t["found"] / t["labels"] if t["labels"] else None
             precision = t["true"] / t["paged"] if t["paged"] else 1.0
             out.append({"detector": d, "recall": recall, "precision": precision, **t})
         return out
@@ -287,7 +293,7 @@ class WorldResult:
         if r.wrong:
             out.append(f"{r.wrong} wrong tenants")
         for row in self.rows():
-            if not row["recall"] >= RECALL_TARGET:  # nan (no run) misses too
+            if row["recall"] is not None and row["recall"] < RECALL_TARGET:
                 out.append(f"{row['detector']} recall {row['recall']:.3f}")
             if row["precision"] < PRECISION_TARGET:
                 out.append(f"{row['detector']} precision {row['precision']:.3f}")
@@ -333,7 +339,7 @@ def _print(results: dict[str, WorldResult], args: argparse.Namespace) -> None:
     for w, res in results.items():
         for r in res.rows():
             print(
-                f"{w:<8}{r['detector']:<22}{r['recall']:>8.3f}{r['precision']:>11.3f}"
+                f"{w:<8}{r['detector']:<22}{_ratio(r['recall']):>8}{r['precision']:>11.3f}"
                 f"{r['labels']:>9}{r['found']:>7}{r['paged']:>7}{r['true']:>6}{r['low']:>6}"
             )
     print(f"\n{'world':<8}labelled negatives paged")

@@ -76,6 +76,29 @@ def test_a_world_that_cannot_be_ingested_misses_its_targets(tmp_path: Path) -> N
     assert "coverage 0.00% < 99%" in misses
 
 
+def test_a_detector_no_attack_expects_has_no_recall_target_but_its_pages_count(
+    tmp_path: Path,
+) -> None:
+    truth = _truth(tmp_path / "truth.parquet", [("cloudtrail", "e1", "t1", "t1")])
+    held = {("cloudtrail", "e1"): _held("cloudtrail", "e1", "t1", "t1")}
+    row = {"labels": 0, "found": 0, "paged": 0, "true": 0, "low": 0, "missed": [], "false": []}
+    detection = {
+        "negative_violations": [],
+        "sigma": dict(row),
+        "cross_tenant_access": {**row, "labels": 2, "found": 1, "missed": ["a"]},
+    }
+    world = WorldResult()
+    world.add(7, Run(resolution(held, truth), detection))
+    rows = {r["detector"]: r for r in world.rows()}
+    assert rows["sigma"]["recall"] is None
+    assert world.misses() == ["cross_tenant_access recall 0.500"]
+    # A page that matches no attack still costs the detector its precision.
+    detection["sigma"] = {**row, "paged": 1, "false": ["stray"]}
+    world = WorldResult()
+    world.add(7, Run(resolution(held, truth), detection))
+    assert "sigma precision 0.000" in world.misses()
+
+
 def _label(lid: str, kind: str, actor: str, severity: str = "high") -> dict:
     return {"id": lid, "kind": kind, "expected_detector": "cross_tenant_access",
             "expected_severity": severity, "actor": actor, "tenants": ["t0002"],
