@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from pipeline.simulate import apigateway as ag
 from pipeline.simulate import ids
+from pipeline.simulate import scenarios_authorizer_cache as authorizer_cache
 from pipeline.simulate.labels import Evidence, Recorder, label
 from pipeline.simulate.traffic import Traffic
 from pipeline.simulate.world import CLI_UA, LAMBDA_UA, World, public_ip, tid
@@ -41,6 +43,8 @@ class Scenarios:
             "tenant_enumeration": self.tenant_enumeration,
             "credential_stuffing": self.credential_stuffing,
             "break_glass": self.break_glass,
+            "cache_busting": partial(authorizer_cache.cache_busting, self),
+            "cache_flush_deploy": partial(authorizer_cache.cache_flush_deploy, self),
         }
         out: list[Label] = []
         for name in names:

@@ -15,6 +15,8 @@ ALL_SCENARIOS: tuple[str, ...] = (
     "tenant_enumeration",
     "credential_stuffing",
     "break_glass",
+    "cache_busting",
+    "cache_flush_deploy",
 )
 # How the SaaS encodes its tenants (``pipeline.simulate.worlds``): one business, three layouts.
 WORLDS: tuple[str, ...] = ("pooled", "silo", "bridge")
