@@ -6,10 +6,9 @@ Threat
 API Gateway keeps a Lambda authorizer's result for its TTL (300 s by default) under the route's
 cache key, built from its identity sources (the token, a header). Two ways an attacker uses it:
 
-- **Cache busting**: a script sends a flood of fresh tokens (a stolen signing key minting them,
-  or one valid token with a varied, ignored part) so that every request is a new cache key and
-  the authorizer runs each time: to brute-force what it accepts, to outrun a revocation that
-  the cache would have hidden, or to run up the authorizer's cost and latency for everyone.
+- **Cache busting**: a flood of fresh tokens (minted with a stolen key, or one token with a
+  varied, ignored part) makes every request a new cache key: the authorizer runs each time,
+  probed for what it accepts, its cost and latency run up for everyone.
 - **Collision**: a cache key that does not carry the tenant (an ``X-Client-Id`` shared by a
   reporting app's users, a key without the path) makes API Gateway hand one caller's Allow,
   principal and tenant context to another caller, or to another tenant's path.
@@ -45,10 +44,9 @@ and has no authorizer decision of its own, joined by request id (its ``authorize
 - **Route** (per API and route, once per window): the same cached decision seen for two tenants
   in cross-tenant collisions: the route's cache key cannot carry the tenant (``severity_route``).
 
-Where the authorizer's log is not ingested (no decision in the window at all, or none for an
-API's requests), the share cannot be told: the detector skips it and says so in the detect
-summary (``skipped``), never guessing. A request or decision without a path tenant is compared
-by client only, and its evidence says the tenant is unknown.
+Without the authorizer's log (no decision in the window, or none for an API's requests) no
+hit is told from a miss: the API is skipped and named in the detect summary (``skipped``). A
+request or decision without a path tenant is compared by client only; its evidence says so.
 
 Data needed
 -----------
@@ -87,8 +85,8 @@ Runbook
    (``aws apigateway flush-stage-authorizers-cache``) so no cached Allow outlives it.
 5. Route: fix the cache key. Put the token and the path's tenant in the authorizer's identity
    sources (or turn caching off for the route) and scope the returned policy to the tenant;
-   deploy, then watch the route's findings stop.
-6. Record the route, principals, addresses and tenants on the incident; keep the snapshot.
+   deploy, then watch the route's findings stop. Record the route, principals, addresses and
+   tenants on the incident.
 """
 
 from __future__ import annotations
@@ -214,9 +212,12 @@ class AuthorizerCache(Detector[Settings]):
     group_by = ("kind", "service", "route", "tenant", "principal")
     lookback = timedelta(days=14)
     dedup_period = timedelta(hours=6)
+    # What the last window scored could not be judged, part -> why (the detect summary lists it).
+    skipped: dict[str, str]
 
     def fit(self, baseline: pd.DataFrame) -> Self:
         s = self.settings
+        self.skipped = {}
         self.rules_ = Rules.of(self.relationships)
         p0, p1 = baseline.attrs.get("period", (None, None))
         if p0 is None or p1 is None or p1 <= p0:
@@ -357,7 +358,7 @@ class AuthorizerCache(Detector[Settings]):
 
     def _baseline_text(self, level: float, spread: float, usual: float) -> str:
         floor = f"floor {self.settings.min_invocations}/h"
-        if self.hours_ == 0:
+        if not self.hours_:
             return f"no history before the window: baseline unknown; {floor} (authorizer runs)"
         return (
             f"median {level:.1f}/h, spread {spread:.1f} over {describe_hours(self.hours_)}; usual "
@@ -495,7 +496,6 @@ class AuthorizerCache(Detector[Settings]):
 
     def _route(self, cross: pd.DataFrame, req: pd.DataFrame, out: list[dict[str, Any]]) -> None:
         """One finding per API and route whose cached decisions served two tenants."""
-        s = self.settings
         service = req.loc[cross.index, "service"]
         for (svc, route), g in cross.groupby([service, cross["route"]], sort=True):
             decs = np.unique(g["dec"].to_numpy())
@@ -506,7 +506,7 @@ class AuthorizerCache(Detector[Settings]):
                     "key": f"route|{svc}|{route}",
                     "score": float(len(tenants)),
                     "threshold": 2.0,
-                    "severity": s.severity_route,
+                    "severity": self.settings.severity_route,
                     "actor": None,
                     "actor_tenant": None,
                     "tenants": tenants,
@@ -528,7 +528,7 @@ class AuthorizerCache(Detector[Settings]):
     # --- both ---------------------------------------------------------------------------------
 
     def score(self, window: pd.DataFrame) -> pd.DataFrame:
-        self.skipped: dict[str, str] = {}
+        self.skipped = {}
         req = _requests(window)
         if req is None:
             if (text(window["source"]) == "apigateway").any():
