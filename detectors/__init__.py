@@ -29,6 +29,7 @@ BUILTIN: dict[str, str] = {
     "cross_tenant_access": "detectors.cross_tenant_access:CrossTenantAccess",
     "tenant_switching": "detectors.tenant_switching:TenantSwitching",
     "authz_failure_spike": "detectors.authz_failure_spike:AuthzFailureSpike",
+    "authorizer_cache": "detectors.authorizer_cache:AuthorizerCache",
     "sigma": "detectors.sigma:SigmaRules",
     "residency": "detectors.residency:Residency",
 }

@@ -93,7 +93,15 @@ import numpy as np
 import pandas as pd
 
 from detectors.base import SCORED, Detector, DetectorSettings, Severity
-from detectors.evidence import HOUR_US, describe_hours, epoch_us, fold, request_keys, text
+from detectors.evidence import (
+    HOUR_US,
+    cache_answers,
+    describe_hours,
+    epoch_us,
+    fold,
+    request_keys,
+    text,
+)
 from detectors.rules import service_principals
 
 # group kind -> how its value is read from the events
@@ -144,22 +152,19 @@ def _values(frame: pd.DataFrame, dim: str) -> pd.Series:
 def cached_repeats(frame: pd.DataFrame, ttl_s: int) -> np.ndarray:
     """Per row: an API Gateway 403 that is an authorizer Deny served again from the cache.
 
-    Such a request has no authorizer decision of its own (the authorizer did not run: the access
-    log's ``authorizerLatency`` is ``-``) and follows, within the cache TTL, a Deny the authorizer
+    Such a request was answered from the cache (``detectors.evidence.cache_answers``: no
+    authorizer decision of its own) and follows, within the cache TTL, a Deny the authorizer
     logged for the same principal. Without the authorizer's log nothing can be told apart, and
     every denial counts (as before the log was read)."""
     out = np.zeros(len(frame), dtype=bool)
-    src = text(frame["source"]).to_numpy(dtype=object)
-    is_auth = src == "authorizer"
-    if not is_auth.any():
+    answers = cache_answers(frame)
+    if answers is None:
         return out
     principal = text(frame["actor_principal"])
     known = principal.notna().to_numpy(dtype=bool)
-    request = text(frame["request_id"])
-    decided = request[is_auth].dropna()
     status = pd.to_numeric(frame["status_code"], errors="coerce").to_numpy(dtype=float)
-    candidate = (src == "apigateway") & (status == 403) & known
-    candidate &= ~request.isin(decided).to_numpy(dtype=bool)
+    candidate = answers[0] & (status == 403)
+    is_auth = (text(frame["source"]) == "authorizer").to_numpy(dtype=bool)
     denies = is_auth & known & (text(frame["outcome"]) == "denied").to_numpy(dtype=bool)
     if not candidate.any() or not denies.any():
         return out

@@ -1,5 +1,6 @@
 """What detectors share to read the window and describe a finding: column helpers, grouping
-(``positions``, ``request_keys``, ``fold``) and the evidence every finding carries (``evidence``).
+(``positions``, ``request_keys``, ``fold``), which API requests the authorizer's cache answered
+(``cache_answers``) and the evidence every finding carries (``evidence``).
 
 Nothing here knows a detector: the base class (``detectors.base``) builds each finding's evidence
 with ``evidence``, and the detectors call the rest while scoring.
@@ -107,6 +108,32 @@ def request_keys(window: pd.DataFrame) -> np.ndarray:
     if "request_id" in window:
         ids = text(window["request_id"]).fillna(ids)
     return ids.to_numpy(dtype=object)
+
+
+def cache_answers(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per row, (hit, miss): an API Gateway request answered from API Gateway's authorizer
+    cache, or one the authorizer decided itself.
+
+    The authorizer's log has a line for each decision it made, with the request id of the
+    request it decided (the access log's ``requestId``). A request that names an authorizer
+    principal (the context API Gateway passed on, a cached one included) but has no decision of
+    its own was answered from the cache: the authorizer did not run, which the access log also
+    shows as ``authorizerLatency`` ``-``. A request with a decision is a miss, whatever its
+    principal (an expired token's ``Unauthorized`` names none). Requests the authorizer never
+    guards (a login route) are neither.
+
+    None when the events hold no authorizer decision at all: the authorizer's log is not
+    ingested (or not in these events), and a hit cannot be told from a miss."""
+    src = text(frame["source"]).to_numpy(dtype=object)
+    is_auth = src == "authorizer"
+    if not is_auth.any():
+        return None
+    request = text(frame["request_id"])
+    decided = request[is_auth].dropna()
+    access = src == "apigateway"
+    own = request.isin(decided).to_numpy(dtype=bool) & access
+    named = text(frame["actor_principal"]).notna().to_numpy(dtype=bool)
+    return access & named & ~own, own
 
 
 def fold(groups: list[dict[str, Any]], keys: np.ndarray, overlap: float) -> list[dict[str, Any]]:

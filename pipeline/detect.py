@@ -191,6 +191,7 @@ def run_detect(
         for det_id, why in missing.items():
             warn(f"detector {det_id} left out: {why}")
     tables, failed, counts = [], {}, {}
+    skipped: dict[str, str] = {}
     # History starts where the lake's first event is, not a lookback before the window: hours
     # before it are not "quiet", they are unknown, and the detectors say so.
     history_from = earliest_event(lake)
@@ -205,6 +206,7 @@ def run_detect(
                 failed[det_id] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
                 continue
             failed.update(parts_failed(det_id, det))
+            skipped.update(parts_skipped(det_id, det))
             found = suppressions.mark(found, sups.active)
             if write:
                 lake.write_table(part_name(det_id, since, until), found)
@@ -226,6 +228,9 @@ def run_detect(
         "suppressions_active": len(sups.active),
         "suppressions_expired": [s.id for s, _ in sups.expired],
         "failed": failed,
+        # Parts a detector could not judge from the events it was given, with why (the
+        # authorizer's log not ingested, say): they ran and found nothing to say.
+        "skipped": skipped,
         "unavailable": missing,  # plugins that do not load: left out, the others ran
         "seconds": round(time.perf_counter() - started, 3),
     }
@@ -547,6 +552,13 @@ def parts_failed(det_id: str, det: Detector) -> dict[str, str]:
     """The parts of a detector that failed while the rest of it ran (a Sigma rule whose SQL
     failed), as ``"<detector>:<part>" -> why``: reported like a failed detector."""
     parts: dict[str, str] = getattr(det, "failures", None) or {}
+    return {f"{det_id}:{k}": v for k, v in parts.items()}
+
+
+def parts_skipped(det_id: str, det: Detector) -> dict[str, str]:
+    """What a detector left unjudged in the window it just scored (its ``skipped``: part ->
+    why, such as an API whose authorizer log is not ingested), as ``"<detector>:<part>"``."""
+    parts: dict[str, str] = getattr(det, "skipped", None) or {}
     return {f"{det_id}:{k}": v for k, v in parts.items()}
 
 

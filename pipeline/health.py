@@ -16,6 +16,9 @@ sends them: ``PutMetricData`` from the CLI, the embedded metric format in Lambda
 | ``DetectorFailures`` (none) | detect: how many failed, 0 too | ``DetectorFailuresAlarm`` |
 | ``ServicePrincipalDenials`` (``principal``) | detect windows: AWS services denied | |
 | ``ServicePrincipalDenials`` (none) | all services, 0 too | ``ServicePrincipalDenialsAlarm`` |
+| ``AuthorizationFailures`` (none) | detect windows: API requests refused (401, 403), 0 too | |
+| ``AuthorizerCacheMissRate`` (none) | detect windows: % of guarded requests decided | |
+| ``CrossTenantAttempts`` (none) | detect windows: requests on another tenant, 0 too | |
 
 Records are sent only by a run that ingested (a count of 0 is a run that found nothing new, and
 is sent); the lag whenever the lake has events. ``ServicePrincipalDenials`` is sent per service
@@ -24,6 +27,18 @@ those services out of their actors, so a log delivery that lost its bucket permi
 here, as the pipeline's health, rather than as an attack. A run that detected also sends both
 totals without a dimension, 0 included, for the alarms to read (an alarm needs the exact
 dimensions, and a service or detector cannot be known in advance).
+
+The three API metrics are what a tenant-aware authorizer is watched by, over the API access log
+of the windows the run detected (each window once), never per tenant (a dimension per tenant is a
+billed metric per tenant; which tenants is a question for the lake and the detectors):
+``AuthorizationFailures``, requests refused with 401 or 403 (an authorizer Deny, cached or
+not, an expired token, the backend's own refusal); ``AuthorizerCacheMissRate``, of the requests
+the authorizer guards, the per cent it decided itself rather than API Gateway's cache
+(``detectors.evidence.cache_answers``, the rule the ``authorizer_cache`` detector uses; not sent
+when the authorizer's log is not in the lake, as the rate cannot be told); and
+``CrossTenantAttempts``, requests whose token's tenant (the authorizer's context) differs from
+the path's with no relationship (``[[relationships]]``, ``detectors.rules``) allowing it,
+refused or not. A run that detected sends the two counts, 0 included.
 """
 
 from __future__ import annotations
@@ -39,8 +54,35 @@ from pipeline.alert.metrics import Datum
 from pipeline.lake import Lake, file_hour, read_events
 
 if TYPE_CHECKING:
-    from pipeline.config import Config
+    from pipeline.config import Config, Relationship
     from pipeline.runs.results import DetectResult, RunResult
+
+
+@dataclass(frozen=True)
+class ApiAuthorization:
+    """The API's authorization in the windows a run detected (no tenant anywhere)."""
+
+    failures: int = 0  # requests refused: 401, 403
+    guarded: int = 0  # requests the authorizer guards (a decision, or a cached one)
+    misses: int = 0  # ... that the authorizer decided itself
+    cross_tenant: int = 0  # requests on a tenant not their token's, no relationship allowing it
+    told: bool = True  # False: no authorizer decision in the lake, so hits are not told
+
+    @property
+    def miss_rate(self) -> float | None:
+        """Per cent of the guarded requests that missed the cache (None: not told, or none)."""
+        if not self.told or not self.guarded:
+            return None
+        return round(100.0 * self.misses / self.guarded, 3)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "authorization_failures": self.failures,
+            "guarded_requests": self.guarded,
+            "cache_misses": self.misses if self.told else None,
+            "cache_miss_rate": self.miss_rate,
+            "cross_tenant_attempts": self.cross_tenant,
+        }
 
 
 @dataclass(frozen=True)
@@ -53,11 +95,19 @@ class RunHealth:
     # (service principal, denials) in the windows detected, most first
     service_denials: tuple[tuple[str, int], ...] = ()
     detected: bool = False  # the run detected at least one window
+    api: ApiAuthorization | None = None  # the API metrics (None: no window detected)
 
     @classmethod
-    def measure(cls, lake_root: str, run: RunResult, now: datetime | None = None) -> RunHealth:
+    def measure(
+        cls,
+        lake_root: str,
+        run: RunResult,
+        now: datetime | None = None,
+        relationships: tuple[Relationship, ...] = (),
+    ) -> RunHealth:
         """The health of ``run`` (from its start to ``now``, default the clock), which wrote
-        into the lake at ``lake_root``."""
+        into the lake at ``lake_root``; ``relationships`` (the configuration's) are what make a
+        request on another tenant no cross-tenant attempt."""
         now = now or datetime.now(UTC)
         newest = newest_event(Lake(lake_root))
         detected = run.detect
@@ -72,6 +122,7 @@ class RunHealth:
             detectors_failed=tuple(failed),
             service_denials=service_denials(Lake(lake_root), detected),
             detected=bool(detected),
+            api=api_authorization(Lake(lake_root), detected, relationships) if detected else None,
         )
 
     def data(self) -> list[Datum]:
@@ -93,6 +144,12 @@ class RunHealth:
             out.append(Datum("DetectorFailures", len(self.detectors_failed), "Count"))
             total = sum(n for _, n in self.service_denials)
             out.append(Datum("ServicePrincipalDenials", total, "Count"))
+        if self.api is not None:
+            out.append(Datum("AuthorizationFailures", self.api.failures, "Count"))
+            out.append(Datum("CrossTenantAttempts", self.api.cross_tenant, "Count"))
+            rate = self.api.miss_rate
+            if rate is not None:
+                out.append(Datum("AuthorizerCacheMissRate", rate, "Percent"))
         return out
 
     def as_dict(self) -> dict[str, Any]:
@@ -103,6 +160,7 @@ class RunHealth:
             "event_lag_s": None if self.event_lag_s is None else round(self.event_lag_s, 1),
             "detectors_failed": list(self.detectors_failed),
             "service_denials": dict(self.service_denials),
+            "api": None if self.api is None else self.api.as_dict(),
         }
 
 
@@ -145,6 +203,59 @@ def service_denials(lake: Lake, detected: Iterable[DetectResult]) -> tuple[tuple
             if is_service(kind, who):
                 counts[who or kind] += n
     return tuple(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+API_COLUMNS = [
+    "event_id",
+    "source",
+    "request_id",
+    "actor_principal",
+    "actor_tenant",
+    "target_tenant",
+    "outcome",
+]
+
+
+def api_authorization(
+    lake: Lake, detected: Iterable[DetectResult], relationships: tuple[Relationship, ...] = ()
+) -> ApiAuthorization:
+    """The API metrics over each distinct window detected, from the access log and the
+    authorizer's log (which tells cache hits from misses)."""
+    import numpy as np
+
+    from detectors.base import to_frame
+    from detectors.evidence import cache_answers, text
+    from detectors.rules import Rules
+
+    windows = {(d.window_start, d.window_end) for d in detected if d.window_start and d.window_end}
+    rules = Rules.of(relationships)
+    failures = guarded = misses = cross = 0
+    told = True
+    for start, end in sorted(windows):
+        t = read_events(
+            lake,
+            datetime.fromisoformat(start),
+            datetime.fromisoformat(end),
+            sources=("apigateway", "authorizer"),
+            columns=API_COLUMNS,
+        )
+        if not t.num_rows:
+            continue
+        frame = to_frame(t)
+        access = (text(frame["source"]) == "apigateway").to_numpy(dtype=bool)
+        if not access.any():
+            continue
+        failures += int((access & (text(frame["outcome"]) == "denied").to_numpy(dtype=bool)).sum())
+        answers = cache_answers(frame)
+        if answers is None:
+            told = False
+        else:
+            guarded += int((answers[0] | answers[1]).sum())
+            misses += int(answers[1].sum())
+        known = (frame["actor_tenant"].notna() & frame["target_tenant"].notna()).to_numpy()
+        other = access & known & ~rules.explained(frame).to_numpy(dtype=bool)
+        cross += int(np.count_nonzero(other))
+    return ApiAuthorization(failures, guarded, misses, cross, told)
 
 
 def newest_event(lake: Lake) -> datetime | None:

@@ -208,3 +208,16 @@ def test_a_lake_with_nothing_before_the_window_has_no_history(tmp_path: Path) ->
             "(all hours, 62 samples) over 3 d; floor 10/h (distinct failing actors or addresses)"
         )
     )
+
+
+def test_what_a_detector_could_not_judge_is_in_the_summary(tmp_path: Path, lake: Lake) -> None:
+    # API requests with an authorizer principal and no authorizer log: hits and misses cannot
+    # be told apart, and the summary says so rather than the detector guessing.
+    lk = Lake(str(tmp_path / "api"))
+    write(lk, events([api(10 * i, request_id=f"r{i}") for i in range(5)]), "a")
+    result = run_detect(lk.root, CFG, only=("authorizer_cache",), write=False)
+    assert result.findings.num_rows == 0
+    (why,) = result.summary["skipped"].values()
+    assert list(result.summary["skipped"]) == ["authorizer_cache:*"]
+    assert "authorizer's log is not ingested" in why
+    assert run_detect(lake.root, CFG, write=False).summary["skipped"] == {}

@@ -45,7 +45,7 @@ def configured(detector_id: str) -> type[Detector]:
 
 def mixed_window() -> list[dict]:
     """Something for every detector: a cross-tenant read, an enumeration, a failure burst, a
-    trail stopped."""
+    cached authorizer decision served on another tenant's path, a trail stopped."""
     rows = [event(i, target_tenant="t0002") for i in range(3)]
     rows += [
         api(
@@ -60,6 +60,21 @@ def mixed_window() -> list[dict]:
         for i, n in enumerate(range(1, 30))
     ]
     rows += [event(200, actor_principal=role("support-break-glass", "erik"), actor_tenant=None)]
+    # An authorizer's Allow for usr-c (t0003), then served from the cache to another client on
+    # t0004's path.
+    rows += [
+        api(250, request_id="req-c0", actor_principal="usr-c", actor_tenant="t0003"),
+        api(250, source="authorizer", request_id="req-c0", actor_principal="usr-c"),
+        api(
+            260,
+            request_id="req-c1",
+            actor_principal="usr-c",
+            actor_tenant="t0003",
+            target_tenant="t0004",
+            source_ip="203.0.113.50",
+            user_agent="python-requests/2.32.3",
+        ),
+    ]
     # A trail stopped, for the rule pack the ``sigma`` detector runs by default.
     stop = {"eventSource": "cloudtrail.amazonaws.com", "eventName": "StopLogging"}
     rows += [
@@ -152,6 +167,7 @@ def test_disabled_detector_is_not_built() -> None:
     assert list(detectors.from_config(cfg)) == [
         "cross_tenant_access",
         "authz_failure_spike",
+        "authorizer_cache",
         "sigma",
         "residency",
     ]

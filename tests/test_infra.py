@@ -42,6 +42,15 @@ NOT_IN_MOTO = {
     "AWS::S3::BucketPolicy",
     "AWS::SQS::QueuePolicy",
     "AWS::Scheduler::Schedule",
+    "AWS::CloudWatch::InsightRule",
+}
+# Types of resources that exist only with a parameter given (the access log group).
+CONDITIONAL = {"AWS::Logs::SubscriptionFilter", "AWS::CloudWatch::InsightRule"}
+INSIGHT_RULES = {
+    "AuthorizationFailuresByTenantRule": ("tenant", "failures"),
+    "AuthorizationFailuresByUserRule": ("principal", "failures"),
+    "CacheMissesByTenantRule": ("tenant", "misses"),
+    "CacheMissesByUserRule": ("principal", "misses"),
 }
 TRAIL = "org-trail"
 
@@ -220,6 +229,56 @@ def test_security_hub_and_the_event_bus_are_granted_and_configured_only_when_cho
     assert product["Resource"]["Fn::Sub"].endswith(":product/${AWS::AccountId}/default")
 
 
+def _rule_body(resource: dict[str, Any], values: dict[str, str]) -> dict[str, Any]:
+    """A rule's body as CloudFormation would write it, its ``${...}`` given ``values``."""
+    text = resource["Properties"]["RuleBody"]["Fn::Sub"]
+    for name, value in values.items():
+        text = text.replace("${" + name + "}", value)
+    assert "${" not in text, text
+    body: dict[str, Any] = json.loads(text)
+    return body
+
+
+def test_contributor_insights_rank_tenants_and_users_by_failures_and_cache_misses() -> None:
+    from pipeline.config import AccessLogFields, claim_spellings
+
+    t = awsstack.template()
+    rules = {k: r for k, r in t["Resources"].items() if r["Type"] == "AWS::CloudWatch::InsightRule"}
+    assert set(rules) == set(INSIGHT_RULES)
+    params = t["Parameters"]
+    # The field names default to what [sources.apigateway] reads by default.
+    fields = AccessLogFields()
+    defaults = {
+        "AccessLogTenantField": claim_spellings("tenantId")[0],
+        "AccessLogPrincipalField": fields.principal[0],
+        "AccessLogStatusField": fields.status,
+        "AccessLogAuthorizerLatencyField": "authorizerLatency",
+    }
+    assert {k: params[k]["Default"] for k in defaults} == defaults
+    # ... and name fields of an access-log line as the standard JSON format writes it.
+    line = lf.access_log()
+    assert set(defaults.values()) <= set(line)
+    values = {**defaults, "AccessLogGroupName": "/tw/api-access"}
+    for name, (key, count) in INSIGHT_RULES.items():
+        rule = rules[name]
+        assert rule["Condition"] == "HasAccessLogGroup"  # none without a log group
+        assert rule["Properties"]["RuleState"] == "ENABLED"
+        body = _rule_body(rule, values)
+        assert body["Schema"] == {"Name": "CloudWatchLogRule", "Version": 1}
+        assert (body["LogGroupNames"], body["LogFormat"]) == (["/tw/api-access"], "JSON")
+        assert body["AggregateOn"] == "Count"
+        field = defaults["AccessLogTenantField" if key == "tenant" else "AccessLogPrincipalField"]
+        assert body["Contribution"]["Keys"] == [f"$.{field}"]  # one key, never more
+        filters = body["Contribution"]["Filters"]
+        if count == "failures":
+            assert filters == [{"Match": "$.status", "In": ["401", "403"]}]
+        else:
+            assert filters == [
+                {"Match": "$.authorizerLatency", "IsPresent": True},
+                {"Match": "$.authorizerLatency", "NotIn": ["-"]},
+            ]
+
+
 # --- the stack in moto -------------------------------------------------------------------------
 
 
@@ -239,8 +298,9 @@ def _deploy(monkeypatch: pytest.MonkeyPatch, parameters: dict[str, str]) -> dict
     wanted = {k: v["Type"] for k, v in template["Resources"].items() if "Condition" not in v}
     missing = {k for k, t in wanted.items() if k not in st.created}
     # Exactly the types moto cannot create are missing: everything else is real. (The
-    # subscription filters are conditional, so never among the wanted.)
-    assert {wanted[k] for k in missing} == NOT_IN_MOTO - {"AWS::Logs::SubscriptionFilter"}
+    # subscription filters and Contributor Insights rules are conditional, never among the
+    # wanted.)
+    assert {wanted[k] for k in missing} == NOT_IN_MOTO - CONDITIONAL
     outputs, env = st.outputs, st.env
     for key in [k for k in os.environ if k.startswith(("TENANTWATCH_", "POWERTOOLS_"))]:
         monkeypatch.delenv(key)
@@ -252,6 +312,20 @@ def _deploy(monkeypatch: pytest.MonkeyPatch, parameters: dict[str, str]) -> dict
 @pytest.fixture
 def stack(aws: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     return _deploy(monkeypatch, {})
+
+
+def test_a_stack_with_an_access_log_group_deploys_with_its_contributor_insights_rules(
+    aws: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stack = _deploy(monkeypatch, {"AccessLogGroupName": "/tw/api-access"})
+    resources = stack["template"]["Resources"]
+    deployed = {k for k, r in resources.items() if r["Type"] == "AWS::CloudWatch::InsightRule"}
+    assert deployed == set(INSIGHT_RULES)
+    # The condition held: the log group's other resources were created beside them.
+    assert "AccessLogsPermission" in stack["created"]
+    assert all(resources[k]["Condition"] == "HasAccessLogGroup" for k in deployed)
+    # moto's CloudFormation creates no Contributor Insights rule: what CloudWatch is given is
+    # each rule's body, checked above with the same parameters.
 
 
 def test_a_stack_with_security_hub_and_a_bus_configures_both_channels(

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -148,3 +148,113 @@ def test_emf_in_lambda_has_the_dimensions_put_metric_data_has(
     assert seen == {(d.name, d.dimensions) for d in data}
     by_dims = {tuple(x["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0]): x for x in lines}
     assert by_dims[()]["RecordsRead"] in (7.0, [7.0])
+
+
+# --- the API's authorization (tenant-aware authorizer) --------------------------------------------
+
+
+def _api_lake(root: Path) -> Lake:
+    """One hour of an API: usr-a (t0001) decided twice and served twice from the cache, a
+    refused request on t0002 (a cross-tenant attempt), a parent company's user on its child
+    (allowed by the relationship), and a login nobody authorizes."""
+    lake = Lake(str(root))
+    who = {"actor_principal": "usr-a", "actor_tenant": "t0001", "target_tenant": "t0001"}
+    rows = []
+    for i, cached in enumerate((False, True, True, False)):
+        rows.append(f.api(10 * i, request_id=f"r{i}", **who))
+        if not cached:
+            rows.append(f.api(10 * i, source="authorizer", request_id=f"r{i}", **who))
+    refused = {**who, "target_tenant": "t0002", "outcome": "denied", "status_code": 403}
+    rows += [f.api(50, request_id="x", **refused)]
+    rows += [f.api(50, source="authorizer", request_id="x", **refused)]
+    parent = {"actor_principal": "usr-p", "actor_tenant": "t0010", "target_tenant": "t0011"}
+    rows += [f.api(60, request_id="p", **parent), f.api(60, source="authorizer", request_id="p")]
+    rows += [f.api(70, request_id="login", actor_principal=None, actor_tenant=None)]
+    for source in ("apigateway", "authorizer"):
+        mine = [r for r in rows if r["source"] == source]
+        lake.write_table(
+            f"{event_partition(source, '2026-11-16', '10')}/p.parquet", f.events(mine, source)
+        )
+    return lake
+
+
+WINDOW = DetectResult(
+    window_start="2026-11-16T10:00:00+00:00", window_end="2026-11-16T11:00:00+00:00"
+)
+
+
+def test_run_health_measures_the_apis_failures_cache_misses_and_cross_tenant_attempts(
+    tmp_path: Path,
+) -> None:
+    from pipeline.config import Organisation
+
+    lake = _api_lake(tmp_path / "lake")
+    org = (Organisation(parent="t0010", children=("t0011",)),)
+    run = RunResult(f.T0, detect=[WINDOW, WINDOW])  # one window detected twice counts once
+    health = RunHealth.measure(lake.root, run, f.T0, relationships=org)
+    assert health.api is not None
+    # 6 guarded requests (the login is none), 4 decided by the authorizer, 2 from its cache.
+    assert (health.api.guarded, health.api.misses, health.api.miss_rate) == (6, 4, 66.667)
+    assert (health.api.failures, health.api.cross_tenant) == (1, 1)
+    # Without the relationship the parent's request on its child is an attempt too.
+    assert RunHealth.measure(lake.root, run, f.T0).api.cross_tenant == 2  # type: ignore[union-attr]
+    sent = {d.name: d for d in health.data()}
+    assert (sent["AuthorizationFailures"].value, sent["CrossTenantAttempts"].value) == (1, 1)
+    assert (sent["AuthorizerCacheMissRate"].value, sent["AuthorizerCacheMissRate"].unit) == (
+        66.667,
+        "Percent",
+    )
+    assert all(not sent[n].dimensions for n in ("AuthorizationFailures", "CrossTenantAttempts"))
+    assert health.as_dict()["api"]["cache_miss_rate"] == 66.667
+    # A run that detected nothing measures none of them.
+    assert RunHealth.measure(lake.root, RunResult(f.T0), f.T0).api is None
+
+
+def test_without_the_authorizers_log_the_miss_rate_is_not_sent(tmp_path: Path) -> None:
+    lake = _api_lake(tmp_path / "lake")
+    lake.fs.delete_dir(lake.path(event_partition("authorizer", "2026-11-16", "10")))
+    health = RunHealth.measure(lake.root, RunResult(f.T0, detect=[WINDOW]), f.T0)
+    assert health.api is not None and not health.api.told and health.api.miss_rate is None
+    names = {d.name for d in health.data()}
+    assert {"AuthorizationFailures", "CrossTenantAttempts"} <= names
+    assert "AuthorizerCacheMissRate" not in names
+    assert health.api.as_dict()["cache_misses"] is None
+
+
+def test_the_api_metrics_reach_cloudwatch_without_a_tenant_dimension(
+    aws: str, tmp_path: Path
+) -> None:
+    import boto3
+
+    from pipeline import aws as clients
+    from pipeline import health as run_health
+    from pipeline.config import AlertingConfig, Config
+
+    clients.reset()
+    lake = _api_lake(tmp_path / "lake")
+    health = RunHealth.measure(lake.root, RunResult(f.T0, detect=[WINDOW]), f.T0)
+    cfg = Config(alerting=AlertingConfig(cloudwatch_namespace="Tenantwatch/Api"))
+    out = run_health.send(lake.root, cfg, health, in_lambda=False)
+    assert out is not None and out["spooled"] == 0
+    cw = boto3.client("cloudwatch")
+    listed = cw.list_metrics(Namespace="Tenantwatch/Api")["Metrics"]
+    api = {"AuthorizationFailures", "AuthorizerCacheMissRate", "CrossTenantAttempts"}
+    assert api <= {m["MetricName"] for m in listed}
+    assert all(not m.get("Dimensions") for m in listed if m["MetricName"] in api)
+    now = datetime.now(UTC)  # PutMetricData stamps the points with the clock
+
+    def value(name: str) -> float:
+        stat = {"Metric": {"Namespace": "Tenantwatch/Api", "MetricName": name}}
+        r = cw.get_metric_data(
+            MetricDataQueries=[
+                {"Id": "m", "MetricStat": {**stat, "Period": 3600, "Stat": "Maximum"}}
+            ],
+            StartTime=now - timedelta(hours=2),
+            EndTime=now + timedelta(hours=1),
+        )
+        return float(max(r["MetricDataResults"][0]["Values"]))
+
+    assert value("AuthorizationFailures") == 1
+    assert value("CrossTenantAttempts") == 2
+    assert value("AuthorizerCacheMissRate") == 66.667
+    clients.reset()

@@ -39,6 +39,8 @@ from pipeline.simulate.world import build
 from tests.conftest import SAMPLE_LOGS
 
 # Small, but with a full week of baseline before a Monday attack day.
+# Scenarios that only write a look-alike of an attack (a labelled negative).
+LOOK_ALIKES = {"cache_flush_deploy"}
 SMALL = SimulationSpec(seed=11, tenants=12, days=8, events_per_day=700, start=date(2026, 11, 9))
 TINY = SimulationSpec(seed=3, tenants=10, days=2, events_per_day=150)
 
@@ -264,7 +266,10 @@ def test_api_access_logs_use_the_rest_access_log_format(small: Logs) -> None:
 
 def test_every_scenario_is_labelled_and_its_events_exist(small: Logs) -> None:
     attacks = {lab["scenario"] for lab in small.labels.values() if lab["kind"] == "attack"}
-    assert attacks == set(ALL_SCENARIOS)
+    # Every scenario is labelled; those without an attack are look-alikes (labelled negatives).
+    assert set(ALL_SCENARIOS) <= {lab["scenario"] for lab in small.labels.values()}
+    assert attacks <= set(ALL_SCENARIOS)
+    assert set(ALL_SCENARIOS) - attacks == LOOK_ALIKES
     for lab in small.labels.values():
         assert lab["event_ids"], lab["id"]
         for eid in lab["event_ids"]:
@@ -282,6 +287,42 @@ def test_s3_prefix_cross_tenant_reads_another_tenants_prefix(small: Logs) -> Non
         assert _tenant(target) == lab["tenants"][0] != lab["actor_tenant"]
     tags = small.assume_for(recs[0]["userIdentity"]["accessKeyId"])["requestParameters"]["tags"]
     assert tags == [{"key": "tenant_id", "value": lab["actor_tenant"]}]
+
+
+def test_cache_busting_runs_the_authorizer_for_every_request_with_a_fresh_token(
+    small: Logs,
+) -> None:
+    lab = small.labels["attack-authorizer-cache-busting"]
+    reqs = [small.api_by_id[e] for e in lab["event_ids"]]
+    assert len(reqs) >= 200 and {m["status"] for m in reqs} == {"200"}
+    assert all(m["authorizerLatency"] != "-" for m in reqs)  # no request served from the cache
+    assert {_tenant(m["path"]) for m in reqs} == set(lab["tenants"])
+    decisions = {a["request_id"]: a for a in small.auth if a["request_id"] in set(lab["event_ids"])}
+    assert len(decisions) == len(reqs)
+    assert len({a["token_fingerprint"] for a in decisions.values()}) == len(reqs)
+
+
+def test_a_deploy_flushes_the_cache_for_tokens_already_in_use(small: Logs) -> None:
+    lab = small.labels["negative-authorizer-cache-flush-deploy"]
+    assert (lab["kind"], lab["expected_detector"], lab["expected_severity"]) == (
+        "negative",
+        "authorizer_cache",
+        "none",
+    )
+    assert {"CreateDeployment", "FlushStageAuthorizersCache"} <= {r["eventName"] for r in small.ct}
+    ids = set(lab["event_ids"])
+    after = [a for a in small.auth if a["request_id"] in ids]
+    assert after  # the flush made the authorizer decide again ...
+    start_ms = int(datetime.fromisoformat(lab["start"].replace("Z", "+00:00")).timestamp()) * 1000
+
+    def sent_ms(decision: dict[str, Any]) -> int:
+        return int(small.api_by_id[decision["request_id"]]["requestTimeEpoch"])
+
+    before = {a["token_fingerprint"] for a in small.auth if sent_ms(a) < start_ms}
+    assert all(sent_ms(a) >= start_ms for a in after)
+    # ... for tokens it had decided before the deploy: none of them fresh.
+    assert all(a["token_fingerprint"] in before for a in after)
+    assert len({_tenant(small.api_by_id[e]["path"]) for e in ids}) == len(lab["tenants"])
 
 
 def test_authorizer_cache_reuse_serves_tenant_b_under_tenant_as_cached_allow(small: Logs) -> None:

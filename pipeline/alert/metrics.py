@@ -42,7 +42,7 @@ MAX_AGE = timedelta(days=13)  # CloudWatch rejects points older than two weeks
 class Datum:
     name: str
     value: float
-    unit: str  # Count | Seconds
+    unit: str  # Count | Seconds | Percent
     dimensions: tuple[tuple[str, str], ...] = ()
 
     def as_api(self, when: datetime) -> dict[str, Any]:

@@ -22,7 +22,7 @@ def _finish(lake_root: str, cfg: Config, result: RunResult) -> RunResult:
     """The run's health, measured once at its end and sent to CloudWatch (PutMetricData)."""
     from pipeline import health
 
-    result.health = health.RunHealth.measure(lake_root, result)
+    result.health = health.RunHealth.measure(lake_root, result, relationships=cfg.relationships)
     result.health_sent = health.send(lake_root, cfg, result.health, in_lambda=False)
     return result
 

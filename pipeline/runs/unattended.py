@@ -224,7 +224,9 @@ def _finish(lake_root: str, cfg: Config, report: Report) -> None:
     from pipeline import health
 
     try:
-        report.run.health = health.RunHealth.measure(lake_root, report.run)
+        report.run.health = health.RunHealth.measure(
+            lake_root, report.run, relationships=cfg.relationships
+        )
     except Exception as exc:  # in a ``finally``: must not hide why the run itself failed
         report.run.health_error = f"{type(exc).__name__}: {exc}"[:300]
         return

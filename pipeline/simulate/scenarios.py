@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from pipeline.simulate import apigateway as ag
 from pipeline.simulate import ids
+from pipeline.simulate import scenarios_authorizer_cache as authorizer_cache
 from pipeline.simulate import scenarios_residency as residency
 from pipeline.simulate.labels import Evidence, Recorder, label
 from pipeline.simulate.traffic import Traffic
@@ -42,7 +44,9 @@ class Scenarios:
             "tenant_enumeration": self.tenant_enumeration,
             "credential_stuffing": self.credential_stuffing,
             "break_glass": self.break_glass,
-            "residency_copied_outside": lambda rng: residency.residency(self, rng),
+            "residency_copied_outside": partial(residency.residency, self),
+            "cache_busting": partial(authorizer_cache.cache_busting, self),
+            "cache_flush_deploy": partial(authorizer_cache.cache_flush_deploy, self),
         }
         out: list[Label] = []
         for name in names:

@@ -16,6 +16,8 @@ ALL_SCENARIOS: tuple[str, ...] = (
     "credential_stuffing",
     "break_glass",
     "residency_copied_outside",
+    "cache_busting",
+    "cache_flush_deploy",
 )
 # How the SaaS encodes its tenants (``pipeline.simulate.worlds``): one business, three layouts.
 WORLDS: tuple[str, ...] = ("pooled", "silo", "bridge")
