@@ -30,6 +30,7 @@ BUILTIN: dict[str, str] = {
     "tenant_switching": "detectors.tenant_switching:TenantSwitching",
     "authz_failure_spike": "detectors.authz_failure_spike:AuthzFailureSpike",
     "sigma": "detectors.sigma:SigmaRules",
+    "token_replay": "detectors.token_replay:TokenReplay",
 }
 ENTRY_POINTS = "tenantwatch.detectors"
 

@@ -30,7 +30,7 @@ def make(detector_id: str) -> Detector:
 
 def mixed_window() -> list[dict]:
     """Something for every detector: a cross-tenant read, an enumeration, a failure burst, a
-    trail stopped."""
+    trail stopped, a token sent to another tenant than its claim."""
     rows = [event(i, target_tenant="t0002") for i in range(3)]
     rows += [
         api(
@@ -45,6 +45,21 @@ def mixed_window() -> list[dict]:
         for i, n in enumerate(range(1, 30))
     ]
     rows += [event(200, actor_principal=role("support-break-glass", "erik"), actor_tenant=None)]
+    rows += [
+        event(
+            250,
+            source="authorizer",
+            event_kind="authorizer_decision",
+            actor_principal="usr-e",
+            actor_type="token",
+            actor_session="sha256:00000000000000e1",
+            actor_tenant="t0035",
+            target_tenant="t0001",
+            outcome="denied",
+            error_code="tenant claim t0035 does not match requested tenant t0001",
+            request_id="req-e1",
+        )
+    ]
     # A trail stopped, for the rule pack the ``sigma`` detector runs by default.
     stop = {"eventSource": "cloudtrail.amazonaws.com", "eventName": "StopLogging"}
     rows += [
@@ -138,6 +153,7 @@ def test_disabled_detector_is_not_built() -> None:
         "cross_tenant_access",
         "authz_failure_spike",
         "sigma",
+        "token_replay",
     ]
 
 
