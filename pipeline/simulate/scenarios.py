@@ -12,6 +12,7 @@ from typing import Any
 
 from pipeline.simulate import apigateway as ag
 from pipeline.simulate import ids
+from pipeline.simulate import scenarios_token_replay as replay
 from pipeline.simulate.labels import Evidence, Recorder, label
 from pipeline.simulate.traffic import Traffic
 from pipeline.simulate.world import CLI_UA, LAMBDA_UA, World, public_ip, tid
@@ -41,6 +42,9 @@ class Scenarios:
             "tenant_enumeration": self.tenant_enumeration,
             "credential_stuffing": self.credential_stuffing,
             "break_glass": self.break_glass,
+            "token_replay": lambda rng: replay.token_replay(self, rng),
+            "token_network_change": lambda rng: replay.token_network_change(self, rng),
+            "token_office_nat": lambda rng: replay.token_office_nat(self, rng),
         }
         out: list[Label] = []
         for name in names:

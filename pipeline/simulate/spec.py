@@ -15,6 +15,9 @@ ALL_SCENARIOS: tuple[str, ...] = (
     "tenant_enumeration",
     "credential_stuffing",
     "break_glass",
+    "token_replay",
+    "token_network_change",
+    "token_office_nat",
 )
 # How the SaaS encodes its tenants (``pipeline.simulate.worlds``): one business, three layouts.
 WORLDS: tuple[str, ...] = ("pooled", "silo", "bridge")
