@@ -42,9 +42,7 @@ class Scenarios:
             "tenant_enumeration": self.tenant_enumeration,
             "credential_stuffing": self.credential_stuffing,
             "break_glass": self.break_glass,
-            "token_replay": lambda rng: replay.token_replay(self, rng),
-            "token_network_change": lambda rng: replay.token_network_change(self, rng),
-            "token_office_nat": lambda rng: replay.token_office_nat(self, rng),
+            "token_replay": lambda rng: replay.scenario(self, rng),
         }
         out: list[Label] = []
         for name in names:

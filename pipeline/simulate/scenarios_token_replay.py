@@ -1,14 +1,17 @@
-"""The attack day's token replay and its look-alikes (``token_replay``).
+"""The attack day's token replay and its look-alikes: the scenario ``token_replay``.
 
-- ``token_replay``: a user's bearer token is stolen and replayed from another machine (another
+Like ``break_glass``, one scenario gives its attack and the labelled negatives that look like it,
+on the same day:
+
+- the attack: a user's bearer token is stolen and replayed from another machine (another
   address, a script's user agent) while its owner keeps working with it; the thief goes on past
   the token's expiry, when the owner has logged in again. API Gateway caches authorizer results
   by token, so owner and thief share one cache: the authorizer runs for whichever of them asks
   first once the cached result is five minutes old, and its decisions alternate between them.
-- ``token_network_change`` (negative): a user on a phone walks out of the office: the same
+- ``negative-token-network-change``: a user on a phone walks out of the office: the same
   token, the same user agent, first from the office address and then from a mobile carrier's,
   one after the other, never back.
-- ``token_office_nat`` (negative): a user with two browser tabs on one token and a phone with a
+- ``negative-token-office-nat``: a user with two browser tabs on one token and a phone with a
   token of its own, all behind the office's NAT at the same time: interleaved, but one client
   per token.
 
@@ -45,6 +48,11 @@ def _tenants(sc: Scenarios, n: int) -> list[Tenant]:
 def _read(rng: random.Random) -> tuple[str, str | None]:
     route = rng.choice(_READS)
     return route, (f"inv-{rng.randrange(10**6):06d}" if "{id}" in route else None)
+
+
+def scenario(sc: Scenarios, rng: random.Random) -> list[dict[str, Any]]:
+    """The attack and its two look-alikes, in that order."""
+    return token_replay(sc, rng) + token_network_change(sc, rng) + token_office_nat(sc, rng)
 
 
 def token_replay(sc: Scenarios, rng: random.Random) -> list[dict[str, Any]]:
@@ -129,7 +137,7 @@ def token_network_change(sc: Scenarios, rng: random.Random) -> list[dict[str, An
         label(
             "negative-token-network-change",
             "negative",
-            "token_network_change",
+            "token_replay",
             "token_replay",
             "none",
             sess.token_fp,
@@ -167,7 +175,7 @@ def token_office_nat(sc: Scenarios, rng: random.Random) -> list[dict[str, Any]]:
         label(
             "negative-token-office-nat",
             "negative",
-            "token_office_nat",
+            "token_replay",
             "token_replay",
             "none",
             user.id,
@@ -180,4 +188,4 @@ def token_office_nat(sc: Scenarios, rng: random.Random) -> list[dict[str, Any]]:
     ]
 
 
-__all__ = ["token_network_change", "token_office_nat", "token_replay"]
+__all__ = ["scenario", "token_network_change", "token_office_nat", "token_replay"]

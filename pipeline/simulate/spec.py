@@ -16,8 +16,6 @@ ALL_SCENARIOS: tuple[str, ...] = (
     "credential_stuffing",
     "break_glass",
     "token_replay",
-    "token_network_change",
-    "token_office_nat",
 )
 # How the SaaS encodes its tenants (``pipeline.simulate.worlds``): one business, three layouts.
 WORLDS: tuple[str, ...] = ("pooled", "silo", "bridge")
