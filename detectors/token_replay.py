@@ -55,6 +55,8 @@ Known false positives
 - A phone flapping between Wi-Fi and mobile data within ``span_s`` with one token: the same
   user agent from two addresses, back and forth. The evidence shows one user agent and
   addresses of the same carrier / the user's home; raise ``min_returns`` if it is common.
+- An office whose proxy leaves through several egress addresses in turn: one user agent, the
+  company's addresses. Suppress the finding by ``address`` for those egress ranges.
 - A token shared on purpose by two machines of one integration (a CI runner and a developer's
   laptop with the same API token): ask the tenant to give each its own.
 - A release of the SaaS's login that lengthened tokens' lifetime while the authorizer still
