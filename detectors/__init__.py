@@ -32,6 +32,7 @@ BUILTIN: dict[str, str] = {
     "authorizer_cache": "detectors.authorizer_cache:AuthorizerCache",
     "sigma": "detectors.sigma:SigmaRules",
     "residency": "detectors.residency:Residency",
+    "token_replay": "detectors.token_replay:TokenReplay",
 }
 ENTRY_POINTS = "tenantwatch.detectors"
 

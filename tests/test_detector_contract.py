@@ -45,7 +45,8 @@ def configured(detector_id: str) -> type[Detector]:
 
 def mixed_window() -> list[dict]:
     """Something for every detector: a cross-tenant read, an enumeration, a failure burst, a
-    cached authorizer decision served on another tenant's path, a trail stopped."""
+    cached authorizer decision served on another tenant's path, a trail stopped, a token sent
+    to another tenant than its claim."""
     rows = [event(i, target_tenant="t0002") for i in range(3)]
     rows += [
         api(
@@ -74,6 +75,21 @@ def mixed_window() -> list[dict]:
             source_ip="203.0.113.50",
             user_agent="python-requests/2.32.3",
         ),
+    ]
+    rows += [
+        event(
+            250,
+            source="authorizer",
+            event_kind="authorizer_decision",
+            actor_principal="usr-e",
+            actor_type="token",
+            actor_session="sha256:00000000000000e1",
+            actor_tenant="t0035",
+            target_tenant="t0001",
+            outcome="denied",
+            error_code="tenant claim t0035 does not match requested tenant t0001",
+            request_id="req-e1",
+        )
     ]
     # A trail stopped, for the rule pack the ``sigma`` detector runs by default.
     stop = {"eventSource": "cloudtrail.amazonaws.com", "eventName": "StopLogging"}
@@ -170,6 +186,7 @@ def test_disabled_detector_is_not_built() -> None:
         "authorizer_cache",
         "sigma",
         "residency",
+        "token_replay",
     ]
 
 

@@ -15,6 +15,7 @@ from pipeline.simulate import apigateway as ag
 from pipeline.simulate import ids
 from pipeline.simulate import scenarios_authorizer_cache as authorizer_cache
 from pipeline.simulate import scenarios_residency as residency
+from pipeline.simulate import scenarios_token_replay as replay
 from pipeline.simulate.labels import Evidence, Recorder, label
 from pipeline.simulate.traffic import Traffic
 from pipeline.simulate.world import CLI_UA, LAMBDA_UA, World, public_ip, tid
@@ -47,6 +48,7 @@ class Scenarios:
             "residency_copied_outside": partial(residency.residency, self),
             "cache_busting": partial(authorizer_cache.cache_busting, self),
             "cache_flush_deploy": partial(authorizer_cache.cache_flush_deploy, self),
+            "token_replay": lambda rng: replay.scenario(self, rng),
         }
         out: list[Label] = []
         for name in names:

@@ -18,6 +18,7 @@ ALL_SCENARIOS: tuple[str, ...] = (
     "residency_copied_outside",
     "cache_busting",
     "cache_flush_deploy",
+    "token_replay",
 )
 # How the SaaS encodes its tenants (``pipeline.simulate.worlds``): one business, three layouts.
 WORLDS: tuple[str, ...] = ("pooled", "silo", "bridge")
