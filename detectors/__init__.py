@@ -30,6 +30,7 @@ BUILTIN: dict[str, str] = {
     "tenant_switching": "detectors.tenant_switching:TenantSwitching",
     "authz_failure_spike": "detectors.authz_failure_spike:AuthzFailureSpike",
     "sigma": "detectors.sigma:SigmaRules",
+    "access_pattern": "detectors.access_pattern:AccessPattern",
 }
 ENTRY_POINTS = "tenantwatch.detectors"
 
@@ -172,8 +173,14 @@ def from_config(cfg: Config, only: tuple[str, ...] | None = None) -> dict[str, D
             chosen[detector_id] = (cls, settings)
     relationships = tickets.resolve(cfg).relationships
     built = {
-        d: cls(settings, relationships) for d, (cls, settings) in chosen.items() if d != "sigma"
+        d: cls(settings, relationships)
+        for d, (cls, settings) in chosen.items()
+        if d not in ("sigma", "access_pattern")
     }
+    if "access_pattern" in chosen:  # weighs what it finds by ``[[classification]]``
+        cls, settings = chosen["access_pattern"]
+        classes: dict[str, Any] = {"classification": cfg.classification}
+        built["access_pattern"] = cls(settings, relationships, **classes)
     if "sigma" in chosen:
         cls, settings = chosen["sigma"]
         built["sigma"] = cls(settings, relationships, **sigma_inputs(cfg))

@@ -12,6 +12,7 @@ from typing import Any
 
 from pipeline.simulate import apigateway as ag
 from pipeline.simulate import ids
+from pipeline.simulate import scenarios_access_pattern as access_pattern
 from pipeline.simulate.labels import Evidence, Recorder, label
 from pipeline.simulate.traffic import Traffic
 from pipeline.simulate.world import CLI_UA, LAMBDA_UA, World, public_ip, tid
@@ -41,6 +42,10 @@ class Scenarios:
             "tenant_enumeration": self.tenant_enumeration,
             "credential_stuffing": self.credential_stuffing,
             "break_glass": self.break_glass,
+            "access_finance_export": lambda rng: access_pattern.finance_export(self, rng),
+            "access_new_project": lambda rng: access_pattern.new_project(self, rng),
+            "access_peer_work": lambda rng: access_pattern.peer_work(self, rng),
+            "access_yesterdays_work": lambda rng: access_pattern.yesterdays_work(self, rng),
         }
         out: list[Label] = []
         for name in names:

@@ -15,6 +15,10 @@ ALL_SCENARIOS: tuple[str, ...] = (
     "tenant_enumeration",
     "credential_stuffing",
     "break_glass",
+    "access_finance_export",
+    "access_new_project",
+    "access_peer_work",
+    "access_yesterdays_work",
 )
 # How the SaaS encodes its tenants (``pipeline.simulate.worlds``): one business, three layouts.
 WORLDS: tuple[str, ...] = ("pooled", "silo", "bridge")

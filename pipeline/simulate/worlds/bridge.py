@@ -21,7 +21,13 @@ import orjson
 
 from pipeline.simulate import clock, ids
 from pipeline.simulate.world import LAMBDA_UA, User, World
-from pipeline.simulate.worlds.base import Style, expires_text, hex_names, relationships_toml
+from pipeline.simulate.worlds.base import (
+    CLASSIFICATION_TOML,
+    Style,
+    expires_text,
+    hex_names,
+    relationships_toml,
+)
 
 if TYPE_CHECKING:
     from pipeline.simulate.cloudtrail import CloudTrail, Identity
@@ -190,7 +196,8 @@ class Bridge(Style):
             f'tickets_file = "{TICKETS}"\n',
         )
         return {
-            "tenantwatch.toml": CONFIG.format(registry=REGISTRY, apex=APEX, relationships=rels),
+            "tenantwatch.toml": CONFIG.format(registry=REGISTRY, apex=APEX, relationships=rels)
+            + CLASSIFICATION_TOML,
             REGISTRY: orjson.dumps(registry, option=orjson.OPT_INDENT_2).decode() + "\n",
             TICKETS: self._tickets(),
         }

@@ -8,7 +8,12 @@ Powertools field names. Everything is the base ``Style``; this module adds its c
 
 from __future__ import annotations
 
-from pipeline.simulate.worlds.base import Style, expires_text, relationships_toml
+from pipeline.simulate.worlds.base import (
+    CLASSIFICATION_TOML,
+    Style,
+    expires_text,
+    relationships_toml,
+)
 
 # The break-glass ticket's two approvers (the relationship's default ``approvals_required``) and
 # why support was let in.
@@ -104,4 +109,4 @@ class Pooled(Style):
             f"expires = {expires_text(self.world)}, approvers = {APPROVERS}, "
             f'justification = "{JUSTIFICATION}" }}]\n',
         )
-        return {"tenantwatch.toml": CONFIG.format(relationships=rels)}
+        return {"tenantwatch.toml": CONFIG.format(relationships=rels) + CLASSIFICATION_TOML}

@@ -27,7 +27,12 @@ from typing import TYPE_CHECKING, Any
 from pipeline.simulate import clock, ids
 from pipeline.simulate.operators import DATADOG_ACCOUNT
 from pipeline.simulate.world import LAMBDA_UA, STAGE, Role, User, World
-from pipeline.simulate.worlds.base import Style, expires_text, relationships_toml
+from pipeline.simulate.worlds.base import (
+    CLASSIFICATION_TOML,
+    Style,
+    expires_text,
+    relationships_toml,
+)
 
 if TYPE_CHECKING:
     from pipeline.simulate.cloudtrail import CloudTrail, Identity
@@ -287,7 +292,8 @@ class Silo(Style):
             f"expires = {expires_text(self.world)}, approvers = {approvers} }}]\n",
         )
         return {
-            "tenantwatch.toml": CONFIG.format(registry=REGISTRY, relationships=rels),
+            "tenantwatch.toml": CONFIG.format(registry=REGISTRY, relationships=rels)
+            + CLASSIFICATION_TOML,
             REGISTRY: "account_id,tenant_id\n" + rows,
         }
 
