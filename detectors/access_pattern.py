@@ -17,8 +17,8 @@ API Gateway's access log:
 - the resource type (``s3``, ``dynamodb``, ``api path``, an ARN's service);
 - the resource prefix: the bucket, table or ARN, then at most ``prefix_depth`` path segments
   of the key or path, never its last (the object), a segment holding a digit written ``*``
-  (``s3://data/tenants/*/invoices``, ``s3://bkt/exports/*``: tenant ids, dates and item ids
-  are not places);
+  and left out at the end (``s3://data/tenants/*/invoices``, ``s3://bkt/exports``: tenant
+  ids, dates and item ids are not places);
 - the region.
 
 A value is *novel* for the actor when its own history (the lookback, 14 days) never shows it
@@ -84,7 +84,7 @@ import re
 from collections import Counter
 from datetime import timedelta
 from functools import partial
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, TypeAlias
 
 import msgspec
 import numpy as np
@@ -105,7 +105,7 @@ _ROLE = re.compile(r":assumed-role/(?P<role>[^/]+)/")
 _SEP = "\x1f"
 # Resource shapes ingest writes -> their type (an ARN: its service).
 _TYPES = {"s3://": "s3", "dynamodb:": "dynamodb", "/": "api path"}
-Column = pa.Array | pa.ChunkedArray | pd.Series
+Column: TypeAlias = pa.Array | pa.ChunkedArray | pd.Series
 
 
 class Settings(DetectorSettings, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -263,9 +263,9 @@ class AccessPattern(Detector[Settings]):
         for dim, (values, codes) in k.dims.items():
             seen: set[tuple[str, Any]] = set()
             peers: Counter[tuple[str, Any]] = Counter()
-            for a, v in _pairs(k.actor, codes, len(values)):
-                seen.add((k.ids[a], values[v]))
-                peers[(k.groups[a], values[v])] += 1
+            for ai, v in _pairs(k.actor, codes, len(values)):
+                seen.add((k.ids[ai], values[v]))
+                peers[(k.groups[ai], values[v])] += 1
             self.seen_[dim], self.peer_count_[dim] = seen, peers
         return self
 
@@ -297,9 +297,9 @@ class AccessPattern(Detector[Settings]):
             novel |= by_dim[dim]
         counts = np.bincount(k.actor[novel], minlength=len(k.ids)) if k.ids else np.array([])
         out = []
-        for a in np.flatnonzero(counts >= s.min_events):
-            rows = np.flatnonzero(novel & (k.actor == a))
-            out.append(self._finding(window, k, int(a), rows, by_dim))
+        for ai in np.flatnonzero(counts >= s.min_events):
+            rows = np.flatnonzero(novel & (k.actor == ai))
+            out.append(self._finding(window, k, int(ai), rows, by_dim))
         out.sort(key=lambda r: (-SEVERITY_RANK[str(r["severity"])], -r["score"], r["key"]))
         return pd.DataFrame(out, columns=list(SCORED))
 
@@ -377,9 +377,12 @@ class AccessPattern(Detector[Settings]):
 
     def _baseline_text(self, principal: str, history: int, peers: int, group: str) -> str:
         span = describe_hours(self.hours_) if self.hours_ else "the lookback"
-        mates = f"{peers} peers ({group.replace(_SEP, ' / ')})"
+        group = group.replace(_SEP, " / ")
+        mates = f"{peers} peers ({group})" if peers else f"no peers ({group}) in the history"
         if not history:
             return f"no history: {principal} has no events over {span}; {mates}"
+        if not peers:
+            return f"{history} events over {span}; new = never in its own history; {mates}"
         return (
             f"{history} events over {span}; new = never in its own history and in fewer than "
             f"{self.settings.peer_share:.0%} of {mates}"
@@ -456,10 +459,17 @@ def _resource_type(values: pa.Array) -> pa.Array:
 
 def _prefix(values: pa.Array, depth: int) -> pa.Array:
     """The bucket, table, ARN or API root and at most ``depth`` segments of the key or path
-    after it, never the last (the object itself); a segment holding a digit is ``*``."""
+    after it, never the last (the object itself); a segment holding a digit is ``*`` (and
+    left out at the end)."""
     found = pc.extract_regex(
         values, rf"^(?P<root>(?:s3://)?[^/]*)(?P<rest>(?:/[^/]+){{0,{max(depth, 0)}}})/"
     )
     rest = pc.replace_substring_regex(pc.struct_field(found, "rest"), r"/[^/]*[0-9][^/]*", "/*")
-    joined = pc.binary_join_element_wise(pc.struct_field(found, "root"), rest, "")
-    return pc.coalesce(joined, values)  # no "/" after the root: the resource is its own prefix
+    # A trailing ``*`` names no place: ``exports/<date>/`` is ``exports``, as its listing is.
+    rest = pc.replace_substring_regex(rest, r"(?:/\*)+$", "")
+    root = pc.struct_field(found, "root")
+    joined = pc.binary_join_element_wise(root, rest, "")
+    # No "/" after the root (a bucket, a table, an ARN): the resource is its own prefix; "s3:"
+    # is the root a bucket alone would leave.
+    joined = pc.if_else(pc.equal(root, "s3:"), pa.scalar(None, pa.string()), joined)
+    return pc.coalesce(joined, values)
