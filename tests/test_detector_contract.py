@@ -30,7 +30,7 @@ def make(detector_id: str) -> Detector:
 
 def mixed_window() -> list[dict]:
     """Something for every detector: a cross-tenant read, an enumeration, a failure burst, a
-    trail stopped."""
+    trail stopped, a user's new pattern."""
     rows = [event(i, target_tenant="t0002") for i in range(3)]
     rows += [
         api(
@@ -45,6 +45,16 @@ def mixed_window() -> list[dict]:
         for i, n in enumerate(range(1, 30))
     ]
     rows += [event(200, actor_principal=role("support-break-glass", "erik"), actor_tenant=None)]
+    # A user's first bulk read of a prefix: new to it and its peers (access_pattern, low).
+    rows += [
+        event(
+            400 + i,
+            actor_principal=role("tenant-scoped-access", "usr-n"),
+            target_tenant="t0001",
+            resource=f"s3://acme-saas-tenant-data/tenants/t0001/projects/p/{i}.csv",
+        )
+        for i in range(12)
+    ]
     # A trail stopped, for the rule pack the ``sigma`` detector runs by default.
     stop = {"eventSource": "cloudtrail.amazonaws.com", "eventName": "StopLogging"}
     rows += [
@@ -138,6 +148,7 @@ def test_disabled_detector_is_not_built() -> None:
         "cross_tenant_access",
         "authz_failure_spike",
         "sigma",
+        "access_pattern",
     ]
 
 
