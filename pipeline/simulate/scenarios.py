@@ -42,10 +42,7 @@ class Scenarios:
             "tenant_enumeration": self.tenant_enumeration,
             "credential_stuffing": self.credential_stuffing,
             "break_glass": self.break_glass,
-            "access_finance_export": lambda rng: access_pattern.finance_export(self, rng),
-            "access_new_project": lambda rng: access_pattern.new_project(self, rng),
-            "access_peer_work": lambda rng: access_pattern.peer_work(self, rng),
-            "access_yesterdays_work": lambda rng: access_pattern.yesterdays_work(self, rng),
+            "access_finance_export": lambda rng: access_pattern.run(self, rng),
         }
         out: list[Label] = []
         for name in names:

@@ -1,7 +1,7 @@
-"""The attack day's access-pattern cases: a user exporting finance data it never touches, and the
-look-alikes that must not page (``access_pattern``).
+"""The attack day's access-pattern cases (scenario ``access_finance_export``): a user exporting
+finance data it never touches, and the look-alikes that must not page (``access_pattern``).
 
-- ``access_finance_export`` (attack): a user of an ordinary tenant, whose work is the API and its
+- ``finance_export`` (attack): a user of an ordinary tenant, whose work is the API and its
   reports, takes its own session's credentials to the AWS CLI and lists and downloads dozens of
   its OWN tenant's invoices: a prefix neither it nor any colleague under the same role ever read.
   Nothing crosses a tenant, so only the user's habits give it away.
@@ -23,7 +23,7 @@ import random
 from typing import TYPE_CHECKING, Any
 
 from pipeline.simulate import apigateway as ag
-from pipeline.simulate import clock
+from pipeline.simulate import clock, ids
 from pipeline.simulate.labels import Evidence, label
 from pipeline.simulate.world import CLI_UA, LAMBDA_UA, Tenant, User
 
@@ -53,6 +53,15 @@ def _pick(sc: Scenarios, i: int) -> tuple[Tenant, User]:
     tenant = tenants[i % len(tenants)]
     users = tenant.users
     return tenant, users[1 + (i // len(tenants)) % max(1, len(users) - 2)]
+
+
+def run(sc: Scenarios, rng: random.Random) -> list[Label]:
+    """The attack (from ``rng``) and its look-alikes, each from a random stream of its own, so
+    that a case changed never moves another."""
+    out = finance_export(sc, rng)
+    for case in (new_project, peer_work, yesterdays_work):
+        out += case(sc, ids.stream(sc.world.spec.seed, "scenario", DETECTOR, case.__name__))
+    return out
 
 
 def finance_export(sc: Scenarios, rng: random.Random) -> list[Label]:

@@ -16,9 +16,6 @@ ALL_SCENARIOS: tuple[str, ...] = (
     "credential_stuffing",
     "break_glass",
     "access_finance_export",
-    "access_new_project",
-    "access_peer_work",
-    "access_yesterdays_work",
 )
 # How the SaaS encodes its tenants (``pipeline.simulate.worlds``): one business, three layouts.
 WORLDS: tuple[str, ...] = ("pooled", "silo", "bridge")
