@@ -184,7 +184,6 @@ class AccessPattern(Detector[Settings]):
         bad = sorted(set(s.dimensions) - set(DIMENSIONS))
         if bad:  # settings are validated at start; this guards objects built by hand
             raise ValueError(f"{self.id}: unknown dimension {bad[0]!r}")
-        n = len(data) if isinstance(data, pd.DataFrame) else data.num_rows
         principals, p = _codes(data["actor_principal"])
         tenants, t = _codes(data["actor_tenant"])
         types, ty = _codes(data["actor_type"])
@@ -221,14 +220,7 @@ class AccessPattern(Detector[Settings]):
             role = m.group("role") if m else (type_names[ty[row]] if ty[row] >= 0 else "-")
             groups.append(tenant if s.peers == "tenant" else f"{tenant}{_SEP}{role}")
         dims: dict[str, tuple[list[Any], np.ndarray]] = {}
-        resources, rc = (
-            _codes(data["resource"])
-            if {"type", "prefix"} & set(s.dimensions)
-            else (
-                pa.array([], pa.string()),
-                np.full(n, -1),
-            )
-        )
+        resources, rc = _codes(data["resource"])  # distinct resources: Arrow only, never listed
         for dim in s.dimensions:
             if dim == "action":
                 values, codes = _codes(data["action"])

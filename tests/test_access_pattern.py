@@ -138,6 +138,15 @@ def test_a_new_action_on_a_known_prefix_is_novel() -> None:
     assert f["severity"] == "low"  # unclassified: recorded, not paged
 
 
+def test_classes_weigh_a_new_action_when_prefixes_are_not_compared() -> None:
+    rows = [
+        read(5 * i, user("usr-a"), f"invoices/2026-11/inv-{i:06d}.pdf", action="DeleteObject")
+        for i in range(12)
+    ]
+    f = only(detect(rows, dimensions=("action",)))
+    assert (f["severity"], orjson.loads(f["evidence"])["classes"]) == ("high", {"financial": 12})
+
+
 def test_api_principal_compared_with_its_tenants_other_tokens() -> None:
     base = [
         api(timedelta(days=-d, minutes=i), actor_principal=u, resource="/prod/tenants/t0001/users")
