@@ -112,7 +112,9 @@ class Settings(DetectorSettings, frozen=True, forbid_unknown_fields=True, kw_onl
     min_events: int = 10  # novel events of one actor in a window before it is a finding
     # A value at least this share of the actor's peers show in their history is not novel.
     peer_share: float = 0.1
-    peers: Literal["role", "tenant"] = "role"  # who an actor's peers are (its tenant's ...)
+    # An actor's peers: its tenant's actors of the same role (IAM) or identity type (API
+    # principals); "tenant": all its tenant's actors.
+    peers: Literal["role", "tenant"] = "role"
     prefix_depth: int = 3  # path segments of a key or path kept in its prefix
     dimensions: tuple[str, ...] = DIMENSIONS
     # [[classification]] class -> severity; a class not named here is ``severity``.
