@@ -17,6 +17,7 @@ scikit-learn, and entry points are read on first use of the registry.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,7 @@ BUILTIN: dict[str, str] = {
     "sigma": "detectors.sigma:SigmaRules",
     "residency": "detectors.residency:Residency",
     "token_replay": "detectors.token_replay:TokenReplay",
+    "access_pattern": "detectors.access_pattern:AccessPattern",
 }
 ENTRY_POINTS = "tenantwatch.detectors"
 
@@ -174,17 +176,16 @@ def from_config(cfg: Config, only: tuple[str, ...] | None = None) -> dict[str, D
         if (only is None and settings.enabled) or (only is not None and detector_id in only):
             chosen[detector_id] = (cls, settings)
     relationships = tickets.resolve(cfg).relationships
-    built = {
-        d: cls(settings, relationships) for d, (cls, settings) in chosen.items() if d != "sigma"
+    # What some detectors are built with beyond their settings and the relationships.
+    inputs: dict[str, Callable[[], dict[str, Any]]] = {
+        "sigma": lambda: sigma_inputs(cfg),  # the rules compiled, the accounts looked up
+        "access_pattern": lambda: {"classification": cfg.classification},
+        "residency": lambda: {"tenants": cfg.tenants, "classification": cfg.classification},
     }
-    if "sigma" in chosen:
-        cls, settings = chosen["sigma"]
-        built["sigma"] = cls(settings, relationships, **sigma_inputs(cfg))
-    if "residency" in chosen:  # each tenant's regions and data class, and classified resources
-        cls, settings = chosen["residency"]
-        inputs: dict[str, Any] = {"tenants": cfg.tenants, "classification": cfg.classification}
-        built["residency"] = cls(settings, relationships, **inputs)
-    return {d: built[d] for d in chosen}
+    return {
+        d: cls(settings, relationships, **(inputs[d]() if d in inputs else {}))
+        for d, (cls, settings) in chosen.items()
+    }
 
 
 def sigma_inputs(cfg: Config) -> dict[str, Any]:

@@ -46,6 +46,7 @@ import pyarrow.parquet as pq
 from pipeline import schema
 from pipeline.alert.incidents import Incident
 from pipeline.alert.query import EvidenceQuery, evidence_query
+from pipeline.classification import DataClasses
 from pipeline.config import ActionRule, Config
 from pipeline.errors import InputError, TenantwatchError
 from pipeline.lake import Lake, LakeLike, as_lake, read_events
@@ -101,7 +102,7 @@ class Rules:
     """Compiled action rules and data classes, from the configuration."""
 
     actions: tuple[tuple[re.Pattern[str], str, frozenset[str]], ...]
-    classes: tuple[tuple[re.Pattern[str], str], ...]
+    classes: DataClasses
 
     @classmethod
     def of(cls, cfg: Config) -> Rules:
@@ -110,7 +111,7 @@ class Rules:
             given += BUILTIN_ACTIONS
         return cls(
             tuple((re.compile(r.pattern), r.access, frozenset(r.sources)) for r in given),
-            tuple((re.compile(c.pattern), c.data_class) for c in cfg.classification),
+            DataClasses.of(cfg.classification),
         )
 
     def access(self, source: str | None, action: str | None, outcome: str | None) -> str:
@@ -124,11 +125,8 @@ class Rules:
 
     def data_class(self, resource: str | None) -> str | None:
         """The configured class of the data at ``resource`` (None: no ``[[classification]]``
-        pattern is found in it)."""
-        for rx, name in self.classes:
-            if resource and rx.search(resource):
-                return name
-        return None
+        pattern is found in it; ``pipeline.classification``)."""
+        return self.classes.data_class(resource)
 
 
 def access_of(cfg: Config, source: str | None, action: str | None, outcome: str | None) -> str:

@@ -46,7 +46,7 @@ def configured(detector_id: str) -> type[Detector]:
 def mixed_window() -> list[dict]:
     """Something for every detector: a cross-tenant read, an enumeration, a failure burst, a
     cached authorizer decision served on another tenant's path, a trail stopped, a token sent
-    to another tenant than its claim."""
+    to another tenant than its claim, a user's new pattern."""
     rows = [event(i, target_tenant="t0002") for i in range(3)]
     rows += [
         api(
@@ -90,6 +90,16 @@ def mixed_window() -> list[dict]:
             error_code="tenant claim t0035 does not match requested tenant t0001",
             request_id="req-e1",
         )
+    ]
+    # A user's first bulk read of a prefix: new to it and its peers (access_pattern, low).
+    rows += [
+        event(
+            400 + i,
+            actor_principal=role("tenant-scoped-access", "usr-n"),
+            target_tenant="t0001",
+            resource=f"s3://acme-saas-tenant-data/tenants/t0001/projects/p/{i}.csv",
+        )
+        for i in range(12)
     ]
     # A trail stopped, for the rule pack the ``sigma`` detector runs by default.
     stop = {"eventSource": "cloudtrail.amazonaws.com", "eventName": "StopLogging"}
@@ -187,6 +197,7 @@ def test_disabled_detector_is_not_built() -> None:
         "sigma",
         "residency",
         "token_replay",
+        "access_pattern",
     ]
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from pipeline.simulate import apigateway as ag
 from pipeline.simulate import ids
+from pipeline.simulate import scenarios_access_pattern as access_pattern
 from pipeline.simulate import scenarios_authorizer_cache as authorizer_cache
 from pipeline.simulate import scenarios_residency as residency
 from pipeline.simulate import scenarios_token_replay as replay
@@ -49,6 +50,7 @@ class Scenarios:
             "cache_busting": partial(authorizer_cache.cache_busting, self),
             "cache_flush_deploy": partial(authorizer_cache.cache_flush_deploy, self),
             "token_replay": lambda rng: replay.scenario(self, rng),
+            "access_finance_export": lambda rng: access_pattern.run(self, rng),
         }
         out: list[Label] = []
         for name in names:

@@ -19,6 +19,7 @@ ALL_SCENARIOS: tuple[str, ...] = (
     "cache_busting",
     "cache_flush_deploy",
     "token_replay",
+    "access_finance_export",
 )
 # How the SaaS encodes its tenants (``pipeline.simulate.worlds``): one business, three layouts.
 WORLDS: tuple[str, ...] = ("pooled", "silo", "bridge")

@@ -237,6 +237,19 @@ DESCRIPTIONS = {
 }
 
 
+# Which data is which kind (every world keeps invoices and billing statements under those names)
+# and what the access_pattern detector makes of each kind an actor newly touches.
+CLASSIFICATION_TOML = """
+# Kinds of data: named in customer notices, and what weighs a new access pattern.
+[[classification]]
+pattern = '/invoices/|/billing/'
+class = "financial"
+
+[detectors.access_pattern]
+classes = { financial = "high" }
+"""
+
+
 def relationships_toml(world: World, service: str, break_glass: str, tickets: str) -> str:
     """The ``[[relationships]]`` of the simulated business, in any world's terms: ``service``
     and ``break_glass`` are principal patterns, ``tickets`` the rest of the break-glass table."""

@@ -22,7 +22,13 @@ import orjson
 from pipeline.simulate import clock, ids
 from pipeline.simulate.regions import residency_toml
 from pipeline.simulate.world import LAMBDA_UA, User, World
-from pipeline.simulate.worlds.base import Style, expires_text, hex_names, relationships_toml
+from pipeline.simulate.worlds.base import (
+    CLASSIFICATION_TOML,
+    Style,
+    expires_text,
+    hex_names,
+    relationships_toml,
+)
 
 if TYPE_CHECKING:
     from pipeline.simulate.cloudtrail import CloudTrail, Identity
@@ -192,7 +198,8 @@ class Bridge(Style):
         )
         return {
             "tenantwatch.toml": CONFIG.format(registry=REGISTRY, apex=APEX, relationships=rels)
-            + residency_toml(self.world),
+            + residency_toml(self.world)
+            + CLASSIFICATION_TOML,
             REGISTRY: orjson.dumps(registry, option=orjson.OPT_INDENT_2).decode() + "\n",
             TICKETS: self._tickets(),
         }

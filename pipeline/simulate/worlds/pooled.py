@@ -9,7 +9,12 @@ Powertools field names. Everything is the base ``Style``; this module adds its c
 from __future__ import annotations
 
 from pipeline.simulate.regions import residency_toml
-from pipeline.simulate.worlds.base import Style, expires_text, relationships_toml
+from pipeline.simulate.worlds.base import (
+    CLASSIFICATION_TOML,
+    Style,
+    expires_text,
+    relationships_toml,
+)
 
 # The break-glass ticket's two approvers (the relationship's default ``approvals_required``) and
 # why support was let in.
@@ -105,4 +110,8 @@ class Pooled(Style):
             f"expires = {expires_text(self.world)}, approvers = {APPROVERS}, "
             f'justification = "{JUSTIFICATION}" }}]\n',
         )
-        return {"tenantwatch.toml": CONFIG.format(relationships=rels) + residency_toml(self.world)}
+        return {
+            "tenantwatch.toml": CONFIG.format(relationships=rels)
+            + residency_toml(self.world)
+            + CLASSIFICATION_TOML
+        }

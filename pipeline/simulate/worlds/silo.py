@@ -28,7 +28,12 @@ from pipeline.simulate import clock, ids
 from pipeline.simulate.operators import DATADOG_ACCOUNT
 from pipeline.simulate.regions import residency_toml
 from pipeline.simulate.world import LAMBDA_UA, STAGE, Role, User, World
-from pipeline.simulate.worlds.base import Style, expires_text, relationships_toml
+from pipeline.simulate.worlds.base import (
+    CLASSIFICATION_TOML,
+    Style,
+    expires_text,
+    relationships_toml,
+)
 
 if TYPE_CHECKING:
     from pipeline.simulate.cloudtrail import CloudTrail, Identity
@@ -289,7 +294,8 @@ class Silo(Style):
         )
         return {
             "tenantwatch.toml": CONFIG.format(registry=REGISTRY, relationships=rels)
-            + residency_toml(self.world),
+            + residency_toml(self.world)
+            + CLASSIFICATION_TOML,
             REGISTRY: "account_id,tenant_id\n" + rows,
         }
 
