@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from pipeline.alert.entities import Egress
 from pipeline.alert.incidents import NO_EGRESS, Grouped, Incident, group
 from tests.alertfactory import DAY, HOUR, PERIODS, finding
@@ -102,6 +104,17 @@ def test_an_address_joins_an_actor_to_the_address_level_finding() -> None:
     ip = _f("authz_failure_spike", "ip", "203.0.113.5", evidence=_ev(ips=["203.0.113.5"]))
     (inc,) = _group([user, ip]).changed
     assert inc.entities == ("principal:usr-x", "address:203.0.113.5")
+
+
+@pytest.mark.parametrize("token", ["sha256:00000000000000e1", "redacted:sha256:00000000000000e1"])
+def test_a_token_fingerprint_is_a_session_of_the_story(token: str) -> None:
+    """A token's fingerprint, as the authorizer logs it or as ingest redacts a token it found in
+    a log line, is a session: the token's findings join the user's story by it."""
+    replay = _f("token_replay", "token", token, evidence=_ev(ips=["203.0.113.5"]))
+    user = _f("tenant_switching", "principal", "usr-x", evidence=_ev(ips=["203.0.113.5"]))
+    (inc,) = _group([replay, user]).changed
+    assert f"session:{token}" in inc.entities
+    assert f"principal:{token}" not in inc.entities
 
 
 def test_a_finding_bridging_two_new_stories_merges_them_before_anything_pages() -> None:

@@ -61,6 +61,11 @@ class Profile:
     links: frozenset[str]
 
 
+# A token's fingerprint as an actor: the authorizer's (``sha256:``), ingest's for a token found in
+# a log line (``redacted:sha256:``), and the older spellings.
+_TOKEN_PREFIXES = ("fp:", "sha256:", "redacted:sha256:", "token:")
+
+
 def _ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         return ipaddress.ip_address(value)
@@ -113,7 +118,9 @@ def profile(f: Mapping[str, Any], egress: Egress) -> Profile:
         m = _ROLE_SESSION.match(actor)
         if _ip(actor) is not None:
             address(actor)
-        elif _ACCESS_KEY.match(actor) or actor.startswith(("fp:", "sha256:", "token:")):
+        elif _ACCESS_KEY.match(actor) or actor.startswith(
+            ("fp:", "sha256:", "redacted:sha256:", "token:")
+        ):
             entities.add(f"session:{actor}")
             links.add(f"actor:{actor}")
         else:
