@@ -171,12 +171,18 @@ def cross_tenant_objects(n: int, start: datetime) -> list[Planted]:
 
 
 def benign_object(at: datetime) -> Planted:
-    """A delivery file with nothing to report: a user reading its own tenant's invoice."""
+    """A delivery file with nothing to report: a user reading its own tenant's invoice, in its
+    tenant's region (t0002's is us-east-1, the trail's, in the pooled world's ``[[tenants]]``)."""
     from tests import logfactory as lf
 
     records = [
-        _session("t0001", "latwarm", "ASIALATENCYWARM001", at - timedelta(minutes=3)),
-        lf.ct(time=_z(at - timedelta(minutes=2)), session="latwarm", key_id="ASIALATENCYWARM001"),
+        _session("t0002", "latwarm", "ASIALATENCYWARM001", at - timedelta(minutes=3)),
+        lf.ct(
+            time=_z(at - timedelta(minutes=2)),
+            session="latwarm",
+            key_id="ASIALATENCYWARM001",
+            key="tenants/t0002/invoices/1.pdf",
+        ),
     ]
     return Planted(
         TRAIL, trail_key(at, "LatencyWarmUp"), _trail_file(records), frozenset(), "benign"

@@ -69,7 +69,11 @@ def evidence(rows: pd.DataFrame, details: Any) -> str:
         counts = counts.sort_index(kind="stable").sort_values(ascending=False, kind="stable")
         return [[str(k), int(v)] for k, v in counts.head(n).items()]
 
-    ordered = rows.sort_values(["event_time", "event_id"], kind="stable")
+    # By time, then id as text: a categorical sorts by its dictionary's order, which is the
+    # order the lake's files gave it, and compaction changes that.
+    ordered = rows.assign(_id=rows["event_id"].astype(object)).sort_values(
+        ["event_time", "_id"], kind="stable"
+    )
     ev: dict[str, Any] = {
         "top_actions": top("action"),
         "source_ips": top("source_ip"),

@@ -276,9 +276,10 @@ def test_an_s3_security_lake_bucket_is_read_by_its_event_days(aws: str, tmp_path
 
     def spy(params: dict[str, Any], **_: Any) -> None:
         if not params.get("Delimiter"):
-            listed.append(params.get("Prefix", ""))
+            listed.append(f"{params.get('Prefix', '')} {params.get('MaxKeys', 1000)}")
 
     client.meta.events.register("before-parameter-build.s3.ListObjectsV2", spy)
+    sources._DATED_BELOW.clear()
     try:
         s = run(
             "s3://lake/tw",
@@ -289,8 +290,13 @@ def test_an_s3_security_lake_bucket_is_read_by_its_event_days(aws: str, tmp_path
     finally:
         client.meta.events.unregister("before-parameter-build.s3.ListObjectsV2", spy)
     assert (s["files"], s["ingested"], s["quarantined_total"]) == (2, 6, 0)
-    # Keys are listed only in the window's eventDay folders.
-    assert sorted(listed) == [f"{prefix}eventDay=20261115/", f"{prefix}eventDay=20261116/"]
+    # Keys are listed only in the window's eventDay folders, beyond one probe page that finds
+    # the region's folder dated (and so every folder down to its day folders).
+    assert sorted(listed) == [
+        "aws/CLOUD_TRAIL_MGMT/2.0/region=us-east-1/ 100",
+        f"{prefix}eventDay=20261115/ 1000",
+        f"{prefix}eventDay=20261116/ 1000",
+    ]
     days = {r["event_time"].day for r in read_events("s3://lake/tw").to_pylist()}
     assert days == {15, 16}
     again = run("s3://lake/tw", f"s3://{bucket}/")
