@@ -81,11 +81,11 @@ def cache_busting(sc: Scenarios, rng: random.Random) -> list[Label]:
 
 
 def cache_flush_deploy(sc: Scenarios, rng: random.Random) -> list[Label]:
-    """A stage deploy at about 13:00 UTC flushes the authorizer cache: the users working then (a
+    """A stage deploy at about 19:00 UTC flushes the authorizer cache: the users working then (a
     few per tenant, logged in minutes before) each get one decision again on their next request,
     every route and tenant at once, for the tokens they already had."""
     w = sc.world
-    at = sc.base + 13 * 3600 + rng.randrange(1800)
+    at = sc.base + 19 * 3600 + rng.randrange(1800)  # an hour no other scenario acts in
     role = w.roles["github-actions-deploy"]
     ident = sc.ct.assumed(role, "GitHubActions", ids.access_key(rng), at - 60)
     ip = f"4.{rng.randrange(148, 156)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
