@@ -163,6 +163,53 @@ def test_log_exports_cost_the_same_listings_however_many_tasks_were_exported(aws
     sources._DATED_BELOW.clear()
 
 
+def test_a_lambda_log_export_is_an_input_when_delivered_whatever_its_streams_dates(
+    aws: str,
+) -> None:
+    """A Lambda function's log streams are named YYYY/MM/DD/[$LATEST]<id>, so its exported objects'
+    keys hold the day each stream began. The export is delivered when its task runs, days later
+    perhaps: its objects are inputs once written since the run's start, and the task folders,
+    one per export, are not walked one by one."""
+    import uuid
+
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="trail")
+    _put_trail_file(s3, "2026/11/15", 1, "20261115T1000Z_a")
+    client = sources._client("s3")
+    walked: list[str] = []
+
+    def spy(params: dict[str, Any], **_: Any) -> None:
+        if params.get("Delimiter"):
+            walked.append(params.get("Prefix", ""))
+
+    def export(task: int) -> str:
+        key = (
+            f"authorizer/exportedlogs/{uuid.UUID(int=task)}/2026/11/{1 + task % 28:02d}/"
+            f"[$LATEST]{task:032x}/000000.gz"
+        )
+        s3.put_object(Bucket="trail", Key=key, Body=b"x")
+        return key
+
+    def run() -> tuple[int, list[str]]:
+        walked.clear()
+        sources._DATED_BELOW.clear()
+        since = datetime.now(UTC) - timedelta(minutes=5)
+        client.meta.events.register("before-parameter-build.s3.ListObjectsV2", spy)
+        try:
+            refs, _ = sources.list_inputs(["s3://trail/"], since, since + DAY)
+        finally:
+            client.meta.events.unregister("before-parameter-build.s3.ListObjectsV2", spy)
+        return len(walked), [r.uri.removeprefix("s3://trail/") for r in refs]
+
+    keys = [export(t) for t in range(3)]
+    few, found = run()
+    assert set(keys) <= set(found)  # streams of November 1-3, delivered now
+    keys += [export(t) for t in range(3, 40)]
+    many, found = run()
+    assert many == few and set(keys) <= set(found)
+    sources._DATED_BELOW.clear()
+
+
 @pytest.mark.slow
 def test_s3_listing_paginates(aws: str) -> None:
     s3 = boto3.client("s3")

@@ -27,6 +27,10 @@ _KEY_DATE = re.compile(r"/(\d{4})/(\d{2})/(\d{2})/|/eventDay=(\d{4})(\d{2})(\d{2
 _YEAR_PREFIX = re.compile(r"(?:^|/)\d{4}/$")
 # Security Lake's day folders: .../region=<r>/accountId=<a>/eventDay=YYYYMMDD/
 _EVENT_DAY_PREFIX = re.compile(r"(?:^|/)eventDay=\d{8}/$")
+# A CloudWatch Logs export task writes under <prefix>/<task id>/<log stream>/000000.gz, once. A
+# stream's name may hold a date (a Lambda function's: YYYY/MM/DD/[$LATEST]<id>): the day the
+# stream began, not the delivery's, which can be days later. Such keys are not a dated layout.
+_EXPORT_TASK = re.compile(r"(?:^|/)[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/")
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -126,7 +130,8 @@ def _undated_subtree(client: Any, bucket: str, folder: str) -> list[dict[str, An
         page = client.list_objects_v2(**kwargs)
         for obj in page.get("Contents", []):
             key = obj["Key"]
-            if _KEY_DATE.search(key):
+            task = _EXPORT_TASK.search(key)
+            if _KEY_DATE.search(key, 0, task.start() if task else len(key)):
                 if len(_DATED_BELOW) > 10_000:
                     _DATED_BELOW.clear()
                 # Every folder on the way down to the dated key is dated below: one probe
@@ -155,7 +160,9 @@ def _layout(
     not the bucket's age. A sub-tree without a dated key (CloudWatch Logs exports:
     ``<prefix>/<task id>/<stream>/000000.gz``, a new task folder a day) is listed flat,
     1,000 keys a page, rather than folder by folder: walking it would cost a listing per task
-    ever exported, on every run."""
+    ever exported, on every run. A date inside an export task's folder (a Lambda log stream's
+    name) does not make a key dated: the export is delivered when it is run, so its objects, like
+    every object outside a dated layout, are inputs once written since the run's start."""
     roots: list[str] = []
     day_roots: list[str] = []
     loose: list[dict[str, Any]] = []
