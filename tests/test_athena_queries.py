@@ -167,6 +167,15 @@ def test_every_query_says_what_it_answers_and_takes_its_parameters_as_placeholde
         assert tables - {"UNNEST"} <= set(athena.TABLES) | set(re.findall(r"(\w+) AS \(", body))
 
 
+def test_the_deployment_readme_lists_every_table_and_query() -> None:
+    text = (REPO / "infra" / "README.md").read_text()
+    section = text[text.index("## Athena") :]
+    for name in athena.TABLES:
+        assert f"| `{name}` |" in section, name
+    for path in QUERIES.glob("*.sql"):
+        assert f"| `{path.name}` |" in section, path.name
+
+
 # --- each query against the lake ---------------------------------------------------------------
 
 
