@@ -1,8 +1,9 @@
 """The lake as Athena reads it: the Glue tables of infra/template.yaml, and their DuckDB twin.
 
 Each area of the lake an analyst queries is one table (``TABLES``): its folder, its pinned
-schema (``pipeline/schema.py``, and ``INGESTED`` for the record of inputs done), and the hive
-keys of its partition folders, which the template projects (no crawler, no ``MSCK REPAIR``).
+schema (``pipeline/schema.py``; ``INGESTED`` and the sessions' ``STATE`` for ingest's own
+state), and the hive keys of its partition folders, which the template projects (no crawler,
+no ``MSCK REPAIR``).
 The template writes each table's columns out; ``tests/test_infra.py`` checks them against
 ``glue_columns`` so that a column added to a schema cannot be missing from Athena.
 
@@ -23,6 +24,7 @@ import pyarrow as pa
 
 from pipeline import lake, schema
 from pipeline.ingest.run import INGESTED
+from pipeline.ingest.sessions import STATE as SESSIONS
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,8 @@ TABLES = {
         # The date= partitions only: an input without a delivery day in its key is recorded
         # under prefix=<hash>, which no projection can enumerate.
         Table("ingested", lake.STATE_INGESTED, INGESTED, ("date",)),
+        # Access key id -> the session's tags and origin, by the day the session started.
+        Table("sessions", lake.STATE_SESSIONS, SESSIONS, ("date",)),
     )
 }
 

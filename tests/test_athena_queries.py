@@ -344,6 +344,19 @@ TESTED = {
 }
 
 
+def test_the_sessions_table_is_what_ingest_learned_of_each_access_key(con: Any, lake: Path) -> None:
+    """A table with no query of its own: it answers which tenant an access key was issued for."""
+    from pipeline.lake import STATE_SESSIONS
+
+    stored = Lake(str(lake)).read_all(STATE_SESSIONS, athena.TABLES["sessions"].schema)
+    expected = sorted(
+        (r["access_key_id"], r["tag"], r["value"], _day(r["started"])) for r in stored.to_pylist()
+    )
+    got = con.execute('SELECT access_key_id, tag, value, "date" FROM sessions').fetchall()
+    assert sorted(got) == expected
+    assert (SESSION, "tenant_id", "t0001", "2026-11-16") in expected
+
+
 # --- the query each notification prints ----------------------------------------------------------
 
 

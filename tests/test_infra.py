@@ -87,6 +87,7 @@ def test_a_glue_table_per_area_an_analyst_queries_each_its_schema_over_its_folde
     and types (a column added to a schema fails here until the template has it), over its
     folder of the lake, its date partitions projected."""
     from pipeline.ingest.run import INGESTED
+    from pipeline.ingest.sessions import STATE as SESSIONS
 
     resources = awsstack.template()["Resources"]
     tables = {
@@ -105,6 +106,7 @@ def test_a_glue_table_per_area_an_analyst_queries_each_its_schema_over_its_folde
         "containment": schema.CONTAINMENT,
         "quarantine": schema.QUARANTINE,
         "ingested": INGESTED,
+        "sessions": SESSIONS,
     }
     folders = {
         "events": lake.EVENTS,
@@ -115,6 +117,7 @@ def test_a_glue_table_per_area_an_analyst_queries_each_its_schema_over_its_folde
         "containment": lake.CONTAINMENT,
         "quarantine": lake.QUARANTINE,
         "ingested": lake.STATE_INGESTED,
+        "sessions": lake.STATE_SESSIONS,
     }
     assert sorted(pinned) == sorted(tables)
     hive = {
@@ -159,6 +162,7 @@ def test_a_glue_table_per_area_an_analyst_queries_each_its_schema_over_its_folde
     assert lake.verdict_file("D", "x").startswith(f"{folders['verdicts']}/date=D/")
     assert lake.containment_file("D", "x").startswith(f"{folders['containment']}/date=D/")
     assert lake.ingested_file("date=D", "x").startswith(f"{folders['ingested']}/date=D/")
+    assert lake.sessions_file("D", "x").startswith(f"{folders['sessions']}/date=D/")
     assert posixpath.dirname(lake.quarantine_file("x")) == folders["quarantine"]
 
 
