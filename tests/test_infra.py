@@ -14,6 +14,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import posixpath
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -23,7 +24,7 @@ from typing import Any
 import boto3
 import pytest
 
-from pipeline import schema
+from pipeline import athena, lake, schema
 from pipeline.lake import event_day
 from tests import awsstack
 from tests import logfactory as lf
@@ -63,13 +64,15 @@ def test_cfn_lint_passes() -> None:
 
 def test_glue_table_is_the_events_schema_over_the_lake_layout() -> None:
     table = awsstack.template()["Resources"]["EventsTable"]["Properties"]["TableInput"]
-    hive = {"string": "string", "timestamp[us, tz=UTC]": "timestamp", "int32": "int"}
     keys = [k["Name"] for k in table["PartitionKeys"]]
     assert keys == ["source", "date"]
     expected = [
-        {"Name": f.name, "Type": hive[str(f.type)]} for f in schema.EVENTS if f.name not in keys
+        {"Name": f.name, "Type": athena.hive_type(f.type)}
+        for f in schema.EVENTS
+        if f.name not in keys
     ]
     assert table["StorageDescriptor"]["Columns"] == expected
+    assert expected == athena.glue_columns(athena.TABLES["events"])
     params = table["Parameters"]
     assert params["projection.source.values"].split(",") == list(schema.SOURCES)
     assert not [k for k in params if k.startswith("projection.hour")]
@@ -77,6 +80,90 @@ def test_glue_table_is_the_events_schema_over_the_lake_layout() -> None:
     location = params["storage.location.template"]["Fn::Sub"]
     assert location == "s3://${LakeBucket}/lake/" + event_day("${!source}", "${!date}") + "/"
     assert table["StorageDescriptor"]["Location"]["Fn::Sub"] == "s3://${LakeBucket}/lake/events/"
+
+
+def test_a_glue_table_per_area_an_analyst_queries_each_its_schema_over_its_folder() -> None:
+    """Every table of pipeline/athena.py is in the template, once, with its schema's columns
+    and types (a column added to a schema fails here until the template has it), over its
+    folder of the lake, its date partitions projected."""
+    from pipeline.ingest.run import INGESTED
+    from pipeline.ingest.sessions import STATE as SESSIONS
+
+    resources = awsstack.template()["Resources"]
+    tables = {
+        r["Properties"]["TableInput"]["Name"]: r["Properties"]["TableInput"]
+        for r in resources.values()
+        if r["Type"] == "AWS::Glue::Table"
+    }
+    assert sorted(tables) == sorted(athena.TABLES)
+    # The areas and their schemas, named here apart from pipeline/athena.py.
+    pinned = {
+        "events": schema.EVENTS,
+        "findings": schema.FINDINGS,
+        "incidents": schema.INCIDENTS,
+        "outbox": schema.OUTBOX,
+        "verdicts": schema.VERDICTS,
+        "containment": schema.CONTAINMENT,
+        "quarantine": schema.QUARANTINE,
+        "ingested": INGESTED,
+        "sessions": SESSIONS,
+    }
+    folders = {
+        "events": lake.EVENTS,
+        "findings": lake.FINDINGS,
+        "incidents": lake.INCIDENT_STATE,
+        "outbox": lake.OUTBOX,
+        "verdicts": lake.VERDICTS,
+        "containment": lake.CONTAINMENT,
+        "quarantine": lake.QUARANTINE,
+        "ingested": lake.STATE_INGESTED,
+        "sessions": lake.STATE_SESSIONS,
+    }
+    assert sorted(pinned) == sorted(tables)
+    hive = {
+        "string": "string",
+        "large_binary": "binary",
+        "bool": "boolean",
+        "int32": "int",
+        "int64": "bigint",
+        "double": "double",
+        "timestamp[us, tz=UTC]": "timestamp",
+        "list<item: string>": "array<string>",
+        "list<item: int64>": "array<bigint>",
+    }
+    for name, table in tables.items():
+        keys = [k["Name"] for k in table.get("PartitionKeys", [])]
+        assert all(k["Type"] == "string" for k in table.get("PartitionKeys", []))
+        expected = [
+            {"Name": f.name, "Type": hive[str(f.type)]} for f in pinned[name] if f.name not in keys
+        ]
+        assert table["StorageDescriptor"]["Columns"] == expected, name
+        assert athena.glue_columns(athena.TABLES[name]) == expected, name
+        assert keys == list(athena.TABLES[name].partitions), name
+        base = f"s3://${{LakeBucket}}/lake/{folders[name]}/"
+        assert table["StorageDescriptor"]["Location"]["Fn::Sub"] == base, name
+        params = table["Parameters"]
+        assert params["classification"] == "parquet"
+        if not keys:  # the quarantine's files lie in its folder
+            assert name == "quarantine" and not [k for k in params if k.startswith("projection")]
+            continue
+        assert params["projection.enabled"] == "true", name
+        assert (params["projection.date.type"], params["projection.date.format"]) == (
+            "date",
+            "yyyy-MM-dd",
+        )
+        template = params["storage.location.template"]["Fn::Sub"]
+        parts = "/".join(f"{k}=${{!{k}}}" for k in keys)
+        assert template == f"{base}{parts}/", name
+    # The layout those templates project is the one the lake writes.
+    assert lake.findings_file("D", "x").startswith(f"{folders['findings']}/date=D/")
+    assert lake.incident_file("D", "x").startswith(f"{folders['incidents']}/date=D/")
+    assert lake.outbox_file("D", "x").startswith(f"{folders['outbox']}/date=D/")
+    assert lake.verdict_file("D", "x").startswith(f"{folders['verdicts']}/date=D/")
+    assert lake.containment_file("D", "x").startswith(f"{folders['containment']}/date=D/")
+    assert lake.ingested_file("date=D", "x").startswith(f"{folders['ingested']}/date=D/")
+    assert lake.sessions_file("D", "x").startswith(f"{folders['sessions']}/date=D/")
+    assert posixpath.dirname(lake.quarantine_file("x")) == folders["quarantine"]
 
 
 def test_every_function_runs_a_handler_of_the_image_from_the_lambda_python_base() -> None:
