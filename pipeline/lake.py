@@ -1,7 +1,7 @@
 """The lake: one root, local or ``s3://bucket/prefix``, through ``pyarrow.fs``.
 
-Its layout is named here and nowhere else (the constants and ``*_file`` functions below;
-docs/ARCHITECTURE.md, "The lake")::
+Its layout is named in ``pipeline.lake_layout`` and nowhere else (the constants and ``*_file``
+functions, which callers import from here; docs/ARCHITECTURE.md, "The lake")::
 
     events/source=<source>/date=YYYY-MM-DD/hour=HH/part-<batch id>.parquet   normalized events
     events/source=<source>/date=YYYY-MM-DD/compacted-<hash>.parquet   a closed day's, compacted
@@ -80,6 +80,58 @@ import pyarrow.parquet as pq
 from pipeline import aws, temporaries
 from pipeline.errors import InputError, LakeError
 
+# The layout (pipeline/lake_layout.py), named here too: callers import it from the lake.
+from pipeline.lake_layout import (  # noqa: F401
+    _DATE_FOLDER,
+    _HOUR_FOLDER,
+    COMPACTED,
+    CONTAINMENT,
+    EVENTS,
+    FINDINGS,
+    INCIDENT_STATE,
+    LEASE,
+    LEASE_LOCK,
+    NOTIFICATIONS,
+    OUTBOX,
+    QUARANTINE,
+    REPLACES,
+    SNAPSHOT_DUE,
+    SNAPSHOTS,
+    STATE,
+    STATE_DIGESTS,
+    STATE_INDEXED,
+    STATE_INGESTED,
+    STATE_LATE,
+    STATE_LOGS,
+    STATE_METRICS,
+    STATE_OPEN_INCIDENTS,
+    STATE_SESSIONS,
+    STATE_UNSENT,
+    SUPPRESSIONS,
+    VERDICTS,
+    WATERMARK,
+    containment_file,
+    event_day,
+    event_partition,
+    file_hour,
+    findings_file,
+    incident_file,
+    ingested_file,
+    marked,
+    metrics_spool_file,
+    notifications_file,
+    open_incident_marker,
+    outbox_file,
+    quarantine_file,
+    sessions_day,
+    sessions_file,
+    snapshot_due_marker,
+    state_file,
+    suppression_file,
+    unsent_marker,
+    verdict_file,
+)
+
 # The reads (pipeline/lake_reads.py), named here too: callers import them from the lake.
 from pipeline.lake_reads import (  # noqa: F401
     event_batches,
@@ -90,116 +142,6 @@ from pipeline.lake_reads import (  # noqa: F401
     sample_events,
     tenant_seen,
 )
-
-# --- the layout (see the module docstring) -------------------------------------------------------
-EVENTS = "events"
-QUARANTINE = "quarantine"
-FINDINGS = "findings"
-INCIDENT_STATE = "incidents/state"
-OUTBOX = "incidents/outbox"
-NOTIFICATIONS = "incidents/notifications"
-# Written by ``tenantwatch incident close``: one file per verdict and per suppression, each
-# written once under a name of its own, so closes made at the same time never overwrite each
-# other.
-VERDICTS = "incidents/verdicts"
-# Written by ``tenantwatch contain`` and by automatic containment: one file per action (contain
-# or lift), like verdicts: actions on an incident, kept with it (and expired with it).
-CONTAINMENT = "incidents/containment"
-SUPPRESSIONS = "suppressions"
-SNAPSHOTS = "snapshots"
-STATE = "_state"
-STATE_INGESTED = f"{STATE}/ingested"
-STATE_SESSIONS = f"{STATE}/sessions"
-STATE_DIGESTS = f"{STATE}/digests"
-STATE_LOGS = f"{STATE}/logs"
-STATE_METRICS = f"{STATE}/metrics"
-# Indexes that let a run read only the incidents and notifications that can still change.
-STATE_OPEN_INCIDENTS = f"{STATE}/incidents"
-SNAPSHOT_DUE = f"{STATE_OPEN_INCIDENTS}/snapshot-due"
-STATE_UNSENT = f"{STATE}/unsent"
-STATE_INDEXED = f"{STATE}/indexed"
-# Empty markers, one per detection window that events delivered after it was detected fall in:
-# ``<window start, YYYYmmddTHHMM>``, removed once the window has been detected again.
-STATE_LATE = f"{STATE}/late"
-WATERMARK = f"{STATE}/watermark/scheduled.parquet"
-LEASE = f"{STATE}/lease.json"
-LEASE_LOCK = f"{STATE}/lease.lock"
-
-
-# A file that holds the rows of other files of its folder, and the footer key naming them.
-COMPACTED = "compacted-"
-REPLACES = b"tenantwatch.replaces"
-
-
-def event_partition(source: str, date: str, hour: str) -> str:
-    return f"{event_day(source, date)}/hour={hour}"
-
-
-# An event hour's folder (``event_partition``); a day's compacted files lie directly in its
-# day's folder (``event_day``), beside the hours' folders.
-_HOUR_FOLDER = re.compile(
-    rf"^{EVENTS}/source=[^/]+/date=(?P<date>\d{{4}}-\d{{2}}-\d{{2}})/hour=(?P<hour>\d{{2}})$"
-)
-
-
-_DATE_FOLDER = re.compile(r"^date=\d{4}-\d{2}-\d{2}$")
-_FILE_HOUR = re.compile(r"/hour=(\d\d)/")
-
-
-def file_hour(rel: str) -> str | None:
-    """The hour (HH) of an event file in an hour's folder; None for a day's compacted file."""
-    m = _FILE_HOUR.search(f"/{rel}")
-    return m.group(1) if m else None
-
-
-def event_day(source: str, date: str) -> str:
-    """The folder of one source's events of one day (``date``: YYYY-MM-DD)."""
-    return f"{EVENTS}/source={source}/date={date}"
-
-
-def quarantine_file(batch_id: str) -> str:
-    return f"{QUARANTINE}/part-{batch_id}.parquet"
-
-
-def state_file(folder: str, name: str) -> str:
-    """A Parquet file of one of the ``STATE_*`` folders (``name``: a batch id or a hash)."""
-    return f"{folder}/{name}.parquet"
-
-
-def ingested_file(partition: str, batch_id: str) -> str:
-    """A batch's records of its inputs of one partition (``date=YYYY-MM-DD`` or
-    ``prefix=<hash>``: ``pipeline.ingest.seen.ingested_partition``)."""
-    return f"{STATE_INGESTED}/{partition}/{batch_id}.parquet"
-
-
-def sessions_day(date: str) -> str:
-    """The folder of the sessions that started on ``date`` (YYYY-MM-DD)."""
-    return f"{STATE_SESSIONS}/date={date}"
-
-
-def sessions_file(date: str, batch_id: str) -> str:
-    return f"{sessions_day(date)}/{batch_id}.parquet"
-
-
-def open_incident_marker(active: str, period: str, incident_id: str) -> str:
-    """Marks an incident (stored under ``incident_file(period, incident_id)``) as active up to
-    the day ``active``."""
-    return f"{STATE_OPEN_INCIDENTS}/date={active}/{period}.{incident_id}"
-
-
-def snapshot_due_marker(period: str, incident_id: str) -> str:
-    return f"{SNAPSHOT_DUE}/{period}.{incident_id}"
-
-
-def unsent_marker(date: str, notification_id: str) -> str:
-    """Marks the outbox row ``outbox_file(date, notification_id)`` as perhaps not sent yet."""
-    return f"{STATE_UNSENT}/{date}.{notification_id}"
-
-
-def marked(name: str) -> tuple[str, str]:
-    """(day, id) from a marker's file name (``<YYYY-MM-DD>.<id>``)."""
-    day, _, ident = posixpath.basename(name).partition(".")
-    return day, ident
 
 
 def day_folders(lake: Lake, folder: str) -> list[str]:
@@ -222,39 +164,6 @@ def legacy_files(lake: Lake, folder: str) -> list[str]:
         for info in lake.fs.get_file_info(sel)
         if info.type == pafs.FileType.File and info.path.endswith(".parquet")
     )
-
-
-def findings_file(date: str, name: str) -> str:
-    """One detector's findings for one window, in the folder of the window's first day."""
-    return f"{FINDINGS}/date={date}/part-{name}.parquet"
-
-
-def incident_file(date: str, incident_id: str) -> str:
-    return f"{INCIDENT_STATE}/date={date}/{incident_id}.parquet"
-
-
-def outbox_file(date: str, notification_id: str) -> str:
-    return f"{OUTBOX}/date={date}/{notification_id}.parquet"
-
-
-def notifications_file(date: str, name: str) -> str:
-    return f"{NOTIFICATIONS}/date={date}/{name}.jsonl"
-
-
-def verdict_file(date: str, verdict_id: str) -> str:
-    return f"{VERDICTS}/date={date}/{verdict_id}.parquet"
-
-
-def containment_file(date: str, action_id: str) -> str:
-    return f"{CONTAINMENT}/date={date}/{action_id}.parquet"
-
-
-def suppression_file(suppression_id: str) -> str:
-    return f"{SUPPRESSIONS}/{suppression_id}.json"
-
-
-def metrics_spool_file(name: str) -> str:
-    return f"{STATE_METRICS}/{name}.json"
 
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9._=-]+$")
