@@ -1,13 +1,12 @@
-"""Compaction and retention: a closed folder's small files become a few large ones with every row
+"""Compaction: a closed folder's small files become a few large ones with every row
 kept once, for every reader at every moment (also a compaction killed at random moments, which a
 re-run finishes into what one run makes); finding ids, snapshot evidence and the dedup of later
-inputs stay as they were; retention deletes whole old partitions, never snapshots; both on local
-lakes and on S3 (moto)."""
+inputs stay as they were; on local lakes and on S3 (moto, with retention in
+tests/test_retention.py)."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import posixpath
 import random
@@ -22,49 +21,22 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 import pytest
 
-from pipeline import compact, retention
-from pipeline.config import Config, ConfigError, parse_config
+from pipeline import compact
+from pipeline.config import Config, parse_config
 from pipeline.ingest.run import ingest
-from pipeline.lake import COMPACTED, REPLACES, Lake, read_events, read_quarantine
+from pipeline.lake import COMPACTED, Lake, read_events, read_quarantine
 from tests import logfactory as lf
+from tests.compactlake import END, SMALL, make_inputs, rows
 
 REPO = Path(__file__).resolve().parents[1]
-SMALL = parse_config({"ingest": {"batch_input_bytes": 1}})  # a batch per input file
-END = datetime(2026, 11, 17, tzinfo=UTC)
-
-
-def make_inputs(folder: Path, files: int = 12) -> Path:
-    """Delivery files over three hours (each re-delivering two records of the one before) and
-    a file of bad lines: many small files per partition and in the quarantine."""
-    previous: list[dict[str, Any]] = []
-    for i in range(files):
-        records = [
-            lf.ct(
-                key_id=f"ASIAK{i:04d}{j:09d}",
-                key=f"tenants/t{j % 7:04d}/x",
-                time=f"2026-11-16T{10 + (i + j) % 3:02d}:0{j % 10}:00Z",
-            )
-            for j in range(20)
-        ]
-        lf.delivery_file(folder / f"ct-{i:03d}.json.gz", records + previous[:2])
-        previous = records
-    for i in range(3):
-        (folder / f"junk-{i}.log").write_text(f"not json {i}\n{{broken\n")
-    return folder
 
 
 def built(tmp_path: Path) -> tuple[Lake, Path]:
     inputs = make_inputs(tmp_path / "in")
     ingest([str(inputs)], str(tmp_path / "lake"), SMALL, workers=1)
     return Lake(str(tmp_path / "lake")), inputs
-
-
-def rows(lake: Lake) -> list[tuple[str, str]]:
-    t = read_events(lake, columns=["event_id", "record_hash"])
-    return sorted(zip(t["event_id"].to_pylist(), t["record_hash"].to_pylist(), strict=True))
 
 
 def quarantined(lake: Lake) -> list[str]:
@@ -517,86 +489,6 @@ def test_a_compacted_day_reads_as_its_hours_did(tmp_path: Path) -> None:
         compact._delete = original  # type: ignore[assignment]
     assert any(between.rglob("hour=10/part-*.parquet"))
     assert seen(between) == plain
-
-
-# --- retention ---------------------------------------------------------------------------------
-
-
-def _dated_lake(lake: Lake) -> None:
-    t = pa.table({"x": [1]})
-    for day in ("2026-10-01", "2026-11-15"):
-        lake.write_table(f"events/source=cloudtrail/date={day}/hour=10/part-a.parquet", t)
-        lake.write_table(f"findings/date={day}/part-b.parquet", t)
-        lake.write_table(f"incidents/state/date={day}/i.parquet", t)
-        lake.write_table(f"incidents/outbox/date={day}/o.parquet", t)
-    lake.write_table("snapshots/i/abc/events.parquet", t)
-
-
-def _kept(lake: Lake) -> list[str]:
-    return sorted(
-        f for top in ("events", "findings", "incidents", "snapshots") for f in lake.files(top)
-    )
-
-
-def _check_retention(lake: Lake) -> None:
-    _dated_lake(lake)
-    now = datetime(2026, 11, 16, 12, tzinfo=UTC)
-    days = parse_config({"lake": {"retention_days": {"events": 30, "incidents": 30}}})
-    done = retention.apply(lake, days.lake.retention_days, now)
-    assert done.partitions == {"events": 1, "incidents": 2}
-    assert _kept(lake) == [
-        "events/source=cloudtrail/date=2026-11-15/hour=10/part-a.parquet",
-        "findings/date=2026-10-01/part-b.parquet",  # findings: kept forever
-        "findings/date=2026-11-15/part-b.parquet",
-        "incidents/outbox/date=2026-11-15/o.parquet",
-        "incidents/state/date=2026-11-15/i.parquet",
-        "snapshots/i/abc/events.parquet",
-    ]
-    everything = parse_config(
-        {"lake": {"retention_days": {a: 1 for a in ("events", "findings", "incidents")}}}
-    )
-    retention.apply(lake, everything.lake.retention_days, datetime(2027, 1, 1, tzinfo=UTC))
-    assert _kept(lake) == ["snapshots/i/abc/events.parquet"]
-
-
-def test_retention_deletes_old_partitions_never_snapshots(tmp_path: Path) -> None:
-    _check_retention(Lake(str(tmp_path / "lake")))
-
-
-def test_retention_and_compaction_on_s3(aws: str, tmp_path: Path) -> None:
-    import boto3
-
-    boto3.client("s3").create_bucket(Bucket="lake")
-    _check_retention(Lake("s3://lake/r"))
-    inputs = make_inputs(tmp_path / "in", files=6)
-    ingest([str(inputs)], "s3://lake/c", SMALL, workers=1)
-    lake = Lake("s3://lake/c")
-    written = boto3.client("s3").list_objects_v2(Bucket="lake", Prefix="c/")["Contents"]
-    # No folder markers on S3 below the lake's root (whose one is its writable check).
-    assert [o["Key"] for o in written if o["Key"].endswith("/")] == ["c/"]
-    before_rows, before = rows(lake), len(lake.files("events"))
-    done = compact.compact(lake, END)
-    assert done.complete and len(lake.files("events")) < before
-    keys = [
-        o["Key"]
-        for o in boto3.client("s3").list_objects_v2(Bucket="lake", Prefix="c/events/")["Contents"]
-    ]
-    assert (
-        all(COMPACTED in k for k in keys if k.endswith(".parquet"))
-        and rows(Lake("s3://lake/c")) == before_rows
-    )
-    meta = pq.read_metadata(lake.path(lake.files("events")[0]), filesystem=lake.fs).metadata
-    assert json.loads(meta[REPLACES])
-
-
-def test_retention_configuration_is_validated() -> None:
-    with pytest.raises(ConfigError, match=r"retention_days\.events"):
-        parse_config({"lake": {"retention_days": {"events": 0}}})
-    with pytest.raises(ConfigError, match="snapshots"):
-        parse_config({"lake": {"retention_days": {"snapshots": 10}}})
-    env = {"TENANTWATCH_LAKE_RETENTION_DAYS_FINDINGS": "90"}
-    cfg = parse_config({}, environ=env)
-    assert cfg.lake.retention_days.findings == 90 and cfg.lake.retention_days.events is None
 
 
 def test_the_scheduled_run_compacts_yesterday_within_its_budget(tmp_path: Path) -> None:
