@@ -274,35 +274,23 @@ class Table:
 
     def entries(self) -> list[Entry]:
         """Every entry, expired ones included (DynamoDB has not deleted them all yet)."""
-        return self._scan({})
+        return self._read("scan")
 
     def find(self, cid: str) -> list[Entry]:
         """The entry with this containment id (a list: none or one)."""
-        return self._scan(
-            {
-                "FilterExpression": "containment_id = :c",
-                "ExpressionAttributeValues": {":c": {"S": cid}},
-            }
+        return self._read(
+            "scan",
+            FilterExpression="containment_id = :c",
+            ExpressionAttributeValues={":c": {"S": cid}},
         )
 
     def of_subject(self, subject: Subject) -> list[Entry]:
         """Every entry of ``subject`` (one Query, as an authorizer reads them)."""
-        out: list[Entry] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self.name,
-            "KeyConditionExpression": "subject = :s",
-            "ExpressionAttributeValues": {":s": {"S": subject.key}},
-            "ConsistentRead": True,
-        }
-        try:
-            while True:
-                page = self._client().query(**kwargs)
-                out.extend(Entry.from_item(i) for i in page.get("Items", []))
-                if "LastEvaluatedKey" not in page:
-                    return out
-                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        except Exception as exc:
-            self._fail("read", exc)
+        return self._read(
+            "query",
+            KeyConditionExpression="subject = :s",
+            ExpressionAttributeValues={":s": {"S": subject.key}},
+        )
 
     def delete(self, entry: Entry) -> bool:
         """Remove ``entry``; False when it was no longer there."""
@@ -313,16 +301,15 @@ class Table:
             self._fail("written", exc)
         return bool(got.get("Attributes"))
 
-    def _scan(self, extra: dict[str, Any]) -> list[Entry]:
-        out: list[Entry] = []
-        kwargs: dict[str, Any] = {"TableName": self.name, "ConsistentRead": True, **extra}
+    def _read(self, operation: str, **kwargs: Any) -> list[Entry]:
+        """Every item a consistent ``query`` or ``scan`` gives, page after page."""
         try:
-            while True:
-                page = self._client().scan(**kwargs)
-                out.extend(Entry.from_item(i) for i in page.get("Items", []))
-                if "LastEvaluatedKey" not in page:
-                    return out
-                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            pages = self._client().get_paginator(operation)
+            return [
+                Entry.from_item(item)
+                for page in pages.paginate(TableName=self.name, ConsistentRead=True, **kwargs)
+                for item in page.get("Items", [])
+            ]
         except Exception as exc:
             self._fail("read", exc)
 
