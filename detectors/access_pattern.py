@@ -39,7 +39,8 @@ alone says nothing about someone never seen.
 
 Not actors: AWS services acting for themselves (``pipeline.principals``), the SaaS's service
 roles (``[[relationships]]`` ``service_role``), and events without an actor tenant; those are
-skipped and counted (``skipped`` in the evidence).
+skipped, and a finding's evidence counts the skipped events of its tenant (their actor tenant,
+else their target tenant: ``skipped``).
 
 Data needed
 -----------
@@ -92,7 +93,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from detectors.base import SCORED, Detector, DetectorSettings, Severity, period
+from detectors.base import SCORED, Detector, DetectorSettings, Partition, Severity, period
 from detectors.evidence import any_of, describe_hours, text
 from detectors.rules import Rules
 from pipeline.classification import DataClasses
@@ -105,6 +106,8 @@ _ROLE = re.compile(r":assumed-role/(?P<role>[^/]+)/")
 _SEP = "\x1f"
 # Resource shapes ingest writes -> their type (an ARN: its service).
 _TYPES = {"s3://": "s3", "dynamodb:": "dynamodb", "/": "api path"}
+# Why an event is no actor's (``_Keys.skip``: 0 is an actor's event, -1 one not read at all).
+SKIPPED = ("service principal", "no actor", "no actor tenant")
 Column: TypeAlias = pa.Array | pa.ChunkedArray | pd.Series
 
 
@@ -161,6 +164,12 @@ class AccessPattern(Detector[Settings]):
     baseline_only = (("outcome", ("success", "error")),)  # denied events did nothing
     fit_arrow = True  # 14 days of history stay dictionary-encoded Arrow, never a DataFrame
     group_by = ("actor", "actor_tenant")
+    partitions = (Partition(("actor_tenant", "target_tenant")),)
+    """By the actor's tenant: an actor is a principal of one actor tenant, and its peers (the
+    tenant's actors of its role, or all of them) are of the same tenant, so its history, its
+    peers' and its window events share the key. The skipped events a finding counts are its
+    tenant's by the same coalesce (an event without an actor tenant counts for its target
+    tenant)."""
     lookback = timedelta(days=14)
     dedup_period = timedelta(hours=24)
 
@@ -180,7 +189,7 @@ class AccessPattern(Detector[Settings]):
     # --- what an event's values are ---------------------------------------------------------
 
     def _keys(self, data: pa.Table | pd.DataFrame) -> _Keys:
-        """Each row's actor (or -1: not an actor, ``skipped`` says why) and its codes per
+        """Each row's actor (or -1: not an actor, ``skip`` says why) and its codes per
         dimension, computed once per distinct value (Arrow kernels over the dictionaries)."""
         s = self.settings
         bad = sorted(set(s.dimensions) - set(DIMENSIONS))
@@ -193,19 +202,20 @@ class AccessPattern(Detector[Settings]):
         ok = oc >= 0
         denied = _where(outcomes, lambda v: v == "denied")
         ok &= ~denied[oc]
-        skipped: Counter[str] = Counter()
+        skip = np.full(len(oc), -1, dtype=np.int8)  # not read: denied, or no outcome
+        skip[ok] = 0
         rules = Rules.of(self.relationships)
         service_rx = re.compile(any_of([*rules.service_roles, SERVICE_NAME]) or SERVICE_NAME)
         names = principals.to_pylist()  # distinct principals: users x roles, never per event
         service = np.array([bool(service_rx.search(x or "")) for x in names] + [False])
         service_type = _where(types, lambda v: v == SERVICE_TYPE)
         is_service = ok & (service[p] | service_type[ty])
-        skipped["service principal"] = int(is_service.sum())
+        skip[is_service] = 1
         ok &= ~is_service
         no_actor = ok & (p < 0)
-        skipped["no actor"] = int(no_actor.sum())
+        skip[no_actor] = 2
         no_tenant = ok & (p >= 0) & (t < 0)
-        skipped["no actor tenant"] = int(no_tenant.sum())
+        skip[no_tenant] = 3
         ok &= (p >= 0) & (t >= 0)
         pair = np.where(ok, p.astype(np.int64) * (len(tenants) + 1) + t, -1)
         uniq, first, actor = np.unique(pair, return_index=True, return_inverse=True)
@@ -233,7 +243,7 @@ class AccessPattern(Detector[Settings]):
             else:
                 values, codes = _derive(resources, rc, partial(_prefix, depth=s.prefix_depth))
             dims[dim] = (values.to_pylist(), np.where(actor >= 0, codes, -1))
-        return _Keys(actor, ids, groups, dims, skipped, resources, rc)
+        return _Keys(actor, ids, groups, dims, skip, resources, rc)
 
     # --- fit ---------------------------------------------------------------------------------
 
@@ -290,10 +300,12 @@ class AccessPattern(Detector[Settings]):
             by_dim[dim] = flags[inverse]
             novel |= by_dim[dim]
         counts = np.bincount(k.actor[novel], minlength=len(k.ids)) if k.ids else np.array([])
+        # Each event's tenant for the skipped counts: its actor tenant, else its target tenant.
+        scope = text(window["actor_tenant"]).fillna(text(window["target_tenant"])).to_numpy()
         out = []
         for ai in np.flatnonzero(counts >= s.min_events):
             rows = np.flatnonzero(novel & (k.actor == ai))
-            out.append(self._finding(window, k, int(ai), rows, by_dim))
+            out.append(self._finding(window, k, int(ai), rows, by_dim, scope))
         out.sort(key=lambda r: (-SEVERITY_RANK[str(r["severity"])], -r["score"], r["key"]))
         return pd.DataFrame(out, columns=list(SCORED))
 
@@ -304,6 +316,7 @@ class AccessPattern(Detector[Settings]):
         a: int,
         rows: np.ndarray,
         by_dim: dict[str, np.ndarray],
+        scope: np.ndarray,
     ) -> dict[str, Any]:
         s = self.settings
         actor_id, group = k.ids[a], k.groups[a]
@@ -324,13 +337,14 @@ class AccessPattern(Detector[Settings]):
         for dim, flags in by_dim.items():
             values, codes = k.dims[dim]
             mine = codes[rows][flags[rows]]
-            top = Counter(values[c] for c in mine).most_common(5)  # distinct few per finding
+            top = _most(Counter(values[c] for c in mine))[:5]  # distinct few per finding
             if top:
                 novel[dim] = [[str(v), int(c)] for v, c in top]
         targets = text(window["target_tenant"].iloc[rows])
         tenants = sorted(set(targets.dropna()))
         peers = self.group_size_[group] - (actor_id in self.history_)
-        what = ", ".join(f"{c} ({n})" for c, n in classes.most_common()) or "unclassified data"
+        what = ", ".join(f"{c} ({n})" for c, n in _most(classes)) or "unclassified data"
+        skipped = np.bincount(k.skip[(scope == tenant) & (k.skip > 0)], minlength=len(SKIPPED) + 1)
         where = novel.get("prefix", novel.get("action", [["?", 0]]))[0][0]
         return {
             "key": f"{principal}|{tenant}",
@@ -350,7 +364,7 @@ class AccessPattern(Detector[Settings]):
                 "peers": peers,
                 "peer_group": group.replace(_SEP, " / "),
                 "unresolved_targets": int(targets.isna().sum()),
-                "skipped": {r: n for r, n in k.skipped.items() if n},
+                "skipped": {r: int(n) for r, n in zip(SKIPPED, skipped[1:], strict=True) if n},
             },
             "title": f"Unusual access by {principal} ({tenant}): {len(rows)} events new to it "
             f"and its peers, on {what}, e.g. {where}",
@@ -388,7 +402,8 @@ class AccessPattern(Detector[Settings]):
 
 class _Keys:
     """What ``_keys`` reads: ``actor`` per row (index into ``ids``/``groups``, -1: none);
-    ``dims``: per dimension its distinct values and each row's code (-1: none)."""
+    ``dims``: per dimension its distinct values and each row's code (-1: none); ``skip`` per
+    row: 0 an actor's, else 1 + its index in ``SKIPPED`` (-1: not read, a denied event)."""
 
     def __init__(
         self,
@@ -396,12 +411,17 @@ class _Keys:
         ids: list[str],
         groups: list[str],
         dims: dict[str, tuple[list[Any], np.ndarray]],
-        skipped: Counter[str],
+        skip: np.ndarray,
         resources: pa.Array,
         resource_codes: np.ndarray,
     ) -> None:
         self.actor, self.ids, self.groups, self.dims = actor, ids, groups, dims
-        self.skipped, self.resources, self.resource_codes = skipped, resources, resource_codes
+        self.skip, self.resources, self.resource_codes = skip, resources, resource_codes
+
+
+def _most(counts: Counter[Any]) -> list[tuple[Any, int]]:
+    """``counts`` most first, ties by value: not by the order the rows came in."""
+    return sorted(counts.items(), key=lambda vc: (-vc[1], str(vc[0])))
 
 
 def _codes(col: Column) -> tuple[pa.Array, np.ndarray]:

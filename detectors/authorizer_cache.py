@@ -210,6 +210,15 @@ class AuthorizerCache(Detector[Settings]):
         "request_id",
     )
     group_by = ("kind", "service", "route", "tenant", "principal")
+    partitions = ()
+    """Whole. Whether a request was answered from the cache is told by the authorizer line of
+    the same request, which shares only the request id with it; a surge compares its route and
+    tenant with the usual miss share of the route across tenants and of the tenant across
+    routes, a fresh token is one with no decision anywhere in the hour before, a collision
+    links a principal's requests whatever their route, and a route's finding gathers the
+    collisions of every principal: no key is shared by everything one finding reads. Its
+    ``skipped`` (an API whose authorizer log is missing) is also a statement about the whole
+    window."""
     lookback = timedelta(days=14)
     dedup_period = timedelta(hours=6)
     # What the last window scored could not be judged, part -> why (the detect summary lists it).

@@ -242,6 +242,13 @@ class AuthzFailureSpike(Detector[Settings]):
     )
     baseline_only = (("outcome", ("denied",)),)  # a few per cent of 14 days of events
     group_by = ("dimension", "value")
+    partitions = ()
+    """Whole. A group of one dimension (a tenant, an actor, an address) would depend only on the
+    events of its value, one pass per dimension, but a finding whose requests lie mostly inside
+    a larger one of another dimension is folded into it (``fold``: the token's failures inside
+    its address's), and which are folded depends on the other dimension's spikes; a cached 403
+    also needs the authorizer's Deny for the same principal, which an address's pass may not
+    hold. Its history is the denied events only, a few per cent of the lookback."""
     lookback = timedelta(days=14)
     dedup_period = timedelta(hours=6)
 

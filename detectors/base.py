@@ -13,10 +13,15 @@ sample event ids, ``detectors.evidence.evidence``) from them, so every detector'
 back into the lake the same way. The helpers detectors share while scoring are in
 ``detectors.evidence``.
 
-Detectors work on pandas DataFrames, one group at a time in spirit (Spark's ``applyInPandas``
-could run them per group later); string columns arrive as categoricals so that a 14-day baseline
-fits in memory. pandas is imported here, so the registry (``detectors/__init__``) must only name
-modules, never import them.
+Detectors work on pandas DataFrames; string columns arrive as categoricals so that a 14-day
+baseline fits in memory. pandas is imported here, so the registry (``detectors/__init__``) must
+only name modules, never import them.
+
+A detector says how its work splits (``partitions``, ``Partition``): which events a finding can
+depend on, so that a runner may detect each part of the population on its own (the Spark runner,
+``pipeline.spark_detect``; its pure-Python reference, ``pipeline.partitioned``) and get the
+findings of the whole run. A detector whose fit learns from the whole population as a bounded
+sample (``TwoStep``) says how its history is summarized in parts instead.
 """
 
 from __future__ import annotations
@@ -27,8 +32,9 @@ import sys
 import typing
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, Generic, Literal, Self, TypeVar, cast, final
+from typing import Any, ClassVar, Generic, Literal, Protocol, Self, TypeVar, cast, final
 
 import msgspec
 import numpy as np
@@ -65,6 +71,74 @@ class DetectorInputError(TenantwatchError):
     """The events given to a detector lack a column it declares."""
 
 
+@dataclass(frozen=True)
+class Partition:
+    """A part of a detector's work that can run on its own, per key.
+
+    An event's key is the first non-null value of its columns ``by`` (a coalesce: an empty
+    string is a value, not a null); an event whose columns ``by`` are all null has the null
+    key, one group like any other. The promise the detector makes by declaring it: each
+    finding it keeps from this pass depends only on the window and baseline events sharing
+    that key, so detecting each key's events alone (with the same window bounds and baseline
+    start) and putting the findings together gives the findings of the whole run, row for
+    row. ``keep``: a prefix of the group key (the text after ``"<detector id>:"`` in
+    ``dedup_key``) that this pass owns; its other findings are dropped (a detector whose
+    findings are about different things, each keyed on its own columns, declares one pass
+    per kind of finding).
+
+    ``pipeline.partitioned`` checks a declaration against the whole run; the Spark runner
+    relies on it."""
+
+    by: tuple[str, ...]
+    keep: str | None = None
+
+    def keeps(self, dedup_key: str) -> bool:
+        """Whether a finding of this pass (its ``dedup_key``, ``"<detector>:<group key>"``) is
+        one the pass owns."""
+        return self.keep is None or dedup_key.partition(":")[2].startswith(self.keep)
+
+
+class TwoStep(Protocol):
+    """A detector whose ``fit`` learns from the whole population, through a bounded sample, and
+    keeps per-actor state: such a fit cannot run per key, but it can be summarized per key.
+
+    1. ``summary_passes``: the passes over the history, each a ``Partition`` of the baseline
+       (and of the window, whose actors say which state is needed). ``summarize`` makes one
+       part's ``SUMMARY`` rows: candidates for the sample (``rank`` set: a deterministic
+       number per row, its sample is the ``sample_size`` rows of smallest rank), and state
+       (``rank`` null) for the window's actors (every actor without a window).
+    2. ``learn`` fits on the sample (the smallest ranks of every part together) and
+       ``absorb`` takes in the state; ``detect(..., fitted=True)`` then scores the window.
+
+    ``fit(baseline)`` must equal ``summarize`` over the whole baseline, one part per pass,
+    then ``learn`` and ``absorb``: so a runner that summarizes parts on many machines and
+    learns once gives the same findings."""
+
+    summary_schema: pa.Schema  # the rows ``summarize`` returns; has a float64 ``rank`` column
+
+    def summary_passes(self) -> tuple[Partition, ...]: ...
+
+    def sample_size(self) -> int: ...
+
+    def summarize(
+        self,
+        index: int,
+        baseline: pa.Table,
+        window: pa.Table | None,
+        span: tuple[datetime, datetime],
+    ) -> pa.Table: ...
+
+    def learn(self, sample: pa.Table, span: tuple[datetime, datetime]) -> None: ...
+
+    def absorb(self, state: pa.Table) -> None: ...
+
+
+def two_step(det: object) -> TwoStep | None:
+    """``det`` as a ``TwoStep`` detector, or None if it is not one."""
+    needed = ("summary_passes", "summarize", "learn", "absorb", "sample_size", "summary_schema")
+    return cast(TwoStep, det) if all(hasattr(det, n) for n in needed) else None
+
+
 class DetectorSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """Settings every detector has; each detector subclasses this with its own defaults."""
 
@@ -95,7 +169,10 @@ class Detector(ABC, Generic[S]):
     # dictionary-encoded) rather than pandas, so millions of history rows never become a
     # DataFrame; ``fit`` then reads both (``period`` gives its time span either way).
     fit_arrow: ClassVar[bool] = False
-    group_by: ClassVar[tuple[str, ...]]  # what one finding is about, for people and Spark
+    group_by: ClassVar[tuple[str, ...]]  # what one finding is about, for people
+    # How the work splits by key (``Partition``): empty, the whole population is one group
+    # (always correct; a runner on many machines then gives it one task).
+    partitions: ClassVar[tuple[Partition, ...]] = ()
     lookback: ClassVar[timedelta]  # how much history before the window it fits on
     dedup_period: ClassVar[timedelta]  # findings sharing a dedup key within it: one incident
     # The settings class: the type argument of ``Detector[...]`` (set by ``__init_subclass__``).

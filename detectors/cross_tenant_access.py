@@ -91,7 +91,7 @@ from typing import Any, Self
 import numpy as np
 import pandas as pd
 
-from detectors.base import SCORED, Detector, DetectorSettings, Severity
+from detectors.base import SCORED, Detector, DetectorSettings, Partition, Severity
 from detectors.evidence import match, positions, severity_max, text
 from detectors.rules import BREAK_GLASS_RULES, SESSION_NAME, Rules, approvals
 from pipeline.config import Ticket
@@ -143,6 +143,12 @@ class CrossTenantAccess(Detector[Settings]):
     optional_columns = ("actor_ticket",)
     baseline_columns = ("event_time", "source")
     group_by = ("kind", "actor", "actor_tenant")
+    partitions = (Partition(("actor_principal", "actor_session", "source_ip")),)
+    """By the actor: a finding's group is (kind, actor, actor tenant), its actor the principal,
+    else the session, else the address: the first non-null of the key's columns, so every event
+    of a group has one key. Each event is classified alone (relationships and tickets are
+    configuration, not events) and a group's title, evidence and severity come from its own
+    events."""
     lookback = timedelta(0)  # a rule: no history needed
     dedup_period = timedelta(hours=24)
 

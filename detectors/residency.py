@@ -171,6 +171,12 @@ class Residency(Detector[Settings]):
     )
     baseline_columns = ("event_time", "source")
     group_by = ("kind", "target_tenant", "actor")
+    partitions = ()
+    """Whole. A group is (kind, target tenant, actor), but every finding's evidence carries the
+    whole window's ``not_judged`` counts (events without a target tenant, of tenants without
+    regions, of unknown region), which no part of the window knows; and an API request's
+    region may come from the authorizer line of the same request, whose target tenant the
+    configuration may resolve otherwise. A rule: no history is read."""
     lookback = timedelta(0)  # a rule: no history needed
     dedup_period = timedelta(hours=24)
 

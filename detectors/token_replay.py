@@ -210,6 +210,12 @@ class TokenReplay(Detector[Settings]):
     columns = ("event_id", "action", *_DECISION_COLS)
     baseline_columns = _DECISION_COLS
     group_by = ("token",)
+    partitions = ()
+    """Whole. A finding is one token fingerprint's decisions, but the client of a decision is
+    read from the access-log line of the same request when the authorizer logs none, and that
+    line carries no token: only the request id (too fine: a token's history spans many
+    requests) and the principal, which an expired token's denial may lack on either line. The
+    window is an hour of the API's logs and the history an hour before it."""
     # Decisions just before the window: a client's return or an expiry across its start.
     lookback = timedelta(hours=1)
     dedup_period = timedelta(hours=24)

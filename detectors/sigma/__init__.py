@@ -69,6 +69,11 @@ class SigmaRules(Detector[Settings]):
     optional_columns = ("actor_ticket",)
     baseline_columns = ("event_time", "source")
     group_by = ("rule", "actor")
+    partitions = ()
+    """Whole. A plain rule's group is (rule, principal), but its unknown actor gathers the
+    events whose principal is null and those whose principal is empty; a correlation rule
+    groups by the fields the rule names (any CloudTrail field, read from ``raw``), which differ
+    from rule to rule and may be no lake column. A rule reads no history."""
     lookback = timedelta(0)  # rules need no history
     dedup_period = timedelta(hours=24)
 
