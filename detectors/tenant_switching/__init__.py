@@ -34,6 +34,16 @@ One finding per actor per window; a session's or address's finding whose events 
 a principal's is folded into it. The evidence names the features that made the hour unusual
 (robust z against the population), the rule that fired and the model's score.
 
+The model is fitted on at most ``max_train_rows`` of the history's actor-hours: those of smallest
+rank, a hash of the actor, its kind, the hour and ``random_state`` (``model.ranks``), taken in
+order of rank. The sample is thus the same however the history is read or split, which is what
+lets a runner on many machines fit it (``TwoStep``): each part of the history, split by actor,
+is summarized where it is read (its actor-hours of smallest rank, and for the window's actors
+the tenants they touched and their busiest hour), the model is fitted once on the smallest
+ranks of all parts, and the window is scored with it whole (a session's or address's finding is
+folded into its principal's, and a session is judged against its principal's history: no key is
+shared by all three kinds).
+
 Data needed
 -----------
 All three sources; ``event_time``, ``actor_principal``, ``actor_session``, ``source_ip``,
@@ -74,14 +84,15 @@ Runbook
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Self
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from detectors.base import SCORED, Detector, DetectorSettings, Severity, period
+from detectors.base import SCORED, Detector, DetectorSettings, Partition, Severity, period
 from detectors.evidence import HOUR_US, describe_hours, fold, request_keys, text
 from detectors.rules import Rules
 from detectors.tenant_switching import features, model
@@ -107,6 +118,37 @@ class Settings(DetectorSettings, frozen=True, forbid_unknown_fields=True, kw_onl
     severity_enumeration: Severity = "high"
     severity_new_tenants: Severity = "medium"
     severity_model: Severity = "medium"
+
+
+# What ``summarize`` returns, one row per (kind, actor, and one of): a tenant the actor touched in
+# the history (``tenant``), its busiest hour's tenants (``busiest``), or an actor-hour that is a
+# candidate for the model's sample (``hour``, FEATURES and ``rank``). ``kind`` is the actor kind,
+# or OWNER: principals' tenants summarized for sessions alone.
+OWNER = "principal of a session"
+SUMMARY = pa.schema(
+    [
+        ("kind", pa.string()),
+        ("actor", pa.string()),
+        ("tenant", pa.string()),
+        ("busiest", pa.float64()),
+        ("hour", pa.int64()),
+        *[(name, pa.float64()) for name in FEATURES],
+        ("rank", pa.float64()),
+    ]
+)
+
+
+def _summary(kind: str, **columns: Any) -> pa.Table:
+    n = len(columns["actor"])
+    arrays = [
+        pa.array(columns[f.name], f.type, from_pandas=True)
+        if f.name in columns
+        else pa.array(np.repeat(kind, n), f.type)
+        if f.name == "kind"
+        else pa.nulls(n, f.type)
+        for f in SUMMARY
+    ]
+    return pa.Table.from_arrays(arrays, schema=SUMMARY)
 
 
 # Beside this module: ``features`` (events -> actor-hours) and ``model`` (the IsolationForest over
@@ -143,46 +185,114 @@ class TenantSwitching(Detector[Settings]):
     )
     fit_arrow = True  # 14 days of events stay Arrow codes: see features.events
     group_by = ("actor_kind", "actor")
+    partitions = ()
+    """Whole, in two steps (``TwoStep``): the model learns from the whole population, and a
+    session's or address's finding is folded into its principal's. Its history, the 14 days
+    that make it costly, is summarized per actor (``summary_passes``)."""
     lookback = timedelta(days=14)
     dedup_period = timedelta(hours=24)
+    summary_schema = SUMMARY
 
     # --- life cycle ----------------------------------------------------------------------------
 
     def fit(self, baseline: pd.DataFrame | pa.Table) -> Self:
+        """``summarize`` the whole history, a pass at a time, then ``learn`` and ``absorb``: the
+        steps a runner on many machines takes over parts of it (``TwoStep``)."""
+        p0, p1 = period(baseline)
+        span = (p0, p1) if p0 is not None and p1 is not None else None
+        parts = [self.summarize(i, baseline, None, span) for i in range(len(self.summary_passes()))]
+        summary = pa.concat_tables(parts)
+        sampled = pc.is_valid(summary["rank"])
+        self.learn(summary.filter(sampled), span)
+        self.absorb(summary.filter(pc.invert(sampled)))
+        return self
+
+    # --- the fit in parts (``detectors.base.TwoStep``) ----------------------------------------
+
+    def _passes(self) -> list[tuple[str, bool]]:
+        """(actor kind, whether its actor-hours are summarized) per pass: each kind, and, for
+        sessions judged against a principal kind that is off, the principals' tenants alone."""
         s = self.settings
         bad = sorted(set(s.actor_kinds) - set(ACTOR_KINDS))
         if bad:
             raise ValueError(f"{self.id}: unknown actor kind {bad[0]!r}")
-        p0, p1 = period(baseline)
-        self.history_hours_ = (
-            (pd.Timestamp(p1) - pd.Timestamp(p0)) / pd.Timedelta(hours=1) if p0 and p1 else 0.0
-        )
-        self.seen_: dict[str, pd.MultiIndex] = {}
-        self.own_max_: dict[str, pd.Series] = {}
-        train, total = [], 0
-        for k, kind in enumerate(s.actor_kinds):
-            # One kind at a time, and only its actor-hours kept: the events of a 14-day history
-            # are millions of rows, its actor-hours a few per cent of that.
-            ev = self._events(baseline, kind, positions=False)
-            self.seen_[kind] = features.pairs(ev)
-            if ev.empty:
-                self.own_max_[kind] = pd.Series(dtype=np.float64)
-                continue
-            rows, self.own_max_[kind] = model.history(
-                ev, k, random_state=s.random_state, max_train_rows=s.max_train_rows
-            )
-            del ev
-            train.append(rows)
-            total += len(rows)
-        # A session's tenants are judged against its principal's history as well: the
-        # principal kind's pairs, or (principal off) the same pairs computed for that alone.
-        self.owners_: pd.MultiIndex | None = None
+        passes = [(kind, True) for kind in s.actor_kinds]
         if "session" in s.actor_kinds and "principal" not in s.actor_kinds:
-            self.owners_ = features.pairs(self._events(baseline, "principal", positions=False))
-        rows = pd.concat(train, ignore_index=True) if train else pd.DataFrame()
-        if total > s.max_train_rows:
-            # The max_train_rows actor-hours of smallest rank over all kinds: a uniform sample.
-            rows = rows.iloc[model.smallest(rows["_rank"].to_numpy(), s.max_train_rows)]
+            passes.append(("principal", False))
+        return passes
+
+    def summary_passes(self) -> tuple[Partition, ...]:
+        """One pass per actor kind, keyed on its column: an actor's actor-hours, tenants and
+        busiest hour depend on its own events only."""
+        return tuple(Partition((ACTOR_KINDS[kind],)) for kind, _ in self._passes())
+
+    def sample_size(self) -> int:
+        return self.settings.max_train_rows
+
+    def summarize(
+        self,
+        index: int,
+        baseline: pd.DataFrame | pa.Table,
+        window: pd.DataFrame | pa.Table | None,
+        span: tuple[datetime, datetime] | None,
+    ) -> pa.Table:
+        """The ``SUMMARY`` of pass ``index`` over ``baseline`` (a part of the history, whole
+        actors): its actor-hours of smallest rank (at most ``max_train_rows``, ``rank`` set)
+        and, for the actors of ``window`` (every actor without one), the tenants each touched
+        (``tenant``) and its busiest hour (``busiest``). ``span``: the history's [first,
+        start), which places the warm-up day (None: the events' own first and last hour)."""
+        s = self.settings
+        kind, hours = self._passes()[index]
+        name = kind if hours else OWNER
+        ev = self._events(baseline, kind, positions=False)
+        wanted: set[str] | None = None
+        if window is not None:
+            wanted = set(self._events(window, kind, positions=False)["actor"].astype(str))
+        pairs = features.pairs(ev)
+        actor = pairs.get_level_values(0).to_numpy(dtype=object)
+        keep = pd.Index(actor).isin(list(wanted)) if wanted is not None else slice(None)
+        parts = [
+            _summary(name, actor=actor[keep], tenant=pairs.get_level_values(1)[keep].to_numpy())
+        ]
+        if hours and not ev.empty:
+            if span is not None:
+                first = int(pd.Timestamp(span[0]).floor("h").value // 1000 // HOUR_US)
+                last = -(-int(pd.Timestamp(span[1]).value // 1000) // HOUR_US)
+            else:
+                first, last = int(ev["hour"].min()), int(ev["hour"].max()) + 1
+            rows, busiest = model.history(
+                ev,
+                kind,
+                random_state=s.random_state,
+                max_train_rows=s.max_train_rows,
+                start=model.warm_up(first, last),
+            )
+            if wanted is not None:
+                busiest = busiest[busiest.index.isin(list(wanted))]
+            parts.append(_summary(name, actor=busiest.index.to_numpy(), busiest=busiest.to_numpy()))
+            parts.append(
+                _summary(
+                    name,
+                    actor=rows["actor"].to_numpy(),
+                    hour=rows["hour"].to_numpy(),
+                    rank=rows["rank"].to_numpy(),
+                    **{f: rows[f].to_numpy() for f in FEATURES},
+                )
+            )
+        return pa.concat_tables(parts)
+
+    def learn(self, sample: pa.Table, span: tuple[datetime, datetime] | None) -> None:
+        """Fit the model on the ``max_train_rows`` actor-hours of ``sample`` of smallest rank,
+        in order of rank (``SUMMARY`` rows with ``rank``, of any parts)."""
+        s = self.settings
+        self._passes()  # checks the kinds
+        self.history_hours_ = (
+            (pd.Timestamp(span[1]) - pd.Timestamp(span[0])) / pd.Timedelta(hours=1)
+            if span is not None
+            else 0.0
+        )
+        order = [(c, "ascending") for c in ("rank", "kind", "actor", "hour")]
+        rows = sample.sort_by(order).slice(0, s.max_train_rows).to_pandas()
         self.model_: Any
         self.population_: model.Spread
         self.model_, self.population_ = model.fit(
@@ -191,7 +301,34 @@ class TenantSwitching(Detector[Settings]):
         self.train_ = pd.DataFrame(columns=list(FEATURES), dtype=np.float64)
         if self.model_ is not None:
             self.train_ = rows[list(FEATURES)].astype(np.float64).reset_index(drop=True)
-        return self
+
+    def absorb(self, state: pa.Table) -> None:
+        """Take in the tenants and busiest hours of ``state`` (``SUMMARY`` rows without rank):
+        every actor whose window hours will be scored must be there."""
+        frame = state.to_pandas()
+        self.seen_: dict[str, pd.MultiIndex] = {}
+        self.own_max_: dict[str, pd.Series] = {}
+        for kind in [*self.settings.actor_kinds, OWNER]:
+            mine = frame[frame["kind"] == kind]
+            pairs = mine[mine["tenant"].notna()]
+            seen = pd.MultiIndex.from_arrays(
+                [pairs["actor"].to_numpy(dtype=object), pairs["tenant"].to_numpy(dtype=object)]
+            )
+            most = mine[mine["busiest"].notna()]
+            if kind != OWNER:
+                self.seen_[kind] = seen
+                self.own_max_[kind] = pd.Series(
+                    most["busiest"].to_numpy(dtype=np.float64),
+                    index=pd.Index(most["actor"].to_numpy(dtype=object)),
+                )
+        # A session's tenants are judged against its principal's history as well: the
+        # principal kind's pairs, or (principal off) the same pairs summarized for that alone.
+        self.owners_: pd.MultiIndex | None = None
+        if "session" in self.settings.actor_kinds and "principal" not in self.settings.actor_kinds:
+            owned = frame[(frame["kind"] == OWNER) & frame["tenant"].notna()]
+            self.owners_ = pd.MultiIndex.from_arrays(
+                [owned["actor"].to_numpy(dtype=object), owned["tenant"].to_numpy(dtype=object)]
+            )
 
     def _events(
         self, frame: pd.DataFrame | pa.Table, kind: str, positions: bool = True
