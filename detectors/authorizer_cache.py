@@ -98,7 +98,7 @@ import numpy as np
 import pandas as pd
 
 from detectors.base import SCORED, Detector, DetectorSettings, Severity
-from detectors.evidence import HOUR_US, cache_answers, describe_hours, epoch_us, text
+from detectors.evidence import HOUR_US, cache_answers, describe_hours, epoch_us, most, text
 from detectors.rules import Rules
 
 _HALF = HOUR_US // 2
@@ -351,11 +351,8 @@ class AuthorizerCache(Detector[Settings]):
                         "usual_miss_share": round(usual, 3),
                         "fresh_token_share": round(fresh_share, 3),
                         "distinct_tokens": int(tokens.nunique()),
-                        "top_tokens": tokens.value_counts().head(5).to_dict(),
-                        "top_principals": text(window.loc[rows, "actor_principal"])
-                        .value_counts()
-                        .head(5)
-                        .to_dict(),
+                        "top_tokens": most(tokens, 5),
+                        "top_principals": most(text(window.loc[rows, "actor_principal"]), 5),
                     },
                     "title": f"Authorizer cache busted on {route} for tenant "
                     f"{tenant_v or 'unknown'}: {m} authorizer runs in an hour, "
@@ -434,6 +431,9 @@ class AuthorizerCache(Detector[Settings]):
         for principal, g in links.groupby("principal", sort=True):
             kind = min(g["kind"], key=rank.__getitem__)
             decs = req.loc[np.unique(g["dec"].to_numpy())]
+            # The decisions in time order (then request id), not in the order rows came in.
+            rid = text(window.loc[decs.index, "request_id"]).fillna("")
+            decs = decs.iloc[np.lexsort((rid.to_numpy(dtype=str), decs["t"].to_numpy()))]
             auth = decs["decision"][lambda x: x >= 0].to_numpy()
             rows = np.unique(np.concatenate([g.index, decs.index, auth]).astype(np.int64))
             tenants = sorted(set(g["tenant"].dropna()) | set(decs["tenant"].dropna()))

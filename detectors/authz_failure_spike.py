@@ -99,6 +99,7 @@ from detectors.evidence import (
     describe_hours,
     epoch_us,
     fold,
+    most,
     request_keys,
     text,
 )
@@ -495,7 +496,7 @@ class AuthzFailureSpike(Detector[Settings]):
                         "peak_score": round(float(z), 3),
                         "history": self.hours_ > 0,
                         "cached_repeats": int(repeats.reindex(rows, fill_value=False).sum()),
-                        "error_codes": text(sub["error_code"]).value_counts().head(5).to_dict(),
+                        "error_codes": most(text(sub["error_code"]), 5),
                         "also": [],
                     },
                     "title": f"Authorization failures spike for {what} {v}: {n} {unit} in an "

@@ -91,6 +91,14 @@ def evidence(rows: pd.DataFrame, details: Any) -> str:
     return orjson.dumps(ev, option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY).decode()
 
 
+def most(values: pd.Series, n: int) -> dict[str, int]:
+    """The ``n`` most frequent values (nulls left out) with their counts, ties by value: never
+    by the order the rows came in."""
+    counts = values.astype(object).dropna().value_counts()
+    counts = counts.sort_index(kind="stable").sort_values(ascending=False, kind="stable")
+    return {str(k): int(v) for k, v in counts.head(n).items()}
+
+
 def describe_hours(hours: float) -> str:
     return f"{hours / 24:.0f} d" if hours >= 48 else f"{hours:.0f} h"
 

@@ -40,6 +40,7 @@ from pipeline.lake import (
 
 if TYPE_CHECKING:
     from detectors.base import Detector
+    from pipeline.suppressions import InForce
 
 DAY = timedelta(days=1)
 
@@ -125,30 +126,43 @@ def window_columns(det: Detector) -> list[str]:
     return [*det.columns, *optional]
 
 
-def read_baseline(lake: Lake, det: Detector, start: datetime, end: datetime) -> pa.Table:
-    """The detector's baseline columns over [start, end), one day at a time, strings
-    dictionary-encoded (a 14-day history is mostly repeated principals, tenants, addresses)."""
+def history_start(det: Detector, since: datetime, history_from: datetime | None) -> datetime:
+    """Where ``det``'s baseline begins for a window from ``since``: ``lookback`` before it, but
+    not before the lake's first event (``history_from``)."""
+    start = since - det.lookback
+    return start if history_from is None else max(start, min(history_from, since))
+
+
+def baseline_days(start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
+    """[start, end) a day at a time: how a baseline is read (and ordered)."""
+    n = -((start - end) // DAY)  # days begun, the last one cut at ``end``
+    return [(start + i * DAY, min(start + (i + 1) * DAY, end)) for i in range(n)]
+
+
+def read_baseline(
+    lake: Lake, det: Detector, start: datetime, end: datetime, extra: Sequence[str] = ()
+) -> pa.Table:
+    """The detector's baseline columns (and ``extra``) over [start, end), a day at a time,
+    strings dictionary-encoded (a 14-day history is mostly repeated principals, tenants ...)."""
     import pyarrow.compute as pc
 
-    cols = list(det.baseline_columns)
+    cols = [*det.baseline_columns, *(c for c in extra if c not in det.baseline_columns)]
     where = None
     for column, values in det.baseline_only:
         e = pc.field(column).isin(list(values))
         where = e if where is None else where & e
     parts = []
-    day = start
-    while day < end:
-        nxt = min(day + DAY, end)
+    for day, nxt in baseline_days(start, end):
         t = read_events(lake, day, nxt, sources=det.sources, columns=cols, where=where)
         if t.num_rows:
-            parts.append(_encode(t))
-        day = nxt
+            parts.append(encode(t))
     if not parts:
-        return _encode(read_events(lake, start, start, sources=det.sources, columns=cols))
+        return encode(read_events(lake, start, start, sources=det.sources, columns=cols))
     return pa.concat_tables(parts, promote_options="permissive").unify_dictionaries()
 
 
-def _encode(t: pa.Table) -> pa.Table:
+def encode(t: pa.Table) -> pa.Table:
+    """``t`` with its string columns dictionary-encoded, as a baseline is handed to detectors."""
     cols = [c.dictionary_encode() if pa.types.is_string(c.type) else c for c in t.columns]
     return pa.table(cols, names=t.column_names)
 
@@ -215,11 +229,27 @@ def run_detect(
     if progress:
         progress(len(dets), len(dets))
     findings = _worst_first(pa.concat_tables(tables) if tables else schema.empty(schema.FINDINGS))
+    parts = {"failed": failed, "skipped": skipped, "unavailable": missing}
+    summary = detect_summary(lake, (since, until), counts, findings, sups, parts, started)
+    return Detected(findings, summary)
+
+
+def detect_summary(
+    lake: Lake,
+    window: tuple[datetime, datetime],
+    counts: dict[str, dict[str, int]],
+    findings: pa.Table,
+    sups: InForce,
+    parts: dict[str, dict[str, str]],
+    started: float,
+) -> dict[str, Any]:
+    """A window's detection summary (``run_detect``'s, whichever engine ran it); ``parts``:
+    the detectors or parts that failed, were skipped, or are unavailable."""
     severities = Counter(findings["severity"].to_pylist())
-    summary: dict[str, Any] = {
+    return {
         "lake": lake.root,
-        "window_start": since.isoformat(),
-        "window_end": until.isoformat(),
+        "window_start": window[0].isoformat(),
+        "window_end": window[1].isoformat(),
         "detectors": counts,
         "findings": findings.num_rows,
         "by_severity": {s: severities[s] for s in reversed(schema.SEVERITIES) if severities[s]},
@@ -227,14 +257,13 @@ def run_detect(
         "suppressed": findings.num_rows - findings["suppressed_by"].null_count,
         "suppressions_active": len(sups.active),
         "suppressions_expired": [s.id for s, _ in sups.expired],
-        "failed": failed,
+        "failed": parts["failed"],
         # Parts a detector could not judge from the events it was given, with why (the
         # authorizer's log not ingested, say): they ran and found nothing to say.
-        "skipped": skipped,
-        "unavailable": missing,  # plugins that do not load: left out, the others ran
+        "skipped": parts["skipped"],
+        "unavailable": parts["unavailable"],  # plugins that do not load: the others ran
         "seconds": round(time.perf_counter() - started, 3),
     }
-    return Detected(findings, summary)
 
 
 def _detect_one(
@@ -250,9 +279,7 @@ def _detect_one(
     window = read_events(
         lake, since, until, sources=det.sources, columns=window_columns(det), files=files
     )
-    base_start = since - det.lookback
-    if history_from is not None:
-        base_start = max(base_start, min(history_from, since))
+    base_start = history_start(det, since, history_from)
     baseline = read_baseline(lake, det, base_start, since) if det.lookback else None
     found = det.detect(baseline, window, start=since, end=until, baseline_start=base_start)
     counts = {
@@ -461,9 +488,7 @@ def _detect_growing(
     in its first aligned window), against the history before that window: the same history for
     every tick until the next window starts, fitted once (``_FITTED``)."""
     start = _floor(end - length, length)
-    base_start = start - det.lookback
-    if history_from is not None:
-        base_start = max(base_start, min(history_from, start))
+    base_start = history_start(det, start, history_from)
     key = (lake.root, start, base_start, repr(det.settings), repr(det.relationships))
     window = read_events(lake, start, end, sources=det.sources, columns=window_columns(det))
     counts = {"window_events": window.num_rows, "baseline_events": 0}

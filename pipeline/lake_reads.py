@@ -78,6 +78,46 @@ def read_events(
     return table.cast(target)
 
 
+def event_files(
+    lake: LakeLike,
+    since: datetime | None,
+    until: datetime | None,
+    *,
+    sources: tuple[str, ...] | None = None,
+) -> list[tuple[str, int | None]]:
+    """The event files ``read_events`` opens for [since, until) of ``sources`` (its listing,
+    less the partitions its filter prunes), in the order it reads them, each with the size its
+    listing gave: what a reader elsewhere needs to read them one by one (``read_event_file``)
+    and give the same rows in the same order."""
+    lk = _lake(lake)
+    found = _events_dataset(lk, since, until, sources, None, None)
+    if found is None:
+        return []
+    dataset, expr = found
+    cut = len(lk.base) + 1
+    rels = [f.path[cut:] for f in dataset.get_fragments(filter=expr)]
+    return [(rel, lk.size(rel)) for rel in rels]
+
+
+def read_event_file(
+    lake: LakeLike,
+    rel: str,
+    size: int | None,
+    since: datetime | None,
+    until: datetime | None,
+    *,
+    sources: tuple[str, ...] | None = None,
+    columns: list[str] | None = None,
+    where: pc.Expression | None = None,
+) -> pa.Table:
+    """``read_events`` of the one event file ``rel`` (one of ``event_files``), opened with the
+    ``size`` its listing gave (no HEAD request on S3)."""
+    lk = _lake(lake)
+    if size is not None:
+        lk._sizes[rel] = size  # as if this process had listed its folder
+    return read_events(lk, since, until, sources=sources, columns=columns, where=where, files=[rel])
+
+
 def event_batches(
     lake: LakeLike,
     since: datetime | None = None,
