@@ -40,3 +40,10 @@ class LakeError(TenantwatchError):
     """The lake cannot be written at all (its folder cannot be made, or is not writable)."""
 
     exit_code = 2
+
+
+class MissingExtra(TenantwatchError):
+    """A part of tenantwatch that an optional extra installs was asked for without it (the
+    Spark engine without ``tenantwatch[spark]``): the message names the extra."""
+
+    exit_code = 2

@@ -11,14 +11,14 @@ sample is the smallest ranks of every bucket, and the window is scored whole wit
 learnt.
 
 Each bucket's baseline is encoded afresh from its own rows, as an executor builds it, and the
-detector is a fresh copy (pickled and read back, as Spark ships it) per bucket. Comparing this
+detector is a fresh copy per bucket. Comparing this
 with the whole run (``tests/test_partitioned.py``) is what proves a declaration;
 ``pipeline.spark_detect`` runs ``detect_bucket`` and the same steps on executors.
 """
 
 from __future__ import annotations
 
-import pickle
+import copy
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -128,9 +128,10 @@ def detect_bucket(
 
 
 def fresh(det: Detector) -> Detector:
-    """A copy of ``det`` as an executor gets it: pickled and read back."""
-    copy: Detector = pickle.loads(pickle.dumps(det))  # noqa: S301 - our own object
-    return copy
+    """A copy of ``det`` with no state of a detection before (``detect`` leaves some on it):
+    one per bucket, as each executor task gets its own (Spark ships detectors pickled; the
+    tests check every detector pickles)."""
+    return copy.deepcopy(det)
 
 
 def _split(
