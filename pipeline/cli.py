@@ -315,6 +315,15 @@ def ingest(
 @click.option(
     "--json", "as_json", is_flag=True, help="Print summary and findings as one JSON object."
 )
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "spark"]),
+    default="local",
+    show_default=True,
+    help="Where the detectors run: this process, or Spark (needs tenantwatch[spark]).",
+)
+@click.option("--master", default=None, help="Spark master: local[N] or a URL (local[*]).")
+@click.option("--buckets", type=click.IntRange(min=1), help="Spark: buckets per detector pass.")
 @click.pass_context
 def detect(
     ctx: click.Context,
@@ -323,26 +332,35 @@ def detect(
     until: str | None,
     only: tuple[str, ...],
     as_json: bool,
+    engine: str,
+    master: str | None,
+    buckets: int | None,
 ) -> None:
     """Run the detectors over a window of the lake and write their findings to it.
 
     Each detector reads only the columns it declares, for the window plus its baseline lookback.
     Findings go to <lake>/findings/ with deterministic ids: re-running a window rewrites them.
-    A detector that fails is reported and the others still run (exit code 1).
+    A detector that fails is reported and the others still run (exit code 1). With --engine
+    spark the same detectors give the same findings, run on Spark's executors.
     """
-    from pipeline.detect import run_detect
-
     cfg = _config(ctx)
-    with progress_bar("detecting") as update:
-        result = run_detect(
-            lake or cfg.lake.root,
-            cfg,
-            since=parse_when(since, "--since"),
-            until=parse_when(until, "--until"),
-            only=only or None,
-            progress=update,
-            warn=_warning,
-        )
+    run: dict[str, Any] = {
+        "since": parse_when(since, "--since"),
+        "until": parse_when(until, "--until"),
+        "only": only or None,
+        "warn": _warning,
+    }
+    if engine == "spark":
+        from pipeline.spark_detect import run_detect_spark
+
+        result = run_detect_spark(lake or cfg.lake.root, cfg, **run, master=master, buckets=buckets)
+    elif master is not None or buckets is not None:
+        raise click.UsageError("--master and --buckets are for --engine spark")
+    else:
+        from pipeline.detect import run_detect
+
+        with progress_bar("detecting") as update:
+            result = run_detect(lake or cfg.lake.root, cfg, **run, progress=update)
     rows = result.findings.to_pylist()
     if as_json:
         import orjson
