@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from detectors.base import Detector, DetectorInputError, DetectorSettings
+from detectors.base import Detector, DetectorInputError, DetectorSettings, Partition
 from pipeline import schema
 from pipeline.config import Relationship
 from pipeline.errors import ConfigError
@@ -114,8 +114,9 @@ def _make(cls: type[Detector], relationships: tuple[Relationship, ...]) -> Detec
 
 
 def check_declaration(cls: type[Detector]) -> None:
-    """Its class attributes: a severity, sources and columns the lake has, a lookback and a
-    dedup period, its own settings class, and the base class's ``detect``."""
+    """Its class attributes: a severity, sources and columns the lake has, partitions keyed on
+    event columns, a lookback and a dedup period, its own settings class, and the base class's
+    ``detect``."""
     assert isinstance(getattr(cls, "id", None), str) and cls.id, "id: a non-empty string"
     assert cls.severity in schema.SEVERITIES, f"severity {cls.severity!r}"
     assert set(cls.sources) <= set(schema.SOURCES), f"sources {cls.sources} not all lake sources"
@@ -127,6 +128,9 @@ def check_declaration(cls: type[Detector]) -> None:
         "columns: event_id, event_time and source are needed for evidence"
     )
     assert set(cls.optional_columns).isdisjoint(cls.columns), "optional_columns overlap columns"
+    for part in cls.partitions:
+        assert isinstance(part, Partition) and part.by, "partitions: Partition(by=(columns...))"
+        assert set(part.by) <= set(schema.EVENTS.names), f"partitions: {part.by}: not event columns"
     assert cls.lookback >= timedelta(0), "lookback: negative"
     assert cls.dedup_period > timedelta(0), "dedup_period: not positive"
     assert issubclass(cls.Settings, DetectorSettings) and cls.Settings is not DetectorSettings, (

@@ -30,8 +30,13 @@ from tests.detectlakes import sample_lake, world_lake
 
 pytestmark = pytest.mark.slow
 DETECTORS = tuple(detectors.BUILTIN)
-# Those whose work splits: the others are one bucket however many are asked for.
-SPLIT = ("cross_tenant_access", "access_pattern", "tenant_switching")
+# Those whose work splits (partitions, or a history summarized in parts): the others are one
+# bucket however many are asked for.
+SPLIT = tuple(
+    d
+    for d in DETECTORS
+    if detectors.load(d).partitions or hasattr(detectors.load(d), "summary_passes")
+)
 
 
 class ByAddress(AccessPattern):
@@ -157,6 +162,10 @@ def test_each_pass_keeps_the_findings_it_owns(world: Run) -> None:
     same(found.findings, whole)
     kinds = {orjson.loads(e)["kind"] for e in whole["evidence"].to_pylist()}
     assert {"cross_tenant", "break_glass_ticket"} <= kinds  # more than one pass found something
+
+
+def test_which_detectors_split(world: Run) -> None:
+    assert SPLIT == ("cross_tenant_access", "tenant_switching", "access_pattern")
 
 
 def test_tenant_switching_is_two_step_and_fit_is_its_parts(world: Run) -> None:

@@ -247,7 +247,8 @@ class TenantSwitching(Detector[Settings]):
         ev = self._events(baseline, kind, positions=False)
         wanted: set[str] | None = None
         if window is not None:
-            wanted = set(self._events(window, kind, positions=False)["actor"].astype(str))
+            found = self._events(window, kind, positions=False) if len(window) else None
+            wanted = set(found["actor"].astype(str)) if found is not None else set()
         pairs = features.pairs(ev)
         actor = pairs.get_level_values(0).to_numpy(dtype=object)
         keep = pd.Index(actor).isin(list(wanted)) if wanted is not None else slice(None)
