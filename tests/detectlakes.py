@@ -7,11 +7,28 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+from detectors.base import Partition
+from detectors.cross_tenant_access import CrossTenantAccess
 from pipeline.config import Config, load_config
 from tests import logfactory as lf
 from tests.conftest import SAMPLE_LOGS
 
 INPUTS = ("AWSLogs", "apigateway", "authorizer")
+ACTOR = ("actor_principal", "actor_session", "source_ip")
+
+
+class TwoKinds(CrossTenantAccess):
+    """cross_tenant_access's findings in a pass per kind, each keyed on the actor: ``keep``
+    gives each pass its own findings (an importable class: Spark's executors unpickle it)."""
+
+    partitions = (
+        Partition(ACTOR, keep="cross_tenant|"),
+        Partition(ACTOR, keep="break_glass"),
+        Partition(ACTOR, keep="unresolved_actor"),
+        Partition(ACTOR, keep="tenant_conflict"),
+    )
+
+
 # Four days: three of history (the warm-up day left out of tenant_switching's sample) and the
 # attack day, a few hundred events a day.
 WORLD = {"seed": 5, "tenants": 10, "days": 4, "events_per_day": 300}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pickle
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any
 
 import orjson
 import pyarrow as pa
@@ -21,12 +21,11 @@ import pytest
 import detectors
 from detectors.access_pattern import AccessPattern
 from detectors.base import Partition, two_step
-from detectors.cross_tenant_access import CrossTenantAccess
 from pipeline.config import Config
 from pipeline.detect import _detect_one, earliest_event, parts_skipped, resolve_window
 from pipeline.lake import Lake
 from pipeline.partitioned import detect_lake, detect_parts
-from tests.detectlakes import sample_lake, world_lake
+from tests.detectlakes import TwoKinds, sample_lake, world_lake
 
 pytestmark = pytest.mark.slow
 DETECTORS = tuple(detectors.BUILTIN)
@@ -140,18 +139,6 @@ def test_a_declaration_that_breaks_the_promise_is_caught(world: Run) -> None:
     whole, _ = world.whole(base)
     found, _ = world.parts(wrong, 7)
     assert found.findings.to_pylist() != whole.to_pylist()
-
-
-class TwoKinds(CrossTenantAccess):
-    """cross_tenant_access's findings split in two passes by kind, each keyed on the actor:
-    ``keep`` gives each pass its own findings."""
-
-    partitions: ClassVar[tuple[Partition, ...]] = (
-        Partition(("actor_principal", "actor_session", "source_ip"), keep="cross_tenant|"),
-        Partition(("actor_principal", "actor_session", "source_ip"), keep="break_glass"),
-        Partition(("actor_principal", "actor_session", "source_ip"), keep="unresolved_actor"),
-        Partition(("actor_principal", "actor_session", "source_ip"), keep="tenant_conflict"),
-    )
 
 
 def test_each_pass_keeps_the_findings_it_owns(world: Run) -> None:

@@ -26,7 +26,7 @@ from pipeline.detect import Detected, _write_live, live_name, run_detect
 from pipeline.lake import Lake
 from pipeline.spark_detect import local_session, run_detect_spark
 from tests.conftest import MOTO_ENV, REPO
-from tests.detectlakes import INPUTS, sample_lake, world_lake, world_logs
+from tests.detectlakes import INPUTS, TwoKinds, sample_lake, world_lake, world_logs
 
 pytestmark = [
     pytest.mark.slow,
@@ -197,6 +197,30 @@ def test_a_detector_that_fails_on_an_executor_is_reported_as_run_detect_reports_
     assert found.summary["failed"] == local.summary["failed"]
     assert list(found.summary["failed"]) == ["authz_failure_spike"]
     assert "unknown dimension 'bogus'" in found.summary["failed"]["authz_failure_spike"]
+    same_findings(local, found)
+
+
+def test_a_detector_of_several_passes_keeps_each_pass_s_own_findings(
+    spark: Any, world: tuple[Path, Config], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """cross_tenant_access in a pass per kind of finding (``keep``), the events read once and
+    kept for the passes: the whole run's findings and counts."""
+    template, cfg = world
+    a, b = copies(template, tmp_path)
+    only = ("cross_tenant_access",)
+    local = run_detect(a, cfg, only=only)
+    built = detectors.from_config
+
+    def in_passes(cfg: Config, only: tuple[str, ...] | None = None) -> dict[str, Any]:
+        dets = built(cfg, only)
+        whole = dets["cross_tenant_access"]
+        dets["cross_tenant_access"] = TwoKinds(whole.settings, whole.relationships)
+        return dets
+
+    monkeypatch.setattr(detectors, "from_config", in_passes)
+    found = run_detect_spark(b, cfg, spark=spark, buckets=BUCKETS, only=only)
+    kinds = {orjson.loads(e)["kind"] for e in found.findings["evidence"].to_pylist()}
+    assert {"cross_tenant", "break_glass_no_ticket", "break_glass_ticket"} <= kinds
     same_findings(local, found)
 
 
