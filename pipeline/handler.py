@@ -215,6 +215,8 @@ def scheduled(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     report = run_scheduled(now, cfg.lake.root, cfg, settings, budget, run_id)
     if report.status in ("done", "nothing_to_do"):
         metrics.add_metric(name="RunCompleted", unit=MetricUnit.Count, value=1)
+    # Windows whose every Glue job run failed (pipeline.runs.handoff): 0 too, for the alarm.
+    metrics.add_metric(name="WindowsFailed", unit=MetricUnit.Count, value=len(report.failed))
     if report.watermark_after:
         behind = (
             datetime.now(UTC) - datetime.fromisoformat(report.watermark_after)
