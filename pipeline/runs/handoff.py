@@ -182,9 +182,9 @@ class Handoffs:
         rec.started_at = datetime.now(UTC).isoformat()
         rec.job_run_id = ""
 
-    def _start(self, rec: Record, start: datetime) -> None:
+    def _start(self, rec: Record, start: datetime) -> str:
         """Start the attempt's job run: recorded before (so that a tick that dies in between
-        finds it by its run id) and after (with Glue's id)."""
+        finds it by its run id) and after (with Glue's id). What to report of it."""
         self._write(rec, start)
         arguments = {
             "--window-start": rec.window_start,
@@ -195,10 +195,11 @@ class Handoffs:
             got = aws.publisher("glue").start_job_run(JobName=rec.job_name, Arguments=arguments)
         except Exception as exc:
             if aws.error_code(exc) == "ConcurrentRunsExceededException":
-                return  # the record stays as it is: the next tick starts the run
+                return "not started: the job's concurrent runs"  # the next tick starts it
             raise
         rec.job_run_id = str(got["JobRunId"])
         self._write(rec, start)
+        return "started"
 
     def _find(self, rec: Record) -> str:
         """The id of the run started with the attempt's run id, if Glue has one."""
@@ -232,13 +233,11 @@ class Handoffs:
                 return "local"
             rec = Record(start.isoformat(), end.isoformat(), self.job, 1, "", "", size)
             self._new_attempt(rec, start)
-            self._start(rec, start)
-            return self._note(report, rec, "started", "waiting")
+            return self._note(report, rec, self._start(rec, start), "waiting")
         if not rec.job_run_id:  # the start was not confirmed: a run may exist all the same
             rec.job_run_id = self._find(rec)
             if not rec.job_run_id:
-                self._start(rec, start)
-                return self._note(report, rec, "started", "waiting")
+                return self._note(report, rec, self._start(rec, start), "waiting")
             self._write(rec, start)
         state, error = self._state(rec)
         if state in UNDER_WAY:
@@ -257,8 +256,7 @@ class Handoffs:
             rec.earlier.append({"job_run_id": rec.job_run_id, "state": state, "error": error})
             rec.attempt += 1
             self._new_attempt(rec, start)
-            self._start(rec, start)
-            return self._note(report, rec, "restarted", "waiting")
+            return self._note(report, rec, self._start(rec, start), "waiting")
         if done is not None and str(done.get("finished_at", "")) > rec.started_at:
             return self._finish(report, rec, start, "completed by another run")
         log.error(
