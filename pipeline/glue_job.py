@@ -44,7 +44,6 @@ exists before its state, delivery is at most once per row), and the record is wr
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import re
@@ -269,9 +268,10 @@ class JobStages(PipelineStages):
         if self.engine == "local":
             return super().detect(lake_root, cfg, since, until, only)
         # On first use: pyspark is in Glue, not in the functions or a laptop's install.
-        spark = importlib.import_module("pipeline.spark_detect")
+        from pipeline.spark_detect import run_detect_spark
+
         extra: dict[str, Any] = {} if only is None else {"only": only}
-        return DetectResult.of(spark.run_detect_spark(lake_root, cfg, since, until, **extra))
+        return DetectResult.of(run_detect_spark(lake_root, cfg, since, until, **extra))
 
     def alert(self, lake_root: str, cfg: Config, since: datetime | None) -> AlertResult:
         return stage_calls.alert(lake_root, cfg, since=since, may_publish=self.may_publish)
