@@ -612,3 +612,28 @@ def test_a_window_waits_while_the_job_runs_all_it_may_then_starts(
     (started,) = [r for r in _runs(glue) if r["Id"] not in busy]
     assert second.handoff[0]["job_run_id"] == started["Id"]
     assert started["Arguments"]["--window-start"] == T0.isoformat()
+
+
+@pytest.mark.parametrize(("owner", "completed"), [("glue:jr_1", True), ("cli:laptop:1:ab", False)])
+def test_a_tick_that_finds_the_job_holding_the_lake_still_counts_as_a_run(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    clean_env: None,
+    owner: str,
+    completed: bool,
+) -> None:
+    """The job holds the lease while it detects and alerts its window: the ticks meanwhile do
+    nothing (busy) but are the schedule working, not missing (NoRunAlarm reads RunCompleted)."""
+    from pipeline.lease import Lease
+    from tests.fakes import FakeContext, scheduler_event
+
+    lake = str(tmp_path / "lake")
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "tenantwatch")
+    monkeypatch.setenv("TENANTWATCH_LAKE_ROOT", lake)
+    monkeypatch.setenv("TENANTWATCH_RUN_SOURCES", str(tmp_path / "trail"))
+    assert Lease(lake).acquire(owner, 600)
+    capsys.readouterr()
+    report = handler.scheduled(scheduler_event(T0), FakeContext())
+    assert report["status"] == "busy" and report["held_by"] == owner
+    assert ('"RunCompleted"' in capsys.readouterr().out) is completed

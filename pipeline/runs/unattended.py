@@ -211,6 +211,7 @@ class Report:
     late: list[str] = field(default_factory=list)  # windows detected again for late events
     handoff: list[dict[str, Any]] = field(default_factory=list)  # windows on the Glue job
     failed: list[str] = field(default_factory=list)  # windows whose every job run failed
+    held_by: str = ""  # busy: who holds the lease (``glue:<job run>``: the Glue job)
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -231,6 +232,7 @@ class Report:
             "late_windows": self.late,
             "handoff": self.handoff,
             "failed_windows": self.failed,
+            "held_by": self.held_by,
             "seconds": round(self.seconds, 3),
         }
 
@@ -290,6 +292,7 @@ def run_scheduled(
     lease = Lease(lake_root)
     if not lease.acquire(run_id, settings.lease_seconds):
         report.status = "busy"
+        report.held_by = str((lease.holder() or {}).get("owner", ""))
         return report
     try:
         stored = mark = read_watermark(lake_root)
