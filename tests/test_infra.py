@@ -423,6 +423,9 @@ def test_the_glue_job_runs_the_package_on_glue_5_configured_as_the_functions() -
     assert (
         params["GlueWheelName"]["Default"] == f"tenantwatch-{version}-cp311-cp311-linux_x86_64.whl"
     )
+    assert args["--python-modules-installer-option"] == {
+        "Fn::If": ["HasGlueInstallerOptions", {"Ref": "GlueInstallerOptions"}, NO_VALUE]
+    }
     assert args["--sigma-pack"] == {"Fn::Sub": f"{prefix}rules/"}
     assert (args["--engine"], args["--config"]) == ("spark", {"Fn::Sub": "ssm:${ConfigParameter}"})
     env = t["Globals"]["Function"]["Environment"]["Variables"]
@@ -441,6 +444,7 @@ def test_the_glue_job_runs_the_package_on_glue_5_configured_as_the_functions() -
     assert {k[2:]: v for k, v in args.items() if k.startswith("--TENANTWATCH_")} == config
     glue_own = {
         "--additional-python-modules",
+        "--python-modules-installer-option",
         "--enable-metrics",
         "--enable-continuous-cloudwatch-log",
     }
