@@ -343,3 +343,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     print(json.dumps(run(args), default=str))
     return 0
+
+
+if __name__ == "__main__":  # python -m pipeline.glue_job --lake-root ... (a backfill by hand)
+    from pipeline.errors import TenantwatchError
+
+    try:
+        raise SystemExit(main())
+    except TenantwatchError as exc:  # one line, not a traceback (Glue shows the exception)
+        raise SystemExit(f"tenantwatch glue job: {exc}") from None

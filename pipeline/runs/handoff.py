@@ -11,7 +11,7 @@ window as the function would have (``pipeline.glue_job``), and the watermark wai
 window, a compacted day's file for the part of its day. The baseline is left out on purpose: it
 is ``lookback`` of history before the window, the same span for every window, read a few columns
 at a time and dictionary-encoded, so its size changes slowly and alike for all windows, while a
-window's own events (read whole) are what jump: a burst, a daily log export, a backfill. A
+window's own events (every row read) are what jump: a burst, a daily log export, a backfill. A
 baseline too large for the function would be so for every window; that is a deployment for the
 Glue job (or a shorter ``lookback``), not a window to hand off.
 
