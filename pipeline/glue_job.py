@@ -34,7 +34,9 @@ stage on the chosen engine and the alert stage as is, sending its metrics by ``P
 (the embedded metric format is Lambda's). The incidents it opens and the notifications it sends
 are the ones the function would have. Then it writes the window's completion record,
 ``_state/jobs/<start>-<end>.json``: the window, the run id, the engine, the counts; the scheduled
-run moves its watermark on only when it finds it. The run's health is sent once at its end.
+run moves its watermark on only when it finds it. The run's health is sent once at its end, for
+a run of one window (a handed-off one); a backfill sends none, as its windows' counts are not
+counts of now.
 
 A run killed anywhere and run again converges: the detectors give the same finding ids for the
 same window, the alert stage is idempotent (``pipeline.alert.run``: an incident's outbox row
@@ -320,8 +322,9 @@ def run(args: JobArgs) -> dict[str, Any]:
     run_cfg = tickets.resolve(cfg)  # read once, for every window
     report = Report(args.run_id, "glue")
     records = []
+    todo = args.windows()
     try:
-        for window in args.windows():
+        for window in todo:
             owner = f"glue:{args.job_run_id or args.run_id}"
             with lease.hold(root, owner, wait_s=args.lease_wait_s) as holding:
                 stages = JobStages(args.engine, holding.ok)
@@ -331,7 +334,10 @@ def run(args: JobArgs) -> dict[str, Any]:
                 store.write_bytes(Lake(root), name, json.dumps(record, indent=1).encode())
                 records.append(record)
     finally:
-        finish(root, cfg, report, in_lambda=False)
+        # The health of a handed-off window, as the function would have sent it. A backfill's
+        # windows are past: their API counts sent now would be counts of now, so none is sent.
+        if len(todo) == 1:
+            finish(root, cfg, report, in_lambda=False)
         report.seconds = time.perf_counter() - started
     return {**report.as_dict(), "engine": args.engine, "completed": records}
 

@@ -301,7 +301,9 @@ def test_a_backfill_on_spark_finds_and_pages_what_the_scheduled_run_does(
     config = pooled_file(tmp_path / "config")
     argv = ["--lake-root", lake, "--config", config, "--run-id", "backfill-1",
             "--window-start", _z(T0 - HOUR), "--window-end", _z(T0 + 3 * HOUR)]  # fmt: skip
-    assert glue_job.main(argv) == 0
+    out = glue_job.run(glue_job.parse_args(argv))
+    assert out["health"] == {}  # past windows: no health sent as if of now
+    assert out["alert"]["notifications_sent"] == 3 and len(out["completed"]) == 4
     assert fake_spark == [(T0 + (h - 1) * HOUR, T0 + h * HOUR) for h in range(4)]
     assert _stories(lake) == stories and _local_notes(lake) == notes
     records = sorted(Path(lake, "_state/jobs").glob("*.json"))
