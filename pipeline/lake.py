@@ -33,6 +33,8 @@ functions, which callers import from here; docs/ARCHITECTURE.md, "The lake")::
     _state/logs/<hash of the uri>.parquet  how far each CloudWatch Logs source was read
     _state/metrics/<hash>.json             metric data points CloudWatch refused, sent next run
     _state/watermark/scheduled.parquet     where the scheduled run's detection has got to
+    _state/handoff/<window start>.json     a window handed to the Glue job, until it is done
+    _state/jobs/<start>-<end>.json         the Glue job's record of a window it completed
     _state/lease.json, _state/lease.lock   the lease that lets one run alert at a time
     _tmp/                                  writes not yet moved into place
 
@@ -99,8 +101,10 @@ from pipeline.lake_layout import (  # noqa: F401
     SNAPSHOTS,
     STATE,
     STATE_DIGESTS,
+    STATE_HANDOFF,
     STATE_INDEXED,
     STATE_INGESTED,
+    STATE_JOBS,
     STATE_LATE,
     STATE_LOGS,
     STATE_METRICS,
@@ -115,8 +119,10 @@ from pipeline.lake_layout import (  # noqa: F401
     event_partition,
     file_hour,
     findings_file,
+    handoff_file,
     incident_file,
     ingested_file,
+    job_file,
     marked,
     metrics_spool_file,
     notifications_file,

@@ -37,6 +37,12 @@ STATE_INDEXED = f"{STATE}/indexed"
 # ``<window start, YYYYmmddTHHMM>``, removed once the window has been detected again.
 STATE_LATE = f"{STATE}/late"
 WATERMARK = f"{STATE}/watermark/scheduled.parquet"
+# The scheduled run's hand-offs of large windows to the AWS Glue job (``pipeline.runs.handoff``):
+# one JSON document per window, ``<window start, YYYYmmddTHHMM>.json``, kept until it is done.
+STATE_HANDOFF = f"{STATE}/handoff"
+# The Glue job's completion records (``pipeline.glue_job``): one JSON document per window it
+# detected and alerted, ``<start>-<end>.json`` (YYYYmmddTHHMM), rewritten by a later run of it.
+STATE_JOBS = f"{STATE}/jobs"
 LEASE = f"{STATE}/lease.json"
 LEASE_LOCK = f"{STATE}/lease.lock"
 
@@ -144,6 +150,16 @@ def containment_file(date: str, action_id: str) -> str:
 
 def suppression_file(suppression_id: str) -> str:
     return f"{SUPPRESSIONS}/{suppression_id}.json"
+
+
+def handoff_file(start: str) -> str:
+    """A window's hand-off to the Glue job (``start``: the window's start, YYYYmmddTHHMM)."""
+    return f"{STATE_HANDOFF}/{start}.json"
+
+
+def job_file(start: str, end: str) -> str:
+    """The Glue job's completion record of the window [start, end) (YYYYmmddTHHMM each)."""
+    return f"{STATE_JOBS}/{start}-{end}.json"
 
 
 def metrics_spool_file(name: str) -> str:

@@ -6,16 +6,19 @@ The image functions get the image ``sam build`` would push; a zip function (the 
 authorizer) the zip of its folder in an artifacts bucket, as ``sam package`` uploads it.
 ``scheduler_event`` is the Scheduler target's input from the template, filled in as EventBridge
 Scheduler fills it. ``subscribe`` and ``drain`` read what the incident topic published, through an
-SQS queue subscribed to it.
+SQS queue subscribed to it. ``create_glue_job`` creates the stack's Glue job, which moto's
+CloudFormation skips, in moto's Glue: its properties from the template, resolved as
+CloudFormation resolves them (``resolve``).
 """
 
 from __future__ import annotations
 
 import io
 import json
+import re
 import warnings
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -64,6 +67,8 @@ class Stack:
     template: dict[str, Any]  # the expanded template
     status: str
     created: set[str]  # logical ids of the resources moto created
+    name: str = "tw"
+    parameters: dict[str, str] = field(default_factory=dict)  # as given to create_stack
 
 
 def deploy(trail_bucket: str, parameters: dict[str, str], name: str = "tw") -> Stack:
@@ -94,7 +99,8 @@ def deploy(trail_bucket: str, parameters: dict[str, str], name: str = "tw") -> S
     if "ScheduledFunctionName" in outputs:
         fn = boto3.client("lambda").get_function(FunctionName=outputs["ScheduledFunctionName"])
         env = {k: str(v) for k, v in fn["Configuration"]["Environment"]["Variables"].items()}
-    return Stack(outputs, env, expanded, st["StackStatus"], created)
+    given = {"TrailBucketName": trail_bucket, **parameters}
+    return Stack(outputs, env, expanded, st["StackStatus"], created, name, given)
 
 
 def _upload_zips() -> None:
@@ -161,3 +167,117 @@ def drain(url: str) -> list[dict[str, Any]]:
                 {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)
             ],
         )
+
+
+# --- resources moto's CloudFormation skips, created as CloudFormation would -------------------
+
+
+class _Resolver:
+    """The intrinsic functions of the expanded template, given the stack as moto created it.
+    A name nothing resolves stays ``${Name}`` in a ``Fn::Sub``, as moto leaves it."""
+
+    def __init__(self, st: Stack) -> None:
+        tpl = st.template
+        self.params = {k: str(v.get("Default", "")) for k, v in tpl["Parameters"].items()}
+        self.params.update(st.parameters)
+        self.params.update(
+            {
+                "AWS::Region": "us-east-1",
+                "AWS::AccountId": ACCOUNT,
+                "AWS::Partition": "aws",
+                "AWS::StackName": st.name,
+            }
+        )
+        resources = boto3.client("cloudformation").list_stack_resources(StackName=st.name)
+        self.physical = {
+            r["LogicalResourceId"]: r["PhysicalResourceId"]
+            for r in resources["StackResourceSummaries"]
+            if r.get("LogicalResourceId")
+        }
+        self.types = {k: r["Type"] for k, r in tpl["Resources"].items()}
+        self.conditions = tpl.get("Conditions", {})
+
+    def ref(self, name: str) -> str | None:
+        if name in self.params:
+            return self.params[name]
+        return self.physical.get(name)
+
+    def arn(self, name: str) -> str | None:
+        pid = self.physical.get(name)
+        if pid is None:
+            return None
+        if self.types[name] == "AWS::IAM::Role":
+            return str(boto3.client("iam").get_role(RoleName=pid)["Role"]["Arn"])
+        if self.types[name] == "AWS::S3::Bucket":
+            return f"arn:aws:s3:::{pid}"
+        return pid
+
+    def condition(self, expr: Any) -> bool:
+        if isinstance(expr, str):
+            return self.condition(self.conditions[expr])
+        ((fn, arg),) = expr.items()
+        if fn == "Fn::Equals":
+            a, b = (self.value(x) for x in arg)
+            return str(a) == str(b)
+        if fn == "Fn::Not":
+            return not self.condition(arg[0])
+        if fn == "Fn::And":
+            return all(self.condition(x) for x in arg)
+        if fn == "Fn::Or":
+            return any(self.condition(x) for x in arg)
+        if fn == "Condition":
+            return self.condition(arg)
+        raise ValueError(f"condition {fn} not handled")
+
+    def sub(self, text: str, names: dict[str, Any]) -> str:
+        def one(m: re.Match[str]) -> str:
+            name = m.group(1)
+            if name.startswith("!"):
+                return "${" + name[1:] + "}"
+            if name in names:
+                return str(names[name])
+            got = self.arn(name.removesuffix(".Arn")) if name.endswith(".Arn") else self.ref(name)
+            return m.group(0) if got is None else got
+
+        return re.sub(r"\$\{([^}]+)\}", one, text)
+
+    def value(self, v: Any) -> Any:
+        if isinstance(v, list):
+            return [x for x in (self.value(i) for i in v) if x is not _NO_VALUE]
+        if not isinstance(v, dict):
+            return v
+        if len(v) == 1:
+            ((fn, arg),) = v.items()
+            if fn == "Ref":
+                return _NO_VALUE if arg == "AWS::NoValue" else self.ref(arg)
+            if fn == "Fn::Sub":
+                text, names = (arg, {}) if isinstance(arg, str) else arg
+                return self.sub(text, {k: self.value(x) for k, x in names.items()})
+            if fn == "Fn::If":
+                cond, yes, no = arg
+                return self.value(yes if self.condition(cond) else no)
+            if fn == "Fn::GetAtt":
+                name, attr = arg if isinstance(arg, list) else arg.split(".", 1)
+                assert attr == "Arn", attr
+                return self.arn(name)
+        out = {k: self.value(x) for k, x in v.items()}
+        return {k: x for k, x in out.items() if x is not _NO_VALUE}
+
+
+_NO_VALUE = object()
+
+
+def resolve(st: Stack, value: Any) -> Any:
+    """``value`` (a piece of the expanded template) with its intrinsic functions resolved."""
+    return _Resolver(st).value(value)
+
+
+def create_glue_job(st: Stack, logical_id: str = "GlueJob") -> dict[str, Any]:
+    """The template's Glue job created in moto's Glue as CloudFormation would create it (moto's
+    CloudFormation skips the type); returns its resolved properties."""
+    props: dict[str, Any] = resolve(st, st.template["Resources"][logical_id]["Properties"])
+    for key in ("Timeout", "NumberOfWorkers", "MaxRetries"):  # Number parameters, as numbers
+        if key in props:
+            props[key] = int(props[key])
+    boto3.client("glue").create_job(**props)
+    return props

@@ -44,9 +44,11 @@ NOT_IN_MOTO = {
     "AWS::SQS::QueuePolicy",
     "AWS::Scheduler::Schedule",
     "AWS::CloudWatch::InsightRule",
+    "AWS::Glue::Job",
 }
-# Types of resources that exist only with a parameter given (the access log group).
-CONDITIONAL = {"AWS::Logs::SubscriptionFilter", "AWS::CloudWatch::InsightRule"}
+# Types of resources that exist only with a parameter given (the access log group, the Glue
+# job's artifacts).
+CONDITIONAL = {"AWS::Logs::SubscriptionFilter", "AWS::CloudWatch::InsightRule", "AWS::Glue::Job"}
 INSIGHT_RULES = {
     "AuthorizationFailuresByTenantRule": ("tenant", "failures"),
     "AuthorizationFailuresByUserRule": ("principal", "failures"),
@@ -306,6 +308,13 @@ def test_security_hub_and_the_event_bus_are_granted_and_configured_only_when_cho
         policy = res[name]
         assert policy["Condition"] == condition
         assert policy["Properties"]["Roles"] == [{"Ref": "FunctionRole"}]
+        # The Glue job alerts too: the same grant, when there is a job.
+        glue = res[f"Glue{name}"]
+        assert glue["Properties"]["Roles"] == [{"Ref": "GlueJobRole"}]
+        assert glue["Properties"]["PolicyDocument"] == policy["Properties"]["PolicyDocument"]
+        assert t["Conditions"][glue["Condition"]] == {
+            "Fn::And": [{"Condition": "HasGlueJob"}, {"Condition": condition}]
+        }
         (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
         assert statement["Action"] == action and "*" not in json.dumps(statement["Resource"])
     # A bus given by name is granted in this account and region; an ARN as given.
@@ -364,6 +373,165 @@ def test_contributor_insights_rank_tenants_and_users_by_failures_and_cache_misse
                 {"Match": "$.authorizerLatency", "IsPresent": True},
                 {"Match": "$.authorizerLatency", "NotIn": ["-"]},
             ]
+
+
+def _statements(resource: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A role's (its one inline policy) or a policy's statements, by Sid."""
+    props = resource["Properties"]
+    doc = props["Policies"][0]["PolicyDocument"] if "Policies" in props else props["PolicyDocument"]
+    return {st.get("Sid", ""): st for st in doc["Statement"]}
+
+
+def test_the_glue_job_runs_the_package_on_glue_5_configured_as_the_functions() -> None:
+    """What moto's CloudFormation does not create, read from the template: the job (Glue 5,
+    the script that calls pipeline.glue_job, the wheel), its arguments (the job reads each;
+    the configuration is the functions': every TENANTWATCH_ value of their environment, as the
+    same expression), and nothing of it without its artifacts."""
+    import tomllib
+
+    from pipeline import glue_job
+    from pipeline.runs.unattended import RunSettings
+
+    t = awsstack.template()
+    res, params = t["Resources"], t["Parameters"]
+    job = res["GlueJob"]
+    assert job["Type"] == "AWS::Glue::Job" and job["Condition"] == "HasGlueJob"
+    assert t["Conditions"]["HasGlueJob"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "GlueArtifactsBucket"}, ""]}]
+    }
+    assert params["GlueArtifactsBucket"]["Default"] == ""  # no job unless asked for
+    p = job["Properties"]
+    assert (p["GlueVersion"], p["Command"]["Name"], p["Command"]["PythonVersion"]) == (
+        "5.0",
+        "glueetl",
+        "3",
+    )
+    prefix = "s3://${GlueArtifactsBucket}/${GlueArtifactsPrefix}"
+    assert p["Command"]["ScriptLocation"] == {"Fn::Sub": f"{prefix}tenantwatch_job.py"}
+    script = (REPO / "infra" / "glue" / "tenantwatch_job.py").read_text()
+    assert "from pipeline.glue_job import main" in script
+    assert (p["WorkerType"], p["NumberOfWorkers"], p["Timeout"]) == (
+        {"Ref": "GlueWorkerType"},
+        {"Ref": "GlueWorkers"},
+        {"Ref": "GlueTimeoutMinutes"},
+    )
+    assert p["MaxRetries"] == 0  # the scheduled run starts a failed window's run again itself
+    assert p["Role"] == {"Fn::GetAtt": ["GlueJobRole", "Arn"]}
+    args = p["DefaultArguments"]
+    assert args["--additional-python-modules"] == {"Fn::Sub": f"{prefix}${{GlueWheelName}}"}
+    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    assert (
+        params["GlueWheelName"]["Default"] == f"tenantwatch-{version}-cp311-cp311-linux_x86_64.whl"
+    )
+    assert args["--python-modules-installer-option"] == {
+        "Fn::If": ["HasGlueInstallerOptions", {"Ref": "GlueInstallerOptions"}, NO_VALUE]
+    }
+    assert args["--sigma-pack"] == {"Fn::Sub": f"{prefix}rules/"}
+    assert (args["--engine"], args["--config"]) == ("spark", {"Fn::Sub": "ssm:${ConfigParameter}"})
+    env = t["Globals"]["Function"]["Environment"]["Variables"]
+    assert env["TENANTWATCH_CONFIG_PARAMETER"] == {"Ref": "ConfigParameter"}
+    assert args["--lake-root"] == env["TENANTWATCH_LAKE_ROOT"]
+    assert args["--window-minutes"] == env["TENANTWATCH_RUN_WINDOW_MINUTES"]
+    assert args["--region"] == {"Ref": "AWS::Region"}
+    # The functions' configuration from the environment, argument for variable.
+    config = {
+        k: v
+        for k, v in env.items()
+        if k.startswith("TENANTWATCH_")
+        and not k.startswith("TENANTWATCH_RUN_")
+        and k not in ("TENANTWATCH_CONFIG_PARAMETER", "TENANTWATCH_LAKE_ROOT")
+    }
+    assert {k[2:]: v for k, v in args.items() if k.startswith("--TENANTWATCH_")} == config
+    glue_own = {
+        "--additional-python-modules",
+        "--python-modules-installer-option",
+        "--enable-metrics",
+        "--enable-continuous-cloudwatch-log",
+    }
+    read = {f"--{o}" for o in glue_job.OPTIONS}
+    assert {a for a in args if not a.startswith("--TENANTWATCH_")} == read - {
+        "--window-start",
+        "--window-end",
+        "--run-id",
+        "--lease-wait-seconds",
+    } | glue_own
+    # The scheduled function alone is told of the job, and of the bound.
+    fn = res["ScheduledFunction"]["Properties"]["Environment"]["Variables"]
+    assert fn == {
+        "TENANTWATCH_RUN_SPARK_JOB": {"Fn::If": ["HasGlueJob", {"Ref": "GlueJob"}, NO_VALUE]},
+        "TENANTWATCH_RUN_SPARK_HANDOFF_BYTES": {
+            "Fn::If": ["HasGlueJob", {"Ref": "SparkHandoffBytes"}, NO_VALUE]
+        },
+        "TENANTWATCH_RUN_SPARK_ATTEMPTS": {
+            "Fn::If": ["HasGlueJob", {"Ref": "SparkHandoffAttempts"}, NO_VALUE]
+        },
+    }
+    assert not [k for k in env if "SPARK" in k]
+    assert params["SparkHandoffBytes"]["Default"] == 0  # never, until set
+    settings = RunSettings.from_environ({k: "7" for k in fn})
+    assert (settings.spark_job, settings.spark_handoff_bytes, settings.spark_attempts) == (
+        "7",
+        7,
+        7,
+    )
+    assert t["Outputs"]["GlueJobName"] == {
+        "Condition": "HasGlueJob",
+        "Description": t["Outputs"]["GlueJobName"]["Description"],
+        "Value": {"Ref": "GlueJob"},
+    }
+
+
+NO_VALUE = {"Ref": "AWS::NoValue"}
+
+
+def test_the_glue_job_may_do_what_the_alert_stage_does_and_the_function_may_start_it() -> None:
+    t = awsstack.template()
+    res = t["Resources"]
+    role = res["GlueJobRole"]
+    assert role["Condition"] == "HasGlueJob"
+    (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "glue.amazonaws.com"}
+    job, function = _statements(role), _statements(res["FunctionRole"])
+    # The alert stage's grants, exactly the functions'.
+    alerting = (
+        "Lake",
+        "ListLake",
+        "WriteSnapshotsOnce",
+        "ListSnapshots",
+        "PublishIncidents",
+        "EncryptForTheTopic",
+        "ReadConfig",
+        "WriteContainment",
+    )
+    for sid in alerting:
+        assert job[sid] == function[sid], sid
+    assert set(job) == {*alerting, "GlueLogs", "Metrics", "ReadArtifacts", "ListRulePack"}
+    # Nothing of the trail or of the inbox (raw lines, secrets included).
+    text = json.dumps(role)
+    assert "TrailBucketName" not in text and "LogsInboxPrefix" not in text
+    assert job["ReadArtifacts"]["Action"] == "s3:GetObject"
+    assert job["ReadArtifacts"]["Resource"]["Fn::Sub"].endswith(
+        ":s3:::${GlueArtifactsBucket}/${GlueArtifactsPrefix}*"
+    )
+    assert job["ListRulePack"]["Condition"] == {
+        "StringLike": {"s3:prefix": [{"Fn::Sub": "${GlueArtifactsPrefix}rules/*"}]}
+    }
+    assert job["Metrics"]["Condition"] == {
+        "StringEquals": {"cloudwatch:namespace": ["Glue", "tenantwatch"]}
+    }
+    assert job["GlueLogs"]["Resource"]["Fn::Sub"].endswith(":log-group:/aws-glue/*")
+    # The function role may start and follow the job's runs, of that job alone.
+    handoff = res["HandoffPolicy"]
+    assert handoff["Condition"] == "HasGlueJob"
+    assert handoff["Properties"]["Roles"] == [{"Ref": "FunctionRole"}]
+    (grant,) = _statements(handoff).values()
+    assert grant["Action"] == ["glue:StartJobRun", "glue:GetJobRun", "glue:GetJobRuns"]
+    assert grant["Resource"]["Fn::Sub"].endswith(":job/${GlueJob}")
+    assert not [st for st in function.values() if "glue:" in json.dumps(st)]
+    # On-call hears of a window whose every job run failed.
+    alarm = res["WindowsFailedAlarm"]
+    assert alarm["Condition"] == "HasGlueJob"
+    assert alarm["Properties"]["MetricName"] == "WindowsFailed"
 
 
 # --- the stack in moto -------------------------------------------------------------------------
@@ -429,6 +597,44 @@ def test_a_stack_with_security_hub_and_a_bus_configures_both_channels(
     assert env["TENANTWATCH_ALERTING_EVENTBRIDGE_SOURCE"] == "tenantwatch"
     cfg = load_config(None, environ=env)
     assert channel_names(cfg.alerting) == ["sns", "securityhub", "eventbridge"]
+
+
+def test_a_stack_with_the_glue_job_gives_its_role_and_the_hand_off_to_the_function(
+    aws: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """moto creates the role and the grant, not the job (``create_glue_job`` makes it as
+    CloudFormation would, tests/test_glue_job.py runs the hand-off against it); the scheduled
+    function is told the bound and the attempts, and reads them."""
+    from pipeline import handler
+
+    st = _deploy(monkeypatch, {"GlueArtifactsBucket": "tw-artifacts", "SparkHandoffBytes": "512"})
+    assert {"GlueJobRole", "HandoffPolicy"} <= st["created"]
+    glue_only = {
+        k for k, r in st["template"]["Resources"].items() if r.get("Condition") == "HasGlueJob"
+    }
+    assert glue_only - st["created"] == {"GlueJob", "WindowsFailedAlarm"}  # types moto lacks
+    env = st["env"]
+    assert (env["TENANTWATCH_RUN_SPARK_HANDOFF_BYTES"], env["TENANTWATCH_RUN_SPARK_ATTEMPTS"]) == (
+        "512",
+        "3",
+    )
+    (role_name,) = [
+        r["PhysicalResourceId"]
+        for r in boto3.client("cloudformation").list_stack_resources(StackName="tw")[
+            "StackResourceSummaries"
+        ]
+        if r.get("LogicalResourceId") == "GlueJobRole"
+    ]
+    role = boto3.client("iam").get_role_policy(RoleName=role_name, PolicyName="tenantwatch-glue")
+    assert "sns:Publish" in json.dumps(role["PolicyDocument"])
+    # moto leaves out the Ref to the job it skipped: the name CloudFormation gives it.
+    monkeypatch.setenv("TENANTWATCH_RUN_SPARK_JOB", "tw-detect")
+    _, settings = handler.load(os.environ)
+    assert (settings.spark_handoff_bytes, settings.spark_job, settings.spark_attempts) == (
+        512,
+        "tw-detect",
+        3,
+    )
 
 
 def test_the_stack_s_containment_table_takes_entries_its_authorizer_obeys(
@@ -698,7 +904,7 @@ def _keys(bucket: str) -> list[str]:
 
 # Metrics of the scheduled handler itself (a run of the schedule, its watermark), which a CLI
 # run does not have; every other alarm reads a metric both paths send.
-LAMBDA_ONLY = {"RunCompleted", "WatermarkLagMinutes"}
+LAMBDA_ONLY = {"RunCompleted", "WatermarkLagMinutes", "WindowsFailed"}
 Metric = tuple[str, str, frozenset[tuple[str, str]]]  # namespace, name, dimensions
 
 

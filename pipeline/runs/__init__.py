@@ -7,6 +7,8 @@ health once. One package for both ways a run starts:
   watermark in ``pipeline.runs.watermark`` and a time budget around the stages);
 - ``pipeline.runs.subscription``: the run of a CloudWatch Logs subscription's payload (stored in
   an S3 inbox, then ingested and detected as an S3-object run).
+- ``pipeline.runs.handoff``: the scheduled run's hand-off of a window too large for Lambda to the
+  AWS Glue job (``pipeline.glue_job``, which detects and alerts it through the same ``Stages``).
 
 Each stage hands back a typed result (``pipeline.runs.results``: ``IngestResult``,
 ``DetectResult``, ``AlertResult``), a run holds them in a ``RunResult``, and

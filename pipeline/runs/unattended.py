@@ -28,8 +28,11 @@ and windows see it.
 The pipeline's health (``pipeline.health``) is measured once per run, at its end, whatever
 number of windows it detected, and sent as the CLI's runs send theirs.
 
+A window too large for the function (``RunSettings.spark_handoff_bytes``) is handed to the AWS
+Glue job instead (``pipeline.runs.handoff``), and the watermark waits for the job's run.
+
 The stages are reached through ``Stages`` (``pipeline.runs.stages``: ingest, detect, alert), the
-one seam a test or a later deployment (AWS Glue) can re-point.
+one seam a test or a deployment re-points (the Glue job: ``pipeline.glue_job``).
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from pipeline import tickets
 from pipeline.config import Config
 from pipeline.errors import ConfigError, TenantwatchError
 from pipeline.lease import Lease
+from pipeline.runs.handoff import Handoffs
 from pipeline.runs.results import RunResult
 from pipeline.runs.stages import PipelineStages, Stages
 from pipeline.runs.watermark import read_watermark, write_watermark
@@ -75,10 +79,15 @@ class RunSettings:
     # Every tick also runs the windowed detectors over the window that ends at the tick (a
     # sliding window of ``window_minutes``), so a burst pages within a tick of its delivery.
     slide: bool = True
+    # A window whose event files pass this many bytes goes to the Glue job ``spark_job``, tried
+    # up to ``spark_attempts`` times (``pipeline.runs.handoff``); 0: every window stays here.
+    spark_handoff_bytes: int = 0
+    spark_job: str = ""
+    spark_attempts: int = 3
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> RunSettings:
-        def num(key: str, default: float, kind: type = int) -> Any:
+        def num(key: str, default: float, kind: type = int, least: float = 1e-9) -> Any:
             name = f"TENANTWATCH_RUN_{key}"
             raw = environ.get(name, "")
             if not raw.strip():
@@ -87,8 +96,9 @@ class RunSettings:
                 value = kind(raw)
             except ValueError:
                 raise ConfigError(f"{name}: expected a number, got {raw!r}") from None
-            if value <= 0:
-                raise ConfigError(f"{name}: expected a positive number, got {raw!r}")
+            if value < least:
+                what = "a positive number" if least > 0 else "a number, 0 or more"
+                raise ConfigError(f"{name}: expected {what}, got {raw!r}")
             return value
 
         def flag(key: str, default: bool) -> bool:
@@ -108,11 +118,16 @@ class RunSettings:
             reserve_seconds=num("RESERVE_SECONDS", cls.reserve_seconds, float),
             lease_seconds=num("LEASE_SECONDS", cls.lease_seconds),
             slide=flag("SLIDE", cls.slide),
+            spark_handoff_bytes=num("SPARK_HANDOFF_BYTES", cls.spark_handoff_bytes, least=0),
+            spark_job=environ.get("TENANTWATCH_RUN_SPARK_JOB", "").strip(),
+            spark_attempts=num("SPARK_ATTEMPTS", cls.spark_attempts),
         )
         if (24 * 60) % s.window_minutes:
             raise ConfigError(
                 f"TENANTWATCH_RUN_WINDOW_MINUTES: {s.window_minutes} does not divide a day"
             )
+        if s.spark_handoff_bytes and not s.spark_job:
+            raise ConfigError("TENANTWATCH_RUN_SPARK_HANDOFF_BYTES: no TENANTWATCH_RUN_SPARK_JOB")
         return s
 
 
@@ -184,7 +199,7 @@ class Report:
     """What an unattended run did, JSON-able (``as_dict``), returned by the handler and logged."""
 
     run_id: str
-    kind: str  # scheduled | objects
+    kind: str  # scheduled | objects | glue (pipeline.glue_job)
     run: RunResult = field(default_factory=lambda: RunResult(started_at=datetime.now(UTC)))
     status: str = "done"  # done | checkpoint (out of time) | busy (lease held) | nothing_to_do
     watermark_before: str | None = None
@@ -194,6 +209,9 @@ class Report:
     retention: dict[str, Any] = field(default_factory=dict)  # pipeline.retention's summary
     sliding: dict[str, Any] = field(default_factory=dict)  # the sliding window's detection
     late: list[str] = field(default_factory=list)  # windows detected again for late events
+    handoff: list[dict[str, Any]] = field(default_factory=list)  # windows on the Glue job
+    failed: list[str] = field(default_factory=list)  # windows whose every job run failed
+    held_by: str = ""  # busy: who holds the lease (``glue:<job run>``: the Glue job)
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -212,13 +230,16 @@ class Report:
             "retention": self.retention,
             "sliding": self.sliding,
             "late_windows": self.late,
+            "handoff": self.handoff,
+            "failed_windows": self.failed,
+            "held_by": self.held_by,
             "seconds": round(self.seconds, 3),
         }
 
 
-def _finish(lake_root: str, cfg: Config, report: Report) -> None:
+def finish(lake_root: str, cfg: Config, report: Report, in_lambda: bool = True) -> None:
     """The run's health, once, for a run that did anything (also one that failed half way),
-    sent to CloudWatch in the embedded metric format."""
+    sent to CloudWatch: in the embedded metric format in Lambda, else by ``PutMetricData``."""
     if not report.run.did_anything:
         return
     from pipeline import health
@@ -230,10 +251,10 @@ def _finish(lake_root: str, cfg: Config, report: Report) -> None:
     except Exception as exc:  # in a ``finally``: must not hide why the run itself failed
         report.run.health_error = f"{type(exc).__name__}: {exc}"[:300]
         return
-    health.send(lake_root, cfg, report.run.health, in_lambda=True)
+    health.send(lake_root, cfg, report.run.health, in_lambda=in_lambda)
 
 
-def _detect_and_alert(
+def detect_and_alert(
     stages: Stages,
     lake_root: str,
     cfg: Config,
@@ -271,6 +292,7 @@ def run_scheduled(
     lease = Lease(lake_root)
     if not lease.acquire(run_id, settings.lease_seconds):
         report.status = "busy"
+        report.held_by = str((lease.holder() or {}).get("owner", ""))
         return report
     try:
         stored = mark = read_watermark(lake_root)
@@ -296,19 +318,29 @@ def run_scheduled(
         # Events delivered later than the lag (a daily log export, a trail file hours late) fall
         # in windows detected already: each such window is marked, and detected again below.
         # (A first run has detected nothing yet: what lies before its backfill stays history.)
+        # So are windows on the Glue job: their job run may have read their events already.
+        handoffs = Handoffs(lake_root, settings, run_id) if settings.spark_handoff_bytes else None
         if stored is not None:
-            _mark_late(lake_root, report.run.ingest.summary.get("new_events"), mark, settings)
+            on_glue = handoffs.pending() if handoffs is not None else set()
+            new = report.run.ingest.summary.get("new_events")
+            _mark_late(lake_root, new, mark, settings, on_glue)
         for window in todo:
             if not budget.enough_for_window():
                 report.status = "checkpoint"
                 break
             t0 = time.perf_counter()
-            _detect_and_alert(stages, lake_root, run_cfg, window, None, report)
+            went = handoffs.step(window, report) if handoffs is not None else "local"
+            if went in ("waiting", "failed"):
+                break  # the watermark is one checkpoint: the windows after this one wait too
+            if went == "local":
+                detect_and_alert(stages, lake_root, run_cfg, window, None, report)
+            else:  # its job run detected and alerted it
+                report.windows.append(f"{window[0].isoformat()}/{window[1].isoformat()}")
             write_watermark(lake_root, window[1], run_id)
             report.watermark_after = window[1].isoformat()
             budget.slowest_window_s = max(budget.slowest_window_s, time.perf_counter() - t0)
         if report.status != "checkpoint":
-            _redetect_late(stages, lake_root, run_cfg, settings, budget, report)
+            _redetect_late(stages, lake_root, run_cfg, settings, budget, report, handoffs)
         if settings.slide and report.status != "checkpoint":
             _slide(stages, lake_root, run_cfg, now, settings, budget, report)
         if not todo and report.status == "done":
@@ -319,7 +351,7 @@ def run_scheduled(
             _upkeep(lake_root, cfg, floor_to(now - lag, 24 * 60), budget, report)
     finally:
         lease.release()
-        _finish(lake_root, cfg, report)
+        finish(lake_root, cfg, report)
         report.seconds = time.perf_counter() - started
     return report
 
@@ -328,14 +360,20 @@ _LATE_NAME = "%Y%m%dT%H%M"
 
 
 def _mark_late(
-    lake_root: str, span: Mapping[str, str] | None, mark: datetime, settings: RunSettings
+    lake_root: str,
+    span: Mapping[str, str] | None,
+    mark: datetime,
+    settings: RunSettings,
+    on_glue: set[datetime],
 ) -> None:
-    """A marker for each window before the watermark ``mark`` that the run's new events fall
-    in (written before any is detected again: a run that stops leaves them to the next)."""
+    """A marker for each window before the watermark ``mark``, or handed to the Glue job
+    (``on_glue``: their starts), that the run's new events fall in (written before any is
+    detected again: a run that stops leaves them to the next)."""
     from pipeline.alert import store
     from pipeline.lake import STATE_LATE, Lake
 
-    late = [w for w in touched_windows(span, settings.window_minutes) if w[1] <= mark]
+    touched = touched_windows(span, settings.window_minutes)
+    late = [w for w in touched if w[1] <= mark or w[0] in on_glue]
     lake = Lake(lake_root)
     for start, _ in late:
         store.write_bytes(lake, f"{STATE_LATE}/{start:{_LATE_NAME}}", b"")
@@ -348,9 +386,12 @@ def _redetect_late(
     settings: RunSettings,
     budget: Budget,
     report: Report,
+    handoffs: Handoffs | None,
 ) -> None:
     """Detect and alert again each window a marker names (``_mark_late``), oldest first, and
-    remove its marker: the same findings keep their ids, new ones join or open incidents."""
+    remove its marker: the same findings keep their ids, new ones join or open incidents. A
+    window the watermark has not passed (on the Glue job) waits; one over the hand-off bound
+    goes to the job, and keeps its marker until its job run is done."""
     import pyarrow.fs as pafs
 
     from pipeline.alert import store
@@ -360,15 +401,22 @@ def _redetect_late(
     sel = pafs.FileSelector(lake.path(STATE_LATE), allow_not_found=True)
     names = sorted(i.base_name for i in lake.fs.get_file_info(sel) if i.type == pafs.FileType.File)
     step = timedelta(minutes=settings.window_minutes)
+    passed = datetime.fromisoformat(report.watermark_after or "9999-12-31T00:00:00+00:00")
     for name in names:
         try:
             start = datetime.strptime(name, _LATE_NAME).replace(tzinfo=UTC)
         except ValueError:
             continue  # not a marker of ours (a temporary of a write that died)
+        if start + step > passed:
+            continue
         if not budget.enough_for_window():
             report.status = "checkpoint"
             return
-        _detect_and_alert(stages, lake_root, cfg, (start, start + step), None, report)
+        went = handoffs.step((start, start + step), report) if handoffs is not None else "local"
+        if went in ("waiting", "failed"):
+            continue
+        if went == "local":
+            detect_and_alert(stages, lake_root, cfg, (start, start + step), None, report)
         report.late.append(f"{start.isoformat()}/{(start + step).isoformat()}")
         store.delete(lake, f"{STATE_LATE}/{name}", missing_ok=True)
 
@@ -467,7 +515,7 @@ def run_objects(
     try:
         _objects(objects, lake_root, run_cfg, cfg, settings, budget, run_id, stages, report)
     finally:
-        _finish(lake_root, cfg, report)
+        finish(lake_root, cfg, report)
         report.seconds = time.perf_counter() - started
     return report
 
@@ -508,7 +556,7 @@ def _objects(
                 report.status = "checkpoint"
                 break
             if files is None:
-                _detect_and_alert(stages, lake_root, run_cfg, window, only, report)
+                detect_and_alert(stages, lake_root, run_cfg, window, only, report)
                 continue
             detected = stages.fast(lake_root, run_cfg, window, files, only, settled)
             report.run.detect.append(detected)
