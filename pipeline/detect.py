@@ -424,18 +424,19 @@ def run_fast(
     since, until = _utc(window[0]), _utc(window[1])
     sups = suppressions.in_force(cfg, lake, None)
     tables, failed, counts, news = [], {}, {}, 0
-    for det_id, det in dets.items():
-        try:
-            found, counts[det_id] = _detect_one(lake, det, since, until, None, files)
-        except Exception as exc:  # one broken detector must not stop the rest
-            failed[det_id] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
-            continue
-        failed.update(parts_failed(det_id, det))
-        found = suppressions.mark(found, sups.active)
-        if found.num_rows:
-            done = settled is not None and until <= settled
-            news += _write_live(lake, det_id, since, until, found, done)
-        tables.append(found)
+    with lake.snapshot():  # the object's files fetched once for every detector
+        for det_id, det in dets.items():
+            try:
+                found, counts[det_id] = _detect_one(lake, det, since, until, None, files)
+            except Exception as exc:  # one broken detector must not stop the rest
+                failed[det_id] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+                continue
+            failed.update(parts_failed(det_id, det))
+            found = suppressions.mark(found, sups.active)
+            if found.num_rows:
+                done = settled is not None and until <= settled
+                news += _write_live(lake, det_id, since, until, found, done)
+            tables.append(found)
     findings = _worst_first(pa.concat_tables(tables) if tables else schema.empty(schema.FINDINGS))
     summary = _live_summary(lake, since, until, counts, findings, news, failed, started)
     summary["files"] = len(files)
