@@ -324,14 +324,24 @@ def anchor(found: pa.Table, length: timedelta) -> dict[datetime, pa.Table]:
     return {s: pa.Table.from_pylist(rows, schema.FINDINGS) for s, rows in out.items()}
 
 
-def _merge_live(lake: Lake, rel: str, new: pa.Table, settled: set[str]) -> tuple[pa.Table, int]:
-    """The live file's rows after a tick: every finding any tick found (none is dropped when
-    the window slides past its first events), each in its largest view (most events), less
-    those the window's own detection has found since (``settled``); and how many of ``new``
-    are news (not in the file, or with more events than there)."""
+def _read_or_none(lake: Lake, rel: str, columns: list[str] | None = None) -> pa.Table | None:
+    """The findings file ``rel`` in one request, or None if there is none."""
+    import pyarrow.parquet as pq
+
+    try:
+        data = lake.read_bytes(rel)
+    except FileNotFoundError:
+        return None
+    return pq.read_table(pa.BufferReader(data), columns=columns)
+
+
+def _merge_live(old: pa.Table | None, new: pa.Table, settled: set[str]) -> tuple[pa.Table, int]:
+    """The live file's rows (``old``) after a tick: every finding any tick found (none is
+    dropped when the window slides past its first events), each in its largest view (most
+    events), less those the window's own detection has found since (``settled``); and how many
+    of ``new`` are news (not in the file, or with more events than there)."""
     rows: dict[str, dict[str, Any]] = {}
-    old = lake.read_file(rel).to_pylist() if lake.exists(rel) else []
-    for row in old:
+    for row in old.to_pylist() if old is not None else []:
         rows[row["finding_id"]] = row
     news = 0
     for row in new.to_pylist():
@@ -350,11 +360,10 @@ def _settle_live(
     findings it did not find again (a burst the sliding window saw whole and the aligned window
     only in part), so no finding is in the lake twice and none is lost."""
     rel = live_name(detector_id, since, until)
-    if not lake.exists(rel):
+    old = _read_or_none(lake, rel)
+    if old is None:
         return
-    left, _ = _merge_live(
-        lake, rel, schema.empty(schema.FINDINGS), set(found["finding_id"].to_pylist())
-    )
+    left, _ = _merge_live(old, schema.empty(schema.FINDINGS), set(found["finding_id"].to_pylist()))
     if left.num_rows:
         lake.write_table(rel, left)
     else:
@@ -368,8 +377,9 @@ def _present(
     those of the window's own findings file or, once compaction has merged a finished window's
     files into its day's few files, of that day's rows of this detector and window."""
     final = part_name(detector_id, start, end)
-    if lake.exists(final):
-        return set(lake.read_file(final, columns=["finding_id"])["finding_id"].to_pylist())
+    whole = _read_or_none(lake, final, ["finding_id"])
+    if whole is not None:
+        return set(whole["finding_id"].to_pylist())
     if not done:
         return set()  # not detected as a whole yet: nothing of it is settled
     ids: set[str] = set()
@@ -394,8 +404,9 @@ def _write_live(
     new is not written again."""
     rel = live_name(detector_id, start, end)
     present = _present(lake, detector_id, start, end, rel, done)
-    merged, news = _merge_live(lake, rel, part, present)
-    exists = lake.exists(rel)
+    old = _read_or_none(lake, rel)
+    merged, news = _merge_live(old, part, present)
+    exists = old is not None
     if merged.num_rows:
         if news or not exists or present:
             lake.write_table(rel, merged)
@@ -451,18 +462,19 @@ def run_fast(
     since, until = _utc(window[0]), _utc(window[1])
     sups = suppressions.in_force(cfg, lake, None)
     tables, failed, counts, news = [], {}, {}, 0
-    for det_id, det in dets.items():
-        try:
-            found, counts[det_id] = _detect_one(lake, det, since, until, None, files)
-        except Exception as exc:  # one broken detector must not stop the rest
-            failed[det_id] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
-            continue
-        failed.update(parts_failed(det_id, det))
-        found = suppressions.mark(found, sups.active)
-        if found.num_rows:
-            done = settled is not None and until <= settled
-            news += _write_live(lake, det_id, since, until, found, done)
-        tables.append(found)
+    with lake.snapshot():  # the object's files fetched once for every detector
+        for det_id, det in dets.items():
+            try:
+                found, counts[det_id] = _detect_one(lake, det, since, until, None, files)
+            except Exception as exc:  # one broken detector must not stop the rest
+                failed[det_id] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+                continue
+            failed.update(parts_failed(det_id, det))
+            found = suppressions.mark(found, sups.active)
+            if found.num_rows:
+                done = settled is not None and until <= settled
+                news += _write_live(lake, det_id, since, until, found, done)
+            tables.append(found)
     findings = _worst_first(pa.concat_tables(tables) if tables else schema.empty(schema.FINDINGS))
     summary = _live_summary(lake, since, until, counts, findings, news, failed, started)
     summary["files"] = len(files)

@@ -79,8 +79,9 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from pipeline import aws, temporaries
+from pipeline import aws, lake_io, temporaries
 from pipeline.errors import InputError, LakeError
+from pipeline.lake_io import Held
 
 # The layout (pipeline/lake_layout.py), named here too: callers import it from the lake.
 from pipeline.lake_layout import (  # noqa: F401
@@ -279,6 +280,8 @@ class Lake:
     _snap: dict[tuple[str, str, bool], list[str]] | None = field(
         default=None, init=False, repr=False, compare=False
     )
+    # Inside ``snapshot()``: the small event files read so far in the block (``lake_io``).
+    _held: Held | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.fs, self.base = open_root(self.root)
@@ -318,7 +321,11 @@ class Lake:
             self.fs.create_dir(posixpath.dirname(dest), recursive=True)
         if sort_by:
             table = table.sort_by([(c, "ascending") for c in sort_by])
-        if self.is_local:
+        if not self.is_local and table.nbytes <= lake_io.PUT_BYTES:
+            out = pa.BufferOutputStream()
+            pq.write_table(table, out, **options)
+            lake_io.put(self, rel, out.getvalue())  # one request (lake_io's docstring)
+        elif self.is_local:
             tmp = self.path(TEMPORARY, f"{temporaries.owner()}.{uuid.uuid4().hex}.tmp")
             self.fs.create_dir(self.path(TEMPORARY), recursive=True)
             pq.write_table(table, tmp, filesystem=self.fs, **options)
@@ -359,6 +366,14 @@ class Lake:
             (folder / _SWEPT).touch()
         return removed
 
+    def read_bytes(self, rel: str) -> bytes:
+        """The file at ``rel`` in one request (``lake_io.read_bytes``)."""
+        return lake_io.read_bytes(self, rel)
+
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        """``data`` at ``rel``, replacing what is there at once (``lake_io.write_bytes``)."""
+        lake_io.write_bytes(self, rel, data)
+
     def exists(self, rel: str) -> bool:
         return self.fs.get_file_info(self.path(rel)).type != pafs.FileType.NotFound
 
@@ -390,12 +405,13 @@ class Lake:
         ``events/`` is listed once in the block. Events written during the block (an object
         run ingesting beside it) are left to the next read after it, as if they had landed a
         moment later; writes elsewhere are seen as usual."""
-        outer = self._snap
+        outer, held = self._snap, self._held
         self._snap = {} if outer is None else outer
+        self._held = Held() if held is None else held
         try:
             yield self
         finally:
-            self._snap = outer
+            self._snap, self._held = outer, held
 
     def versions(self, rel: str, suffix: str = ".parquet") -> dict[str, str]:
         """The files under ``rel`` (recursive, as ``files``, compacted ones' replaced files left
@@ -423,6 +439,16 @@ class Lake:
     def size(self, rel: str) -> int | None:
         """The size of ``rel`` as the latest listing of its folder gave it (None: not listed)."""
         return self._sizes.get(rel)
+
+    def note_size(self, rel: str, size: int) -> None:
+        """``rel``'s size as a read learned it: later reads open it without asking."""
+        self._sizes[rel] = size
+
+    def held(self, rel: str) -> pa.Buffer | None:
+        """Inside ``snapshot()``, the bytes of the small event file ``rel``, fetched in one GET
+        on first use (``pipeline.lake_io``); None outside a block or for a file read from
+        the lake as usual."""
+        return None if self._held is None else lake_io.buffer(self, self._held, rel)
 
     def event_dates(self) -> list[str]:
         """The days (YYYY-MM-DD) with a folder in any source's events, sorted: a listing of each

@@ -70,7 +70,7 @@ def read_events(
 
     cols = list(columns) if columns is not None else schema.EVENTS.names
     target = pa.schema([schema.EVENTS.field(c) for c in cols])
-    found = _events_dataset(_lake(lake), since, until, sources, tenants, where, files)
+    found = _events_dataset(_lake(lake), since, until, sources, tenants, where, files, held=True)
     if found is None:
         return target.empty_table()
     dataset, expr = found
@@ -218,8 +218,12 @@ def _events_dataset(
     tenants: tuple[str, ...] | None,
     where: pc.Expression | None,
     only_files: Sequence[str] | None = None,
+    *,
+    held: bool = False,
 ) -> tuple[ds.Dataset, pc.Expression | None] | None:
-    """The events dataset and the filter selecting the rows asked for (None: no events yet)."""
+    """The events dataset and the filter selecting the rows asked for (None: no events yet).
+    ``held``: inside a snapshot block, small files are decoded from the bytes it holds
+    (``Lake.held``); their fragments then have no path."""
     from pipeline import schema
     from pipeline.lake import EVENTS
 
@@ -229,12 +233,16 @@ def _events_dataset(
     part_schema = pa.schema([("source", pa.string()), ("date", pa.string()), ("hour", pa.string())])
     full = schema.EVENTS.append(part_schema.field("date")).append(part_schema.field("hour"))
     partitioning = ds.partitioning(part_schema, flavor="hive")
-    if all(lk.size(f) is not None for f in files):
-        # Each file opened with the size its folder's listing gave (no HEAD per file on S3).
+    kept = {f: b for f in files if (b := lk.held(f) if held else None) is not None}
+    if all(f in kept or lk.size(f) is not None for f in files):
+        # Each file opened with the size its folder's listing gave (no HEAD per file on S3),
+        # or decoded from the bytes the snapshot holds.
         fmt = ds.ParquetFileFormat()
         cut = len(EVENTS) + 1
         fragments = [
-            fmt.make_fragment(
+            fmt.make_fragment(kept[f], partition_expression=partitioning.parse("/" + f[cut:]))
+            if f in kept
+            else fmt.make_fragment(
                 lk.path(f),
                 lk.fs,
                 partition_expression=partitioning.parse("/" + f[cut:]),

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import posixpath
-import uuid
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -36,7 +35,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline import aws, schema
+from pipeline import schema
 from pipeline.alert.incidents import Incident
 from pipeline.lake import INCIDENT_STATE as STATE
 from pipeline.lake import (
@@ -347,31 +346,12 @@ def new_row(
 
 
 def write_bytes(lake: Lake, rel: str, data: bytes) -> None:
-    dest = lake.path(rel)
-    if lake.is_local:  # S3 has no folders to make
-        lake.fs.create_dir(dest.rsplit("/", 1)[0], recursive=True)
-    tmp = f"{dest}.{uuid.uuid4().hex}.tmp" if lake.is_local else dest
-    with lake.fs.open_output_stream(tmp) as f:
-        f.write(data)
-    if tmp != dest:
-        lake.fs.move(tmp, dest)
+    lake.write_bytes(rel, data)
 
 
 def read_bytes(lake: Lake, rel: str) -> bytes:
-    """The file at ``rel`` in one request: one GET on S3 (pyarrow would ask for the size first
-    and then a range, which a replacement in between makes a mix of two versions), one open
-    file locally (a rename replaces the name, not what is open)."""
-    if lake.is_local:
-        with lake.fs.open_input_stream(lake.path(rel)) as f:
-            data: bytes = f.read()
-        return data
-    bucket, _, key = lake.path(rel).partition("/")
-    try:
-        body: bytes = aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
-    except Exception as exc:
-        # As pyarrow reports a lake it cannot read: an OSError, which the CLI prints as such.
-        raise OSError(f"{lake.uri(rel)}: {type(exc).__name__}: {exc}"[:500]) from exc
-    return body
+    """The file at ``rel`` in one request (``Lake.read_bytes``)."""
+    return lake.read_bytes(rel)
 
 
 def delete(lake: Lake, rel: str, missing_ok: bool = False) -> None:

@@ -40,6 +40,38 @@ def ingested_partition(uri: str) -> str:
 
 _DEDUP_COLUMNS = pa.schema([("event_id", _S), ("record_hash", _S)])
 
+# The dedup keys of event files read last in this process, by lake, partition, file and size,
+# least recently used first, at most ``_FILE_KEYS_MAX`` keys: a warm function ingesting object
+# after object into the same hour reads only the files written since it last looked, not the
+# hour's every file again. An event file's name is its batch's id (a hash of the batch's
+# inputs) or, compacted, a hash of the names it replaces, so a file of that name holds the same
+# events whichever run wrote it (a batch written again after a failed run may hold fewer, those
+# another batch wrote meanwhile, whose keys are in the lake either way); a compaction's deleted
+# files are no longer listed, and so no longer asked for.
+_FILE_KEYS: OrderedDict[tuple[str, str, str, int | None], pa.Array] = OrderedDict()
+_FILE_KEYS_MAX = 1_000_000
+_file_keys_size = 0
+
+
+def file_keys(lake: Lake, partition: str, rel: str) -> pa.Array:
+    """The dedup keys of the rows of the event hour ``partition`` in ``rel``, read once per
+    process (see ``_FILE_KEYS``)."""
+    global _file_keys_size
+    key = (lake.root, partition, rel, lake.size(rel))
+    got = _FILE_KEYS.get(key)
+    if got is not None:
+        _FILE_KEYS.move_to_end(key)
+        return got
+    got = prepare.dedup_key(lake.read_event_hour(partition, rel, _DEDUP_COLUMNS.names))
+    if isinstance(got, pa.ChunkedArray):
+        got = got.combine_chunks()
+    _FILE_KEYS[key] = got
+    _file_keys_size += len(got)
+    while _file_keys_size > _FILE_KEYS_MAX and len(_FILE_KEYS) > 1:
+        _, dropped = _FILE_KEYS.popitem(last=False)
+        _file_keys_size -= len(dropped)
+    return got
+
 
 class SeenIndex:
     """Dedup keys already in the lake, per partition: read from its files on first touch, kept up
@@ -76,7 +108,7 @@ class SeenIndex:
         if wait is not None:
             wait(partition)
         chunks = [
-            prepare.dedup_key(self.lake.read_event_hour(partition, f, _DEDUP_COLUMNS.names))
+            file_keys(self.lake, partition, f)
             for f in self.lake.event_hour_files(partition)
             if not f.endswith(own_file) and self.counts(f)
         ]

@@ -8,12 +8,16 @@ from datetime import UTC, datetime
 
 
 def read_watermark(lake_root: str) -> datetime | None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     from pipeline.lake import WATERMARK, Lake
 
-    lake = Lake(lake_root)
-    if not lake.exists(WATERMARK):
+    try:  # one request (a HEAD first would be a second)
+        data = Lake(lake_root).read_bytes(WATERMARK)
+    except FileNotFoundError:
         return None
-    value: datetime | None = lake.read_file(WATERMARK)["watermark"][0].as_py()
+    value: datetime | None = pq.read_table(pa.BufferReader(data))["watermark"][0].as_py()
     return value
 
 
