@@ -444,6 +444,11 @@ class Lake:
         """``rel``'s size as a read learned it: later reads open it without asking."""
         self._sizes[rel] = size
 
+    @property
+    def holds(self) -> bool:
+        """Inside ``snapshot()`` on S3: small event files are held (``held``)."""
+        return self._held is not None and not self.is_local
+
     def held(self, rel: str) -> pa.Buffer | None:
         """Inside ``snapshot()``, the bytes of the small event file ``rel``, fetched in one GET
         on first use (``pipeline.lake_io``); None outside a block or for a file read from

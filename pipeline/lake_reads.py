@@ -43,7 +43,12 @@ def _partition_filter(since: datetime | None, until: datetime | None) -> pc.Expr
         expr = e
     if until is not None:
         d, h = until.strftime("%Y-%m-%d"), until.strftime("%H")
-        e = (date < d) | ((date == d) & (hour.is_null() | (hour <= h)))
+        if until != until.replace(minute=0, second=0, microsecond=0):
+            e = (date < d) | ((date == d) & (hour.is_null() | (hour <= h)))
+        elif h != "00":  # ends on the hour: that hour's partition holds none of its rows
+            e = (date < d) | ((date == d) & (hour.is_null() | (hour < h)))
+        else:  # ends at midnight: nor does that day's
+            e = date < d
         expr = e if expr is None else expr & e
     return expr
 
@@ -222,8 +227,8 @@ def _events_dataset(
     held: bool = False,
 ) -> tuple[ds.Dataset, pc.Expression | None] | None:
     """The events dataset and the filter selecting the rows asked for (None: no events yet).
-    ``held``: inside a snapshot block, small files are decoded from the bytes it holds
-    (``Lake.held``); their fragments then have no path."""
+    ``held``: inside a snapshot block, the small files the filter's partitions keep are decoded
+    from the bytes it holds (``Lake.held``); their fragments then have no path."""
     from pipeline import schema
     from pipeline.lake import EVENTS
 
@@ -233,16 +238,12 @@ def _events_dataset(
     part_schema = pa.schema([("source", pa.string()), ("date", pa.string()), ("hour", pa.string())])
     full = schema.EVENTS.append(part_schema.field("date")).append(part_schema.field("hour"))
     partitioning = ds.partitioning(part_schema, flavor="hive")
-    kept = {f: b for f in files if (b := lk.held(f) if held else None) is not None}
-    if all(f in kept or lk.size(f) is not None for f in files):
-        # Each file opened with the size its folder's listing gave (no HEAD per file on S3),
-        # or decoded from the bytes the snapshot holds.
-        fmt = ds.ParquetFileFormat()
-        cut = len(EVENTS) + 1
+    fmt = ds.ParquetFileFormat()
+    cut = len(EVENTS) + 1
+    if all(lk.size(f) is not None for f in files):
+        # Each file opened with the size its folder's listing gave (no HEAD per file on S3).
         fragments = [
-            fmt.make_fragment(kept[f], partition_expression=partitioning.parse("/" + f[cut:]))
-            if f in kept
-            else fmt.make_fragment(
+            fmt.make_fragment(
                 lk.path(f),
                 lk.fs,
                 partition_expression=partitioning.parse("/" + f[cut:]),
@@ -278,7 +279,28 @@ def _events_dataset(
         expr = e if expr is None else expr & e
     if where is not None:
         expr = where if expr is None else expr & where
+    if held and lk.holds:
+        dataset = _held(lk, dataset, full, expr)
     return dataset, expr
+
+
+def _held(lk: Lake, dataset: ds.Dataset, full: pa.Schema, expr: pc.Expression | None) -> ds.Dataset:
+    """``dataset`` with the files its partitions keep for ``expr`` (the others hold no row it
+    asks for) decoded from the bytes the snapshot holds where it holds them (``Lake.held``)."""
+    from pipeline.lake import EVENTS
+
+    fmt = ds.ParquetFileFormat()
+    base = lk.path(EVENTS) + "/"
+    fragments = []
+    for frag in dataset.get_fragments(filter=expr):
+        rel = f"{EVENTS}/{frag.path.removeprefix(base)}"
+        data = lk.held(rel)
+        fragments.append(
+            frag
+            if data is None
+            else fmt.make_fragment(data, partition_expression=frag.partition_expression)
+        )
+    return ds.FileSystemDataset(fragments, full, fmt, lk.fs)
 
 
 def read_quarantine(lake: LakeLike) -> pa.Table:

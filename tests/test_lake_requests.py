@@ -110,6 +110,21 @@ def test_a_snapshot_fetches_each_event_file_once_for_every_read(
     assert ordered(reads[1]) == ordered(cloudtrail.select(["event_id"]))
 
 
+def test_a_snapshot_fetches_only_the_files_of_the_hours_read(
+    proxy: RuleProxy, aws: str, local_lake: Path
+) -> None:
+    root = upload_lake(local_lake, aws, "lake")
+    lake = Lake(root)
+    since, until = datetime(2026, 11, 16, 10, tzinfo=UTC), datetime(2026, 11, 16, 11, tzinfo=UTC)
+    expected = read_events(Lake(root), since, until)
+    proxy.log.clear()
+    with lake.snapshot():
+        got = read_events(lake, since, until)
+    gets = [unquote(p) for p in _requests(proxy, "GET", "/events/")]
+    assert gets and all("/hour=10/" in p for p in gets)
+    assert sorted(got["event_id"].to_pylist()) == sorted(expected["event_id"].to_pylist())
+
+
 def test_files_an_ingest_named_are_fetched_whole_without_asking_their_size(
     proxy: RuleProxy, aws: str, local_lake: Path
 ) -> None:
