@@ -11,7 +11,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipeline import schema
+from pipeline import lake_io, schema
 from pipeline.lake import FINDINGS, Lake, findings_file
 
 
@@ -53,6 +53,14 @@ def anchor(found: pa.Table, length: timedelta) -> dict[datetime, pa.Table]:
         )
         out.setdefault(start, []).append(row)
     return {s: pa.Table.from_pylist(rows, schema.FINDINGS) for s, rows in out.items()}
+
+
+def _remove(lake: Lake, rel: str) -> None:
+    """Remove the live file ``rel`` (one request on S3: ``lake_io.delete``)."""
+    if lake.is_local:
+        lake.fs.delete_file(lake.path(rel))
+    else:
+        lake_io.delete(lake, rel)
 
 
 def _read_or_none(lake: Lake, rel: str, columns: list[str] | None = None) -> pa.Table | None:
@@ -98,7 +106,7 @@ def _settle_live(
     if left.num_rows:
         lake.write_table(rel, left)
     else:
-        lake.fs.delete_file(lake.path(rel))
+        _remove(lake, rel)
 
 
 def _present(
@@ -142,5 +150,5 @@ def _write_live(
         if news or not exists or present:
             lake.write_table(rel, merged)
     elif exists:
-        lake.fs.delete_file(lake.path(rel))
+        _remove(lake, rel)
     return news

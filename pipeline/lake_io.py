@@ -89,6 +89,17 @@ def write_bytes(lake: Lake, rel: str, data: bytes) -> None:
     lake.fs.move(tmp, dest)
 
 
+def delete(lake: Lake, rel: str) -> None:
+    """Remove ``rel`` in one ``DeleteObject`` (gone already is fine, as S3 has it). pyarrow's
+    delete asks for the key first and then for its parent folders, and writes a folder marker
+    in their place if the folder is left empty; the lake has no folder markers on S3."""
+    bucket, _, key = lake.path(rel).partition("/")
+    try:
+        aws.client("s3").delete_object(Bucket=bucket, Key=key)
+    except Exception as exc:
+        raise OSError(f"{lake.uri(rel)}: {type(exc).__name__}: {exc}"[:500]) from exc
+
+
 def put(lake: Lake, rel: str, data: bytes | pa.Buffer) -> None:
     """``PutObject`` of ``data`` at ``rel`` (boto3's retries; an OSError if they fail)."""
     bucket, _, key = lake.path(rel).partition("/")

@@ -18,7 +18,7 @@ from pipeline import aws, lake_io
 from pipeline.lake import WATERMARK, Lake, read_events
 from pipeline.runs.watermark import read_watermark, write_watermark
 from tests import logfactory as lf
-from tests.alertsinks import upload_lake
+from tests.alertsinks import direct, upload_lake
 from tests.httpfaults import RuleProxy
 from tests.ingestlake import run
 
@@ -165,3 +165,19 @@ def test_a_file_deleted_after_its_listing_is_reported_missing(
     lake.fs.delete_file(lake.path(files[0]))
     with lake.snapshot(), pytest.raises(FileNotFoundError):
         lake.held(files[0])
+
+
+def test_a_marker_is_removed_in_one_delete_leaving_no_folder_marker(
+    proxy: RuleProxy, aws: str
+) -> None:
+    from pipeline.alert import store
+
+    root = upload_lake(Path("/nonexistent"), aws, "lake")
+    lake = Lake(root)
+    store.write_bytes(lake, "_state/late/20261116T1000", b"")
+    proxy.log.clear()
+    store.delete(lake, "_state/late/20261116T1000", missing_ok=True)
+    store.delete(lake, "_state/late/20261116T1000", missing_ok=True)  # gone already: fine
+    assert [e.method for e in proxy.log] == ["DELETE", "DELETE"]
+    listed = direct("s3", aws).list_objects_v2(Bucket="lake").get("Contents", [])
+    assert listed == []

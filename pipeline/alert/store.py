@@ -35,7 +35,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline import schema
+from pipeline import lake_io, schema
 from pipeline.alert.incidents import Incident
 from pipeline.lake import INCIDENT_STATE as STATE
 from pipeline.lake import (
@@ -355,6 +355,9 @@ def read_bytes(lake: Lake, rel: str) -> bytes:
 
 
 def delete(lake: Lake, rel: str, missing_ok: bool = False) -> None:
+    if missing_ok and not lake.is_local:
+        lake_io.delete(lake, rel)  # one request
+        return
     try:
         lake.fs.delete_file(lake.path(rel))
     except FileNotFoundError:
