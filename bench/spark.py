@@ -45,7 +45,9 @@ MONTH = datetime(2026, 4, 1, tzinfo=UTC)  # April: 30 days; a fixed date keeps t
 SINCE = MONTH + timedelta(days=DAYS - 1)  # the window: the month's last day
 UNTIL = SINCE + timedelta(days=1)
 HISTORY = timedelta(days=14)  # the windowed detectors' lookback
-SIZES = (1_000_000,)  # make bench's: minutes. The full run: --spark-sizes 10000000 25000000 ...
+# make bench's sizes (minutes): two, so that what the larger adds, fixed costs left out, is
+# measured. The full run: --spark-sizes 10000000 25000000 50000000.
+SIZES = (250_000, 1_000_000)
 MASTER = "local[2]"
 CORES = 2
 ENGINES = ("local", "spark")
@@ -340,10 +342,11 @@ def table(runs: Sequence[Run]) -> str:
 
 
 def sizing(runs: Sequence[Run]) -> list[str]:
-    """The figures bench/README.md's sizing of a Glue job starts from, per Spark run, and the
-    growth of the largest worker between sizes."""
+    """The figures bench/README.md's sizing of a Glue job starts from: per Spark run, its rates
+    and its largest task; between two sizes, what the larger one added (its fixed costs, the
+    JVM's and the workers' start among them, left out)."""
     out = []
-    spark = [r for r in runs if r.engine == "spark"]
+    spark = sorted((r for r in runs if r.engine == "spark"), key=lambda r: r.records)
     for r in spark:
         detector, held = r.task
         per = f": {r.worker_mb / held * 1e6:,.0f} MB per million" if held else ""
@@ -353,15 +356,26 @@ def sizing(runs: Sequence[Run]) -> list[str]:
             f"largest task: {detector or 'none'}, {held:,} events in one worker; largest "
             f"worker {r.worker_mb:,.0f} MB{per} (a worker's fixed memory included)"
         )
-    for a, b in itertools.pairwise(spark):
-        ta, tb = a.task[1], b.task[1]
-        if tb > ta:
-            slope = (b.worker_mb - a.worker_mb) / (tb - ta) * 1e6
-            out.append(
-                f"{a.size:,} -> {b.size:,} events: the largest worker grew "
-                f"{b.worker_mb - a.worker_mb:,.0f} MB for {tb - ta:,} more events in its task: "
-                f"{slope:,.0f} MB per million"
+    for engine in ENGINES:
+        mine = sorted((r for r in runs if r.engine == engine), key=lambda r: r.records)
+        for a, b in itertools.pairwise(mine):
+            more = b.records - a.records
+            if more <= 0:
+                continue
+            cpu = b.cpu_s - a.cpu_s
+            rate = f"{more / cpu:,.0f} events per CPU-s" if cpu > 0 else "no more CPU time"
+            line = (
+                f"{a.size:,} -> {b.size:,} events, {engine}: {cpu:+,.1f} CPU-s for {more:,} "
+                f"more events read: {rate}"
             )
+            held = b.task[1] - a.task[1]
+            if engine == "spark" and held > 0:
+                grew = b.worker_mb - a.worker_mb
+                line += (
+                    f"; the largest worker {grew:+,.0f} MB for {held:,} more events in its "
+                    f"task: {grew / held * 1e6:,.0f} MB per million"
+                )
+            out.append(line)
     return out
 
 
