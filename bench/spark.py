@@ -167,6 +167,7 @@ class Run:
     failed: list[str] = field(default_factory=list)
     session_s: float = 0.0
     task: tuple[str, int] = ("", 0)  # the largest task: detector, events
+    error: str = ""  # the run did not end well: how, and where its log is
 
     @property
     def driver_mb(self) -> float:
@@ -184,7 +185,9 @@ def measure(
     conf: dict[str, str],
     logs: Path,
 ) -> Run:
-    """Run one engine in a process of its own, its tree sampled; its stderr into ``logs``."""
+    """Run one engine in a process of its own, its tree sampled; its stderr into ``logs``. A
+    run that fails is a row too (``error``), with what was measured until it ended: a long run
+    of several sizes still prints the others."""
     logs.mkdir(parents=True, exist_ok=True)
     log = logs / f"{engine}-e{size}.log"
     cmd = [sys.executable, "-m", "bench.spark", "run", engine, str(lake), *only]
@@ -206,15 +209,15 @@ def measure(
             sampler.stop()
         _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode:
-        tail = "".join(log.read_text().splitlines(keepends=True)[-20:])
-        raise SystemExit(f"spark benchmark: {engine} exit code {proc.returncode}\n{tail}")
-    report = json.loads(output.strip().splitlines()[-1])
+    code = os.waitstatus_to_exitcode(status)
     r = Run(size, engine, records, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
-    r.own_mb, r.findings = float(report["driver_mb"]), int(report["findings"])
-    r.failed, r.session_s = sorted(report["failed"]), float(report["session_s"])
-    r.task = (str(report["largest_task"]["detector"]), int(report["largest_task"]["events"]))
+    if code:  # -9: killed, as the kernel's OOM killer does
+        r.error = f"exit code {code}, log {log}"
+    else:
+        report = json.loads(output.strip().splitlines()[-1])
+        r.own_mb, r.findings = float(report["driver_mb"]), int(report["findings"])
+        r.failed, r.session_s = sorted(report["failed"]), float(report["session_s"])
+        r.task = (str(report["largest_task"]["detector"]), int(report["largest_task"]["events"]))
     if sampler:
         r.cpu_s = sampler.cpu_s()
         r.jvm_mb = sampler.peak_mb("java")
@@ -271,7 +274,12 @@ def main(args: argparse.Namespace) -> None:
         for engine in ENGINES:
             r = measure(n, engine, lake, records, only, conf, args.data / "spark-logs")
             runs.append(r)
-            print(f"  {n:,} events, {engine}: {r.wall_s:.1f} s", file=sys.stderr, flush=True)
+            print(
+                f"  {n:,} events, {engine}: {r.wall_s:.1f} s, driver {r.driver_mb:,.0f} MB, "
+                f"JVM {r.jvm_mb:,.0f} MB, largest worker {r.worker_mb:,.0f} MB {r.error}",
+                file=sys.stderr,
+                flush=True,
+            )
     what = ", ".join(only) if only else "every detector of sample_logs/tenantwatch.toml"
     print(
         f"\nspark: a month ({DAYS} days) of {TENANTS:,} tenants; window {SINCE:%Y-%m-%d} (a day) "
@@ -304,12 +312,14 @@ def table(runs: Sequence[Run]) -> str:
         note = []
         base = local.get(r.size)
         if r.engine == "spark":
-            if base is not None:
+            if base is not None and not base.error:
                 note.append(f"{r.wall_s / base.wall_s:.2f}x local's wall")
             note.append(f"session start {r.session_s:.1f} s")
             note.append(f"{r.workers} Python worker processes")
         if r.failed:
             note.append(f"failed: {', '.join(r.failed)}")
+        if r.error:
+            note = [f"did not end: {r.error}"]
         spark = r.engine == "spark"
         out.append(
             (
@@ -317,14 +327,14 @@ def table(runs: Sequence[Run]) -> str:
                 "spark " + MASTER if spark else "local (run_detect)",
                 f"{r.records:,}",
                 f"{r.wall_s:,.1f}",
-                f"{r.records / r.wall_s:,.0f}",
+                "" if r.error else f"{r.records / r.wall_s:,.0f}",
                 f"{r.cpu_s:,.1f}",
-                f"{r.records / r.cpu_s:,.0f}" if r.cpu_s else "",
+                f"{r.records / r.cpu_s:,.0f}" if r.cpu_s and not r.error else "",
                 f"{r.driver_mb:,.0f}",
                 f"{r.jvm_mb:,.0f}" if spark else "",
                 f"{r.workers_mb:,.0f}" if spark else "",
                 f"{r.worker_mb:,.0f}" if spark else "",
-                f"{r.findings:,}",
+                "" if r.error else f"{r.findings:,}",
                 "; ".join(note),
             )
         )
@@ -346,7 +356,8 @@ def sizing(runs: Sequence[Run]) -> list[str]:
     and its largest task; between two sizes, what the larger one added (its fixed costs, the
     JVM's and the workers' start among them, left out)."""
     out = []
-    spark = sorted((r for r in runs if r.engine == "spark"), key=lambda r: r.records)
+    ended = [r for r in runs if not r.error]
+    spark = sorted((r for r in ended if r.engine == "spark"), key=lambda r: r.records)
     for r in spark:
         detector, held = r.task
         per = f": {r.worker_mb / held * 1e6:,.0f} MB per million" if held else ""
@@ -357,7 +368,7 @@ def sizing(runs: Sequence[Run]) -> list[str]:
             f"worker {r.worker_mb:,.0f} MB{per} (a worker's fixed memory included)"
         )
     for engine in ENGINES:
-        mine = sorted((r for r in runs if r.engine == engine), key=lambda r: r.records)
+        mine = sorted((r for r in ended if r.engine == engine), key=lambda r: r.records)
         for a, b in itertools.pairwise(mine):
             more = b.records - a.records
             if more <= 0:
