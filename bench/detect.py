@@ -54,35 +54,38 @@ class Population:
     busy, most quiet); 2% work habitually across a handful of client tenants; a few service
     roles (declared in tenantwatch.toml) touch every tenant."""
 
-    def __init__(self, rng: object) -> None:
+    def __init__(self, rng: object, tenants: int = TENANTS) -> None:
         import numpy as np
 
         r: np.random.Generator = rng  # type: ignore[assignment]
-        n = 30_000
-        size = 1.0 / np.arange(1, TENANTS + 1) ** 0.8  # a few big tenants, a long tail
+        n = 30 * tenants  # 30,000 principals for 1,000 tenants
+        size = 1.0 / np.arange(1, tenants + 1) ** 0.8  # a few big tenants, a long tail
         self.n = n
-        self.tenant = r.choice(TENANTS, n, p=size / size.sum())
+        self.tenant = r.choice(tenants, n, p=size / size.sum())
         self.weight = r.lognormal(0.0, 1.6, n)
         self.weight /= self.weight.sum()
         # Addresses: most users their own; a tenant's office NAT shared by a third of its users.
         self.ip = np.where(r.random(n) < 0.33, n + self.tenant, np.arange(n))
         self.multi = r.random(n) < 0.02
-        self.clients = r.choice(TENANTS, (n, 5))
+        self.clients = r.choice(tenants, (n, 5))
         self.names = np.array(
             [f"arn:aws:sts::{ACCOUNT}:assumed-role/tenant-app/u{i:05d}" for i in range(n)]
         )
         self.ips = np.array(
-            [f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}" for i in range(n + TENANTS)]
+            [f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}" for i in range(n + tenants)]
         )
-        self.tenants = np.array([f"t{i + 1:04d}" for i in range(TENANTS)])
+        self.tenants = np.array([f"t{i + 1:04d}" for i in range(tenants)])
 
 
-def hour_table(pop: Population, hour: int, per_hour: int, seed: int) -> dict[str, object]:
-    """One hour of events as columns (numpy), before the anomalies."""
+def hour_table(
+    pop: Population, hour: int, per_hour: int, seed: int, start: datetime = START
+) -> dict[str, object]:
+    """One hour of events as columns (numpy), before the anomalies: the ``hour``-th after
+    ``start``."""
     import numpy as np
 
     r = np.random.default_rng([seed, hour])
-    t0 = START + timedelta(hours=hour)
+    t0 = start + timedelta(hours=hour)
     # Daily rhythm: twice as busy at 15:00 UTC as at 03:00.
     n = int(per_hour * (1 + 0.33 * np.sin((t0.hour - 9) / 24 * 2 * np.pi)))
     p = r.choice(pop.n, n, p=pop.weight)
@@ -99,8 +102,8 @@ def hour_table(pop: Population, hour: int, per_hour: int, seed: int) -> dict[str
     # Background jobs: a service role touching every tenant (explained by tenantwatch.toml).
     jobs = r.random(n) < 0.01
     principal[jobs] = f"arn:aws:sts::{ACCOUNT}:assumed-role/saas-nightly-export/job"
-    target_name[jobs] = pop.tenants[r.integers(0, TENANTS, int(jobs.sum()))]
-    day = (t0 - START).days
+    target_name[jobs] = pop.tenants[r.integers(0, len(pop.tenants), int(jobs.sum()))]
+    day = (t0 - start).days
     return {
         "t": np.sort(r.integers(0, 3_600_000_000, n)),
         "source": source,
@@ -140,8 +143,31 @@ def anomalies(pop: Population) -> list[dict[str, object]]:
     return rows
 
 
-def write_lake(lake_root: Path, events: int, seed: int = 7) -> int:
+def write_lake(
+    lake_root: Path,
+    events: int,
+    seed: int = 7,
+    *,
+    tenants: int = TENANTS,
+    hours: int = HOURS,
+    start: datetime = START,
+) -> int:
     """Generate and write the lake; the number of events written."""
+    return sum(write_hours(lake_root, events, seed, tenants=tenants, hours=hours, start=start))
+
+
+def write_hours(
+    lake_root: Path,
+    events: int,
+    seed: int = 7,
+    *,
+    tenants: int = TENANTS,
+    hours: int = HOURS,
+    start: datetime = START,
+) -> list[int]:
+    """Generate and write a lake of about ``events`` events for ``tenants`` tenants over
+    ``hours`` hours from ``start``, the anomalies in the last hour; the events written in each
+    hour. The defaults are the detect benchmark's lake (14 days and the window hour)."""
     import numpy as np
     import pyarrow as pa
 
@@ -149,19 +175,19 @@ def write_lake(lake_root: Path, events: int, seed: int = 7) -> int:
     from pipeline.lake import Lake, event_partition
 
     rng = np.random.default_rng(seed)
-    pop = Population(rng)
+    pop = Population(rng, tenants)
     lake = Lake(str(lake_root))
-    per_hour = events / HOURS
+    per_hour = events / hours
     sources = np.array(schema.SOURCES, dtype=object)
     outcomes = np.array(schema.OUTCOMES, dtype=object)
     actions, agents = np.array(_ACTIONS, dtype=object), np.array(_AGENTS, dtype=object)
-    written = 0
-    for hour in range(HOURS):
-        c = hour_table(pop, hour, int(per_hour), seed)
-        if hour == HOURS - 1:
+    written: list[int] = []
+    for hour in range(hours):
+        c = hour_table(pop, hour, int(per_hour), seed, start)
+        if hour == hours - 1:
             extra = anomalies(pop)
             c = _append(c, extra)
-        t0 = START + timedelta(hours=hour)
+        t0 = start + timedelta(hours=hour)
         base_us = int(t0.timestamp() * 1_000_000)
         n = len(c["t"])  # type: ignore[arg-type]
         ids = np.char.add(f"ev-{hour:04d}-", np.arange(n).astype(str)).astype(object)
@@ -211,7 +237,7 @@ def write_lake(lake_root: Path, events: int, seed: int = 7) -> int:
             if part.num_rows:
                 rel = f"{event_partition(source, date, hh)}/part-bench{seed}.parquet"
                 lake.write_table(rel, part)
-        written += n
+        written.append(n)
     return written
 
 

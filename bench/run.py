@@ -1,7 +1,7 @@
 """Benchmarks, each beside its peers, printed as tables. A benchmark prints; it never asserts.
 
     .venv/bin/python bench/run.py [--only NAME] [--records N] [--events N] [--data DIR]
-                                  [--attacks N] [--bursts N]
+                                  [--attacks N] [--bursts N] [--spark-sizes N [N ...]]
 
 ``BENCHMARKS`` is the registry: a name and a function taking the parsed options. See
 bench/README.md.
@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import detect, ingest, latency, rules_bench, tenancy  # noqa: E402  (the repository root is on the path only from here)
+from bench import detect, ingest, latency, rules_bench, spark, tenancy  # noqa: E402  (the repository root is on the path only from here)
 
 BENCHMARKS: dict[str, Callable[[argparse.Namespace], None]] = {
     "ingest": ingest.main,
@@ -25,7 +25,9 @@ BENCHMARKS: dict[str, Callable[[argparse.Namespace], None]] = {
     "tenancy": tenancy.main,
     "latency": latency.main,
     "sigma": rules_bench.main,
+    "spark": spark.main,
 }
+EVENTS = 10_000_000
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -40,8 +42,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--events",
         type=int,
-        default=10_000_000,
-        help="events in the detect and tenancy benchmarks' lakes (default 10,000,000)",
+        default=None,
+        help="events in the detect and tenancy benchmarks' lakes (default 10,000,000); "
+        "spark: that one size, unless --spark-sizes",
     )
     ap.add_argument(
         "--rounds",
@@ -67,7 +70,30 @@ def main(argv: list[str] | None = None) -> None:
         default=Path("/tmp/tenantwatch-bench"),
         help="where generated inputs are cached, keyed by their parameters",
     )
+    ap.add_argument(
+        "--spark-sizes",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="spark: the lake sizes in events, each run on both engines "
+        f"(default: --events if given, else {', '.join(f'{n:,}' for n in spark.SIZES)})",
+    )
+    ap.add_argument(
+        "--spark-detectors",
+        nargs="+",
+        metavar="ID",
+        help="spark: only these detectors (default: every one the configuration enables)",
+    )
+    ap.add_argument(
+        "--spark-conf",
+        action="append",
+        metavar="KEY=VALUE",
+        help="spark: a setting of the session (repeatable), e.g. spark.driver.memory=4g",
+    )
     args = ap.parse_args(argv)
+    # spark runs at --events only when it is given: make bench keeps its default size small.
+    args.events_given = args.events is not None
+    args.events = EVENTS if args.events is None else args.events
     for name in args.only or list(BENCHMARKS):
         BENCHMARKS[name](args)
 
