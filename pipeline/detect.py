@@ -173,6 +173,35 @@ def encode(t: pa.Table) -> pa.Table:
     return pa.table(cols, names=t.column_names)
 
 
+def prepare(
+    lake_root: str,
+    cfg: Config,
+    since: datetime | None,
+    until: datetime | None,
+    only: tuple[str, ...] | None,
+    warn: Callable[[str], None] | None,
+    now: datetime | None,
+) -> tuple[dict[str, Detector], dict[str, str], Lake, tuple[datetime, datetime], InForce]:
+    """What a detection run settles before it reads any event, whichever engine runs it: the
+    detectors (settings validated, break-glass tickets read), the plugins left out and why,
+    the lake, the window, and the suppressions in force (``warn`` told of the expired ones and
+    of the plugins left out)."""
+    import detectors
+    from pipeline import suppressions
+
+    dets = detectors.from_config(cfg, only)
+    missing = detectors.unavailable()
+    lake = Lake(lake_root)
+    window = resolve_window(lake, since, until)
+    sups = suppressions.in_force(cfg, lake, now)
+    if warn is not None:
+        for line in sups.warnings():
+            warn(line)
+        for det_id, why in missing.items():
+            warn(f"detector {det_id} left out: {why}")
+    return dets, missing, lake, window, sups
+
+
 def run_detect(
     lake_root: str,
     cfg: Config,
@@ -190,21 +219,12 @@ def run_detect(
     Findings a suppression matches are written with its id in ``suppressed_by``. ``warn`` is
     told, before any detector runs, of each suppression that expired (by ``now``, default the
     clock) and so no longer applies; the summary lists them too."""
-    import detectors
     from pipeline import suppressions
 
     started = time.perf_counter()
-    # Validates settings and reads the break-glass tickets before any data is read.
-    dets = detectors.from_config(cfg, only)
-    missing = detectors.unavailable()
-    lake = Lake(lake_root)
-    since, until = resolve_window(lake, since, until)
-    sups = suppressions.in_force(cfg, lake, now)
-    if warn is not None:
-        for line in sups.warnings():
-            warn(line)
-        for det_id, why in missing.items():
-            warn(f"detector {det_id} left out: {why}")
+    dets, missing, lake, (since, until), sups = prepare(
+        lake_root, cfg, since, until, only, warn, now
+    )
     tables, failed, counts = [], {}, {}
     skipped: dict[str, str] = {}
     # History starts where the lake's first event is, not a lookback before the window: hours

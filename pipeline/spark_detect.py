@@ -49,7 +49,7 @@ from pipeline.detect import (
     earliest_event,
     history_start,
     part_name,
-    resolve_window,
+    prepare,
     window_columns,
 )
 from pipeline.errors import MissingExtra
@@ -141,21 +141,13 @@ def run_detect_spark(
     ``master`` (default ``local[*]``) and stopped at the end. ``buckets``: how many buckets
     each partitioned pass hashes its keys into (default: ``BUCKETS_PER_CORE`` per core of the
     session)."""
-    import detectors
     from pipeline import suppressions
 
     started = time.perf_counter()
     require_pyspark()
-    dets = detectors.from_config(cfg, only)
-    missing = detectors.unavailable()
-    lake = Lake(lake_root)
-    since, until = resolve_window(lake, since, until)
-    sups = suppressions.in_force(cfg, lake, now)
-    if warn is not None:
-        for line in sups.warnings():
-            warn(line)
-        for det_id, why in missing.items():
-            warn(f"detector {det_id} left out: {why}")
+    dets, missing, lake, (since, until), sups = prepare(
+        lake_root, cfg, since, until, only, warn, now
+    )
     session, own = spark, False
     if session is None:
         from pyspark.sql import SparkSession
