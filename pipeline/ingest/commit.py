@@ -1,12 +1,15 @@
 """What a batch leaves in the lake besides its event files, once they are written: its
-quarantine, the CloudTrail-Digest files it read and the sessions its ``AssumeRole*`` calls taught
-(``keep_state``), and last the record of its inputs that marks it done (``record_done``).
+quarantine and the CloudTrail-Digest files it read (``keep_outputs``), the sessions its
+``AssumeRole*`` calls taught (``keep_sessions``), and last the record of its inputs that marks it
+done (``record_done``).
 
 Every file is named by the batch, so a batch written again writes the same files, and
-``record_done`` comes last: a run that dies before it re-runs the batch to the same files. A run
-in one process does both for each batch in turn (``run.Ingestor.commit``); on Spark the executor
-that wrote a batch's events keeps the rest, and the driver records the batches, in input order
-(``pipeline.spark_ingest``).
+``record_done`` comes last: a run that dies before it re-runs the batch to the same files. The
+sessions come just before it, batch after batch, because later runs read them: a run that dies
+leaves the sessions of the batches it recorded (and of the one it was recording), not of batches
+it will run again. A run in one process does all three for each batch in turn
+(``run.Ingestor.commit``); on Spark the executor that wrote a batch's events keeps its outputs,
+and the driver its sessions and record, in input order (``pipeline.spark_ingest``).
 """
 
 from __future__ import annotations
@@ -61,15 +64,8 @@ class Counts:
     quarantined: int
 
 
-def keep_state(
-    lake: Lake,
-    batch_id: str,
-    d: Decoded,
-    quarantine: list[Quarantined],
-    origins: pa.Table,
-) -> None:
-    """The batch's quarantine, digests and sessions (``origins``: the session origins its
-    ``AssumeRole*`` calls taught, ``sessions.STATE`` rows)."""
+def keep_outputs(lake: Lake, batch_id: str, d: Decoded, quarantine: list[Quarantined]) -> None:
+    """The batch's quarantine and digests."""
     if quarantine:
         lake.write_table(quarantine_file(batch_id), quarantine_table(quarantine))
     if d.digests:
@@ -84,9 +80,13 @@ def keep_state(
                 state_file(f"{STATE_DIGESTS}/{part}", batch_id),
                 pa.Table.from_pylist(rows, DIGESTS),
             )
-    # What the batch's AssumeRole* calls taught: the sessions' tags and their origins.
-    # A file per day the sessions started on.
-    state = pa.concat_tables([tenancy.state_rows(d.sessions), origins])
+
+
+def keep_sessions(lake: Lake, batch_id: str, sessions: pa.Table, origins: pa.Table) -> None:
+    """What the batch's ``AssumeRole*`` calls taught (``sessions``: their ``SESSION_ROWS``;
+    ``origins``: the session origins, ``sessions.STATE`` rows): a file per day the sessions
+    started on."""
+    state = pa.concat_tables([tenancy.state_rows(sessions), origins])
     if state.num_rows:
         days = pc.strftime(state["started"], "%Y-%m-%d")
         for day in pc.unique(days).to_pylist():

@@ -37,7 +37,14 @@ import pyarrow.compute as pc
 from pipeline import aws
 from pipeline.config import Config, IngestConfig
 from pipeline.ingest import handoff, native, prepare, tenancy, write
-from pipeline.ingest.commit import DIGESTS, INGESTED, Counts, keep_state, record_done
+from pipeline.ingest.commit import (
+    DIGESTS,
+    INGESTED,
+    Counts,
+    keep_outputs,
+    keep_sessions,
+    record_done,
+)
 from pipeline.ingest.commit import quarantine_table as _quarantine_table
 from pipeline.ingest.decode import Batch, Decoded, decode_batch
 from pipeline.ingest.lookups import load_lookups
@@ -268,7 +275,9 @@ class Ingestor:
         """After the plan's files are written: the batch's quarantine and state, the inputs
         marked done last (a crash before that re-runs the batch to the same files)."""
         check_written(p, written)
-        keep_state(self.lake, p.plan.batch_id, p.decoded, p.quarantine, p.origins)
+        d, batch_id = p.decoded, p.plan.batch_id
+        keep_outputs(self.lake, batch_id, d, p.quarantine)
+        keep_sessions(self.lake, batch_id, d.sessions, p.origins)
         record_done(self.lake, p.decoded.batch, p.counts)
         self.done.update(r.identity for r in p.decoded.batch.inputs)
 
