@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import pickle
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -359,6 +360,39 @@ def test_without_pyspark_the_engine_says_which_extra_to_install(
     assert out.exit_code == 2
     assert "install tenantwatch[spark]" in out.output
     assert not (tmp_path / "lake").exists()
+
+
+def test_an_error_on_an_executor_is_raised_on_the_driver_as_it_was_raised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first pass's function, run here: a batch whose decoding raises hands back the
+    exception, which the driver raises with the executor's traceback as its cause."""
+    from pipeline.ingest import handoff
+    from pipeline.ingest.reading import Reading
+    from pipeline.ingest.run import make_batches
+    from pipeline.ingest.sources import list_inputs
+    from pipeline.spark_ingest_tasks import KEYS, TASKS, Found, Setup, keys_task
+
+    lf.delivery_file(tmp_path / "in" / "1.json.gz", [lf.ct()])
+    (batch,) = make_batches(list_inputs([str(tmp_path / "in")])[0], 1 << 20)
+
+    def throttled(*_: Any) -> None:
+        raise OSError("SlowDown: please reduce your request rate")
+
+    monkeypatch.setattr("pipeline.spark_ingest_tasks.decode_batch", throttled)
+    cfg = pooled_config()
+    task = pa.RecordBatch.from_pylist([{"batch": 0, "task": pickle.dumps(batch)}], TASKS)
+    (meta,) = [
+        row["meta"]
+        for out in keys_task(Setup(str(tmp_path / "lake"), cfg, Reading.of(cfg)))(iter([task]))
+        for row in pa.Table.from_batches([out], KEYS).to_pylist()
+    ]
+    found: Found = pickle.loads(meta)  # noqa: S301 - made just above
+    assert found.failure is not None
+    with pytest.raises(OSError, match="SlowDown") as raised:
+        found.failure.raise_it()
+    assert isinstance(raised.value.__cause__, handoff.RemoteTraceback)
+    assert "throttled" in str(raised.value.__cause__)
 
 
 # --- the session map as of each batch, without Spark --------------------------------------------
