@@ -12,7 +12,6 @@ again later). Anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -29,6 +28,7 @@ from pipeline.cli_detectors import detectors
 from pipeline.cli_export import export
 from pipeline.cli_impact import impact
 from pipeline.cli_incident import incident
+from pipeline.cli_ingest import ingest
 from pipeline.cli_inspect import snapshot, tenancy
 from pipeline.cli_sigma import sigma
 from pipeline.cli_verify_fix import verify_fix
@@ -94,6 +94,7 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
     ctx.obj = load_config(config_path)
 
 
+cli.add_command(ingest)
 cli.add_command(compact)
 cli.add_command(detectors)
 cli.add_command(export)
@@ -252,54 +253,6 @@ def parse_when(value: str | None, option: str) -> datetime | None:
         return as_time(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint=option) from None
-
-
-@cli.command()
-@click.argument("sources", nargs=-1, required=True)
-@click.option("--lake", default=None, help="Lake root: a folder or s3://bucket/prefix.")
-@click.option("--since", default=None, help="Only objects delivered on or after (key date).")
-@click.option("--until", default=None, help="Only objects delivered on or before (key date).")
-@click.option("--workers", type=int, default=None, help="Processes (default: all cores).")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
-@click.pass_context
-def ingest(
-    ctx: click.Context,
-    sources: tuple[str, ...],
-    lake: str | None,
-    since: str | None,
-    until: str | None,
-    workers: int | None,
-    as_json: bool,
-) -> None:
-    """Read SOURCES (files, folders, s3://bucket/prefix) into the lake.
-
-    Formats are recognised by content: CloudTrail delivery files, bare or EventBridge-wrapped
-    records, CloudWatch Logs payloads and exports, CloudTrail-Digest files, API Gateway access
-    logs and Lambda-authorizer logs. Unusable records go to quarantine with their reason.
-    """
-    # numpy's OpenBLAS starts a thread per core that spins for a while: ingest does no linear
-    # algebra, and the spinning cost ~1 % of a run's CPU. Only before numpy is first imported.
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from pipeline.ingest.startup import pyarrow_without_pandas
-
-    pyarrow_without_pandas()
-    from pipeline.ingest.run import ingest as run_ingest
-
-    cfg = _config(ctx)
-    if workers is not None and workers < 1:
-        raise click.BadParameter("expected 1 or more", param_hint="--workers")
-    _warn_without_strategies(cfg)
-    with progress_bar("ingesting") as update:
-        summary = run_ingest(
-            list(sources),
-            lake or cfg.lake.root,
-            cfg,
-            since=parse_when(since, "--since"),
-            until=parse_when(until, "--until"),
-            workers=workers,
-            progress=update,
-        )
-    emit_summary(f"ingested into {summary['lake']}", summary, as_json)
 
 
 @cli.command()

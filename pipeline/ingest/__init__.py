@@ -9,6 +9,7 @@ extraction serves both); ``redact`` replaces secrets; ``decode`` is the worker s
 ``field`` strategies read, ``lookups``); ``tenancy`` resolves tenants with Arrow kernels
 (``strategies`` one strategy at a time, ``sessions`` what AssumeRole calls started); ``run``
 drives batches into the lake and is the stage (``run.ingest``), asking ``seen`` what the lake
-already holds (inputs done, events' dedup keys); ``explain`` is ``tenantwatch tenancy
-explain``.
+already holds (inputs done, events' dedup keys), ``write`` writing a batch's event files and
+``commit`` the rest it leaves (quarantine, digests, sessions, the record of its inputs); ``explain``
+is ``tenantwatch tenancy explain``. ``pipeline.spark_ingest`` runs the same steps on Spark.
 """

@@ -28,15 +28,24 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline import aws, schema
+from pipeline import aws
 from pipeline.config import Config, IngestConfig
-from pipeline.ingest import handoff, native, prepare, redact, tenancy, write
+from pipeline.ingest import handoff, native, prepare, tenancy, write
+from pipeline.ingest.commit import (
+    DIGESTS,
+    INGESTED,
+    Counts,
+    keep_outputs,
+    keep_sessions,
+    record_done,
+)
+from pipeline.ingest.commit import quarantine_table as _quarantine_table
 from pipeline.ingest.decode import Batch, Decoded, decode_batch
 from pipeline.ingest.lookups import load_lookups
 from pipeline.ingest.quarantine import Quarantined
@@ -46,47 +55,36 @@ from pipeline.ingest.seen import SeenIndex, ingested_partition
 from pipeline.ingest.sessions import CLOCK_SKEW
 from pipeline.ingest.sources import (
     InputRef,
+    LogPosition,
     list_inputs,
     load_positions,
     save_position,
 )
 from pipeline.lake import (
     COMPACTED,
-    STATE_DIGESTS,
     STATE_INGESTED,
     STATE_SESSIONS,
     Lake,
     event_partition,
-    ingested_file,
     legacy_files,
-    quarantine_file,
     sessions_day,
-    sessions_file,
-    state_file,
 )
 
-__all__ = ["Batch", "Decoded", "Ingestor", "Summary", "decode_batch", "ingest", "make_batches"]
+__all__ = [
+    "DIGESTS",
+    "INGESTED",
+    "Batch",
+    "Decoded",
+    "Ingestor",
+    "Summary",
+    "_quarantine_table",
+    "decode_batch",
+    "ingest",
+    "make_batches",
+]
 
-_S = pa.string()
 NEW_FILES_LISTED = 64
 _US = timedelta(microseconds=1)
-INGESTED = pa.schema(
-    [
-        ("uri", _S),
-        ("identity", _S),
-        ("records", pa.int64()),
-        ("ingested", pa.int64()),
-        ("duplicates", pa.int64()),
-        ("quarantined", pa.int64()),
-        # The partition whose file of the batch is written last: the batch counts as done
-        # once that file is there (a batch's inputs may fall in several partitions).
-        ("commit", _S),
-        # The batch (its file's name): a compacted file holds many batches' rows. Files
-        # written before the column was added are named by it (compaction adds it).
-        ("batch", _S),
-    ]
-)
-DIGESTS = pa.schema([("digest_uri", _S), ("log_object", _S), ("hash_value", _S)])
 
 
 def make_batches(inputs: list[InputRef], limit: int) -> list[Batch]:
@@ -217,13 +215,13 @@ class Ingestor:
             self._records(part)
         return self._committed[part]
 
-    def _load_sessions(self, d: Decoded) -> None:
-        """The stored sessions that can be live for ``d``'s events or started with its
-        ``AssumeRole*`` calls: those that started on the days from the earliest time less the
-        longest session to the latest time plus the clock skew allowed."""
+    def _load_sessions(self, times: pa.Array | pa.ChunkedArray, started: pa.ChunkedArray) -> None:
+        """The stored sessions that can be live for a batch's events (at ``times``) or started
+        with its ``AssumeRole*`` calls (at ``started``): those that started on the days from the
+        earliest time less the longest session to the latest time plus the clock skew allowed."""
         spans = [
             (pc.min(c).value, pc.max(c).value)
-            for c in (d.rows["event_time"], d.sessions["started"])
+            for c in (times, started)
             if len(c) and c.null_count < len(c)
         ]
         if not spans:
@@ -240,6 +238,16 @@ class Ingestor:
                 self.sessions.learn_earlier(stored.tags)
             day += timedelta(days=1)
 
+    def advance(self, times: pa.Array | pa.ChunkedArray, sessions: pa.Table) -> None:
+        """The session map brought to the next batch, whose events happen at ``times`` (parsed)
+        and whose ``AssumeRole*`` calls started ``sessions`` (``SESSION_ROWS``): the stored
+        sessions that can be live then, the batch's own (first: an AssumeRole and the calls it
+        enabled often share a batch), and those over before its earliest event forgotten."""
+        self._load_sessions(times, sessions["started"])
+        self.sessions.learn(sessions)
+        if len(times):
+            self.sessions.expire(pc.min(times).value)
+
     def plan(
         self,
         d: Decoded,
@@ -254,123 +262,105 @@ class Ingestor:
         adds to the rows (``write.EXTRA``); the writer takes the rest from the rows it holds."""
         summary.records_in += d.records_in
         self.seen.planned.add(d.batch.id)
-        quarantine = list(d.quarantine)
-        self._load_sessions(d)
-        # Sessions first: an AssumeRole and the calls it enabled often share a batch.
-        self.sessions.learn(d.sessions)
-
+        # ``event_time`` was parsed by the decoder, which quarantined what did not parse.
+        self.advance(d.rows["event_time"], d.sessions)
         # The rows stay where they are (in the worker that decoded the batch, or in ``absorb``):
         # ``d.rows`` are only what the plan reads (``prepare.plan_rows``), the plan names rows by
         # number, and only ``write`` copies them.
         t = d.rows.append_column("_row", pa.array(np.arange(d.rows.num_rows)))
-        when = t["event_time"]  # parsed by the decoder, which quarantined what did not parse
-        if t.num_rows:
-            self.sessions.expire(pc.min(when).value)
         t, origins = tenancy.finish(t, self.reading, self.sessions)
-        order = _file_order(t)
-        dup_in_batch = t.num_rows - len(order)
-        # File order, of the columns the rest needs. Only these are put in order here: the
-        # writer takes each file's rows of the others from its batch, once (taking every column
-        # here as well cost a tenth of a run's CPU).
-        keep = [n for n in ("_row", "_dedup", "_hour", "source") if n not in write.EXTRA]
-        t = t.select([*keep, *write.EXTRA]).take(order)
-
-        own = f"part-{d.batch.id}.parquet"
-        keep_parts: list[pa.Array] = []
-        files: list[tuple[str, int, int]] = []
-        dup_lake = at = 0
-        for (source, hour), start, end in _partitions(t):
-            pt = t.slice(start, end - start)
-            rel = event_partition(source, *_date_hour(hour))
-            seen = self.seen.keys(rel, own, wait)
-            new = pa.repeat(pa.scalar(True), pt.num_rows)
-            if len(seen):
-                new = pc.invert(pc.is_in(pt["_dedup"], value_set=seen)).combine_chunks()
-            fresh = int(pc.sum(new).as_py() or 0)
-            dup_lake += pt.num_rows - fresh
-            keep_parts.append(new)
-            if fresh:
-                self.seen.add(rel, pt["_dedup"].filter(new))
-                summary.saw(pt["event_time"].filter(new))
-                summary.new_files.append(f"{rel}/{own}")
-                files.append((f"{rel}/{own}", at, at + fresh))
-                at += fresh
-        if keep_parts:
-            t = t.filter(pa.concat_arrays(keep_parts))
-        has_target = pc.is_valid(t["target_tenant"])
-        summary.unresolved_tenants += int(
-            pc.sum(pc.and_(has_target, pc.is_null(t["actor_tenant"]))).as_py() or 0
-        )
-        summary.ingested += t.num_rows
-        summary.duplicates += dup_in_batch + dup_lake
-        for entry in quarantine:
-            summary.quarantined[entry.reason] += entry.records
-        summary.digests += len({x[0] for x in d.digests})
-        plan = write.Plan(
-            d.batch.id,
-            t["_row"].to_numpy(),
-            t.select(write.EXTRA),
-            tuple(files),
-        )
-        return Planned(plan, d, quarantine, t.num_rows, dup_in_batch + dup_lake, origins)
+        return place(d, t, origins, self.seen, summary, wait)
 
     def commit(self, p: Planned, written: int) -> None:
         """After the plan's files are written: the batch's quarantine and state, the inputs
         marked done last (a crash before that re-runs the batch to the same files)."""
+        check_written(p, written)
         d, batch_id = p.decoded, p.plan.batch_id
-        if written != p.ingested:
-            raise RuntimeError(f"batch {batch_id}: {written} rows written, {p.ingested} planned")
-        if p.quarantine:
-            self.lake.write_table(quarantine_file(batch_id), _quarantine_table(p.quarantine))
-        if d.digests:
-            # A folder per day of the digest files' delivery (as for input records), so that
-            # what a run compacts of them is today's, not every digest ever seen.
-            by_part: dict[str, list[dict[str, Any]]] = {}
-            for x in d.digests:
-                row = dict(zip(DIGESTS.names, x, strict=True))
-                by_part.setdefault(ingested_partition(str(x[0])), []).append(row)
-            for part, rows in sorted(by_part.items()):
-                self.lake.write_table(
-                    state_file(f"{STATE_DIGESTS}/{part}", batch_id),
-                    pa.Table.from_pylist(rows, DIGESTS),
-                )
-        # What the batch's AssumeRole* calls taught: the sessions' tags and their origins.
-        # A file per day the sessions started on.
-        state = pa.concat_tables([tenancy.state_rows(d.sessions), p.origins])
-        if state.num_rows:
-            days = pc.strftime(state["started"], "%Y-%m-%d")
-            for day in pc.unique(days).to_pylist():
-                rows = state.filter(pc.equal(days, day))
-                self.lake.write_table(sessions_file(day, batch_id), rows)
-        # A file per partition of the batch's inputs, the first input's last: the batch is done
-        # when that one is there (``load_done``), so a run that dies between them re-runs it.
-        parts: dict[str, list[InputRef]] = {}
-        for r in d.batch.inputs:
-            parts.setdefault(ingested_partition(r.uri), []).append(r)
-        commit = ingested_partition(d.batch.inputs[0].uri)
-        for part in sorted(parts, key=lambda x: x == commit):
-            rows = [
-                {
-                    "uri": r.uri,
-                    "identity": r.identity,
-                    "records": d.records_in,
-                    "ingested": p.ingested,
-                    "duplicates": p.duplicates,
-                    "quarantined": sum(e.records for e in p.quarantine),
-                    "commit": commit,
-                    "batch": batch_id,
-                }
-                for r in parts[part]
-            ]
-            self.lake.write_table(
-                ingested_file(part, batch_id), pa.Table.from_pylist(rows, INGESTED)
-            )
-        self.done.update(r.identity for r in d.batch.inputs)
+        keep_outputs(self.lake, batch_id, d, p.quarantine)
+        keep_sessions(self.lake, batch_id, d.sessions, p.origins)
+        record_done(self.lake, p.decoded.batch, p.counts)
+        self.done.update(r.identity for r in p.decoded.batch.inputs)
 
     def absorb(self, d: Decoded, summary: Summary) -> None:
         """``plan``, write and ``commit`` one batch in this process."""
         p = self.plan(replace(d, rows=prepare.plan_rows(d.rows, self.reading)), summary)
         self.commit(p, write.write(self.lake.root, p.plan, d.rows))
+
+
+class Seen(Protocol):
+    """The dedup keys a batch's rows are new against, per event hour partition (``SeenIndex``:
+    the lake's and this run's so far)."""
+
+    def keys(
+        self, partition: str, own_file: str, wait: Callable[[str], None] | None = None
+    ) -> pa.ChunkedArray | pa.Array: ...
+
+    def add(self, partition: str, new: pa.ChunkedArray) -> None: ...
+
+
+def place(
+    d: Decoded,
+    t: pa.Table,
+    origins: pa.Table,
+    seen: Seen,
+    summary: Summary,
+    wait: Callable[[str], None] | None = None,
+) -> Planned:
+    """The rest of a batch's plan, its tenants resolved (``t``: ``d.rows`` numbered by ``_row``,
+    through ``tenancy.finish``): the files' order, the rows new to ``seen`` in each partition
+    (which then has them), what the batch counts for in ``summary``."""
+    order = _file_order(t)
+    dup_in_batch = t.num_rows - len(order)
+    # File order, of the columns the rest needs. Only these are put in order here: the
+    # writer takes each file's rows of the others from its batch, once (taking every column
+    # here as well cost a tenth of a run's CPU).
+    keep = [n for n in ("_row", "_dedup", "_hour", "source") if n not in write.EXTRA]
+    t = t.select([*keep, *write.EXTRA]).take(order)
+
+    own = f"part-{d.batch.id}.parquet"
+    keep_parts: list[pa.Array] = []
+    files: list[tuple[str, int, int]] = []
+    dup_lake = at = 0
+    for (source, hour), start, end in _partitions(t):
+        pt = t.slice(start, end - start)
+        rel = event_partition(source, *_date_hour(hour))
+        known = seen.keys(rel, own, wait)
+        new = pa.repeat(pa.scalar(True), pt.num_rows)
+        if len(known):
+            new = pc.invert(pc.is_in(pt["_dedup"], value_set=known)).combine_chunks()
+        fresh = int(pc.sum(new).as_py() or 0)
+        dup_lake += pt.num_rows - fresh
+        keep_parts.append(new)
+        if fresh:
+            seen.add(rel, pt["_dedup"].filter(new))
+            summary.saw(pt["event_time"].filter(new))
+            summary.new_files.append(f"{rel}/{own}")
+            files.append((f"{rel}/{own}", at, at + fresh))
+            at += fresh
+    if keep_parts:
+        t = t.filter(pa.concat_arrays(keep_parts))
+    has_target = pc.is_valid(t["target_tenant"])
+    summary.unresolved_tenants += int(
+        pc.sum(pc.and_(has_target, pc.is_null(t["actor_tenant"]))).as_py() or 0
+    )
+    quarantine = list(d.quarantine)
+    summary.ingested += t.num_rows
+    summary.duplicates += dup_in_batch + dup_lake
+    for entry in quarantine:
+        summary.quarantined[entry.reason] += entry.records
+    summary.digests += len({x[0] for x in d.digests})
+    plan = write.Plan(
+        d.batch.id,
+        t["_row"].to_numpy(),
+        t.select(write.EXTRA),
+        tuple(files),
+    )
+    return Planned(plan, d, quarantine, t.num_rows, dup_in_batch + dup_lake, origins)
+
+
+def check_written(p: Planned, written: int) -> None:
+    if written != p.ingested:
+        raise RuntimeError(f"batch {p.plan.batch_id}: {written} rows written, {p.ingested} planned")
 
 
 @dataclass
@@ -386,6 +376,11 @@ class Planned:
 
     def __post_init__(self) -> None:
         self.decoded = replace(self.decoded, rows=self.decoded.rows.schema.empty_table())
+
+    @property
+    def counts(self) -> Counts:
+        quarantined = sum(e.records for e in self.quarantine)
+        return Counts(self.decoded.records_in, self.ingested, self.duplicates, quarantined)
 
 
 def _numbered(t: pa.Table) -> pa.Table:
@@ -435,26 +430,6 @@ def _partitions(t: pa.Table) -> Iterator[tuple[tuple[str, int], int, int]]:
     starts = [0, *(i + 1 for i in pc.indices_nonzero(changes).to_pylist()), t.num_rows]
     for start, end in pairwise(starts):
         yield (source[start].as_py(), hour[start].as_py()), start, end
-
-
-def _quarantine_table(entries: list[Quarantined]) -> pa.Table:
-    """The entries as rows, secrets scrubbed from the detail as from the raw bytes: a detail may
-    quote its record ("line starts 'curl -H ...'"). Scrubbed before it is cut, so a cut cannot
-    leave part of a secret that the whole would have matched."""
-    return pa.Table.from_pylist(
-        [
-            {
-                "input_uri": uri,
-                "position": pos,
-                "reason": reason,
-                "detail": redact.scrub_text(detail)[:2000],
-                "raw": redact.scrub_bytes(raw),
-                "records": records,
-            }
-            for uri, pos, reason, detail, raw, records in entries
-        ],
-        schema.QUARANTINE,
-    )
 
 
 def _cpu_times() -> tuple[float, float]:
@@ -531,6 +506,52 @@ def _with_workers(
             committed.clear()
 
 
+@dataclass
+class Pending:
+    """A run's start: the lake opened, its state read, the inputs listed and batched."""
+
+    lake: Lake
+    ing: Ingestor
+    summary: Summary
+    pending: list[InputRef]
+    batches: list[Batch]
+    positions: dict[str, LogPosition]
+    new_positions: dict[str, LogPosition]
+
+    def save_positions(self) -> None:
+        """Only once every chunk is in the lake may the next run start after them."""
+        for uri, pos in self.new_positions.items():
+            if self.positions.get(uri) != pos:
+                save_position(self.lake, uri, pos)
+
+
+def pending(
+    sources: list[str],
+    lake_root: str,
+    cfg: Config,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> Pending:
+    """What a run over ``sources`` has to do: the inputs no run ingested, in batches."""
+    aws.require([*sources, lake_root])
+    # The lookups first: a run never starts on half a registry, nor ends half way for one.
+    reading = Reading.of(cfg, load_lookups(cfg))
+    lake = Lake(lake_root)
+    lake.ensure_writable()
+    lake.clean_temporaries()  # what runs that were killed left (a live run's stay)
+    ing = Ingestor(lake, cfg, reading)
+    summary = Summary()
+    positions = load_positions(lake)
+    inputs, new_positions = list_inputs(sources, since, until, positions)
+    ing.load_done(inputs)
+    todo = [r for r in inputs if r.identity not in ing.done]
+    summary.files = len(inputs)
+    summary.files_skipped = len(inputs) - len(todo)
+    batches = make_batches(todo, cfg.ingest.batch_input_bytes)
+    ing.seen.mine.update(b.id for b in batches)
+    return Pending(lake, ing, summary, todo, batches, positions, new_positions)
+
+
 def ingest(
     sources: list[str],
     lake_root: str,
@@ -543,22 +564,8 @@ def ingest(
 ) -> dict[str, Any]:
     started = time.perf_counter()
     cpu_before = _cpu_times()
-    aws.require([*sources, lake_root])
-    # The lookups first: a run never starts on half a registry, nor ends half way for one.
-    reading = Reading.of(cfg, load_lookups(cfg))
-    lake = Lake(lake_root)
-    lake.ensure_writable()
-    lake.clean_temporaries()  # what runs that were killed left (a live run's stay)
-    ing = Ingestor(lake, cfg, reading)
-    summary = Summary()
-    positions = load_positions(lake)
-    inputs, new_positions = list_inputs(sources, since, until, positions)
-    ing.load_done(inputs)
-    pending = [r for r in inputs if r.identity not in ing.done]
-    summary.files = len(inputs)
-    summary.files_skipped = len(inputs) - len(pending)
-    batches = make_batches(pending, cfg.ingest.batch_input_bytes)
-    ing.seen.mine.update(b.id for b in batches)
+    run = pending(sources, lake_root, cfg, since, until)
+    ing, summary, batches = run.ing, run.summary, run.batches
     n = _worker_count(workers, cfg.ingest)
     done_files = 0
     if n <= 1 or len(batches) <= 1:
@@ -568,14 +575,11 @@ def ingest(
     for b in done:
         done_files += len(b.inputs)
         if progress:
-            progress(done_files, len(pending))
-    # Only now, with every chunk in the lake, may the next run start after them.
-    for uri, pos in new_positions.items():
-        if positions.get(uri) != pos:
-            save_position(lake, uri, pos)
+            progress(done_files, len(run.pending))
+    run.save_positions()
     summary.elapsed_s = time.perf_counter() - started
     out = summary.as_dict()
-    out["lake"] = lake.uri("")
+    out["lake"] = run.lake.uri("")
     out["workers"] = n
     # Without the compiled decoder ingest runs at less than half the speed: say so, and why.
     out["decoder"] = native.decoder()

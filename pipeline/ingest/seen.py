@@ -107,14 +107,18 @@ class SeenIndex:
             return self._parts[partition]
         if wait is not None:
             wait(partition)
+        keys = self.in_lake(partition, own_file)
+        self._put(partition, keys)
+        return keys
+
+    def in_lake(self, partition: str, own_file: str | None = None) -> pa.ChunkedArray:
+        """The keys of the partition's files in the lake that count, but ``own_file``."""
         chunks = [
             file_keys(self.lake, partition, f)
             for f in self.lake.event_hour_files(partition)
-            if not f.endswith(own_file) and self.counts(f)
+            if (own_file is None or not f.endswith(own_file)) and self.counts(f)
         ]
-        keys = pa.chunked_array(chunks, _S)
-        self._put(partition, keys)
-        return keys
+        return pa.chunked_array(chunks, _S)
 
     def add(self, partition: str, new: pa.ChunkedArray) -> None:
         old = self._parts.pop(partition, pa.chunked_array([], _S))

@@ -57,6 +57,7 @@ __all__ = [
     "kind_of",
     "prepare",
     "session_rows",
+    "session_tags",
     "state_rows",
 ]
 
@@ -82,6 +83,13 @@ def _session_values(t: pa.Table, tag: str, sessions: SessionMap) -> pa.Array:
 
 def _session_tag(s: c.SessionTag | c.SessionOrigin) -> str:
     return s.key if isinstance(s, c.SessionTag) else ORIGIN
+
+
+def session_tags(cfg: c.Config) -> frozenset[str]:
+    """The session tags ``finish`` looks up, ``ORIGIN`` among them: those of the session
+    strategies and the break-glass relationships' ``ticket_tag``."""
+    tags = {_session_tag(s) for s in cfg.tenancy.actor if isinstance(s, SESSION_KINDS)}
+    return frozenset(tags | {r.ticket_tag for r in _break_glass(cfg) if r.ticket_tag})
 
 
 Candidate = tuple[str, pa.Array, pa.Array | None]  # (kind, tenant, every tenant where several)
