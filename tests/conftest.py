@@ -5,6 +5,7 @@ from __future__ import annotations
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,3 +50,21 @@ def aws(_moto_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     yield _moto_server
+
+
+@pytest.fixture(scope="module")
+def spark(_moto_server: str) -> Iterator[Any]:
+    """One local Spark (local[2]) for the module that asks for it. Its executors reach moto
+    (never AWS, never the instance metadata address) and import this checkout."""
+    from pipeline.spark_detect import local_session
+
+    env = {
+        "AWS_ENDPOINT_URL": _moto_server,
+        **MOTO_ENV,
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "PYTHONPATH": str(REPO),
+    }
+    conf = {f"spark.executorEnv.{k}": v for k, v in env.items()}
+    session = local_session("local[2]", {**conf, "spark.sql.shuffle.partitions": "4"})
+    yield session
+    session.stop()

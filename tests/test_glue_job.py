@@ -98,21 +98,6 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(PACK_ENV, raising=False)  # the job may set it: undone after the test
 
 
-@pytest.fixture(scope="module")
-def spark() -> Iterator[Any]:
-    """A local Spark, the session the job finds active (as Glue's) and leaves running."""
-    pytest.importorskip("pyspark", reason="the spark engine needs tenantwatch[spark] (dev has it)")
-    from pipeline.spark_detect import local_session
-
-    repo = str(Path(__file__).resolve().parents[1])
-    session = local_session(
-        "local[2]",
-        {"spark.executorEnv.PYTHONPATH": repo, "spark.sql.shuffle.partitions": "4"},
-    )
-    yield session
-    session.stop()
-
-
 # --- arguments ---------------------------------------------------------------------------------
 
 ARGV = [

@@ -9,7 +9,6 @@ on 127.0.0.1, so the executors read the lake over HTTP as they would read S3.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +23,7 @@ from pipeline.cli import cli
 from pipeline.config import Config
 from pipeline.detect import Detected, _write_live, live_name, run_detect
 from pipeline.lake import Lake
-from pipeline.spark_detect import local_session, run_detect_spark
-from tests.conftest import MOTO_ENV, REPO
+from pipeline.spark_detect import run_detect_spark
 from tests.detectlakes import INPUTS, TwoKinds, sample_lake, world_lake, world_logs
 
 pytestmark = [
@@ -34,22 +32,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:distutils Version classes:DeprecationWarning"),
 ]
 BUCKETS = 3  # few, so that keys share buckets, and not one: partitions matter
-
-
-@pytest.fixture(scope="module")
-def spark(_moto_server: str) -> Iterator[Any]:
-    """One local Spark for the module. Its executors reach moto (never AWS, never the instance
-    metadata address) and import this checkout."""
-    env = {
-        "AWS_ENDPOINT_URL": _moto_server,
-        **MOTO_ENV,
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "PYTHONPATH": str(REPO),
-    }
-    conf = {f"spark.executorEnv.{k}": v for k, v in env.items()}
-    session = local_session("local[2]", {**conf, "spark.sql.shuffle.partitions": "4"})
-    yield session
-    session.stop()
 
 
 @pytest.fixture(scope="module")

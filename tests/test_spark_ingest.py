@@ -32,11 +32,10 @@ from pipeline.config import Config, load_config, parse_config
 from pipeline.ingest import sessions as s
 from pipeline.ingest.run import ingest
 from pipeline.lake import Lake, read_events, read_quarantine
-from pipeline.spark_detect import local_session
 from pipeline.spark_ingest import run_ingest_spark
 from pipeline.spark_ingest_tasks import SessionHistory, as_of
 from tests import logfactory as lf
-from tests.conftest import MOTO_ENV, REPO, SAMPLE_LOGS
+from tests.conftest import SAMPLE_LOGS
 from tests.ingestlake import lake_files
 from tests.logfactory import assume, identity
 from tests.pooled import pooled_config, pooled_file
@@ -50,22 +49,6 @@ ONE_FILE_A_BATCH = {"batch_input_bytes": 1}
 STATE = ("_state/ingested", "_state/sessions", "_state/digests")
 # What differs between two runs of the same work: where and how it ran, and how long it took.
 RUN_KEYS = ("lake", "elapsed_s", "records_per_s", "workers", "cpu_s", "finished_at", "engine")
-
-
-@pytest.fixture(scope="module")
-def spark(_moto_server: str) -> Iterator[Any]:
-    """One local Spark for the module. Its executors reach moto (never AWS, never the instance
-    metadata address) and import this checkout."""
-    env = {
-        "AWS_ENDPOINT_URL": _moto_server,
-        **MOTO_ENV,
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "PYTHONPATH": str(REPO),
-    }
-    conf = {f"spark.executorEnv.{k}": v for k, v in env.items()}
-    session = local_session("local[2]", {**conf, "spark.sql.shuffle.partitions": "4"})
-    yield session
-    session.stop()
 
 
 def checked(summary: dict[str, Any]) -> dict[str, Any]:
