@@ -112,7 +112,12 @@ class TwoStep(Protocol):
 
     ``fit(baseline)`` must equal ``summarize`` over the whole baseline, one part per pass,
     then ``learn`` and ``absorb``: so a runner that summarizes parts on many machines and
-    learns once gives the same findings."""
+    learns once gives the same findings.
+
+    A detector whose state rows are counts may say how the rows of several parts combine
+    (``summary_merge``, ``merge_state``: a column -> ``"sum"`` or ``"max"``, rows alike in
+    every other column made one); a runner then merges the state before the window's task
+    gets it, and ``absorb`` must give the same for the rows merged or not."""
 
     summary_schema: pa.Schema  # the rows ``summarize`` returns; has a float64 ``rank`` column
 
@@ -131,6 +136,21 @@ class TwoStep(Protocol):
     def learn(self, sample: pa.Table, span: tuple[datetime, datetime]) -> None: ...
 
     def absorb(self, state: pa.Table) -> None: ...
+
+
+def merge_state(state: pa.Table, merge: Mapping[str, str] | None) -> pa.Table:
+    """``state`` with the rows alike in every column but those of ``merge`` made one, those
+    summed or maxed (``TwoStep``: a detector's ``summary_merge``), in the order of the first
+    of each; ``state`` itself when ``merge`` is empty."""
+    if not merge or not state.num_rows:
+        return state
+    keys = [c for c in state.column_names if c not in merge]
+    done = state.group_by(keys, use_threads=False).aggregate([(c, h) for c, h in merge.items()])
+    columns = [done[f"{c}_{merge[c]}"] if c in merge else done[c] for c in state.column_names]
+    return pa.Table.from_arrays(
+        [col.cast(f.type) for col, f in zip(columns, state.schema, strict=True)],
+        schema=state.schema,
+    )
 
 
 def two_step(det: object) -> TwoStep | None:

@@ -122,7 +122,9 @@ def request_keys(window: pd.DataFrame) -> np.ndarray:
     return ids.to_numpy(dtype=object)
 
 
-def cache_answers(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray] | None:
+def cache_answers(
+    frame: pd.DataFrame, *, part: bool = False
+) -> tuple[np.ndarray, np.ndarray] | None:
     """Per row, (hit, miss): an API Gateway request answered from API Gateway's authorizer
     cache, or one the authorizer decided itself.
 
@@ -135,10 +137,12 @@ def cache_answers(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray] | None:
     guards (a login route) are neither.
 
     None when the events hold no authorizer decision at all: the authorizer's log is not
-    ingested (or not in these events), and a hit cannot be told from a miss."""
+    ingested (or not in these events), and a hit cannot be told from a miss. ``part``: the
+    events are a part of a larger set (every event of a request together) whose decisions may
+    lie in other parts; the answer is then given whatever this part holds."""
     src = text(frame["source"]).to_numpy(dtype=object)
     is_auth = src == "authorizer"
-    if not is_auth.any():
+    if not is_auth.any() and not part:
         return None
     request = text(frame["request_id"])
     decided = request[is_auth].dropna()

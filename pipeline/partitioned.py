@@ -199,7 +199,7 @@ def detect_parts(
     included), detected bucket by bucket: ``buckets`` by a hash of each pass's key, or (None)
     one per key. ``shuffle``: a seed to put each bucket's rows in a random order (a detector
     must not depend on the order its rows come in)."""
-    from detectors.base import two_step
+    from detectors.base import merge_state, two_step
 
     rng = np.random.default_rng(shuffle) if shuffle is not None else None
     out = Found(schema.empty(schema.FINDINGS))
@@ -217,7 +217,8 @@ def detect_parts(
         summary = pa.concat_tables(summaries)
         sampled = pc.is_valid(summary["rank"])
         ts.learn(sample(summary.filter(sampled), ts.sample_size()), span)
-        ts.absorb(summary.filter(pc.invert(sampled)))
+        state = summary.filter(pc.invert(sampled))
+        ts.absorb(merge_state(state, getattr(ts, "summary_merge", None)))
         whole = window if rng is None else _take(window, np.ones(window.num_rows, bool), rng)
         found = det.detect(None, whole, fitted=True, **bounds)
         return Found(found, dict(getattr(det, "skipped", None) or {}))

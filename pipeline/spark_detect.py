@@ -17,10 +17,11 @@ What runs where:
   partition key, ``pmod(xxhash64(key), buckets)``) are brought together, window and history
   (``cogroup``), and a copy of the detector detects them (``pipeline.spark_tasks``). A detector
   without partitions is one bucket: one task holds its whole window and history.
-- a two-step detector (``detectors.base.TwoStep``: tenant_switching) summarizes its history per
-  bucket of each summary pass on executors; the driver collects the ``sample_size`` rows of
-  smallest rank, fits the model, and one task scores the whole window with it (the detector,
-  model included, shipped in the task) and its actors' state, which never passes the driver.
+- a two-step detector (``detectors.base.TwoStep``: tenant_switching, authorizer_cache)
+  summarizes its history per bucket of each summary pass on executors; the driver collects the
+  ``sample_size`` rows of smallest rank, fits the model, and one task scores the whole window
+  with it (the detector, model included, shipped in the task) and the state, which never passes
+  the driver (counts, ``summary_merge``, summed by Spark first).
 
 A detector's promise (its ``partitions``) is what makes the buckets' findings the whole run's;
 ``pipeline.partitioned`` is the same procedure without Spark, and the tests compare both with
@@ -364,7 +365,13 @@ class _Run:
             sample = rows.filter(F.col(RANK).isNotNull()).orderBy(*order).limit(ts.sample_size())
             learnt = from_rows([r.asDict() for r in sample.collect()], ts.summary_schema)
             ts.learn(learnt, (pd.Timestamp(self.base_start), pd.Timestamp(self.since)))
-            state = rows.filter(F.col(RANK).isNull()).withColumn(BUCKET, F.lit(0))
+            state = rows.filter(F.col(RANK).isNull())
+            merge = getattr(ts, "summary_merge", None)
+            if merge:  # the parts' counts summed by Spark: one row per count, not per part
+                keys = [f.name for f in ts.summary_schema if f.name not in merge]
+                how = {"sum": F.sum, "max": F.max}
+                state = state.groupBy(*keys).agg(*(how[h](c).alias(c) for c, h in merge.items()))
+            state = state.withColumn(BUCKET, F.lit(0))
             task = score_task(self.det, self.bounds, self.window_columns, ts.summary_schema)
             out = self._cogroup(window.withColumn(BUCKET, F.lit(0)), state, task, schema.FINDINGS)
             scored = [(0, r.asDict()) for r in out.collect()]

@@ -1,5 +1,5 @@
 """Partitioned detection (``pipeline.partitioned``) equals the whole run, detector by detector:
-what proves each detector's ``partitions`` (and tenant_switching's summary in parts), on
+what proves each detector's ``partitions`` (and the histories summarized in parts), on
 ``sample_logs/`` and on a small simulated world with every attack.
 
 Each detector is run whole (``pipeline.detect._detect_one``, what ``run_detect`` does) and
@@ -11,20 +11,30 @@ The findings must be the same rows, every column, in the same order.
 from __future__ import annotations
 
 import pickle
+import zlib
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import orjson
+import pandas as pd
 import pyarrow as pa
 import pytest
 
 import detectors
 from detectors.access_pattern import AccessPattern
-from detectors.base import Partition, two_step
+from detectors.base import Partition, merge_state, two_step
 from pipeline.config import Config
-from pipeline.detect import _detect_one, earliest_event, parts_skipped, resolve_window
+from pipeline.detect import (
+    _detect_one,
+    earliest_event,
+    history_start,
+    parts_skipped,
+    read_baseline,
+    resolve_window,
+)
 from pipeline.lake import Lake
-from pipeline.partitioned import detect_lake, detect_parts
+from pipeline.partitioned import detect_lake, detect_parts, key_columns
 from tests.detectlakes import TwoKinds, sample_lake, world_lake
 
 pytestmark = pytest.mark.slow
@@ -152,7 +162,12 @@ def test_each_pass_keeps_the_findings_it_owns(world: Run) -> None:
 
 
 def test_which_detectors_split(world: Run) -> None:
-    assert SPLIT == ("cross_tenant_access", "tenant_switching", "access_pattern")
+    assert SPLIT == (
+        "cross_tenant_access",
+        "tenant_switching",
+        "authorizer_cache",
+        "access_pattern",
+    )
 
 
 def test_tenant_switching_is_two_step_and_fit_is_its_parts(world: Run) -> None:
@@ -165,6 +180,41 @@ def test_tenant_switching_is_two_step_and_fit_is_its_parts(world: Run) -> None:
         ("source_ip",),
     ]
     assert two_step(world.detector("access_pattern")) is None
+
+
+def _pieces(table: pa.Table, column: str, n: int) -> list[pa.Table]:
+    bucket = np.array([zlib.crc32(str(v).encode()) % n for v in table[column].to_pylist()])
+    return [table.filter(pa.array(bucket == i)) for i in range(n)]
+
+
+def test_authorizer_cache_learns_the_same_from_its_history_in_parts(world: Run) -> None:
+    """Its 14 days are counted: by request id in seven parts, their rows merged or not, they
+    teach what the whole history teaches; split apart from their decisions (by source), the
+    requests are all cache hits and the misses are lost."""
+    det = world.detector("authorizer_cache")
+    assert [p.by for p in det.summary_passes()] == [("request_id",)]
+    start = history_start(det, world.since, world.history_from)
+    baseline = read_baseline(world.lake, det, start, world.since, key_columns(det))
+    span = (pd.Timestamp(start), pd.Timestamp(world.since))
+
+    def learnt(state: pa.Table) -> tuple[dict[Any, float], dict[str, Any], dict[str, int]]:
+        det.learn(det.summary_schema.empty_table(), span)
+        det.absorb(state)
+        return det.counts_.to_dict(), det.shares_, det.tokens_
+
+    whole = learnt(det.summarize(0, baseline, None, span))
+    assert sum(whole[0].values()) > 100 and whole[1]["route"] and whole[1]["tenant"] and whole[2]
+    parts = pa.concat_tables(
+        [det.summarize(0, p, None, span) for p in _pieces(baseline, "request_id", 7)]
+    )
+    merged = merge_state(parts, det.summary_merge)
+    assert merged.num_rows < parts.num_rows
+    assert learnt(parts) == whole
+    assert learnt(merged) == whole
+    apart = pa.concat_tables(
+        [det.summarize(0, p, None, span) for p in _pieces(baseline, "source", 2)]
+    )
+    assert learnt(apart)[0] == {}
 
 
 def test_every_detector_pickles_to_a_copy_that_finds_the_same(world: Run) -> None:

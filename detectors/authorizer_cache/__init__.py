@@ -91,18 +91,20 @@ Runbook
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Self
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
-from detectors.base import SCORED, Detector, DetectorSettings, Severity
-from detectors.evidence import HOUR_US, cache_answers, describe_hours, epoch_us, most, text
+from detectors.authorizer_cache import history
+from detectors.authorizer_cache.requests import SEP, fresh, key, requests
+from detectors.base import SCORED, Detector, DetectorSettings, Partition, Severity, period
+from detectors.evidence import HOUR_US, describe_hours, most, text
 from detectors.rules import Rules
 
 _HALF = HOUR_US // 2
-_SEP = "\x1f"
 
 
 class Settings(DetectorSettings, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -123,58 +125,6 @@ class Settings(DetectorSettings, frozen=True, forbid_unknown_fields=True, kw_onl
     severity_client: Severity = "medium"  # ... to another address and user agent
     severity_client_partial: Severity = "low"  # ... another address or user agent (recorded)
     severity_route: Severity = "high"  # a route whose cache key cannot carry the tenant
-
-
-def _requests(frame: pd.DataFrame) -> pd.DataFrame | None:
-    """The window's API requests the authorizer guards, one row per access-log line (index: its
-    position), with ``miss``, the decision's position (``decision``, -1 for a hit) and token,
-    and the group columns. None when there is no authorizer decision at all."""
-    answers = cache_answers(frame)
-    if answers is None:
-        return None
-    hit, miss = answers
-    src = text(frame["source"])
-    auth = frame[(src == "authorizer").to_numpy()]
-    by_request = pd.Series(auth.index.to_numpy(), index=text(auth["request_id"]).to_numpy())
-    by_request = by_request[by_request.index.notna() & ~by_request.index.duplicated()]
-    rows = frame[hit | miss]
-    decision = text(rows["request_id"]).map(by_request)
-    decision = decision.where(miss[rows.index.to_numpy()], np.nan).fillna(-1).astype(np.int64)
-    token = pd.Series(None, index=rows.index, dtype=object)
-    has = (decision >= 0).to_numpy()
-    token[has] = text(frame["actor_session"]).to_numpy(dtype=object)[decision[has].to_numpy()]
-    status = pd.to_numeric(rows["status_code"], errors="coerce")
-    return pd.DataFrame(
-        {
-            "t": epoch_us(rows["event_time"]),
-            "service": text(rows["service"]).fillna("-"),
-            "route": text(rows["action"]).fillna("-"),
-            "tenant": text(rows["target_tenant"]),
-            "principal": text(rows["actor_principal"]),
-            "actor_tenant": text(rows["actor_tenant"]),
-            "ip": text(rows["source_ip"]).fillna(""),
-            "ua": text(rows["user_agent"]).fillna(""),
-            "ok": (status < 400).to_numpy(dtype=bool),
-            "miss": miss[rows.index.to_numpy()],
-            "decision": decision,
-            "token": token,
-        },
-        index=rows.index,
-    )
-
-
-def _key(req: pd.DataFrame) -> pd.Series:
-    return req["service"] + _SEP + req["route"] + _SEP + req["tenant"].fillna("-")
-
-
-def _fresh(req: pd.DataFrame, known: dict[str, int], memory_us: int) -> pd.Series:
-    """Per miss: its token had no decision in the ``memory_us`` before (``known``: the last
-    decision of each token in the history just before the window)."""
-    dec = req[req["miss"] & req["token"].notna()].sort_values("t", kind="stable")
-    prev = dec.groupby("token", sort=False)["t"].shift(1)
-    first = prev.isna()
-    prev[first] = dec.loc[first, "token"].map(known)
-    return (prev.isna() | (dec["t"] - prev > memory_us)).reindex(req.index, fill_value=False)
 
 
 class AuthorizerCache(Detector[Settings]):
@@ -211,63 +161,74 @@ class AuthorizerCache(Detector[Settings]):
     )
     group_by = ("kind", "service", "route", "tenant", "principal")
     partitions = ()
-    """Whole. Whether a request was answered from the cache is told by the authorizer line of
-    the same request, which shares only the request id with it; a surge compares its route and
-    tenant with the usual miss share of the route across tenants and of the tenant across
-    routes, a fresh token is one with no decision anywhere in the hour before, a collision
-    links a principal's requests whatever their route, and a route's finding gathers the
-    collisions of every principal: no key is shared by everything one finding reads. Its
-    ``skipped`` (an API whose authorizer log is missing) is also a statement about the whole
-    window."""
+    """The window whole, its history in parts (``TwoStep``, ``history``). Whether a request was
+    answered from the cache is told by the authorizer line of the same request, which shares
+    only the request id with it; a surge compares its route and tenant with the usual miss
+    share of the route across tenants and of the tenant across routes, a fresh token is one
+    with no decision anywhere in the hour before, a collision links a principal's requests
+    whatever their route, and a route's finding gathers the collisions of every principal: no
+    key is shared by everything one finding reads. Its ``skipped`` (an API whose authorizer
+    log is missing) is also a statement about the whole window. The 14 days of history are
+    only counted: summed over parts by request id."""
     lookback = timedelta(days=14)
     dedup_period = timedelta(hours=6)
+    summary_schema = history.SUMMARY
+    summary_merge = history.MERGE
     # What the last window scored could not be judged, part -> why (the detect summary lists it).
     skipped: dict[str, str]
 
     def fit(self, baseline: pd.DataFrame) -> Self:
-        s = self.settings
+        """``summarize`` the whole history, then ``learn`` and ``absorb``: the steps a runner
+        on many machines takes over parts of it (``TwoStep``)."""
+        p0, p1 = period(baseline)
+        span = (p0, p1) if p0 is not None and p1 is not None else None
+        self.learn(history.SUMMARY.empty_table(), span)
+        self.absorb(self.summarize(0, baseline, None, span))
+        return self
+
+    # --- the fit in parts (``detectors.base.TwoStep``) ----------------------------------------
+
+    def summary_passes(self) -> tuple[Partition, ...]:
+        """One pass, by request id: an access-log line and its decision stay together."""
+        return (Partition(("request_id",)),)
+
+    def sample_size(self) -> int:
+        return 0  # nothing is sampled: every summary row is state
+
+    def summarize(
+        self,
+        index: int,
+        baseline: pd.DataFrame | pa.Table,
+        window: pd.DataFrame | pa.Table | None,
+        span: tuple[datetime, datetime] | None,
+    ) -> pa.Table:
+        """The counts of a part of the history (``history.summarize``); the window plays no
+        part."""
+        memory = self.settings.token_memory_s * 1_000_000
+        return history.summarize(baseline, self.sources, history.Span.of(span), memory)
+
+    def learn(self, sample: pa.Table, span: tuple[datetime, datetime] | None) -> None:
+        """The history's span; there is no model to fit."""
         self.skipped = {}
         self.rules_ = Rules.of(self.relationships)
-        p0, p1 = baseline.attrs.get("period", (None, None))
-        if p0 is None or p1 is None or p1 <= p0:
-            self.first_hour_, self.hours_ = 0, 0
-            end_us = None
-        else:
-            end_us = int(pd.Timestamp(p1).value // 1000)
-            self.first_hour_ = int(pd.Timestamp(p0).floor("h").value // 1000 // HOUR_US)
-            self.hours_ = max(end_us // HOUR_US - self.first_hour_, 0)
-        self.counts_ = pd.Series(dtype=np.float64)
-        self.shares_: dict[str, dict[str, float]] = {"route": {}, "tenant": {}}
-        self.tokens_: dict[str, int] = {}
-        frame = baseline.copy(deep=False)
-        for c in ("actor_tenant", "outcome", "source_ip", "user_agent"):
-            frame[c] = None  # not read from the history
-        req = _requests(frame) if len(frame) else None
-        if req is None or self.hours_ == 0:
-            return self
-        hour = req["t"] // HOUR_US - self.first_hour_
-        inside = (hour >= 0) & (hour < self.hours_)
-        req, hour = req[inside], hour[inside]
-        misses = req[req["miss"]]
-        self.counts_ = misses.groupby([_key(misses), hour[req["miss"]]]).size().astype(float)
-        for kind, cols in (("route", ["service", "route"]), ("tenant", ["service", "tenant"])):
-            g = req.groupby(cols, observed=True, dropna=False)["miss"]
-            share = g.mean()[g.size() >= 20]  # a share of a handful of requests says nothing
-            self.shares_[kind] = {_SEP.join(map(str, k)): float(v) for k, v in share.items()}
-        if end_us is not None:
-            recent = misses[misses["t"] >= end_us - s.token_memory_s * 1_000_000]
-            self.tokens_ = recent.dropna(subset=["token"]).groupby("token")["t"].max().to_dict()
-        return self
+        self.span_ = history.Span.of(span)
+        self.first_hour_, self.hours_ = self.span_.first_hour, self.span_.hours
+        self.absorb(history.SUMMARY.empty_table())
+
+    def absorb(self, state: pa.Table) -> None:
+        """Take in the counts of every part (``history.absorb``)."""
+        learnt = history.absorb(state, self.span_)
+        self.counts_, self.shares_, self.tokens_ = learnt.counts, learnt.shares, learnt.tokens
 
     # --- miss surges --------------------------------------------------------------------------
 
-    def _level(self, key: str, abs_hour: int) -> tuple[float, float]:
+    def _level(self, group: str, abs_hour: int) -> tuple[float, float]:
         s = self.settings
         if self.hours_ == 0:
             return 0.0, s.mad_floor
         history = np.zeros(self.hours_)
-        if key in self.counts_.index.get_level_values(0):
-            have = self.counts_.xs(key, level=0)
+        if group in self.counts_.index.get_level_values(0):
+            have = self.counts_.xs(group, level=0)
             history[have.index.to_numpy(dtype=np.int64)] = have.to_numpy()
         hours = np.arange(self.hours_) + self.first_hour_
         daily = self.hours_ >= s.daily_min_days * 24
@@ -278,23 +239,23 @@ class AuthorizerCache(Detector[Settings]):
         return level, max(mad, mad_all, float(np.sqrt(level)), s.mad_floor)
 
     def _usual_share(self, service: str, route: str, tenant: str | None) -> float:
-        route_share = self.shares_["route"].get(service + _SEP + route, 0.0)
-        tenant_share = self.shares_["tenant"].get(service + _SEP + str(tenant), 0.0)
+        route_share = self.shares_["route"].get(service + SEP + route, 0.0)
+        tenant_share = self.shares_["tenant"].get(service + SEP + str(tenant), 0.0)
         return max(route_share, tenant_share)
 
     def _surges(self, window: pd.DataFrame, req: pd.DataFrame) -> list[dict[str, Any]]:
         s = self.settings
-        fresh = _fresh(req, self.tokens_, s.token_memory_s * 1_000_000)
-        key = _key(req)
+        fresh_ = fresh(req, self.tokens_, s.token_memory_s * 1_000_000)
+        keys = key(req)
         best: dict[str, dict[str, Any]] = {}
         for phase in (0, _HALF):
             bucket = (req["t"] - phase) // HOUR_US
             g = pd.DataFrame(
-                {"key": key, "bucket": bucket, "miss": req["miss"], "fresh": fresh & req["miss"]}
+                {"key": keys, "bucket": bucket, "miss": req["miss"], "fresh": fresh_ & req["miss"]}
             ).groupby(["key", "bucket"])
             sizes, misses, fresh_n = g.size(), g["miss"].sum(), g["fresh"].sum()
             for (k, b), m in misses[misses >= s.min_invocations].items():
-                service, route, tenant = k.split(_SEP)
+                service, route, tenant = k.split(SEP)
                 stats = [self._level(k, int(b))]
                 if phase:
                     stats.append(self._level(k, int(b) + 1))
@@ -309,7 +270,7 @@ class AuthorizerCache(Detector[Settings]):
                     or fresh_share < s.min_fresh_share
                 ):
                     continue
-                mine = req.index[(key == k).to_numpy() & (bucket == b).to_numpy()]
+                mine = req.index[(keys == k).to_numpy() & (bucket == b).to_numpy()]
                 rows = mine.union(pd.Index(req.loc[mine, "decision"][lambda d: d >= 0]))
                 found = best.setdefault(k, {"rows": rows, "peak": None})
                 found["rows"] = found["rows"].union(rows)
@@ -318,7 +279,7 @@ class AuthorizerCache(Detector[Settings]):
                     found["peak"] = peak
         out = []
         for k, found in best.items():
-            service, route, tenant = k.split(_SEP)
+            service, route, tenant = k.split(SEP)
             z, m, n, share, usual, fresh_share, level, spread = found["peak"]
             if self.hours_ == 0:
                 sev, usual_text = s.severity_no_history, "no history"
@@ -331,7 +292,7 @@ class AuthorizerCache(Detector[Settings]):
             tenant_v = None if tenant == "-" else tenant
             out.append(
                 {
-                    "key": f"surge|{k.replace(_SEP, '|')}",
+                    "key": f"surge|{k.replace(SEP, '|')}",
                     "score": z,
                     "threshold": s.threshold,
                     "severity": sev,
@@ -538,7 +499,7 @@ class AuthorizerCache(Detector[Settings]):
 
     def score(self, window: pd.DataFrame) -> pd.DataFrame:
         self.skipped = {}
-        req = _requests(window)
+        req = requests(window)
         if req is None:
             if (text(window["source"]) == "apigateway").any():
                 self.skipped["*"] = (
