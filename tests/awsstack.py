@@ -30,6 +30,13 @@ TEMPLATE = REPO / "infra" / "template.yaml"
 ACCOUNT = "123456789012"  # moto's default account
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/tenantwatch:test"
 ARTIFACTS = "tenantwatch-artifacts"  # where `sam package` puts a zip function's code
+# The Contributor Insights rules of the access log group: rule -> (key, what it counts).
+INSIGHT_RULES = {
+    "AuthorizationFailuresByTenantRule": ("tenant", "failures"),
+    "AuthorizationFailuresByUserRule": ("principal", "failures"),
+    "CacheMissesByTenantRule": ("tenant", "misses"),
+    "CacheMissesByUserRule": ("principal", "misses"),
+}
 
 
 def template() -> dict[str, Any]:
