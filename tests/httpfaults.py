@@ -35,6 +35,7 @@ world behind the proxy at that very moment, e.g. replace an object between two r
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import re
@@ -43,7 +44,7 @@ import struct
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -308,3 +309,16 @@ def _handler(proxy: RuleProxy) -> type[BaseHTTPRequestHandler]:
         do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_PATCH = _handle
 
     return Handler
+
+
+@contextlib.contextmanager
+def in_front_of(upstream: str, monkeypatch: Any) -> Iterator[RuleProxy]:
+    """A ``RuleProxy`` in front of ``upstream`` that every AWS client the code under test makes
+    goes through (``AWS_ENDPOINT_URL``), its cached clients dropped before and after."""
+    from pipeline import aws
+
+    with RuleProxy(upstream) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        aws.reset()
+        yield proxy
+    aws.reset()

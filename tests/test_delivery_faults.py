@@ -33,7 +33,7 @@ from tests.alertsinks import (
     upload_lake,
     write_findings_lake,
 )
-from tests.httpfaults import Rule, RuleProxy
+from tests.httpfaults import Rule, RuleProxy, in_front_of
 
 pytestmark = pytest.mark.e2e
 PUBLISH = rb"Action=Publish(Batch)?&"  # SNS speaks the query protocol: the action is in the body
@@ -74,15 +74,8 @@ def proxy(aws: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[RuleProxy]:
     # No real waiting between attempts, wherever the retry happens.
     monkeypatch.setattr(standard.ExponentialBackoff, "delay_amount", lambda self, ctx: 0.01)
     monkeypatch.setattr(calls, "BACKOFF_S", 0.01)
-    with RuleProxy(aws) as p:
-        monkeypatch.setenv("AWS_ENDPOINT_URL", p.url)
-        aws_reset()
+    with in_front_of(aws, monkeypatch) as p:
         yield p
-    aws_reset()
-
-
-def aws_reset() -> None:
-    aws.reset()
 
 
 @pytest.fixture
@@ -174,7 +167,7 @@ def test_an_answer_slower_than_the_read_timeout_is_in_doubt(
     first: int,
 ) -> None:
     monkeypatch.setattr(aws, "READ_TIMEOUT_S", 0.5)
-    aws_reset()
+    aws.reset()
     lake = copy_lake(findings_lake, tmp_path / "lake")
     proxy.add(Rule("delay", method="POST", body=PUBLISH, delay_s=1.5, times=1))
     result = run_alert(lake, _cfg(sinks))

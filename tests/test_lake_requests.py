@@ -14,12 +14,12 @@ from urllib.parse import unquote
 import pyarrow as pa
 import pytest
 
-from pipeline import aws, lake_io
+from pipeline import lake_io
 from pipeline.lake import WATERMARK, Lake, read_events
 from pipeline.runs.watermark import read_watermark, write_watermark
 from tests import logfactory as lf
 from tests.alertsinks import direct, upload_lake
-from tests.httpfaults import RuleProxy
+from tests.httpfaults import RuleProxy, in_front_of
 from tests.ingestlake import run
 
 pytestmark = pytest.mark.e2e
@@ -28,15 +28,8 @@ DAY = "2026-11-16"
 
 @pytest.fixture
 def proxy(aws: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[RuleProxy]:
-    with RuleProxy(aws) as p:
-        monkeypatch.setenv("AWS_ENDPOINT_URL", p.url)
-        aws_reset()
+    with in_front_of(aws, monkeypatch) as p:
         yield p
-    aws_reset()
-
-
-def aws_reset() -> None:
-    aws.reset()
 
 
 @pytest.fixture(scope="module")

@@ -12,12 +12,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import aws, schema
+from pipeline import schema
 from pipeline.alert.run import read_findings
 from pipeline.lake import Lake
 from tests.alertfactory import finding
 from tests.alertsinks import direct
-from tests.httpfaults import Rule, RuleProxy
+from tests.httpfaults import Rule, RuleProxy, in_front_of
 
 pytestmark = pytest.mark.e2e
 KEY = "lake/findings/date=2026-11-16/part-cross_tenant_access.parquet"
@@ -47,15 +47,8 @@ def _findings(n: int, tag: str) -> bytes:
 
 @pytest.fixture
 def proxy(aws: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[RuleProxy]:
-    with RuleProxy(aws) as p:
-        monkeypatch.setenv("AWS_ENDPOINT_URL", p.url)
-        aws_reset()
+    with in_front_of(aws, monkeypatch) as p:
         yield p
-    aws_reset()
-
-
-def aws_reset() -> None:
-    aws.reset()
 
 
 def test_a_findings_file_replaced_while_it_is_read_is_read_whole(
