@@ -7,6 +7,7 @@ by the month (two days are too short a baseline for most detectors)."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -113,3 +114,53 @@ def test_the_soak_servers_indexed_listings_answer_as_moto_does() -> None:
             assert indexed == plain
             seen.append(plain)
         assert any(keys for pages in seen[0] for keys, _ in pages)  # the listings found keys
+
+
+class _Killed(KeyboardInterrupt):
+    """The month's process stopped right after a day's checkpoint."""
+
+
+def test_a_month_stopped_after_a_day_plays_on_from_its_checkpoint(tmp_path: Path) -> None:
+    """Stopped once its first day is saved, the month is played on by another process against
+    another moto server (the lake on S3: restored with the rest): the same checks hold, and the
+    first day's ticks are the first run's."""
+
+    def stop(line: str) -> None:
+        raise _Killed(line)
+
+    with MotoProcess() as endpoint:
+        first = run(SPEC, tmp_path, endpoint, progress=stop)
+    assert first.stopped_early and first.days_played == 1
+    assert (tmp_path / "checkpoint" / "state.json").exists()
+    day_one = [t.sched_s for t in first.ticks if t.day == 1]
+
+    lines: list[str] = []
+    with MotoProcess() as endpoint:
+        res = run(SPEC, tmp_path, endpoint, progress=lines.append, resume=True)
+    text = summary(res)
+    assert res.resumed == 1 and "played on 1 time(s)" in text
+    # The stack was named as before, and its buckets (the lake's among them) were put back.
+    assert res.lake_root == first.lake_root and res.lake_root.startswith("s3://")
+    assert res.restored > 100
+    assert not res.stopped_early and not res.errors, text
+    assert res.truth_events > 0 and res.lake_events == res.truth_events, text
+    assert (res.lost, res.duplicated, res.unexpected) == (0, 0, 0), text
+    assert res.notifications > 0 and res.paged_twice == [], text
+    assert [t.sched_s for t in res.ticks if t.day == 1] == day_one
+    assert [line.split("|")[1].strip() for line in lines] == ["2"], lines
+
+
+def test_resuming_with_other_options_is_refused(tmp_path: Path) -> None:
+    from tests.soak_month import checkpoint
+
+    (tmp_path / "checkpoint").mkdir()
+    at = checkpoint.Position(
+        spec=checkpoint.spec_of(SPEC), now="2026-10-06T00:00:00+00:00", delivered=0,
+        ticks_played=0, days_played=1, wall_s=1.0,
+    )  # fmt: skip
+    (tmp_path / "checkpoint" / "state.json").write_text(
+        json.dumps({"position": dataclasses.asdict(at), "objects": [], "tables": {}})
+    )
+    other = dataclasses.replace(SPEC, tenants=SPEC.tenants + 1)
+    with pytest.raises(ValueError, match="checkpoint of another month"):
+        run(other, tmp_path, "http://127.0.0.1:1", resume=True)

@@ -34,6 +34,7 @@ import logging
 import os
 import random
 import re
+import shutil
 import statistics
 import time
 from collections import Counter, defaultdict
@@ -43,6 +44,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from tests.soak_month import checkpoint
 from tests.soak_month.measure import Reads, lake_files, peak_rss_mb, reset_peak_rss
 
 START = date(2026, 10, 5)  # a Monday; the month must end before the clock's today
@@ -125,6 +127,9 @@ class Result:
     files_before: dict[str, int] = field(default_factory=dict)
     files_after: dict[str, int] | None = None
     compaction: str = "not available"
+    resumed: int = 0  # times the month was played on from a checkpoint
+    restored: int = 0  # objects put back into the moto server when it last was
+    lake_root: str = ""
     wall_s: float = 0.0
     errors: list[str] = field(default_factory=list)
 
@@ -283,21 +288,39 @@ def run(
     workdir: Path,
     endpoint: str,
     progress: Callable[[str], None] | None = None,
+    resume: bool = False,
 ) -> Result:
-    """Simulate, deploy and play the month (see the module docstring); the checks' results."""
+    """Simulate, deploy and play the month (see the module docstring); the checks' results.
+    Each simulated day ends with a checkpoint in ``workdir`` (``checkpoint``); ``resume``
+    plays on from the last one, if there is one."""
     started = time.perf_counter()
     logs = workdir / "logs"
+    saved = workdir / "checkpoint"
+    position = checkpoint.load(saved) if resume else None
+    if position is None and saved.exists():
+        shutil.rmtree(saved)  # a new month
+    if position is not None:
+        if position.spec != checkpoint.spec_of(spec):
+            raise ValueError(
+                f"{saved} is the checkpoint of another month ({position.spec}): play it with "
+                "the same options, or start again without --resume"
+            )
+        started -= position.wall_s
     if not (logs / "truth.parquet").exists():
         simulate(spec, logs)
     with environment(aws_environment(endpoint)):
+        checkpoint.seed_moto(endpoint)  # the stack's names as in every other deployment
         config = (logs / "tenantwatch.toml").read_text()
         deployed = deploy(spec.lag_minutes, spec.tick_minutes, config)
+        restored = checkpoint.restore(saved) if position is not None else 0
         env = dict(deployed.env)
         env["TENANTWATCH_RUN_SLIDE"] = "1" if spec.sliding else "0"
         if spec.local_lake is not None:
             env["TENANTWATCH_LAKE_ROOT"] = str(spec.local_lake)
         with environment(env):
-            return _play(spec, logs, deployed, endpoint, started, progress)
+            res = _play(spec, logs, deployed, endpoint, started, progress, saved, position)
+            res.restored = restored
+            return res
 
 
 def _play(
@@ -307,6 +330,8 @@ def _play(
     endpoint: str,
     started: float,
     progress: Callable[[str], None] | None,
+    saved: Path,
+    position: checkpoint.Position | None,
 ) -> Result:
     import boto3
 
@@ -322,7 +347,7 @@ def _play(
     reads = Reads(endpoint, lake_bucket, lake_prefix)
     handler.logger.setLevel(logging.WARNING)  # a month of INFO lines is not wanted
 
-    res = Result(spec)
+    res = Result(spec, lake_root=root)
     received: Counter[str] = Counter()
     deliveries = plan(spec, logs)
     start = datetime.combine(START, datetime.min.time(), UTC)
@@ -333,6 +358,12 @@ def _play(
     i = 0
     n = 0
     now = start
+    if position is not None:  # played on from the end of a day
+        res.ticks = [Tick(**{**t, "statuses": Counter(t["statuses"])}) for t in position.ticks]
+        res.day_files = {int(k): v for k, v in position.day_files.items()}
+        res.days_played, res.resumed = position.days_played, position.resumed + 1
+        received.update(position.received)
+        i, n, now = position.delivered, position.ticks_played, datetime.fromisoformat(position.now)
     try:
         while True:
             now += step
@@ -371,6 +402,10 @@ def _play(
             if (now - start) % timedelta(days=1) == timedelta(0) and now <= end:
                 res.day_files[day] = sum(lake_files(lake_bucket, lake_prefix).values())
                 res.days_played = day
+                at = checkpoint.Position.of(
+                    spec, now, i, n, res, received, time.perf_counter() - started
+                )
+                checkpoint.save(saved, at)
                 if progress is not None:
                     progress(_progress_line(res, day, time.perf_counter() - started))
             if spec.wall_limit_s is not None and time.perf_counter() - started > spec.wall_limit_s:
@@ -512,7 +547,13 @@ def summary(res: Result) -> str:
         f"{s.late_share:.0%} of trail files late (up to {s.late_max_minutes} min), "
         f"{s.twice_share:.0%} of object events twice"
         + (f", {s.notify_share:.0%} of trail files notified" if s.notify_share < 1 else "")
-        + f"; {res.wall_s / 60:.1f} min wall",
+        + f"; {res.wall_s / 60:.1f} min wall"
+        + (
+            f" (played on {res.resumed} time(s) from the checkpoint of a day's end, the "
+            "functions started cold)"
+            if res.resumed
+            else ""
+        ),
         "",
         "Per tick (the scheduled run and the object runs since the tick before), the median of "
         "the day's ticks:",

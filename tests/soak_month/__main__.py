@@ -1,7 +1,8 @@
 """``python -m tests.soak_month``: the month-long soak of the schedule (``make soak-month``).
 
 Prints each simulated day's row of the table as it goes, then the table and the checks; exits 1
-if a check failed or the wall-time limit (or an interrupt, Ctrl-C) stopped the month.
+if a check failed or the wall-time limit (or an interrupt, Ctrl-C) stopped the month. Each day
+ends with a checkpoint in ``--workdir``: ``--resume`` plays a stopped month on from it.
 """
 
 from __future__ import annotations
@@ -43,8 +44,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--max-minutes", type=float, default=None, help="stop playing after this much wall time"
     )
-    p.add_argument("--workdir", type=Path, default=None, help="where the simulated logs go")
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="where the simulated logs and each day's checkpoint go (default: a temporary folder)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="play on from the last day's checkpoint in --workdir (a month stopped or killed), "
+        "with the same options",
+    )
     args = p.parse_args(argv)
+    if args.resume and args.workdir is None:
+        p.error("--resume needs the --workdir of the month to play on")
     spec = MonthSpec(
         days=args.days,
         events_per_day=args.events_per_day,
@@ -61,7 +75,13 @@ def main(argv: list[str] | None = None) -> int:
         workdir = args.workdir or Path(tmp)
         print(TABLE_HEAD, flush=True)  # then each day's row as it is played
         with MotoProcess() as endpoint:
-            res = run(spec, workdir, endpoint, progress=lambda line: print(line, flush=True))
+            res = run(
+                spec,
+                workdir,
+                endpoint,
+                progress=lambda line: print(line, flush=True),
+                resume=args.resume,
+            )
     print()
     print(summary(res))
     return 0 if res.ok else 1
