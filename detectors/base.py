@@ -86,11 +86,26 @@ class Partition:
     findings are about different things, each keyed on its own columns, declares one pass
     per kind of finding).
 
+    ``link``: a column whose value ties events together (a request id: an access-log line
+    and the authorizer's line for the same request). An event whose ``link`` is set and
+    whose source is not ``lead`` takes the key of the ``lead`` events sharing its ``link``
+    (the smallest, if they differ), when there is one; a ``lead`` event keeps its own. So a
+    request's lines go with the decision's key (the token), although the access-log line
+    carries no token. Each side (window, history) is linked on its own, as a detector reads
+    each on its own.
+
     ``pipeline.partitioned`` checks a declaration against the whole run; the Spark runner
     relies on it."""
 
     by: tuple[str, ...]
     keep: str | None = None
+    link: str | None = None
+    lead: str | None = None  # the source whose events give the key (with ``link``)
+
+    def columns(self) -> tuple[str, ...]:
+        """The event columns the key is made of."""
+        extra = [c for c in (self.link, "source" if self.link else None) if c]
+        return tuple(dict.fromkeys([*self.by, *extra]))
 
     def keeps(self, dedup_key: str) -> bool:
         """Whether a finding of this pass (its ``dedup_key``, ``"<detector>:<group key>"``) is

@@ -130,7 +130,9 @@ def check_declaration(cls: type[Detector]) -> None:
     assert set(cls.optional_columns).isdisjoint(cls.columns), "optional_columns overlap columns"
     for part in cls.partitions:
         assert isinstance(part, Partition) and part.by, "partitions: Partition(by=(columns...))"
-        assert set(part.by) <= set(schema.EVENTS.names), f"partitions: {part.by}: not event columns"
+        cols = part.columns()
+        assert set(cols) <= set(schema.EVENTS.names), f"partitions: {cols}: not event columns"
+        assert (part.link is None) == (part.lead is None), "partitions: link and lead together"
     assert cls.lookback >= timedelta(0), "lookback: negative"
     assert cls.dedup_period > timedelta(0), "dedup_period: not positive"
     assert issubclass(cls.Settings, DetectorSettings) and cls.Settings is not DetectorSettings, (

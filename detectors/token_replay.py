@@ -91,7 +91,7 @@ from typing import Any, Self
 import numpy as np
 import pandas as pd
 
-from detectors.base import SCORED, Detector, DetectorSettings, Severity
+from detectors.base import SCORED, Detector, DetectorSettings, Partition, Severity
 from detectors.evidence import epoch_us, text
 from detectors.rules import Rules
 
@@ -210,12 +210,12 @@ class TokenReplay(Detector[Settings]):
     columns = ("event_id", "action", *_DECISION_COLS)
     baseline_columns = _DECISION_COLS
     group_by = ("token",)
-    partitions = ()
-    """Whole. A finding is one token fingerprint's decisions, but the client of a decision is
-    read from the access-log line of the same request when the authorizer logs none, and that
-    line carries no token: only the request id (too fine: a token's history spans many
-    requests) and the principal, which an expired token's denial may lack on either line. The
-    window is an hour of the API's logs and the history an hour before it."""
+    partitions = (Partition(("actor_session",), link="request_id", lead="authorizer"),)
+    """By token fingerprint (the authorizer's ``actor_session``): a finding is one token's
+    decisions, each with its client, read from the access-log line of the same request when
+    the authorizer logs none. That line carries no token, only the request id: it is linked to
+    its decision by it (``link``), and goes with the decision's token. The window is an hour of
+    the API's logs and the history an hour before it."""
     # Decisions just before the window: a client's return or an expiry across its start.
     lookback = timedelta(hours=1)
     dedup_period = timedelta(hours=24)

@@ -19,7 +19,7 @@ with the whole run (``tests/test_partitioned.py``) is what proves a declaration;
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -57,18 +57,31 @@ def key_columns(det: Detector) -> list[str]:
 
     ts = two_step(det)
     passes = [*det.partitions, *(ts.summary_passes() if ts is not None else ())]
-    return list(dict.fromkeys(c for p in passes for c in p.by))
+    return list(dict.fromkeys(c for p in passes for c in p.columns()))
 
 
-def partition_key(table: pa.Table, by: Sequence[str]) -> pa.ChunkedArray:
-    """Each row's key: the first non-null of the columns ``by`` (dictionaries read as text)."""
-    cols = []
-    for name in by:
-        col = table[name]
-        if pa.types.is_dictionary(col.type):
-            col = col.cast(pa.string())
-        cols.append(col)
-    return cols[0] if len(cols) == 1 else pc.coalesce(*cols)
+def _text(table: pa.Table, name: str) -> pa.ChunkedArray:
+    col = table[name]
+    return col.cast(pa.string()) if pa.types.is_dictionary(col.type) else col
+
+
+def partition_key(table: pa.Table, part: Partition) -> pa.ChunkedArray:
+    """Each row's key: the first non-null of the columns ``part.by`` (dictionaries read as
+    text), and with ``part.link``, a follower's the smallest key of the ``lead`` rows sharing
+    its link (``detectors.base.Partition``)."""
+    cols = [_text(table, name) for name in part.by]
+    key = cols[0] if len(cols) == 1 else pc.coalesce(*cols)
+    if part.link is None or not table.num_rows:
+        return key
+    link = _text(table, part.link)
+    lead = pc.equal(_text(table, "source"), part.lead)
+    leads = pa.table({"link": link, "key": key}).filter(pc.and_(lead, pc.is_valid(key)))
+    firsts = leads.group_by("link", use_threads=False).aggregate([("key", "min")])
+    firsts = firsts.filter(pc.is_valid(firsts["link"]))
+    at = pc.index_in(link, value_set=firsts["link"])
+    linked = pc.take(firsts["key_min"], at)
+    follows = pc.and_(pc.invert(lead), pc.is_valid(linked))
+    return pc.if_else(follows, linked, key)
 
 
 def bucket_ids(key: pa.ChunkedArray, buckets: int | None) -> np.ndarray:
@@ -137,11 +150,11 @@ def fresh(det: Detector) -> Detector:
 def _split(
     window: pa.Table,
     baseline: pa.Table | None,
-    by: Sequence[str],
+    by: Partition,
     buckets: int | None,
     shuffle: np.random.Generator | None,
 ) -> Iterator[tuple[pa.Table, pa.Table | None]]:
-    """The (window, baseline) of each bucket of the key ``by``, each in the whole table's
+    """The (window, baseline) of each bucket of the key of ``by``, each in the whole table's
     order (or shuffled)."""
     w_ids = bucket_ids(partition_key(window, by), buckets)
     b_ids = bucket_ids(partition_key(baseline, by), buckets) if baseline is not None else None
@@ -199,7 +212,7 @@ def detect_parts(
     included), detected bucket by bucket: ``buckets`` by a hash of each pass's key, or (None)
     one per key. ``shuffle``: a seed to put each bucket's rows in a random order (a detector
     must not depend on the order its rows come in)."""
-    from detectors.base import merge_state, two_step
+    from detectors.base import Partition, merge_state, two_step
 
     rng = np.random.default_rng(shuffle) if shuffle is not None else None
     out = Found(schema.empty(schema.FINDINGS))
@@ -211,7 +224,7 @@ def detect_parts(
         span = (pd.Timestamp(baseline_start), pd.Timestamp(start))
         summaries = []
         for i, step in enumerate(ts.summary_passes()):
-            for w, bl in _split(window, baseline, step.by, buckets, rng):
+            for w, bl in _split(window, baseline, step, buckets, rng):
                 assert bl is not None
                 summaries.append(ts.summarize(i, reencode(bl), w, span))
         summary = pa.concat_tables(summaries)
@@ -226,9 +239,9 @@ def detect_parts(
         if part is None:
             pieces: Iterator[tuple[pa.Table, pa.Table | None]] = iter([(window, baseline)])
             if rng is not None:
-                pieces = _split(window, baseline, ("source",), 1, rng)
+                pieces = _split(window, baseline, Partition(("source",)), 1, rng)
         else:
-            pieces = _split(window, baseline, part.by, buckets, rng)
+            pieces = _split(window, baseline, part, buckets, rng)
         for w, bl in pieces:
             if not w.num_rows:
                 continue  # nothing to find: a bucket of history alone

@@ -255,6 +255,13 @@ class _Run:
         if part is None:
             return frame.withColumn(BUCKET, F.lit(0))
         key = F.coalesce(*[F.col(c) for c in part.by]) if len(part.by) > 1 else F.col(part.by[0])
+        if part.link is not None:  # a follower takes its lead's key (``Partition``)
+            from pyspark.sql import Window
+
+            lead = F.col("source") == F.lit(part.lead)
+            linked = F.min(F.when(lead, key)).over(Window.partitionBy(part.link))
+            follows = ~lead & F.col(part.link).isNotNull() & linked.isNotNull()
+            key = F.when(follows, linked).otherwise(key)
         return frame.withColumn(BUCKET, F.pmod(F.xxhash64(key), F.lit(self.buckets)))
 
     def _cogroup(self, window: Any, other: Any, task: Any, rows: pa.Schema) -> Any:

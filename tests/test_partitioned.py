@@ -24,6 +24,7 @@ import pytest
 import detectors
 from detectors.access_pattern import AccessPattern
 from detectors.base import Partition, merge_state, two_step
+from detectors.token_replay import TokenReplay
 from pipeline.config import Config
 from pipeline.detect import (
     _detect_one,
@@ -34,7 +35,7 @@ from pipeline.detect import (
     resolve_window,
 )
 from pipeline.lake import Lake
-from pipeline.partitioned import detect_lake, detect_parts, key_columns
+from pipeline.partitioned import detect_lake, detect_parts, key_columns, partition_key
 from tests.detectlakes import TwoKinds, sample_lake, world_lake
 
 pytestmark = pytest.mark.slow
@@ -52,6 +53,12 @@ class ByAddress(AccessPattern):
     """access_pattern declared by address instead of the actor's tenant: wrong."""
 
     partitions = (Partition(("source_ip",)),)
+
+
+class TokenUnlinked(TokenReplay):
+    """token_replay by fingerprint alone: a decision's access-log line (no token) is elsewhere."""
+
+    partitions = (Partition(("actor_session",)),)
 
 
 class Run:
@@ -151,6 +158,38 @@ def test_a_declaration_that_breaks_the_promise_is_caught(world: Run) -> None:
     assert found.findings.to_pylist() != whole.to_pylist()
 
 
+def test_a_linked_event_takes_its_lead_s_key() -> None:
+    t = pa.table(
+        {
+            "source": ["authorizer", "apigateway", "apigateway", "authorizer", "apigateway",
+                       "apigateway", "authorizer", "apigateway", "authorizer"],
+            "request_id": ["r1", "r1", "r2", "r3", "r3", None, "r4", "r4", "r4"],
+            "actor_session": ["t1", None, "own", "t3", "x", "y", "t9", None, "t5"],
+        }
+    )  # fmt: skip
+    part = Partition(("actor_session",), link="request_id", lead="authorizer")
+    assert partition_key(t, part).to_pylist() == [
+        "t1", "t1",  # the access-log line goes with its decision's token
+        "own",  # no decision for r2: its own key
+        "t3", "t3",  # even over a key of its own
+        "y",  # no request id
+        "t9", "t5", "t5",  # two decisions: each keeps its own, the line takes the smallest
+    ]  # fmt: skip
+    assert (
+        partition_key(t, Partition(("actor_session",))).to_pylist()
+        == t["actor_session"].to_pylist()
+    )
+
+
+def test_token_replay_needs_its_requests_linked(world: Run) -> None:
+    """By fingerprint alone, a decision's client (on the access-log line of its request, which
+    names no token) is in another bucket, and the findings differ."""
+    base = world.detector("token_replay")
+    whole, _ = world.whole(base)
+    found, _ = world.parts(TokenUnlinked(base.settings, base.relationships), 7)
+    assert found.findings.to_pylist() != whole.to_pylist()
+
+
 def test_each_pass_keeps_the_findings_it_owns(world: Run) -> None:
     base = world.detector("cross_tenant_access")
     det = TwoKinds(base.settings, base.relationships)
@@ -166,6 +205,7 @@ def test_which_detectors_split(world: Run) -> None:
         "cross_tenant_access",
         "tenant_switching",
         "authorizer_cache",
+        "token_replay",
         "access_pattern",
     )
 
