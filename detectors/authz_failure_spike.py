@@ -242,6 +242,7 @@ class AuthzFailureSpike(Detector[Settings]):
         "request_id",
     )
     baseline_only = (("outcome", ("denied",)),)  # a few per cent of 14 days of events
+    window_only = baseline_only  # only denials are counted, and only they are evidence
     group_by = ("dimension", "value")
     partitions = ()
     """Whole. A group of one dimension (a tenant, an actor, an address) would depend only on the

@@ -200,6 +200,9 @@ class Detector(ABC, Generic[S]):
     # Rows of the baseline it can use, as (column, allowed values): a hint the lake reader pushes
     # down to Parquet. ``fit`` must still filter for itself (it may be given any frame).
     baseline_only: ClassVar[tuple[tuple[str, tuple[str, ...]], ...]] = ()
+    # The same for the window: rows that can make no finding nor appear in one's evidence, left
+    # unread (a runner's task then holds only what the detector looks at).
+    window_only: ClassVar[tuple[tuple[str, tuple[str, ...]], ...]] = ()
     # True: ``detect`` hands ``fit`` a lake baseline as the Arrow table it is (strings
     # dictionary-encoded) rather than pandas, so millions of history rows never become a
     # DataFrame; ``fit`` then reads both (``period`` gives its time span either way).

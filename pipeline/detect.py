@@ -145,18 +145,43 @@ def baseline_days(start: datetime, end: datetime) -> list[tuple[datetime, dateti
     return [(start + i * DAY, min(start + (i + 1) * DAY, end)) for i in range(n)]
 
 
+def only(pairs: Sequence[tuple[str, Sequence[str]]]) -> Any:
+    """An Arrow filter keeping the rows whose columns hold one of their allowed values
+    (``Detector.window_only``, ``baseline_only``); None when there is none."""
+    import pyarrow.compute as pc
+
+    where = None
+    for column, values in pairs:
+        e = pc.field(column).isin(list(values))
+        where = e if where is None else where & e
+    return where
+
+
+def read_window(
+    lake: Lake,
+    det: Detector,
+    since: datetime,
+    until: datetime,
+    extra: Sequence[str] = (),
+    files: Sequence[str] | None = None,
+) -> pa.Table:
+    """The rows ``det`` reads of [since, until) (its sources, ``window_only``), its window
+    columns and ``extra`` (``files``: only these event files, as ``read_events``)."""
+    own = window_columns(det)
+    cols = [*own, *(c for c in extra if c not in own)]
+    where = only(det.window_only)
+    return read_events(
+        lake, since, until, sources=det.sources, columns=cols, where=where, files=files
+    )
+
+
 def read_baseline(
     lake: Lake, det: Detector, start: datetime, end: datetime, extra: Sequence[str] = ()
 ) -> pa.Table:
     """The detector's baseline columns (and ``extra``) over [start, end), a day at a time,
     strings dictionary-encoded (a 14-day history is mostly repeated principals, tenants ...)."""
-    import pyarrow.compute as pc
-
     cols = [*det.baseline_columns, *(c for c in extra if c not in det.baseline_columns)]
-    where = None
-    for column, values in det.baseline_only:
-        e = pc.field(column).isin(list(values))
-        where = e if where is None else where & e
+    where = only(det.baseline_only)
     parts = []
     for day, nxt in baseline_days(start, end):
         t = read_events(lake, day, nxt, sources=det.sources, columns=cols, where=where)
@@ -297,9 +322,7 @@ def _detect_one(
 ) -> tuple[pa.Table, dict[str, int]]:
     """``det``'s findings over [since, until), given the history before it, and its counts
     (``files``: read the window from these event files only)."""
-    window = read_events(
-        lake, since, until, sources=det.sources, columns=window_columns(det), files=files
-    )
+    window = read_window(lake, det, since, until, files=files)
     base_start = history_start(det, since, history_from)
     baseline = read_baseline(lake, det, base_start, since) if det.lookback else None
     found = det.detect(baseline, window, start=since, end=until, baseline_start=base_start)
@@ -401,7 +424,7 @@ def _detect_growing(
     start = window_floor(end - length, length)
     base_start = history_start(det, start, history_from)
     key = (lake.root, start, base_start, repr(det.settings), repr(det.relationships))
-    window = read_events(lake, start, end, sources=det.sources, columns=window_columns(det))
+    window = read_window(lake, det, start, end)
     counts = {"window_events": window.num_rows, "baseline_events": 0}
     cached = _FITTED.get(det_id)
     if cached is not None and cached[0] == key:

@@ -41,7 +41,7 @@ import pyarrow.parquet as pq
 from pipeline import schema
 from pipeline.config import Config, load_config
 from pipeline.errors import InputError
-from pipeline.lake import EVENTS, FINDINGS, LakeLike, as_lake, read_events
+from pipeline.lake import EVENTS, FINDINGS, LakeLike, as_lake
 from pipeline.lake import events as events  # re-exported: the notebooks' ``tw.events``
 from pipeline.lake import quarantine as quarantine  # re-exported: ``tw.quarantine``
 from pipeline.timeparse import as_time
@@ -391,12 +391,12 @@ def inputs(
     cfg: Config | None = None,
 ) -> Inputs:
     """Read a detector's window (default: the latest day) and baseline, as ``detect`` does."""
-    from pipeline.detect import read_baseline, resolve_window, window_columns
+    from pipeline.detect import read_baseline, read_window, resolve_window
 
     lk = as_lake(lake)
     det = detector(detector_id, cfg)
     t0, t1 = resolve_window(lk, as_time(since), as_time(until))
-    window = read_events(lk, t0, t1, sources=det.sources, columns=window_columns(det))
+    window = read_window(lk, det, t0, t1)
     base_start = t0 - det.lookback
     baseline = read_baseline(lk, det, base_start, t0) if det.lookback else None
     return Inputs(t0, t1, window, baseline, base_start)

@@ -271,18 +271,10 @@ def detect_lake(
 ) -> tuple[Found, dict[str, int]]:
     """``det`` over [since, until) of ``lake`` as ``pipeline.detect`` reads it, detected
     bucket by bucket (``detect_parts``), and its counts."""
-    from pipeline.detect import history_start, read_baseline, window_columns
-    from pipeline.lake import read_events
+    from pipeline.detect import history_start, read_baseline, read_window
 
     keys = key_columns(det)
-    cols = window_columns(det)
-    window = read_events(
-        lake,
-        since,
-        until,
-        sources=det.sources,
-        columns=[*cols, *(k for k in keys if k not in cols)],
-    )
+    window = read_window(lake, det, since, until, extra=keys)
     base_start = history_start(det, since, history_from)
     baseline = read_baseline(lake, det, base_start, since, keys) if det.lookback else None
     found = detect_parts(

@@ -241,7 +241,7 @@ class _Run:
         return frame.mapInArrow(reader(read), events_schema(columns))
 
     def window(self) -> Any:
-        return self._read([(self.since, self.until)], self.window_columns)
+        return self._read([(self.since, self.until)], self.window_columns, self.det.window_only)
 
     def baseline(self) -> Any:
         if self.baseline_columns is None:  # no history: an empty side of the cogroup

@@ -158,6 +158,27 @@ def test_a_declaration_that_breaks_the_promise_is_caught(world: Run) -> None:
     assert found.findings.to_pylist() != whole.to_pylist()
 
 
+@pytest.mark.parametrize("detector_id", [d for d in DETECTORS if detectors.load(d).window_only])
+def test_the_rows_a_detector_leaves_unread_change_no_finding(world: Run, detector_id: str) -> None:
+    """A detector's ``window_only`` (rows it never reads of its window) is only a saving: its
+    findings over the whole window are the same, evidence included."""
+    from pipeline.detect import read_window, window_columns
+    from pipeline.lake import read_events
+
+    det = world.detector(detector_id)
+    full = read_events(
+        world.lake, world.since, world.until, sources=det.sources, columns=window_columns(det)
+    )
+    kept = read_window(world.lake, det, world.since, world.until)
+    assert 0 < kept.num_rows < full.num_rows / 2
+    start = history_start(det, world.since, world.history_from)
+    base = read_baseline(world.lake, det, start, world.since)
+    bounds = {"start": world.since, "end": world.until, "baseline_start": start}
+    want = world.detector(detector_id).detect(base, full, **bounds)
+    assert want.num_rows
+    same(det.detect(base, kept, **bounds), want)
+
+
 def test_a_linked_event_takes_its_lead_s_key() -> None:
     t = pa.table(
         {
