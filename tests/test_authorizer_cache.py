@@ -286,6 +286,21 @@ def test_a_hit_explained_by_its_own_clients_decision_is_no_collision() -> None:
     assert detect(rows) == []
 
 
+def test_a_hit_is_linked_to_a_decision_of_its_own_api_only() -> None:
+    # One user on two APIs. On the first, the authorizer itself allowed t0003's path (and the
+    # hit is served from that decision); the second API's later decision for t0001 is in
+    # another cache and explains nothing about the first's hit.
+    first, second = "execute-api:a1b2c3d4e5/prod", "execute-api:f6g7h8i9j0/prod"
+    partner = {**user(1, "t0001"), "target_tenant": "t0003"}
+    rows = decided(0, "a-0", "tok-a", action=REPORTS, service=first, **partner)
+    rows += decided(20, "b-0", "tok-b", action=INVOICES, service=second, **user(1, "t0001"))
+    rows += hit(40, "a-1", action=REPORTS, service=first, **partner)
+    assert detect(rows) == []
+    # Were both on one API, the hit would follow the later decision (for t0001): a collision.
+    same = [{**r, "service": first} for r in rows]
+    assert sorted(ev(f).get("collision", "route") for f in detect(same)) == ["cross", "route"]
+
+
 def test_a_hit_past_the_ttl_is_linked_to_no_decision() -> None:
     rows = decided(0, "l-0", "tok-l", action=REPORTS, **user(1, "t0001"))
     late = {**user(1, "t0001"), "target_tenant": "t0003", "source_ip": "203.0.113.5"}

@@ -34,7 +34,8 @@ and has no authorizer decision of its own, joined by request id (its ``authorize
   ``high_invocations`` and z twice the threshold; with no history, ``severity_no_history``.
 - **Collision** (per principal): a successful request answered from the cache is linked to the
   decision API Gateway most likely served it from: the latest decision for the same principal
-  within ``cache_ttl_s`` made for the same client (address and user agent), else for any client.
+  on the same API and stage (each has a cache of its own) within ``cache_ttl_s`` made for the
+  same client (address and user agent), else for any client.
   It is a collision when the request's path tenant differs from the tenant the decision was made
   for and no relationship (``detectors.rules``) lets the principal's tenant act on it
   (``severity_cross``), or when the decision was made for another client: another address and
@@ -336,23 +337,29 @@ class AuthorizerCache(Detector[Settings]):
 
     def _links(self, req: pd.DataFrame) -> pd.DataFrame:
         """Each successful cache hit with the decision it was most likely served from: the
-        latest one within the TTL for the same principal and client, else for the principal."""
+        latest one within the TTL for the same principal and client, else for the principal,
+        on the same API and stage (each stage has its own cache)."""
         ttl = self.settings.cache_ttl_s * 1_000_000
         hits = req[~req["miss"] & req["ok"] & req["principal"].notna()]
         decs = req[req["miss"] & req["principal"].notna()]
         if hits.empty or decs.empty:
             return pd.DataFrame()
         left = hits.reset_index(names="hit").sort_values("t", kind="stable")
-        right = decs.reset_index(names="dec")[["t", "principal", "ip", "ua", "dec"]]
+        right = decs.reset_index(names="dec")[["t", "service", "principal", "ip", "ua", "dec"]]
         right = right.sort_values("t", kind="stable")
         same = pd.merge_asof(
-            left, right, on="t", by=["principal", "ip", "ua"], direction="backward", tolerance=ttl
+            left,
+            right,
+            on="t",
+            by=["service", "principal", "ip", "ua"],
+            direction="backward",
+            tolerance=ttl,
         )
         anyone = pd.merge_asof(
-            left[["t", "principal", "hit"]],
+            left[["t", "service", "principal", "hit"]],
             right.drop(columns=["ip", "ua"]),
             on="t",
-            by="principal",
+            by=["service", "principal"],
             direction="backward",
             tolerance=ttl,
         )
