@@ -28,7 +28,7 @@ from pipeline.cli_detectors import detectors
 from pipeline.cli_export import export
 from pipeline.cli_impact import impact
 from pipeline.cli_incident import incident
-from pipeline.cli_ingest import ingest
+from pipeline.cli_ingest import engine_options, ingest
 from pipeline.cli_inspect import snapshot, tenancy
 from pipeline.cli_sigma import sigma
 from pipeline.cli_verify_fix import verify_fix
@@ -268,14 +268,7 @@ def parse_when(value: str | None, option: str) -> datetime | None:
 @click.option(
     "--json", "as_json", is_flag=True, help="Print summary and findings as one JSON object."
 )
-@click.option(
-    "--engine",
-    type=click.Choice(["local", "spark"]),
-    default="local",
-    show_default=True,
-    help="Where the detectors run: this process, or Spark (needs tenantwatch[spark]).",
-)
-@click.option("--master", default=None, help="Spark master: local[N] or a URL (local[*]).")
+@engine_options("Where the detectors run: this process")
 @click.option("--buckets", type=click.IntRange(min=1), help="Spark: buckets per detector pass.")
 @click.pass_context
 def detect(

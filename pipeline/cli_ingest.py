@@ -4,8 +4,31 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def engine_options(where: str) -> Callable[[F], F]:
+    """``--engine local|spark`` and ``--master``, for a command that runs ``where`` (the local
+    engine's place, e.g. "this process") or on Spark (``ingest``, ``detect``)."""
+
+    def apply(fn: F) -> F:
+        fn = click.option(
+            "--master", default=None, help="Spark master: local[N] or a URL (local[*])."
+        )(fn)
+        return click.option(
+            "--engine",
+            type=click.Choice(["local", "spark"]),
+            default="local",
+            show_default=True,
+            help=f"{where}, or on Spark (needs tenantwatch[spark]).",
+        )(fn)
+
+    return apply
 
 
 @click.command("ingest")
@@ -15,14 +38,7 @@ import click
 @click.option("--until", default=None, help="Only objects delivered on or before (key date).")
 @click.option("--workers", type=int, default=None, help="Processes (default: all cores).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
-@click.option(
-    "--engine",
-    type=click.Choice(["local", "spark"]),
-    default="local",
-    show_default=True,
-    help="Where inputs are decoded and written: here, or on Spark (needs tenantwatch[spark]).",
-)
-@click.option("--master", default=None, help="Spark master: local[N] or a URL (local[*]).")
+@engine_options("Where inputs are decoded and written: here")
 @click.pass_context
 def ingest(
     ctx: click.Context,
