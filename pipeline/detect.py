@@ -43,6 +43,7 @@ from pipeline.lake import (
     file_hour,
     read_events,
 )
+from pipeline.lake_reads import allowed_rows
 
 if TYPE_CHECKING:
     from detectors.base import Detector
@@ -145,18 +146,6 @@ def baseline_days(start: datetime, end: datetime) -> list[tuple[datetime, dateti
     return [(start + i * DAY, min(start + (i + 1) * DAY, end)) for i in range(n)]
 
 
-def only(pairs: Sequence[tuple[str, Sequence[str]]]) -> Any:
-    """An Arrow filter keeping the rows whose columns hold one of their allowed values
-    (``Detector.window_only``, ``baseline_only``); None when there is none."""
-    import pyarrow.compute as pc
-
-    where = None
-    for column, values in pairs:
-        e = pc.field(column).isin(list(values))
-        where = e if where is None else where & e
-    return where
-
-
 def read_window(
     lake: Lake,
     det: Detector,
@@ -169,7 +158,7 @@ def read_window(
     columns and ``extra`` (``files``: only these event files, as ``read_events``)."""
     own = window_columns(det)
     cols = [*own, *(c for c in extra if c not in own)]
-    where = only(det.window_only)
+    where = allowed_rows(det.window_only)
     return read_events(
         lake, since, until, sources=det.sources, columns=cols, where=where, files=files
     )
@@ -181,7 +170,7 @@ def read_baseline(
     """The detector's baseline columns (and ``extra``) over [start, end), a day at a time,
     strings dictionary-encoded (a 14-day history is mostly repeated principals, tenants ...)."""
     cols = [*det.baseline_columns, *(c for c in extra if c not in det.baseline_columns)]
-    where = only(det.baseline_only)
+    where = allowed_rows(det.baseline_only)
     parts = []
     for day, nxt in baseline_days(start, end):
         t = read_events(lake, day, nxt, sources=det.sources, columns=cols, where=where)

@@ -53,6 +53,16 @@ def _partition_filter(since: datetime | None, until: datetime | None) -> pc.Expr
     return expr
 
 
+def allowed_rows(pairs: Sequence[tuple[str, Sequence[str]]]) -> pc.Expression | None:
+    """A filter for ``read_events`` keeping the rows whose columns each hold one of their
+    allowed values (a detector's ``window_only``, ``baseline_only``); None when there is none."""
+    where = None
+    for column, values in pairs:
+        e = pc.field(column).isin(list(values))
+        where = e if where is None else where & e
+    return where
+
+
 def read_events(
     lake: LakeLike,
     since: datetime | None = None,

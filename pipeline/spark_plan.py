@@ -119,18 +119,14 @@ def reader(read: Read) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.Recor
     ``events_schema`` has them."""
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        import pyarrow.compute as pc
 
         from pipeline.lake import Lake
-        from pipeline.lake_reads import read_event_file
+        from pipeline.lake_reads import allowed_rows, read_event_file
 
         for key, value in read.env:
             os.environ.setdefault(key, value)
         lake = Lake(read.root)
-        where = None
-        for column, values in read.only:
-            e = pc.field(column).isin(list(values))
-            where = e if where is None else where & e
+        where = allowed_rows(read.only)
         out = pa.schema(
             [
                 *(_travel(schema.EVENTS.field(c)) for c in read.columns),
