@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +138,7 @@ def test_a_month_stopped_after_a_day_plays_on_from_its_checkpoint(tmp_path: Path
     lines: list[str] = []
     with MotoProcess() as endpoint:
         res = run(SPEC, tmp_path, endpoint, progress=lines.append, resume=True)
+        stamped = _written(endpoint, {d.bucket for d in plan(SPEC, tmp_path / "logs")})
     text = summary(res)
     assert res.resumed == 1 and "played on 1 time(s)" in text
     # The stack was named as before, and its buckets (the lake's among them) were put back.
@@ -148,6 +150,53 @@ def test_a_month_stopped_after_a_day_plays_on_from_its_checkpoint(tmp_path: Path
     assert res.notifications > 0 and res.paged_twice == [], text
     assert [t.sched_s for t in res.ticks if t.day == 1] == day_one
     assert [line.split("|")[1].strip() for line in lines] == ["2"], lines
+    # Each input is stamped with its delivery's time, the first day's (put back from the
+    # checkpoint) as the second's: so a scheduled run takes as new only the log exports written
+    # since it began, as on S3.
+    put = {(d.bucket, d.key): d.at for d in plan(SPEC, tmp_path / "logs") if d.path is not None}
+    whole = {k: t.replace(microsecond=0) for k, t in put.items()}  # S3 lists whole seconds
+    assert {k: stamped[k] for k in put} == whole
+    assert {t.day for t in res.ticks if t.listings > 0} == {1, 2}
+
+
+def _written(endpoint: str, buckets: set[str]) -> dict[tuple[str, str], datetime]:
+    """Each object's LastModified in ``buckets`` of the moto server at ``endpoint``."""
+    import boto3
+
+    from tests.soak_month import aws_environment, environment
+
+    with environment(aws_environment(endpoint)):
+        s3 = boto3.client("s3")
+        return {
+            (b, o["Key"]): o["LastModified"]
+            for b in buckets
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=b)
+            for o in page.get("Contents", [])
+        }
+
+
+def test_the_soak_servers_clock_stamps_what_is_written_from_then_on() -> None:
+    from tests.soak_month import aws_environment, environment
+    from tests.soak_month.server import set_clock
+
+    at = datetime(2026, 10, 3, 4, 5, 6, tzinfo=UTC)
+    with MotoProcess() as endpoint, environment(aws_environment(endpoint)):
+        import boto3
+
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="soak-clock")
+        set_clock(endpoint, at)
+        s3.put_object(Bucket="soak-clock", Key="then", Body=b"1")
+        set_clock(endpoint, at + timedelta(minutes=5))
+        s3.put_object(Bucket="soak-clock", Key="later", Body=b"2")
+        set_clock(endpoint, None)
+        s3.put_object(Bucket="soak-clock", Key="now", Body=b"3")
+        got = {
+            k: s3.head_object(Bucket="soak-clock", Key=k)["LastModified"]
+            for k in ("then", "later", "now")
+        }
+    assert got["then"] == at and got["later"] == at + timedelta(minutes=5)
+    assert abs(got["now"] - datetime.now(UTC)) < timedelta(minutes=10)
 
 
 def test_resuming_with_other_options_is_refused(tmp_path: Path) -> None:

@@ -14,14 +14,17 @@
   Scheduler event carrying the tick's time (the function's "now").
 
 The simulated month lies in the past (``START``): the scheduled function never takes a time later
-than the clock's. The stack's lag (``LagMinutes``) covers the latest delivery.
+than the clock's. The stack's lag (``LagMinutes``) covers the latest delivery. The moto server
+keeps the month's time (``server.set_clock``): an object is stamped with the time of its
+delivery, and what a function writes with the time of its run.
 
 Measured for each tick (the scheduled run and the object runs since the tick before): run time,
 peak memory of this process (its high-water mark, reset before each run: Linux), the lake's files
 read (objects the moto server was asked for, ``server.CountingApp``) and the rows of the state
-files among them (``_state/`` and ``incidents/``). At the end: every event of the simulator's truth
-is in the lake once, no notification reached the topic's subscriber twice, every labelled attack
-paged; the lake's file count, and again after ``tenantwatch compact`` where the CLI has it.
+files among them (``_state/`` and ``incidents/``), and the listings made (of any bucket). At the
+end: every event of the simulator's truth is in the lake once, no notification reached the topic's
+subscriber twice, every labelled attack paged; the lake's file count, and again after
+``tenantwatch compact`` where the CLI has it.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from typing import Any
 
 from tests.soak_month import checkpoint
 from tests.soak_month.measure import Reads, lake_files, peak_rss_mb, reset_peak_rss
+from tests.soak_month.server import set_clock
 
 START = date(2026, 10, 5)  # a Monday; the month must end before the clock's today
 TRAIL = "org-trail"
@@ -101,6 +105,7 @@ class Tick:
     peak_mb: float = 0.0
     files_read: int = 0
     state_rows: int = 0
+    listings: int = 0
     statuses: Counter[str] = field(default_factory=Counter)
 
 
@@ -311,8 +316,10 @@ def run(
     with environment(aws_environment(endpoint)):
         checkpoint.seed_moto(endpoint)  # the stack's names as in every other deployment
         config = (logs / "tenantwatch.toml").read_text()
+        first = datetime.combine(START, datetime.min.time(), UTC)
+        set_clock(endpoint, datetime.fromisoformat(position.now) if position else first)
         deployed = deploy(spec.lag_minutes, spec.tick_minutes, config)
-        restored = checkpoint.restore(saved) if position is not None else 0
+        restored = checkpoint.restore(saved, endpoint) if position is not None else 0
         env = dict(deployed.env)
         env["TENANTWATCH_RUN_SLIDE"] = "1" if spec.sliding else "0"
         if spec.local_lake is not None:
@@ -375,19 +382,26 @@ def _play(
             while i < len(deliveries) and deliveries[i].at <= now:
                 d = deliveries[i]
                 i += 1
+                set_clock(endpoint, d.at)  # what S3 stamps on the object, and on what the
+                # function it notifies writes
                 if d.path is not None:
                     s3.put_object(Bucket=d.bucket, Key=d.key, Body=d.path.read_bytes())
                 if d.notify:
                     event = object_created(d.bucket, d.key, d.at)
-                    out, seconds, peak, got = _invoke(reads, sink, handler.on_s3_object, event)
+                    out, seconds, peak, got, listed = _invoke(
+                        reads, sink, handler.on_s3_object, event
+                    )
+                    tick.listings += listed
                     tick.object_s.append(seconds)
                     tick.peak_mb = max(tick.peak_mb, peak)
                     tick.statuses[f"object:{out.get('status')}"] += 1
                     for k, c in got.items():
                         touched[k] = touched.get(k, 0) + c
             n += 1
+            set_clock(endpoint, now)
             event = awsstack.scheduler_event(stack.template, now, f"soak-{n}")
-            out, seconds, peak, got = _invoke(reads, sink, handler.scheduled, event)
+            out, seconds, peak, got, listed = _invoke(reads, sink, handler.scheduled, event)
+            tick.listings += listed
             tick.sched_s = seconds
             tick.peak_mb = max(tick.peak_mb, peak)
             tick.statuses[f"scheduled:{out.get('status')}"] += 1
@@ -425,7 +439,7 @@ def _play(
 
 def _invoke(
     reads: Reads, sink: io.StringIO, fn: Callable[[Any, Any], dict[str, Any]], event: Any
-) -> tuple[dict[str, Any], float, float, dict[str, int]]:
+) -> tuple[dict[str, Any], float, float, dict[str, int], int]:
     from tests.fakes import FakeContext
 
     reads.take()  # start counting here
@@ -435,10 +449,10 @@ def _invoke(
         out = fn(event, FakeContext())
     seconds = time.perf_counter() - t0
     peak = peak_rss_mb()
-    got = reads.take()
+    got, listings = reads.take()
     sink.seek(0)
     sink.truncate()
-    return out, seconds, peak, got
+    return out, seconds, peak, got, listings
 
 
 def _progress_line(res: Result, day: int, wall: float) -> str:
@@ -506,7 +520,7 @@ def measured_days(days: int) -> list[int]:
 
 TABLE_HEAD = (
     "| day | ticks | scheduled run s | object run s | peak memory MB | files read "
-    "| state rows read | lake files at day end |\n|---|---|---|---|---|---|---|---|"
+    "| state rows read | listings | lake files at day end |\n|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -517,13 +531,14 @@ def _row(day: int, ticks: list[Tick], files: int | str) -> str:
         return statistics.median(xs) if xs else 0.0
 
     if not ticks:
-        return f"| {day} | not reached | | | | | | |"
+        return f"| {day} | not reached | | | | | | | |"
     objs = [s for t in ticks for s in t.object_s]
     return (
         f"| {day} | {len(ticks)} | {med([t.sched_s for t in ticks]):.2f} "
         f"(max {max(t.sched_s for t in ticks):.2f}) | {med(objs):.2f} "
         f"| {med([t.peak_mb for t in ticks]):.0f} | {med([t.files_read for t in ticks]):.0f} "
-        f"| {med([t.state_rows for t in ticks]):.0f} | {files} |"
+        f"| {med([t.state_rows for t in ticks]):.0f} | {med([t.listings for t in ticks]):.0f} "
+        f"| {files} |"
     )
 
 

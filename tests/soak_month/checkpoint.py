@@ -119,7 +119,14 @@ def save(folder: Path, position: Position) -> dict[str, int]:
                     copied += 1
                 else:
                     kept += 1
-                objects.append({"bucket": bucket, "key": obj["Key"], "blob": name})
+                objects.append(
+                    {
+                        "bucket": bucket,
+                        "key": obj["Key"],
+                        "blob": name,
+                        "modified": obj["LastModified"].isoformat(),
+                    }
+                )
     ddb = boto3.client("dynamodb")
     tables: dict[str, list[Any]] = {}
     for name in ddb.list_tables().get("TableNames", []):
@@ -146,14 +153,19 @@ def load(folder: Path) -> Position | None:
     return Position(**json.loads(path.read_text())["position"])
 
 
-def restore(folder: Path) -> int:
-    """Put the checkpoint's objects and items into the moto server (the stack deployed again
-    first: its buckets and tables exist); the number of objects put."""
+def restore(folder: Path, endpoint: str) -> int:
+    """Put the checkpoint's objects and items into the moto server at ``endpoint`` (the stack
+    deployed again first: its buckets and tables exist), each object written at the time it was
+    (the server's month clock, ``server.set_clock``); the number of objects put. The clock is
+    left at the checkpoint's time."""
     import boto3
+
+    from tests.soak_month.server import set_clock
 
     state = json.loads((folder / STATE).read_text())
     s3 = boto3.client("s3")
     have = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+    clock = None
     for o in state["objects"]:
         if o["bucket"] not in have:
             s3.create_bucket(Bucket=o["bucket"])
@@ -161,6 +173,9 @@ def restore(folder: Path) -> int:
         blob = folder / "blobs" / o["blob"]
         meta = json.loads((folder / "blobs" / f"{o['blob']}.json").read_text())
         extra = {"ContentType": meta["type"]} if meta.get("type") else {}
+        if o.get("modified") and o["modified"] != clock:  # else (an older checkpoint): now
+            clock = o["modified"]
+            set_clock(endpoint, datetime.fromisoformat(clock))
         s3.put_object(
             Bucket=o["bucket"], Key=o["key"], Body=blob.read_bytes(), Metadata=meta["meta"], **extra
         )
@@ -168,4 +183,5 @@ def restore(folder: Path) -> int:
     for name, items in state["tables"].items():
         for item in items:
             ddb.put_item(TableName=name, Item=item)
+    set_clock(endpoint, datetime.fromisoformat(state["position"]["now"]))
     return len(state["objects"])

@@ -42,12 +42,15 @@ class Reads:
         self.prefix = f"{lake_bucket}/{lake_prefix}"
         self.rows: dict[str, int] = {}  # state file -> rows (state files are small, few rewritten)
 
-    def take(self) -> dict[str, int]:
+    def take(self) -> tuple[dict[str, int], int]:
+        """The lake objects read since the last call (requests per object), and the listings
+        (of any bucket: the inputs' too)."""
         import urllib.request
 
         with urllib.request.urlopen(self.url) as r:  # noqa: S310 - our server on 127.0.0.1
-            reads: dict[str, int] = json.loads(r.read())["reads"]
-        return {k: n for k, n in reads.items() if k.startswith(self.prefix)}
+            got = json.loads(r.read())
+        reads: dict[str, int] = got["reads"]
+        return {k: n for k, n in reads.items() if k.startswith(self.prefix)}, int(got["listings"])
 
     def state_rows(self, keys: Iterator[str] | list[str]) -> int:
         import pyarrow.parquet as pq

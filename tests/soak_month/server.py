@@ -5,6 +5,13 @@ count needs no hook in the pipeline. ``GET /_soak/reads`` answers the object rea
 such call (``{"bucket/key": requests}``, GETs and HEADs of objects, not listings) and the number
 of listings, and starts counting again. moto holds every object in memory: in a process of its own
 it leaves the memory of the process running the functions to them.
+
+The server keeps the month's time, not the machine's: ``POST /_soak/clock?at=<ISO time>`` sets
+the time S3 stamps on what is written from then on (an object's ``LastModified``, a delete
+marker's, an Object Lock retention's start). Left on the machine's clock, every object of a month
+played in the past would be written after every moment of it: a scheduled run, which takes an
+object outside a dated layout (a log export's) as an input once it was written since the run's
+start, would list each export ever delivered as new, on every tick.
 """
 
 from __future__ import annotations
@@ -15,10 +22,12 @@ import multiprocessing as mp
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote
 
 READS = "/_soak/reads"
+CLOCK = "/_soak/clock"
 
 StartResponse = Callable[..., Any]
 
@@ -26,14 +35,24 @@ StartResponse = Callable[..., Any]
 class CountingApp:
     """WSGI middleware in front of moto's application (path-style S3 requests)."""
 
-    def __init__(self, app: Callable[[dict[str, Any], StartResponse], Iterable[bytes]]) -> None:
+    def __init__(
+        self,
+        app: Callable[[dict[str, Any], StartResponse], Iterable[bytes]],
+        clock: Callable[[datetime | None], None] | None = None,
+    ) -> None:
         self.app = app
+        self.clock = clock
         self.lock = threading.Lock()
         self.reads: Counter[str] = Counter()
         self.listings = 0
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
+        if path == CLOCK and self.clock is not None:
+            at = parse_qs(environ.get("QUERY_STRING", "")).get("at", [""])[0]
+            self.clock(datetime.fromisoformat(at) if at else None)
+            start_response("204 No Content", [])
+            return []
         if path == READS:
             with self.lock:
                 body = json.dumps({"reads": dict(self.reads), "listings": self.listings})
@@ -142,6 +161,28 @@ def index_listings() -> Callable[[], None]:
     return undo
 
 
+def month_clock() -> Callable[[datetime | None], None]:
+    """Make moto's S3 stamp what is written with a time of the month's (see the module's
+    docstring): the setter returned takes an aware time, or None for the machine's clock again.
+    For this process only (the soak's server)."""
+    from moto.s3 import models
+
+    real = models.utcnow
+    now: list[datetime | None] = [None]
+
+    def utcnow() -> datetime:
+        at = now[0]
+        return real() if at is None else at
+
+    models.utcnow = utcnow  # type: ignore[attr-defined]
+
+    def set_clock(at: datetime | None) -> None:
+        # moto's times are naive UTC.
+        now[0] = None if at is None else at.astimezone(UTC).replace(tzinfo=None)
+
+    return set_clock
+
+
 def _serve(conn: Any) -> None:
     import logging
 
@@ -153,7 +194,7 @@ def _serve(conn: Any) -> None:
     server = threaded_server()
     inner = server._server
     assert inner is not None
-    inner.app = CountingApp(inner.app)  # type: ignore[assignment]
+    inner.app = CountingApp(inner.app, month_clock())  # type: ignore[assignment]
     conn.send(server.get_host_and_port())
     conn.recv()  # until the parent says stop (or dies: recv raises EOFError)
 
@@ -179,3 +220,14 @@ class MotoProcess:
         if self.proc.is_alive():
             self.proc.kill()
             self.proc.join()
+
+
+def set_clock(endpoint: str, at: datetime | None) -> None:
+    """Set the server's clock (``CLOCK``) to ``at``; None: the machine's clock again."""
+    import urllib.parse
+    import urllib.request
+
+    query = urllib.parse.urlencode({"at": at.isoformat()} if at is not None else {})
+    req = urllib.request.Request(f"{endpoint}{CLOCK}?{query}", method="POST")  # noqa: S310
+    with urllib.request.urlopen(req) as r:  # noqa: S310 - our server on 127.0.0.1
+        r.read()
