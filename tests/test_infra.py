@@ -234,6 +234,18 @@ def test_the_logs_inbox_is_a_source_written_only_under_its_prefix_and_expired() 
     assert not default.startswith("lake/")
 
 
+def test_the_lakes_deleted_files_leave_no_delete_markers_for_good() -> None:
+    """Compaction and retention delete lake files daily: their old versions expire, and then the
+    delete markers left of them (S3 refuses ExpiredObjectDeleteMarker in a rule that expires
+    current versions, so it has a rule of its own, over the whole bucket)."""
+    resources = awsstack.template()["Resources"]
+    rules = resources["LakeBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    (versions,) = [r for r in rules if r.get("ExpiredObjectDeleteMarker")]
+    assert versions["Status"] == "Enabled" and "Prefix" not in versions
+    assert versions["NoncurrentVersionExpiration"] == {"NoncurrentDays": 30}
+    assert "ExpirationInDays" not in versions
+
+
 def test_a_subscription_filter_and_its_permission_per_log_group_given() -> None:
     resources = awsstack.template()["Resources"]
     filters = {k: r for k, r in resources.items() if r["Type"] == "AWS::Logs::SubscriptionFilter"}
