@@ -45,7 +45,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from pipeline import schema
+from pipeline import lake_io, schema
 from pipeline.lake import (
     COMPACTED,
     EVENTS,
@@ -144,6 +144,12 @@ def _mtimes(lake: Lake, rel: str) -> dict[str, datetime]:
 
 
 def _delete(lake: Lake, rel: str) -> bool:
+    """Delete the replaced file ``rel``; False if it was gone already (locally). On S3 one
+    ``DeleteObject`` (``lake_io.delete``): pyarrow's delete writes a folder marker in place of a
+    folder it empties, and every hour compacted into its day would leave one."""
+    if not lake.is_local:
+        lake_io.delete(lake, rel)
+        return True
     try:
         lake.fs.delete_file(lake.path(rel))
     except FileNotFoundError:

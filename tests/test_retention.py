@@ -82,6 +82,9 @@ def test_retention_and_compaction_on_s3(aws: str, tmp_path: Path) -> None:
         all(COMPACTED in k for k in keys if k.endswith(".parquet"))
         and rows(Lake("s3://lake/c")) == before_rows
     )
+    # The hours compacted into their day leave nothing behind: no folder marker per emptied
+    # hour, which every later listing of the day would return.
+    assert [k for k in keys if k.endswith("/")] == []
     meta = pq.read_metadata(lake.path(lake.files("events")[0]), filesystem=lake.fs).metadata
     assert json.loads(meta[REPLACES])
 
