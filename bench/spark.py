@@ -274,9 +274,14 @@ def main(args: argparse.Namespace) -> None:
         for engine in ENGINES:
             r = measure(n, engine, lake, records, only, conf, args.data / "spark-logs")
             runs.append(r)
+            # Each run whole as it ends: a run of several sizes stopped before its table keeps
+            # the figures of those it ran.
             print(
-                f"  {n:,} events, {engine}: {r.wall_s:.1f} s, driver {r.driver_mb:,.0f} MB, "
-                f"JVM {r.jvm_mb:,.0f} MB, largest worker {r.worker_mb:,.0f} MB {r.error}",
+                f"  {n:,} events, {engine}: {r.wall_s:.1f} s, {r.cpu_s:.1f} CPU s, "
+                f"{r.records:,} events read, driver {r.driver_mb:,.0f} MB, "
+                f"JVM {r.jvm_mb:,.0f} MB, workers {r.workers_mb:,.0f} MB, "
+                f"largest worker {r.worker_mb:,.0f} MB, {r.findings:,} findings, "
+                f"largest task {r.task[0] or '-'} ({r.task[1]:,} events) {r.error}",
                 file=sys.stderr,
                 flush=True,
             )

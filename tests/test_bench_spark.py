@@ -48,7 +48,8 @@ def test_the_table_has_a_row_per_engine(tmp_path: Path, capsys: pytest.CaptureFi
         spark_conf=["spark.sql.shuffle.partitions=4"],
     )
     spark.main(args)
-    out = capsys.readouterr().out
+    got = capsys.readouterr()
+    out = got.out
 
     lines = out.splitlines()
     dashes = next(i for i, line in enumerate(lines) if line.startswith("-----"))
@@ -67,3 +68,7 @@ def test_the_table_has_a_row_per_engine(tmp_path: Path, capsys: pytest.CaptureFi
     jvm, workers, largest = (float(c.replace(",", "")) for c in on_spark[8:11])
     assert jvm > 0 and workers > 0 and largest > 0  # the JVM and its workers were measured
     assert "20,000 events, spark:" in out  # the figures the sizing starts from
+    # Each run's figures are printed as it ends (stderr), whatever stops the runs after it.
+    for engine, row in (("local", local), ("spark", on_spark)):
+        line = next(x for x in got.err.splitlines() if f"20,000 events, {engine}:" in x)
+        assert f"{row[2]} events read" in line and f"{row[11]} findings" in line
