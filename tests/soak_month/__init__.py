@@ -38,9 +38,8 @@ import os
 import random
 import re
 import shutil
-import statistics
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -50,12 +49,12 @@ from typing import Any
 from tests.soak_month import checkpoint
 from tests.soak_month.measure import Reads, lake_files, peak_rss_mb, reset_peak_rss
 from tests.soak_month.server import set_clock
+from tests.soak_month.table import row_of, table
 
 START = date(2026, 10, 5)  # a Monday; the month must end before the clock's today
 TRAIL = "org-trail"
 EXPORTS = "tw-log-exports"
 TICK_S = 300
-MEASURED_DAYS = (1, 10, 30)
 
 _SLOT = re.compile(r"_(\d{8}T\d{4})Z_[A-Za-z0-9]+\.json\.gz$")
 _DIGEST = re.compile(r"_(\d{8}T\d{6})Z\.json\.gz$")
@@ -457,7 +456,7 @@ def _invoke(
 
 def _progress_line(res: Result, day: int, wall: float) -> str:
     """The day's row of the table, as soon as the day is played."""
-    row = _row(day, [t for t in res.ticks if t.day == day], res.day_files.get(day, ""))
+    row = row_of(day, [t for t in res.ticks if t.day == day], res.day_files.get(day, ""))
     return f"{row} {wall / 60:.1f} min so far"
 
 
@@ -509,47 +508,6 @@ def _compact(res: Result, root: str, end: datetime, bucket: str, prefix: str) ->
         return
     res.compaction = "tenantwatch compact --before " + before
     res.files_after = lake_files(bucket, prefix)
-
-
-# --- the table ------------------------------------------------------------------------------------
-
-
-def measured_days(days: int) -> list[int]:
-    return sorted({d for d in MEASURED_DAYS if d <= days} | {days})
-
-
-TABLE_HEAD = (
-    "| day | ticks | scheduled run s | object run s | peak memory MB | files read "
-    "| state rows read | listings | lake files at day end |\n|---|---|---|---|---|---|---|---|---|"
-)
-
-
-def _row(day: int, ticks: list[Tick], files: int | str) -> str:
-    """A day's medians over its ticks (the scheduled run's slowest tick too)."""
-
-    def med(xs: list[float]) -> float:
-        return statistics.median(xs) if xs else 0.0
-
-    if not ticks:
-        return f"| {day} | not reached | | | | | | | |"
-    objs = [s for t in ticks for s in t.object_s]
-    return (
-        f"| {day} | {len(ticks)} | {med([t.sched_s for t in ticks]):.2f} "
-        f"(max {max(t.sched_s for t in ticks):.2f}) | {med(objs):.2f} "
-        f"| {med([t.peak_mb for t in ticks]):.0f} | {med([t.files_read for t in ticks]):.0f} "
-        f"| {med([t.state_rows for t in ticks]):.0f} | {med([t.listings for t in ticks]):.0f} "
-        f"| {files} |"
-    )
-
-
-def table(res: Result) -> str:
-    by_day: dict[int, list[Tick]] = defaultdict(list)
-    for t in res.ticks:
-        by_day[t.day].append(t)
-    reached = max(by_day, default=1)
-    days = sorted(set(measured_days(res.spec.days)) | {reached})
-    rows = [_row(d, by_day.get(d, []), res.day_files.get(d, "")) for d in days]
-    return "\n".join([TABLE_HEAD, *rows])
 
 
 def summary(res: Result) -> str:

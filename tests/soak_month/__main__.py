@@ -13,8 +13,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.soak_month import TABLE_HEAD, MonthSpec, run, summary
+from tests.soak_month import MonthSpec, run, summary
 from tests.soak_month.server import MotoProcess
+from tests.soak_month.table import TABLE_HEAD
 
 
 def _interrupt(*_: object) -> None:
