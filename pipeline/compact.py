@@ -143,24 +143,6 @@ def _mtimes(lake: Lake, rel: str) -> dict[str, datetime]:
     return out
 
 
-def _delete(lake: Lake, rel: str) -> bool:
-    """Delete the replaced file ``rel``; False if it was gone already (locally). On S3 one
-    ``DeleteObject`` (``lake_io.delete``): pyarrow's delete writes a folder marker in place of a
-    folder it empties, and every hour compacted into its day would leave one."""
-    if not lake.is_local:
-        lake_io.delete(lake, rel)
-        return True
-    try:
-        lake.fs.delete_file(lake.path(rel))
-    except FileNotFoundError:
-        return False
-    except OSError:
-        if lake.exists(rel):
-            raise
-        return False
-    return True
-
-
 def compacted_name(names: Iterable[str]) -> str:
     h = hashlib.sha256("\n".join(sorted(names)).encode()).hexdigest()[:32]
     return f"{COMPACTED}{h}.parquet"
@@ -246,7 +228,7 @@ def compact_folder(
     # nothing it replaces is left.
     hidden = sorted(set(files) - visible, key=_deletion_order)
     for name in hidden:
-        done.deleted += _delete(lake, posixpath.join(folder, name))
+        done.deleted += lake_io.delete(lake, posixpath.join(folder, name))
         files.pop(name)
     pool = {n: s for n, s in files.items() if n in visible and (only is None or only(n))}
     # Below ``min_files`` nothing is written: only what an earlier run left hidden is deleted.
@@ -261,7 +243,7 @@ def compact_folder(
         lake.write_table(posixpath.join(folder, out), rows.replace_schema_metadata(meta))
         done.written += 1
         for name in sorted(group, key=_deletion_order):
-            done.deleted += _delete(lake, posixpath.join(folder, name))
+            done.deleted += lake_io.delete(lake, posixpath.join(folder, name))
             files.pop(name)
         files[out] = 0
     done.files_after = len(lake.current(_under(folder, files)))

@@ -55,14 +55,6 @@ def anchor(found: pa.Table, length: timedelta) -> dict[datetime, pa.Table]:
     return {s: pa.Table.from_pylist(rows, schema.FINDINGS) for s, rows in out.items()}
 
 
-def _remove(lake: Lake, rel: str) -> None:
-    """Remove the live file ``rel`` (one request on S3: ``lake_io.delete``)."""
-    if lake.is_local:
-        lake.fs.delete_file(lake.path(rel))
-    else:
-        lake_io.delete(lake, rel)
-
-
 def _read_or_none(lake: Lake, rel: str, columns: list[str] | None = None) -> pa.Table | None:
     """The findings file ``rel`` in one request, or None if there is none."""
     import pyarrow.parquet as pq
@@ -106,7 +98,7 @@ def _settle_live(
     if left.num_rows:
         lake.write_table(rel, left)
     else:
-        _remove(lake, rel)
+        lake_io.delete(lake, rel)
 
 
 def _present(
@@ -150,5 +142,5 @@ def _write_live(
         if news or not exists or present:
             lake.write_table(rel, merged)
     elif exists:
-        _remove(lake, rel)
+        lake_io.delete(lake, rel)
     return news

@@ -89,15 +89,27 @@ def write_bytes(lake: Lake, rel: str, data: bytes) -> None:
     lake.fs.move(tmp, dest)
 
 
-def delete(lake: Lake, rel: str) -> None:
-    """Remove ``rel`` in one ``DeleteObject`` (gone already is fine, as S3 has it). pyarrow's
-    delete asks for the key first and then for its parent folders, and writes a folder marker
-    in their place if the folder is left empty; the lake has no folder markers on S3."""
+def delete(lake: Lake, rel: str) -> bool:
+    """Remove the lake file ``rel``; False if it was gone already (known only locally: S3's
+    ``DeleteObject`` answers the same either way, and is True). On S3 one ``DeleteObject``:
+    pyarrow's delete asks for the key first and then for its parent folders, and writes a folder
+    marker in their place if the folder is left empty; the lake has no folder markers on S3."""
+    if lake.is_local:
+        try:
+            lake.fs.delete_file(lake.path(rel))
+        except FileNotFoundError:
+            return False
+        except OSError:
+            if lake.exists(rel):
+                raise
+            return False
+        return True
     bucket, _, key = lake.path(rel).partition("/")
     try:
         aws.client("s3").delete_object(Bucket=bucket, Key=key)
     except Exception as exc:
         raise OSError(f"{lake.uri(rel)}: {type(exc).__name__}: {exc}"[:500]) from exc
+    return True
 
 
 def put(lake: Lake, rel: str, data: bytes | pa.Buffer) -> None:

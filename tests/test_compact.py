@@ -90,7 +90,7 @@ def test_readers_see_each_row_once_between_commit_and_deletion(
     run that died there): readers leave the replaced files out; the next run deletes them."""
     lake, _ = built(tmp_path)
     before_rows, before_q = rows(lake), quarantined(lake)
-    monkeypatch.setattr(compact, "_delete", lambda *_: False)
+    monkeypatch.setattr(compact.lake_io, "delete", lambda *_: False)
     compact.compact(lake, END)
     raw = [p for p in (tmp_path / "lake" / "events").rglob("*.parquet")]
     assert sum(COMPACTED in p.name for p in raw) < len(raw)  # both are there
@@ -481,12 +481,12 @@ def test_a_compacted_day_reads_as_its_hours_did(tmp_path: Path) -> None:
     # Between a day's commit and its deletions (or a run that died there): the same.
     between = tmp_path / "between"
     shutil.copytree(lake.root, between)
-    original = compact._delete
-    compact._delete = lambda *_: False  # type: ignore[assignment]
+    original = compact.lake_io.delete
+    compact.lake_io.delete = lambda *_: False  # type: ignore[assignment]
     try:
         compact.compact(Lake(str(between)), END)
     finally:
-        compact._delete = original  # type: ignore[assignment]
+        compact.lake_io.delete = original  # type: ignore[assignment]
     assert any(between.rglob("hour=10/part-*.parquet"))
     assert seen(between) == plain
 

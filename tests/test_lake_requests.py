@@ -169,8 +169,31 @@ def test_a_marker_is_removed_in_one_delete_leaving_no_folder_marker(
     lake = Lake(root)
     store.write_bytes(lake, "_state/late/20261116T1000", b"")
     proxy.log.clear()
-    store.delete(lake, "_state/late/20261116T1000", missing_ok=True)
-    store.delete(lake, "_state/late/20261116T1000", missing_ok=True)  # gone already: fine
+    lake_io.delete(lake, "_state/late/20261116T1000")
+    lake_io.delete(lake, "_state/late/20261116T1000")  # gone already: fine
     assert [e.method for e in proxy.log] == ["DELETE", "DELETE"]
+    listed = direct("s3", aws).list_objects_v2(Bucket="lake").get("Contents", [])
+    assert listed == []
+
+
+def test_a_local_file_is_deleted_once_and_gone_already_is_reported(tmp_path: Path) -> None:
+    lake = Lake(str(tmp_path))
+    (tmp_path / "_state" / "late").mkdir(parents=True)
+    (tmp_path / "_state" / "late" / "20261116T1000").write_bytes(b"")
+    assert lake_io.delete(lake, "_state/late/20261116T1000") is True
+    assert not (tmp_path / "_state" / "late" / "20261116T1000").exists()
+    assert lake_io.delete(lake, "_state/late/20261116T1000") is False
+
+
+def test_the_metrics_spool_sent_leaves_no_folder_marker_on_s3(proxy: RuleProxy, aws: str) -> None:
+    from pipeline.alert import metrics, store
+    from pipeline.lake import metrics_spool_file
+
+    root = upload_lake(Path("/nonexistent"), aws, "lake")
+    lake = Lake(root)
+    rel = metrics_spool_file("a" * 24)
+    store.write_bytes(lake, rel, b"[]")
+    out = metrics.put(lake, "Tenantwatch", [], region="us-east-1")
+    assert out["error"] is None and out["sent"] == 0
     listed = direct("s3", aws).list_objects_v2(Bucket="lake").get("Contents", [])
     assert listed == []

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pipeline import aws
+from pipeline import aws, lake_io
 from pipeline.alert import calls, store
 from pipeline.lake import STATE_METRICS, Lake, metrics_spool_file
 
@@ -145,11 +145,11 @@ def put(
         error = f"{type(exc).__name__}: {exc}"[:300]
     if error is None:
         for rel in files:
-            store.delete(lake, rel)
+            lake_io.delete(lake, rel)
     elif sent:
         # Part went out: keep only the rest, so a retry does not double what CloudWatch has.
         for rel in files:
-            store.delete(lake, rel)
+            lake_io.delete(lake, rel)
         _spool(lake, points[sent:])
     return {
         "sent": sent,

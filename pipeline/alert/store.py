@@ -194,7 +194,7 @@ def save_incidents(lake: Lake, incs: Iterable[Incident]) -> None:
         table = pa.Table.from_pylist([inc.as_row()], schema=schema.INCIDENTS)
         lake.write_table(incident_path(inc), table)
         if not snapshot_due(inc):
-            delete(lake, marker, missing_ok=True)
+            lake_io.delete(lake, marker)
 
 
 # --- the outbox ----------------------------------------------------------------------------------
@@ -266,7 +266,7 @@ def _unsent_marker(rel: str) -> str:
 def unmark(lake: Lake, row: Mapping[str, Any]) -> None:
     """Drop the unsent marker of a row that is sent (rows ``load_unsent`` gave have
     ``_marked``)."""
-    delete(lake, _unsent_marker(row["_path"]), missing_ok=True)
+    lake_io.delete(lake, _unsent_marker(row["_path"]))
 
 
 def ensure_index(lake: Lake) -> None:
@@ -352,14 +352,3 @@ def write_bytes(lake: Lake, rel: str, data: bytes) -> None:
 def read_bytes(lake: Lake, rel: str) -> bytes:
     """The file at ``rel`` in one request (``Lake.read_bytes``)."""
     return lake.read_bytes(rel)
-
-
-def delete(lake: Lake, rel: str, missing_ok: bool = False) -> None:
-    if missing_ok and not lake.is_local:
-        lake_io.delete(lake, rel)  # one request
-        return
-    try:
-        lake.fs.delete_file(lake.path(rel))
-    except FileNotFoundError:
-        if not missing_ok:
-            raise

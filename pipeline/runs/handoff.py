@@ -269,10 +269,10 @@ class Handoffs:
         return self._note(report, rec, state, "failed", error)
 
     def _finish(self, report: Report, rec: Record, start: datetime, state: str) -> Step:
-        from pipeline.alert import store
+        from pipeline import lake_io
         from pipeline.lake import handoff_file
 
-        store.delete(self.lake, handoff_file(f"{start:{NAME}}"), missing_ok=True)
+        lake_io.delete(self.lake, handoff_file(f"{start:{NAME}}"))
         return self._note(report, rec, state, "done")
 
     @staticmethod

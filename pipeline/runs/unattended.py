@@ -394,7 +394,7 @@ def _redetect_late(
     goes to the job, and keeps its marker until its job run is done."""
     import pyarrow.fs as pafs
 
-    from pipeline.alert import store
+    from pipeline import lake_io
     from pipeline.lake import STATE_LATE, Lake
 
     lake = Lake(lake_root)
@@ -418,7 +418,7 @@ def _redetect_late(
         if went == "local":
             detect_and_alert(stages, lake_root, cfg, (start, start + step), None, report)
         report.late.append(f"{start.isoformat()}/{(start + step).isoformat()}")
-        store.delete(lake, f"{STATE_LATE}/{name}", missing_ok=True)
+        lake_io.delete(lake, f"{STATE_LATE}/{name}")
 
 
 def _slide(
