@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/run.py [--only NAME] [--records N] [--events N] [--data DIR]
                                   [--attacks N] [--bursts N] [--spark-sizes N [N ...]]
+                                  [--spark-engines ENGINE [ENGINE ...]]
 
 ``BENCHMARKS`` is the registry: a name and a function taking the parsed options. See
 bench/README.md.
@@ -75,8 +76,16 @@ def main(argv: list[str] | None = None) -> None:
         type=int,
         nargs="+",
         metavar="N",
-        help="spark: the lake sizes in events, each run on both engines "
+        help="spark: the lake sizes in events, each run on both engines (unless --spark-engines) "
         f"(default: --events if given, else {', '.join(f'{n:,}' for n in spark.SIZES)})",
+    )
+    ap.add_argument(
+        "--spark-engines",
+        nargs="+",
+        choices=spark.ENGINES,
+        metavar="ENGINE",
+        help="spark: only these engines (local, spark; default both), e.g. to run again a size "
+        "whose Spark run failed",
     )
     ap.add_argument(
         "--spark-detectors",

@@ -271,7 +271,7 @@ def main(args: argparse.Namespace) -> None:
     for n in sizes(args):
         lake, summary = dataset(args.data, n)
         records = summary["window"] + summary["history"]
-        for engine in ENGINES:
+        for engine in getattr(args, "spark_engines", None) or ENGINES:
             r = measure(n, engine, lake, records, only, conf, args.data / "spark-logs")
             runs.append(r)
             # Each run whole as it ends: a run of several sizes stopped before its table keeps

@@ -64,6 +64,7 @@ from pipeline.spark_plan import (
     events_schema,
     items,
     micros,
+    read_tasks,
     reader,
     spark_type,
 )
@@ -236,7 +237,7 @@ class _Run:
         root = self.lake.base if self.lake.is_local else self.lake.root
         read = Read(root, tuple(columns), tuple(self.det.sources), only, carried_env())
         spark_items = st.StructType([st.StructField(f.name, spark_type(f.type)) for f in ITEMS])
-        rdd = self.session.sparkContext.parallelize(plan, min(len(plan), self.buckets))
+        rdd = self.session.sparkContext.parallelize(plan, read_tasks(plan, self.buckets))
         frame = self.session.createDataFrame(rdd, spark_items)
         return frame.mapInArrow(reader(read), events_schema(columns))
 

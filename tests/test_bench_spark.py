@@ -72,3 +72,22 @@ def test_the_table_has_a_row_per_engine(tmp_path: Path, capsys: pytest.CaptureFi
     for engine, row in (("local", local), ("spark", on_spark)):
         line = next(x for x in got.err.splitlines() if f"20,000 events, {engine}:" in x)
         assert f"{row[2]} events read" in line and f"{row[11]} findings" in line
+
+
+def test_one_engine_runs_alone(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--spark-engines local``: a size run again on one engine prints that engine's row only."""
+    if why := spark.missing():
+        pytest.skip(why)
+    args = argparse.Namespace(
+        data=tmp_path,
+        events=20_000,
+        events_given=True,
+        spark_sizes=None,
+        spark_engines=["local"],
+        spark_detectors=["authz_failure_spike"],
+        spark_conf=[],
+    )
+    spark.main(args)
+    got = capsys.readouterr()
+    assert "20,000 events, local:" in got.err and "events, spark:" not in got.err
+    assert "local (run_detect)" in got.out and "spark local[2]" not in got.out

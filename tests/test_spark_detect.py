@@ -121,6 +121,30 @@ def test_sample_logs_on_spark_are_run_detect(
     assert files(Path(b)) == files(Path(a))
 
 
+def test_a_read_split_into_a_task_per_file_gives_the_same_findings(
+    spark: Any, sample: tuple[Path, Config], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long history is read in more tasks than buckets (``spark_plan.read_tasks``): a file a
+    task here, each task's rows still in a local read's order."""
+    from pipeline import spark_plan
+
+    monkeypatch.setattr(spark_plan, "READ_TASK_BYTES", 1)
+    made: list[int] = []
+    parallelize = type(spark.sparkContext).parallelize
+
+    def counted(self: Any, data: Any, slices: int | None = None) -> Any:
+        made.append(slices or 0)
+        return parallelize(self, data, slices)
+
+    monkeypatch.setattr(type(spark.sparkContext), "parallelize", counted)
+    template, cfg = sample
+    a, b = copies(template, tmp_path)
+    local = run_detect(a, cfg)
+    found = run_detect_spark(b, cfg, spark=spark, buckets=BUCKETS)
+    assert max(made) > BUCKETS  # the reads were split past the buckets
+    same_findings(local, found)
+
+
 def test_a_lake_in_s3_is_read_by_the_executors_over_http(
     spark: Any, aws: str, tmp_path: Path
 ) -> None:
