@@ -16,6 +16,21 @@ from bench import spark
 from pipeline.lake import read_events
 
 
+def options(tmp_path: Path, **more: object) -> argparse.Namespace:
+    """``--only spark --events 20000 --spark-detectors authz_failure_spike`` (one detector: a
+    Spark start and one pass), and ``more``."""
+    given: dict[str, object] = {
+        "data": tmp_path,
+        "events": 20_000,
+        "events_given": True,
+        "spark_sizes": None,
+        "spark_engines": None,
+        "spark_detectors": ["authz_failure_spike"],
+        "spark_conf": [],
+    }
+    return argparse.Namespace(**(given | more))
+
+
 def test_the_lake_is_a_month_of_the_tenants_asked(tmp_path: Path) -> None:
     summary = spark.generate(tmp_path / "lake", 30_000)
     events = read_events(str(tmp_path / "lake"), columns=["event_time", "actor_tenant"])
@@ -39,15 +54,7 @@ def test_the_lake_is_a_month_of_the_tenants_asked(tmp_path: Path) -> None:
 def test_the_table_has_a_row_per_engine(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     if why := spark.missing():
         pytest.skip(why)
-    args = argparse.Namespace(
-        data=tmp_path,
-        events=20_000,
-        events_given=True,  # --only spark --events 20000
-        spark_sizes=None,
-        spark_detectors=["authz_failure_spike"],  # one detector: a Spark start and one pass
-        spark_conf=["spark.sql.shuffle.partitions=4"],
-    )
-    spark.main(args)
+    spark.main(options(tmp_path, spark_conf=["spark.sql.shuffle.partitions=4"]))
     got = capsys.readouterr()
     out = got.out
 
@@ -78,16 +85,7 @@ def test_one_engine_runs_alone(tmp_path: Path, capsys: pytest.CaptureFixture[str
     """``--spark-engines local``: a size run again on one engine prints that engine's row only."""
     if why := spark.missing():
         pytest.skip(why)
-    args = argparse.Namespace(
-        data=tmp_path,
-        events=20_000,
-        events_given=True,
-        spark_sizes=None,
-        spark_engines=["local"],
-        spark_detectors=["authz_failure_spike"],
-        spark_conf=[],
-    )
-    spark.main(args)
+    spark.main(options(tmp_path, spark_engines=["local"]))
     got = capsys.readouterr()
     assert "20,000 events, local:" in got.err and "events, spark:" not in got.err
     assert "local (run_detect)" in got.out and "spark local[2]" not in got.out
