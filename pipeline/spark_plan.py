@@ -37,9 +37,9 @@ if TYPE_CHECKING:
 ORDER = "_tw_order"  # the item's ordinal << 32 | the row's position in the item's read
 BUCKET = "_tw_bucket"
 _ROW_BITS = 32
-# Parquet a read task takes on (``read_tasks``). Measured on the bench's lakes (about 22 bytes an
-# event): 32 MB a task (1.5M events) fit local[2]'s default 1 GB heap, 64 MB did not; a quarter
-# of what fit.
+# Parquet a read task takes on (``read_tasks``): about 380,000 events of the bench's lakes (about
+# 22 bytes an event), a quarter of the 32 MB tasks that ran. It bounds a task; what an executor
+# keeps of a detector's reads is bounded by its heap (README, "Past one machine").
 READ_TASK_BYTES = 8 << 20
 # What an executor needs to reach the lake that is no secret: where S3 is, in which region.
 # Credentials are never shipped; executors use their own (an instance role, their environment).
@@ -97,9 +97,9 @@ def items(
 def read_tasks(plan: Sequence[tuple[str, int, int, int, int]], buckets: int) -> int:
     """How many tasks read the files of ``plan``: one per bucket at least, and as many more as
     keep a task's files near ``READ_TASK_BYTES`` of Parquet (a file of unknown size counted as
-    the mean of those known). A task's rows are what an executor holds of them at once (and
-    keeps, for a detector's later passes), so that stays bounded however long the history:
-    with a task per bucket, a 14-day history of 50M events a month was 3M rows a task."""
+    the mean of those known). A task's rows are what an executor holds of them at once, so that
+    stays bounded however long the history: with a task per bucket, a 14-day history of 50M
+    events a month was 2.9M rows a task."""
     if not plan:
         return 1
     known = [size for _, size, *_ in plan if size >= 0]
